@@ -1,0 +1,122 @@
+"""The ``netkit`` root group and the process entry point.
+
+``main()`` owns the mapping from outcomes to exit statuses (``ExitCode``): no traceback ever
+reaches a user; each failure is one line on stderr. Keep this module's imports to click and the
+core's exit codes: it is on the start-up path of every invocation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from netkit import __version__
+from netkit.cli.context import FORMAT_CHOICES, AppContext
+from netkit.cli.lazy import LazyGroup
+from netkit.core.exitcodes import ExitCode
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("netkit.cli.serve:serve", "Run a TCP or UDP server: the peer for every measurement."),
+    "send": ("netkit.cli.send:send", "Send a message, a file or stdin over TCP or UDP (like nc)."),
+    "probe": ("netkit.cli.probe:probe", "Check reachability with retries and backoff; wait until up."),
+    "measure": ("netkit.cli.measure:measure", "Measure latency, loss and throughput."),
+    "info": ("netkit.cli.info:info", "Interfaces, sockets and traffic counters."),
+    "selftest": ("netkit.cli.selftest:selftest", "Run every capability against netkit's own servers."),
+    "completion": ("netkit.cli.completion:completion", "Print the shell completion script."),
+}
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "NETKIT"}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_subcommands=COMMANDS,
+    context_settings=CONTEXT_SETTINGS,
+)
+@click.version_option(__version__, "-V", "--version", prog_name="netkit", message="%(prog)s %(version)s")
+@click.option(
+    "--format", "format_", type=click.Choice(FORMAT_CHOICES), default="table", show_default=True,
+    help="Result format on stdout: tables for people, json/jsonl/csv for scripts.",
+)
+@click.option("--no-color", is_flag=True, help="Disable colour (NO_COLOR is honoured too).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; only the exit status tells.")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (repeatable).")
+@click.pass_context
+def cli(ctx: click.Context, format_: str, no_color: bool, quiet: bool, verbose: int) -> None:
+    """netkit: network diagnostics with honest numbers.
+
+    Results go to stdout, diagnostics to stderr. Exit status: 0 success, 1 the check failed,
+    2 usage or bad input, 3 runtime error, 130 interrupted.
+    """
+    ctx.obj = AppContext(format=format_, quiet=quiet, verbose=verbose, no_color=no_color)
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    try:
+        sys.stderr.write(f"netkit: {message}\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass
+    return int(code)
+
+
+def _quiet_broken_pipe() -> int:
+    # The reader went away (``| head -1``): point stdout at /dev/null so the interpreter's
+    # final flush cannot raise again, and leave without a word.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return int(ExitCode.BROKEN_PIPE)
+
+
+def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
+    """Run the CLI and return the exit status instead of exiting (for tests and embedding)."""
+    from netkit.core.errors import NetkitError
+
+    verbose = "-v" in (args if args is not None else sys.argv[1:]) or bool(os.environ.get("NETKIT_VERBOSE"))
+    try:
+        rv: Any = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        if isinstance(rv, int):
+            return rv
+        return int(ExitCode.OK)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        try:
+            exc.show()
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        return int(ExitCode.USAGE) if exc.exit_code == 2 else exc.exit_code
+    except NetkitError as exc:
+        return _fail(exc.message, exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        return _fail("interrupted", ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except PermissionError as exc:
+        return _fail(f"permission denied: {exc.strerror or exc}", ExitCode.RUNTIME)
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}", ExitCode.RUNTIME)
+    except Exception as exc:  # the last line of defence: never a traceback without -v
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (please report; -v shows detail)",
+                     ExitCode.RUNTIME)
+
+
+def main() -> None:
+    code = run()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _quiet_broken_pipe()
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)

@@ -1,0 +1,18 @@
+"""``netkit measure``: the meter. Each method lives in its own module, loaded on use."""
+
+from __future__ import annotations
+
+import click
+
+from netkit.cli.lazy import LazyGroup
+
+MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
+    "latency": ("netkit.cli.measure_latency:latency", "Round-trip time: tcp-connect, tcp-echo, udp, icmp."),
+    "loss": ("netkit.cli.measure_loss:loss", "Packet loss with a paced UDP probe stream."),
+    "throughput": ("netkit.cli.measure_throughput:throughput", "Bandwidth, like iperf3."),
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS)
+def measure() -> None:
+    """Measure latency, loss and throughput."""

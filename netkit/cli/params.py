@@ -1,0 +1,144 @@
+"""Click parameter types for netkit's value syntaxes; each wraps a pure parser from the core.
+
+A bad value is a usage error (exit 2) that names the option and the value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from netkit.core import targets, units
+from netkit.core.errors import InputError
+
+
+class _CoreType(click.ParamType):
+    def _parse(self, value: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Duration(_CoreType):
+    """Seconds as float: ``250ms``, ``2s``, ``1m``; bounds inclusive."""
+
+    name = "duration"
+
+    def __init__(self, min: float = 0.0, max: float | None = None, min_open: bool = False) -> None:
+        self.min, self.max, self.min_open = min, max, min_open
+
+    def _parse(self, value: str) -> float:
+        seconds = units.parse_duration(value)
+        if self.min_open and seconds <= self.min:
+            raise InputError(f"invalid duration {value!r}: must be more than {units.format_duration(self.min)}")
+        if seconds < self.min:
+            raise InputError(f"invalid duration {value!r}: must be at least {units.format_duration(self.min)}")
+        if self.max is not None and seconds > self.max:
+            raise InputError(f"invalid duration {value!r}: must be at most {units.format_duration(self.max)}")
+        return seconds
+
+
+class Size(_CoreType):
+    """Bytes as int: ``128K``, ``1M``, ``64``."""
+
+    name = "size"
+
+    def __init__(self, min: int = 0, max: int | None = None) -> None:
+        self.min, self.max = min, max
+
+    def _parse(self, value: str) -> int:
+        n = units.parse_size(value)
+        if n < self.min:
+            raise InputError(f"invalid size {value!r}: must be at least {self.min} bytes")
+        if self.max is not None and n > self.max:
+            raise InputError(f"invalid size {value!r}: must be at most {self.max} bytes")
+        return n
+
+
+class BitRate(_CoreType):
+    """Bits per second as float: ``500M``, ``1G``."""
+
+    name = "rate"
+
+    def _parse(self, value: str) -> float:
+        return units.parse_bitrate(value)
+
+
+class Count(_CoreType):
+    """A non-negative quantity with decimal suffixes: ``100k``."""
+
+    name = "number"
+
+    def __init__(self, min: float = 0, integer: bool = True, max: float | None = None) -> None:
+        self.min, self.integer, self.max = min, integer, max
+
+    def _parse(self, value: str) -> float | int:
+        n = units.parse_count(value)
+        if self.integer:
+            if n != int(n):
+                raise InputError(f"invalid number {value!r}: must be a whole number")
+            n = int(n)
+        if n < self.min:
+            raise InputError(f"invalid number {value!r}: must be at least {self.min}")
+        if self.max is not None and n > self.max:
+            raise InputError(f"invalid number {value!r}: must be at most {self.max}")
+        return n
+
+
+class Port(_CoreType):
+    name = "port"
+
+    def _parse(self, value: str) -> int:
+        return targets.parse_port(value)
+
+
+class ListenPort(_CoreType):
+    """0..65535: 0 asks the kernel for a free port."""
+
+    name = "port"
+
+    def _parse(self, value: str) -> int:
+        if value.strip() == "0":
+            return 0
+        return targets.parse_port(value)
+
+
+class Host(_CoreType):
+    name = "host"
+
+    def _parse(self, value: str) -> str:
+        return targets.validate_host(value)
+
+
+class TargetType(_CoreType):
+    """Exactly one HOST:PORT."""
+
+    name = "host:port"
+
+    def _parse(self, value: str) -> targets.Target:
+        return targets.parse_target(value)
+
+
+DURATION = Duration()
+POSITIVE_DURATION = Duration(min=0.0, min_open=True)
+SIZE = Size()
+BITRATE = BitRate()
+COUNT = Count()
+PORT = Port()
+LISTEN_PORT = ListenPort()
+HOST = Host()
+TARGET = TargetType()
+
+
+def usage_error(message: str, param_hint: str | None = None) -> click.UsageError:
+    """A Click usage error (exit 2) for checks that span several options."""
+    if param_hint:
+        return click.BadParameter(message, param_hint=param_hint)
+    return click.UsageError(message)

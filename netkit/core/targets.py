@@ -1,0 +1,154 @@
+"""Target syntax shared by every command: ``HOST:PORT``, ``[v6]:PORT``, port lists and ranges.
+
+Pure parsing: no name resolution here. A hostname is checked for shape only (RFC 1123 labels,
+or an IP literal); whether it resolves is the I/O layer's business.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from netkit.core.errors import InputError
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+MAX_PORTS_PER_SPEC = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One host and one port, as the user wrote the host (not yet resolved)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return format_host_port(self.host, self.port)
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals bracketed: ``[::1]:8000``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def validate_host(host: str) -> str:
+    """Return ``host`` (IPv6 brackets and zone kept as written) or raise ``InputError``."""
+    if not host:
+        raise InputError("empty host")
+    if len(host) > 253:
+        raise InputError(f"invalid host {host[:40]!r}...: longer than 253 characters")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare.split("%", 1)[0])
+        if "%" in bare and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", bare.split("%", 1)[1]):
+            raise InputError(f"invalid host {host!r}: bad IPv6 zone")
+        return bare
+    except ValueError:
+        pass
+    if ":" in bare:
+        raise InputError(f"invalid host {host!r}: not an IPv6 address")
+    name = bare[:-1] if bare.endswith(".") else bare
+    labels = name.split(".")
+    if not all(_LABEL.match(label) for label in labels):
+        raise InputError(f"invalid host {host!r}")
+    if re.fullmatch(r"[0-9.]+", name):
+        raise InputError(f"invalid host {host!r}: not an IPv4 address")
+    return bare
+
+
+def parse_port(text: str | int) -> int:
+    """A single port 1..65535."""
+    s = str(text).strip()
+    if not s.isdigit():
+        raise InputError(f"invalid port {text!r}: not a number")
+    port = int(s)
+    if not 1 <= port <= 65535:
+        raise InputError(f"invalid port {text!r}: must be 1-65535")
+    return port
+
+
+def parse_ports(spec: str) -> tuple[int, ...]:
+    """``22,80,8000-8100`` -> ports in the order written, duplicates dropped."""
+    if not spec.strip():
+        raise InputError("empty port list")
+    seen: dict[int, None] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo_s, _, hi_s = part.partition("-")
+            lo, hi = parse_port(lo_s), parse_port(hi_s)
+            if lo > hi:
+                raise InputError(f"invalid port range {part!r}: start after end")
+            for p in range(lo, hi + 1):
+                seen[p] = None
+        else:
+            seen[parse_port(part)] = None
+    return tuple(seen)
+
+
+def split_host_port(text: str) -> tuple[str, str | None]:
+    """Split ``HOST:PORTSPEC`` into host and the port part (None when absent).
+
+    ``[v6]:80`` and ``[v6]`` are bracketed; a bare IPv6 literal (``::1``) has no port part.
+    """
+    text = text.strip()
+    if not text:
+        raise InputError("empty target")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise InputError(f"invalid target {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if not rest:
+            return validate_host(host), None
+        if not rest.startswith(":"):
+            raise InputError(f"invalid target {text!r}: expected ':' after ']'")
+        return validate_host(host), rest[1:]
+    if text.count(":") > 1:
+        # An unbracketed IPv6 literal: no way to tell a port apart, so there is none.
+        return validate_host(text), None
+    host, sep, port = text.partition(":")
+    return validate_host(host), (port if sep else None)
+
+
+def parse_target(text: str, default_port: int | None = None) -> Target:
+    """Exactly one ``HOST:PORT`` (or ``HOST`` with ``default_port``)."""
+    host, port_s = split_host_port(text)
+    if port_s is None:
+        if default_port is None:
+            raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+        return Target(host, default_port)
+    return Target(host, parse_port(port_s))
+
+
+def expand_target(text: str, default_port: int | None = None) -> list[Target]:
+    """``host:22,80,8000-8100`` -> one Target per port, in the order written."""
+    host, port_s = split_host_port(text)
+    if port_s is None:
+        if default_port is None:
+            raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+        return [Target(host, default_port)]
+    return [Target(host, p) for p in parse_ports(port_s)]
+
+
+def target_from_args(args: Iterable[str]) -> Target:
+    """One target from ``HOST:PORT`` or the two arguments ``HOST PORT``."""
+    items = list(args)
+    if len(items) == 1:
+        return parse_target(items[0])
+    if len(items) == 2:
+        host, port_s = split_host_port(items[0])
+        if port_s is not None:
+            raise InputError(f"target {items[0]!r} already has a port; drop {items[1]!r}")
+        return Target(host, parse_port(items[1]))
+    raise InputError("expected HOST:PORT or HOST PORT")
+
+
+def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Target texts from a file or stdin: one a line, ``#`` starts a comment, blanks skipped."""
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            yield from line.split()

@@ -1,0 +1,157 @@
+"""Parsing and formatting of durations, sizes and rates.
+
+Conventions follow the tools our users already know:
+- durations: ``250ms``, ``2s``, ``1m``, ``1h``, ``500us``, ``100ns``; a bare number is seconds.
+- sizes (bytes): ``128K`` = 131072, ``1M`` = 1 MiB, as iperf3's ``-l``; ``KiB``/``KB`` spellings too.
+- bit rates (bits/s): ``500M`` = 500,000,000, decimal as iperf3's ``-b``.
+- counts and packet rates: ``100k`` = 100,000.
+
+Every parser either returns a finite, non-negative value or raises ``InputError`` naming the text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from netkit.core.errors import InputError
+
+NS_PER_S = 1_000_000_000
+
+_DURATION_UNITS: dict[str, float] = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+}
+
+_NUMBER_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Zµ/]*)\s*$")
+
+# A week is far longer than any measurement; anything larger is a typo, not a plan.
+MAX_DURATION_S = 7 * 24 * 3600.0
+
+
+def _split(text: str, what: str) -> tuple[float, str]:
+    if not isinstance(text, str):
+        text = str(text)
+    m = _NUMBER_UNIT.match(text)
+    if not m:
+        raise InputError(f"invalid {what} {text!r}")
+    try:
+        value = float(m.group(1))
+    except ValueError as exc:  # pragma: no cover - the regex admits only floats
+        raise InputError(f"invalid {what} {text!r}") from exc
+    if not math.isfinite(value):
+        raise InputError(f"invalid {what} {text!r}")
+    return value, m.group(2)
+
+
+def parse_duration(text: str) -> float:
+    """Return seconds for ``text`` such as ``250ms``, ``2s``, ``1m`` or ``1.5`` (seconds)."""
+    value, unit = _split(text, "duration")
+    factor = _DURATION_UNITS.get(unit.lower() if unit != "µs" else unit, None) if unit else 1.0
+    if factor is None:
+        raise InputError(f"invalid duration {text!r}: unknown unit {unit!r} (use ns, us, ms, s, m, h)")
+    seconds = value * factor
+    if seconds > MAX_DURATION_S:
+        raise InputError(f"invalid duration {text!r}: longer than 7 days")
+    return seconds
+
+
+def parse_duration_ns(text: str) -> int:
+    """Like :func:`parse_duration`, in integer nanoseconds (the core's unit of time)."""
+    return round(parse_duration(text) * NS_PER_S)
+
+
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+
+MAX_SIZE = 1024**4
+
+
+def parse_size(text: str) -> int:
+    """Return bytes for ``128K``, ``1M``, ``64``, ``1KiB``. Binary multiples, as iperf3 sizes."""
+    value, unit = _split(text, "size")
+    factor = _SIZE_UNITS.get(unit.lower())
+    if factor is None:
+        raise InputError(f"invalid size {text!r}: unknown unit {unit!r} (use K, M, G)")
+    size = value * factor
+    if size != int(size):
+        raise InputError(f"invalid size {text!r}: not a whole number of bytes")
+    if size > MAX_SIZE:
+        raise InputError(f"invalid size {text!r}: larger than 1 TiB")
+    return int(size)
+
+
+_DECIMAL_UNITS: dict[str, int] = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_bitrate(text: str) -> float:
+    """Return bits/s for ``500M``, ``1G``, ``10k``, ``2.5Gbit``, ``100mbps``. Decimal multiples."""
+    value, unit = _split(text, "rate")
+    u = unit.lower()
+    for suffix in ("bit/s", "bps", "bits", "bit", "b/s"):
+        if u.endswith(suffix):
+            u = u[: -len(suffix)]
+            break
+    factor = _DECIMAL_UNITS.get(u)
+    if factor is None:
+        raise InputError(f"invalid rate {text!r}: unknown unit {unit!r} (use k, M, G)")
+    return value * factor
+
+
+def parse_count(text: str) -> float:
+    """Return a plain quantity for ``100``, ``100k``, ``2.5M`` (decimal multiples)."""
+    value, unit = _split(text, "number")
+    factor = _DECIMAL_UNITS.get(unit.lower())
+    if factor is None:
+        raise InputError(f"invalid number {text!r}: unknown unit {unit!r} (use k, M, G)")
+    return value * factor
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: ``850us``, ``12.3ms``, ``2.50s``, ``3m20s``."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f}us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:02.0f}s"
+
+
+def format_bytes(n: float) -> str:
+    """Binary multiples, as iperf3 prints transfer sizes: ``1.50 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_bitrate(bps: float) -> str:
+    """Decimal multiples, as iperf3 prints rates: ``21.3 Gbit/s``."""
+    for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s"):
+        if abs(bps) < 1000 or unit == "Gbit/s":
+            return f"{bps:.0f} {unit}" if unit == "bit/s" else f"{bps:.3g} {unit}"
+        bps /= 1000
+    raise AssertionError("unreachable")

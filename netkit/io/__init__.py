@@ -1,0 +1,1 @@
+"""I/O layer: sockets, asyncio, TLS, servers. Returns core result models; never prints."""

@@ -1,0 +1,1 @@
+"""Rendering: Rich tables for people, JSON/JSONL/CSV for machines. Rich is imported lazily."""

@@ -1,0 +1,254 @@
+"""The output contract in one place.
+
+- Results go to stdout; progress, logs and diagnostics go to stderr.
+- ``table`` renders Rich tables for people; ``json`` is one document, ``jsonl`` one object per line
+  (flushed, so a pipe sees each event as it happens), ``csv`` one row per record.
+- JSON always goes through ``json.dumps``, never through Rich, so a peer's bytes cannot become
+  markup, and field names are exactly those of the result dataclasses.
+- Anything from the network is shown through ``safe_text`` and Rich ``Text`` (markup off).
+
+Commands get an :class:`Output` from the Click context (``netkit.cli.context``); tests build one
+around ``io.StringIO`` streams.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import enum
+import io
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from netkit.core.escape import safe_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console, RenderableType
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, enums, bytes, tuples and non-finite floats to plain JSON values.
+
+    Non-finite floats become null (JSON has no NaN); bytes become escaped text.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return safe_text(bytes(obj))
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> str:
+    return json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"rtt_ms": {"p50": 1}}`` -> ``{"rtt_ms.p50": 1}`` for CSV columns; lists joined by ``;``."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            out[name] = ";".join("" if v is None else str(v) for v in value)
+        else:
+            out[name] = value
+    return out
+
+
+def _stream_is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Output:
+    """Where and how a command writes. One per invocation."""
+
+    def __init__(
+        self,
+        *,
+        format: str = "table",
+        quiet: bool = False,
+        verbose: int = 0,
+        color: bool | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}")
+        self.format = format
+        self.quiet = quiet
+        self.verbose = verbose
+        self.stdout: IO[str] = stdout if stdout is not None else sys.stdout
+        self.stderr: IO[str] = stderr if stderr is not None else sys.stderr
+        self.color = color  # None: decide by terminal and NO_COLOR (Rich does that)
+        self._out_console: Console | None = None
+        self._err_console: Console | None = None
+        self._csv_writer: Any = None
+        self._csv_fields: list[str] | None = None
+
+    # ----- facts about the streams -------------------------------------------------------
+    @property
+    def machine(self) -> bool:
+        """True for json/jsonl/csv: no tables, no live views on stdout."""
+        return self.format != "table"
+
+    @property
+    def stdout_is_tty(self) -> bool:
+        return _stream_is_tty(self.stdout)
+
+    @property
+    def stderr_is_tty(self) -> bool:
+        return _stream_is_tty(self.stderr)
+
+    @property
+    def live_ok(self) -> bool:
+        """A live view (on stderr) is allowed: stderr is a terminal and we are not quiet."""
+        return self.stderr_is_tty and not self.quiet
+
+    # ----- Rich consoles (lazy) ----------------------------------------------------------
+    def _make_console(self, stream: IO[str]) -> Console:
+        from rich.console import Console
+
+        tty = _stream_is_tty(stream)
+        kwargs: dict[str, Any] = {
+            "file": stream,
+            "highlight": False,
+            "markup": False,
+            "emoji": False,
+            "soft_wrap": False,
+        }
+        if self.color is False:
+            kwargs["no_color"] = True
+            kwargs["color_system"] = None
+        if not tty:
+            # Off a terminal Rich would wrap at 80 columns; a pipe or a file wants whole rows.
+            kwargs["width"] = 200
+            if self.color is not True:
+                kwargs["color_system"] = None
+        return Console(**kwargs)
+
+    @property
+    def console(self) -> Console:
+        """Console on stdout, for results."""
+        if self._out_console is None:
+            self._out_console = self._make_console(self.stdout)
+        return self._out_console
+
+    @property
+    def err_console(self) -> Console:
+        """Console on stderr, for progress and live views."""
+        if self._err_console is None:
+            self._err_console = self._make_console(self.stderr)
+        return self._err_console
+
+    # ----- diagnostics on stderr ---------------------------------------------------------
+    def _err_line(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def info(self, message: str) -> None:
+        """A progress or status line (stderr), hidden by ``-q``."""
+        if not self.quiet:
+            self._err_line(message)
+
+    def warn(self, message: str) -> None:
+        """A warning (stderr), shown even with ``-q``: it concerns safety or correctness."""
+        self._err_line(f"netkit: warning: {message}")
+
+    def error(self, message: str) -> None:
+        self._err_line(f"netkit: error: {message}")
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            self._err_line(f"netkit: {message}")
+
+    # ----- results on stdout -------------------------------------------------------------
+    def print(self, renderable: RenderableType | str = "") -> None:
+        """A renderable (table) or plain text on stdout, never parsed as markup."""
+        if self.quiet:
+            return
+        if isinstance(renderable, str):
+            self.stdout.write(renderable + "\n")
+            self.stdout.flush()
+        else:
+            self.console.print(renderable)
+
+    def line(self, text: str) -> None:
+        """One plain result line on stdout (ping-style per-reply lines)."""
+        if not self.quiet:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
+
+    def json(self, obj: Any) -> None:
+        """One JSON document on stdout (``--format json``)."""
+        if self.quiet:
+            return
+        self.stdout.write(dumps(obj, indent=2) + "\n")
+        self.stdout.flush()
+
+    def jsonl(self, obj: Any) -> None:
+        """One JSON object on one line, flushed at once (``--format jsonl`` events)."""
+        if self.quiet:
+            return
+        self.stdout.write(dumps(obj) + "\n")
+        self.stdout.flush()
+
+    def csv_rows(self, rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None) -> None:
+        """CSV with a header row; nested fields flattened as ``parent.child``."""
+        if self.quiet:
+            return
+        for row in rows:
+            flat = flatten(to_jsonable(row))
+            if self._csv_writer is None:
+                self._csv_fields = list(fields) if fields is not None else list(flat)
+                self._csv_writer = csv.DictWriter(
+                    self.stdout, fieldnames=self._csv_fields, extrasaction="ignore", lineterminator="\n"
+                )
+                self._csv_writer.writeheader()
+            self._csv_writer.writerow({k: ("" if v is None else v) for k, v in flat.items()})
+        self.stdout.flush()
+
+    def emit(
+        self,
+        result: Any,
+        *,
+        table: Any = None,
+        rows: Iterable[Mapping[str, Any]] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> None:
+        """Write a final result in the chosen format.
+
+        ``table``: a callable returning a Rich renderable (built only for ``--format table``).
+        ``rows``: the records for CSV (and for jsonl, one line each); default: the result itself.
+        """
+        if self.format == "json":
+            self.json(result)
+        elif self.format == "jsonl":
+            for row in rows if rows is not None else [result]:
+                self.jsonl(row)
+        elif self.format == "csv":
+            self.csv_rows(rows if rows is not None else [to_jsonable(result)], fields)
+        elif table is not None:
+            self.print(table() if callable(table) else table)
+
+
+def make_test_output(format: str = "table", **kwargs: Any) -> tuple[Output, io.StringIO, io.StringIO]:
+    """An Output writing into two StringIO buffers (for tests)."""
+    out, err = io.StringIO(), io.StringIO()
+    return Output(format=format, stdout=out, stderr=err, **kwargs), out, err

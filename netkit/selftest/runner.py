@@ -1,0 +1,52 @@
+"""Discovers ``check_*`` modules and runs them in ORDER, each bounded by a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import shutil
+from dataclasses import dataclass
+
+import netkit.selftest as pkg
+from netkit.selftest.base import CheckResult, SelftestEnv
+
+CHECK_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class SelftestReport:
+    checks: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok or c.skipped for c in self.checks)
+
+
+def discover() -> list[tuple[int, str]]:
+    found = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("check_"):
+            mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            found.append((int(getattr(mod, "ORDER", 100)), mod.__name__))
+    return sorted(found)
+
+
+async def run_all(env: SelftestEnv | None = None, only: list[str] | None = None) -> SelftestReport:
+    env = env or SelftestEnv()
+    results: list[CheckResult] = []
+    try:
+        for _, modname in discover():
+            short = modname.rsplit(".check_", 1)[-1]
+            if only and short not in only:
+                continue
+            mod = importlib.import_module(modname)
+            try:
+                results.extend(await asyncio.wait_for(mod.run(env), CHECK_TIMEOUT_S))
+            except asyncio.TimeoutError:
+                results.append(CheckResult(short, False, detail=f"timed out after {CHECK_TIMEOUT_S:.0f}s"))
+            except Exception as exc:  # a broken check is a failed row, never a crash
+                results.append(CheckResult(short, False, detail=f"{type(exc).__name__}: {exc}"))
+    finally:
+        shutil.rmtree(env.workdir, ignore_errors=True)
+    return SelftestReport(results)

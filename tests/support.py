@@ -1,0 +1,179 @@
+"""Helpers shared by the test suite (import as ``import support``).
+
+Nothing here sleeps and hopes: waits poll a condition until a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+READY = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?|[^\s:]+):(\d+)")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def require_root_netns() -> None:
+    if not is_root():
+        pytest.skip("needs root for network namespaces")
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        pytest.skip("needs iproute2 and unshare")
+
+
+def netkit_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "netkit", *args]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETKIT_") and k != "FORCE_COLOR"}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    ready_line: str
+
+    @property
+    def addr(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> tuple[int, str, str]:
+        """Signal the server and return (exit status, stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(errors="replace"), self.ready_line + err.decode(errors="replace")
+
+
+def _preexec_default_sigint() -> None:
+    # Background jobs of a non-interactive shell ignore SIGINT, and children inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_netkit_server(*args: str, timeout: float = 10.0, env: dict[str, str] | None = None) -> Server:
+    """Start ``netkit <args>`` and wait for its ``listening on HOST:PORT`` line on stderr."""
+    proc = subprocess.Popen(
+        netkit_cmd(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env or clean_env(),
+        preexec_fn=_preexec_default_sigint,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline().decode(errors="replace")
+        if not line:
+            break
+        seen.append(line)
+        m = READY.search(line)
+        if m:
+            host = m.group(1).strip("[]")
+            return Server(proc, host, int(m.group(2)), "".join(seen))
+    proc.kill()
+    _, err = proc.communicate()
+    raise AssertionError(f"server did not become ready: {''.join(seen)}{err.decode(errors='replace')}")
+
+
+@contextmanager
+def netkit_server(*args: str, **kw: Any) -> Iterator[Server]:
+    server = start_netkit_server(*args, **kw)
+    try:
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.communicate(timeout=10)
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def jsonl(self) -> list[Any]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def run_netkit(args: Sequence[str], input: str | bytes | None = None, timeout: float = 60.0,
+               env: dict[str, str] | None = None) -> CliResult:
+    """Run netkit as a real subprocess and return its exit status and both streams."""
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(
+        netkit_cmd(*args), input=data, capture_output=True, timeout=timeout, env=env or clean_env(),
+        stdin=None if data is not None else subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+def invoke(args: Sequence[str], input: str | bytes | None = None, env: dict[str, str] | None = None) -> CliResult:
+    """Run netkit in-process through Click's CliRunner, with netkit's own exit-code mapping."""
+    from click.testing import CliRunner
+
+    from netkit.cli import main as main_mod
+
+    runner = CliRunner()
+
+    class _Shim:
+        # CliRunner calls cli.main(...); route through run() for netkit's error mapping.
+        name = "netkit"
+
+        def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **_: Any) -> None:
+            sys.exit(main_mod.run(list(args or []), prog_name=prog_name or "netkit"))
+
+    result = runner.invoke(_Shim(), list(args), input=input, env=env, catch_exceptions=False)  # type: ignore[arg-type]
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def open_fds() -> set[int]:
+    """File descriptors of this process (for leak checks)."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def inet_sockets() -> list[Any]:
+    import psutil
+
+    return psutil.Process().net_connections(kind="inet")

@@ -1,9 +1,79 @@
-"""Placeholder: being built."""
+"""``netkit completion bash|zsh|fish``: print the shell completion script.
+
+The scripts are Click's: they call ``netkit`` back with ``_NETKIT_COMPLETE=<shell>_complete`` on
+each TAB, so they never go stale when options change; choices (formats, modes, methods, states)
+complete from the Click types, and ``--interface`` from the system's interface names. The same
+text is committed under ``completions/`` by ``python -m netkit.devtools.gendocs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 import click
 
+SHELLS = ("bash", "zsh", "fish")
+COMPLETE_VAR = "_NETKIT_COMPLETE"
+#: Where each shell looks for a completion file (shown in the help and in the scripts' header).
+INSTALL_HINTS = {
+    "bash": "netkit completion bash > ~/.local/share/bash-completion/completions/netkit",
+    "zsh": "netkit completion zsh > ~/.zfunc/_netkit   (with fpath+=(~/.zfunc) before compinit in ~/.zshrc)",
+    "fish": "netkit completion fish > ~/.config/fish/completions/netkit.fish",
+}
+
+
+def completion_script(shell: str, prog_name: str = "netkit") -> str:
+    """The completion script for ``shell``: a short header, then Click's script for netkit."""
+    from click.shell_completion import get_completion_class
+
+    from netkit.cli.main import cli
+
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover - SHELLS are all built into Click
+        raise click.UsageError(f"no completion for shell {shell!r}")
+    comp = cls(cli, {}, prog_name, COMPLETE_VAR)
+    # source_template % source_vars() is what .source() returns, minus Click's bash-version probe
+    # (a subprocess whose only effect is a warning): the output must be the same everywhere.
+    body = comp.source_template % comp.source_vars()
+    header = (
+        f"# {shell} completion for {prog_name}. Generated from the Click definitions by\n"
+        f"# `python -m netkit.devtools.gendocs`; printed by `{prog_name} completion {shell}`.\n"
+        f"# Install: {INSTALL_HINTS[shell]}\n"
+    )
+    return header + body.strip("\n") + "\n"
+
+
+def complete_interface(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for ``--interface``: the system's interface names (psutil).
+
+    Other commands with an ``--interface`` option can pass ``shell_complete=complete_interface``.
+    """
+    from click.shell_completion import CompletionItem
+
+    try:
+        from netkit.sysinfo.interfaces import interface_names
+
+        names = interface_names()
+    except Exception:  # completion must never print a traceback into the user's prompt
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
 
 @click.command(name="completion")
-def completion() -> None:
-    """Not built yet."""
-    raise click.UsageError("not built yet")
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    Load it for this shell session:
+      bash:  eval "$(netkit completion bash)"
+      zsh:   eval "$(netkit completion zsh)"
+      fish:  netkit completion fish | source
+
+    \b
+    Install it for good:
+      bash:  netkit completion bash > ~/.local/share/bash-completion/completions/netkit
+      zsh:   netkit completion zsh > ~/.zfunc/_netkit
+      fish:  netkit completion fish > ~/.config/fish/completions/netkit.fish
+    """
+    click.echo(completion_script(shell), nl=False)

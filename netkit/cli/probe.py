@@ -1,9 +1,549 @@
-"""Placeholder: being built."""
+"""``netkit probe``: is it reachable, how fast, how reliably; retries done right; wait until up.
+
+Options -> ``ProbeOptions`` -> ``netkit.io.probe`` (asyncio) or ``netkit.io.scan`` (the fast
+connect loop for large plain scans) -> ``ProbeResult`` rows -> table/json/jsonl/csv -> exit code.
+Heavy imports happen inside the command function: ``netkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from netkit.cli.context import get_output, output_options
+from netkit.cli.params import DURATION, POSITIVE_DURATION, Count, usage_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.probe_models import ProbeResult, RepeatedResult
+    from netkit.core.targets import Target
+    from netkit.io.probe import ProbeOptions
+    from netkit.render.output import Output
+
+#: At or above this many plain-connect targets the fast scan loop replaces asyncio.
+SCAN_THRESHOLD = 64
+#: ``--wait`` polls for a service coming up: a long backoff would only delay noticing it.
+WAIT_MAX_BACKOFF_S = 2.0
+
+
+def _read_targets(args: tuple[str, ...], targets_file: str | None) -> list[Target]:
+    import sys
+
+    from netkit.core.errors import InputError
+    from netkit.core.targets import expand_target, read_target_lines
+
+    texts: list[str] = []
+    for arg in args:
+        if arg == "-":
+            texts.extend(read_target_lines(sys.stdin))
+        else:
+            texts.append(arg)
+    if targets_file is not None:
+        if targets_file == "-":
+            texts.extend(read_target_lines(sys.stdin))
+        else:
+            try:
+                with open(targets_file, encoding="utf-8", errors="replace") as f:
+                    texts.extend(read_target_lines(f))
+            except OSError as exc:
+                raise InputError(f"cannot read --targets-file {targets_file}: {exc.strerror or exc}") from None
+    targets: list[Target] = []
+    for text in texts:
+        targets.extend(expand_target(text))
+    if not targets:
+        raise usage_error("no targets: give HOST:PORT arguments, '-' or --targets-file")
+    return targets
+
+
+def _decode_send(text: str | None) -> bytes | None:
+    """``--send 'HEAD / HTTP/1.0\\r\\n\\r\\n'``: backslash escapes as in C strings."""
+    if text is None:
+        return None
+    import codecs
+
+    try:
+        return codecs.escape_decode(text.encode("utf-8"))[0]  # type: ignore[attr-defined,no-any-return]
+    except ValueError as exc:
+        raise usage_error(f"invalid escape in --send: {exc}", "--send") from None
+
 
 @click.command(name="probe")
-def probe() -> None:
-    """Not built yet."""
-    raise click.UsageError("not built yet")
+@click.argument("targets", nargs=-1, metavar="TARGET...")
+@click.option("--targets-file", "targets_file", metavar="FILE",
+              help="Read targets from FILE (or '-' for stdin), one a line; '#' starts a comment.")
+@click.option("--retries", type=Count(min=0, max=1_000_000), default="0", show_default=True,
+              help="Retry a failed target up to N times (never past --deadline).")
+@click.option("--timeout", type=POSITIVE_DURATION, default="2s", show_default=True,
+              help="Timeout of one attempt (connect, handshake, reply).")
+@click.option("--backoff", type=DURATION, default="0.5s", show_default=True,
+              help="Delay before the first retry.")
+@click.option("--backoff-factor", type=click.FloatRange(min=1.0, max=100.0), default=2.0, show_default=True,
+              help="Each further delay is this many times the previous one.")
+@click.option("--max-backoff", type=DURATION, default=None,
+              help="Cap on the delay between attempts [default: 10s; 2s with --wait].")
+@click.option("--jitter", is_flag=True, help="Full jitter: each delay is uniform in [0, delay].")
+@click.option("--deadline", type=POSITIVE_DURATION, default="30s", show_default=True,
+              help="Nothing runs past this (per round with --repeat).")
+@click.option("--concurrency", type=Count(min=1, max=100_000), default="256", show_default=True,
+              help="Targets probed at the same time.")
+@click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
+@click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
+@click.option("--send", metavar="TEXT", help="Send TEXT after connecting (\\r \\n \\xNN escapes work).")
+@click.option("--expect", metavar="REGEX", help="The reply (or banner) must match REGEX, else 'mismatch'.")
+@click.option("--tls", is_flag=True, help="Complete a TLS handshake; report protocol, cipher, certificate.")
+@click.option("-k", "--insecure", is_flag=True, help="With --tls: do not verify the certificate.")
+@click.option("--cafile", type=click.Path(dir_okay=False), help="With --tls: trust the CAs in this PEM file.")
+@click.option("--min-cert-days", type=click.FloatRange(min=0), default=None,
+              help="With --tls: fail (tls-error) when the certificate expires in fewer days.")
+@click.option("--udp", is_flag=True, help="UDP: send a datagram, wait for a reply (silent = open|filtered).")
+@click.option("--wait", is_flag=True, help="Retry every target until all are open or --deadline passes.")
+@click.option("--repeat", type=Count(min=1, max=1_000_000), default=None,
+              help="Probe the targets N times; report the success rate per target.")
+@click.option("--interval", type=DURATION, default="1s", show_default=True,
+              help="With --repeat: time between the starts of rounds.")
+@click.option("--any", "any_", is_flag=True, help="Exit 0 when at least one target is up (default: all).")
+@click.option("--only", type=click.Choice(["open", "failed"]), default=None,
+              help="Show only open targets, or only failed ones (the summary counts all).")
+@click.option("--engine", type=click.Choice(["auto", "async", "scan"]), default="auto", hidden=True,
+              help="Force the asyncio prober or the fast scan loop (for tests and benchmarks).")
+@output_options
+def probe(**kw: Any) -> int:
+    """Check that TARGETs accept connections, with retries and exponential backoff.
+
+    TARGET is HOST:PORT, [V6]:PORT or HOST:PORTS with lists and ranges (host:22,80,8000-8100);
+    '-' reads targets from stdin. Results come back in the order given.
+
+    \b
+    States: open, closed (refused), timeout, unreachable, dns-error, tls-error,
+    mismatch (--expect), open|filtered (UDP, silent).
+    Exit status: 0 every target up (--any: at least one), 1 otherwise, 2 bad input.
+
+    \b
+    Examples:
+      netkit probe localhost:22,80,443
+      netkit probe --wait --deadline 60s db:5432 && exec app
+      netkit probe example.test:443 --tls --min-cert-days 14
+      netkit probe 127.0.0.1:22 --expect '^SSH-'
+      netkit probe 127.0.0.1:8000 --repeat 20 --interval 0.5s
+    """
+    return _run(**kw)
+
+
+def _build_options(kw: dict[str, Any], out: Output) -> ProbeOptions:
+    import re
+
+    from netkit.core.backoff import Backoff
+    from netkit.io.probe import ProbeOptions
+    from netkit.io.resolve import family_of
+
+    ns = 1_000_000_000
+    if kw["ipv4"] and kw["ipv6"]:
+        raise usage_error("-4 and -6 exclude each other")
+    if kw["udp"] and kw["tls"]:
+        raise usage_error("--tls is for TCP; drop --udp or --tls")
+    if kw["wait"] and kw["repeat"] is not None:
+        raise usage_error("--wait and --repeat exclude each other")
+    if not kw["tls"]:
+        for name in ("insecure", "cafile", "min_cert_days"):
+            if kw[name]:
+                raise usage_error(f"--{name.replace('_', '-')} needs --tls")
+    expect = None
+    if kw["expect"] is not None:
+        try:
+            expect = re.compile(kw["expect"])
+        except re.error as exc:
+            raise usage_error(f"invalid regular expression {kw['expect']!r}: {exc}", "--expect") from None
+    tls_context = None
+    if kw["tls"]:
+        from netkit.io.tls import client_context
+
+        tls_context = client_context(insecure=kw["insecure"], cafile=kw["cafile"])
+        if kw["insecure"]:
+            out.warn("certificate verification is off (--insecure): the peer's identity is not checked")
+    max_backoff = kw["max_backoff"]
+    if max_backoff is None:
+        max_backoff = WAIT_MAX_BACKOFF_S if kw["wait"] else 10.0
+    return ProbeOptions(
+        timeout_s=kw["timeout"],
+        retries=None if kw["wait"] else int(kw["retries"]),
+        backoff=Backoff(int(kw["backoff"] * ns), kw["backoff_factor"], int(max_backoff * ns), kw["jitter"]),
+        deadline_s=kw["deadline"],
+        concurrency=int(kw["concurrency"]),
+        family=family_of(kw["ipv4"], kw["ipv6"]),
+        send=_decode_send(kw["send"]),
+        expect=expect,
+        tls=kw["tls"],
+        tls_context=tls_context,
+        min_cert_days=kw["min_cert_days"],
+        udp=kw["udp"],
+        retry_dns=kw["wait"],
+    )
+
+
+def _run(**kw: Any) -> int:
+    from netkit.core.exitcodes import ExitCode
+    from netkit.core.probe_models import passed, summarize, summarize_repeated
+    from netkit.io.aio import run
+
+    out = get_output()
+    targets = _read_targets(kw["targets"], kw["targets_file"])
+    opts = _build_options(kw, out)
+    engine = kw["engine"]
+    if engine == "scan" and not opts.plain_connect:
+        raise usage_error("the scan engine does plain TCP connects only (no --send/--expect/--tls/--udp)")
+    use_scan = engine == "scan" or (
+        engine == "auto" and opts.plain_connect and not kw["wait"] and len(targets) >= SCAN_THRESHOLD
+    )
+    only = kw["only"]
+
+    def keep(ok: bool) -> bool:
+        return only is None or (only == "open") == ok
+
+    def kept_rows(results: list[ProbeResult]) -> list[ProbeResult]:
+        if only is None:
+            return results
+        want = only == "open"
+        return [r for r in results if r.state.ok == want]
+
+    def stream(record: dict[str, Any], ok: bool) -> None:
+        if out.format == "jsonl" and keep(ok):
+            out.jsonl(record)
+
+    if kw["repeat"] is None:
+        results, interrupted = run(_one_run(targets, opts, use_scan, out, kw["wait"], stream))
+        rows = kept_rows(results)
+        summary = summarize(results)
+        _render(out, rows, None, summary, opts)
+        ok = passed(results, any_=kw["any_"])
+    else:
+        agg, interrupted = run(_repeat_run(targets, opts, use_scan, out, int(kw["repeat"]), kw["interval"],
+                                           stream))
+        kept: list[RepeatedResult] = [a for a in agg if keep(a.last.ok)]
+        summary = summarize_repeated(agg)
+        _render(out, [a.last for a in kept], kept, summary, opts)
+        ok = passed([a.last for a in agg], any_=kw["any_"]) if kw["any_"] else (
+            bool(agg) and all(a.opens == a.rounds for a in agg))
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if ok else ExitCode.CHECK_FAILED
+
+
+def _record(r: ProbeResult) -> dict[str, Any]:
+    from netkit.render.output import to_jsonable
+
+    rec: dict[str, Any] = to_jsonable(r)
+    return rec
+
+
+async def _round(targets: list[Target], opts: ProbeOptions, use_scan: bool, stop: Any,
+                 stream_result: Any, on_attempt: Any = None) -> tuple[list[ProbeResult], bool]:
+    """One pass over every target; on SIGINT the unfinished ones end as 'interrupted'.
+
+    ``stream_result(i, result)`` is called as each target finishes (None: nobody listens).
+    """
+    import asyncio
+
+    from netkit.core.probe_models import ProbeResult, ProbeState
+    from netkit.io.probe import Prober, probe_many
+
+    prober = Prober(opts, on_attempt=on_attempt)
+    if use_scan:
+        return await _scan_round(targets, opts, prober, stop, stream_result)
+    done: dict[int, ProbeResult] = {}
+
+    def collect(i: int, r: ProbeResult) -> None:
+        done[i] = r
+        if stream_result is not None:
+            stream_result(i, r)
+
+    work = asyncio.ensure_future(probe_many(targets, opts, on_result=collect, prober=prober))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    interrupted = not work.done()
+    if interrupted:
+        work.cancel()
+        try:
+            await work
+        except (asyncio.CancelledError, Exception):
+            pass
+    else:
+        work.result()
+    results: list[ProbeResult] = []
+    for i, t in enumerate(targets):
+        r = done.get(i)
+        if r is None:
+            r = ProbeResult(str(t), t.host, t.port, None, ProbeState.TIMEOUT, 0, None, None, 0.0,
+                            "interrupted before an answer")
+        results.append(r)
+    return results, interrupted
+
+
+async def _scan_round(targets: list[Target], opts: ProbeOptions, prober: Any, stop: Any,
+                      stream_result: Any) -> tuple[list[ProbeResult], bool]:
+    """The fast connect loop in a worker thread; SIGINT sets an event it checks between connects."""
+    import asyncio
+    import threading
+
+    from netkit.io.scan import scan
+
+    scan_targets = await _scan_targets(targets, prober)
+    thread_stop = threading.Event()
+    # jsonl lines are written from the scan thread: the event loop only waits meanwhile.
+    work = asyncio.ensure_future(asyncio.to_thread(
+        scan, scan_targets, prober.plan, timeout_ns=int(opts.timeout_s * 1e9),
+        concurrency=opts.concurrency, rng=prober.rng, on_result=stream_result, stop=thread_stop,
+    ))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    interrupted = not work.done()
+    if interrupted:
+        thread_stop.set()
+    results = await asyncio.shield(work)
+    return results, interrupted
+
+
+async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
+    """Resolve every distinct host once (concurrently) and give the scanner its sockaddrs."""
+    import asyncio
+
+    from netkit.io.probe import is_ip_literal, with_port
+    from netkit.io.resolve import ResolveError
+    from netkit.io.scan import ScanTarget
+
+    hosts = list(dict.fromkeys(t.host for t in targets))
+
+    async def one(host: str) -> tuple[str, Any]:
+        try:
+            return host, await prober.resolver.resolve(host)
+        except ResolveError as exc:
+            return host, exc
+
+    sem = asyncio.Semaphore(64)
+
+    async def bounded(host: str) -> tuple[str, Any]:
+        async with sem:
+            return await one(host)
+
+    resolved = dict(await asyncio.gather(*(bounded(h) for h in hosts)))
+    literal = {h: is_ip_literal(h) for h in hosts}
+    prefix = {h: (f"[{h}]:" if ":" in h else f"{h}:") for h in hosts}
+    out = []
+    for t in targets:
+        host, port = t.host, t.port
+        got = resolved[host]
+        if isinstance(got, Exception):
+            out.append(ScanTarget(prefix[host] + str(port), host, port, (), None, str(got)))
+        else:
+            addrs = tuple((a.family, with_port(a, port)) for a in got)
+            out.append(ScanTarget(prefix[host] + str(port), host, port, addrs,
+                                  None if literal[host] else got[0].resolve_ns))
+    return out
+
+
+class _WaitProgress:
+    """``--wait``'s progress line on stderr: rewritten in place on a terminal, else one per change."""
+
+    def __init__(self, out: Output, targets: list[Target], deadline_s: float) -> None:
+        self.out = out
+        self.total = len(targets)
+        self.up: set[str] = set()
+        self.last_error: dict[str, str] = {}
+        self.deadline_s = deadline_s
+        self._printed = ""
+        self._tty = out.stderr_is_tty
+
+    def attempt(self, target: Target, attempts: int, att: Any) -> None:
+        key = str(target)
+        if att.state.ok:
+            self.up.add(key)
+            self.last_error.pop(key, None)
+        else:
+            self.last_error[key] = f"{key} {att.state.value}" + (f": {att.error}" if att.error else "")
+
+    def line(self, elapsed_s: float) -> str:
+        waiting = self.total - len(self.up)
+        text = f"waiting: {len(self.up)}/{self.total} up"
+        if waiting and self.last_error:
+            first = next(iter(self.last_error.values()))
+            text += f", {waiting} not yet ({first})"
+        return text + f" [{elapsed_s:.1f}s of {self.deadline_s:g}s]"
+
+    def show(self, elapsed_s: float, final: bool = False) -> None:
+        if self.out.quiet:
+            return
+        from netkit.core.escape import safe_text
+
+        text = safe_text(self.line(elapsed_s), limit=160)
+        if self._tty:
+            self.out.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
+            self.out.stderr.flush()
+        else:
+            core = text.rsplit(" [", 1)[0]
+            if core != self._printed or final:
+                self._printed = core
+                self.out.info(text)
+
+
+async def _one_run(targets: list[Target], opts: ProbeOptions, use_scan: bool, out: Output, wait: bool,
+                   stream: Any) -> tuple[list[ProbeResult], bool]:
+    import asyncio
+    import time
+
+    from netkit.io.aio import StopSignal
+
+    def on_result(_i: int, r: ProbeResult) -> None:
+        stream(_record(r), r.ok)
+
+    streamer = on_result if out.format == "jsonl" else None
+    async with StopSignal() as stop:
+        if not wait:
+            return await _round(targets, opts, use_scan, stop, streamer)
+        progress = _WaitProgress(out, targets, opts.deadline_s)
+        start = time.monotonic()
+
+        async def ticker() -> None:
+            while True:
+                progress.show(time.monotonic() - start)
+                await asyncio.sleep(0.25)
+
+        tick = asyncio.ensure_future(ticker())
+        try:
+            results, interrupted = await _round(targets, opts, False, stop, streamer, progress.attempt)
+        finally:
+            tick.cancel()
+        progress.show(time.monotonic() - start, final=True)
+        return results, interrupted
+
+
+async def _repeat_run(targets: list[Target], opts: ProbeOptions, use_scan: bool, out: Output, rounds: int,
+                      interval_s: float, stream: Any) -> tuple[list[RepeatedResult], bool]:
+    import asyncio
+    import time
+
+    from netkit.core.probe_models import RepeatedResult
+    from netkit.io.aio import StopSignal
+
+    agg: list[RepeatedResult | None] = [None] * len(targets)
+    interrupted = False
+    async with StopSignal() as stop:
+        for n in range(1, rounds + 1):
+            round_start = time.monotonic()
+
+            def on_result(i: int, r: ProbeResult, n: int = n) -> None:
+                prev = agg[i] or RepeatedResult(r, 0, 0)
+                cur = prev.add(r) if agg[i] is not None else RepeatedResult(r, 1, 1 if r.ok else 0)
+                agg[i] = cur
+                if out.format == "jsonl":
+                    stream({"round": n, **cur.record()}, r.ok)
+
+            _results, interrupted = await _round(targets, opts, use_scan, stop, on_result)
+            if interrupted or n == rounds:
+                break
+            left = interval_s - (time.monotonic() - round_start)
+            if left > 0:
+                sleeper = asyncio.ensure_future(asyncio.sleep(left))
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                sleeper.cancel()
+                stopper.cancel()
+                if stop.is_set():
+                    interrupted = True
+                    break
+            if not out.machine:
+                ups = sum(1 for a in agg if a is not None and a.last.ok)
+                out.info(f"round {n}/{rounds}: {ups}/{len(targets)} up")
+    return [a for a in agg if a is not None], interrupted
+
+
+def _render(out: Output, rows: list[ProbeResult], repeated: list[RepeatedResult] | None, summary: Any,
+            opts: ProbeOptions) -> None:
+    """The final result in the chosen format (jsonl was streamed already)."""
+    from netkit.core.probe_models import REPEAT_FIELDS, RESULT_FIELDS, TLS_FIELDS
+    from netkit.render.output import to_jsonable
+
+    if out.format == "jsonl":
+        return
+    records = [a.record() for a in repeated] if repeated is not None else [_record(r) for r in rows]
+    if out.format == "json":
+        out.json({"targets": records, "summary": to_jsonable(summary)})
+        return
+    if out.format == "csv":
+        fields = [f for f in RESULT_FIELDS if f != "tls"]
+        fields += [f"tls.{f}" for f in TLS_FIELDS] if opts.tls else ["tls"]
+        if repeated is not None:
+            fields += list(REPEAT_FIELDS)
+        if records:
+            out.csv_rows(records, fields)
+        elif not out.quiet:
+            out.stdout.write(",".join(fields) + "\n")
+        return
+    if out.quiet:
+        return
+    out.print(_table(rows, repeated, opts))
+    if opts.tls and any(r.tls is not None for r in rows):
+        out.print(_tls_table(rows))
+    rate = "-" if summary.success_rate is None else f"{summary.success_rate * 100:.1f}%"
+    what = "probes" if repeated is not None else "targets"
+    out.line(f"{summary.total} targets: {summary.open} open, {summary.failed} failed, "
+             f"{rate} of {what} up")
+
+
+def _fmt_ms(v: float | None) -> str | None:
+    if v is None:
+        return None
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+
+def _table(rows: list[ProbeResult], repeated: list[RepeatedResult] | None, opts: ProbeOptions) -> Any:
+    import ipaddress
+
+    from netkit.render.tables import add_row, make_table, state_cell
+
+    def is_name(host: str) -> bool:
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+            return False
+        except ValueError:
+            return True
+
+    show_resolve = any(is_name(r.host) for r in rows)
+    cols: list[Any] = ["target", "address", "state", ("attempts", "right"), ("connect ms", "right")]
+    if show_resolve:
+        cols.append(("resolve ms", "right"))
+    cols.append(("total ms", "right"))
+    if repeated is not None:
+        cols += [("open/rounds", "right"), ("success", "right")]
+    cols.append("error")
+    table = make_table(cols)
+    for i, r in enumerate(rows):
+        vals: list[Any] = [r.target, r.address, state_cell(r.state.value), r.attempts, _fmt_ms(r.connect_ms)]
+        if show_resolve:
+            vals.append(_fmt_ms(r.resolve_ms))
+        vals.append(_fmt_ms(r.elapsed_ms))
+        if repeated is not None:
+            a = repeated[i]
+            vals += [f"{a.opens}/{a.rounds}",
+                     "-" if a.success_rate is None else f"{a.success_rate * 100:.1f}%"]
+        vals.append(r.error)
+        add_row(table, *vals)
+    return table
+
+
+def _tls_table(rows: list[ProbeResult]) -> Any:
+    from netkit.render.tables import add_row, make_table
+
+    table = make_table(["target", "protocol", "cipher", "subject", "issuer", ("days left", "right"), "verified"],
+                       title="TLS")
+    for r in rows:
+        if r.tls is None:
+            continue
+        t = r.tls
+        days = None if t.days_left is None else f"{t.days_left:.1f}"
+        add_row(table, r.target, t.protocol, t.cipher, t.subject, t.issuer, days, "yes" if t.verified else "no")
+    return table

@@ -1,9 +1,197 @@
-"""Placeholder: being built."""
+"""``netkit serve tcp|udp``: the peer for every measurement (thin layer over netkit.io)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import click
 
+from netkit.cli import params
+from netkit.cli.context import get_output, output_options
+from netkit.core.exitcodes import ExitCode
 
-@click.command(name="serve")
+
+@click.group()
 def serve() -> None:
-    """Not built yet."""
-    raise click.UsageError("not built yet")
+    """Run a TCP or UDP server on loopback (or --host): the peer for every measurement.
+
+    Prints exactly one line `listening on HOST:PORT` to stderr when ready; Ctrl-C or SIGTERM
+    prints a summary and exits 0.
+    """
+
+
+def _event_sink(out: Any, state: dict[str, Any]) -> Any:
+    """jsonl: every event on stdout. table: one readable line per event on stdout."""
+    from netkit.core.escape import safe_text
+
+    def sink(event: dict[str, Any]) -> None:
+        if state.get("broken"):
+            return
+        try:
+            if out.format == "jsonl":
+                out.jsonl(event)
+            elif out.format == "table" and event["event"] != "listening":
+                out.line(_event_line(event, safe_text))
+        except BrokenPipeError:
+            state["broken"] = True
+            stop = state.get("stop")
+            if stop is not None:
+                stop.set()
+
+    return sink
+
+
+def _event_line(ev: dict[str, Any], safe_text: Any) -> str:
+    t = ev.get("time", "")[11:23]
+    kind = ev["event"]
+    if kind == "open":
+        return f"{t} open   #{ev['id']} {ev['peer']}"
+    if kind == "close":
+        return (f"{t} close  #{ev['id']} {ev['peer']} in={ev['bytes_in']} out={ev['bytes_out']} "
+                f"{ev['duration_ms']:.1f}ms {ev['reason']}")
+    if kind == "limit":
+        who = f"#{ev['id']} " if ev.get("id") is not None else ""
+        return f"{t} limit  {ev['limit']} {who}{ev.get('peer', '')} (limit {ev.get('value')})"
+    if kind == "datagram":
+        return f"{t} {ev['peer']} {ev['size']}B {safe_text(ev.get('preview', ''))}"
+    rest = " ".join(f"{k}={safe_text(str(v))}" for k, v in ev.items() if k not in ("event", "time"))
+    return f"{t} {kind} {rest}"
+
+
+def _ready(out: Any, address: str) -> None:
+    # The ready line is the one thing printed even with -q: scripts wait for it to learn the port.
+    out.stderr.write(f"listening on {address}\n")
+    out.stderr.flush()
+
+
+def _render_summary(out: Any, summary: Any, title: str) -> None:
+    import dataclasses
+
+    from netkit.render.output import to_jsonable
+    from netkit.render.tables import add_row, make_table
+
+    data = to_jsonable(summary)
+    if out.format == "jsonl":
+        out.jsonl({"event": "summary", **data})
+        return
+
+    def table() -> Any:
+        t = make_table(["field", ("value", "right")], title=title)
+        for f in dataclasses.fields(summary):
+            value = getattr(summary, f.name)
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+            add_row(t, f.name, value)
+        return t
+
+    out.emit(data, table=table, rows=[data])
+
+
+def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
+    if state.get("broken"):
+        raise BrokenPipeError
+    try:
+        _render_summary(out, summary, title)
+    except BrokenPipeError:
+        raise
+    return ExitCode.OK
+
+
+@serve.command("tcp")
+@click.option("--host", type=params.HOST, default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", "-p", type=params.LISTEN_PORT, default="8000", show_default=True,
+              help="Port to bind; 0 picks a free one.")
+@click.option("--mode", type=click.Choice(["echo", "discard", "source", "reply"]), default="echo",
+              show_default=True, help="echo back, read and drop, write a pattern, or answer --reply.")
+@click.option("--reply", "reply_text", default="Message received", show_default=True,
+              help="Answer to each received chunk in --mode reply.")
+@click.option("--max-conns", type=params.Count(min=0), default="1024", show_default=True,
+              help="Concurrent connections; more are closed at once and logged (0: no limit).")
+@click.option("--idle-timeout", type=params.DURATION, default="5m", show_default=True,
+              help="Close a connection idle this long in both directions (0: never).")
+@click.option("--max-bytes", type=params.SIZE, default="0", show_default=True,
+              help="Close a connection after this many bytes in+out (0: no limit).")
+@click.option("--once", is_flag=True, help="Serve one connection, then exit.")
+@click.option("--tls", is_flag=True, help="Speak TLS (ephemeral self-signed certificate unless --cert).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM) for --tls.")
+@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM) for --cert.")
+@output_options
+def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: int, idle_timeout: float,
+                  max_bytes: int, once: bool, tls: bool, cert: str | None, key: str | None) -> int:
+    """Serve TCP: echo (default), discard, source or reply, with limits and optional TLS.
+
+    \b
+    Examples:
+      netkit serve tcp --port 0
+      netkit serve tcp --mode reply --reply 'hello' --once
+      netkit serve tcp --tls --port 8443
+      netkit --format jsonl serve tcp --port 0 > events.jsonl
+    """
+    from netkit.core.serve_models import TcpServerConfig
+    from netkit.io.aio import StopSignal, run
+    from netkit.io.tcp_server import serve_tcp
+
+    out = get_output()
+    if (cert or key) and not tls:
+        raise params.usage_error("--cert/--key need --tls", "--cert")
+    config = TcpServerConfig(
+        host=host, port=port, mode=mode, reply=reply_text.encode(), max_conns=max_conns or None,
+        idle_timeout=idle_timeout or None, max_bytes=max_bytes or None, once=once,
+    )
+    ctx = None
+    if tls:
+        from netkit.io.tls import server_context
+
+        server_tls = server_context(cert, key, host=host)
+        ctx = server_tls.context
+        kind = "ephemeral self-signed certificate" if server_tls.ephemeral else "certificate"
+        out.info(f"TLS {kind}, SHA-256 fingerprint {server_tls.fingerprint_sha256}")
+    state: dict[str, Any] = {}
+
+    async def main() -> Any:
+        async with StopSignal() as stop:
+            state["stop"] = stop
+            return await serve_tcp(
+                config, tls=ctx, on_event=_event_sink(out, state), stop=stop,
+                on_ready=lambda srv: _ready(out, srv.address), on_debug=out.debug,
+            )
+
+    summary = run(main())
+    return _finish(out, state, summary, "netkit serve tcp")
+
+
+@serve.command("udp")
+@click.option("--host", type=params.HOST, default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", "-p", type=params.LISTEN_PORT, default="8000", show_default=True,
+              help="Port to bind; 0 picks a free one.")
+@click.option("--mode", type=click.Choice(["show", "echo"]), default="show", show_default=True,
+              help="show each datagram, or echo it to its sender (through the reflector).")
+@click.option("--preview", type=params.Count(min=0, max=4096), default="64", show_default=True,
+              help="Characters of escaped preview per datagram in --mode show.")
+@output_options
+def serve_udp_cmd(host: str, port: int, mode: str, preview: int) -> int:
+    """Serve UDP: show each datagram (time, sender, size, escaped preview) or echo it.
+
+    \b
+    Examples:
+      netkit serve udp --port 0
+      netkit serve udp --mode echo --port 9000
+    """
+    from netkit.core.serve_models import UdpServerConfig
+    from netkit.io.aio import StopSignal, run
+    from netkit.io.udp_server import serve_udp
+
+    out = get_output()
+    config = UdpServerConfig(host=host, port=port, mode=mode, preview=preview)
+    state: dict[str, Any] = {}
+
+    async def main() -> Any:
+        async with StopSignal() as stop:
+            state["stop"] = stop
+            return await serve_udp(
+                config, on_event=_event_sink(out, state), stop=stop,
+                on_ready=lambda srv: _ready(out, srv.address), on_debug=out.debug,
+            )
+
+    summary = run(main())
+    return _finish(out, state, summary, "netkit serve udp")

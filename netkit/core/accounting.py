@@ -1,0 +1,211 @@
+"""Sequence accounting for probe streams: sent, received, lost, duplicates, reordered, late.
+
+Pure code fed by events with times passed in as integer nanoseconds (sans-IO)::
+
+    acc = Accounting(timeout_ns=1_000_000_000)
+    acc.on_sent(0, t_send)                 # sequences must be 0, 1, 2, ... in send order
+    ev = acc.on_reply(0, t_recv)           # -> ReplyEvent(kind="ok", rtt_ns=..., reordered=False)
+    acc.expire(now)                        # -> sequences whose timeout passed with no reply
+    acc.on_reflector_count(n)              # netkit's reflector: probes it received (final query)
+    summary = acc.finish()                 # -> AccountingSummary
+
+Definitions (also in the README):
+- ``received``: distinct sequences answered within the timeout. RTT samples come from these only.
+- ``late``: distinct sequences answered after their timeout. Counted apart, not as lost.
+- ``lost``: sent - received - late (never answered by the end of the run).
+- ``duplicates``: replies for a sequence already answered (in time or late).
+- ``reordered``: first replies whose sequence is lower than the highest sequence answered before.
+- With netkit's reflector, which reports how many probes of the session it received
+  (``refl_count``): ``lost_forward = sent - refl_count`` and
+  ``lost_return = refl_count - (received + late)`` (both clamped at 0). Without a count: None.
+
+Memory: one byte of state per sequence sent, plus the sends still inside their timeout.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+# Per-sequence state in a bytearray (one byte each).
+_PENDING = 0
+_RECEIVED = 1
+_EXPIRED = 2
+_LATE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    """What one reply meant. ``kind``: "ok", "late", "duplicate" or "unknown" (never sent)."""
+
+    seq: int
+    kind: str
+    rtt_ns: int | None = None
+    reordered: bool = False
+
+
+@dataclass(frozen=True)
+class AccountingSummary:
+    sent: int
+    received: int
+    lost: int
+    late: int
+    duplicates: int
+    reordered: int
+    unknown: int
+    lost_forward: int | None
+    lost_return: int | None
+    reflector_count: int | None
+    rtts_ns: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def loss_pct(self) -> float | None:
+        """Lost as a percentage of sent (None when nothing was sent)."""
+        return None if self.sent == 0 else 100.0 * self.lost / self.sent
+
+
+class Accounting:
+    """Event-driven accounting for one probe stream (one target, one session)."""
+
+    def __init__(self, timeout_ns: int, *, keep_rtts: bool = True) -> None:
+        if timeout_ns <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout_ns = timeout_ns
+        self.keep_rtts = keep_rtts
+        self._state = bytearray()
+        self._send_ns: dict[int, int] = {}  # sequences still inside their timeout
+        self._order: deque[int] = deque()  # those sequences in send order (for expire)
+        self.sent = 0
+        self.received = 0
+        self.late = 0
+        self.expired = 0
+        self.duplicates = 0
+        self.reordered = 0
+        self.unknown = 0
+        self.highest = -1
+        self.reflector_count: int | None = None
+        self.rtts_ns: list[int] = []
+
+    # ----- events -----------------------------------------------------------------------
+    def on_sent(self, seq: int, t_ns: int) -> None:
+        """A probe left. Sequences are consecutive from 0 (a gap is a programming error)."""
+        if seq != self.sent:
+            raise ValueError(f"expected sequence {self.sent}, got {seq}")
+        self._state.append(_PENDING)
+        self._send_ns[seq] = t_ns
+        self._order.append(seq)
+        self.sent += 1
+
+    def send_time(self, seq: int) -> int | None:
+        """The send time of a sequence still inside its timeout (None otherwise)."""
+        return self._send_ns.get(seq)
+
+    def on_reply(self, seq: int, t_ns: int, rtt_ns: int | None = None,
+                 refl_count: int | None = None) -> ReplyEvent:
+        """A reply arrived at ``t_ns``. ``rtt_ns`` overrides ``t_ns - send`` (kernel timestamps).
+
+        ``refl_count`` is the reflector's count carried in this reply (netkit's reflector only).
+        """
+        if refl_count is not None:
+            self.on_reflector_count(refl_count, final=False)
+        if not 0 <= seq < self.sent:
+            self.unknown += 1
+            return ReplyEvent(seq, "unknown")
+        state = self._state[seq]
+        if state in (_RECEIVED, _LATE):
+            self.duplicates += 1
+            return ReplyEvent(seq, "duplicate")
+        reordered = seq < self.highest
+        if reordered:
+            self.reordered += 1
+        if seq > self.highest:
+            self.highest = seq
+        if state == _EXPIRED:
+            self._state[seq] = _LATE
+            self.expired -= 1
+            self.late += 1
+            return ReplyEvent(seq, "late", None, reordered)
+        send = self._send_ns.pop(seq)
+        if rtt_ns is None:
+            rtt_ns = t_ns - send
+        if rtt_ns > self.timeout_ns:
+            # Answered after its deadline but before expire() ran: late all the same.
+            self._state[seq] = _LATE
+            self.late += 1
+            return ReplyEvent(seq, "late", None, reordered)
+        self._state[seq] = _RECEIVED
+        self.received += 1
+        if self.keep_rtts:
+            self.rtts_ns.append(rtt_ns)
+        return ReplyEvent(seq, "ok", rtt_ns, reordered)
+
+    def expire(self, now_ns: int) -> list[int]:
+        """Mark sequences whose timeout has passed by ``now_ns`` as lost; return them."""
+        out: list[int] = []
+        deadline = now_ns - self.timeout_ns
+        order, send_ns = self._order, self._send_ns
+        while order:
+            seq = order[0]
+            t = send_ns.get(seq)
+            if t is None:  # answered already
+                order.popleft()
+                continue
+            if t > deadline:
+                break
+            order.popleft()
+            del send_ns[seq]
+            self._state[seq] = _EXPIRED
+            self.expired += 1
+            out.append(seq)
+        return out
+
+    def next_deadline(self) -> int | None:
+        """When the oldest outstanding probe times out (None when nothing is outstanding)."""
+        while self._order and self._order[0] not in self._send_ns:
+            self._order.popleft()
+        if not self._order:
+            return None
+        return self._send_ns[self._order[0]] + self.timeout_ns
+
+    @property
+    def outstanding(self) -> int:
+        """Probes sent and neither answered nor timed out yet."""
+        return len(self._send_ns)
+
+    def on_reflector_count(self, count: int, *, final: bool = True) -> None:
+        """The reflector's received count for this session; the largest seen wins.
+
+        ``final=True`` is the answer to the end-of-run query (every probe has landed by then).
+        """
+        if self.reflector_count is None or count > self.reflector_count:
+            self.reflector_count = count
+        if final:
+            self._final_count = True
+
+    _final_count = False
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.received - self.late
+
+    def finish(self, *, require_final_count: bool = True) -> AccountingSummary:
+        """The summary. Outstanding probes count as lost (the run is over).
+
+        Per-direction loss needs the reflector's final count (``on_reflector_count(final=True)``):
+        the counts carried by replies cannot say where the probes after the last reply went.
+        """
+        count = self.reflector_count
+        if require_final_count and not self._final_count:
+            count = None
+        if count is not None:
+            answered = self.received + self.late
+            lost_forward: int | None = max(0, self.sent - count)
+            lost_return: int | None = max(0, min(count, self.sent) - answered)
+        else:
+            lost_forward = lost_return = None
+        return AccountingSummary(
+            sent=self.sent, received=self.received, lost=self.lost, late=self.late,
+            duplicates=self.duplicates, reordered=self.reordered, unknown=self.unknown,
+            lost_forward=lost_forward, lost_return=lost_return, reflector_count=count,
+            rtts_ns=list(self.rtts_ns),
+        )

@@ -1,0 +1,251 @@
+"""What ``netkit measure throughput`` asks for and what it finds. Pure data and arithmetic.
+
+Field names are the JSON schema of issue 5: the top level has ``protocol``, ``streams``,
+``reverse``, ``duration_s``, ``intervals``, ``summary``, ``counted_by`` (then a few extra fields);
+each interval ``start_s``, ``end_s``, ``bytes``, ``bits_per_second`` (plus ``omitted`` and the
+per-stream split); the summary ``sent_bytes``, ``received_bytes``, ``sent_bits_per_second``,
+``received_bits_per_second``, ``retransmits``, ``cpu_percent`` (plus ``rtt_ms``, ``cpu_seconds``
+and the per-stream results).
+
+Rates are always bytes over the *measured* elapsed time of the side that counted them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+NS = 1_000_000_000
+
+SERVER_KINDS = ("auto", "netkit", "iperf3", "plain")
+
+SEND = "send"  # the client sends on this stream (forward)
+RECV = "recv"  # the client receives on this stream (--reverse)
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    """Everything one measurement needs; built by the CLI from its options."""
+
+    host: str
+    port: int
+    duration_s: float = 10.0
+    parallel: int = 1
+    reverse: bool = False
+    bidir: bool = False
+    block_size: int = 128 * 1024
+    interval_s: float = 1.0
+    omit_s: float = 0.0
+    server: str = "auto"  # auto | netkit | iperf3 | plain
+    udp: bool = False
+    rate_bps: float | None = None
+    connect_timeout_s: float = 5.0
+    detect_timeout_s: float = 1.0  # how long "auto" waits for a netkit/iperf3 answer
+
+    def __post_init__(self) -> None:
+        if self.server not in SERVER_KINDS:
+            raise ValueError(f"unknown server kind {self.server!r}")
+
+    def directions(self) -> list[str]:
+        """The direction of each stream the client opens, in order (iperf3's order for bidir)."""
+        if self.bidir:
+            return [SEND] * self.parallel + [RECV] * self.parallel
+        return [RECV if self.reverse else SEND] * self.parallel
+
+
+@dataclass(frozen=True)
+class StreamInterval:
+    id: int
+    direction: str
+    bytes: int
+    bits_per_second: float
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    """One reporting interval as the client saw it (bytes it sent, or bytes it received)."""
+
+    start_s: float
+    end_s: float
+    bytes: int
+    bits_per_second: float
+    omitted: bool = False
+    streams: tuple[StreamInterval, ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """One stream's totals after the omit period. ``None`` where nobody counted."""
+
+    id: int
+    direction: str
+    sent_bytes: int | None
+    received_bytes: int | None
+    sent_bits_per_second: float | None
+    received_bits_per_second: float | None
+    retransmits: int | None
+    rtt_ms: float | None
+    counted_by: str  # "receiver" or "sender"
+
+
+@dataclass(frozen=True)
+class Summary:
+    sent_bytes: int | None
+    received_bytes: int | None
+    sent_bits_per_second: float | None
+    received_bits_per_second: float | None
+    retransmits: int | None
+    cpu_percent: float | None
+    rtt_ms: float | None = None
+    cpu_seconds: float | None = None
+    streams: tuple[StreamResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class UdpSummary:
+    """UDP mode: what the probe accounting found (round trip through an echo reflector)."""
+
+    rate_bps: float
+    packet_size: int
+    packets_sent: int
+    packets_received: int
+    lost_packets: int
+    lost_percent: float | None
+    duplicates: int
+    reordered: int
+    jitter_ms: float | None
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    protocol: str
+    streams: int
+    reverse: bool
+    duration_s: float
+    intervals: tuple[IntervalRow, ...]
+    summary: Summary
+    counted_by: str
+    target: str = ""
+    server: str = "netkit"  # netkit | iperf3 | plain
+    bidir: bool = False
+    omit_s: float = 0.0
+    block_size: int = 0
+    interrupted: bool = False
+    note: str | None = None
+    udp: UdpSummary | None = field(default=None)
+
+    @property
+    def rate_bps(self) -> float | None:
+        """The headline rate: what arrived when a receiver counted, else what was sent."""
+        s = self.summary
+        if s.received_bits_per_second is not None:
+            return s.received_bits_per_second
+        return s.sent_bits_per_second
+
+
+# ----- arithmetic -------------------------------------------------------------------------------
+
+def bps(nbytes: int | None, elapsed_ns: int | None) -> float | None:
+    """Bits per second over a measured elapsed time; None when either is unknown or zero."""
+    if nbytes is None or not elapsed_ns or elapsed_ns <= 0:
+        return None
+    return nbytes * 8 * NS / elapsed_ns
+
+
+def interval_row(
+    start_ns: int,
+    end_ns: int,
+    deltas: Sequence[tuple[int, str, int]],
+    omitted: bool = False,
+) -> IntervalRow:
+    """Build one interval from per-stream byte deltas ``(id, direction, bytes)``.
+
+    ``start_ns``/``end_ns`` are relative to the start of the test.
+    """
+    span = end_ns - start_ns
+    streams = tuple(StreamInterval(sid, d, n, bps(n, span) or 0.0) for sid, d, n in deltas)
+    total = sum(n for _, _, n in deltas)
+    return IntervalRow(round(start_ns / NS, 6), round(end_ns / NS, 6), total, bps(total, span) or 0.0,
+                       omitted, streams)
+
+
+def stream_result(
+    sid: int,
+    direction: str,
+    *,
+    sent_bytes: int | None,
+    sent_ns: int | None,
+    received_bytes: int | None,
+    received_ns: int | None,
+    retransmits: int | None,
+    rtt_us: int | None,
+    counted_by: str,
+) -> StreamResult:
+    return StreamResult(
+        sid, direction, sent_bytes, received_bytes, bps(sent_bytes, sent_ns), bps(received_bytes, received_ns),
+        retransmits, None if rtt_us is None else round(rtt_us / 1000, 3), counted_by,
+    )
+
+
+def _sum_opt(values: Sequence[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _rate_sum(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def summarize(
+    streams: Sequence[StreamResult],
+    cpu_seconds: float | None,
+    wall_ns: int,
+) -> Summary:
+    """Totals over every stream. Rates add up (streams run side by side)."""
+    rtts = [s.rtt_ms for s in streams if s.rtt_ms is not None]
+    cpu_percent = None
+    if cpu_seconds is not None and wall_ns > 0:
+        cpu_percent = round(100.0 * cpu_seconds * NS / wall_ns, 1)
+    return Summary(
+        sent_bytes=_sum_opt([s.sent_bytes for s in streams]),
+        received_bytes=_sum_opt([s.received_bytes for s in streams]),
+        sent_bits_per_second=_rate_sum([s.sent_bits_per_second for s in streams]),
+        received_bits_per_second=_rate_sum([s.received_bits_per_second for s in streams]),
+        retransmits=_sum_opt([s.retransmits for s in streams]),
+        cpu_percent=cpu_percent,
+        rtt_ms=round(sum(rtts) / len(rtts), 3) if rtts else None,
+        cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 4),
+        streams=tuple(streams),
+    )
+
+
+def overall_counted_by(streams: Sequence[StreamResult]) -> str:
+    """"receiver" only when every stream's received count came from its receiver."""
+    if streams and all(s.counted_by == "receiver" for s in streams):
+        return "receiver"
+    return "sender"
+
+
+# ----- TCP_INFO -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TcpInfo:
+    retransmits: int  # tcpi_total_retrans: segments retransmitted over the connection's life
+    rtt_us: int  # tcpi_rtt: the smoothed RTT estimate
+    rttvar_us: int
+
+
+# Linux ``struct tcp_info``: 8 one-byte fields, then u32s. tcpi_rtt is the 16th u32 (offset 68),
+# tcpi_rttvar the 17th (72), tcpi_total_retrans the 24th (100).
+_TCPI_MIN = 104
+
+
+def parse_tcp_info(raw: bytes) -> TcpInfo | None:
+    """Parse the fields we report from a Linux ``TCP_INFO`` blob; None when it is too short."""
+    if len(raw) < _TCPI_MIN:
+        return None
+    rtt, rttvar = struct.unpack_from("=II", raw, 68)
+    (total_retrans,) = struct.unpack_from("=I", raw, 100)
+    return TcpInfo(total_retrans, rtt, rttvar)

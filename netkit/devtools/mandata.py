@@ -1,0 +1,279 @@
+"""Hand-written parts of the man pages: EXAMPLES, EXIT STATUS, extra ENVIRONMENT and SEE ALSO.
+
+Keyed by the command path without "netkit" ("" is the root page, "measure latency" a subcommand).
+Everything else on a page comes from the Click definitions. Every example is a real command line:
+``tests/cli/test_man_pages.py`` parses each one with netkit's own Click tree, so an example that
+uses an option that no longer exists fails the tests instead of misleading a reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_EXIT_STATUS: tuple[tuple[int, str], ...] = (
+    (0, "Success."),
+    (1, "The check failed: unreachable, refused, loss or RTT over a threshold."),
+    (2, "Usage error or bad input (an unknown option, a malformed target, duration or size)."),
+    (3, "Runtime error: cannot bind, permission denied, our own address does not resolve."),
+    (130, "Interrupted by SIGINT (Ctrl-C) where the command has no result to report."),
+)
+
+_USAGE = (2, "Usage error or bad input; the message names the option or argument.")
+_RUNTIME = (3, "Runtime error (permission denied, a system call failed).")
+
+PAGES: dict[str, dict[str, Any]] = {
+    "": {
+        "summary": "network diagnostics with honest numbers",
+        "exit_status": (
+            *DEFAULT_EXIT_STATUS,
+            (141, "stdout was closed by its reader (netkit ... | head -1): netkit stops quietly."),
+        ),
+        "environment": (
+            ("NO_COLOR", "When set (to anything), no colour is used, as with --no-color."),
+        ),
+        "examples": (
+            ("Run every capability against netkit's own servers on loopback:", "netkit selftest"),
+            ("Wait until a database accepts connections, then start the application (a container "
+             "entrypoint guard):", "netkit probe --wait --deadline 60s db:5432 && exec app"),
+            ("Measure the TCP handshake time to a local service and keep the result as JSON:",
+             "netkit --format json measure latency 127.0.0.1:22 > latency.json"),
+            ("Install bash completion for the current user:",
+             "netkit completion bash > ~/.local/share/bash-completion/completions/netkit"),
+        ),
+        "see_also": ("ss(8)", "ip(8)", "ping(8)", "iperf3(1)", "nc(1)"),
+    },
+    # ----- serve ---------------------------------------------------------------------------------
+    "serve": {
+        "exit_status": (
+            (0, "The server stopped on Ctrl-C or SIGTERM and printed its summary."),
+            _USAGE,
+            (3, "The server could not start: the address is in use, binding is not permitted, "
+                "or the TLS certificate or key cannot be read."),
+        ),
+        "examples": (
+            ("An echo server on a fixed port:", "netkit serve tcp --port 9000"),
+            ("A UDP reflector for netkit measure latency --method udp and measure loss:",
+             "netkit serve udp --port 9000 --mode echo"),
+        ),
+    },
+    "serve tcp": {
+        "exit_status": (
+            (0, "The server stopped on Ctrl-C or SIGTERM (or after one connection with --once) and "
+                "printed its summary."),
+            _USAGE,
+            (3, "The server could not start: the address is in use, binding is not permitted, "
+                "or the TLS certificate or key cannot be read."),
+        ),
+        "examples": (
+            ("An echo server on a free port; the port is on the 'listening on' line (stderr):",
+             "netkit serve tcp --port 0"),
+            ("A sink for throughput tests:", "netkit serve tcp --port 9000 --mode discard"),
+            ("A TLS echo server with an ephemeral self-signed certificate (its SHA-256 fingerprint is "
+             "printed):", "netkit serve tcp --port 9443 --tls"),
+            ("Log every connection as a JSON line:",
+             "netkit --format jsonl serve tcp --port 9000 >> connections.jsonl"),
+        ),
+    },
+    "serve udp": {
+        "exit_status": (
+            (0, "The server stopped on Ctrl-C or SIGTERM and printed its summary."),
+            _USAGE,
+            (3, "The server could not start: the address is in use or binding is not permitted."),
+        ),
+        "examples": (
+            ("Show every datagram that arrives on port 9000:", "netkit serve udp --port 9000"),
+            ("Reflect datagrams to their senders (the peer of measure latency --method udp):",
+             "netkit serve udp --port 9000 --mode echo"),
+        ),
+    },
+    # ----- send ----------------------------------------------------------------------------------
+    "send": {
+        "exit_status": (
+            (0, "Sent, and the reply (if any) was read."),
+            (1, "The connection failed: refused, timed out, name not resolved or TLS verification failed."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("Send a line to an echo server and print the reply:", "netkit send tcp 127.0.0.1:9000 hello"),
+            ("Send three datagrams and print the replies:",
+             "netkit send udp 127.0.0.1:9000 ping --count 3 --wait 1s"),
+        ),
+    },
+    "send tcp": {
+        "exit_status": (
+            (0, "Sent, and the reply was read until the peer closed or went quiet."),
+            (1, "The connection failed: refused, timed out, name not resolved or TLS verification failed."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("Send a message and print the reply:", "netkit send tcp 127.0.0.1:9000 hello"),
+            ("Send a file, keep the raw reply:", "netkit send tcp 127.0.0.1:9000 --file request.bin > reply.bin"),
+            ("Send standard input:", "printf 'PING\\r\\n' | netkit send tcp 127.0.0.1:6379"),
+            ("Sizes and timings as JSON:", "netkit --format json send tcp 127.0.0.1:9000 hello"),
+        ),
+    },
+    "send udp": {
+        "exit_status": (
+            (0, "Sent (and, with --wait, replies printed as they came)."),
+            (1, "Sending failed (for example ICMP port unreachable)."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("Send one datagram:", "netkit send udp 127.0.0.1:9000 hello"),
+            ("Send five datagrams 200 ms apart and show replies for up to a second:",
+             "netkit send udp 127.0.0.1:9000 ping --count 5 --interval 200ms --wait 1s"),
+        ),
+    },
+    # ----- probe ---------------------------------------------------------------------------------
+    "probe": {
+        "exit_status": (
+            (0, "Every target is open (with --any: at least one is)."),
+            (1, "A target is not open: closed, timeout, unreachable, dns-error, tls-error or mismatch."),
+            _USAGE,
+            _RUNTIME,
+            (130, "Interrupted by SIGINT."),
+        ),
+        "examples": (
+            ("Is a service up?", "netkit probe 127.0.0.1:22"),
+            ("Which of these ports are open?", "netkit probe 127.0.0.1:22,80,8000-8100 --only open"),
+            ("Wait up to a minute for a database, then start the application:",
+             "netkit probe --wait --deadline 60s db:5432 && exec app"),
+            ("Retry with exponential backoff before giving up:",
+             "netkit probe 127.0.0.1:8080 --retries 5 --backoff 0.5s --max-backoff 5s"),
+            ("Check a banner:", "netkit probe 127.0.0.1:22 --expect '^SSH-'"),
+            ("Targets from a file, one JSON line per result:", "netkit --format jsonl probe --targets-file hosts.txt"),
+        ),
+    },
+    # ----- measure -------------------------------------------------------------------------------
+    "measure": {
+        "exit_status": (
+            (0, "Measured, and every threshold given was met."),
+            (1, "No reply at all, a threshold was breached, or the connection failed."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("TCP handshake time to a local service:", "netkit measure latency 127.0.0.1:22"),
+            ("Loss at 1000 packets/s against netkit's reflector:",
+             "netkit measure loss 127.0.0.1:9000 --rate 1000 --duration 10s"),
+            ("Bandwidth to netkit serve tcp:", "netkit measure throughput 127.0.0.1:9000 --duration 5s"),
+        ),
+    },
+    "measure latency": {
+        "exit_status": (
+            (0, "Replies were received and every threshold given was met (also after Ctrl-C)."),
+            (1, "No reply at all, or --max-loss or --max-rtt was breached (the summary says which)."),
+            _USAGE,
+            (3, "Runtime error, for example ICMP needs a raw socket or net.ipv4.ping_group_range."),
+        ),
+        "examples": (
+            ("Handshake time of new TCP connections (like tcping):", "netkit measure latency 127.0.0.1:22"),
+            ("UDP round trips against netkit's reflector, 100 probes 10 ms apart:",
+             "netkit measure latency 127.0.0.1:9000 --method udp --count 100 --interval 10ms"),
+            ("Fail a CI job when loss exceeds 1% or the p95 RTT exceeds 5 ms:",
+             "netkit -q measure latency 127.0.0.1:9000 --method udp --count 200 --max-loss 1 --max-rtt 5ms"),
+            ("Log every reply as a JSON line:",
+             "netkit --format jsonl measure latency 127.0.0.1:22 --count 10 >> latency.jsonl"),
+        ),
+        "see_also": ("ping(8)", "fping(8)", "sockperf(1)"),
+    },
+    "measure loss": {
+        "exit_status": (
+            (0, "Replies were received and every threshold given was met."),
+            (1, "No reply at all, or --max-loss was breached."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("Loss at 2000 packets/s for 10 s against netkit's reflector:",
+             "netkit measure loss 127.0.0.1:9000 --rate 2000 --duration 10s"),
+            ("Fail when loss exceeds 1%:",
+             "netkit -q measure loss 127.0.0.1:9000 --rate 1000 --duration 5s --max-loss 1"),
+        ),
+    },
+    "measure throughput": {
+        "exit_status": (
+            (0, "Measured (and at least --min-rate when given)."),
+            (1, "The connection failed, or the rate was below --min-rate."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("Single TCP stream to netkit serve tcp for 5 s:",
+             "netkit measure throughput 127.0.0.1:9000 --duration 5s"),
+            ("Four parallel streams, server to client:",
+             "netkit measure throughput 127.0.0.1:9000 --parallel 4 --reverse"),
+            ("Against a running iperf3 -s:", "netkit measure throughput 127.0.0.1:5201 --iperf3"),
+        ),
+        "see_also": ("iperf3(1)",),
+    },
+    # ----- info ----------------------------------------------------------------------------------
+    "info": {
+        "exit_status": ((0, "Success."), _USAGE, _RUNTIME, (130, "Interrupted before --count intervals.")),
+        "examples": (
+            ("Interfaces, including those that are down:", "netkit info interfaces --all"),
+            ("Who listens on port 8000?", "netkit info connections --listening --port 8000"),
+            ("Rates of the loopback interface, five times 200 ms apart:",
+             "netkit info traffic --interface lo --count 5 --interval 200ms"),
+        ),
+        "see_also": ("ip(8)", "ss(8)"),
+    },
+    "info interfaces": {
+        "exit_status": ((0, "Success."), _USAGE, _RUNTIME),
+        "examples": (
+            ("Interfaces that are up:", "netkit info interfaces"),
+            ("Every IPv4 address with its prefix length:",
+             "netkit info interfaces --format json | jq -r '.interfaces[].ipv4[]'"),
+            ("All interfaces as CSV:", "netkit info interfaces --all --format csv"),
+        ),
+        "see_also": ("ip(8)",),
+    },
+    "info connections": {
+        "exit_status": ((0, "Success (also when no socket matches)."), _USAGE, _RUNTIME),
+        "examples": (
+            ("Every TCP and UDP socket with its process (like ss -tunap):", "netkit info connections"),
+            ("Listening TCP sockets:", "netkit info connections --tcp --listening"),
+            ("Which process has port 8000?",
+             "netkit info connections --port 8000 --format json | jq '.connections[].pid'"),
+            ("Established connections of one process:", "netkit info connections --state established --pid 1234"),
+        ),
+        "see_also": ("ss(8)", "netstat(8)"),
+    },
+    "info traffic": {
+        "exit_status": (
+            (0, "Done: --count intervals measured, or stopped with Ctrl-C or SIGTERM when no --count was given."),
+            _USAGE,
+            _RUNTIME,
+            (130, "Interrupted by Ctrl-C before --count intervals were measured (the summary is still printed)."),
+        ),
+        "examples": (
+            ("A live table of every interface that is up, every second, until Ctrl-C:", "netkit info traffic"),
+            ("Three readings 200 ms apart as one JSON document (takes about 0.6 s):",
+             "netkit info traffic --count 3 --interval 200ms --format json"),
+            ("Log loopback rates as JSON lines, one per interval:",
+             "netkit info traffic --interface lo --interval 10s --format jsonl >> traffic.jsonl"),
+        ),
+        "see_also": ("ip(8)", "sar(1)"),
+    },
+    # ----- the rest ------------------------------------------------------------------------------
+    "selftest": {
+        "exit_status": ((0, "Every check passed."), (1, "A check failed (the table says which)."), _USAGE, _RUNTIME),
+        "examples": (
+            ("Run every check:", "netkit selftest"),
+            ("The results as JSON:", "netkit selftest --format json"),
+        ),
+    },
+    "completion": {
+        "exit_status": ((0, "The script was printed."), (2, "Unknown shell.")),
+        "examples": (
+            ("Load completion into the running bash:", 'eval "$(netkit completion bash)"'),
+            ("Install it for bash, zsh and fish:",
+             "netkit completion bash > ~/.local/share/bash-completion/completions/netkit\n"
+             "netkit completion zsh > ~/.zfunc/_netkit\n"
+             "netkit completion fish > ~/.config/fish/completions/netkit.fish"),
+        ),
+    },
+}

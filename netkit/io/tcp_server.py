@@ -1,0 +1,573 @@
+"""``netkit serve tcp``: an asyncio Protocol server (uvloop when installed) with limits.
+
+Public API of :class:`TcpServer` (the ``server`` object handed to measurement sessions,
+``netkit.io.tcp_sessions.open_session(transport, first_bytes, server)``):
+
+``server.config``
+    A frozen :class:`netkit.core.serve_models.TcpServerConfig`: ``host``, ``port``, ``mode``
+    (echo|discard|source|reply), ``reply`` (bytes), ``max_conns``, ``idle_timeout`` (seconds or
+    None), ``max_bytes`` (bytes in + out per connection, or None), ``once``, ``high_water``
+    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``).
+``server.record(transport) -> ConnRecord | None``
+    The bookkeeping record of an accepted connection: ``id``, ``peer`` ("host:port"),
+    ``opened_ns``, ``bytes_in``, ``bytes_out``. The server creates it when the connection is
+    accepted (before the session header is sniffed), so a session never "opens" a connection.
+``server.add_bytes(transport, bytes_in=0, bytes_out=0) -> bool``
+    Count bytes on that connection (they feed the summary, the close event and the idle timer).
+    Returns False when the connection is now over ``max_bytes``: the server has already counted
+    the limit and logged it; the caller should close the transport (``transport.close()``).
+``server.emit(event: str, **fields) -> None``
+    One event for ``--format jsonl`` on stdout: ``{"event": event, "time": ISO-8601, **fields}``.
+    Fields must be JSON values (str, int, float, bool, None, lists, dicts).
+``server.closed(transport, reason: str = "eof", error: str | None = None) -> None``
+    Connection-close bookkeeping: call it from the session protocol's ``connection_lost``.
+    Emits the ``close`` event (peer, bytes in/out, duration) once; idempotent.
+    ``reason`` is one of ``CLOSE_REASONS`` ("eof", "reset", "error", ...); ``error`` counts as an
+    error in the summary when not None.
+``server.error(message: str) -> None``
+    Count an error and show it at ``-v``.
+``server.stopping -> bool``
+    True once the server is shutting down (sessions should stop producing data).
+
+The server keeps tracking a connection after its hand-over: the idle timeout (fed by
+``add_bytes``) and the shutdown (``transport.close()`` for every open connection) still apply.
+
+Hot path: after the first bytes are sniffed the connection switches (``set_protocol``) to a
+small protocol per mode whose ``data_received`` does the least possible work; per-connection
+counters are plain attributes and the server's totals are summed on demand. Backpressure:
+``pause_writing`` pauses reading from that client, ``resume_writing`` resumes it, so a client that
+sends but does not read makes the server hold at most ``high_water`` bytes for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from netkit.core.errors import RuntimeFailure
+from netkit.core.serve_models import TcpServerConfig, TcpServeSummary, empty_limits, ms
+from netkit.core.targets import format_host_port
+
+EventSink = Callable[[dict[str, Any]], None]
+
+SNIFF_WAIT_S = 0.1  # a plain client sending fewer bytes than the header waits at most this long
+SOURCE_CHUNK = bytes(range(256)) * 256  # 64 KiB pattern for --mode source
+SOURCE_BURST = 16  # chunks written per loop turn before yielding (bounded loop)
+STOP_GRACE_S = 1.0  # after close(), connections still open are aborted
+
+
+def wall_time() -> str:
+    """Event timestamps: wall clock (UTC, ms). Intervals never use this."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def peer_text(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return format_host_port(str(peer[0]), int(peer[1]))
+    return str(peer) if peer else "?"
+
+
+class ConnRecord:
+    """Per-connection counters. Plain attributes: they are updated on every read."""
+
+    __slots__ = ("_active_ns", "_snap", "bytes_in", "bytes_out", "closed", "id", "opened_ns", "peer",
+                 "reason", "session", "transport")
+
+    def __init__(self, conn_id: int, peer: str, opened_ns: int, transport: asyncio.BaseTransport) -> None:
+        self.id = conn_id
+        self.peer = peer
+        self.opened_ns = opened_ns
+        self.transport = transport
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.closed = False
+        self.session = False
+        self.reason: str | None = None  # set by whoever decides to close (limits, stop)
+        self._snap = 0
+        self._active_ns = opened_ns
+
+
+# ----- per-mode protocols (the hot path) -----------------------------------------------------
+
+class _ModeProtocol(asyncio.Protocol):
+    """Shared plumbing: backpressure, EOF, close bookkeeping, the max-bytes check."""
+
+    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
+        self.server = server
+        self.transport = transport
+        self.rec = rec
+        self.limit = server.config.max_bytes
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        return False  # close once our writes are flushed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._lost(self.transport, exc)
+
+    def _over(self) -> None:
+        self.server._limit(self.rec, "max_bytes")
+        self.transport.close()
+
+
+class _Echo(_ModeProtocol):
+    def data_received(self, data: bytes) -> None:
+        n = len(data)
+        rec = self.rec
+        rec.bytes_in += n
+        if self.limit is not None and rec.bytes_in + rec.bytes_out + n > self.limit:
+            self._over()
+            return
+        self.transport.write(data)
+        rec.bytes_out += n
+
+
+class _Discard(_ModeProtocol):
+    def data_received(self, data: bytes) -> None:
+        rec = self.rec
+        rec.bytes_in += len(data)
+        if self.limit is not None and rec.bytes_in + rec.bytes_out > self.limit:
+            self._over()
+
+
+class _Reply(_ModeProtocol):
+    def data_received(self, data: bytes) -> None:
+        rec = self.rec
+        rec.bytes_in += len(data)
+        reply = self.server.config.reply
+        if self.limit is not None and rec.bytes_in + rec.bytes_out + len(reply) > self.limit:
+            self._over()
+            return
+        self.transport.write(reply)
+        rec.bytes_out += len(reply)
+
+
+class _Source(_ModeProtocol):
+    """Writes a pattern as fast as the client reads: produce until the buffer is full."""
+
+    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
+        super().__init__(server, transport, rec)
+        self.paused = False
+        self.scheduled = False
+
+    def start(self) -> None:
+        self._pump()
+
+    def _pump(self) -> None:
+        self.scheduled = False
+        t = self.transport
+        rec = self.rec
+        for _ in range(SOURCE_BURST):
+            if self.paused or t.is_closing() or self.server.stopping:
+                return
+            chunk = SOURCE_CHUNK
+            if self.limit is not None:
+                room = self.limit - rec.bytes_in - rec.bytes_out
+                if room <= 0:
+                    self._over()
+                    return
+                chunk = chunk[:room]
+            t.write(chunk)
+            rec.bytes_out += len(chunk)
+        # The kernel took everything without filling our buffer: yield, then go on.
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if not self.scheduled:
+            self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        self.rec.bytes_in += len(data)  # read and drop what the client sends
+
+    def eof_received(self) -> bool:
+        return True  # the client may half-close and keep reading
+
+
+MODE_PROTOCOLS: dict[str, type[_ModeProtocol]] = {
+    "echo": _Echo, "discard": _Discard, "reply": _Reply, "source": _Source,
+}
+
+
+class _Sniff(asyncio.Protocol):
+    """First protocol of every connection: bookkeeping, limits, then the session sniff."""
+
+    def __init__(self, server: TcpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.rec: ConnRecord | None = None
+        self.buf = b""
+        self.timer: asyncio.TimerHandle | None = None
+        self.decided = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.rec = self.server._opened(transport)
+        if self.rec is None:  # refused by --max-conns (already closed and logged)
+            self.decided = True
+            return
+        transport.set_write_buffer_limits(high=self.server.config.high_water)
+        self.timer = asyncio.get_running_loop().call_later(SNIFF_WAIT_S, self._timeout)
+
+    def _timeout(self) -> None:
+        self.timer = None
+        if not self.decided:
+            self._switch(False)
+
+    def data_received(self, data: bytes) -> None:
+        if self.decided:
+            return
+        self.buf += data
+        verdict = self.server._sniff(self.buf)
+        if verdict is None:
+            return
+        self._switch(verdict)
+
+    def _switch(self, session: bool) -> None:
+        self.decided = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        transport, rec, first = self.transport, self.rec, self.buf
+        self.buf = b""
+        assert transport is not None and rec is not None
+        if transport.is_closing():
+            return
+        if session:
+            self.server._hand_over(transport, rec, first)
+            return
+        proto = MODE_PROTOCOLS[self.server.config.mode](self.server, transport, rec)
+        transport.set_protocol(proto)
+        if first:
+            proto.data_received(first)
+        if isinstance(proto, _Source):
+            proto.start()
+        if self._eof and not transport.is_closing():
+            if not proto.eof_received():
+                transport.close()
+
+    _eof = False
+
+    def eof_received(self) -> bool:
+        if not self.decided:
+            self._eof = True
+            self._switch(False)  # a client that sent less than a header and closed: plain client
+        return True  # _switch closed it if the mode wants that
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.decided = True
+        if self.transport is not None:
+            self.server._lost(self.transport, exc)
+
+
+# ----- the server ----------------------------------------------------------------------------
+
+class TcpServer:
+    """A running ``serve tcp``: start(), then wait for ``done`` or stop(); see module docstring."""
+
+    def __init__(
+        self,
+        config: TcpServerConfig,
+        *,
+        tls: ssl.SSLContext | None = None,
+        on_event: EventSink | None = None,
+        on_debug: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.tls = tls
+        self.on_event = on_event
+        self.on_debug = on_debug
+        self.host = config.host
+        self.port = config.port
+        self.stopping = False
+        self.done = asyncio.Event()  # set by --once after its connection closes
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: dict[asyncio.BaseTransport, ConnRecord] = {}
+        self._next_id = 1
+        self._peak = 0
+        self._total_conns = 0
+        self._closed_in = 0
+        self._closed_out = 0
+        self._errors = 0
+        self._sessions = 0
+        self._limits = empty_limits()
+        self._start_ns = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sniff_fn: Callable[[bytes], bool | None] | None = None
+
+    # ----- public API for sessions ------------------------------------------------------------
+    def record(self, transport: asyncio.BaseTransport) -> ConnRecord | None:
+        return self._conns.get(transport)
+
+    def add_bytes(self, transport: asyncio.BaseTransport, bytes_in: int = 0, bytes_out: int = 0) -> bool:
+        rec = self._conns.get(transport)
+        if rec is None:
+            return True
+        rec.bytes_in += bytes_in
+        rec.bytes_out += bytes_out
+        limit = self.config.max_bytes
+        if limit is not None and rec.bytes_in + rec.bytes_out > limit:
+            if rec.reason is None:
+                self._limit(rec, "max_bytes")
+            return False
+        return True
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event({"event": event, "time": wall_time(), **fields})
+
+    def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
+        rec = self._conns.pop(transport, None)
+        if rec is None or rec.closed:
+            return
+        rec.closed = True
+        if error is not None:
+            self.error(f"connection {rec.id} {rec.peer}: {error}")
+        reason = rec.reason or reason
+        self._closed_in += rec.bytes_in
+        self._closed_out += rec.bytes_out
+        self.emit(
+            "close", id=rec.id, peer=rec.peer, bytes_in=rec.bytes_in, bytes_out=rec.bytes_out,
+            duration_ms=ms(time.perf_counter_ns() - rec.opened_ns), reason=reason,
+        )
+        if self.config.once:
+            self.done.set()
+
+    def error(self, message: str) -> None:
+        self._errors += 1
+        if self.on_debug is not None:
+            self.on_debug(message)
+
+    # ----- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> tuple[str, int]:
+        """Bind and listen; return the real (host, port). Bind failures raise RuntimeFailure."""
+        loop = asyncio.get_running_loop()
+        try:
+            from netkit.io import tcp_sessions
+
+            self._sniff_fn = tcp_sessions.sniff
+        except ImportError:  # pragma: no cover - sessions are part of the package
+            self._sniff_fn = None
+        kwargs: dict[str, Any] = {}
+        if self.tls is not None:
+            kwargs.update(ssl=self.tls, ssl_handshake_timeout=10.0)
+        try:
+            self._server = await loop.create_server(
+                lambda: _Sniff(self), self.config.host, self.config.port,
+                backlog=self.config.backlog, reuse_address=True, **kwargs,
+            )
+        except OSError as exc:
+            where = format_host_port(self.config.host, self.config.port)
+            raise RuntimeFailure(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        except socket.gaierror as exc:  # pragma: no cover - gaierror is an OSError
+            raise RuntimeFailure(f"cannot resolve {self.config.host}: {exc.strerror}") from None
+        sock = self._server.sockets[0]
+        name = sock.getsockname()
+        self.host, self.port = str(name[0]), int(name[1])
+        self._start_ns = time.perf_counter_ns()
+        if self.config.idle_timeout is not None:
+            self._sweeper = asyncio.ensure_future(self._sweep(self.config.idle_timeout))
+        self.emit("listening", host=self.host, port=self.port)
+        return self.host, self.port
+
+    @property
+    def address(self) -> str:
+        return format_host_port(self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection (abort those that do not drain), wait."""
+        self.stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for rec in list(self._conns.values()):
+            rec.reason = rec.reason or "server-stop"
+            rec.transport.close()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self._conns and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for rec in list(self._conns.values()):
+            rec.transport.abort()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self._conns and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for transport in list(self._conns):  # never reported lost: account for them anyway
+            self.closed(transport, "server-stop")
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), STOP_GRACE_S)
+            except (asyncio.TimeoutError, Exception):
+                pass
+
+    def summary(self, stopped_by: str | None = None) -> TcpServeSummary:
+        open_in = sum(r.bytes_in for r in self._conns.values())
+        open_out = sum(r.bytes_out for r in self._conns.values())
+        return TcpServeSummary(
+            host=self.host, port=self.port, mode=self.config.mode, tls=self.tls is not None,
+            connections=self._total_conns, peak_concurrent=self._peak,
+            bytes_in=self._closed_in + open_in, bytes_out=self._closed_out + open_out,
+            errors=self._errors, limits_hit=dict(self._limits), sessions=self._sessions,
+            elapsed_ms=ms(time.perf_counter_ns() - self._start_ns) if self._start_ns else 0.0,
+            stopped_by=stopped_by,
+        )
+
+    @property
+    def active(self) -> int:
+        return len(self._conns)
+
+    # ----- internals ------------------------------------------------------------------------
+    def _opened(self, transport: asyncio.Transport) -> ConnRecord | None:
+        peer = peer_text(transport)
+        limit = self.config.max_conns
+        if self.stopping or (limit is not None and len(self._conns) >= limit):
+            if not self.stopping:
+                self._limits["max_conns"] += 1
+                self.emit("limit", limit="max_conns", peer=peer, value=limit)
+            transport.abort()
+            return None
+        rec = ConnRecord(self._next_id, peer, time.perf_counter_ns(), transport)
+        self._next_id += 1
+        self._total_conns += 1
+        self._conns[transport] = rec
+        if len(self._conns) > self._peak:
+            self._peak = len(self._conns)
+        self.emit("open", id=rec.id, peer=peer)
+        if self.config.once and self._server is not None:
+            self._server.close()  # serve this one connection only
+        return rec
+
+    def _sniff(self, prefix: bytes) -> bool | None:
+        if self._sniff_fn is None:
+            return False
+        try:
+            return self._sniff_fn(prefix)
+        except Exception as exc:  # a broken sniffer must not break plain clients
+            self.error(f"session sniff failed: {type(exc).__name__}: {exc}")
+            self._sniff_fn = None
+            return False
+
+    def _hand_over(self, transport: asyncio.Transport, rec: ConnRecord, first: bytes) -> None:
+        from netkit.io import tcp_sessions
+
+        rec.session = True
+        self._sessions += 1
+        try:
+            tcp_sessions.open_session(transport, first, self)
+        except Exception as exc:
+            rec.reason = "error"
+            self.error(f"connection {rec.id} {rec.peer}: session failed: {type(exc).__name__}: {exc}")
+            transport.close()
+
+    def _limit(self, rec: ConnRecord, which: str) -> None:
+        rec.reason = which.replace("_", "-")
+        self._limits[which] += 1
+        value = self.config.max_bytes if which == "max_bytes" else self.config.idle_timeout
+        self.emit("limit", limit=which, id=rec.id, peer=rec.peer, value=value)
+
+    def _lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
+        if exc is None:
+            self.closed(transport, "eof")
+        elif isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+            self.closed(transport, "reset")
+        else:
+            self.closed(transport, "error", error=f"{type(exc).__name__}: {exc}")
+
+    async def _sweep(self, idle_timeout: float) -> None:
+        """Close connections with no byte in either direction for ``idle_timeout`` seconds.
+
+        No clock read on the hot path: each sweep compares a connection's byte total with the
+        one it saw last time and notes when it last changed.
+        """
+        interval = min(max(idle_timeout / 4, 0.05), 1.0)
+        limit_ns = int(idle_timeout * 1e9)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.perf_counter_ns()
+            for rec in list(self._conns.values()):
+                total = rec.bytes_in + rec.bytes_out
+                if total != rec._snap:
+                    rec._snap = total
+                    rec._active_ns = now
+                elif now - rec._active_ns >= limit_ns and rec.reason is None:
+                    self._limit(rec, "idle_timeout")
+                    t = rec.transport
+                    if getattr(t, "get_write_buffer_size", lambda: 0)():
+                        t.abort()  # a client that stopped reading: nothing would drain
+                    else:
+                        t.close()
+
+
+async def serve_tcp(
+    config: TcpServerConfig,
+    *,
+    tls: ssl.SSLContext | None = None,
+    on_event: EventSink | None = None,
+    on_ready: Callable[[TcpServer], None] | None = None,
+    on_debug: Callable[[str], None] | None = None,
+    stop: Any = None,
+) -> TcpServeSummary:
+    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done."""
+    from netkit.io.aio import StopSignal
+
+    server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug)
+    loop = asyncio.get_running_loop()
+    _quiet_loop_errors(loop, server)
+    own_stop = stop is None
+    stop_cm = StopSignal() if own_stop else None
+    if stop_cm is not None:
+        stop = await stop_cm.__aenter__()
+    stopped_by: str | None = None
+    try:
+        await server.start()
+        if on_ready is not None:
+            on_ready(server)
+        done = asyncio.ensure_future(server.done.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({done, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            stopper.cancel()
+        if stop.is_set():
+            import signal as _signal
+
+            stopped_by = _signal.Signals(stop.signum).name if stop.signum else "stop"
+        else:
+            stopped_by = "once"
+    finally:
+        await server.stop()
+        if stop_cm is not None:
+            await stop_cm.__aexit__(None, None, None)
+    return server.summary(stopped_by)
+
+
+def _quiet_loop_errors(loop: asyncio.AbstractEventLoop, server: TcpServer) -> None:
+    """Failed TLS handshakes and resets are counted, not printed as asyncio tracebacks."""
+
+    def handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        msg = context.get("message", "")
+        server.error(f"{msg}: {type(exc).__name__}: {exc}" if exc else str(msg))
+
+    loop.set_exception_handler(handler)

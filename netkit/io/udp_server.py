@@ -1,0 +1,203 @@
+"""``netkit serve udp``: show each datagram, or reflect it through ``netkit.io.reflector``.
+
+In ``show`` mode every datagram becomes a ``datagram`` event (time, peer, size, escaped
+preview). In ``echo`` mode the socket loop is ``netkit.io.reflector_server.ReflectorServer``
+(it drains the socket per wake-up, far faster than a callback per datagram): each datagram
+goes to ``Reflector.reflect(data, addr, recv_ns)`` (``recv_ns`` is ``time.perf_counter_ns()``
+at receipt) and the returned bytes, unless None, go back to the sender. A thin wrapper counts
+datagrams, bytes and senders for the summary, which also carries the reflector's ``stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from netkit.core.errors import RuntimeFailure
+from netkit.core.escape import safe_text
+from netkit.core.serve_models import UdpServerConfig, UdpServeSummary, ms
+from netkit.core.targets import format_host_port
+from netkit.io.tcp_server import EventSink, wall_time
+
+
+class UdpServer(asyncio.DatagramProtocol):
+    """A bound UDP endpoint that counts, shows or reflects what arrives."""
+
+    def __init__(
+        self,
+        config: UdpServerConfig,
+        *,
+        on_event: EventSink | None = None,
+        on_debug: Callable[[str], None] | None = None,
+        reflector: Any = None,
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.on_debug = on_debug
+        self.host, self.port = config.host, config.port
+        self.transport: asyncio.DatagramTransport | None = None
+        self.datagrams = 0
+        self.bytes_in = 0
+        self.datagrams_out = 0
+        self.bytes_out = 0
+        self.errors = 0
+        self.senders: set[Any] = set()
+        self.senders_overflow = 0
+        self._start_ns = 0
+        self._rserver: Any = None
+        self.reflector = reflector
+        if config.mode == "echo" and reflector is None:
+            from netkit.io.reflector import Reflector
+
+            self.reflector = Reflector()
+
+    # ----- DatagramProtocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def _count_sender(self, addr: Any) -> None:
+        key = addr[:2] if isinstance(addr, tuple) else addr
+        if key not in self.senders:
+            if len(self.senders) < self.config.max_senders:
+                self.senders.add(key)
+            else:
+                self.senders_overflow += 1
+
+    def reflect(self, data: bytes, addr: Any, recv_ns: int) -> bytes | None:
+        """The counting wrapper ReflectorServer calls instead of the reflector itself."""
+        self.datagrams += 1
+        self.bytes_in += len(data)
+        self._count_sender(addr)
+        try:
+            reply = self.reflector.reflect(data, addr, recv_ns)
+        except Exception as exc:  # a reflector bug is an error count, not a crash
+            self._error(f"reflector: {type(exc).__name__}: {exc}")
+            return None
+        if reply is not None:
+            self.datagrams_out += 1
+            self.bytes_out += len(reply)
+        return reply
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        recv_ns = time.perf_counter_ns()
+        self.datagrams += 1
+        self.bytes_in += len(data)
+        self._count_sender(addr)
+        if self.reflector is not None:
+            try:
+                reply = self.reflector.reflect(data, addr, recv_ns)
+            except Exception as exc:  # a reflector bug is an error count, not a crash
+                self._error(f"reflector: {type(exc).__name__}: {exc}")
+                return
+            if reply is not None and self.transport is not None:
+                self.transport.sendto(reply, addr)
+                self.datagrams_out += 1
+                self.bytes_out += len(reply)
+            return
+        if self.on_event is not None:
+            self.on_event({
+                "event": "datagram", "time": wall_time(),
+                "peer": format_host_port(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else str(addr),
+                "size": len(data), "preview": safe_text(data, limit=self.config.preview),
+            })
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable for an earlier reply (the sender went away): count it.
+        self._error(f"{type(exc).__name__}: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def _error(self, message: str) -> None:
+        self.errors += 1
+        if self.on_debug is not None:
+            self.on_debug(message)
+
+    # ----- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        if self.config.mode == "echo":
+            return self._start_reflector()
+        try:
+            await loop.create_datagram_endpoint(lambda: self, local_addr=(self.config.host, self.config.port))
+        except OSError as exc:
+            where = format_host_port(self.config.host, self.config.port)
+            raise RuntimeFailure(f"cannot listen on {where} (udp): {exc.strerror or exc}") from None
+        assert self.transport is not None
+        name = self.transport.get_extra_info("sockname")
+        self.host, self.port = str(name[0]), int(name[1])
+        self._start_ns = time.perf_counter_ns()
+        if self.on_event is not None:
+            self.on_event({"event": "listening", "time": wall_time(), "host": self.host, "port": self.port})
+        return self.host, self.port
+
+    def _start_reflector(self) -> tuple[str, int]:
+        from netkit.io.reflector_server import ReflectorServer
+
+        try:
+            self._rserver = ReflectorServer(self.config.host, self.config.port, reflector=self)  # type: ignore[arg-type]
+        except OSError as exc:
+            where = format_host_port(self.config.host, self.config.port)
+            raise RuntimeFailure(f"cannot listen on {where} (udp): {exc.strerror or exc}") from None
+        self._rserver.start()
+        self.host, self.port = self._rserver.address
+        self._start_ns = time.perf_counter_ns()
+        if self.on_event is not None:
+            self.on_event({"event": "listening", "time": wall_time(), "host": self.host, "port": self.port})
+        return self.host, self.port
+
+    @property
+    def address(self) -> str:
+        return format_host_port(self.host, self.port)
+
+    def stop(self) -> None:
+        if self._rserver is not None:
+            self.errors += self._rserver.send_errors
+            self._rserver.close()
+            self._rserver = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def summary(self, stopped_by: str | None = None) -> UdpServeSummary:
+        stats = getattr(self.reflector, "stats", None) if self.reflector is not None else None
+        return UdpServeSummary(
+            host=self.host, port=self.port, mode=self.config.mode, datagrams=self.datagrams,
+            bytes_in=self.bytes_in, datagrams_out=self.datagrams_out, bytes_out=self.bytes_out,
+            senders=len(self.senders) + self.senders_overflow, errors=self.errors,
+            reflector=dict(stats) if stats else {},
+            elapsed_ms=ms(time.perf_counter_ns() - self._start_ns) if self._start_ns else 0.0,
+            stopped_by=stopped_by,
+        )
+
+
+async def serve_udp(
+    config: UdpServerConfig,
+    *,
+    on_event: EventSink | None = None,
+    on_ready: Callable[[UdpServer], None] | None = None,
+    on_debug: Callable[[str], None] | None = None,
+    stop: Any = None,
+    reflector: Any = None,
+) -> UdpServeSummary:
+    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires; return the summary."""
+    from netkit.io.aio import StopSignal
+
+    server = UdpServer(config, on_event=on_event, on_debug=on_debug, reflector=reflector)
+    own = stop is None
+    cm = StopSignal() if own else None
+    if cm is not None:
+        stop = await cm.__aenter__()
+    try:
+        await server.start()
+        if on_ready is not None:
+            on_ready(server)
+        await stop.wait()
+        stopped_by = signal.Signals(stop.signum).name if stop.signum else "stop"
+    finally:
+        server.stop()
+        if cm is not None:
+            await cm.__aexit__(None, None, None)
+    return server.summary(stopped_by)

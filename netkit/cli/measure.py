@@ -10,6 +10,7 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("netkit.cli.measure_latency:latency", "Round-trip time: tcp-connect, tcp-echo, udp, icmp."),
     "loss": ("netkit.cli.measure_loss:loss", "Packet loss with a paced UDP probe stream."),
     "throughput": ("netkit.cli.measure_throughput:throughput", "Bandwidth, like iperf3."),
+    "requests": ("netkit.cli.measure_requests:requests", "Request/response load over persistent connections."),
 }
 
 

@@ -212,7 +212,7 @@ def option_entry(param: click.Option, ctx: click.Context) -> list[str]:
     d = default_text(param)
     if d is not None:
         extra.append(f"Default: {d}.")
-    if param.multiple:
+    if param.multiple and "repeatable" not in (param.help or ""):
         extra.append("May be given more than once.")
     if param.required:
         extra.append("Required.")

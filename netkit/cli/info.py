@@ -142,14 +142,19 @@ def _rate(bytes_per_s: float) -> str:
     return f"{format_bytes(bytes_per_s)}/s"
 
 
+def _pps(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
 def _traffic_table(samples: list[TrafficSample], title: str) -> Any:
     from netkit.render.tables import add_row, make_table
 
+    # Short headers and numbers: the table fits 80 columns, so a live view never wraps a row.
     t = make_table(["interface", ("rx/s", "right"), ("rx pkt/s", "right"), ("tx/s", "right"),
-                    ("tx pkt/s", "right"), ("errors rx/tx", "right"), ("drops rx/tx", "right")], title=title)
+                    ("tx pkt/s", "right"), ("err rx/tx", "right"), ("drop rx/tx", "right")], title=title)
     for s in samples:
-        add_row(t, s.interface, _rate(s.rx_bytes_per_s), f"{s.rx_packets_per_s:.1f}", _rate(s.tx_bytes_per_s),
-                f"{s.tx_packets_per_s:.1f}", f"{s.rx_errors}/{s.tx_errors}", f"{s.rx_drops}/{s.tx_drops}")
+        add_row(t, s.interface, _rate(s.rx_bytes_per_s), _pps(s.rx_packets_per_s), _rate(s.tx_bytes_per_s),
+                _pps(s.tx_packets_per_s), f"{s.rx_errors}/{s.tx_errors}", f"{s.rx_drops}/{s.tx_drops}")
     return t
 
 
@@ -161,8 +166,8 @@ def _traffic_line(s: TrafficSample) -> str:
     from netkit.core.escape import safe_text
 
     clock = (s.timestamp or "")[11:23]
-    return (f"{clock:<12} {safe_text(s.interface):<15} {_rate(s.rx_bytes_per_s):>14} {s.rx_packets_per_s:>10.1f} "
-            f"{_rate(s.tx_bytes_per_s):>14} {s.tx_packets_per_s:>10.1f} {f'{s.rx_errors}/{s.tx_errors}':>10} "
+    return (f"{clock:<12} {safe_text(s.interface):<15} {_rate(s.rx_bytes_per_s):>14} {_pps(s.rx_packets_per_s):>10} "
+            f"{_rate(s.tx_bytes_per_s):>14} {_pps(s.tx_packets_per_s):>10} {f'{s.rx_errors}/{s.tx_errors}':>10} "
             f"{f'{s.rx_drops}/{s.tx_drops}':>10}")
 
 
@@ -209,6 +214,7 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...]) -> i
 
     out = get_output()
     samples: list[TrafficSample] = []
+    rounds = 0
     interrupted = False
     live_view = out.format == "table" and out.stdout_is_tty and out.live_ok
     plain_lines = out.format == "table" and not live_view
@@ -227,10 +233,10 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...]) -> i
             elif plain_lines:
                 out.line(TRAFFIC_HEADER)
             for batch in batches:
+                rounds += 1
                 samples.extend(batch)
                 if live is not None:
-                    n = batch[0].seq if batch else len(samples)
-                    live.update(_traffic_table(batch, f"traffic every {seconds}, interval {n} (Ctrl-C stops)"),
+                    live.update(_traffic_table(batch, f"traffic every {seconds}, interval {rounds} (Ctrl-C stops)"),
                                 refresh=True)
                 elif plain_lines:
                     for s in batch:
@@ -252,8 +258,7 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...]) -> i
         out.json(report)
     elif live_view and summary:
         elapsed = max((s.elapsed_s for s in summary), default=0.0)
-        out.print(_traffic_table(summary, f"traffic averaged over {elapsed:.1f}s ({len(samples) and samples[-1].seq} "
-                                          f"intervals of {seconds})"))
-    if interrupted and count is not None and (not samples or samples[-1].seq < count):
+        out.print(_traffic_table(summary, f"traffic averaged over {elapsed:.1f}s ({rounds} intervals of {seconds})"))
+    if interrupted and count is not None and rounds < count:
         return ExitCode.INTERRUPTED
     return ExitCode.OK

@@ -40,6 +40,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix":
 @click.version_option(__version__, "-V", "--version", prog_name="netkit", message="%(prog)s %(version)s")
 @click.option(
     "--format", "format_", type=click.Choice(FORMAT_CHOICES), default="table", show_default=True,
+    envvar="NETKIT_FORMAT",  # auto_envvar_prefix would derive NETKIT_FORMAT_ from the name format_
     help="Result format on stdout: tables for people, json/jsonl/csv for scripts.",
 )
 @click.option("--no-color", is_flag=True, help="Disable colour (NO_COLOR is honoured too).")
@@ -87,6 +88,12 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
         return int(ExitCode.OK)
     except click.exceptions.Exit as exc:  # --help, --version
         return int(exc.exit_code)
+    except SystemExit as exc:
+        # Click turns EPIPE into sys.exit(1) even with standalone_mode=False: a closed stdout
+        # (``| head -1``) is the quiet 141, not a failed check.
+        if isinstance(exc.__context__, BrokenPipeError):
+            return _quiet_broken_pipe()
+        raise
     except click.ClickException as exc:
         try:
             exc.show()

@@ -1,9 +1,279 @@
-"""Placeholder: being built."""
+"""``netkit measure throughput``: bandwidth like iperf3, against netkit, iperf3 or any TCP service.
+
+Options -> ``ThroughputConfig`` -> ``netkit.io.throughput`` (threads, blocking sockets) or
+``netkit.io.iperf3`` -> ``ThroughputResult`` -> live view / interval lines / table / json /
+jsonl / csv -> exit code. Heavy imports happen inside the command so ``netkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from netkit.cli.context import get_output, output_options
+from netkit.cli.params import BITRATE, TARGET, Count, Duration, Size, usage_error
+from netkit.core.exitcodes import ExitCode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.targets import Target
+    from netkit.core.throughput_models import IntervalRow, ThroughputResult
+    from netkit.render.output import Output
+
+RECENT_ROWS = 12
+
+
+def _gb(n: int | None) -> str:
+    from netkit.core.units import format_bytes
+
+    return "-" if n is None else format_bytes(n)
+
+
+def _rate(bps: float | None) -> str:
+    from netkit.core.units import format_bitrate
+
+    return "-" if bps is None else format_bitrate(bps)
+
+
+def interval_lines(row: IntervalRow, multi: bool) -> list[str]:
+    """iperf3-like text lines for one interval: one per stream when there are several, then SUM."""
+    span = f"{row.start_s:6.2f}-{row.end_s:<6.2f} s"
+    tag = " (omitted)" if row.omitted else ""
+    lines = []
+    if multi:
+        for s in row.streams:
+            lines.append(f"[{s.id:>3} {s.direction}] {span} {_gb(s.bytes):>12} {_rate(s.bits_per_second):>14}{tag}")
+    label = "[SUM     ]" if multi else "[  0 " + (row.streams[0].direction if row.streams else "") + "]"
+    lines.append(f"{label} {span} {_gb(row.bytes):>12} {_rate(row.bits_per_second):>14}{tag}")
+    return lines
+
+
+def intervals_table(rows: list[IntervalRow] | tuple[IntervalRow, ...], title: str | None = "intervals") -> Any:
+    from netkit.render.tables import add_row, make_table
+
+    t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title)
+    for r in rows:
+        per = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in r.streams) if len(r.streams) > 1 else ""
+        add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f}", _gb(r.bytes), _rate(r.bits_per_second), per,
+                "omitted" if r.omitted else "")
+    return t
+
+
+def summary_table(result: ThroughputResult) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    from netkit.render.tables import add_row, make_table
+
+    s = result.summary
+    t = make_table(["stream", "dir", ("sent", "right"), ("sent rate", "right"), ("received", "right"),
+                    ("received rate", "right"), ("retr", "right"), ("rtt ms", "right"), "counted by"],
+                   title=f"throughput {result.target} ({result.server} server, {result.protocol})")
+    for st in s.streams:
+        add_row(t, st.id, st.direction, _gb(st.sent_bytes), _rate(st.sent_bits_per_second), _gb(st.received_bytes),
+                _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, st.counted_by)
+    add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
+            _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
+    cpu = "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}%"
+    parts: list[Any] = [t, Text(f"client CPU {cpu}; counted by {result.counted_by}", style="dim")]
+    if result.udp is not None:
+        u = result.udp
+        loss = "-" if u.lost_percent is None else f"{u.lost_percent:.2f}%"
+        jitter = "-" if u.jitter_ms is None else f"{u.jitter_ms:.3f} ms"
+        parts.append(Text(f"udp: {u.packets_sent} sent, {u.packets_received} received, {u.lost_packets} lost "
+                          f"({loss}), {u.reordered} reordered, {u.duplicates} duplicates, jitter {jitter}"))
+    if result.note:
+        parts.append(Text(f"note: {result.note}"))
+    return Group(*parts)
+
+
+def jsonable(result: ThroughputResult, *, intervals: bool = True) -> dict[str, Any]:
+    from netkit.render.output import to_jsonable
+
+    d = to_jsonable(result)
+    if not intervals:
+        d.pop("intervals", None)
+    return d
+
+
+class _View:
+    """Per-interval output while running: live view on a terminal, else lines or jsonl."""
+
+    def __init__(self, out: Output, total_s: float, multi: bool) -> None:
+        self.out = out
+        self.total_s = total_s
+        self.multi = multi
+        self.rows: list[IntervalRow] = []
+        self.live: Any = None
+        self.elapsed = 0.0
+        self.stream_lines = out.format == "table" and not out.live_ok and not out.quiet
+
+    def __enter__(self) -> _View:
+        if self.out.format == "table" and self.out.live_ok:
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=self.out.err_console, refresh_per_second=8,
+                             transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+            self.live = None
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=max(self.total_s, 1e-9), completed=min(self.elapsed, self.total_s), width=40),
+                    Text(f"{self.elapsed:5.1f}/{self.total_s:.1f} s"))
+        return Group(bar, intervals_table(self.rows[-RECENT_ROWS:], title=None))
+
+    def interval(self, row: IntervalRow) -> None:
+        self.rows.append(row)
+        if self.out.format == "jsonl":
+            self.out.jsonl({"event": "interval", **_row_dict(row)})
+        elif self.stream_lines:
+            for line in interval_lines(row, self.multi):
+                self.out.line(line)
+        if self.live is not None:
+            self.elapsed = row.end_s
+            self.live.update(self._render())
+
+    def progress(self, elapsed: float) -> None:
+        if self.live is not None:
+            self.elapsed = elapsed
+            self.live.update(self._render())
+
+
+def _row_dict(row: IntervalRow) -> dict[str, Any]:
+    from netkit.render.output import to_jsonable
+
+    return to_jsonable(row)
+
+
+def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
+    """The final result in the chosen format (intervals already streamed for jsonl/lines)."""
+    if out.format == "json":
+        out.json(jsonable(result))
+    elif out.format == "jsonl":
+        out.jsonl({"event": "summary", **jsonable(result, intervals=False)})
+    elif out.format == "csv":
+        rows = [{"kind": "interval", **{k: v for k, v in _row_dict(r).items() if k != "streams"}}
+                for r in result.intervals]
+        s = result.summary
+        rate = result.rate_bps
+        rows.append({"kind": "summary", "start_s": 0.0, "end_s": result.duration_s,
+                     "bytes": s.received_bytes if s.received_bytes is not None else s.sent_bytes,
+                     "bits_per_second": rate, "omitted": False})
+        out.csv_rows(rows, fields=["kind", "start_s", "end_s", "bytes", "bits_per_second", "omitted"])
+    else:
+        if not streamed:
+            out.print(intervals_table(result.intervals))
+        out.print(summary_table(result))
+
 
 @click.command(name="throughput")
-def throughput() -> None:
-    """Not built yet."""
-    raise click.UsageError("not built yet")
+@click.argument("target", type=TARGET)
+@click.option("-t", "--duration", type=Duration(min=0.0, min_open=True, max=24 * 3600.0), default="10s",
+              show_default=True, help="How long to send (after --omit).")
+@click.option("-P", "--parallel", type=Count(min=1, max=128), default=1, show_default=True,
+              help="Parallel streams.")
+@click.option("-R", "--reverse", is_flag=True, help="The server sends, the client receives.")
+@click.option("--bidir", is_flag=True, help="Both directions at once (--parallel streams each way).")
+@click.option("-l", "--size", type=Size(min=1, max=64 * 1024 * 1024), default="128K", show_default=True,
+              help="Block size of each write (iperf3's -l); UDP: datagram size (default 1400).")
+@click.option("-i", "--interval", type=Duration(min=0.01), default="1s", show_default=True,
+              help="Reporting interval.")
+@click.option("-O", "--omit", type=Duration(min=0.0, max=3600.0), default="0s", show_default=True,
+              help="Leave out the first part (TCP slow start) from the summary.")
+@click.option("-u", "--udp", is_flag=True, help="UDP: paced probe packets through `netkit serve udp --mode echo`.")
+@click.option("-b", "--rate", type=BITRATE, default=None, help="UDP send rate, e.g. 500M (needs --udp).")
+@click.option("--iperf3", "iperf3_", is_flag=True, help="The server is `iperf3 -s` (detected by default).")
+@click.option("--plain", is_flag=True, help="The server is a plain TCP service: no header, sender-side counting.")
+@click.option("--min-rate", type=BITRATE, default=None,
+              help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G).")
+@click.option("--connect-timeout", type=Duration(min=0.0, min_open=True, max=600.0), default="5s",
+              show_default=True, help="Timeout for each connect and the server's answers.")
+@output_options
+def throughput(target: Target, duration: float, parallel: int, reverse: bool, bidir: bool, size: int,
+               interval: float, omit: float, udp: bool, rate: float | None, iperf3_: bool, plain: bool,
+               min_rate: float | None, connect_timeout: float) -> int:
+    """Measure bandwidth to TARGET (HOST:PORT), like iperf3.
+
+    Against `netkit serve tcp` the server reports what it received, so rates count bytes that
+    arrived (counted by the receiver). Against `iperf3 -s` netkit speaks iperf3's protocol
+    (detected, or --iperf3). Against any other TCP service it counts what it sent and says so.
+
+    \b
+    Examples:
+      netkit serve tcp --port 5000 &
+      netkit measure throughput 127.0.0.1:5000 -t 5s -P 4
+      netkit measure throughput 127.0.0.1:5201 --reverse          # an iperf3 -s
+      netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
+      netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
+    """
+    import signal
+    import threading
+
+    from netkit.core.throughput_models import ThroughputConfig
+
+    out = get_output()
+    if reverse and bidir:
+        raise usage_error("use either --reverse or --bidir, not both")
+    if iperf3_ and plain:
+        raise usage_error("use either --iperf3 or --plain, not both")
+    if rate is not None and not udp:
+        raise usage_error("--rate paces UDP only: add --udp", "--rate")
+    if udp and (iperf3_ or plain or bidir):
+        raise usage_error("--udp works with `netkit serve udp --mode echo` only (no --iperf3/--plain/--bidir)")
+    if udp and rate is None:
+        rate = 1_000_000.0  # iperf3's UDP default: 1 Mbit/s
+    server = "iperf3" if iperf3_ else ("plain" if plain else "auto")
+    cfg = ThroughputConfig(
+        host=target.host, port=target.port, duration_s=duration, parallel=parallel, reverse=reverse,
+        bidir=bidir, block_size=size, interval_s=interval, omit_s=omit, server=server, udp=udp,
+        rate_bps=rate, connect_timeout_s=connect_timeout,
+    )
+    stop = threading.Event()
+    fired: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        fired.append(signum)
+        stop.set()
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    view = _View(out, duration + omit, multi=len(cfg.directions()) > 1)
+    try:
+        with view:
+            if udp:
+                from netkit.io.throughput import measure_udp_throughput
+
+                result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop)
+            else:
+                from netkit.io.throughput import measure_throughput
+
+                result = measure_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
+                                            on_info=out.debug)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if result.counted_by == "sender" or result.note:
+        if result.note:
+            out.warn(result.note)
+    emit_result(out, result, streamed=view.stream_lines or out.format == "jsonl")
+    if fired and fired[0] == signal.SIGINT:
+        return ExitCode.INTERRUPTED
+    if min_rate is not None:
+        got = result.rate_bps
+        if got is None or got < min_rate:
+            from netkit.core.units import format_bitrate
+
+            shown = "unknown" if got is None else format_bitrate(got)
+            out.error(f"rate {shown} is below --min-rate {format_bitrate(min_rate)}")
+            return ExitCode.CHECK_FAILED
+    return ExitCode.OK

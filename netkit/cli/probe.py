@@ -106,6 +106,8 @@ def _decode_send(text: str | None) -> bytes | None:
               help="Show only open targets, or only failed ones (the summary counts all).")
 @click.option("--engine", type=click.Choice(["auto", "async", "scan"]), default="auto", hidden=True,
               help="Force the asyncio prober or the fast scan loop (for tests and benchmarks).")
+@click.option("--scan-threads", type=click.IntRange(min=0, max=16), default=0, hidden=True,
+              help="Threads of the fast scan loop (0: automatic).")
 @output_options
 def probe(**kw: Any) -> int:
     """Check that TARGETs accept connections, with retries and exponential backoff.
@@ -194,6 +196,9 @@ def _run(**kw: Any) -> int:
     use_scan = engine == "scan" or (
         engine == "auto" and opts.plain_connect and not kw["wait"] and len(targets) >= SCAN_THRESHOLD
     )
+    # None: the asyncio prober; else the fast loop with that many threads (0: automatic).
+    scan_threads: int | None = kw["scan_threads"] if use_scan else None
+    out.debug(f"probe: {len(targets)} targets, engine {'scan loop' if use_scan else 'asyncio'}")
     only = kw["only"]
 
     def keep(ok: bool) -> bool:
@@ -210,13 +215,13 @@ def _run(**kw: Any) -> int:
             out.jsonl(record)
 
     if kw["repeat"] is None:
-        results, interrupted = run(_one_run(targets, opts, use_scan, out, kw["wait"], stream))
+        results, interrupted = run(_one_run(targets, opts, scan_threads, out, kw["wait"], stream))
         rows = kept_rows(results)
         summary = summarize(results)
         _render(out, rows, None, summary, opts)
         ok = passed(results, any_=kw["any_"])
     else:
-        agg, interrupted = run(_repeat_run(targets, opts, use_scan, out, int(kw["repeat"]), kw["interval"],
+        agg, interrupted = run(_repeat_run(targets, opts, scan_threads, out, int(kw["repeat"]), kw["interval"],
                                            stream))
         kept: list[RepeatedResult] = [a for a in agg if keep(a.last.ok)]
         summary = summarize_repeated(agg)
@@ -235,7 +240,7 @@ def _record(r: ProbeResult) -> dict[str, Any]:
     return rec
 
 
-async def _round(targets: list[Target], opts: ProbeOptions, use_scan: bool, stop: Any,
+async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, stop: Any,
                  stream_result: Any, on_attempt: Any = None) -> tuple[list[ProbeResult], bool]:
     """One pass over every target; on SIGINT the unfinished ones end as 'interrupted'.
 
@@ -247,8 +252,8 @@ async def _round(targets: list[Target], opts: ProbeOptions, use_scan: bool, stop
     from netkit.io.probe import Prober, probe_many
 
     prober = Prober(opts, on_attempt=on_attempt)
-    if use_scan:
-        return await _scan_round(targets, opts, prober, stop, stream_result)
+    if scan_threads is not None:
+        return await _scan_round(targets, opts, prober, stop, stream_result, scan_threads)
     done: dict[int, ProbeResult] = {}
 
     def collect(i: int, r: ProbeResult) -> None:
@@ -282,7 +287,7 @@ async def _round(targets: list[Target], opts: ProbeOptions, use_scan: bool, stop
 
 
 async def _scan_round(targets: list[Target], opts: ProbeOptions, prober: Any, stop: Any,
-                      stream_result: Any) -> tuple[list[ProbeResult], bool]:
+                      stream_result: Any, scan_threads: int = 0) -> tuple[list[ProbeResult], bool]:
     """The fast connect loop in a worker thread; SIGINT sets an event it checks between connects."""
     import asyncio
     import threading
@@ -295,6 +300,7 @@ async def _scan_round(targets: list[Target], opts: ProbeOptions, prober: Any, st
     work = asyncio.ensure_future(asyncio.to_thread(
         scan, scan_targets, prober.plan, timeout_ns=int(opts.timeout_s * 1e9),
         concurrency=opts.concurrency, rng=prober.rng, on_result=stream_result, stop=thread_stop,
+        threads=scan_threads or None,
     ))
     stopper = asyncio.ensure_future(stop.wait())
     try:
@@ -312,7 +318,7 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
     """Resolve every distinct host once (concurrently) and give the scanner its sockaddrs."""
     import asyncio
 
-    from netkit.io.probe import is_ip_literal, with_port
+    from netkit.io.probe import is_ip_literal
     from netkit.io.resolve import ResolveError
     from netkit.io.scan import ScanTarget
 
@@ -333,6 +339,9 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
     resolved = dict(await asyncio.gather(*(bounded(h) for h in hosts)))
     literal = {h: is_ip_literal(h) for h in hosts}
     prefix = {h: (f"[{h}]:" if ":" in h else f"{h}:") for h in hosts}
+    # One tuple of candidate addresses per host, shared by all of that host's targets.
+    shared = {h: tuple((a.family, a.sockaddr[0], tuple(a.sockaddr[2:])) for a in got)
+              for h, got in resolved.items() if not isinstance(got, Exception)}
     out = []
     for t in targets:
         host, port = t.host, t.port
@@ -340,8 +349,7 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
         if isinstance(got, Exception):
             out.append(ScanTarget(prefix[host] + str(port), host, port, (), None, str(got)))
         else:
-            addrs = tuple((a.family, with_port(a, port)) for a in got)
-            out.append(ScanTarget(prefix[host] + str(port), host, port, addrs,
+            out.append(ScanTarget(prefix[host] + str(port), host, port, shared[host],
                                   None if literal[host] else got[0].resolve_ns))
     return out
 
@@ -390,7 +398,7 @@ class _WaitProgress:
                 self.out.info(text)
 
 
-async def _one_run(targets: list[Target], opts: ProbeOptions, use_scan: bool, out: Output, wait: bool,
+async def _one_run(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, out: Output, wait: bool,
                    stream: Any) -> tuple[list[ProbeResult], bool]:
     import asyncio
     import time
@@ -403,7 +411,7 @@ async def _one_run(targets: list[Target], opts: ProbeOptions, use_scan: bool, ou
     streamer = on_result if out.format == "jsonl" else None
     async with StopSignal() as stop:
         if not wait:
-            return await _round(targets, opts, use_scan, stop, streamer)
+            return await _round(targets, opts, scan_threads, stop, streamer)
         progress = _WaitProgress(out, targets, opts.deadline_s)
         start = time.monotonic()
 
@@ -414,14 +422,14 @@ async def _one_run(targets: list[Target], opts: ProbeOptions, use_scan: bool, ou
 
         tick = asyncio.ensure_future(ticker())
         try:
-            results, interrupted = await _round(targets, opts, False, stop, streamer, progress.attempt)
+            results, interrupted = await _round(targets, opts, None, stop, streamer, progress.attempt)
         finally:
             tick.cancel()
         progress.show(time.monotonic() - start, final=True)
         return results, interrupted
 
 
-async def _repeat_run(targets: list[Target], opts: ProbeOptions, use_scan: bool, out: Output, rounds: int,
+async def _repeat_run(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, out: Output, rounds: int,
                       interval_s: float, stream: Any) -> tuple[list[RepeatedResult], bool]:
     import asyncio
     import time
@@ -436,15 +444,17 @@ async def _repeat_run(targets: list[Target], opts: ProbeOptions, use_scan: bool,
             round_start = time.monotonic()
 
             def on_result(i: int, r: ProbeResult, n: int = n) -> None:
-                prev = agg[i] or RepeatedResult(r, 0, 0)
-                cur = prev.add(r) if agg[i] is not None else RepeatedResult(r, 1, 1 if r.ok else 0)
-                agg[i] = cur
+                prev = agg[i]
+                cur = agg[i] = prev.add(r) if prev is not None else RepeatedResult(r, 1, 1 if r.ok else 0)
                 if out.format == "jsonl":
                     stream({"round": n, **cur.record()}, r.ok)
 
-            _results, interrupted = await _round(targets, opts, use_scan, stop, on_result)
+            _results, interrupted = await _round(targets, opts, scan_threads, stop, on_result)
             if interrupted or n == rounds:
                 break
+            if not out.machine:
+                ups = sum(1 for a in agg if a is not None and a.last.ok)
+                out.info(f"round {n}/{rounds}: {ups}/{len(targets)} up")
             left = interval_s - (time.monotonic() - round_start)
             if left > 0:
                 sleeper = asyncio.ensure_future(asyncio.sleep(left))
@@ -455,9 +465,6 @@ async def _repeat_run(targets: list[Target], opts: ProbeOptions, use_scan: bool,
                 if stop.is_set():
                     interrupted = True
                     break
-            if not out.machine:
-                ups = sum(1 for a in agg if a is not None and a.last.ok)
-                out.info(f"round {n}/{rounds}: {ups}/{len(targets)} up")
     return [a for a in agg if a is not None], interrupted
 
 
@@ -490,7 +497,8 @@ def _render(out: Output, rows: list[ProbeResult], repeated: list[RepeatedResult]
         out.print(_tls_table(rows))
     rate = "-" if summary.success_rate is None else f"{summary.success_rate * 100:.1f}%"
     what = "probes" if repeated is not None else "targets"
-    out.line(f"{summary.total} targets: {summary.open} open, {summary.failed} failed, "
+    noun = "target" if summary.total == 1 else "targets"
+    out.line(f"{summary.total} {noun}: {summary.open} open, {summary.failed} failed, "
              f"{rate} of {what} up")
 
 

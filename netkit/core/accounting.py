@@ -139,6 +139,17 @@ class Accounting:
             self.rtts_ns.append(rtt_ns)
         return ReplyEvent(seq, "ok", rtt_ns, reordered)
 
+    def on_error(self, seq: int) -> bool:
+        """The probe failed for sure before its timeout (a refused connect): lost now.
+
+        Returns False when the sequence was not outstanding (already answered or expired).
+        """
+        if self._send_ns.pop(seq, None) is None:
+            return False
+        self._state[seq] = _EXPIRED
+        self.expired += 1
+        return True
+
     def expire(self, now_ns: int) -> list[int]:
         """Mark sequences whose timeout has passed by ``now_ns`` as lost; return them."""
         out: list[int] = []

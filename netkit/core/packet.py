@@ -84,11 +84,6 @@ class Probe:
         return self.refl_send_ns - self.refl_recv_ns
 
 
-def _check_u64(name: str, value: int) -> None:
-    if not 0 <= value <= U64:
-        raise ValueError(f"{name} out of range for 64 bits: {value}")
-
-
 def encode(probe: Probe) -> bytes:
     """The datagram for ``probe``: header, then zero padding up to ``probe.size`` bytes."""
     if not HEADER_SIZE <= probe.size <= MAX_SIZE:
@@ -109,12 +104,11 @@ def encode_into(
 
     The hot path of a paced sender: reuse one buffer and call this per packet.
     """
-    for name, value in (("session", session), ("seq", seq), ("client_send_ns", client_send_ns),
-                        ("refl_count", refl_count), ("refl_recv_ns", refl_recv_ns),
-                        ("refl_send_ns", refl_send_ns)):
-        _check_u64(name, value)
-    HEADER.pack_into(buf, 0, MAGIC, VERSION, flags & 0xFF, HEADER_SIZE, session, seq, client_send_ns,
-                     refl_count, refl_recv_ns, refl_send_ns)
+    try:
+        HEADER.pack_into(buf, 0, MAGIC, VERSION, flags & 0xFF, HEADER_SIZE, session, seq, client_send_ns,
+                         refl_count, refl_recv_ns, refl_send_ns)
+    except struct.error as exc:  # a field outside 0..2**64-1, or a buffer too small
+        raise ValueError(f"cannot encode probe: {exc}") from None
 
 
 def looks_like_probe(data: bytes | bytearray | memoryview) -> bool:
@@ -151,9 +145,16 @@ def try_decode(data: bytes | bytearray | memoryview) -> tuple[Probe | None, str 
         return None, exc.reason
 
 
+_HLEN = HEADER_SIZE.to_bytes(2, "big")
+
+
 def peek_seq(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
-    """``(session, seq)`` of a valid-looking probe, without building a Probe; None otherwise."""
-    if len(data) < HEADER_SIZE or bytes(data[:4]) != MAGIC or data[4] != VERSION:
+    """``(session, seq)`` of a valid probe (same checks as :func:`decode`) without building a Probe.
+
+    The hot path of the reflector and of high-rate receivers; None for anything else.
+    """
+    if (len(data) < HEADER_SIZE or data[:4] != MAGIC or data[4] != VERSION or data[5] & ~_KNOWN_FLAGS
+            or data[6:8] != _HLEN):
         return None
     return _SESSION_SEQ.unpack_from(data, 8)
 

@@ -81,6 +81,7 @@ class TlsInfo:
     not_after: str | None
     days_left: float | None
     verified: bool
+    fingerprint_sha256: str | None = None  # as ``serve --tls`` and openssl print it, for pinning
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,5 +185,5 @@ class ProbeReport:
 
 RESULT_FIELDS = ("target", "host", "port", "address", "state", "attempts", "connect_ms", "resolve_ms",
                  "elapsed_ms", "error", "tls")
-TLS_FIELDS = ("protocol", "cipher", "subject", "issuer", "not_after", "days_left", "verified")
+TLS_FIELDS = ("protocol", "cipher", "subject", "issuer", "not_after", "days_left", "verified", "fingerprint_sha256")
 REPEAT_FIELDS = ("rounds", "opens", "success_rate")

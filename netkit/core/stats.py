@@ -14,6 +14,7 @@ Consecutive means in the order given (the order replies were recorded).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def ipdv(samples: Sequence[float]) -> float | None:
     """Mean absolute difference of consecutive values; None with fewer than 2."""
     if len(samples) < 2:
         return None
-    return math.fsum(abs(b - a) for a, b in zip(samples, samples[1:])) / (len(samples) - 1)
+    return math.fsum(abs(b - a) for a, b in itertools.pairwise(samples)) / (len(samples) - 1)
 
 
 @dataclass(frozen=True)

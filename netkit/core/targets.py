@@ -61,7 +61,7 @@ def validate_host(host: str) -> str:
 def parse_port(text: str | int) -> int:
     """A single port 1..65535."""
     s = str(text).strip()
-    if not s.isdigit():
+    if not (s.isascii() and s.isdigit()):  # "²".isdigit() is True, but int("²") fails
         raise InputError(f"invalid port {text!r}: not a number")
     port = int(s)
     if not 1 <= port <= 65535:

@@ -51,6 +51,13 @@ def _split(text: str, what: str) -> tuple[float, str]:
     return value, m.group(2)
 
 
+def _finite(value: float, text: str, what: str) -> float:
+    """A product that overflowed (``1e308T``) is bad input, not infinity."""
+    if not math.isfinite(value):
+        raise InputError(f"invalid {what} {text!r}: too large")
+    return value
+
+
 def parse_duration(text: str) -> float:
     """Return seconds for ``text`` such as ``250ms``, ``2s``, ``1m`` or ``1.5`` (seconds)."""
     value, unit = _split(text, "duration")
@@ -92,6 +99,8 @@ def parse_size(text: str) -> int:
     if factor is None:
         raise InputError(f"invalid size {text!r}: unknown unit {unit!r} (use K, M, G)")
     size = value * factor
+    if not math.isfinite(size) or size > MAX_SIZE:
+        raise InputError(f"invalid size {text!r}: larger than 1 TiB")
     if size != int(size):
         raise InputError(f"invalid size {text!r}: not a whole number of bytes")
     if size > MAX_SIZE:
@@ -113,7 +122,7 @@ def parse_bitrate(text: str) -> float:
     factor = _DECIMAL_UNITS.get(u)
     if factor is None:
         raise InputError(f"invalid rate {text!r}: unknown unit {unit!r} (use k, M, G)")
-    return value * factor
+    return _finite(value * factor, text, "rate")
 
 
 def parse_count(text: str) -> float:
@@ -122,7 +131,7 @@ def parse_count(text: str) -> float:
     factor = _DECIMAL_UNITS.get(unit.lower())
     if factor is None:
         raise InputError(f"invalid number {text!r}: unknown unit {unit!r} (use k, M, G)")
-    return value * factor
+    return _finite(value * factor, text, "number")
 
 
 def format_duration(seconds: float) -> str:

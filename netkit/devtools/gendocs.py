@@ -6,7 +6,7 @@ One command regenerates everything (run it after changing any option)::
     python -m netkit.devtools.gendocs --check    # exit 1 and list what differs (CI, tests)
 
 The output is deterministic: no dates, no terminal width (roff fills the text when the page is
-read; nothing is wrapped here), commands and options in definition order, Click's own help text
+read; nothing is wrapped here), commands in `--help` order and options in definition order, Click's own help text
 as the source. The walk goes through the lazy groups (``LazyGroup.get_command`` imports each
 module), so every command and subcommand gets a page. Hand-written EXAMPLES, EXIT STATUS and
 SEE ALSO live in ``netkit.devtools.mandata``.
@@ -228,7 +228,7 @@ def _synopsis(doc: CommandDoc) -> list[str]:
     for p in doc.command.get_params(doc.ctx):
         if isinstance(p, click.Argument):
             mv = metavar(p)
-            if p.nargs != 1:
+            if p.nargs != 1 and not mv.endswith("..."):
                 mv += "..."
             pieces.append(_italic(mv) if p.required else f"[{_italic(mv)}]")
     if isinstance(doc.command, click.Group):
@@ -360,6 +360,84 @@ def missing_data(root: click.Command | None = None) -> list[str]:
     return [" ".join(d.path) for d in iter_commands(walk(root)) if not mandata.PAGES.get(d.key, {}).get("examples")]
 
 
+# ----- the examples are real command lines -------------------------------------------------------
+_OPERATORS = {"&&", "||", "|", ";", "(", ")", "&"}
+_REDIRECTS = {">", ">>", "<", "2>", "&>"}
+
+
+def example_invocations(command_text: str) -> list[list[str]]:
+    """The argument lists of every ``netkit`` invocation in an example's shell text."""
+    import shlex
+
+    found: list[list[str]] = []
+    for line in command_text.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+        i = 0
+        while i < len(tokens):
+            at_command = i == 0 or tokens[i - 1] in _OPERATORS
+            if tokens[i] == "netkit" and at_command:
+                args = []
+                i += 1
+                while i < len(tokens) and tokens[i] not in _OPERATORS:
+                    if tokens[i] in _REDIRECTS:
+                        i += 2  # the redirection and its file name
+                        continue
+                    args.append(tokens[i])
+                    i += 1
+                found.append(args)
+            else:
+                i += 1
+    return found
+
+
+def is_placeholder(cmd: click.Command) -> bool:
+    """A command another change has not built yet (its help says so): its examples cannot parse."""
+    return (cmd.help or "").strip().startswith("Not built yet")
+
+
+def parse_invocation(args: list[str], root: click.Command | None = None) -> click.Command:
+    """Parse ``netkit ARGS`` down to the leaf command as Click would (no command runs).
+
+    Raises ``click.ClickException`` (an unknown option, a bad choice) like the real command line.
+    """
+    if root is None:
+        from netkit.cli.main import cli
+
+        root = cli
+    ctx = root.make_context("netkit", list(args))
+    cmd = root
+    while isinstance(cmd, click.Group):
+        # Click 8.2 renamed protected_args (8.1) to _protected_args; args holds the rest.
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        rest = [*protected, *ctx.args]
+        if not rest:
+            break
+        name, sub, rest = cmd.resolve_command(ctx, rest)
+        if sub is None or name is None:  # pragma: no cover - resolve_command raises instead
+            raise click.UsageError(f"no such command {rest[0]!r}")
+        if is_placeholder(sub):
+            return sub
+        ctx = sub.make_context(name, rest, parent=ctx)
+        cmd = sub
+    return cmd
+
+
+def example_problems(root: click.Command | None = None) -> list[str]:
+    """Examples in ``mandata`` that netkit's own parser rejects (skipping unbuilt commands)."""
+    problems = []
+    for key, data in sorted(mandata.PAGES.items()):
+        for _, command_text in data.get("examples", ()):
+            for args in example_invocations(command_text):
+                try:
+                    parse_invocation(args, root)
+                except click.ClickException as exc:
+                    page = " ".join(["netkit", *key.split()])
+                    problems.append(f"an example on {page}(1): netkit {' '.join(args)}: {exc.format_message()}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m netkit.devtools.gendocs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when anything differs")
@@ -369,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     files = render_all()
     for name in missing_data():
         print(f"gendocs: note: no hand-written EXAMPLES for '{name}' (netkit/devtools/mandata.py)", file=sys.stderr)
+    for line in example_problems():
+        print(f"gendocs: warning: {line}", file=sys.stderr)
     if args.check:
         problems = differences(root_dir, files)
         for line in problems:

@@ -210,6 +210,36 @@ PAGES: dict[str, dict[str, Any]] = {
         ),
         "see_also": ("iperf3(1)",),
     },
+    "measure requests": {
+        "exit_status": (
+            (0, "Measured (and within --min-rps and --max-p99 when given)."),
+            (1, "The connection failed, or a threshold was breached (the summary says which)."),
+            _USAGE,
+            _RUNTIME,
+        ),
+        "examples": (
+            ("Closed loop, 100 persistent connections, 10 s, against netkit's echo server:",
+             "netkit measure requests 127.0.0.1:9000 --connections 100 --duration 10s"),
+            ("Open loop at 5000 requests/s (latency from the scheduled time, no coordinated omission):",
+             "netkit measure requests 127.0.0.1:9000 --rate 5000 --duration 10s"),
+            ("Fail when fewer than 10000 requests/s are answered:",
+             "netkit -q measure requests 127.0.0.1:9000 --duration 5s --min-rps 10000"),
+        ),
+    },
+    # ----- monitor -------------------------------------------------------------------------------
+    "monitor": {
+        "exit_status": (
+            (0, "Stopped with SIGTERM or Ctrl-C."),
+            _USAGE,
+            (3, "Runtime error: the metrics address is in use or the config file cannot be read."),
+        ),
+        "examples": (
+            ("Probe two services every 10 s and serve Prometheus metrics on 127.0.0.1:9464:",
+             "netkit monitor 127.0.0.1:22 127.0.0.1:5432 --interval 10s"),
+            ("Write metrics for node_exporter's textfile collector instead:",
+             "netkit monitor 127.0.0.1:22 --textfile /var/lib/node_exporter/textfile/netkit.prom"),
+        ),
+    },
     # ----- info ----------------------------------------------------------------------------------
     "info": {
         "exit_status": ((0, "Success."), _USAGE, _RUNTIME, (130, "Interrupted before --count intervals.")),

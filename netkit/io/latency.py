@@ -36,6 +36,8 @@ from netkit.io.resolve import resolve
 
 NS = 1_000_000_000
 QUERY_ATTEMPTS = 5
+#: After Ctrl-C: how long to wait for replies in flight and for the reflector's count (per try).
+STOP_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,11 @@ class ProbeEvent:
     target: str
     address: str | None
     seq: int
-    kind: str  # "ok", "late", "duplicate", "timeout"
+    kind: str  # "ok", "late", "duplicate", "timeout", "error" (e.g. connection refused)
     rtt_ns: int | None
     reordered: bool
     size: int
+    error: str | None = None
 
 
 EventSink = Callable[[ProbeEvent], None]
@@ -84,7 +87,7 @@ class Prober:
     def close(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    async def final_query(self) -> None:
+    async def final_query(self, hurry: bool = False) -> None:
         """Ask the reflector for its count (udp against netkit's reflector only)."""
 
     def on_expired(self, seqs: list[int]) -> None:
@@ -95,7 +98,8 @@ class Prober:
     # ----- helpers -----------------------------------------------------------------------
     def _emit(self, seq: int, kind: str, rtt_ns: int | None, reordered: bool) -> None:
         if self.sink is not None:
-            self.sink(ProbeEvent(self.label, self.address, seq, kind, rtt_ns, reordered, self.cfg.size))
+            self.sink(ProbeEvent(self.label, self.address, seq, kind, rtt_ns, reordered, self.cfg.size,
+                                 self.error if kind == "error" else None))
 
     def _record_send(self, seq: int, t_mono: int, t_real: int) -> None:
         self.acc.on_sent(seq, t_mono)
@@ -208,16 +212,17 @@ class UdpProber(Prober):
             self._deliver(probe.seq, t, timestamps.from_ancdata(anc),
                           probe.refl_count if probe.reflected else None)
 
-    async def final_query(self) -> None:
+    async def final_query(self, hurry: bool = False) -> None:
         """Ask netkit's reflector how many probes it received (exact per-direction loss).
 
         The query is header-only (56 bytes), so a firewall rule can tell it from probes.
+        ``hurry`` (after Ctrl-C): two short tries instead of five.
         """
         if self.reflector != REFLECTOR_NETKIT or self.sock is None:
             return
-        wait_s = min(max(self.cfg.timeout_s, 0.05), 1.0)
+        wait_s = min(max(self.cfg.timeout_s, 0.05), STOP_GRACE_S if hurry else 1.0)
         q = bytearray(packet.HEADER_SIZE)
-        for attempt in range(QUERY_ATTEMPTS):
+        for attempt in range(2 if hurry else QUERY_ATTEMPTS):
             packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
             try:
                 self.sock.send(q)
@@ -394,8 +399,8 @@ class TcpConnectProber(Prober):
             sock.close()
             return
         if err not in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-            self.error = os.strerror(err).lower()
             sock.close()
+            self._failed(seq, err)
             return
         self._pending[seq] = sock
         self.loop.add_writer(sock.fileno(), self._connected, seq)
@@ -411,8 +416,14 @@ class TcpConnectProber(Prober):
         if err == 0:
             self._deliver(seq, t, None)
         else:
-            self.error = os.strerror(err).lower()
-            self.changed.set()
+            self._failed(seq, err)
+
+    def _failed(self, seq: int, err: int) -> None:
+        self.error = os.strerror(err).lower()
+        self._send_real.pop(seq, None)
+        if self.acc.on_error(seq):
+            self._emit(seq, "error", None, False)
+        self.changed.set()
 
     def on_expired(self, seqs: list[int]) -> None:
         for s in seqs:
@@ -624,8 +635,11 @@ async def measure_target(prober: Prober, stop: asyncio.Event) -> TargetResult:
             seq += 1
             if interval_ns == 0:
                 await asyncio.sleep(0)
-        # The last replies: wait until every probe is answered or timed out.
-        while acc.outstanding and not stop.is_set():
+        # The last replies: wait until every probe is answered or timed out (after Ctrl-C, only
+        # a short grace for replies already in flight).
+        hurry = stop.is_set()
+        grace_end = time.perf_counter_ns() + int(STOP_GRACE_S * NS)
+        while acc.outstanding:
             now = time.perf_counter_ns()
             expired = acc.expire(now)
             if expired:
@@ -633,20 +647,31 @@ async def measure_target(prober: Prober, stop: asyncio.Event) -> TargetResult:
             nd = acc.next_deadline()
             if nd is None:
                 break
+            if stop.is_set():
+                hurry = True
+                if now >= grace_end:
+                    break
+                nd = min(nd, grace_end)
             await _wait(prober.changed, (nd - now) / NS + 0.0005)
-        if not stop.is_set():
-            await prober.final_query()
+        await prober.final_query(hurry)
         return prober.result(time.perf_counter_ns() - start)
     finally:
         prober.close()
 
 
 async def measure_latency(targets: list[Target], cfg: LatencyConfig, *, stop: asyncio.Event | None = None,
-                          sink: EventSink | None = None, labels: list[str] | None = None) -> list[TargetResult]:
-    """Measure every target concurrently; results in input order."""
+                          sink: EventSink | None = None, labels: list[str] | None = None,
+                          on_start: Callable[[list[Prober]], None] | None = None) -> list[TargetResult]:
+    """Measure every target concurrently; results in input order.
+
+    ``sink`` receives every reply and timeout as it happens; ``on_start`` gets the probers
+    (a live view reads their running accounting).
+    """
     stop = stop or asyncio.Event()
     cls = PROBERS[cfg.method]
     probers = [cls(labels[i] if labels else str(t), t.host, t.port, cfg, sink) for i, t in enumerate(targets)]
+    if on_start is not None:
+        on_start(probers)
 
     async def relay() -> None:
         await stop.wait()

@@ -29,6 +29,7 @@ NS = 1_000_000_000
 MIN_SLEEP_S = 0.001  # uvloop timers have 1 ms resolution: shorter sleeps would spin
 MAX_BURST_S = 0.05  # after a stall, catch up at most this much of the schedule at once
 QUERY_ATTEMPTS = 5
+STOP_GRACE_S = 0.2  # after Ctrl-C: the wait for replies in flight and for each count query
 
 Progress = Callable[[Accounting, int], None]
 
@@ -149,34 +150,38 @@ class LossStream:
             next_due = start + int((seq) * NS / rate)
             await asyncio.sleep(max(MIN_SLEEP_S, (next_due - time.perf_counter_ns()) / NS))
         self.send_elapsed_ns = time.perf_counter_ns() - start
-        while acc.outstanding and not stop.is_set():
+        grace_end = time.perf_counter_ns() + int(STOP_GRACE_S * NS)
+        while acc.outstanding:
             now = time.perf_counter_ns()
             acc.expire(now)
             nd = acc.next_deadline()
             if nd is None:
                 break
+            if stop.is_set():  # Ctrl-C: only a short grace for replies in flight
+                if now >= grace_end:
+                    break
+                nd = min(nd, grace_end)
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), max(0.0, (nd - now) / NS) + 0.001)
             except asyncio.TimeoutError:
                 pass
-        if not stop.is_set():
-            await self._final_query(stop)
+        await self._final_query(hurry=stop.is_set())
         return self._result(self.send_elapsed_ns)
 
-    async def _final_query(self, stop: asyncio.Event) -> None:
+    async def _final_query(self, hurry: bool = False) -> None:
         if self.reflector != REFLECTOR_NETKIT or self.sock is None:
             return
         q = bytearray(packet.HEADER_SIZE)
-        wait_s = min(max(self.cfg.timeout_s, 0.05), 1.0)
-        for attempt in range(QUERY_ATTEMPTS):
+        wait_s = min(max(self.cfg.timeout_s, 0.05), STOP_GRACE_S if hurry else 1.0)
+        for attempt in range(2 if hurry else QUERY_ATTEMPTS):
             packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
             try:
                 self.sock.send(q)
             except OSError:
                 return
             deadline = time.perf_counter_ns() + int(wait_s * NS)
-            while self._query_count is None and not stop.is_set():
+            while self._query_count is None:
                 left = (deadline - time.perf_counter_ns()) / NS
                 if left <= 0:
                     break
@@ -209,9 +214,17 @@ async def measure_loss(target: Target, cfg: LossConfig, *, stop: asyncio.Event |
                        progress: Progress | None = None, label: str | None = None) -> TargetResult:
     """Run one paced stream; ``result.elapsed_ns`` is the sending time (for the achieved rate)."""
     stream = LossStream(label or str(target), target, cfg)
+    stop = stop or asyncio.Event()
+
+    async def relay() -> None:  # wake the drain wait at once on Ctrl-C
+        await stop.wait()
+        stream.changed.set()
+
+    watcher = asyncio.ensure_future(relay())
     try:
-        return await stream.run(stop or asyncio.Event(), progress)
+        return await stream.run(stop, progress)
     finally:
+        watcher.cancel()
         stream.close()
 
 

@@ -148,6 +148,7 @@ def _describe_tls(sslobj: ssl.SSLObject | ssl.SSLSocket, verified: bool) -> TlsI
         not_after=peer.not_after if peer else None,
         days_left=round(peer.days_left, 3) if peer else None,
         verified=verified,
+        fingerprint_sha256=peer.fingerprint_sha256 if peer else None,
     )
 
 
@@ -182,7 +183,7 @@ async def _read_until(reader: asyncio.StreamReader, pattern: re.Pattern[str] | N
 
 def _mismatch_words(pattern: re.Pattern[str], buf: bytes, why: str | None) -> str:
     got = safe_text(buf, limit=60) if buf else "nothing"
-    return f"expected /{pattern.pattern}/, got {got!r}" + (f" ({why})" if why else "")
+    return f"expected /{pattern.pattern}/, got \"{got}\"" + (f" ({why})" if why else "")
 
 
 async def _tcp_attempt(host: str, addr: Resolved, port: int, opts: ProbeOptions, timeout_s: float,

@@ -21,7 +21,7 @@ from typing import Any
 
 from netkit.io.reflector import Reflector
 
-BUFFER_BYTES = 4 * 1024 * 1024
+BUFFER_BYTES = 16 * 1024 * 1024  # ~20k small datagrams: rides out 0.2 s of not being scheduled at 100k pps
 _BATCH = 256  # datagrams per wake-up before yielding to the loop
 
 

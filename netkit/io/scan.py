@@ -1,13 +1,15 @@
-"""The fast path for large plain-connect scans: a tight non-blocking connect loop over a selector.
+"""The fast path for large plain-connect scans: tight non-blocking connect loops over epoll.
 
 asyncio spends tens of microseconds of Python per connection (a future, a callback, a task
 switch); a full 65535-port scan of loopback then takes 4-5 s where nmap takes 1-2 s (ANCHORS).
-Here each connect is a plain ``socket`` + ``connect_ex``: on loopback most complete (or are
-refused) inside the system call, and only the few that return EINPROGRESS wait in epoll (via
-``selectors``). Results, states and errors are exactly those of :mod:`netkit.io.probe`.
+Here each connect is a plain ``socket`` + ``connect_ex``. On loopback the kernel answers inside
+the system call: EINPROGRESS comes back, but ``SO_ERROR`` already holds the refusal (or the
+socket is already connected), so only the few truly pending connects wait in epoll (raw
+``select.epoll``; ``selectors`` elsewhere). Large scans split the targets over a few threads:
+the system calls release the GIL, so the kernel's share of the work runs on every core.
 
-Retries follow the same :class:`RetryPlan` as the asyncio prober: a failed target is put back
-on a timer heap with its backoff delay.
+Results, states and errors are exactly those of :mod:`netkit.io.probe`, and retries follow the
+same :class:`RetryPlan`: a failed target waits on a timer heap for its backoff delay.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ from netkit.io.probe import SELF_CONNECT_ERROR
 NS = 1_000_000_000
 _LINGER_RST = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 _IN_PROGRESS = (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK)
+#: Below this many targets one thread does it all; above, up to MAX_THREADS share the work.
+THREAD_MIN_TARGETS = 2048
+MAX_THREADS = 4
+
+#: (family, ip, extra sockaddr fields) -- shared by every target of one host, so a range of
+#: 65535 ports allocates no per-target address tuples.
+Address = tuple[int, str, tuple]
 
 
 class ScanTarget(NamedTuple):
@@ -45,8 +54,8 @@ class ScanTarget(NamedTuple):
     target: str
     host: str
     port: int
-    #: (family, sockaddr with the port), in preference order; empty when resolution failed
-    addresses: tuple[tuple[int, tuple], ...]
+    #: candidate addresses in preference order; empty when resolution failed
+    addresses: tuple[Address, ...]
     resolve_ns: int | None = None
     dns_error: str | None = None
 
@@ -64,7 +73,7 @@ def fd_budget(wanted: int) -> int:
     return max(1, wanted)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     idx: int
     cand: int  # index into addresses
@@ -120,18 +129,88 @@ def scan(
     rng: Callable[[], float] | None = None,
     on_result: Callable[[int, ProbeResult], None] | None = None,
     stop: threading.Event | None = None,
+    threads: int | None = None,
 ) -> list[ProbeResult]:
     """Connect to every target; return results in input order.
 
     Bounded: every in-flight connect expires after ``timeout_ns`` (cut at the deadline), no
     attempt starts at or after ``plan.deadline_ns``, and ``stop`` ends the scan early (the
-    unfinished targets then report ``timeout`` with the reason).
+    unfinished targets then report ``timeout`` with the reason). ``concurrency`` is the total
+    of connects in flight over all threads. ``on_result`` may be called from several threads,
+    never at the same time.
     """
     n = len(targets)
-    results: list[ProbeResult | None] = [None] * n
-    limit = fd_budget(concurrency)
-    # The bound C function when the clock is the default: this loop runs 65535 times.
     now = time.perf_counter_ns if clock is DEFAULT_CLOCK else clock.now_ns
+    if threads is None:
+        threads = 1 if n < THREAD_MIN_TARGETS else max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    threads = max(1, min(threads, n or 1))
+    results: list[ProbeResult | None] = [None] * n
+    start_all = now()
+    jobs = [_Job(i, 0, 0, start_all) for i in range(n)]
+    lock = threading.Lock()
+    emit = on_result
+    if on_result is not None and threads > 1:
+        def emit(i: int, r: ProbeResult) -> None:
+            with lock:
+                on_result(i, r)
+    rng_lock = threading.Lock()
+    shared_rng = rng
+    if rng is not None and threads > 1:
+        def shared_rng() -> float:
+            with rng_lock:
+                return rng()
+    budget = fd_budget(concurrency)
+    parts = [jobs[k::threads] for k in range(threads)]
+    errors: list[BaseException] = []
+
+    def work(part: list[_Job], limit: int) -> None:
+        try:
+            _scan_part(targets, part, results, plan, timeout_ns, limit, now, shared_rng, emit, stop)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    if threads == 1:
+        work(parts[0], budget)
+    else:
+        limit = max(1, budget // threads)
+        workers = [threading.Thread(target=work, args=(part, limit), name=f"netkit-scan-{k}", daemon=True)
+                   for k, part in enumerate(parts)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    if errors:
+        raise errors[0]
+
+    # Whatever is left (deadline or stop) ends as a timeout that says why.
+    reason = "interrupted" if stop is not None and stop.is_set() else "the deadline passed"
+    for i, res in enumerate(results):
+        if res is None:
+            t = targets[i]
+            res = results[i] = ProbeResult(
+                target=t.target, host=t.host, port=t.port,
+                address=t.addresses[0][1] if t.addresses else None, state=ProbeState.TIMEOUT,
+                attempts=jobs[i].attempts, connect_ms=None, resolve_ms=ns_to_ms(t.resolve_ns),
+                elapsed_ms=ns_to_ms(now() - jobs[i].begin_ns) or 0.0, error=reason,
+            )
+            if on_result is not None:
+                on_result(i, res)
+    return [r for r in results if r is not None]
+
+
+def _scan_part(
+    targets: Sequence[ScanTarget],
+    part: list[_Job],
+    results: list[ProbeResult | None],
+    plan: RetryPlan,
+    timeout_ns: int,
+    limit: int,
+    now: Callable[[], int],
+    rng: Callable[[], float] | None,
+    on_result: Callable[[int, ProbeResult], None] | None,
+    stop: threading.Event | None,
+) -> None:
+    """One thread's connect loop over its share of the jobs (writes only its own result slots)."""
     poller = _Poller()
     inflight: dict[int, tuple[socket.socket, _Job, int]] = {}  # fd -> (sock, job, start_ns)
     expiries: deque[tuple[int, int, socket.socket]] = deque()  # (expires_ns, fd, sock); FIFO
@@ -140,8 +219,11 @@ def scan(
     seq = 0
     mk_socket = socket.socket
     stream_nb = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+    need_setblocking = stream_nb == socket.SOCK_STREAM
     sol, so_error = socket.SOL_SOCKET, socket.SO_ERROR
     classified: dict[int, tuple[ProbeState, str]] = {}
+    deadline = plan.deadline_ns
+    no_retry = plan.retries == 0
 
     def classify(err: int) -> tuple[ProbeState, str]:
         got = classified.get(err)
@@ -163,13 +245,12 @@ def scan(
         nonlocal seq
         if job.first is None:
             job.first = (state, address, error)
-        addrs = targets[job.idx].addresses
-        if job.cand + 1 < len(addrs):
+        if job.cand + 1 < len(targets[job.idx].addresses):
             job.cand += 1
             ready.appendleft(job)
             return
         st, ad, er = job.first
-        nxt = plan.next_attempt_ns(job.attempts, now(), rng)
+        nxt = None if no_retry else plan.next_attempt_ns(job.attempts, now(), rng)
         if nxt is None:
             finish(job, st, ad, None, er)
             return
@@ -193,34 +274,27 @@ def scan(
         else:
             finish(job, ProbeState.OPEN, address, connect_ns, None)
 
-    start_all = now()
-    jobs: list[_Job] = []
-    for i, t in enumerate(targets):
-        job = _Job(i, 0, 0, start_all)
-        jobs.append(job)
-        if not t.addresses:
-            finish(job, ProbeState.DNS_ERROR, None, None, t.dns_error or "name not resolved")
-        else:
+    for job in part:
+        if targets[job.idx].addresses:
             ready.append(job)
+        else:
+            finish(job, ProbeState.DNS_ERROR, None, None, targets[job.idx].dns_error or "name not resolved")
 
     try:
         while ready or inflight or timers:
             if stop is not None and stop.is_set():
                 break
             t_now = now()
-            if t_now >= plan.deadline_ns and not inflight:
+            if t_now >= deadline and not inflight:
                 break
             while timers and timers[0][0] <= t_now:
                 ready.append(heapq.heappop(timers)[2])
-            # Launch a batch of connects. On loopback the kernel answers inside connect():
-            # EINPROGRESS comes back, but SO_ERROR already holds the refusal (or the socket is
-            # already connected), so only the few truly pending ones go to epoll.
             batch = 512
             while ready and batch and len(inflight) < limit:
                 batch -= 1
                 job = ready.popleft()
                 t = targets[job.idx]
-                fam, sa = t.addresses[job.cand]
+                fam, ip, extra = t.addresses[job.cand]
                 if job.cand == 0:
                     if job.attempts == 0:
                         job.begin_ns = now()
@@ -235,10 +309,10 @@ def scan(
                         limit = max(1, len(inflight))
                         break
                     raise
-                if not stream_nb & ~socket.SOCK_STREAM:
+                if need_setblocking:
                     sock.setblocking(False)
                 t_start = now()
-                err = sock.connect_ex(sa)
+                err = sock.connect_ex((ip, t.port, *extra) if extra else (ip, t.port))
                 if err in _IN_PROGRESS:
                     err = sock.getsockopt(sol, so_error)
                     if err == 0:
@@ -248,21 +322,20 @@ def scan(
                             fd = sock.fileno()
                             poller.register(fd)
                             inflight[fd] = (sock, job, t_start)
-                            tmo = plan.attempt_timeout_ns(timeout_ns, t_start)
-                            expiries.append((t_start + tmo, fd, sock))
+                            expiries.append((t_start + plan.attempt_timeout_ns(timeout_ns, t_start), fd, sock))
                             continue
                 if err == 0:
-                    opened(job, sock, sa[0], t_start)
+                    opened(job, sock, ip, t_start)
                 else:
                     sock.close()
                     state, words = classify(err)
-                    failed(job, state, sa[0], words)
+                    failed(job, state, ip, words)
             if not inflight:
                 if timers and not ready:
-                    wait_ns = min(timers[0][0], plan.deadline_ns) - now()
+                    wait_ns = min(timers[0][0], deadline) - now()
                     if wait_ns > 0:
                         (stop or threading.Event()).wait(wait_ns / NS)
-                    if now() >= plan.deadline_ns:
+                    if now() >= deadline:
                         break
                 continue
             # Wait for the in-flight ones: until the next expiry at most.
@@ -276,7 +349,7 @@ def scan(
                 sock, job, t_start = entry
                 poller.unregister(fd)
                 err = sock.getsockopt(sol, so_error)
-                address = targets[job.idx].addresses[job.cand][1][0]
+                address = targets[job.idx].addresses[job.cand][1]
                 if err == 0:
                     opened(job, sock, address, t_start)
                 else:
@@ -296,26 +369,10 @@ def scan(
                 poller.unregister(fd)
                 sock.close()
                 _s, job, t_start = entry
-                address = targets[job.idx].addresses[job.cand][1][0]
-                secs = (exp - t_start) / NS
-                failed(job, ProbeState.TIMEOUT, address, f"no answer within {secs:g}s")
+                address = targets[job.idx].addresses[job.cand][1]
+                failed(job, ProbeState.TIMEOUT, address, f"no answer within {(exp - t_start) / NS:g}s")
     finally:
         for fd, (sock, _job, _t) in inflight.items():
             poller.unregister(fd)
             sock.close()
         poller.close()
-
-    # Whatever is left (deadline or stop) ends as a timeout that says why.
-    reason = "interrupted" if stop is not None and stop.is_set() else "the deadline passed"
-    for i, res in enumerate(results):
-        if res is None:
-            t = targets[i]
-            results[i] = ProbeResult(
-                target=t.target, host=t.host, port=t.port,
-                address=t.addresses[0][1][0] if t.addresses else None, state=ProbeState.TIMEOUT,
-                attempts=jobs[i].attempts, connect_ms=None, resolve_ms=ns_to_ms(t.resolve_ns),
-                elapsed_ms=ns_to_ms(now() - start_all) or 0.0, error=reason,
-            )
-            if on_result is not None:
-                on_result(i, results[i])  # type: ignore[arg-type]
-    return [r for r in results if r is not None]

@@ -51,6 +51,12 @@ def sniff(prefix: bytes) -> bool | None:
 
 def open_session(transport: asyncio.BaseTransport, first_bytes: bytes, server: Any) -> asyncio.BaseProtocol:
     """Take over ``transport`` (see module docstring); ``server`` is netkit's TcpServer."""
+    # Dispatch added for issue 9 (measure requests --netkit-header): session kind 2 is
+    # request/response, served by netkit.io.request_session; every other kind is throughput.
+    from netkit.io import request_session
+
+    if request_session.wants(first_bytes):
+        return request_session.open_session(transport, first_bytes, server)
     proto = ThroughputSession(transport, server)  # type: ignore[arg-type]
     transport.set_protocol(proto)
     proto.feed(first_bytes)

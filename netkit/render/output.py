@@ -19,6 +19,7 @@ import enum
 import io
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -51,8 +52,23 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+# json.dumps escapes C0 controls but, with ensure_ascii=False, passes C1 controls (U+009B is a
+# one-character CSI), bidi overrides and line separators through raw. Inside a JSON document these
+# can only occur in strings, where a \uXXXX escape means the same: so escape them, and a JSON
+# document printed to a terminal can never act on it. Other non-ASCII text stays readable.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
 def dumps(obj: Any, *, indent: int | None = None) -> str:
-    return json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def _csv_value(v: Any) -> Any:
+    """CSV cells are printed as they are: escape control characters in text (peer bytes)."""
+    if v is None:
+        return ""
+    return safe_text(v) if isinstance(v, str) else v
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -221,7 +237,7 @@ class Output:
                     self.stdout, fieldnames=self._csv_fields, extrasaction="ignore", lineterminator="\n"
                 )
                 self._csv_writer.writeheader()
-            self._csv_writer.writerow({k: ("" if v is None else v) for k, v in flat.items()})
+            self._csv_writer.writerow({k: _csv_value(v) for k, v in flat.items()})
         self.stdout.flush()
 
     def emit(

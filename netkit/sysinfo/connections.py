@@ -74,7 +74,9 @@ def _raw_connections() -> list[tuple[Any, int | None]]:
         found: list[tuple[Any, int | None]] = []
         for p in psutil.process_iter():
             try:
-                found.extend((c, p.pid) for c in p.net_connections(kind="inet"))
+                # psutil < 6 calls it connections()
+                method = getattr(p, "net_connections", None) or p.connections
+                found.extend((c, p.pid) for c in method(kind="inet"))
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         return found

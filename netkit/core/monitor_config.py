@@ -1,0 +1,353 @@
+"""``netkit monitor --config FILE``: TOML text and command-line settings to a ``MonitorConfig``.
+
+Pure: the caller reads the file (``netkit.io.monitor.load_config``) and passes the text in.
+Every error is one line that names the key it is about (``targets[2].interval: ...``), because
+a reload on SIGHUP must tell the operator exactly what to fix while the old config keeps running.
+
+Precedence, most specific first: a ``[[targets]]`` entry's own key, then an option given on the
+command line, then the file's top-level key, then the built-in default.
+
+The file::
+
+    interval = "10s"          # every key here is optional
+    method = "tcp-connect"    # tcp-connect | udp | icmp
+    timeout = "1s"            # per attempt and per packet (default: 1s or interval/4, the shorter)
+    packets = 3               # latency packets per round
+    packet_interval = "100ms"
+    retries = 0               # reachability retries per round
+    listen = "127.0.0.1:9464" # false: no HTTP endpoint
+    textfile = "/var/lib/node_exporter/textfile/netkit.prom"
+    window = 10               # rounds the dashboard's loss column covers
+    buckets = [0.001, 0.01, 0.1, 1.0]   # RTT histogram bounds, seconds
+    labels = { site = "fra1" }          # added to every target
+
+    [[targets]]
+    host = "db.internal"      # or: target = "db.internal:5432"
+    port = 5432
+    name = "db"               # the target label (default HOST:PORT)
+    method = "tcp-connect"
+    interval = "5s"
+    labels = { role = "db" }
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netkit.core.errors import InputError
+from netkit.core.monitor_models import (
+    DEFAULT_BUCKETS,
+    DEFAULT_LISTEN,
+    METHODS,
+    RESERVED_LABELS,
+    MonitorConfig,
+    MonitorTarget,
+)
+from netkit.core.targets import format_host_port, parse_port, split_host_port, validate_host
+from netkit.core.units import format_duration, parse_duration
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_INTERVAL_S = 10.0
+DEFAULT_METHOD = "tcp-connect"
+DEFAULT_PACKETS = 3
+DEFAULT_PACKET_INTERVAL_S = 0.1
+DEFAULT_RETRIES = 0
+DEFAULT_WINDOW = 10
+MAX_TIMEOUT_S = 1.0
+MAX_PACKETS = 1000
+MAX_TARGETS = 10_000
+
+TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "listen", "textfile",
+            "window", "buckets", "labels", "targets")
+TARGET_KEYS = ("target", "host", "port", "name", "method", "interval", "timeout", "packets", "packet_interval",
+               "retries", "labels")
+#: Settings a target inherits (from its entry, the command line, the file's top level).
+SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retries")
+CLI_NAMES = {"packet_interval": "--packet-interval"}
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    """What the command line says: target texts and only the options the user gave explicitly.
+
+    ``overrides`` holds parsed values (seconds as float, counts as int) keyed like the TOML
+    (``interval``, ``packet_interval``, ``listen`` as (host, port), ``textfile``, ...).
+    """
+
+    targets: tuple[str, ...] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """TOML text to a dict; a syntax error becomes one line with TOML's own position."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}") from None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: any free port) for the metrics endpoint."""
+    host, port_s = split_host_port(text)
+    if port_s is None:
+        raise InputError(f"invalid listen address {text!r}: write HOST:PORT")
+    if port_s.strip() == "0":
+        return host, 0
+    return host, parse_port(port_s)
+
+
+# ----- typed value readers: each names the key it reads in its error ------------------------
+def _err(key: str, message: str) -> InputError:
+    return InputError(f"{key}: {message}")
+
+
+def _duration(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise _err(key, f"expected a duration like \"10s\", got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except InputError as exc:
+            raise _err(key, str(exc)) from None
+    else:
+        raise _err(key, f"expected a duration like \"10s\", got {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _err(key, "must be more than 0")
+    return seconds
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _err(key, f"expected a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise _err(key, f"must be {lo}-{hi}, got {value}")
+    return value
+
+
+def _method(key: str, value: Any) -> str:
+    if value not in METHODS:
+        raise _err(key, f"unknown method {value!r} (one of {', '.join(METHODS)})")
+    return str(value)
+
+
+def _labels(key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise _err(key, "expected a table of name = \"value\"")
+    out: dict[str, str] = {}
+    for name, v in value.items():
+        if not _LABEL_NAME.match(name) or name.startswith("__") or name == "le":
+            raise _err(f"{key}.{name}", "not a valid Prometheus label name")
+        if name in RESERVED_LABELS:
+            raise _err(f"{key}.{name}", f"{name!r} is set by netkit itself")
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if not isinstance(v, (str, int, float)):
+            raise _err(f"{key}.{name}", "expected a string")
+        out[name] = str(v)
+    return out
+
+
+def _buckets(key: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise _err(key, "expected a non-empty list of seconds")
+    out: list[float] = []
+    for i, b in enumerate(value):
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
+            raise _err(f"{key}[{i}]", f"expected a positive number of seconds, got {b!r}")
+        if out and b <= out[-1]:
+            raise _err(f"{key}[{i}]", "bounds must increase")
+        out.append(float(b))
+    return tuple(out)
+
+
+def _check_keys(where: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for k in table:
+        if k not in allowed:
+            prefix = f"{where}." if where else ""
+            raise InputError(f"{prefix}{k}: unknown key (known: {', '.join(allowed)})")
+
+
+def _read_setting(name: str, key: str, value: Any) -> Any:
+    if name in ("interval", "timeout", "packet_interval"):
+        return _duration(key, value)
+    if name == "method":
+        return _method(key, value)
+    if name == "packets":
+        return _int(key, value, 1, MAX_PACKETS)
+    if name == "retries":
+        return _int(key, value, 0, 100)
+    raise AssertionError(name)
+
+
+# ----- assembling -----------------------------------------------------------------------------
+@dataclass
+class _Layer:
+    """Setting values with the key each came from (for error messages)."""
+
+    values: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def get(self, name: str) -> tuple[Any, str] | None:
+        return self.values.get(name)
+
+
+def _resolve(name: str, layers: list[_Layer]) -> tuple[Any, str] | None:
+    for layer in layers:
+        got = layer.get(name)
+        if got is not None:
+            return got
+    return None
+
+
+def _make_target(where: str, name: str | None, host: str, port: int, labels: dict[str, str],
+                 layers: list[_Layer]) -> MonitorTarget:
+    interval, interval_key = _resolve("interval", layers) or (DEFAULT_INTERVAL_S, "interval")
+    method, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
+    packets, _ = _resolve("packets", layers) or (DEFAULT_PACKETS, "packets")
+    spacing, spacing_key = _resolve("packet_interval", layers) or (DEFAULT_PACKET_INTERVAL_S, "packet_interval")
+    retries, _ = _resolve("retries", layers) or (DEFAULT_RETRIES, "retries")
+    timeout_got = _resolve("timeout", layers)
+    if timeout_got is None:
+        timeout, timeout_key = min(MAX_TIMEOUT_S, interval / 4), "timeout"
+    else:
+        timeout, timeout_key = timeout_got
+        if timeout >= interval:
+            raise _err(timeout_key, f"{format_duration(timeout)} must be shorter than the interval "
+                                    f"{format_duration(interval)} ({where})")
+    train = (packets - 1) * spacing + timeout
+    if train > interval * 0.9:
+        raise _err(spacing_key, f"{packets} packets {format_duration(spacing)} apart plus the "
+                                f"{format_duration(timeout)} timeout take {format_duration(train)}: more than 90% "
+                                f"of the interval {format_duration(interval)} ({where}; see {interval_key})")
+    if method != "icmp" and port == 0:
+        raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
+    if method == "icmp":
+        port = 0
+    label = name or (host if method == "icmp" else format_host_port(host, port))
+    return MonitorTarget(
+        name=label, host=host, port=port, method=method, interval_s=float(interval), timeout_s=float(timeout),
+        packets=packets, packet_interval_s=float(spacing), retries=retries,
+        labels=tuple(sorted(labels.items())),
+    )
+
+
+def _host_port(where: str, text: str) -> tuple[str, int]:
+    try:
+        host, port_s = split_host_port(text)
+        return host, (0 if port_s is None else parse_port(port_s))
+    except InputError as exc:
+        raise _err(where, str(exc)) from None
+
+
+def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConfig:
+    """The resolved config from the parsed TOML (or None) and the command line."""
+    doc = doc or {}
+    _check_keys("", doc, TOP_KEYS)
+    top = _Layer()
+    for name in SETTINGS:
+        if name in doc:
+            top.values[name] = (_read_setting(name, name, doc[name]), name)
+    cli_layer = _Layer()
+    for name in SETTINGS:
+        if name in cli.overrides and cli.overrides[name] is not None:
+            cli_layer.values[name] = (cli.overrides[name], CLI_NAMES.get(name, f"--{name}"))
+    common_labels = _labels("labels", doc["labels"]) if "labels" in doc else {}
+
+    targets: list[MonitorTarget] = []
+    for text in cli.targets:
+        where = f"target {text!r}"
+        host, port = _host_port(where, text)
+        targets.append(_make_target(where, None, host, port, dict(common_labels), [cli_layer, top]))
+
+    entries = doc.get("targets", [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise _err("targets", "expected [[targets]] tables")
+    for i, entry in enumerate(entries):
+        where = f"targets[{i}]"
+        _check_keys(where, entry, TARGET_KEYS)
+        own = _Layer()
+        for name in SETTINGS:
+            if name in entry:
+                own.values[name] = (_read_setting(name, f"{where}.{name}", entry[name]), f"{where}.{name}")
+        if "target" in entry:
+            if "host" in entry:
+                raise _err(f"{where}.host", "give either target or host, not both")
+            if not isinstance(entry["target"], str):
+                raise _err(f"{where}.target", "expected \"HOST:PORT\"")
+            host, port = _host_port(f"{where}.target", entry["target"])
+            if "port" in entry and port:
+                raise _err(f"{where}.port", "the target already has a port")
+        elif "host" in entry:
+            if not isinstance(entry["host"], str):
+                raise _err(f"{where}.host", "expected a string")
+            try:
+                host = validate_host(entry["host"])
+            except InputError as exc:
+                raise _err(f"{where}.host", str(exc)) from None
+            port = 0
+        else:
+            raise _err(where, "needs target = \"HOST:PORT\" or host = \"HOST\"")
+        if "port" in entry:
+            port = _int(f"{where}.port", entry["port"], 1, 65535)
+        name = entry.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise _err(f"{where}.name", "expected a non-empty string")
+        labels = dict(common_labels)
+        if "labels" in entry:
+            labels.update(_labels(f"{where}.labels", entry["labels"]))
+        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top]))
+
+    if not targets:
+        raise InputError("no targets: give HOST:PORT arguments or [[targets]] in --config")
+    if len(targets) > MAX_TARGETS:
+        raise _err("targets", f"at most {MAX_TARGETS} targets, got {len(targets)}")
+    seen: set[tuple[str, str]] = set()
+    for t in targets:
+        if t.key in seen:
+            raise _err("targets", f"{t.name!r} ({t.method}) appears twice; give one a distinct name")
+        seen.add(t.key)
+
+    # Where metrics go.
+    textfile = cli.overrides.get("textfile")
+    if textfile is None and "textfile" in doc:
+        if not isinstance(doc["textfile"], str) or not doc["textfile"]:
+            raise _err("textfile", "expected a file path")
+        textfile = doc["textfile"]
+    listen: tuple[str, int] | None
+    if cli.overrides.get("listen") is not None:
+        listen = cli.overrides["listen"]
+    elif "listen" in doc:
+        value = doc["listen"]
+        if value is False:
+            listen = None
+        elif isinstance(value, str):
+            try:
+                listen = parse_listen(value)
+            except InputError as exc:
+                raise _err("listen", str(exc)) from None
+        else:
+            raise _err("listen", "expected \"HOST:PORT\" or false")
+    else:
+        # A textfile alone is the node_exporter set-up: no HTTP endpoint unless asked for.
+        listen = None if textfile else DEFAULT_LISTEN
+    window = cli.overrides.get("window")
+    if window is None:
+        window = _int("window", doc["window"], 1, 10_000) if "window" in doc else DEFAULT_WINDOW
+    buckets = _buckets("buckets", doc["buckets"]) if "buckets" in doc else DEFAULT_BUCKETS
+    return MonitorConfig(targets=tuple(targets), listen=listen, textfile=textfile, window=window, buckets=buckets)
+
+
+def config_from_text(text: str | None, cli: CliSettings) -> MonitorConfig:
+    """Convenience: TOML text (or None for no file) and the command line to a config."""
+    return build_config(parse_toml(text) if text is not None else None, cli)

@@ -1,0 +1,330 @@
+"""What ``netkit monitor`` knows: its configuration, one target's round, and the running totals.
+
+Pure code. The I/O layer (``netkit.io.monitor``) probes, passes the outcomes and the times in,
+and reads snapshots out; nothing here opens a socket, reads a clock or prints. The totals are
+what the Prometheus collector exports, so their meaning is defined here once:
+
+- ``success``: 1 when the last round got an answer (a TCP connect, a UDP reply or an ICMP
+  echo reply), else 0.
+- ``duration_s``: how long the last round took for that target, probe and latency packets.
+- ``attempts_total``: reachability attempts made (retries included; for icmp, one per round).
+- ``packets_sent_total`` / ``packets_lost_total``: the latency packets of every round and those
+  never answered within the timeout (a late reply is neither received nor lost).
+- the RTT histogram: every latency packet's round-trip time, in seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = ("tcp-connect", "udp", "icmp")
+
+#: RTT histogram bounds in seconds: 100 us (loopback) to 2.5 s (a bad mobile link).
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+#: Labels netkit sets itself; a user label may not take these names.
+RESERVED_LABELS = ("target", "method")
+DEFAULT_LISTEN = ("127.0.0.1", 9464)
+
+
+@dataclass(frozen=True)
+class MonitorTarget:
+    """One thing to watch, with every setting resolved (no defaults left to apply)."""
+
+    name: str  # the ``target`` label: HOST:PORT as written, or the config's ``name``
+    host: str
+    port: int  # 0 for icmp
+    method: str
+    interval_s: float
+    timeout_s: float
+    packets: int
+    packet_interval_s: float
+    retries: int
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity across reloads: the same name and method keep their counters."""
+        return (self.name, self.method)
+
+    @property
+    def budget_s(self) -> float:
+        """The longest a round may take: 90% of the interval, so rounds never overlap."""
+        return self.interval_s * 0.9
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The whole monitor: targets, where metrics go, the dashboard window, histogram bounds."""
+
+    targets: tuple[MonitorTarget, ...]
+    listen: tuple[str, int] | None = DEFAULT_LISTEN
+    textfile: str | None = None
+    window: int = 10  # rounds the dashboard's loss column covers
+    buckets: tuple[float, ...] = DEFAULT_BUCKETS
+
+    def label_names(self) -> tuple[str, ...]:
+        """``target``, ``method``, then every user label name (sorted), the same for all series."""
+        names = sorted({k for t in self.targets for k, _ in t.labels})
+        return (*RESERVED_LABELS, *names)
+
+    def groups(self) -> dict[float, list[MonitorTarget]]:
+        """Targets by interval, in config order: each group runs its rounds together."""
+        out: dict[float, list[MonitorTarget]] = {}
+        for t in self.targets:
+            out.setdefault(t.interval_s, []).append(t)
+        return out
+
+
+@dataclass(frozen=True)
+class TargetRound:
+    """One target's outcome in one round; the ``targets[]`` objects of a jsonl round line."""
+
+    target: str
+    method: str
+    host: str
+    port: int
+    address: str | None
+    success: bool
+    state: str
+    attempts: int
+    duration_ns: int
+    sent: int
+    received: int
+    lost: int
+    rtts_ns: tuple[int, ...]
+    error: str | None
+
+    @property
+    def loss_pct(self) -> float | None:
+        return None if self.sent == 0 else round(100.0 * self.lost / self.sent, 4)
+
+    def to_json(self) -> dict[str, Any]:
+        rtts = self.rtts_ns
+        return {
+            "target": self.target,
+            "method": self.method,
+            "address": self.address,
+            "success": self.success,
+            "state": self.state,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_ns / 1e9, 6),
+            "sent": self.sent,
+            "received": self.received,
+            "lost": self.lost,
+            "loss_pct": self.loss_pct,
+            "rtt_ms": {
+                "min": _ms(min(rtts)) if rtts else None,
+                "avg": _ms(sum(rtts) / len(rtts)) if rtts else None,
+                "max": _ms(max(rtts)) if rtts else None,
+                "last": _ms(rtts[-1]) if rtts else None,
+            },
+            "error": self.error,
+        }
+
+
+def _ms(ns: float) -> float:
+    return round(ns / 1e6, 6)
+
+
+def round_record(round_no: int, time_iso: str, interval_s: float, rounds: Sequence[TargetRound]) -> dict[str, Any]:
+    """One jsonl line: a group's round (every target sharing an interval)."""
+    return {
+        "event": "round",
+        "round": round_no,
+        "time": time_iso,
+        "interval_s": interval_s,
+        "targets": [r.to_json() for r in rounds],
+    }
+
+
+def combine_round(
+    t: MonitorTarget,
+    *,
+    probe_state: str | None,
+    attempts: int,
+    probe_error: str | None,
+    address: str | None,
+    sent: int,
+    received: int,
+    lost: int,
+    rtts_ns: Iterable[int],
+    latency_error: str | None,
+    duration_ns: int,
+) -> TargetRound:
+    """The round's verdict from the reachability probe (None for icmp) and the latency packets.
+
+    Success is an answer of any kind: the probe opened (a TCP connect, a UDP reply), or at least
+    one latency packet came back. A silent UDP port (open|filtered) is not success: a monitor
+    watches for answers.
+    """
+    rtts = tuple(rtts_ns)
+    success = (probe_state == "open") or received > 0
+    if success:
+        state = "open"
+    elif probe_state is not None:
+        state = probe_state  # closed, timeout, unreachable, dns-error, or open|filtered (silent UDP)
+    else:
+        state = "unreachable" if latency_error else "timeout"
+    error = None if success else (probe_error or latency_error or ("no reply" if sent else None))
+    if probe_state is None:
+        attempts = 1  # icmp: the round's echo train is the one attempt
+    return TargetRound(
+        target=t.name, method=t.method, host=t.host, port=t.port, address=address, success=success,
+        state=state, attempts=attempts, duration_ns=duration_ns, sent=sent, received=received, lost=lost,
+        rtts_ns=rtts, error=error,
+    )
+
+
+def error_round(t: MonitorTarget, error: str, duration_ns: int, attempts: int = 1) -> TargetRound:
+    """A round that could not run (an exception, an overrun): failure, nothing measured."""
+    return TargetRound(
+        target=t.name, method=t.method, host=t.host, port=t.port, address=None, success=False,
+        state="error", attempts=attempts, duration_ns=duration_ns, sent=0, received=0, lost=0,
+        rtts_ns=(), error=error,
+    )
+
+
+# ----- running totals (what the collector exports) ------------------------------------------
+@dataclass
+class TargetTotals:
+    """Counters and the RTT histogram of one target since the monitor started."""
+
+    buckets: tuple[float, ...]
+    rounds: int = 0
+    up_rounds: int = 0
+    success: bool | None = None
+    duration_s: float | None = None
+    attempts_total: int = 0
+    sent_total: int = 0
+    lost_total: int = 0
+    rtt_counts: list[int] = field(default_factory=list)  # per bucket (not cumulative) + one for +Inf
+    rtt_sum_s: float = 0.0
+    rtt_count: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.rtt_counts:
+            self.rtt_counts = [0] * (len(self.buckets) + 1)
+
+    def record(self, r: TargetRound) -> None:
+        self.rounds += 1
+        self.up_rounds += r.success
+        self.success = r.success
+        self.duration_s = r.duration_ns / 1e9
+        self.attempts_total += r.attempts
+        self.sent_total += r.sent
+        self.lost_total += r.lost
+        for ns in r.rtts_ns:
+            s = ns / 1e9
+            self.rtt_counts[_bucket_index(self.buckets, s)] += 1
+            self.rtt_sum_s += s
+            self.rtt_count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, cumulative count)`` pairs ending with ``+Inf``, as the exposition format wants."""
+        out: list[tuple[str, int]] = []
+        running = 0
+        for bound, n in zip((*self.buckets, float("inf")), self.rtt_counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else _float_text(bound), running))
+        return out
+
+
+def summary_record(t: MonitorTarget, tot: TargetTotals) -> dict[str, Any]:
+    """One target's totals since start (the summary printed when the monitor stops)."""
+    return {
+        "target": t.name,
+        "method": t.method,
+        "rounds": tot.rounds,
+        "up_rounds": tot.up_rounds,
+        "success": tot.success,
+        "attempts": tot.attempts_total,
+        "sent": tot.sent_total,
+        "lost": tot.lost_total,
+        "loss_pct": None if tot.sent_total == 0 else round(100.0 * tot.lost_total / tot.sent_total, 4),
+        "rtt_avg_ms": None if tot.rtt_count == 0 else round(tot.rtt_sum_s / tot.rtt_count * 1e3, 6),
+    }
+
+
+def _bucket_index(bounds: Sequence[float], value: float) -> int:
+    for i, b in enumerate(bounds):
+        if value <= b:
+            return i
+    return len(bounds)
+
+
+def _float_text(v: float) -> str:
+    return repr(float(v))
+
+
+@dataclass
+class TargetWindow:
+    """The dashboard's memory of one target: the last rounds and the last RTTs."""
+
+    size: int
+    rounds: deque[TargetRound] = field(default_factory=deque)
+    rtts_ns: deque[int] = field(default_factory=lambda: deque(maxlen=40))
+
+    def record(self, r: TargetRound) -> None:
+        self.rounds.append(r)
+        while len(self.rounds) > self.size:
+            self.rounds.popleft()
+        self.rtts_ns.extend(r.rtts_ns)
+
+    @property
+    def last(self) -> TargetRound | None:
+        return self.rounds[-1] if self.rounds else None
+
+    @property
+    def loss_pct(self) -> float | None:
+        """Lost over sent across the window's rounds (None when no packet was sent)."""
+        sent = sum(r.sent for r in self.rounds)
+        lost = sum(r.lost for r in self.rounds)
+        return None if sent == 0 else 100.0 * lost / sent
+
+    @property
+    def up_rounds(self) -> int:
+        return sum(1 for r in self.rounds if r.success)
+
+
+class MonitorState:
+    """Totals and windows for the configured targets; a reload keeps those still configured."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.totals: dict[tuple[str, str], TargetTotals] = {}
+        self.windows: dict[tuple[str, str], TargetWindow] = {}
+        self.apply(config)
+
+    def apply(self, config: MonitorConfig) -> tuple[int, int]:
+        """Switch to ``config``: new targets start at zero, removed ones vanish. (added, removed)."""
+        keys = {t.key for t in config.targets}
+        removed = [k for k in self.totals if k not in keys]
+        for k in removed:
+            del self.totals[k]
+            self.windows.pop(k, None)
+        added = 0
+        for t in config.targets:
+            tot = self.totals.get(t.key)
+            if tot is None or tot.buckets != config.buckets:
+                self.totals[t.key] = TargetTotals(config.buckets)
+                added += tot is None
+            win = self.windows.get(t.key)
+            if win is None:
+                self.windows[t.key] = TargetWindow(config.window)
+            else:
+                win.size = config.window
+        self.config = config
+        return added, len(removed)
+
+    def record(self, r: TargetRound) -> None:
+        key = (r.target, r.method)
+        tot = self.totals.get(key)
+        if tot is None:  # a round of a target removed by a reload while it ran
+            return
+        tot.record(r)
+        self.windows[key].record(r)

@@ -1,0 +1,377 @@
+"""``netkit monitor``: rounds of probes on a schedule, exported to Prometheus.
+
+One round for one target has two phases, both from the existing cores:
+
+1. reachability (tcp-connect, udp) through ``netkit.io.probe.Prober``: the same attempts, retries
+   and errno classification as ``netkit probe``. A target that does not come up ends its round
+   here (no latency packets to a closed port);
+2. latency and loss through ``netkit.io.latency``'s probers and ``measure_target``: ``packets``
+   probes ``packet_interval`` apart, exactly as ``netkit measure latency`` sends them. icmp has
+   no phase 1: its echo train is the probe.
+
+Every round is bounded: phase 1 gets the round's deadline (90% of the interval), phase 2 is
+told to stop at it (what was not answered by then counts as lost), and a hard ``wait_for``
+catches anything else. A target's exception becomes an ``error`` round for that target only.
+
+Targets sharing an interval form a group whose rounds run together (one jsonl line per group
+round). Metrics come from :class:`MonitorCollector`, a ``prometheus_client`` custom collector
+over :class:`netkit.core.monitor_models.MonitorState`: the label set (``target``, ``method`` and
+the union of user labels) can change on a reload, which fixed-label ``Gauge``/``Counter``
+objects cannot do. The HTTP endpoint is ``prometheus_client``'s own threaded server; the
+collector reads the state under a lock that the event loop takes to record a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from netkit.core.backoff import Backoff
+from netkit.core.errors import InputError, NetkitError, RuntimeFailure
+from netkit.core.latency_models import LatencyConfig
+from netkit.core.monitor_config import CliSettings, config_from_text
+from netkit.core.monitor_models import (
+    MonitorConfig,
+    MonitorState,
+    MonitorTarget,
+    TargetRound,
+    combine_round,
+    error_round,
+)
+from netkit.core.targets import Target, format_host_port
+from netkit.io.clock import DEFAULT_CLOCK, Clock
+
+NS = 1_000_000_000
+DEFAULT_CONCURRENCY = 256
+#: Past the round's own bound, how long before a stuck round is abandoned.
+HARD_MARGIN_S = 1.0
+
+
+# ----- config file ----------------------------------------------------------------------------
+def load_config(path: str | None, cli: CliSettings) -> MonitorConfig:
+    """Read ``path`` (TOML, may be None) and merge the command line; errors name the file and key."""
+    if path is None:
+        return config_from_text(None, cli)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return config_from_text(text, cli)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+# ----- one round for one target ---------------------------------------------------------------
+async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK) -> TargetRound:
+    """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``."""
+    from netkit.io.latency import PROBERS, measure_target
+    from netkit.io.probe import ProbeOptions, Prober
+
+    start = clock.now_ns()
+    deadline = start + int(t.budget_s * NS)
+    probe_state: str | None = None
+    attempts = 0
+    probe_error: str | None = None
+    address: str | None = None
+    if t.method != "icmp":
+        step = min(int(t.timeout_s * NS), NS // 10)
+        opts = ProbeOptions(
+            timeout_s=t.timeout_s, retries=t.retries, backoff=Backoff(step, 2.0, NS), deadline_s=t.budget_s,
+            concurrency=1, udp=t.method == "udp", resolve_timeout_s=min(5.0, t.budget_s),
+        )
+        res = await Prober(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
+        probe_state, attempts, probe_error, address = res.state.value, res.attempts, res.error, res.address
+        if not res.state.ok:
+            return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
+                                 address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
+                                 duration_ns=clock.now_ns() - start)
+    left_s = (deadline - clock.now_ns()) / NS
+    sent = received = lost = 0
+    rtts: list[int] = []
+    latency_error: str | None = None
+    if left_s > 0:
+        cfg = LatencyConfig(method=t.method, count=t.packets, interval_s=t.packet_interval_s,
+                            timeout_s=t.timeout_s)
+        prober = PROBERS[t.method](t.name, t.host, t.port, cfg, None)
+        stop = asyncio.Event()
+        handle = asyncio.get_running_loop().call_later(left_s, _stop_prober, stop, prober)
+        try:
+            lat = await measure_target(prober, stop)
+        finally:
+            handle.cancel()
+        sent, received, lost = lat.acc.sent, lat.acc.received, lat.acc.lost
+        rtts = list(lat.acc.rtts_ns)
+        latency_error = lat.error
+        address = address or lat.address
+    return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error, address=address,
+                         sent=sent, received=received, lost=lost, rtts_ns=rtts, latency_error=latency_error,
+                         duration_ns=clock.now_ns() - start)
+
+
+def _stop_prober(stop: asyncio.Event, prober: Any) -> None:
+    # measure_target waits on prober.changed between sends; wake it so it sees ``stop``.
+    stop.set()
+    prober.changed.set()
+
+
+# ----- metrics --------------------------------------------------------------------------------
+class MonitorCollector:
+    """A ``prometheus_client`` collector over the monitor's state (read under its lock)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def describe(self) -> list[Any]:
+        # Names are fixed, but label sets change on reload: describe nothing (no clash checks).
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        with self.monitor.lock:
+            state = self.monitor.state
+            cfg = state.config
+            names = list(cfg.label_names())
+            extra = names[len(("target", "method")):]
+            rows = []
+            for t in cfg.targets:
+                tot = state.totals.get(t.key)
+                if tot is None:
+                    continue
+                own = dict(t.labels)
+                values = [t.name, t.method, *(own.get(n, "") for n in extra)]
+                rows.append((values, tot.success, tot.duration_s, tot.attempts_total, tot.sent_total,
+                             tot.lost_total, tot.rounds, tot.cumulative(), tot.rtt_sum_s))
+            reload_ok = self.monitor.reload_ok
+
+        success = GaugeMetricFamily("netkit_probe_success",
+                                    "1 when the last round got an answer from the target, else 0", labels=names)
+        duration = GaugeMetricFamily("netkit_probe_duration_seconds",
+                                     "How long the last round took for the target (probe and latency packets)",
+                                     labels=names)
+        rtt = HistogramMetricFamily("netkit_rtt_seconds", "Round-trip time of each latency packet", labels=names)
+        sent = CounterMetricFamily("netkit_packets_sent_total", "Latency packets sent", labels=names)
+        lost = CounterMetricFamily("netkit_packets_lost_total",
+                                   "Latency packets not answered within the timeout", labels=names)
+        attempts = CounterMetricFamily("netkit_probe_attempts_total",
+                                       "Reachability attempts, retries included (icmp: one per round)", labels=names)
+        rounds = CounterMetricFamily("netkit_monitor_rounds_total", "Rounds completed for the target", labels=names)
+        for values, ok, dur, att, snt, lst, rnd, buckets, rtt_sum in rows:
+            if ok is not None:
+                success.add_metric(values, 1.0 if ok else 0.0)
+            if dur is not None:
+                duration.add_metric(values, dur)
+            rtt.add_metric(values, buckets, rtt_sum)
+            sent.add_metric(values, snt)
+            lost.add_metric(values, lst)
+            attempts.add_metric(values, att)
+            rounds.add_metric(values, rnd)
+        yield from (success, duration, rtt, sent, lost, attempts, rounds)
+        reload = GaugeMetricFamily("netkit_monitor_config_last_reload_successful",
+                                   "1 when the last SIGHUP reload of --config succeeded, 0 when it failed")
+        reload.add_metric([], 1.0 if reload_ok is None or reload_ok else 0.0)
+        yield reload
+
+
+class MetricsServer:
+    """``prometheus_client``'s threaded HTTP server for one registry, stoppable."""
+
+    def __init__(self, registry: Any, host: str, port: int) -> None:
+        from prometheus_client import start_http_server
+
+        where = format_host_port(host, port)
+        try:
+            self.httpd, self.thread = start_http_server(port, addr=host, registry=registry)
+        except PermissionError:
+            raise RuntimeFailure(f"cannot listen on {where}: permission denied (a port below 1024 needs root)") \
+                from None
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+
+    @property
+    def address(self) -> str:
+        return format_host_port(self.host, self.port)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=2.0)
+
+
+def write_textfile(path: str, registry: Any) -> None:
+    """Atomically replace ``path`` (``prometheus_client`` writes a temporary file and renames it)."""
+    from prometheus_client import write_to_textfile
+
+    write_to_textfile(path, registry)
+
+
+# ----- the monitor ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupRound:
+    """One round of a group of targets (sharing an interval), for the renderers."""
+
+    round: int
+    time_iso: str
+    interval_s: float
+    results: list[TargetRound]
+
+
+class Monitor:
+    """Runs the rounds, keeps the state, exports it; ``run`` returns when stopped."""
+
+    def __init__(self, config: MonitorConfig, *, clock: Clock = DEFAULT_CLOCK,
+                 on_round: Callable[[GroupRound], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None,
+                 on_info: Callable[[str], None] | None = None,
+                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.state = MonitorState(config)
+        self.reload_ok: bool | None = None
+        self.on_round = on_round
+        self.on_warning = on_warning or (lambda _m: None)
+        self.on_info = on_info or (lambda _m: None)
+        self.concurrency = concurrency
+        self.registry = CollectorRegistry()
+        self.registry.register(MonitorCollector(self))
+        self.textfile = config.textfile
+        self._rounds_done: dict[float, int] = {}
+        self._textfile_error: str | None = None
+        self.reloads = 0
+
+    @property
+    def config(self) -> MonitorConfig:
+        return self.state.config
+
+    # ----- exporting ---------------------------------------------------------------------------
+    def write_textfile(self, *, strict: bool = False) -> None:
+        """Write the textfile if configured; a failure is a warning (once) unless ``strict``."""
+        if not self.textfile:
+            return
+        try:
+            write_textfile(self.textfile, self.registry)
+        except OSError as exc:
+            message = f"cannot write {self.textfile}: {exc.strerror or exc}"
+            if strict:
+                raise RuntimeFailure(message) from None
+            if message != self._textfile_error:
+                self.on_warning(message)
+            self._textfile_error = message
+            return
+        self._textfile_error = None
+
+    # ----- rounds ------------------------------------------------------------------------------
+    async def _safe_round(self, t: MonitorTarget, sem: asyncio.Semaphore) -> TargetRound:
+        async with sem:
+            start = self.clock.now_ns()
+            try:
+                return await asyncio.wait_for(probe_round(t, clock=self.clock), t.budget_s + HARD_MARGIN_S)
+            except asyncio.TimeoutError:
+                return error_round(t, f"round overran its bound of {t.budget_s:g}s", self.clock.now_ns() - start)
+            except NetkitError as exc:
+                return error_round(t, exc.message, self.clock.now_ns() - start)
+            except OSError as exc:
+                return error_round(t, (exc.strerror or str(exc)).lower(), self.clock.now_ns() - start)
+            except Exception as exc:  # one target's bug never stops the others
+                return error_round(t, f"internal error: {type(exc).__name__}: {exc}", self.clock.now_ns() - start)
+
+    async def _group(self, interval_s: float, targets: list[MonitorTarget], rounds: int | None,
+                     sem: asyncio.Semaphore) -> None:
+        interval_ns = int(interval_s * NS)
+        start = self.clock.now_ns()
+        n = 0
+        while rounds is None or self._rounds_done.get(interval_s, 0) < rounds:
+            due = start + n * interval_ns
+            now = self.clock.now_ns()
+            if due > now:
+                await asyncio.sleep((due - now) / NS)
+            wall = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            results = list(await asyncio.gather(*(self._safe_round(t, sem) for t in targets)))
+            with self.lock:
+                for r in results:
+                    self.state.record(r)
+            done = self._rounds_done.get(interval_s, 0) + 1
+            self._rounds_done[interval_s] = done
+            self.write_textfile()
+            if self.on_round is not None:
+                self.on_round(GroupRound(done, wall, interval_s, results))
+            # The next tick still ahead (ticks missed by a slow round are skipped, not bunched).
+            n = max(n + 1, math.ceil((self.clock.now_ns() - start) / interval_ns))
+
+    def reload(self, loader: Callable[[], MonitorConfig]) -> bool:
+        """Swap in the config ``loader`` returns; on any error keep the old one and say why."""
+        self.reloads += 1
+        try:
+            new = loader()
+        except (InputError, RuntimeFailure) as exc:
+            self.reload_ok = False
+            self.on_warning(f"reload failed, keeping the previous config: {exc}")
+            return False
+        old = self.state.config
+        with self.lock:
+            added, removed = self.state.apply(new)
+            self.reload_ok = True
+        if new.listen != old.listen:
+            self.on_warning("listen changed in the config: restart netkit monitor to apply it")
+        if new.textfile != old.textfile:
+            self.textfile = new.textfile
+        self.on_info(f"netkit monitor: reloaded: {len(new.targets)} targets ({added} added, {removed} removed)")
+        return True
+
+    async def run(self, stop: Any, *, loader: Callable[[], MonitorConfig] | None = None,
+                  rounds: int | None = None) -> None:
+        """Run until ``stop`` (a StopSignal or Event) is set, or every group did ``rounds`` rounds.
+
+        SIGHUP calls ``loader`` (when given) and restarts the schedule with the new config.
+        """
+        loop = asyncio.get_running_loop()
+        reload_ev = asyncio.Event()
+        hup = False
+        try:
+            loop.add_signal_handler(signal.SIGHUP, reload_ev.set)
+            hup = True
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            pass
+        try:
+            while True:
+                sem = asyncio.Semaphore(self.concurrency)
+                groups = [asyncio.ensure_future(self._group(iv, ts, rounds, sem))
+                          for iv, ts in self.config.groups().items()]
+                all_done = asyncio.ensure_future(asyncio.gather(*groups))
+                stopper = asyncio.ensure_future(stop.wait())
+                reloader = asyncio.ensure_future(reload_ev.wait())
+                try:
+                    done, _ = await asyncio.wait({all_done, stopper, reloader}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for fut in (stopper, reloader, all_done, *groups):
+                        fut.cancel()
+                    await asyncio.gather(all_done, *groups, return_exceptions=True)
+                if all_done in done and not all_done.cancelled() and all_done.exception() is not None:
+                    raise all_done.exception()  # type: ignore[misc]
+                if stop.is_set() or all_done in done:
+                    return
+                reload_ev.clear()
+                if loader is None:
+                    self.on_warning("SIGHUP: nothing to reload (no --config)")
+                else:
+                    self.reload(loader)
+        finally:
+            if hup:
+                loop.remove_signal_handler(signal.SIGHUP)
+

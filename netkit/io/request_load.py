@@ -1,0 +1,532 @@
+"""Request/response load over a :class:`~netkit.io.pool.ConnectionPool` (``measure requests``).
+
+Closed loop (default): each connection sends its next request as soon as the reply to the last
+one arrives; latency runs from the actual send.
+
+Open loop (``rate``): requests are *scheduled* at ``rate`` per second whatever the server does.
+A scheduled request goes out on a free connection at once, or waits in a backlog until one is
+free; its latency runs from the **scheduled** time, so time spent waiting behind a stalled
+server is counted (the coordinated-omission correction wrk2 made known). The backlog is bounded
+(requests that would wait longer than the timeout are counted as ``overload``).
+
+Hot path: one ``PoolConnection`` subclass per connection; ``data_received`` does a length check,
+one clock read, one list append and one ``write`` per request (no coroutine, no future). A
+collector wakes once a second, swaps the per-connection sample lists, folds them into a
+bounded-memory histogram and emits a per-second row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from netkit.core.request_models import (
+    ERROR_KINDS,
+    NS,
+    REQ_HEADER_LEN,
+    DelimiterFramer,
+    FramingError,
+    HeaderFramer,
+    LatencyHistogram,
+    LengthFramer,
+    PoolConfig,
+    RequestsConfig,
+    RequestsResult,
+    SecondRow,
+    encode_request,
+    session_preamble,
+)
+from netkit.core.targets import format_host_port
+from netkit.io.pool import ConnectionPool, PoolConnection
+
+perf_ns = time.perf_counter_ns
+MAX_TICK_DISPATCH = 100_000  # scheduled requests handled per timer tick (a bound per loop turn)
+MAX_BACKLOG = 1_000_000
+DRAIN_S = 1.0  # after a --requests run stops sending, wait at most this for stragglers (and timeout)
+
+RowSink = Callable[[SecondRow], None]
+
+
+class _LoadConn(PoolConnection):
+    """One connection of the load run; ``data_received`` is the hot path.
+
+    Counting is kept off the hot path: a completed request is one sample appended (so
+    ``len(samples)`` is the completion count); in the fast closed loop (length framing, no
+    request limit, no --expect) bytes and sends are derived from that count, not added up per read.
+    """
+
+    def __init__(self, pool: ConnectionPool, slot: int) -> None:
+        super().__init__(pool, slot)
+        run: _Run = pool.run  # type: ignore[attr-defined]
+        self.run = run
+        self.need = run.reply_len
+        self.req = run.req
+        self.fast = run.fast
+        self.got = 0
+        self.busy = False
+        self.t_sched = 0  # latency origin: the scheduled time (open loop) or the send (closed)
+        self.t_sent = 0  # for the timeout (the fast path leaves it; the sweeper uses the later one)
+        self.bytes_in = 0  # counted per read outside the fast path only
+        self.samples: list[int] = []
+        self.record = self.samples.append
+        self.write_ = None
+        self.seq = 0
+        self.framer: Any = run.make_framer()
+        if self.framer is not None:
+            self.data_received = self._data_framed  # type: ignore[method-assign]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.write_ = transport.write  # type: ignore[attr-defined]
+
+    # ----- sending -------------------------------------------------------------------------------
+    def send(self, t_sched: int) -> None:
+        """Send one request whose latency counts from ``t_sched``."""
+        run = self.run
+        if run.header:
+            data = encode_request(self.seq, run.req, run.reply_len)
+            self.seq = (self.seq + 1) & 0xFFFFFFFF
+        else:
+            data = self.req
+        now = perf_ns()
+        self.t_sched = t_sched or now
+        self.t_sent = now
+        self.busy = True
+        run.sent += 1
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    # ----- receiving -------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        """Length framing without --expect: count bytes until the reply is whole."""
+        got = self.got + len(data)
+        if got < self.need:
+            self.got = got
+            return
+        if got > self.need:
+            self.run.error("framing", self, f"{got} bytes for a {self.need}-byte reply")
+            return
+        now = perf_ns()
+        self.got = 0
+        if self.fast:  # the closed-loop hot path: record, send the next request
+            self.record(now - self.t_sched)
+            self.t_sched = now
+            self.write_(self.req)  # type: ignore[misc]
+            return
+        if not self.busy:
+            self.run.error("framing", self, "a reply without a request")
+            return
+        self.bytes_in += got
+        self.busy = False
+        run = self.run
+        if run.recording:
+            self.record(now - self.t_sched)
+            if run.limited:
+                run.outcome()
+        if run.closed_loop:
+            if run.sending and (run.left is None or run.take()):
+                self.send(0)
+        else:
+            run.free(self, now)
+
+    def _data_framed(self, data: bytes) -> None:
+        """Delimiter or header framing, or --expect: whole replies through a framer."""
+        self.bytes_in += len(data)
+        run = self.run
+        try:
+            replies = self.framer.feed(data)
+        except FramingError as exc:
+            run.error("framing", self, str(exc))
+            return
+        if not replies:
+            return
+        now = perf_ns()
+        if len(replies) > 1 or not self.busy:
+            run.error("framing", self, "more replies than requests")
+            return
+        self.busy = False
+        ok = run.expect is None or run.expect.search(replies[0]) is not None
+        if run.recording:
+            if ok:
+                self.record(now - self.t_sched)
+            else:
+                run.count_error("unexpected-reply", f"reply {replies[0][:60]!r} does not match --expect")
+            if run.limited:
+                run.outcome()
+        if run.closed_loop:
+            if run.sending and (run.left is None or run.take()):
+                self.send(0)
+        else:
+            run.free(self, now)
+
+    def on_lost(self, exc: Exception | None) -> None:
+        run = self.run
+        if self.busy:
+            self.busy = False
+            if run.recording:
+                run.count_error("connection-lost", str(exc) if exc else "closed by the peer")
+                if run.limited:
+                    run.outcome()
+        run.retire(self)
+
+
+class _Run:
+    """The shared state of one load run (counters, backlog, the schedule)."""
+
+    def __init__(self, cfg: RequestsConfig, sink: RowSink | None) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self.header = cfg.framing == "header"
+        self.req = cfg.request_body()
+        self.reply_len = cfg.expected_reply_size()
+        self.expect = re.compile(cfg.expect.encode()) if cfg.expect else None
+        self.closed_loop = cfg.rate is None
+        self.limited = cfg.requests is not None
+        #: The fast closed loop (see _LoadConn); ``fast`` is on only while recording.
+        self.fast_run = self.closed_loop and not self.limited and cfg.framing == "length" and not cfg.expect
+        self.fast = False
+        self.frame_len = len(self.req) + (REQ_HEADER_LEN if self.header else 0)
+        self.left: int | None = cfg.requests  # requests still to send (None: no limit)
+        self.unfinished: int = cfg.requests or 0  # requests without an outcome yet
+        self.sending = False
+        self.recording = False
+        self.started = False
+        self.sent = 0  # sends outside the fast loop (see drain_counters)
+        self.sent_seen = 0
+        self.errors = dict.fromkeys(ERROR_KINDS, 0)
+        self.last_error: str | None = None
+        self.conns: set[_LoadConn] = set()
+        self.retired_bytes_in = 0  # of connections that are gone
+        self.retired_samples: list[int] = []
+        self.backlog: deque[int] = deque()
+        self.max_backlog = MAX_BACKLOG
+        self.pool: ConnectionPool | None = None
+        self.finished: asyncio.Event = asyncio.Event()
+        self.timeout_ns = int(cfg.timeout_s * NS)
+
+    def make_framer(self) -> Any:
+        cfg = self.cfg
+        if cfg.framing == "header":
+            return HeaderFramer(ack=True)
+        if cfg.framing == "delimiter":
+            assert cfg.delimiter is not None
+            return DelimiterFramer(cfg.delimiter)
+        if self.expect is not None:
+            return LengthFramer(self.reply_len)
+        return None
+
+    # ----- bookkeeping ------------------------------------------------------------------------------
+    def take(self) -> bool:
+        """Use one request of a --requests budget; False when it is spent."""
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+    def outcome(self) -> None:
+        self.unfinished -= 1
+        if self.unfinished <= 0:
+            self.finished.set()
+
+    def count_error(self, kind: str, message: str) -> None:
+        self.errors[kind] += 1
+        self.last_error = message
+
+    def error(self, kind: str, conn: _LoadConn, message: str) -> None:
+        """A broken reply: the stream is out of step, so the connection is closed and replaced."""
+        if conn.busy and self.recording:
+            self.count_error(kind, message)
+            if self.limited:
+                self.outcome()
+        elif self.recording:
+            self.count_error(kind, message)
+        conn.busy = False
+        conn.abort()
+
+    def retire(self, conn: _LoadConn) -> None:
+        self.conns.discard(conn)
+        self.retired_bytes_in += conn.bytes_in
+        conn.bytes_in = 0
+        self.retired_samples.extend(conn.samples)
+        conn.samples.clear()
+
+    def set_fast(self, on: bool) -> None:
+        self.fast = on and self.fast_run
+        for c in self.conns:
+            c.fast = self.fast
+
+    # ----- the pool's hooks -----------------------------------------------------------------------
+    def on_ready(self, conn: PoolConnection) -> bool:
+        c: _LoadConn = conn  # type: ignore[assignment]
+        self.conns.add(c)
+        if not self.started:
+            return self.closed_loop  # open loop: idle in the pool until the schedule starts
+        self.kick(c)
+        return True
+
+    def on_pool_event(self, name: str, fields: dict[str, Any]) -> None:
+        if name == "connect-failed" and self.started and self.recording:
+            self.count_error("connect-failed", str(fields.get("error")))
+
+    def kick(self, conn: _LoadConn) -> None:
+        if self.closed_loop:
+            if self.sending and self.take():
+                conn.send(0)
+        else:
+            self.free(conn, perf_ns())
+
+    # ----- open loop ---------------------------------------------------------------------------------
+    def free(self, conn: _LoadConn, now: int) -> None:
+        """A connection has no request outstanding: serve the oldest backlog entry or go idle."""
+        backlog = self.backlog
+        while backlog and conn.alive:
+            t = backlog.popleft()
+            if now - t > self.timeout_ns:
+                if self.recording:
+                    self.count_error("timeout", "waited longer than --timeout for a free connection")
+                    if self.limited:
+                        self.outcome()
+                continue
+            conn.send(t)
+            return
+        if conn.alive:
+            assert self.pool is not None
+            self.pool.release(conn)
+
+    def dispatch(self, t_sched: int) -> None:
+        assert self.pool is not None
+        conn = self.pool.acquire_nowait()
+        if conn is not None:
+            conn.send(t_sched)  # type: ignore[attr-defined]
+        elif len(self.backlog) < self.max_backlog:
+            self.backlog.append(t_sched)
+        else:
+            self.count_error("overload", "backlog full")
+            if self.limited:
+                self.outcome()
+
+    # ----- totals --------------------------------------------------------------------------------------
+    def drain_counters(self) -> tuple[int, int, int, list[int]]:
+        """(done, sent, bytes_in, samples) since the last call, from every connection.
+
+        A completion is one sample. In the fast loop each completion sent the next request and
+        its reply was ``reply_len`` bytes, so sends and bytes follow from the count.
+        """
+        bin_ = self.retired_bytes_in
+        self.retired_bytes_in = 0
+        samples = self.retired_samples
+        self.retired_samples = []
+        for c in self.conns:
+            bin_ += c.bytes_in
+            c.bytes_in = 0
+            if c.samples:
+                samples.extend(c.samples)
+                c.samples.clear()  # the same list: the bound ``record`` stays valid
+        done = len(samples)
+        sent = self.sent - self.sent_seen
+        self.sent_seen = self.sent
+        if self.fast_run:
+            sent += done
+            bin_ += done * self.reply_len
+        return done, sent, bin_, samples
+
+
+async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop: Any = None,
+                       address: str | None = None) -> RequestsResult:
+    """Run the load described by ``cfg``; ``stop`` (an asyncio.Event or StopSignal) ends it early.
+
+    Raises :class:`netkit.io.pool.PoolConnectError` (exit 1) when no connection can be made.
+    """
+    loop = asyncio.get_running_loop()
+    run = _Run(cfg, sink)
+    ssl_ctx = None
+    if cfg.tls:
+        from netkit.io.tls import client_context
+
+        ssl_ctx = client_context(insecure=cfg.insecure, cafile=cfg.cafile)
+    pool_cfg = PoolConfig(size=cfg.connections, connect_timeout_s=cfg.connect_timeout_s,
+                          acquire_timeout_s=cfg.timeout_s, health_interval_s=1.0, backoff=cfg.backoff,
+                          jitter=cfg.jitter, reconnect_window_s=max(60.0, (cfg.duration_s or 0) + 1))
+    pool = ConnectionPool(cfg.host, cfg.port, pool_cfg, ssl=ssl_ctx, server_hostname=cfg.server_name,
+                          connection_class=_LoadConn, on_ready=run.on_ready, on_event=run.on_pool_event,
+                          preamble=session_preamble() if run.header else None, family=cfg.family)
+    pool.run = run  # type: ignore[attr-defined]  # read by _LoadConn.__init__
+    run.pool = pool
+    target = format_host_port(cfg.host, cfg.port)
+    if cfg.rate is not None:
+        run.max_backlog = int(min(MAX_BACKLOG, max(1000.0, cfg.rate * cfg.timeout_s)))
+
+    await pool.start()
+    if address is None:
+        for c in pool.connections:
+            peer = c.transport.get_extra_info("peername") if c.transport is not None else None
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                address = format_host_port(str(peer[0]), int(peer[1]))
+                break
+    tasks: list[asyncio.Future[Any]] = []
+    interrupted = False
+    t0 = perf_ns()
+    t_end = 0
+    collector = _Collector(run, pool, t0)
+    try:
+        run.started = run.sending = run.recording = True
+        run.set_fast(True)
+        if run.closed_loop:
+            for c in list(run.conns):
+                if c.alive and run.take():
+                    c.send(0)
+        else:
+            _start_schedule(run, loop, t0)
+        if run.limited and cfg.requests == 0:
+            run.finished.set()
+        tasks.append(asyncio.ensure_future(_timeouts(run, pool)))
+        tasks.append(asyncio.ensure_future(collector.every_second()))
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(run.finished.wait())]
+        if cfg.duration_s is not None:
+            waits.append(asyncio.ensure_future(asyncio.sleep(cfg.duration_s)))
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        interrupted = stop is not None and stop.is_set()
+        t_end = perf_ns()
+        run.sending = run.recording = False
+        run.set_fast(False)
+        collector.final(t_end)  # before any await: nothing arriving later is counted
+    finally:
+        run.sending = run.recording = False
+        run.set_fast(False)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not t_end:  # an exception or a cancellation: count what was done up to now
+            t_end = perf_ns()
+            collector.final(t_end)
+        stats = pool.stats()
+        await pool.close()
+    c = collector
+    return RequestsResult(
+        target=target, address=address, tls=cfg.tls, mode="open-loop" if cfg.rate is not None else "closed-loop",
+        framing=cfg.framing, connections=cfg.connections, rate_rps=cfg.rate, elapsed_ns=t_end - t0,
+        requests=c.done, sent=c.sent, bytes_sent=c.sent * run.frame_len, bytes_received=c.bytes_in,
+        latency=c.hist.summary_ms(), errors=dict(run.errors), reconnects=stats.reconnects, drops=stats.drops,
+        seconds=tuple(c.rows), interrupted=interrupted, error=run.last_error,
+    )
+
+
+def _start_schedule(run: _Run, loop: asyncio.AbstractEventLoop, t0: int) -> None:
+    """The open-loop schedule: a timer that dispatches every request whose time has come."""
+    assert run.cfg.rate is not None
+    interval = NS / run.cfg.rate
+    state = {"k": 0}
+
+    def tick() -> None:
+        if not run.sending:
+            return
+        now = perf_ns()
+        k = state["k"]
+        n = 0
+        while t0 + int(k * interval) <= now and n < MAX_TICK_DISPATCH:
+            if run.left is not None:
+                if run.left <= 0:
+                    return
+                run.left -= 1
+            run.dispatch(t0 + int(k * interval))
+            k += 1
+            n += 1
+        state["k"] = k
+        delay = (t0 + int(k * interval) - perf_ns()) / NS
+        loop.call_later(max(0.0, delay), tick)
+
+    tick()
+
+
+async def _timeouts(run: _Run, pool: ConnectionPool) -> None:
+    """Close connections whose request is older than the timeout (the pool reconnects them)."""
+    period = min(max(run.cfg.timeout_s / 4, 0.01), 0.25)
+    while True:
+        await asyncio.sleep(period)
+        now = perf_ns()
+        for c in list(run.conns):
+            if c.busy and now - max(c.t_sent, c.t_sched) > run.timeout_ns:
+                c.busy = False
+                if run.recording:
+                    run.count_error("timeout", f"no reply within {run.cfg.timeout_s:g} s")
+                    if run.limited:
+                        run.outcome()
+                c.abort()
+
+
+class _Collector:
+    """Per-second rows and the run's totals; folds each second's samples into the histogram."""
+
+    def __init__(self, run: _Run, pool: ConnectionPool, t0: int) -> None:
+        self.run = run
+        self.pool = pool
+        self.t0 = t0
+        self.hist = LatencyHistogram()
+        self.rows: list[SecondRow] = []
+        self.done = self.sent = self.bytes_in = 0
+        self.last_ns = t0
+        self.last_errors = 0
+        self.last_reconnects = 0
+
+    def fold(self) -> tuple[int, int, int, LatencyHistogram]:
+        done, sent, bin_, samples = self.run.drain_counters()
+        h = LatencyHistogram()
+        h.add_many(samples)
+        self.hist.merge(h)
+        self.done += done
+        self.bytes_in += bin_
+        self.sent += sent
+        return done, sent, bin_, h
+
+    def row(self, now: int) -> SecondRow:
+        done, sent, bin_, h = self.fold()
+        bout = sent * self.run.frame_len
+        span = (now - self.last_ns) / NS
+        errors = sum(self.run.errors.values())
+        stats = self.pool.stats()
+
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v / 1e6, 6)
+
+        def per_s(n: int) -> float:
+            return round(n / span, 3) if span > 0 else 0.0
+
+        row = SecondRow(
+            second=len(self.rows) + 1, elapsed_s=round((now - self.t0) / NS, 6), requests=done,
+            requests_per_s=per_s(done), bytes_per_s={"sent": per_s(bout), "received": per_s(bin_)},
+            latency_ms={"p50": ms(h.percentile(50)), "p99": ms(h.percentile(99)), "max": ms(h.max)},
+            errors=errors - self.last_errors, reconnects=stats.reconnects - self.last_reconnects,
+            open_connections=stats.open,
+        )
+        self.last_ns, self.last_errors, self.last_reconnects = now, errors, stats.reconnects
+        self.rows.append(row)
+        if self.run.sink is not None:
+            self.run.sink(row)
+        return row
+
+    async def every_second(self) -> None:
+        k = 1
+        while True:
+            delay = (self.t0 + k * NS - perf_ns()) / NS
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.row(perf_ns())
+            k += 1
+
+    def final(self, t_end: int) -> None:
+        """The last, partial second (a sliver under 20 ms is folded in without a row)."""
+        if t_end - self.last_ns < NS // 50 and self.rows:
+            self.fold()
+        else:
+            self.row(t_end)

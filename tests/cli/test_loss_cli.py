@@ -1,0 +1,41 @@
+"""``netkit measure loss`` as a user runs it."""
+
+from __future__ import annotations
+
+import pytest
+import support
+
+from netkit.io.reflector_server import reflector_in_thread
+
+
+def test_loss_json_has_rate_fields_and_exact_counts() -> None:
+    with reflector_in_thread() as srv:
+        host, port = srv.address
+        res = support.run_netkit(["measure", "loss", f"{host}:{port}", "--rate", "1000", "-d", "500ms",
+                                  "--format", "json", "--max-loss", "1"])
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert list(doc) == ["method", "targets", "thresholds", "rate_pps", "achieved_pps"]
+    t = doc["targets"][0]
+    assert (t["sent"], t["received"], t["lost"], t["lost_forward"], t["lost_return"]) == (500, 500, 0, 0, 0)
+    assert doc["rate_pps"] == 1000 and 800 < doc["achieved_pps"] < 1200
+    assert t["jitter_ms"] is not None
+
+
+def test_loss_no_reflector_exits_1() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        res = support.run_netkit(["measure", "loss", f"127.0.0.1:{port}", "--rate", "200", "-d", "100ms",
+                                  "-W", "100ms", "--format", "json"])
+    assert res.exit_code == 1
+    t = res.json()["targets"][0]
+    assert t["sent"] == 20 and t["lost"] == 20 and t["loss_pct"] == 100.0
+    assert t["rtt_ms"]["p50"] is None
+
+
+@pytest.mark.parametrize("args", [["127.0.0.1:9", "--rate", "0"], ["127.0.0.1:9", "--size", "20"], ["127.0.0.1"]])
+def test_loss_usage_errors(args: list[str]) -> None:
+    assert support.invoke(["measure", "loss", *args]).exit_code == 2

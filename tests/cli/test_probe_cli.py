@@ -1,0 +1,244 @@
+"""``netkit probe`` end to end: formats, filters, exit codes, wait and repeat modes, range scans."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import support
+
+FIELDS = ["target", "host", "port", "address", "state", "attempts", "connect_ms", "resolve_ms", "elapsed_ms",
+          "error", "tls"]
+
+
+@contextmanager
+def ports() -> Iterator[tuple[int, int]]:
+    """(an open port, a refused port), both held by this test so no one else can take them."""
+    up = socket.socket()
+    up.bind(("127.0.0.1", 0))
+    up.listen(1024)
+    down = socket.socket()
+    down.bind(("127.0.0.1", 0))
+    try:
+        yield up.getsockname()[1], down.getsockname()[1]
+    finally:
+        up.close()
+        down.close()
+
+
+def test_json_schema_exactly() -> None:
+    with ports() as (up, down):
+        r = support.invoke(["probe", f"127.0.0.1:{up}", f"localhost:{up}", f"127.0.0.1:{down}", "--format", "json"])
+    assert r.exit_code == 1, r.stderr
+    doc = r.json()
+    assert list(doc) == ["targets", "summary"]
+    assert [list(t) for t in doc["targets"]] == [FIELDS] * 3
+    assert list(doc["summary"]) == ["total", "open", "failed", "success_rate"]
+    first, second, third = doc["targets"]
+    assert first["state"] == "open" and first["target"] == f"127.0.0.1:{up}" and first["port"] == up
+    assert first["tls"] is None and first["error"] is None and first["resolve_ms"] is None
+    assert second["host"] == "localhost" and isinstance(second["resolve_ms"], float)
+    assert third["state"] == "closed" and third["error"] == "connection refused" and third["connect_ms"] is None
+    assert doc["summary"] == {"total": 3, "open": 2, "failed": 1, "success_rate": pytest.approx(2 / 3, abs=1e-5)}
+
+
+def test_exit_codes_any_and_quiet() -> None:
+    with ports() as (up, down):
+        assert support.invoke(["probe", f"127.0.0.1:{up}"]).exit_code == 0
+        both = [f"127.0.0.1:{up}", f"127.0.0.1:{down}"]
+        assert support.invoke(["probe", *both]).exit_code == 1
+        assert support.invoke(["probe", *both, "--any"]).exit_code == 0
+        assert support.invoke(["probe", f"127.0.0.1:{down}", "--any"]).exit_code == 1
+        q = support.invoke(["probe", *both, "-q"])
+    assert q.exit_code == 1 and q.stdout == "" and q.stderr == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["probe"],
+    ["probe", "nohost"],
+    ["probe", "127.0.0.1:70000"],
+    ["probe", "127.0.0.1:80", "--expect", "("],
+    ["probe", "127.0.0.1:80", "--udp", "--tls"],
+    ["probe", "127.0.0.1:80", "-4", "-6"],
+    ["probe", "127.0.0.1:80", "--min-cert-days", "3"],
+    ["probe", "127.0.0.1:80", "--wait", "--repeat", "2"],
+    ["probe", "127.0.0.1:80", "--timeout", "0"],
+    ["probe", "--targets-file", "/nonexistent/targets"],
+])
+def test_bad_input_exits_2(args: list[str]) -> None:
+    r = support.invoke(args)
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+def test_jsonl_csv_and_only() -> None:
+    with ports() as (up, down):
+        spec = f"127.0.0.1:{up},{down}"
+        jl = support.invoke(["probe", spec, "--format", "jsonl"])
+        cs = support.invoke(["probe", spec, "--format", "csv"])
+        only_open = support.invoke(["probe", spec, "--only", "open", "--format", "json"])
+        only_failed = support.invoke(["probe", spec, "--only", "failed", "--format", "jsonl"])
+        table = support.invoke(["probe", spec, "--only", "failed", "--no-color"])
+    lines = jl.jsonl()
+    assert sorted(x["port"] for x in lines) == sorted([up, down]) and all(list(x) == FIELDS for x in lines)
+    rows = list(csv.DictReader(io.StringIO(cs.stdout)))
+    assert list(rows[0]) == FIELDS and [r["state"] for r in rows] == ["open", "closed"]
+    doc = only_open.json()
+    assert [t["port"] for t in doc["targets"]] == [up] and doc["summary"]["total"] == 2
+    assert [x["port"] for x in only_failed.jsonl()] == [down]
+    assert "closed" in table.stdout and f":{up} " not in table.stdout
+    for word in ("target", "address", "state", "attempts", "connect ms", "total ms", "error"):
+        assert word in table.stdout
+
+
+def test_targets_file_stdin_and_input_order(tmp_path: Path) -> None:
+    with ports() as (up, down):
+        f = tmp_path / "targets"
+        f.write_text(f"# services\n127.0.0.1:{down}  # not there\n\n[::1]:{down}\n127.0.0.1:{up}\n")
+        r = support.invoke(["probe", "--targets-file", str(f), "--format", "json"])
+        s = support.invoke(["probe", "-", f"127.0.0.1:{up}", "--format", "json"],
+                           input=f"127.0.0.1:{down}\n# comment\n")
+    assert [t["target"] for t in r.json()["targets"]] == [f"127.0.0.1:{down}", f"[::1]:{down}", f"127.0.0.1:{up}"]
+    assert [t["state"] for t in s.json()["targets"]] == ["closed", "open"]
+
+
+def test_scan_engine_and_asyncio_agree_in_order() -> None:
+    """Many targets take the fast loop; the asyncio prober gives the same states in the same order."""
+    with ports() as (up, down):
+        targets = [f"127.0.0.1:{up if i % 5 == 0 else down}" for i in range(150)]
+        fast = support.invoke(["probe", *targets, "--format", "json"]).json()["targets"]
+        slow = support.invoke(["probe", *targets, "--format", "json", "--engine", "async"]).json()["targets"]
+    assert [t["state"] for t in fast] == [t["state"] for t in slow] == [
+        "open" if i % 5 == 0 else "closed" for i in range(150)]
+    assert [list(t) for t in fast] == [FIELDS] * 150
+
+
+def test_scan_threads_stream_whole_jsonl_lines() -> None:
+    """Several scan threads share stdout: every jsonl line must still be one whole object."""
+    with ports() as (up, down):
+        targets = [f"127.0.0.1:{up if i % 7 == 0 else down}" for i in range(300)]
+        r = support.invoke(["probe", *targets, "--format", "jsonl", "--scan-threads", "3"])
+    lines = r.jsonl()
+    assert len(lines) == 300
+    assert sum(1 for x in lines if x["state"] == "open") == len(range(0, 300, 7))
+
+
+def test_retries_count_attempts() -> None:
+    with ports() as (_up, down):
+        r = support.invoke(["probe", f"127.0.0.1:{down}", "--retries", "2", "--backoff", "10ms", "--format", "json"])
+    t = r.json()["targets"][0]
+    assert t["attempts"] == 3 and t["state"] == "closed"
+
+
+def test_repeat_reports_success_rate() -> None:
+    with ports() as (up, down):
+        r = support.invoke(["probe", f"127.0.0.1:{up}", f"127.0.0.1:{down}", "--repeat", "3", "--interval", "50ms",
+                            "--format", "json"])
+        t = support.invoke(["probe", f"127.0.0.1:{up}", "--repeat", "2", "--interval", "10ms"])
+    doc = r.json()
+    up_t, down_t = doc["targets"]
+    assert (up_t["rounds"], up_t["opens"], up_t["success_rate"]) == (3, 3, 1.0)
+    assert (down_t["rounds"], down_t["opens"], down_t["success_rate"]) == (3, 0, 0.0)
+    assert doc["summary"]["success_rate"] == 0.5
+    assert r.exit_code == 1
+    assert t.exit_code == 0 and "2/2" in t.stdout and "100.0%" in t.stdout
+
+
+def test_wait_exits_as_soon_as_the_listener_is_up() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    up = threading.Event()
+    listening_at: list[float] = []
+
+    def start() -> None:
+        sock.listen(8)
+        listening_at.append(time.monotonic())
+        up.set()
+
+    timer = threading.Timer(1.0, start)
+    try:
+        proc = subprocess.Popen(support.netkit_cmd("probe", "--wait", "--deadline", "20s", f"127.0.0.1:{port}"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env())
+        timer.start()
+        out, err = proc.communicate(timeout=30)
+        ended = time.monotonic()
+        assert up.is_set()
+    finally:
+        timer.cancel()
+        sock.close()
+    assert proc.returncode == 0, err
+    assert b"waiting" in err and b"1/1 up" in err
+    assert b"open" in out
+    # As soon as: within the wait mode's backoff cap (2 s) of the listener appearing.
+    assert ended - listening_at[0] < 2.0 + 1.0
+
+
+def test_sigint_prints_what_was_found_and_exits_130() -> None:
+    import signal
+
+    with ports() as (up, down):
+        proc = subprocess.Popen(
+            support.netkit_cmd("probe", "--wait", "--deadline", "30s", f"127.0.0.1:{up}", f"127.0.0.1:{down}",
+                               "--format", "json"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        assert proc.stderr is not None
+        support.wait_until(lambda: b"1/2 up" in proc.stderr.readline(), timeout=10)
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    doc = json.loads(out)
+    assert doc["targets"][0]["state"] == "open"
+
+
+def test_wait_gives_up_at_the_deadline() -> None:
+    with ports() as (up, down):
+        t0 = time.monotonic()
+        r = support.run_netkit(["probe", "--wait", "--deadline", "1s", f"127.0.0.1:{up}", f"127.0.0.1:{down}",
+                                "--format", "json"])
+        took = time.monotonic() - t0
+    assert r.exit_code == 1
+    states = [t["state"] for t in r.json()["targets"]]
+    assert states == ["open", "closed"]
+    assert r.json()["targets"][1]["attempts"] >= 2
+    assert took < 1 + 2.0
+    assert "waiting: 1/2 up" in r.stderr
+
+
+@pytest.mark.root
+def test_full_range_scan_in_a_private_namespace() -> None:
+    """All 65535 ports, inside ``unshare -n`` with listeners of its own (ports fixed: the namespace is ours)."""
+    support.require_root_netns()
+    inner = (
+        "import socket, subprocess, sys, json\n"
+        "ls = []\n"
+        "for p in (22, 8080, 45000):\n"
+        "    s = socket.socket(); s.bind(('127.0.0.1', p)); s.listen(64); ls.append(s)\n"
+        "full = subprocess.run([sys.executable, '-m', 'netkit', 'probe', '127.0.0.1:1-65535', '--only', 'open',"
+        " '--format', 'json'], capture_output=True, text=True)\n"
+        "part = subprocess.run([sys.executable, '-m', 'netkit', 'probe', '127.0.0.1:1-3000,44990-45010', '--only',"
+        " 'open', '--format', 'json', '--engine', 'async'], capture_output=True, text=True)\n"
+        "print(json.dumps([full.returncode, full.stdout, part.returncode, part.stdout, full.stderr + part.stderr]))\n"
+    )
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable,
+                           inner], capture_output=True, text=True, timeout=60, env=support.clean_env())
+    assert proc.returncode == 0, proc.stderr
+    full_rc, full_out, part_rc, part_out, errs = json.loads(proc.stdout)
+    assert full_rc == 1 and part_rc == 1, errs
+    full, part = json.loads(full_out), json.loads(part_out)
+    assert [t["port"] for t in full["targets"]] == [22, 8080, 45000]
+    assert full["summary"] == {"total": 65535, "open": 3, "failed": 65532, "success_rate": pytest.approx(3 / 65535,
+                                                                                                          abs=1e-6)}
+    assert [t["port"] for t in part["targets"]] == [22, 45000]

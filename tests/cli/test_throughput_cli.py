@@ -1,0 +1,100 @@
+"""``netkit measure throughput`` as users run it: formats, exit codes, usage errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+import support
+
+ISSUE_TOP = ["protocol", "streams", "reverse", "duration_s", "intervals", "summary", "counted_by"]
+ISSUE_INTERVAL = ["start_s", "end_s", "bytes", "bits_per_second"]
+ISSUE_SUMMARY = ["sent_bytes", "received_bytes", "sent_bits_per_second", "received_bits_per_second",
+                 "retransmits", "cpu_percent"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with support.netkit_server("serve", "tcp", "--port", "0") as srv:
+        yield srv
+
+
+def test_json_schema(server):
+    r = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.6s", "-i", "0.3s", "-P", "2",
+                            "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    d = r.json()
+    assert list(d)[: len(ISSUE_TOP)] == ISSUE_TOP
+    assert d["protocol"] == "tcp" and d["streams"] == 2 and d["reverse"] is False and d["duration_s"] == 0.6
+    assert d["counted_by"] == "receiver"
+    assert len(d["intervals"]) == 2
+    for row in d["intervals"]:
+        assert list(row)[:4] == ISSUE_INTERVAL
+    assert list(d["summary"])[: len(ISSUE_SUMMARY)] == ISSUE_SUMMARY
+    assert d["summary"]["received_bytes"] == d["summary"]["sent_bytes"] > 0
+
+
+def test_jsonl_streams_intervals_then_summary(server):
+    r = support.run_netkit(["--format", "jsonl", "measure", "throughput", server.addr, "-t", "0.6s", "-i", "0.2s",
+                            "--reverse"])
+    assert r.exit_code == 0, r.stderr
+    lines = r.jsonl()
+    assert [ln["event"] for ln in lines] == ["interval"] * 3 + ["summary"]
+    assert lines[-1]["reverse"] is True and "intervals" not in lines[-1]
+
+
+def test_table_and_min_rate_check(server):
+    r = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.5s", "--min-rate", "1T"])
+    assert r.exit_code == 1
+    assert "below --min-rate" in r.stderr
+    assert "SUM" in r.stdout and "counted by receiver" in r.stdout
+    ok = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.3s", "--min-rate", "1M", "-q"])
+    assert ok.exit_code == 0 and ok.stdout == ""
+
+
+def test_csv(server):
+    r = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.4s", "-i", "0.2s", "--format", "csv"])
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "kind,start_s,end_s,bytes,bits_per_second,omitted"
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["interval", "interval", "summary"]
+
+
+@pytest.mark.parametrize("args", [
+    ["--reverse", "--bidir"],
+    ["--rate", "10M"],
+    ["--iperf3", "--plain"],
+    ["-t", "0"],
+    ["-P", "0"],
+    ["-l", "0"],
+])
+def test_usage_errors(args):
+    r = support.invoke(["measure", "throughput", "127.0.0.1:9", *args])
+    assert r.exit_code == 2
+
+
+def test_refused_is_exit_1():
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connect is refused
+        r = support.run_netkit(["measure", "throughput", f"127.0.0.1:{port}", "-t", "0.2s"])
+    assert r.exit_code == 1
+    assert "refused" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigint_prints_summary_and_exits_130(server):
+    proc = subprocess.Popen(support.netkit_cmd("--format", "jsonl", "measure", "throughput", server.addr,
+                                               "-t", "30s", "-i", "0.2s"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())  # an interval has been measured: now interrupt
+    assert first["event"] == "interval"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["event"] == "summary" and last["interrupted"] is True
+    assert last["summary"]["received_bytes"] > 0

@@ -1,0 +1,317 @@
+"""Clients and meters under injected network faults, in network namespaces made by these tests.
+
+Two namespaces joined by a veth pair: netkit's clients run in ``A``, its servers in ``B``; nftables
+in ``B`` injects the fault (random SYN loss, a blackhole) and counts exactly what it did, and
+``ip link set ... down`` makes the peer disappear mid-measurement. No packet leaves the two
+namespaces; both are deleted (with the veth pair) whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import support
+
+FULL = os.environ.get("RELIABILITY_SCALE") == "full"
+Record = Callable[[str, object], None]
+
+pytestmark = pytest.mark.root
+
+
+@dataclass
+class Pair:
+    a: str  # client namespace
+    b: str  # server namespace
+    ip_a: str
+    ip_b: str
+    veth_b: str
+
+    def run(self, ns: str, *argv: str, input: str | None = None, check: bool = True) -> str:
+        r = subprocess.run(["ip", "netns", "exec", ns, *argv], input=input, capture_output=True, text=True,
+                           timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{argv}: {r.stderr}")
+        return r.stdout
+
+    def netkit(self, *args: str, timeout: float = 60) -> tuple[support.CliResult, float]:
+        """Run netkit in namespace A; return the result and the wall time it took."""
+        t0 = time.monotonic()
+        p = subprocess.run(["ip", "netns", "exec", self.a, *support.netkit_cmd(*args)], capture_output=True,
+                           timeout=timeout, env=support.clean_env(), stdin=subprocess.DEVNULL)
+        took = time.monotonic() - t0
+        return support.CliResult(p.returncode, p.stdout.decode(errors="replace"),
+                                 p.stderr.decode(errors="replace")), took
+
+    def popen_netkit(self, ns: str, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *support.netkit_cmd(*args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=support.clean_env())
+
+    def server(self, *args: str) -> support.Server:
+        """``netkit ARGS`` in namespace B, waiting for its ready line."""
+        proc = self.popen_netkit(self.b, *args)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 15
+        seen = []
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline().decode(errors="replace")
+            if not line:
+                break
+            seen.append(line)
+            m = support.READY.search(line)
+            if m:
+                return support.Server(proc, m.group(1).strip("[]"), int(m.group(2)), "".join(seen))
+        proc.kill()
+        raise AssertionError(f"server in {self.b} not ready: {''.join(seen)}")
+
+    def nft(self, ruleset: str) -> None:
+        self.run(self.b, "nft", "-f", "-", input=ruleset)
+
+    def nft_dropped(self) -> int:
+        """Packets dropped by the counters of namespace B's ruleset."""
+        out = self.run(self.b, "nft", "list", "ruleset")
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    support.require_root_netns()
+    support.require_tool("nft")
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"nkrel-a-{os.getpid()}-{tag}", f"nkrel-b-{os.getpid()}-{tag}"
+    va, vb = f"nra{tag}", f"nrb{tag}"
+    octet = int(tag[:2], 16) % 250 + 1
+    ip_a, ip_b = f"10.213.{octet}.1", f"10.213.{octet}.2"
+    created: list[str] = []
+    try:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+            created.append(ns)
+        subprocess.run(["ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b],
+                       check=True, capture_output=True)
+        for ns, dev, ip in ((a, va, ip_a), (b, vb, ip_b)):
+            for cmd in (["addr", "add", f"{ip}/24", "dev", dev], ["link", "set", dev, "up"],
+                        ["link", "set", "lo", "up"]):
+                subprocess.run(["ip", "-n", ns, *cmd], check=True, capture_output=True)
+        # ICMP datagram sockets for every group, inside A only (the meter's unprivileged path).
+        subprocess.run(["ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+                       capture_output=True)
+        yield Pair(a, b, ip_a, ip_b, vb)
+    finally:
+        for ns in created:
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def stop(server: support.Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.kill()
+    server.proc.communicate(timeout=10)
+
+
+def no_traceback(r: support.CliResult) -> None:
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
+
+
+def built(pair: Pair, *command: str) -> bool:
+    r, _ = pair.netkit(*command, "--help")
+    return "not built yet" not in (r.stdout + r.stderr).lower()
+
+
+# ----- 30% SYN loss ----------------------------------------------------------------------------
+
+def test_faults_syn_loss_probe_retries(pair: Pair, record_property: Record) -> None:
+    """30% of SYNs dropped by nft: ``probe --retries 8`` opens every target, and counts the attempts."""
+    server = pair.server("serve", "tcp", "--host", pair.ip_b, "--port", "0")
+    try:
+        pair.nft(f"""
+table inet nkrel {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    tcp dport {server.port} tcp flags & (syn | ack) == syn numgen random mod 10 < 3 counter drop
+  }}
+}}
+""")
+        n = 200 if FULL else 30
+        targets = [f"{pair.ip_b}:{server.port}"] * n
+        r, took = pair.netkit("--format", "json", "probe", "--retries", "8", "--timeout", "300ms", "--backoff",
+                              "50ms", "--backoff-factor", "1", "--deadline", "30s", *targets)
+        no_traceback(r)
+        doc = r.json()
+        attempts = [t["attempts"] for t in doc["targets"]]
+        dropped = pair.nft_dropped()
+        record_property("held", f"{n} probes of one port, --retries 8 --timeout 300ms")
+        record_property("injected", "30% of SYNs dropped (nft numgen random)")
+        record_property("result", f"{doc['summary']['open']}/{n} open; {sum(attempts)} attempts, nft dropped "
+                                  f"{dropped} SYNs; took {took:.1f}s")
+        assert r.exit_code == 0, r.stderr
+        assert all(t["state"] == "open" for t in doc["targets"])
+        assert dropped > 0 and max(attempts) > 1
+        # Each dropped SYN cost exactly one failed attempt (300 ms is below the kernel's 1 s SYN retry).
+        assert sum(attempts) - n == dropped
+    finally:
+        stop(server)
+
+
+# ----- a blackholed target -----------------------------------------------------------------------
+
+BLACKHOLE_CASES: list[tuple[str, list[str], float]] = [
+    ("probe", ["probe", "--timeout", "500ms", "--retries", "3", "--backoff", "100ms", "--deadline", "2s",
+               "{tcp}"], 2.0),
+    ("probe --udp", ["probe", "--udp", "--timeout", "500ms", "--deadline", "2s", "{udp}"], 2.0),
+    ("probe --wait", ["probe", "--wait", "--timeout", "300ms", "--deadline", "2s", "{tcp}"], 2.0),
+    ("latency tcp-connect", ["measure", "latency", "-c", "3", "-i", "200ms", "-W", "500ms", "{tcp}"], 2.0),
+    ("latency tcp-echo", ["measure", "latency", "--method", "tcp-echo", "-c", "3", "-i", "200ms", "-W", "500ms",
+                          "{tcp}"], 6.0),
+    ("latency udp", ["measure", "latency", "--method", "udp", "-c", "3", "-i", "200ms", "-W", "500ms", "{udp}"],
+     2.0),
+    ("latency icmp", ["measure", "latency", "--method", "icmp", "-c", "3", "-i", "200ms", "-W", "500ms", "{ip}"],
+     2.0),
+    ("loss", ["measure", "loss", "--rate", "100", "--duration", "1s", "-W", "500ms", "{udp}"], 2.5),
+    ("send tcp", ["send", "tcp", "--timeout", "1s", "{tcp}", "hello"], 1.5),
+    ("send udp", ["send", "udp", "--wait", "500ms", "{udp}", "hello"], 1.5),
+    ("throughput", ["measure", "throughput", "--duration", "1s", "{tcp}"], 7.0),
+]
+
+
+def test_faults_blackhole_every_command(pair: Pair, record_property: Record) -> None:
+    """Everything to B is dropped: every command ends within its deadline, exit 1, state timeout."""
+    tcp = pair.server("serve", "tcp", "--host", pair.ip_b, "--port", "0")
+    udp = pair.server("serve", "udp", "--mode", "echo", "--host", pair.ip_b, "--port", "0")
+    try:
+        pair.nft(f"""
+table inet nkrel {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    ip saddr {pair.ip_a} counter drop
+  }}
+}}
+""")
+        slack = 3.0  # interpreter start-up and namespace entry on a loaded 2-core machine
+        subs = {"{tcp}": f"{pair.ip_b}:{tcp.port}", "{udp}": f"{pair.ip_b}:{udp.port}", "{ip}": pair.ip_b}
+        lines, failures = [], []
+        for name, argv, bound in BLACKHOLE_CASES:
+            if argv[0] == "measure" and not built(pair, *argv[:2]):
+                lines.append(f"{name}: not built yet")
+                continue
+            args = [subs.get(a, a) for a in argv]
+            r, took = pair.netkit("--format", "json", *args)
+            lines.append(f"{name}: exit {r.exit_code} in {took:.1f}s")
+            try:
+                no_traceback(r)
+                # UDP silence is indistinguishable from an open port: open|filtered, as nmap says.
+                codes = (0, 1) if "--udp" in argv else (1,)
+                assert r.exit_code in codes, f"{name}: exit {r.exit_code}: {r.stderr.strip()[-300:]}"
+                assert took < bound + slack, f"{name}: took {took:.1f}s, bound {bound}s"
+                if argv[0] == "probe":
+                    states = {t["state"] for t in r.json()["targets"]}
+                    expected = {"open|filtered"} if "--udp" in argv else {"timeout"}
+                    assert states == expected, f"{name}: states {states}"
+            except AssertionError as exc:
+                failures.append(str(exc))
+        record_property("held", "probe, probe --udp/--wait, latency (4 methods), loss, send tcp/udp, throughput")
+        record_property("injected", f"blackhole: nft drops everything from A ({pair.nft_dropped()} packets)")
+        record_property("result", "; ".join(lines))
+        assert not failures, failures
+    finally:
+        stop(tcp)
+        stop(udp)
+
+
+# ----- the peer disappears mid-measurement ---------------------------------------------------------
+
+def _read_jsonl_until(proc: subprocess.Popen[bytes], want: int, timeout: float) -> list[dict]:
+    """Read jsonl objects from proc's stdout until ``want`` arrived (or the deadline)."""
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), True)
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        try:
+            got.append(json.loads(line))
+        except ValueError:
+            continue
+    return got
+
+
+def test_faults_interface_down_latency(pair: Pair, record_property: Record) -> None:
+    """The reflector's interface goes down after 20 replies: the summary keeps what was measured, exit 1."""
+    udp = pair.server("serve", "udp", "--mode", "echo", "--host", pair.ip_b, "--port", "0")
+    try:
+        t0 = time.monotonic()
+        proc = pair.popen_netkit(pair.a, "--format", "jsonl", "measure", "latency", "--method", "udp", "-c", "200",
+                                 "-i", "10ms", "-W", "300ms", "--max-loss", "5", f"{pair.ip_b}:{udp.port}")
+        early = _read_jsonl_until(proc, 20, 15)
+        assert len(early) >= 20, early
+        subprocess.run(["ip", "-n", pair.b, "link", "set", pair.veth_b, "down"], check=True)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+        lines = [json.loads(x) for x in out.decode().splitlines() if x.strip()]
+        summary = lines[-1] if lines else {}
+        stderr = err.decode(errors="replace")
+        target = (summary.get("targets") or [summary])[0]
+        record_property("held", "measure latency --method udp -c 200 -i 10ms --max-loss 5")
+        record_property("injected", "reflector's veth set down after 20 replies")
+        record_property("result", f"exit {proc.returncode} in {took:.1f}s; received {target.get('received')}, "
+                                  f"lost {target.get('lost')}; stderr: {stderr.strip().splitlines()[-1][:80] if stderr.strip() else '-'}")
+        assert "Traceback" not in stderr
+        assert proc.returncode == 1
+        assert target.get("received", 0) >= 20 and target.get("lost", 0) > 0
+        assert took < 20
+    finally:
+        stop(udp)
+
+
+def test_faults_interface_down_throughput(pair: Pair, record_property: Record) -> None:
+    """The server's interface goes down mid-stream: the rate so far is reported, a clear error, exit 1."""
+    if not built(pair, "measure", "throughput"):
+        pytest.skip("`netkit measure throughput` is not built yet (placeholder)")
+    tcp = pair.server("serve", "tcp", "--host", pair.ip_b, "--port", "0")
+    try:
+        t0 = time.monotonic()
+        proc = pair.popen_netkit(pair.a, "--format", "jsonl", "measure", "throughput", "--duration", "5s",
+                                 "--interval", "500ms", f"{pair.ip_b}:{tcp.port}")
+        early = _read_jsonl_until(proc, 1, 15)
+        assert early, "no interval reported before the fault"
+        subprocess.run(["ip", "-n", pair.b, "link", "set", pair.veth_b, "down"], check=True)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+        stderr = err.decode(errors="replace")
+        objs = [json.loads(x) for x in out.decode().splitlines() if x.strip().startswith("{")]
+        measured = sum(int(o.get("bytes") or 0) for o in objs if "bytes" in o)
+        record_property("held", "measure throughput --duration 5s")
+        record_property("injected", "server's veth set down after the first interval")
+        record_property("result", f"exit {proc.returncode} in {took:.1f}s; {len(objs)} objects, "
+                                  f"{measured:,} bytes in intervals; stderr: "
+                                  f"{stderr.strip().splitlines()[-1][:80] if stderr.strip() else '-'}")
+        assert "Traceback" not in stderr and "internal error" not in stderr
+        assert proc.returncode == 1, stderr
+        assert measured > 0
+        assert stderr.strip(), "a clear error on stderr"
+        assert took < 30
+    finally:
+        stop(tcp)
+
+
+def test_faults_namespaces_cleaned_up() -> None:
+    """No namespace of this test run is left behind (the fixtures delete theirs)."""
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2")
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"nkrel-a-{os.getpid()}-" not in out and f"nkrel-b-{os.getpid()}-" not in out, out

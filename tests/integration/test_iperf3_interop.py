@@ -1,0 +1,70 @@
+"""measure throughput against a real ``iperf3 -s``: netkit's byte counts match iperf3's own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+
+import pytest
+import support
+
+from netkit.core.throughput_models import ThroughputConfig
+from netkit.io.throughput import measure_throughput
+
+pytestmark = pytest.mark.usefixtures("no_socket_leak")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    # the kernel's table, not a probe connection: iperf3 --one-off would take a probe as its client
+    hexport = f":{port:04X} "
+    with open("/proc/net/tcp") as f:
+        return any(hexport in line and line.split()[3] == "0A" for line in f)
+
+
+def run_against_iperf3(**kw):
+    support.require_tool("iperf3")
+    port = _free_port()
+    proc = subprocess.Popen(["iperf3", "-s", "-J", "--one-off", "-B", "127.0.0.1", "-p", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        support.wait_until(lambda: _listening(port), timeout=5)
+        cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, **kw)
+        result = measure_throughput(cfg)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    report = json.loads(out)
+    assert "error" not in report, report.get("error")
+    return result, report["end"]
+
+
+def test_forward_matches_iperf3_receiver():
+    result, end = run_against_iperf3(server="iperf3")
+    assert result.server == "iperf3" and result.counted_by == "receiver"
+    got = result.summary.received_bytes
+    assert got == pytest.approx(end["sum_received"]["bytes"], rel=0.01)
+    assert result.summary.sent_bytes == pytest.approx(got, rel=0.01)
+
+
+def test_reverse_matches_iperf3_sender():
+    result, end = run_against_iperf3(server="iperf3", reverse=True)
+    assert result.reverse and result.counted_by == "receiver"
+    assert result.summary.received_bytes == pytest.approx(end["sum_sent"]["bytes"], rel=0.01)
+    assert result.summary.sent_bytes == end["sum_sent"]["bytes"]
+
+
+def test_parallel_2_detected_automatically():
+    result, end = run_against_iperf3(parallel=2)  # server="auto": the 37-byte header probe finds iperf3
+    assert result.server == "iperf3"
+    assert len(result.summary.streams) == 2 and len(end["streams"]) == 2
+    assert [s.id for s in result.summary.streams] == [1, 3]  # iperf3's own stream ids
+    assert result.summary.received_bytes == pytest.approx(end["sum_received"]["bytes"], rel=0.01)

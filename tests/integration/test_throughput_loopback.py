@@ -1,0 +1,133 @@
+"""measure throughput over loopback against netkit's own server and a plain socat discard."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+
+import pytest
+import support
+
+from netkit.core.throughput_models import RECV, SEND, ThroughputConfig
+from netkit.io.throughput import measure_throughput
+
+pytestmark = pytest.mark.usefixtures("no_socket_leak")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with support.netkit_server("--format", "jsonl", "serve", "tcp", "--port", "0") as srv:
+        yield srv
+
+
+def run(srv, **kw):
+    cfg = ThroughputConfig(srv.host, srv.port, duration_s=kw.pop("duration_s", 1.0), interval_s=0.5, **kw)
+    rows = []
+    result = measure_throughput(cfg, rows.append)
+    return result, rows
+
+
+def check_common(result, rows, n_streams):
+    assert result.server == "netkit"
+    assert result.counted_by == "receiver"
+    assert result.note is None
+    assert len(rows) == 2 and rows[-1].end_s == pytest.approx(1.0, abs=0.05)
+    assert all(len(r.streams) == n_streams for r in rows)
+    s = result.summary
+    assert len(s.streams) == n_streams
+    for st in s.streams:
+        # TCP delivers everything before the report: the two counts agree exactly
+        assert st.sent_bytes == st.received_bytes > 0
+        assert st.received_bits_per_second > 1e8
+        assert st.counted_by == "receiver"
+    assert s.cpu_percent is not None and s.cpu_percent > 0
+    assert s.received_bytes == sum(st.received_bytes for st in s.streams)
+    # the client's intervals add up to what it moved
+    assert sum(r.bytes for r in rows) == pytest.approx(s.sent_bytes, rel=0.01)
+
+
+def test_forward(server):
+    result, rows = run(server)
+    check_common(result, rows, 1)
+    assert result.summary.streams[0].direction == SEND
+    assert result.summary.retransmits is not None and result.summary.rtt_ms is not None
+
+
+def test_reverse(server):
+    result, rows = run(server, reverse=True)
+    check_common(result, rows, 1)
+    assert result.summary.streams[0].direction == RECV
+    assert result.reverse is True
+
+
+def test_parallel_4(server):
+    result, rows = run(server, parallel=4)
+    check_common(result, rows, 4)
+    assert [st.id for st in result.summary.streams] == [0, 1, 2, 3]
+
+
+def test_bidir(server):
+    result, rows = run(server, bidir=True)
+    check_common(result, rows, 2)
+    assert [st.direction for st in result.summary.streams] == [SEND, RECV]
+
+
+def test_omit_and_stop(server):
+    stop = threading.Event()
+    cfg = ThroughputConfig(server.host, server.port, duration_s=30.0, interval_s=0.2, omit_s=0.2)
+    rows = []
+
+    def on_row(row):
+        rows.append(row)
+        if len(rows) == 3:
+            stop.set()  # like Ctrl-C: the measurement ends early and still reports
+
+    result = measure_throughput(cfg, on_row, stop=stop)
+    assert result.interrupted is True
+    assert rows[0].omitted is True and not rows[1].omitted
+    s = result.summary.streams[0]
+    assert s.received_bytes is not None and 0 < s.received_bytes < sum(r.bytes for r in rows)
+
+
+def test_server_counts_match_its_events():
+    with support.netkit_server("--format", "jsonl", "serve", "tcp", "--port", "0") as own:
+        result, _ = run(own, duration_s=0.5)
+        got = result.summary.received_bytes
+        _, out, _ = own.stop()
+    sessions = [json.loads(line) for line in out.splitlines() if '"session"' in line]
+    assert got in [ev["bytes"] for ev in sessions]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_socat_discard_falls_back_to_sender_counting():
+    support.require_tool("socat")
+    port = free_port()
+    proc = subprocess.Popen(["socat", "-u", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                             "OPEN:/dev/null,wronly"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        support.wait_until(lambda: _listening(port), timeout=5)
+        cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, detect_timeout_s=0.3)
+        result = measure_throughput(cfg)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+    assert result.server == "plain"
+    assert result.counted_by == "sender"
+    assert "counted by the sender" in (result.note or "")
+    s = result.summary
+    assert s.sent_bytes > 0 and s.received_bytes is None and s.received_bits_per_second is None
+    assert s.sent_bits_per_second > 1e8
+
+
+def _listening(port: int) -> bool:
+    # read the kernel's table instead of connecting (a probe connection would count as a client)
+    hexport = f":{port:04X} "
+    with open("/proc/net/tcp") as f:
+        return any(hexport in line and line.split()[3] == "0A" for line in f)

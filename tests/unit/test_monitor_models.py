@@ -1,0 +1,127 @@
+"""``netkit.core.monitor_models`` and the collector's exposition (no sockets: generate_latest + parser)."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from netkit.core.monitor_config import CliSettings, config_from_text
+from netkit.core.monitor_models import (
+    MonitorState,
+    MonitorTarget,
+    TargetTotals,
+    TargetWindow,
+    combine_round,
+    error_round,
+    round_record,
+    summary_record,
+)
+from netkit.io.monitor import Monitor
+
+T = MonitorTarget("db", "127.0.0.1", 5432, "tcp-connect", 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
+
+
+def _round(**kw: object):
+    args: dict = dict(probe_state="open", attempts=1, probe_error=None, address="127.0.0.1", sent=3, received=3,
+                      lost=0, rtts_ns=(100_000, 200_000, 300_000), latency_error=None, duration_ns=250_000_000)
+    args.update(kw)
+    return combine_round(T, **args)
+
+
+def test_success_means_an_answer() -> None:
+    assert _round().success and _round().state == "open"
+    closed = _round(probe_state="closed", probe_error="connection refused", sent=0, received=0, rtts_ns=())
+    assert not closed.success and closed.state == "closed" and closed.error == "connection refused"
+    # A silent UDP port (open|filtered) whose latency packets all went unanswered is not up.
+    silent = _round(probe_state="open|filtered", sent=3, received=0, lost=3, rtts_ns=())
+    assert not silent.success and silent.state == "open|filtered" and silent.error == "no reply"
+    # ... but one answered latency packet is.
+    assert _round(probe_state="open|filtered", received=1, lost=2, rtts_ns=(5,)).success
+    # icmp has no probe phase: one attempt per round, success from the echo replies.
+    icmp = _round(probe_state=None, attempts=0)
+    assert icmp.success and icmp.attempts == 1
+    assert _round(probe_state=None, received=0, lost=3, rtts_ns=()).state == "timeout"
+
+
+def test_round_json_fields() -> None:
+    one = _round(lost=1, received=2, rtts_ns=(1_000_000, 3_000_000))
+    rec = round_record(7, "2026-01-01T00:00:00.000Z", 10.0, [one])
+    assert list(rec) == ["event", "round", "time", "interval_s", "targets"]
+    (t,) = rec["targets"]
+    assert list(t) == ["target", "method", "address", "success", "state", "attempts", "duration_s", "sent",
+                       "received", "lost", "loss_pct", "rtt_ms", "error"]
+    assert t["rtt_ms"] == {"min": 1.0, "avg": 2.0, "max": 3.0, "last": 3.0}
+    assert t["loss_pct"] == 33.3333 and t["duration_s"] == 0.25
+    empty = error_round(T, "boom", 5).to_json()
+    assert empty["rtt_ms"] == {"min": None, "avg": None, "max": None, "last": None} and empty["loss_pct"] is None
+
+
+def test_totals_histogram_is_cumulative_with_inf() -> None:
+    tot = TargetTotals((0.001, 0.01))
+    tot.record(_round(rtts_ns=(500_000, 1_000_000, 5_000_000, 50_000_000)))  # 0.5, 1 (<= bound), 5, 50 ms
+    assert tot.cumulative() == [("0.001", 2), ("0.01", 3), ("+Inf", 4)]
+    assert tot.rtt_count == 4 and abs(tot.rtt_sum_s - 0.0565) < 1e-12
+    tot.record(_round(probe_state="closed", sent=0, received=0, rtts_ns=()))
+    assert (tot.rounds, tot.up_rounds, tot.success, tot.attempts_total, tot.sent_total) == (2, 1, False, 2, 3)
+    rec = summary_record(T, tot)
+    assert rec["rounds"] == 2 and rec["up_rounds"] == 1 and rec["success"] is False
+
+
+def test_window_loss_covers_only_the_last_rounds() -> None:
+    win = TargetWindow(2)
+    win.record(_round(sent=4, received=0, lost=4, rtts_ns=()))
+    win.record(_round(sent=4, received=3, lost=1, rtts_ns=(1, 2, 3)))
+    win.record(_round(sent=4, received=4, lost=0, rtts_ns=(4, 5, 6, 7)))
+    assert win.loss_pct == 12.5 and win.up_rounds == 2 and list(win.rtts_ns)[-1] == 7
+
+
+def test_reload_keeps_counters_of_targets_still_configured() -> None:
+    one = config_from_text('[[targets]]\ntarget = "127.0.0.1:1"\n[[targets]]\ntarget = "127.0.0.1:2"', CliSettings())
+    state = MonitorState(one)
+    first = one.targets[0]
+    state.record(combine_round(first, probe_state="closed", attempts=1, probe_error="refused", address=None, sent=0,
+                               received=0, lost=0, rtts_ns=(), latency_error=None, duration_ns=1))
+    two = config_from_text('[[targets]]\ntarget = "127.0.0.1:1"\n[[targets]]\ntarget = "127.0.0.1:3"', CliSettings())
+    assert state.apply(two) == (1, 1)
+    assert state.totals[first.key].attempts_total == 1
+    assert ("127.0.0.1:2", "tcp-connect") not in state.totals
+
+
+def _families(monitor: Monitor) -> dict[str, object]:
+    text = generate_latest(monitor.registry).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_collector_exposition_parses_with_units_types_and_labels() -> None:
+    cfg = config_from_text('labels = { site = "lab" }\nbuckets = [0.001, 0.01]\n[[targets]]\ntarget = "127.0.0.1:1"\n'
+                           'name = "a"\nlabels = { role = "x" }\n[[targets]]\ntarget = "127.0.0.1:2"\nname = "b"\n',
+                           CliSettings())
+    monitor = Monitor(cfg)
+    fams = _families(monitor)
+    # Before a round: counters at zero, no success/duration sample yet (unknown is not 0).
+    assert fams["netkit_probe_success"].samples == []  # type: ignore[attr-defined]
+    a = cfg.targets[0]
+    with monitor.lock:
+        monitor.state.record(combine_round(a, probe_state="open", attempts=2, probe_error=None, address="127.0.0.1",
+                                           sent=3, received=2, lost=1, rtts_ns=(500_000, 2_000_000),
+                                           latency_error=None, duration_ns=300_000_000))
+    fams = _families(monitor)
+    types = {name: f.type for name, f in fams.items()}  # type: ignore[attr-defined]
+    assert types == {"netkit_probe_success": "gauge", "netkit_probe_duration_seconds": "gauge",
+                     "netkit_rtt_seconds": "histogram", "netkit_packets_sent": "counter",
+                     "netkit_packets_lost": "counter", "netkit_probe_attempts": "counter",
+                     "netkit_monitor_rounds": "counter", "netkit_monitor_config_last_reload_successful": "gauge"}
+    samples = {(s.name, s.labels.get("target"), s.labels.get("le")): s for f in fams.values()
+               for s in f.samples}  # type: ignore[attr-defined]
+    ok = samples[("netkit_probe_success", "a", None)]
+    assert ok.value == 1.0 and ok.labels == {"target": "a", "method": "tcp-connect", "role": "x", "site": "lab"}
+    # Every series carries the same label names; a label a target lacks is empty.
+    assert samples[("netkit_packets_sent_total", "b", None)].labels["role"] == ""
+    assert samples[("netkit_probe_duration_seconds", "a", None)].value == 0.3
+    assert samples[("netkit_packets_sent_total", "a", None)].value == 3
+    assert samples[("netkit_packets_lost_total", "a", None)].value == 1
+    assert samples[("netkit_probe_attempts_total", "a", None)].value == 2
+    assert samples[("netkit_rtt_seconds_bucket", "a", "0.001")].value == 1
+    assert samples[("netkit_rtt_seconds_bucket", "a", "+Inf")].value == 2
+    assert samples[("netkit_rtt_seconds_count", "a", None)].value == 2
+    assert ("netkit_probe_success", "b", None) not in samples

@@ -36,7 +36,10 @@ def compile_c(name: str) -> Path:
         cc = shutil.which("cc") or shutil.which("gcc")
         if cc is None:
             raise RuntimeError("no C compiler (cc) found")
-        subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(src)], check=True)
+        # Build beside the target and rename: other benchmarks may run this binary meanwhile.
+        tmp = BUILD / f".{name}.{os.getpid()}"
+        subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(src)], check=True)
+        os.replace(tmp, out)
     return out
 
 
@@ -119,16 +122,34 @@ def measure(argv: list[str], conns: int, seconds: float, fixed_port: bool = Fals
 NETKIT = [*netkit_argv("serve", "tcp", "--port", "0", "--max-conns", "0")]
 
 
+ROUNDS = int(os.environ.get("NETKIT_BENCH_ROUNDS", "2"))
+
+
 def echo_100_conns() -> list[Row]:
-    """netkit against the C epoll server: 100 connections, 5 s each, one after the other."""
-    c = measure([str(c_echo_server()), "0"], 100, 5)
-    nk = measure(NETKIT, 100, 5)
-    return [Row("echo 64B x100 conns 5s: netkit vs C epoll", nk, c, "req/s", "target ratio >= 0.8")]
+    """netkit against the C epoll server: 100 connections, 5 s each.
+
+    The two servers alternate for ROUNDS rounds and the best run of each counts: on a shared
+    2-core machine the best run is the one least disturbed by other work.
+    """
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        return [Row("echo 64B x100 conns 5s: netkit vs C epoll", None, None, "req/s",
+                    "skipped: no C compiler (cc) for the load client and the C server")]
+    c_runs: list[float] = []
+    nk_runs: list[float] = []
+    for _ in range(ROUNDS):
+        c_runs.append(measure([str(c_echo_server()), "0"], 100, 5))
+        nk_runs.append(measure(NETKIT, 100, 5))
+    runs = ", ".join(f"{n:,.0f}/{c:,.0f}" for n, c in zip(nk_runs, c_runs, strict=True))
+    return [Row("echo 64B x100 conns 5s: netkit vs C epoll", max(nk_runs), max(c_runs), "req/s",
+                f"target ratio >= 0.8; best of {ROUNDS}; runs netkit/C: {runs}")]
 
 
 def echo_forking_tools() -> list[Row]:
     """netkit against socat and ncat (fork per connection): 10 connections, 10 s each."""
     rows: list[Row] = []
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        return [Row("echo 64B x10 conns 10s: netkit vs socat/ncat", None, None, "req/s",
+                    "skipped: no C compiler (cc) for the load client")]
     nk10 = measure(NETKIT, 10, 10)
     socat = shutil.which("socat")
     if socat:

@@ -30,6 +30,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listening(port: int) -> bool:
+    hexport = f":{port:04X} "
+    with open("/proc/net/tcp") as f:
+        return any(hexport in line and line.split()[3] == "0A" for line in f)
+
+
 def _run_client(argv: list[str]) -> tuple[dict, float]:
     before = _child_cpu()
     p = subprocess.run(argv, capture_output=True, timeout=120)
@@ -55,13 +61,13 @@ def _iperf3(size: str, streams: int) -> tuple[float, float] | None:
     if shutil.which("iperf3") is None:
         return None
     port = _free_port()
-    proc = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        assert proc.stdout is not None
+        # iperf3 buffers its "listening" line when stdout is not a terminal: watch the kernel's table
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and b"listening" not in proc.stdout.readline():
-            pass
+        while time.monotonic() < deadline and not _listening(port):
+            time.sleep(0.01)
         d, cpu = _run_client(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", DURATION, "-l", size,
                               "-P", str(streams), "-J"])
     finally:

@@ -49,26 +49,35 @@ def _where(target: str, address: str | None) -> str:
     return f"{target} ({address})"
 
 
-def summary_tables(results: list[TargetResult], thresholds: Thresholds, title: str) -> Any:
-    """Two tables (loss accounting, RTT statistics) and the threshold verdict, as one renderable."""
+def summary_tables(results: list[TargetResult], thresholds: Thresholds, title: str, *, wide: bool = True) -> Any:
+    """Two tables (loss accounting, RTT statistics) and the threshold verdict, as one renderable.
+
+    ``wide=False`` (a terminal under 100 columns) leaves p90 and ipdv to the JSON output so the
+    RTT table fits 80 columns without truncating numbers.
+    """
     from rich.console import Group
     from rich.text import Text
 
     from netkit.render.tables import add_row, cell, make_table
 
-    loss = make_table(["target", ("sent", "right"), ("recv", "right"), ("lost", "right"), ("loss %", "right"),
+    loss = make_table(["target", ("sent", "right"), ("recv", "right"), ("lost", "right"), ("loss%", "right"),
                        ("fwd", "right"), ("ret", "right"), ("dup", "right"), ("reord", "right"),
                        ("late", "right")], title=title)
-    rtt = make_table(["target", ("min", "right"), ("avg", "right"), ("max", "right"), ("mdev", "right"),
-                      ("p50", "right"), ("p90", "right"), ("p95", "right"), ("p99", "right"),
-                      ("jitter", "right"), ("ipdv", "right")], title="RTT (ms)")
+    names = ["min", "avg", "max", "mdev", "p50", "p90", "p95", "p99", "jitter", "ipdv"]
+    if not wide:
+        names = [n for n in names if n not in ("p90", "ipdv")]
+    rtt = make_table(["target", *((n, "right") for n in names)], title="RTT (ms)")
+    for table in (loss, rtt):  # fit 80 columns: one space between columns, the target never cut
+        table.collapse_padding = True
+        table.pad_edge = False
+        table.columns[0].no_wrap = True
+        table.columns[0].min_width = max([len(_where(r.target, r.address)) for r in results] + [6])
     for r in results:
         a, s = r.acc, r.stats
         loss_pct = "-" if a.loss_pct is None else f"{a.loss_pct:.2f}"
         add_row(loss, _where(r.target, r.address), a.sent, a.received, a.lost, loss_pct, a.lost_forward,
                 a.lost_return, a.duplicates, a.reordered, a.late)
-        add_row(rtt, r.target, ms(s.min), ms(s.avg), ms(s.max), ms(s.mdev), ms(s.p50), ms(s.p90),
-                ms(s.p95), ms(s.p99), ms(s.jitter), ms(s.ipdv))
+        add_row(rtt, r.target, *(ms(getattr(s, n)) for n in names))
     parts: list[Any] = [loss, Text("  fwd/ret: lost on the way there / back (netkit's reflector only)", style="dim"),
                         rtt]
     for r in results:
@@ -119,7 +128,8 @@ def emit_summary(out: Output, doc: dict[str, Any], results: list[TargetResult], 
             rows.append(flatten(row))
         out.csv_rows(rows)
     else:
-        out.print(summary_tables(results, thresholds, title))
+        wide = not out.stdout_is_tty or out.console.width >= 100
+        out.print(summary_tables(results, thresholds, title, wide=wide))
         if histograms and out.stdout_is_tty and not out.quiet:
             for r in results:
                 out.print(histogram_text(r))
@@ -250,7 +260,7 @@ def latency(targets: tuple[str, ...], method: str, count: int | None, duration: 
 
     \b
     Examples:
-      netkit measure latency example.org:443
+      netkit measure latency example.test:443
       netkit measure latency --method udp -c 100 -i 10ms 127.0.0.1:9000
       netkit measure latency --method icmp 127.0.0.1 ::1 --max-rtt 5ms --format json
     """
@@ -290,14 +300,26 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
     live = out.live_ok and out.stdout_is_tty and out.format == "table"
     view = LiveView(out, cfg.method, cfg.count) if live else None
 
+    state: dict[str, Any] = {"broken": False, "stop": None}
+
     def sink(ev: lat.ProbeEvent) -> None:
-        if stream_json:
-            out.jsonl(event_json(ev))
-        elif lines:
-            out.line(event_line(ev, cfg.method))
+        # Runs inside socket callbacks: an exception here would be logged by the loop, not raised.
+        # A closed stdout (``| head -1``) stops the run; the exit status comes after the loop ends.
+        if state["broken"]:
+            return
+        try:
+            if stream_json:
+                out.jsonl(event_json(ev))
+            elif lines:
+                out.line(event_line(ev, cfg.method))
+        except BrokenPipeError:
+            state["broken"] = True
+            if state["stop"] is not None:
+                state["stop"].set()
 
     async def main() -> tuple[list[TargetResult], bool]:
         stop = asyncio.Event()
+        state["stop"] = stop
         async with StopSignal() as sig:
             watcher = asyncio.ensure_future(sig.wait())
             watcher.add_done_callback(lambda _f: stop.set())
@@ -313,7 +335,11 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
             return results, sig.signum is not None
 
     results, interrupted = run(main())
+    if state["broken"]:
+        raise BrokenPipeError  # the reader went away: exit quietly (141), as the CLI maps it
     for r in results:
+        if r.detail:
+            out.debug(f"{r.target}: measured by {r.detail}")
         if cfg.method == "udp" and r.reflector is not None:
             kind = ("netkit's reflector (per-direction loss)" if r.reflector == REFLECTOR_NETKIT
                     else "a plain echo (round trip only)")

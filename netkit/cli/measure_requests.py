@@ -16,7 +16,7 @@ from netkit.cli.params import TARGET, Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from netkit.core.request_models import RequestsResult, SecondRow
+    from netkit.core.request_models import IntervalRow, RequestsResult
     from netkit.render.output import Output
 
 DEFAULT_DURATION_S = 10.0
@@ -26,10 +26,10 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def row_line(row: SecondRow) -> str:
+def row_line(row: IntervalRow) -> str:
     """One plain per-second line (table format off a terminal, like iperf3's interval lines)."""
     lat = row.latency_ms
-    return (f"[{row.elapsed_s:7.2f}s] {row.requests_per_s:12,.1f} req/s  p50 {_ms(lat['p50'])} ms  "
+    return (f"[{row.start_s:6.2f}-{row.end_s:6.2f}s] {row.requests_per_s:12,.1f} req/s  p50 {_ms(lat['p50'])} ms  "
             f"p99 {_ms(lat['p99'])} ms  max {_ms(lat['max'])} ms  errors {row.errors}  "
             f"reconnects {row.reconnects}  conns {row.open_connections}")
 
@@ -79,7 +79,7 @@ class LiveRows:
 
     def __init__(self, out: Output) -> None:
         self.out = out
-        self.rows: list[SecondRow] = []
+        self.rows: list[IntervalRow] = []
         self.live: Any = None
 
     def render(self) -> Any:
@@ -89,11 +89,11 @@ class LiveRows:
                         ("errors", "right"), ("reconnects", "right"), ("conns", "right")],
                        title="measure requests (live)")
         for r in self.rows[-10:]:
-            add_row(t, f"{r.elapsed_s:.1f}s", f"{r.requests_per_s:,.1f}", _ms(r.latency_ms["p50"]),
+            add_row(t, f"{r.end_s:.1f}s", f"{r.requests_per_s:,.1f}", _ms(r.latency_ms["p50"]),
                     _ms(r.latency_ms["p99"]), _ms(r.latency_ms["max"]), r.errors, r.reconnects, r.open_connections)
         return t
 
-    def add(self, row: SecondRow) -> None:
+    def add(self, row: IntervalRow) -> None:
         self.rows.append(row)
         if self.live is not None:
             self.live.update(self.render(), refresh=True)
@@ -189,7 +189,8 @@ def requests(target: Any, connections: int, duration: float | None, count: int |
     Dropped connections are reconnected with backoff and counted.
 
     Exit status: 0 ok, 1 no request completed, no connection, or a threshold breached,
-    2 usage, 3 runtime, 130 interrupted (after the summary).
+    2 usage, 3 runtime. Ctrl-C stops early, prints the summary of what was measured and
+    exits by the result, as the other meters do.
 
     \b
     Examples:
@@ -261,7 +262,7 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
     view = LiveRows(out) if live else None
     lines = out.format == "table" and not live and not out.quiet
 
-    def sink(row: SecondRow) -> None:
+    def sink(row: IntervalRow) -> None:
         if out.format == "jsonl":
             out.jsonl(row.to_json())
         elif view is not None:
@@ -281,7 +282,7 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
     result = dataclasses.replace(result, thresholds=thresholds)
     doc = result.to_json()
     if out.format == "json":
-        out.json(result.to_json(seconds=True))
+        out.json(result.to_json(intervals=True))
     elif out.format == "jsonl":
         out.jsonl({"event": "summary", **doc})
     elif out.format == "csv":
@@ -292,9 +293,7 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
         out.print(summary_table(result))
     for f in thresholds.failed:
         out.info(f"netkit: check failed: {f}")
-    if signum is not None and result.interrupted:
-        import signal
-
-        if signum == signal.SIGINT:
-            return ExitCode.INTERRUPTED
+    if signum is not None:
+        out.debug("stopped by a signal: the summary covers the time measured so far")
+    # Like the other meters, Ctrl-C ends the run early and the exit status is the result's.
     return ExitCode.OK if thresholds.passed else ExitCode.CHECK_FAILED

@@ -185,8 +185,8 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
               help="Parallel streams.")
 @click.option("-R", "--reverse", is_flag=True, help="The server sends, the client receives.")
 @click.option("--bidir", is_flag=True, help="Both directions at once (--parallel streams each way).")
-@click.option("-l", "--size", type=Size(min=1, max=64 * 1024 * 1024), default="128K", show_default=True,
-              help="Block size of each write (iperf3's -l); UDP: datagram size (default 1400).")
+@click.option("-l", "--size", type=Size(min=1, max=64 * 1024 * 1024), default=None,
+              help="Block size of each write (iperf3's -l; default 128K); UDP: datagram size (default 1400).")
 @click.option("-i", "--interval", type=Duration(min=0.01), default="1s", show_default=True,
               help="Reporting interval.")
 @click.option("-O", "--omit", type=Duration(min=0.0, max=3600.0), default="0s", show_default=True,
@@ -200,7 +200,7 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
 @click.option("--connect-timeout", type=Duration(min=0.0, min_open=True, max=600.0), default="5s",
               show_default=True, help="Timeout for each connect and the server's answers.")
 @output_options
-def throughput(target: Target, duration: float, parallel: int, reverse: bool, bidir: bool, size: int,
+def throughput(target: Target, duration: float, parallel: int, reverse: bool, bidir: bool, size: int | None,
                interval: float, omit: float, udp: bool, rate: float | None, iperf3_: bool, plain: bool,
                min_rate: float | None, connect_timeout: float) -> int:
     """Measure bandwidth to TARGET (HOST:PORT), like iperf3.
@@ -229,10 +229,15 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         raise usage_error("use either --iperf3 or --plain, not both")
     if rate is not None and not udp:
         raise usage_error("--rate paces UDP only: add --udp", "--rate")
-    if udp and (iperf3_ or plain or bidir):
-        raise usage_error("--udp works with `netkit serve udp --mode echo` only (no --iperf3/--plain/--bidir)")
+    if udp and (iperf3_ or plain or bidir or reverse):
+        raise usage_error("--udp works with `netkit serve udp --mode echo` only "
+                          "(no --iperf3/--plain/--bidir/--reverse)")
     if udp and rate is None:
         rate = 1_000_000.0  # iperf3's UDP default: 1 Mbit/s
+    if size is None:
+        size = 1400 if udp else 128 * 1024
+    if udp and not 56 <= size <= 65507:
+        raise usage_error("a UDP datagram must be 56..65507 bytes (the probe header is 56)", "--size")
     server = "iperf3" if iperf3_ else ("plain" if plain else "auto")
     cfg = ThroughputConfig(
         host=target.host, port=target.port, duration_s=duration, parallel=parallel, reverse=reverse,
@@ -262,9 +267,12 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    if result.counted_by == "sender" or result.note:
-        if result.note:
+    if result.note:
+        # sender-side counting and failed streams change what the figures mean: always say so
+        if result.counted_by == "sender" or "stream " in result.note:
             out.warn(result.note)
+        else:
+            out.info(f"netkit: {result.note}")
     emit_result(out, result, streamed=view.stream_lines or out.format == "jsonl")
     if fired and fired[0] == signal.SIGINT:
         return ExitCode.INTERRUPTED

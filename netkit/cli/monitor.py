@@ -56,7 +56,7 @@ class ListenAddress(click.ParamType):
 @click.option("--packets", type=Count(min=1, max=1000), default=None,
               help="Latency packets per round.  [default: 3]")
 @click.option("--packet-interval", type=POSITIVE_DURATION, default=None,
-              help="Spacing of a round's latency packets.  [default: 100ms]")
+              help="Spacing of a round's latency packets.  [default: 100ms or interval/10, the shorter]")
 @click.option("--retries", type=Count(min=0, max=100), default=None,
               help="Reachability retries within a round.  [default: 0]")
 @click.option("--listen", type=ListenAddress(), default=None,
@@ -115,22 +115,24 @@ async def _main(out: Output, config: MonitorConfig, config_path: str | None, cli
     renderer.monitor = monitor
     if config.textfile and not config.textfile.endswith(".prom"):
         out.warn(f"{config.textfile}: node_exporter's textfile collector reads only files named *.prom")
-    monitor.write_textfile(strict=True)
-    server = MetricsServer(monitor.registry, *config.listen) if config.listen else None
-    if server is not None:
-        out.info(f"netkit monitor: listening on {server.address} (http://{server.address}/metrics)")
-    if config.textfile:
-        out.info(f"netkit monitor: writing metrics to {config.textfile}")
-    out.info(f"netkit monitor: {len(config.targets)} targets; SIGHUP reloads"
-             + (f" {config_path}" if config_path else " (no --config)") + ", SIGTERM stops")
     loader = (lambda: load_config(config_path, cli)) if config_path else None
-    try:
-        async with StopSignal() as stop:
-            with Dashboard(out, monitor) if out.live_ok else _Null():
+    # Signals first: a SIGTERM that arrives right after the ready line is already a clean stop.
+    async with StopSignal() as stop:
+        monitor.write_textfile(strict=True)
+        server = MetricsServer(monitor.registry, *config.listen) if config.listen else None
+        try:
+            if server is not None:
+                out.info(f"netkit monitor: listening on {server.address} (http://{server.address}/metrics)")
+            if config.textfile:
+                out.info(f"netkit monitor: writing metrics to {config.textfile}")
+            n = len(config.targets)
+            out.info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; SIGHUP reloads"
+                     + (f" {config_path}" if config_path else " (no --config)") + ", SIGTERM stops")
+            with Dashboard(out, monitor) if dashboard_on(out) else _Null():
                 await monitor.run(stop, loader=loader, rounds=rounds)
-    finally:
-        if server is not None:
-            server.close()
+        finally:
+            if server is not None:
+                server.close()
     emit_summary(out, monitor)
     if stop.interrupted:
         return ExitCode.INTERRUPTED
@@ -141,6 +143,12 @@ async def _main(out: Output, config: MonitorConfig, config_path: str | None, cli
 
 
 # ----- rendering ------------------------------------------------------------------------------
+def dashboard_on(out: Output) -> bool:
+    """The live view runs when stderr is a terminal, unless per-round lines (jsonl, csv) go to
+    that same terminal on stdout, where the two would overwrite each other."""
+    return out.live_ok and not (out.format in ("jsonl", "csv") and out.stdout_is_tty)
+
+
 class _Null:
     def __enter__(self) -> None:
         return None
@@ -175,7 +183,7 @@ class RoundRenderer:
         elif out.format == "csv":
             out.csv_rows([flatten({"time": gr.time_iso, "round": gr.round, **r.to_json()}) for r in gr.results],
                          CSV_FIELDS)
-        elif out.format == "table" and not (out.live_ok and out.stdout_is_tty):
+        elif out.format == "table" and not (dashboard_on(out) and out.stdout_is_tty):
             for r in gr.results:
                 out.line(f"{gr.time_iso} " + safe_text(round_line(r)))
 

@@ -215,7 +215,7 @@ def _run(**kw: Any) -> int:
             out.jsonl(record)
 
     if kw["repeat"] is None:
-        results, interrupted = run(_one_run(targets, opts, scan_threads, out, kw["wait"], stream))
+        results, interrupted = run(_one_run(targets, opts, scan_threads, out, kw["wait"], stream, kw["any_"]))
         rows = kept_rows(results)
         summary = summarize(results)
         _render(out, rows, None, summary, opts)
@@ -241,17 +241,27 @@ def _record(r: ProbeResult) -> dict[str, Any]:
 
 
 async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, stop: Any,
-                 stream_result: Any, on_attempt: Any = None) -> tuple[list[ProbeResult], bool]:
+                 stream_result: Any, on_attempt: Any = None,
+                 enough: Any = None) -> tuple[list[ProbeResult], bool]:
     """One pass over every target; on SIGINT the unfinished ones end as 'interrupted'.
 
     ``stream_result(i, result)`` is called as each target finishes (None: nobody listens).
+    ``enough``: an event that ends the round early without counting as an interruption
+    (``--wait --any`` once one target is up).
     """
     import asyncio
 
     from netkit.core.probe_models import ProbeResult, ProbeState
     from netkit.io.probe import Prober, probe_many
 
-    prober = Prober(opts, on_attempt=on_attempt)
+    last: dict[Target, tuple[int, Any]] = {}  # the latest attempt of each target still running
+
+    def attempted(target: Target, attempts: int, att: Any) -> None:
+        last[target] = (attempts, att)
+        if on_attempt is not None:
+            on_attempt(target, attempts, att)
+
+    prober = Prober(opts, on_attempt=attempted)
     if scan_threads is not None:
         return await _scan_round(targets, opts, prober, stop, stream_result, scan_threads)
     done: dict[int, ProbeResult] = {}
@@ -263,12 +273,17 @@ async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | 
 
     work = asyncio.ensure_future(probe_many(targets, opts, on_result=collect, prober=prober))
     stopper = asyncio.ensure_future(stop.wait())
+    waiters = {work, stopper}
+    if enough is not None:
+        waiters.add(asyncio.ensure_future(enough.wait()))
     try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopper.cancel()
-    interrupted = not work.done()
-    if interrupted:
+        for w in waiters - {work}:
+            w.cancel()
+    interrupted = not work.done() and stop.is_set()
+    cut_short = not work.done()
+    if cut_short:
         work.cancel()
         try:
             await work
@@ -276,12 +291,22 @@ async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | 
             pass
     else:
         work.result()
+    from netkit.core.probe_models import ns_to_ms
+
     results: list[ProbeResult] = []
+    so_far = ns_to_ms(prober.clock.now_ns() - (prober.start_ns or 0)) or 0.0
     for i, t in enumerate(targets):
         r = done.get(i)
         if r is None:
-            r = ProbeResult(str(t), t.host, t.port, None, ProbeState.TIMEOUT, 0, None, None, 0.0,
-                            "interrupted before an answer")
+            why = "interrupted" if interrupted else "stopped waiting: another target is up (--any)"
+            seen = last.get(t)
+            if seen is None:
+                r = ProbeResult(str(t), t.host, t.port, None, ProbeState.TIMEOUT, 0, None, None, so_far,
+                                f"{why} before an answer")
+            else:
+                attempts, att = seen
+                r = ProbeResult(str(t), t.host, t.port, att.address, att.state, attempts, ns_to_ms(att.connect_ns),
+                                None, so_far, f"{why}; last attempt: {att.error}")
         results.append(r)
     return results, interrupted
 
@@ -326,7 +351,8 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
 
     async def one(host: str) -> tuple[str, Any]:
         try:
-            return host, await prober.resolver.resolve(host)
+            left_s = (prober.plan.deadline_ns - prober.clock.now_ns()) / 1e9
+            return host, await prober.resolver.resolve(host, timeout_s=left_s)
         except ResolveError as exc:
             return host, exc
 
@@ -399,7 +425,7 @@ class _WaitProgress:
 
 
 async def _one_run(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, out: Output, wait: bool,
-                   stream: Any) -> tuple[list[ProbeResult], bool]:
+                   stream: Any, any_: bool = False) -> tuple[list[ProbeResult], bool]:
     import asyncio
     import time
 
@@ -412,6 +438,13 @@ async def _one_run(targets: list[Target], opts: ProbeOptions, scan_threads: int 
     async with StopSignal() as stop:
         if not wait:
             return await _round(targets, opts, scan_threads, stop, streamer)
+        first_up = asyncio.Event() if any_ else None
+
+        def attempted(target: Target, attempts: int, att: Any) -> None:
+            progress.attempt(target, attempts, att)
+            if first_up is not None and att.state.ok:
+                first_up.set()
+
         progress = _WaitProgress(out, targets, opts.deadline_s)
         start = time.monotonic()
 
@@ -422,7 +455,7 @@ async def _one_run(targets: list[Target], opts: ProbeOptions, scan_threads: int 
 
         tick = asyncio.ensure_future(ticker())
         try:
-            results, interrupted = await _round(targets, opts, None, stop, streamer, progress.attempt)
+            results, interrupted = await _round(targets, opts, None, stop, streamer, attempted, first_up)
         finally:
             tick.cancel()
         progress.show(time.monotonic() - start, final=True)

@@ -10,16 +10,18 @@ from netkit.core.exitcodes import ExitCode
 
 @click.command()
 @click.option("--only", multiple=True, help="Run only these checks (by module name, e.g. tcp).")
+@click.option("--quick", is_flag=True, help="Smaller transfers (e.g. 8 MiB instead of 64 MiB) for slow machines.")
 @output_options
-def selftest(only: tuple[str, ...]) -> int:
+def selftest(only: tuple[str, ...], quick: bool) -> int:
     """Start netkit's own servers on loopback and run every capability against them."""
     from netkit.io.aio import run
     from netkit.render.tables import add_row, make_table, state_cell
+    from netkit.selftest.base import SelftestEnv
     from netkit.selftest.runner import run_all
 
     out = get_output()
     out.info("netkit selftest: running every capability against netkit's own servers on 127.0.0.1")
-    report = run(run_all(only=list(only) or None))
+    report = run(run_all(SelftestEnv(quick=quick), only=list(only) or None))
 
     def table():  # type: ignore[no-untyped-def]
         t = make_table(["check", "result", ("figure", "right"), "detail"], title="netkit selftest")

@@ -89,11 +89,8 @@ def _render_summary(out: Any, summary: Any, title: str) -> None:
 
 def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
     if state.get("broken"):
-        raise BrokenPipeError
-    try:
-        _render_summary(out, summary, title)
-    except BrokenPipeError:
-        raise
+        raise BrokenPipeError  # stdout went away mid-run: leave quietly (exit 141)
+    _render_summary(out, summary, title)
     return ExitCode.OK
 
 

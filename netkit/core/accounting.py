@@ -19,13 +19,20 @@ Definitions (also in the README):
   (``refl_count``): ``lost_forward = sent - refl_count`` and
   ``lost_return = refl_count - (received + late)`` (both clamped at 0). Without a count: None.
 
-Memory: one byte of state per sequence sent, plus the sends still inside their timeout.
+Memory: one byte of state per sequence sent, the sends still inside their timeout, and 8 bytes
+per RTT sample up to ``max_samples`` (default 2,000,000). Past that the statistics continue
+exactly in O(1) memory (:class:`netkit.core.stats.StreamingStats`) except the percentiles,
+which then come from a log histogram (``samples_complete`` is False).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from netkit.core.stats import StreamingStats, Summary
 
 # Per-sequence state in a bytearray (one byte each).
 _PENDING = 0
@@ -56,7 +63,10 @@ class AccountingSummary:
     lost_forward: int | None
     lost_return: int | None
     reflector_count: int | None
-    rtts_ns: list[int] = field(default_factory=list, repr=False)
+    rtts_ns: Sequence[int] = field(default_factory=list, repr=False)
+    #: False when more RTTs arrived than were kept: use ``streamed`` for the statistics.
+    samples_complete: bool = True
+    streamed: Summary | None = field(default=None, repr=False)
 
     @property
     def loss_pct(self) -> float | None:
@@ -67,11 +77,13 @@ class AccountingSummary:
 class Accounting:
     """Event-driven accounting for one probe stream (one target, one session)."""
 
-    def __init__(self, timeout_ns: int, *, keep_rtts: bool = True) -> None:
+    def __init__(self, timeout_ns: int, *, keep_rtts: bool = True, max_samples: int = 2_000_000) -> None:
         if timeout_ns <= 0:
             raise ValueError("timeout must be positive")
         self.timeout_ns = timeout_ns
         self.keep_rtts = keep_rtts
+        self.max_samples = max_samples
+        self.stream = StreamingStats()
         self._state = bytearray()
         self._send_ns: dict[int, int] = {}  # sequences still inside their timeout
         self._order: deque[int] = deque()  # those sequences in send order (for expire)
@@ -84,7 +96,7 @@ class Accounting:
         self.unknown = 0
         self.highest = -1
         self.reflector_count: int | None = None
-        self.rtts_ns: list[int] = []
+        self.rtts_ns: array[int] = array("q")
 
     # ----- events -----------------------------------------------------------------------
     def on_sent(self, seq: int, t_ns: int) -> None:
@@ -136,7 +148,9 @@ class Accounting:
         self._state[seq] = _RECEIVED
         self.received += 1
         if self.keep_rtts:
-            self.rtts_ns.append(rtt_ns)
+            self.stream.add(rtt_ns)
+            if len(self.rtts_ns) < self.max_samples:
+                self.rtts_ns.append(rtt_ns)
         return ReplyEvent(seq, "ok", rtt_ns, reordered)
 
     def on_error(self, seq: int) -> bool:
@@ -218,5 +232,6 @@ class Accounting:
             sent=self.sent, received=self.received, lost=self.lost, late=self.late,
             duplicates=self.duplicates, reordered=self.reordered, unknown=self.unknown,
             lost_forward=lost_forward, lost_return=lost_return, reflector_count=count,
-            rtts_ns=list(self.rtts_ns),
+            rtts_ns=self.rtts_ns, samples_complete=self.stream.count == len(self.rtts_ns),
+            streamed=self.stream.summary(),
         )

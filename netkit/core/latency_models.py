@@ -75,11 +75,15 @@ class TargetResult:
     kernel_timestamps: bool = False
     error: str | None = None
     elapsed_ns: int = 0
+    #: How it was measured, for -v (e.g. "icmp datagram socket"); not part of the JSON schema.
+    detail: str | None = None
     stats: Summary = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.stats is None:
-            object.__setattr__(self, "stats", summarize(self.acc.rtts_ns))
+            a = self.acc
+            exact = a.samples_complete or a.streamed is None
+            object.__setattr__(self, "stats", summarize(a.rtts_ns) if exact else a.streamed)
 
     @property
     def loss_pct(self) -> float | None:

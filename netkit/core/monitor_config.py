@@ -13,7 +13,7 @@ The file::
     method = "tcp-connect"    # tcp-connect | udp | icmp
     timeout = "1s"            # per attempt and per packet (default: 1s or interval/4, the shorter)
     packets = 3               # latency packets per round
-    packet_interval = "100ms"
+    packet_interval = "100ms" # (default: 100ms or interval/10, the shorter)
     retries = 0               # reachability retries per round
     listen = "127.0.0.1:9464" # false: no HTTP endpoint
     textfile = "/var/lib/node_exporter/textfile/netkit.prom"
@@ -215,7 +215,9 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
     interval, interval_key = _resolve("interval", layers) or (DEFAULT_INTERVAL_S, "interval")
     method, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
     packets, _ = _resolve("packets", layers) or (DEFAULT_PACKETS, "packets")
-    spacing, spacing_key = _resolve("packet_interval", layers) or (DEFAULT_PACKET_INTERVAL_S, "packet_interval")
+    # Unset spacing and timeout shrink with a short interval, so the defaults always fit a round.
+    spacing, spacing_key = (_resolve("packet_interval", layers)
+                            or (min(DEFAULT_PACKET_INTERVAL_S, interval / 10), "packet_interval"))
     retries, _ = _resolve("retries", layers) or (DEFAULT_RETRIES, "retries")
     timeout_got = _resolve("timeout", layers)
     if timeout_got is None:

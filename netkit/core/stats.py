@@ -157,6 +157,53 @@ class LogHistogram:
         return self.bounds(max(self.counts))[1]
 
 
+class StreamingStats:
+    """The statistics of :func:`summarize` in O(1) memory, for streams too long to keep.
+
+    min, max, avg and mdev (Welford's algorithm, population variance), jitter and ipdv are exact;
+    percentiles come from a :class:`LogHistogram` (the upper bound of the bucket, within ~9%).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._mean = 0.0
+        self._m2 = 0.0
+        self.min: float | None = None
+        self.max: float | None = None
+        self._prev: float | None = None
+        self._jitter = 0.0
+        self._absdiff = 0.0
+        self.hist = LogHistogram()
+
+    def add(self, x: float) -> None:
+        self.count += 1
+        delta = x - self._mean
+        self._mean += delta / self.count
+        self._m2 += delta * (x - self._mean)
+        if self.min is None or x < self.min:
+            self.min = x
+        if self.max is None or x > self.max:
+            self.max = x
+        if self._prev is not None:
+            d = abs(x - self._prev)
+            self._jitter += (d - self._jitter) / 16.0
+            self._absdiff += d
+        self._prev = x
+        self.hist.add(x)
+
+    def summary(self) -> Summary:
+        n = self.count
+        if n == 0:
+            return summarize([])
+        h = self.hist
+        return Summary(
+            count=n, min=float(self.min), avg=self._mean, max=float(self.max),  # type: ignore[arg-type]
+            mdev=math.sqrt(self._m2 / n),
+            p50=h.percentile(50), p90=h.percentile(90), p95=h.percentile(95), p99=h.percentile(99),
+            jitter=self._jitter if n >= 2 else None, ipdv=self._absdiff / (n - 1) if n >= 2 else None,
+        )
+
+
 def histogram(samples: Sequence[float], bins: int = 10) -> list[tuple[float, float, int]]:
     """Equal-width bins over [min, max]: ``[(low, high, count), ...]`` (for the small chart)."""
     if not samples:

@@ -114,7 +114,9 @@ class UdpSummary:
     lost_percent: float | None
     duplicates: int
     reordered: int
-    jitter_ms: float | None
+    jitter_ms: float | None  # RFC 3550 estimator over round-trip transit times
+    lost_forward: int | None = None  # client -> reflector (netkit's reflector counts what it got)
+    lost_return: int | None = None  # reflector -> client
 
 
 @dataclass(frozen=True)

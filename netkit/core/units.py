@@ -103,8 +103,6 @@ def parse_size(text: str) -> int:
         raise InputError(f"invalid size {text!r}: larger than 1 TiB")
     if size != int(size):
         raise InputError(f"invalid size {text!r}: not a whole number of bytes")
-    if size > MAX_SIZE:
-        raise InputError(f"invalid size {text!r}: larger than 1 TiB")
     return int(size)
 
 

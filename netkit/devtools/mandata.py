@@ -116,8 +116,8 @@ PAGES: dict[str, dict[str, Any]] = {
     },
     "send udp": {
         "exit_status": (
-            (0, "Sent (and, with --wait, replies printed as they came)."),
-            (1, "Sending failed (for example ICMP port unreachable)."),
+            (0, "Sent (and, with --wait, at least one reply came)."),
+            (1, "With --wait: no reply came, or the port is unreachable."),
             _USAGE,
             _RUNTIME,
         ),
@@ -213,9 +213,10 @@ PAGES: dict[str, dict[str, Any]] = {
     "measure requests": {
         "exit_status": (
             (0, "Measured (and within --min-rps and --max-p99 when given)."),
-            (1, "The connection failed, or a threshold was breached (the summary says which)."),
+            (1, "No request completed, no connection, or a threshold was breached (the summary says which)."),
             _USAGE,
             _RUNTIME,
+            (130, "Interrupted by Ctrl-C (after the summary)."),
         ),
         "examples": (
             ("Closed loop, 100 persistent connections, 10 s, against netkit's echo server:",
@@ -229,9 +230,11 @@ PAGES: dict[str, dict[str, Any]] = {
     # ----- monitor -------------------------------------------------------------------------------
     "monitor": {
         "exit_status": (
-            (0, "Stopped with SIGTERM or Ctrl-C."),
+            (0, "Stopped with SIGTERM, or --rounds done with every target up in its last round."),
+            (1, "With --rounds: a target failed its last round."),
             _USAGE,
             (3, "Runtime error: the metrics address is in use or the config file cannot be read."),
+            (130, "Stopped with SIGINT (Ctrl-C)."),
         ),
         "examples": (
             ("Probe two services every 10 s and serve Prometheus metrics on 127.0.0.1:9464:",

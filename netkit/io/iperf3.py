@@ -28,6 +28,7 @@ around the shared data path of :mod:`netkit.io.throughput`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import secrets
@@ -247,6 +248,11 @@ def run_iperf3(
 ) -> ThroughputResult:
     """One TCP test against an iperf3 server. ``ctrl``/``cookie``: a control connection that
     auto-detection already opened (its 37-byte probe was taken as the cookie)."""
+    notes: list[str] = []
+    if cfg.omit_s != round(cfg.omit_s):
+        # iperf3 omits whole seconds only; both sides must leave out the same period
+        cfg = dataclasses.replace(cfg, omit_s=float(round(cfg.omit_s)))
+        notes.append(f"iperf3 takes whole seconds: --omit rounded to {cfg.omit_s:g}s")
     if ctrl is None:
         ctrl = tp.connect(cfg.host, cfg.port, cfg.connect_timeout_s)
         cookie = make_cookie()
@@ -260,7 +266,10 @@ def run_iperf3(
     control = _Control(ctrl, first_state)
     workers: list[tp.StreamWorker] = []
     try:
-        return _run(cfg, control, cookie, workers, on_interval, on_progress, stop)
+        result = _run(cfg, control, cookie, workers, on_interval, on_progress, stop)
+        if notes:
+            result = dataclasses.replace(result, note="; ".join(notes + ([result.note] if result.note else [])))
+        return result
     finally:
         for w in workers:
             w.close()

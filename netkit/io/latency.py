@@ -133,7 +133,13 @@ class Prober:
         return TargetResult(
             target=self.label, address=self.address, acc=summary, reflector=self.reflector,
             kernel_timestamps=self.kernel_ts_used > 0, error=self.error, elapsed_ns=elapsed_ns,
+            detail=self.describe(),
         )
+
+    def describe(self) -> str:
+        """How this prober measured, in a few words (shown with -v)."""
+        stamps = "kernel receive timestamps" if self.kernel_ts_used else "user-space timestamps"
+        return f"{self.method}, {stamps}"
 
 
 # ----- UDP ----------------------------------------------------------------------------------
@@ -171,14 +177,16 @@ class UdpProber(Prober):
         buf = self._buf
         t_mono = time.perf_counter_ns()
         packet.encode_into(buf, self.session, seq, t_mono)
+        # Read the wall clock last and record after the send: the reply cannot be handled before
+        # this returns to the loop, and nothing else sits between the timestamp and the send.
         t_real = time.time_ns()
-        self._record_send(seq, t_mono, t_real)
         try:
             self.sock.send(buf)
         except ConnectionRefusedError:
             self.error = "port unreachable (nothing listening)"
         except OSError as exc:
             self.error = exc.strerror or str(exc)
+        self._record_send(seq, t_mono, t_real)
 
     def _readable(self) -> None:
         sock = self.sock
@@ -242,6 +250,11 @@ class UdpProber(Prober):
                 self.acc.on_reflector_count(self._query_count, final=True)
                 return
 
+    def result(self, elapsed_ns: int) -> TargetResult:
+        if self.foreign and self.error is None:
+            self.error = f"{self.foreign} replies were not echoes of netkit's probes (not an echo service?)"
+        return super().result(elapsed_ns)
+
     def close(self) -> None:
         self._remove_reader(self.sock)
         if self.sock is not None:
@@ -288,20 +301,21 @@ class TcpEchoProber(Prober):
         t_mono = time.perf_counter_ns()
         packet.encode_into(buf, self.session, seq, t_mono)
         t_real = time.time_ns()
-        self._record_send(seq, t_mono, t_real)
-        if self.sock is None:
-            return
-        if self._out:
-            self._out += buf
+        if self.sock is None or self._out:
+            self._record_send(seq, t_mono, t_real)
+            if self.sock is not None:
+                self._out += buf
             return
         try:
             n = self.sock.send(buf)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
+            self._record_send(seq, t_mono, t_real)
             self.error = _os_reason(exc)
             self._drop()
             return
+        self._record_send(seq, t_mono, t_real)
         if n < len(buf):
             self._out += buf[n:]
             if not self._writer:
@@ -389,7 +403,12 @@ class TcpConnectProber(Prober):
         self._family, self._sockaddr = res.family, res.sockaddr
 
     def send(self, seq: int) -> None:
-        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(self._family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors (a flood with --interval 0): this probe fails
+            self._record_send(seq, time.perf_counter_ns(), time.time_ns())
+            self._failed(seq, exc.errno or errno.EMFILE)
+            return
         sock.setblocking(False)
         t0 = time.perf_counter_ns()
         self._record_send(seq, t0, time.time_ns())
@@ -518,7 +537,6 @@ class IcmpProber(Prober):
         if not self.v6:
             struct.pack_into("!H", msg, 2, icmp_checksum(msg))
         t_real = time.time_ns()
-        self._record_send(seq, t_mono, t_real)
         try:
             if self.raw:
                 self.sock.sendto(msg, self._sockaddr)
@@ -526,6 +544,7 @@ class IcmpProber(Prober):
                 self.sock.send(msg)
         except OSError as exc:
             self.error = exc.strerror or str(exc)
+        self._record_send(seq, t_mono, t_real)
 
     def _readable(self) -> None:
         sock = self.sock
@@ -561,6 +580,10 @@ class IcmpProber(Prober):
                     continue
                 seq = (sent - 1) - (((sent - 1) - seq16) & 0xFFFF)
             self._deliver(seq, t, timestamps.from_ancdata(anc))
+
+    def describe(self) -> str:
+        kind = "raw" if self.raw else "datagram"
+        return f"icmp {kind} socket, " + super().describe().split(", ", 1)[1]
 
     def close(self) -> None:
         self._remove_reader(self.sock)

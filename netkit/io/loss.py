@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from netkit.core import packet
 from netkit.core.accounting import Accounting
+from netkit.core.errors import CheckFailed
 from netkit.core.latency_models import REFLECTOR_NETKIT, REFLECTOR_PLAIN, LossConfig, TargetResult
 from netkit.core.targets import Target
 from netkit.io.reflector_server import tune_buffers
@@ -105,6 +106,9 @@ class LossStream:
         cfg, acc = self.cfg, self.acc
         try:
             await self.open()
+        except CheckFailed as exc:  # the name did not resolve: a result with nothing sent
+            self.error = str(exc).split(": ", 1)[-1]
+            return self._result(0)
         except OSError as exc:
             self.error = (exc.strerror or str(exc)).lower()
             return self._result(0)

@@ -292,7 +292,12 @@ class Monitor:
                 return error_round(t, f"internal error: {type(exc).__name__}: {exc}", self.clock.now_ns() - start)
 
     async def _group(self, interval_s: float, targets: list[MonitorTarget], rounds: int | None,
-                     sem: asyncio.Semaphore) -> None:
+                     sem: asyncio.Semaphore, restart: asyncio.Event) -> None:
+        """Rounds on a fixed tick until ``rounds`` are done or ``restart`` is set (after a reload).
+
+        A reload never cuts a round short: the group leaves at the end of the round in flight,
+        or at once while it is waiting for its next tick.
+        """
         interval_ns = int(interval_s * NS)
         start = self.clock.now_ns()
         n = 0
@@ -300,7 +305,12 @@ class Monitor:
             due = start + n * interval_ns
             now = self.clock.now_ns()
             if due > now:
-                await asyncio.sleep((due - now) / NS)
+                try:
+                    await asyncio.wait_for(restart.wait(), (due - now) / NS)
+                except asyncio.TimeoutError:
+                    pass
+            if restart.is_set():
+                return
             wall = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             results = list(await asyncio.gather(*(self._safe_round(t, sem) for t in targets)))
             with self.lock:
@@ -338,7 +348,9 @@ class Monitor:
                   rounds: int | None = None) -> None:
         """Run until ``stop`` (a StopSignal or Event) is set, or every group did ``rounds`` rounds.
 
-        SIGHUP calls ``loader`` (when given) and restarts the schedule with the new config.
+        SIGHUP calls ``loader`` (when given). A new config is applied at once (counters of the
+        targets it keeps carry on); the groups finish the round in flight and restart on the new
+        schedule. A config that fails to load changes nothing. ``stop`` cancels rounds in flight.
         """
         loop = asyncio.get_running_loop()
         reload_ev = asyncio.Event()
@@ -348,30 +360,36 @@ class Monitor:
             hup = True
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):
             pass
+        stopper = asyncio.ensure_future(stop.wait())
+        groups: list[asyncio.Future[None]] = []
+        all_done: asyncio.Future[Any] | None = None
         try:
             while True:
                 sem = asyncio.Semaphore(self.concurrency)
-                groups = [asyncio.ensure_future(self._group(iv, ts, rounds, sem))
+                restart = asyncio.Event()
+                groups = [asyncio.ensure_future(self._group(iv, ts, rounds, sem, restart))
                           for iv, ts in self.config.groups().items()]
-                all_done = asyncio.ensure_future(asyncio.gather(*groups))
-                stopper = asyncio.ensure_future(stop.wait())
-                reloader = asyncio.ensure_future(reload_ev.wait())
-                try:
+                all_done = asyncio.gather(*groups)
+                while True:
+                    reloader = asyncio.ensure_future(reload_ev.wait())
                     done, _ = await asyncio.wait({all_done, stopper, reloader}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for fut in (stopper, reloader, all_done, *groups):
-                        fut.cancel()
-                    await asyncio.gather(all_done, *groups, return_exceptions=True)
-                if all_done in done and not all_done.cancelled() and all_done.exception() is not None:
-                    raise all_done.exception()  # type: ignore[misc]
-                if stop.is_set() or all_done in done:
-                    return
-                reload_ev.clear()
-                if loader is None:
-                    self.on_warning("SIGHUP: nothing to reload (no --config)")
-                else:
-                    self.reload(loader)
+                    reloader.cancel()
+                    if stopper in done or (all_done in done and not restart.is_set()):
+                        if all_done in done and all_done.exception() is not None:
+                            raise all_done.exception()  # type: ignore[misc]
+                        return
+                    if all_done in done:
+                        break  # every group left after the reload: start the new schedule
+                    reload_ev.clear()
+                    if loader is None:
+                        self.on_warning("SIGHUP: nothing to reload (no --config)")
+                    elif self.reload(loader):
+                        restart.set()
         finally:
+            stopper.cancel()
+            for g in groups:
+                g.cancel()
+            pending = [*groups, *([all_done] if all_done is not None else [])]
+            await asyncio.gather(*pending, return_exceptions=True)  # retrieves every outcome
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
-

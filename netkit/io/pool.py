@@ -220,7 +220,11 @@ class ConnectionPool:
         if self._started:
             raise RuntimeError("pool already started")
         self._started = True
-        results = await asyncio.gather(*(self._connect_once(slot) for slot in range(self.config.size)))
+        try:
+            results = await asyncio.gather(*(self._connect_once(slot) for slot in range(self.config.size)))
+        except BaseException:  # cancelled (Ctrl-C) while connecting: leave nothing open
+            await self.close()
+            raise
         failed = [slot for slot, ok in enumerate(results) if not ok]
         if len(failed) == self.config.size:
             msg = self.last_error or "connection failed"
@@ -237,12 +241,13 @@ class ConnectionPool:
         if self._closing:
             return
         self._closing = True
+        tasks = list(self._tasks)
         if self._health_task is not None:
-            self._health_task.cancel()
-        for t in list(self._tasks):
+            tasks.append(self._health_task)
+        for t in tasks:
             t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         while self._waiters:
             w = self._waiters.popleft()
             if not w.done():
@@ -400,9 +405,10 @@ class ConnectionPool:
         self._event("connect-failed", slot=slot, error=message)
 
     def _ready(self, conn: PoolConnection) -> None:
-        if self.on_ready is not None and self.on_ready(conn):
-            conn.in_use = True
-            return
+        if self.on_ready is not None:
+            conn.in_use = True  # the hook owns it now; it may keep it or release() it itself
+            if self.on_ready(conn):
+                return
         self.release(conn)
 
     def _lost(self, conn: PoolConnection, exc: Exception | None) -> None:
@@ -462,7 +468,9 @@ class ConnectionPool:
                 conn.in_use = True
                 try:
                     ok = await asyncio.wait_for(self.health_check(conn), self.config.connect_timeout_s)
-                except (asyncio.TimeoutError, OSError, PoolError, ValueError):
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a failing check is a failed check, never a dead health loop
                     ok = False
                 if ok:
                     self.release(conn)

@@ -104,12 +104,13 @@ class Resolver:
         self.cache_failures = cache_failures
         self._cache: dict[str, asyncio.Future[list[Resolved]]] = {}
 
-    async def resolve(self, host: str, sock_type: int = socket.SOCK_STREAM) -> list[Resolved]:
+    async def resolve(self, host: str, sock_type: int = socket.SOCK_STREAM,
+                      timeout_s: float | None = None) -> list[Resolved]:
+        """Addresses of ``host``; ``timeout_s`` (the time left before the deadline) caps the lookup."""
         fut = self._cache.get(host)
         if fut is None:
-            fut = asyncio.ensure_future(
-                resolve_all(host, 0, family=self.family, type=sock_type, timeout=self.timeout_s)
-            )
+            limit = self.timeout_s if timeout_s is None else max(0.001, min(self.timeout_s, timeout_s))
+            fut = asyncio.ensure_future(resolve_all(host, 0, family=self.family, type=sock_type, timeout=limit))
             self._cache[host] = fut
         try:
             return await asyncio.shield(fut)
@@ -334,10 +335,17 @@ class Prober:
         return RetryPlan(self.opts.backoff, self.opts.retries, self.start_ns + int(self.opts.deadline_s * NS),
                          last_call)
 
-    async def _attempt(self, target: Target, addrs: list[Resolved], timeout_s: float) -> Attempt:
-        """Try each address in preference order; the first that opens wins, else the first failure."""
+    async def _attempt(self, target: Target, addrs: list[Resolved], plan: RetryPlan) -> Attempt:
+        """Try each address in preference order; the first that opens wins, else the first failure.
+
+        Each address gets ``--timeout``, cut at the deadline; none starts once it has passed.
+        """
         first: Attempt | None = None
         for addr in addrs:
+            timeout_ns = plan.attempt_timeout_ns(int(self.opts.timeout_s * NS), self.clock.now_ns())
+            if timeout_ns <= 0 and first is not None:
+                break
+            timeout_s = max(timeout_ns, 1_000_000) / NS
             if self.opts.udp:
                 att = await _udp_attempt(addr, target.port, self.opts, timeout_s, self.clock)
             else:
@@ -366,7 +374,8 @@ class Prober:
             if addrs is None:
                 try:
                     sock_type = socket.SOCK_DGRAM if opts.udp else socket.SOCK_STREAM
-                    addrs = await self.resolver.resolve(target.host, sock_type)
+                    left_s = (plan.deadline_ns - self.clock.now_ns()) / NS
+                    addrs = await self.resolver.resolve(target.host, sock_type, left_s)
                     resolve_ns = None if is_ip_literal(target.host) else addrs[0].resolve_ns
                 except ResolveError as exc:
                     last = Attempt(ProbeState.DNS_ERROR, None, None, str(exc))
@@ -376,7 +385,7 @@ class Prober:
                 if timeout_ns <= 0:
                     attempts -= 1
                     break
-                last = await self._attempt(target, addrs, timeout_ns / NS)
+                last = await self._attempt(target, addrs, plan)
             if self.on_attempt is not None:
                 self.on_attempt(target, attempts, last)
             if not _retryable(last.state, opts):

@@ -31,12 +31,12 @@ from netkit.core.request_models import (
     DelimiterFramer,
     FramingError,
     HeaderFramer,
+    IntervalRow,
     LatencyHistogram,
     LengthFramer,
     PoolConfig,
     RequestsConfig,
     RequestsResult,
-    SecondRow,
     encode_request,
     session_preamble,
 )
@@ -48,7 +48,7 @@ MAX_TICK_DISPATCH = 100_000  # scheduled requests handled per timer tick (a boun
 MAX_BACKLOG = 1_000_000
 DRAIN_S = 1.0  # after a --requests run stops sending, wait at most this for stragglers (and timeout)
 
-RowSink = Callable[[SecondRow], None]
+RowSink = Callable[[IntervalRow], None]
 
 
 class _LoadConn(PoolConnection):
@@ -103,6 +103,13 @@ class _LoadConn(PoolConnection):
     def data_received(self, data: bytes) -> None:
         """Length framing without --expect: count bytes until the reply is whole."""
         got = self.got + len(data)
+        if got == self.need and self.fast:  # the closed-loop hot path: record, send the next request
+            now = perf_ns()
+            self.got = 0
+            self.record(now - self.t_sched)
+            self.t_sched = now
+            self.write_(self.req)  # type: ignore[misc]
+            return
         if got < self.need:
             self.got = got
             return
@@ -111,11 +118,6 @@ class _LoadConn(PoolConnection):
             return
         now = perf_ns()
         self.got = 0
-        if self.fast:  # the closed-loop hot path: record, send the next request
-            self.record(now - self.t_sched)
-            self.t_sched = now
-            self.write_(self.req)  # type: ignore[misc]
-            return
         if not self.busy:
             self.run.error("framing", self, "a reply without a request")
             return
@@ -418,7 +420,7 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
         framing=cfg.framing, connections=cfg.connections, rate_rps=cfg.rate, elapsed_ns=t_end - t0,
         requests=c.done, sent=c.sent, bytes_sent=c.sent * run.frame_len, bytes_received=c.bytes_in,
         latency=c.hist.summary_ms(), errors=dict(run.errors), reconnects=stats.reconnects, drops=stats.drops,
-        seconds=tuple(c.rows), interrupted=interrupted, error=run.last_error,
+        intervals=tuple(c.rows), interrupted=interrupted, error=run.last_error,
     )
 
 
@@ -473,7 +475,7 @@ class _Collector:
         self.pool = pool
         self.t0 = t0
         self.hist = LatencyHistogram()
-        self.rows: list[SecondRow] = []
+        self.rows: list[IntervalRow] = []
         self.done = self.sent = self.bytes_in = 0
         self.last_ns = t0
         self.last_errors = 0
@@ -489,7 +491,7 @@ class _Collector:
         self.sent += sent
         return done, sent, bin_, h
 
-    def row(self, now: int) -> SecondRow:
+    def row(self, now: int) -> IntervalRow:
         done, sent, bin_, h = self.fold()
         bout = sent * self.run.frame_len
         span = (now - self.last_ns) / NS
@@ -502,8 +504,8 @@ class _Collector:
         def per_s(n: int) -> float:
             return round(n / span, 3) if span > 0 else 0.0
 
-        row = SecondRow(
-            second=len(self.rows) + 1, elapsed_s=round((now - self.t0) / NS, 6), requests=done,
+        row = IntervalRow(
+            start_s=round((self.last_ns - self.t0) / NS, 6), end_s=round((now - self.t0) / NS, 6), requests=done,
             requests_per_s=per_s(done), bytes_per_s={"sent": per_s(bout), "received": per_s(bin_)},
             latency_ms={"p50": ms(h.percentile(50)), "p99": ms(h.percentile(99)), "max": ms(h.max)},
             errors=errors - self.last_errors, reconnects=stats.reconnects - self.last_reconnects,

@@ -291,6 +291,8 @@ def _scan_part(
                 ready.append(heapq.heappop(timers)[2])
             batch = 512
             while ready and batch and len(inflight) < limit:
+                if not batch & 63 and now() >= deadline:  # no new attempt past the deadline
+                    break
                 batch -= 1
                 job = ready.popleft()
                 t = targets[job.idx]
@@ -312,7 +314,10 @@ def _scan_part(
                 if need_setblocking:
                     sock.setblocking(False)
                 t_start = now()
-                err = sock.connect_ex((ip, t.port, *extra) if extra else (ip, t.port))
+                try:
+                    err = sock.connect_ex((ip, t.port, *extra) if extra else (ip, t.port))
+                except OSError as exc:  # a malformed address; connect_ex reports the rest as errno
+                    err = exc.errno or errno.EINVAL
                 if err in _IN_PROGRESS:
                     err = sock.getsockopt(sol, so_error)
                     if err == 0:

@@ -198,7 +198,8 @@ class _Source(_ModeProtocol):
         self.rec.bytes_in += len(data)  # read and drop what the client sends
 
     def eof_received(self) -> bool:
-        return True  # the client may half-close and keep reading
+        # The client may half-close and keep reading; TLS has no half-close (asyncio would warn).
+        return self.server.tls is None
 
 
 MODE_PROTOCOLS: dict[str, type[_ModeProtocol]] = {
@@ -237,7 +238,9 @@ class _Sniff(asyncio.Protocol):
         self.buf += data
         verdict = self.server._sniff(self.buf)
         if verdict is None:
-            return
+            if len(self.buf) < self.server._magic_len:
+                return
+            verdict = False  # a sniffer that cannot decide on a whole header: plain client
         self._switch(verdict)
 
     def _switch(self, session: bool) -> None:
@@ -259,17 +262,19 @@ class _Sniff(asyncio.Protocol):
             proto.data_received(first)
         if isinstance(proto, _Source):
             proto.start()
-        if self._eof and not transport.is_closing():
-            if not proto.eof_received():
-                transport.close()
+        if self._eof:
+            self._keep_open = bool(proto.eof_received())
 
     _eof = False
+    _keep_open = False
 
     def eof_received(self) -> bool:
         if not self.decided:
             self._eof = True
             self._switch(False)  # a client that sent less than a header and closed: plain client
-        return True  # _switch closed it if the mode wants that
+        # The mode's answer (False: close once writes are flushed); never True over TLS modes
+        # that close, which asyncio would warn about.
+        return self._keep_open
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -314,6 +319,7 @@ class TcpServer:
         self._start_ns = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._sniff_fn: Callable[[bytes], bool | None] | None = None
+        self._magic_len = 64
 
     # ----- public API for sessions ------------------------------------------------------------
     def record(self, transport: asyncio.BaseTransport) -> ConnRecord | None:
@@ -366,6 +372,7 @@ class TcpServer:
             from netkit.io import tcp_sessions
 
             self._sniff_fn = tcp_sessions.sniff
+            self._magic_len = int(getattr(tcp_sessions, "MAGIC_LEN", 64))
         except ImportError:  # pragma: no cover - sessions are part of the package
             self._sniff_fn = None
         kwargs: dict[str, Any] = {}
@@ -443,8 +450,8 @@ class TcpServer:
         if self.stopping or (limit is not None and len(self._conns) >= limit):
             if not self.stopping:
                 self._limits["max_conns"] += 1
-                self.emit("limit", limit="max_conns", peer=peer, value=limit)
-            transport.abort()
+                self.emit("limit", limit="max_conns", id=None, peer=peer, value=limit)
+            transport.close()  # a clean FIN (close_notify over TLS), not a reset
             return None
         rec = ConnRecord(self._next_id, peer, time.perf_counter_ns(), transport)
         self._next_id += 1
@@ -560,6 +567,13 @@ async def serve_tcp(
         if stop_cm is not None:
             await stop_cm.__aexit__(None, None, None)
     return server.summary(stopped_by)
+
+
+def serve_tcp_sync(config: TcpServerConfig, **kwargs: Any) -> TcpServeSummary:
+    """Blocking twin of :func:`serve_tcp` (until SIGINT/SIGTERM, or ``--once``)."""
+    from netkit.io.aio import run
+
+    return run(serve_tcp(config, **kwargs))
 
 
 def _quiet_loop_errors(loop: asyncio.AbstractEventLoop, server: TcpServer) -> None:

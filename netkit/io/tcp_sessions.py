@@ -36,7 +36,7 @@ from netkit.core.throughput_models import parse_tcp_info
 MAGIC = sh.MAGIC
 MAGIC_LEN = len(MAGIC)
 
-RECV_BUF = 256 * 1024
+RECV_BUF = 1024 * 1024  # large reads: fewer loop turns per GB, and iperf3 -l 1M clients write 1 MiB at a time
 SOURCE_BURST = 32  # writes per loop turn when the kernel keeps accepting (bounded loop)
 GO_WAIT_S = 30.0  # a source stream whose client never says GO is closed after this
 WRITE_HIGH_WATER = 1024 * 1024

@@ -201,3 +201,10 @@ async def serve_udp(
         if cm is not None:
             await cm.__aexit__(None, None, None)
     return server.summary(stopped_by)
+
+
+def serve_udp_sync(config: UdpServerConfig, **kwargs: Any) -> UdpServeSummary:
+    """Blocking twin of :func:`serve_udp` (until SIGINT/SIGTERM)."""
+    from netkit.io.aio import run
+
+    return run(serve_udp(config, **kwargs))

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 import support
 
 HEAVY = ("rich", "asyncio", "psutil")

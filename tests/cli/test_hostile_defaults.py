@@ -112,7 +112,7 @@ def test_hostile_insecure_is_explicit_and_warned(tls_server: support.Server, com
                                                  record_property: Record) -> None:
     args = [*command, tls_server.addr] + (["hi"] if command[0] == "send" else [])
     r = support.run_netkit(args)
-    record_property("held", f"{' '.join(command[:2])} --tls --insecure")
+    record_property("held", f"{' '.join(command[:2 if command[0] == 'send' else 1])} --tls --insecure")
     record_property("injected", "an untrusted certificate, verification turned off")
     record_property("result", f"exit {r.exit_code}; stderr: {r.stderr.strip()[:100]}")
     assert r.exit_code == 0, r.stderr

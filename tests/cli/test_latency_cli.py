@@ -108,3 +108,16 @@ def test_several_targets_one_row_each(refl: str, listener: str) -> None:
 def test_usage_errors_exit_2(args: list[str]) -> None:
     res = support.invoke(["measure", "latency", *args])
     assert res.exit_code == 2, res.stderr
+
+
+def test_closed_stdout_ends_quietly(refl: str) -> None:
+    import subprocess
+
+    proc = subprocess.Popen(support.netkit_cmd("measure", "latency", "-m", "udp", refl, "-c", "50", "-i", "20ms"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    assert b"bytes from" in proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=10) == 141
+    assert "Traceback" not in err and "Exception" not in err

@@ -21,6 +21,7 @@ import support
 from netkit.core import packet
 
 Record = Callable[[str, object], None]
+pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
 
 def require_built(*command: str) -> None:
@@ -206,6 +207,7 @@ def test_faults_latency_udp_forged_probes(record_property: Record) -> None:
         r, took = timed(["--format", "json", "measure", "latency", "--method", "udp", "-c", "5", "-i", "20ms",
                          "-W", "300ms", f"127.0.0.1:{port}"])
     assert_clean_failure(r)
+    assert took < 15
     t = r.json()["targets"][0]
     record_property("held", "measure latency --method udp -c 5")
     record_property("injected", "replies forged with another session id and sequence +1e9")
@@ -228,14 +230,19 @@ def test_faults_loss_against_garbage_reflector(record_property: Record) -> None:
 
 # ----- send and probe ---------------------------------------------------------------------------
 
+@pytest.mark.xfail(strict=False, reason="netkit/io/tcp_client.py:87-88 (read_all) swallows ConnectionResetError "
+                                        "as if it were EOF: send tcp exits 0 with nothing on stderr when the "
+                                        "peer resets; it should say 'connection reset by peer after N bytes' "
+                                        "(and exit 1)")
 def test_faults_send_peer_resets(record_property: Record) -> None:
     with tcp_peer(reset_after_first_read) as port:
         r, took = timed(["send", "tcp", "--wait", "1s", f"127.0.0.1:{port}", "hello"])
     line = assert_clean_failure(r, (0, 1))
     record_property("held", "send tcp")
     record_property("injected", "peer resets after reading the message")
-    record_property("result", f"exit {r.exit_code} in {took:.1f}s: {line[:90]}")
+    record_property("result", f"exit {r.exit_code} in {took:.1f}s: {line[:90] or '(nothing on stderr)'}")
     assert took < 10
+    assert "reset" in r.stderr.lower(), "a reset must be reported, not taken for a normal end"
 
 
 def test_faults_send_peer_floods_reply(record_property: Record) -> None:
@@ -258,6 +265,7 @@ def test_faults_probe_expect_peer_resets(record_property: Record) -> None:
         r, took = timed(["--format", "json", "probe", "--send", "hi", "--expect", "^OK", "--timeout", "1s",
                          f"127.0.0.1:{port}"])
     assert_clean_failure(r)
+    assert took < 10
     t = r.json()["targets"][0]
     record_property("held", "probe --send hi --expect ^OK")
     record_property("injected", "peer resets instead of answering")

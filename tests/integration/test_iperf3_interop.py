@@ -68,3 +68,11 @@ def test_parallel_2_detected_automatically():
     assert len(result.summary.streams) == 2 and len(end["streams"]) == 2
     assert [s.id for s in result.summary.streams] == [1, 3]  # iperf3's own stream ids
     assert result.summary.received_bytes == pytest.approx(end["sum_received"]["bytes"], rel=0.01)
+
+
+def test_bidir_uses_iperf3_stream_order():
+    result, end = run_against_iperf3(bidir=True)
+    assert [(s.id, s.direction) for s in result.summary.streams] == [(1, "send"), (3, "recv")]
+    fwd, rev = result.summary.streams
+    assert fwd.received_bytes == pytest.approx(end["sum_received"]["bytes"], rel=0.01)
+    assert rev.received_bytes == pytest.approx(end["sum_sent_bidir_reverse"]["bytes"], rel=0.01)

@@ -138,7 +138,7 @@ def test_loss_stream_against_reflector() -> None:
         r = measure_loss_sync(Target(*srv.address), LossConfig(rate_pps=2000, duration_s=0.5, timeout_s=0.5))
     assert r.acc.sent == 1000 and r.acc.lost == 0
     assert (r.acc.lost_forward, r.acc.lost_return) == (0, 0)
-    assert 0.4e9 < r.elapsed_ns < 0.7e9
+    assert 0.4e9 < r.elapsed_ns < 1.5e9  # generous: CI machines are shared
 
 
 def test_ctrl_c_prints_summary_and_exits_by_result() -> None:

@@ -94,6 +94,9 @@ class Pair:
         return total
 
     def netkit(self, *args: str, sysctl_ping: bool = False) -> dict:
+        return self.netkit_full(*args, sysctl_ping=sysctl_ping)[0]
+
+    def netkit_full(self, *args: str, sysctl_ping: bool = False) -> tuple[dict, str]:
         if sysctl_ping:
             _sh("ip", "netns", "exec", self.client, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
         else:
@@ -101,7 +104,7 @@ class Pair:
         cmd = ["ip", "netns", "exec", self.client, sys.executable, "-m", "netkit", *args, "--format", "json"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=support.clean_env())
         assert proc.returncode in (0, 1), proc.stderr
-        return json.loads(proc.stdout)
+        return json.loads(proc.stdout), proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,7 @@ def test_loss_matches_nft_counter(pair: Pair, direction: str) -> None:
         assert (t["lost_forward"], t["lost_return"]) == (dropped, 0)
     else:
         assert (t["lost_forward"], t["lost_return"]) == (0, dropped)
-    assert doc["achieved_pps"] > 1800
+    assert doc["achieved_pps"] > 1500
 
 
 @pytest.mark.parametrize("direction", ["forward", "return"])
@@ -163,8 +166,10 @@ def test_latency_icmp_matches_nft_counter(pair: Pair, socket_kind: str, directio
         pair.nft("add rule inet nkt in icmp type echo-request numgen random mod 10 0 counter drop")
     else:
         pair.nft("add rule inet nkt out icmp type echo-reply numgen random mod 10 0 counter drop")
-    doc = pair.netkit("measure", "latency", "--method", "icmp", REFL_IP, "--count", "400", "--interval", "2ms",
-                      "--timeout", "500ms", sysctl_ping=socket_kind == "datagram")
+    doc, err = pair.netkit_full("measure", "latency", "--method", "icmp", REFL_IP, "--count", "400",
+                                "--interval", "2ms", "--timeout", "500ms", "-v",
+                                sysctl_ping=socket_kind == "datagram")
+    assert f"icmp {socket_kind} socket, kernel receive timestamps" in err
     dropped = pair.dropped()
     t = doc["targets"][0]
     assert t["sent"] == 400 and dropped > 10

@@ -89,7 +89,7 @@ def test_reflector_behind_nft_loss(netns: str, tmp_path: Path) -> None:
         res = ns_run(netns, "nft", "-f", "-", input=rules)
         assert res.returncode == 0, res.stderr
         target, closed = f"127.0.0.1:{port}", "127.0.0.1:9"  # nothing listens on 9 in a fresh namespace
-        common = ["--method", "udp", "--packets", "4", "--interval", "0.5s", "--timeout", "100ms"]
+        common = ["--method", "udp", "--packets", "4", "--interval", "0.8s", "--timeout", "250ms"]
 
         monitor = start_in_ns(netns, "monitor", target, closed, *common, "--listen", "127.0.0.1:0")
         where = f"{monitor.host}:{monitor.port}"

@@ -94,3 +94,19 @@ def test_prometheus_scrapes_netkit_monitor(endpoints: tuple[str, str], tmp_path:
                 prom.wait(timeout=10)
         code, _out, err = monitor.stop(signal.SIGTERM)
     assert code == 0, err
+
+
+def test_readme_prometheus_config_and_alert_rules_are_valid(tmp_path: Path) -> None:
+    """The sample prometheus.yml and alert rules in docs/readme/60-monitor.md pass promtool."""
+    import re
+    import textwrap
+
+    promtool = support.require_tool("promtool")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "60-monitor.md").read_text()
+    config, rules = (textwrap.dedent(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S))
+    (tmp_path / "prometheus.yml").write_text(config)
+    (tmp_path / "netkit-alerts.yml").write_text(rules)
+    res = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS: 5 rules found" in res.stdout

@@ -141,3 +141,34 @@ def test_pool_request_timeout_closes_the_connection(no_socket_leak) -> None:
             await srv.stop()
 
     run(main())
+
+
+def test_pool_over_tls(tmp_path, no_socket_leak) -> None:
+    from netkit.io.tls import client_context, server_context
+
+    async def main() -> None:
+        cert = tmp_path / "cert.pem"
+        tls = server_context(host="127.0.0.1", keep_cert_at=cert)
+        srv = TcpServer(TcpServerConfig(host="127.0.0.1", port=0, mode="echo"), tls=tls.context)
+        await srv.start()
+        pool = ConnectionPool(srv.host, srv.port, PoolConfig(size=2, backoff=FAST),
+                              ssl=client_context(cafile=cert), server_hostname="127.0.0.1")
+        try:
+            await pool.start()
+            async with pool.connection() as conn:
+                assert conn.transport.get_extra_info("ssl_object") is not None
+                assert await conn.request(b"secret", LengthFramer(6), timeout=2) == b"secret"
+        finally:
+            await pool.close()
+            await srv.stop()
+        # an unverifiable certificate is a connect failure, reported as one line
+        pool = ConnectionPool(srv.host, srv.port, PoolConfig(size=1, backoff=FAST), ssl=client_context())
+        srv = TcpServer(TcpServerConfig(host="127.0.0.1", port=srv.port, mode="echo"), tls=tls.context)
+        await srv.start()
+        try:
+            with pytest.raises(PoolConnectError, match="TLS"):
+                await pool.start()
+        finally:
+            await srv.stop()
+
+    run(main())

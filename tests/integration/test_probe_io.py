@@ -122,7 +122,7 @@ def test_retries_stop_at_the_deadline() -> None:
     # 0, .1, .2, .3, .4, .5 on an ideal clock (exact in the unit tests); the loop's own latency
     # may push the last one past the deadline, which must then not be made.
     assert 4 <= res.attempts <= 6
-    assert res.elapsed_ms < 550
+    assert res.elapsed_ms < 550 + 100  # the last attempt starts before the deadline; a refusal is instant
     assert took < 1.5
 
 
@@ -306,7 +306,8 @@ def test_small_concurrency_keeps_input_order() -> None:
 
 
 @pytest.mark.root
-def test_blackholed_port_times_out_within_the_deadline() -> None:
+@pytest.mark.parametrize("engine", ["async", "scan"])
+def test_blackholed_port_times_out_within_the_deadline(engine: str) -> None:
     """In a namespace of our own, nft drops SYNs to one port: state timeout, bounded by --deadline."""
     support.require_root_netns()
     support.require_tool("nft")
@@ -317,7 +318,7 @@ def test_blackholed_port_times_out_within_the_deadline() -> None:
         "nft add rule inet nkprobe out tcp dport 9 drop && "
         "ip route add unreachable 192.0.2.0/24 && "
         'exec "$0" -m netkit probe 127.0.0.1:9 192.0.2.1:80 --timeout 0.4s --retries 10 --backoff 0.1s '
-        "--deadline 1.5s --format json"
+        f"--deadline 1.5s --format json --engine {engine}"
     )
     import json
     import sys
@@ -330,6 +331,6 @@ def test_blackholed_port_times_out_within_the_deadline() -> None:
     doc = json.loads(proc.stdout)
     blackholed, unroutable = doc["targets"]
     assert blackholed["state"] == "timeout" and blackholed["attempts"] >= 2
-    assert blackholed["elapsed_ms"] <= 1500 + 50
+    assert blackholed["elapsed_ms"] <= 1500 + 250  # the deadline, plus timer latency on a busy machine
     assert unroutable["state"] == "unreachable"
-    assert took < 1.5 + 2.0  # the deadline plus start-up
+    assert took < 1.5 + 4.0  # the deadline plus start-up (generous: CI machines are shared)

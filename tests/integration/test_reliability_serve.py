@@ -35,6 +35,9 @@ MiB = 1 << 20
 Record = Callable[[str, object], None]
 
 
+pytestmark = pytest.mark.usefixtures("no_socket_leak")
+
+
 # ----- helpers ---------------------------------------------------------------------------------
 
 def server_fds(server: support.Server) -> int:
@@ -133,7 +136,8 @@ def recv_until_closed(s: socket.socket, deadline_s: float) -> tuple[int, str]:
 
 # ----- load ------------------------------------------------------------------------------------
 
-async def _hold_and_echo(port: int, n: int) -> tuple[int, int, float]:
+async def _hold_and_echo(port: int, n: int, holder: dict[str, object],
+                         server: support.Server) -> tuple[int, int, float]:
     """Open n connections, hold them all, echo a distinct payload on each; return (ok, bad, seconds)."""
     sem = asyncio.Semaphore(256)  # connect concurrency (the listen backlog), not held concurrency
     conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -159,8 +163,15 @@ async def _hold_and_echo(port: int, n: int) -> tuple[int, int, float]:
         got = await asyncio.wait_for(reader.readexactly(len(payload)), 30)
         return hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
 
-    results = await asyncio.gather(*(exchange(i, r, w) for i, (r, w) in enumerate(conns)))
-    elapsed = time.perf_counter() - t0
+    try:
+        results = await asyncio.gather(*(exchange(i, r, w) for i, (r, w) in enumerate(conns)))
+        holder["rss"] = server_rss_mb(server)  # while every connection is still open
+        holder["fds_held"] = server_fds(server)
+    finally:
+        elapsed = time.perf_counter() - t0
+        for _, w in conns:
+            w.close()
+        await asyncio.gather(*(w.wait_closed() for _, w in conns), return_exceptions=True)
     return sum(results), len(results) - sum(results), elapsed
 
 
@@ -174,9 +185,7 @@ def test_reliability_load_concurrent_echo(serve, record_property: Record) -> Non
     holder: dict[str, object] = {}
 
     async def main() -> None:
-        holder["result"] = await _hold_and_echo(server.port, LOAD_CONNS)
-        holder["rss"] = server_rss_mb(server)
-        holder["fds_held"] = server_fds(server)
+        holder["result"] = await _hold_and_echo(server.port, LOAD_CONNS, holder, server)
 
     asyncio.run(main())
     ok, bad, elapsed = holder["result"]  # type: ignore[misc]

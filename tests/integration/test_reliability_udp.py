@@ -24,6 +24,7 @@ from netkit.core import packet
 FULL = os.environ.get("RELIABILITY_SCALE") == "full"
 FLOOD_S = 10.0 if FULL else 1.5
 Record = Callable[[str, object], None]
+pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
 
 @pytest.fixture

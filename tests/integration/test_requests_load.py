@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 import support
+
 from netkit.core.backoff import Backoff
 from netkit.core.request_models import RequestsConfig
 from netkit.core.serve_models import TcpServerConfig
@@ -149,8 +149,8 @@ def test_server_restarted_mid_run(no_socket_leak) -> None:
         assert r.drops >= 4 and r.reconnects >= 4
         assert r.errors["connection-lost"] >= 1
         assert r.requests > 0 and not r.interrupted
-        late = [row for row in r.seconds if row.elapsed_s > 1.2]
-        assert late and all(row.requests > 0 and row.open_connections == 4 for row in late)
+        late = [row for row in r.intervals if row.start_s >= 0.99]
+        assert late, r.intervals and all(row.requests > 0 and row.open_connections == 4 for row in late)
 
     run(main())
 
@@ -205,3 +205,19 @@ def test_open_loop_shows_a_stall_closed_loop_hides_it() -> None:
     assert closed.p99 < 50, closed
     assert results["open"].to_json()["latency_from"] == "scheduled"
     assert "coordinated omission" in results["closed"].note
+
+
+def test_timeouts_counted_against_a_silent_server(no_socket_leak) -> None:
+    async def main() -> None:
+        srv = await _server("discard")  # reads, never answers
+        try:
+            for rate in (None, 200.0):
+                r = await run_requests(RequestsConfig(host=srv.host, port=srv.port, connections=2, duration_s=0.8,
+                                                      rate=rate, timeout_s=0.2, backoff=FAST))
+                assert r.requests == 0 and r.latency.p99 is None
+                assert r.errors["timeout"] >= 2, r.errors
+                assert r.drops >= 2 and r.reconnects >= 1  # timed-out connections are replaced
+        finally:
+            await srv.stop()
+
+    run(main())

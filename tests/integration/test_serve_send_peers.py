@@ -115,9 +115,10 @@ def test_serve_udp_shows_escaped_preview_from_socat() -> None:
     with support.netkit_server("serve", "udp", "--port", "0") as srv:
         subprocess.run([socat, "-u", "-", f"UDP-SENDTO:127.0.0.1:{srv.port}"], input=b"\x1b[2J[bold]x",
                        timeout=10, check=True)
-
-        time.sleep(0.2)  # the datagram is already queued on loopback; give the loop a turn
+        assert srv.proc.stdout is not None
+        first = srv.proc.stdout.readline().decode()  # one flushed line per datagram
         code, out, _ = srv.stop()
+    out = first + out
     assert code == 0
     assert "\x1b" not in out
     assert "\\x1b[2J[bold]x" in out

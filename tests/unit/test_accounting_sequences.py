@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netkit.core.accounting import Accounting
 
@@ -95,3 +97,31 @@ def test_expire_and_deadlines() -> None:
     assert acc.outstanding == 1
     assert acc.expire(10_000 * MS) == [2]
     assert acc.next_deadline() is None
+
+
+def test_samples_capped_statistics_continue() -> None:
+    from netkit.core.latency_models import TargetResult
+
+    acc = Accounting(100 * MS, max_samples=3)
+    for i in range(10):
+        acc.on_sent(i, i * MS)
+        acc.on_reply(i, i * MS + (i + 1) * 1000)
+    s = acc.finish()
+    assert len(s.rtts_ns) == 3 and not s.samples_complete
+    r = TargetResult("t", None, s)
+    assert r.stats.count == 10 and r.stats.max == 10_000 and r.stats.avg == pytest.approx(5500)
+
+
+@given(st.lists(st.tuples(st.integers(0, 29), st.integers(0, 300)), max_size=80), st.integers(0, 500))
+def test_invariants_under_any_reply_pattern(replies: list[tuple[int, int]], expire_at: int) -> None:
+    """Whatever arrives, in whatever order: every probe is counted exactly once."""
+    acc = _sent(30, timeout_ms=100)  # seq i sent at 10*i ms
+    acc.expire(expire_at * MS)
+    kinds = [acc.on_reply(seq, (seq * 10 + delay) * MS).kind for seq, delay in replies]
+    s = acc.finish()
+    assert s.sent == s.received + s.late + s.lost
+    assert s.duplicates == kinds.count("duplicate")
+    unique = {seq for seq, _ in replies}
+    assert s.received + s.late == len(unique)
+    assert s.reordered <= len(unique)
+    assert all(0 <= r <= 100 * MS for r in s.rtts_ns)

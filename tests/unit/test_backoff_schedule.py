@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from netkit.core.backoff import Backoff, RetryPlan
 
@@ -110,3 +112,23 @@ def test_driven_by_a_fake_clock_like_the_prober() -> None:
     assert starts == [0, 500 * MS, 1000 * MS, 2100 * MS]
     assert attempts == 4
     assert clock.now_ns() - 10 * S <= 3 * S
+
+
+@given(base=st.integers(0, 10 * S), factor=st.floats(1.0, 10.0), cap=st.integers(0, 60 * S),
+       retries=st.none() | st.integers(0, 50), deadline=st.integers(1, 120 * S),
+       attempt=st.integers(0, 5 * S), draws=st.lists(st.floats(0.0, 1.0), min_size=60, max_size=60),
+       jitter=st.booleans())
+def test_schedule_properties(base: int, factor: float, cap: int, retries: int | None, deadline: int,
+                             attempt: int, draws: list[float], jitter: bool) -> None:
+    b = Backoff(base, factor, cap, jitter)
+    # Un-jittered delays never shrink and never pass the cap.
+    ceilings = [b.ceiling_ns(n) for n in range(1, 40)]
+    assert ceilings == sorted(ceilings) and max(ceilings) <= cap
+    plan = RetryPlan(b, retries, deadline)
+    it = iter(draws)
+    starts = plan.schedule_ns(0, attempt, rng=lambda: next(it, 0.5), limit=50)
+    assert starts[0] == 0
+    assert all(s < deadline for s in starts)  # never past the deadline
+    assert starts == sorted(starts)
+    if retries is not None:
+        assert len(starts) <= retries + 1

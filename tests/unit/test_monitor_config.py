@@ -125,3 +125,9 @@ def test_parse_listen() -> None:
     assert parse_listen("[::1]:9464") == ("::1", 9464)
     with pytest.raises(InputError):
         parse_listen("127.0.0.1")
+
+
+def test_defaults_shrink_to_fit_a_short_interval() -> None:
+    (t,) = build_config(None, CliSettings(("127.0.0.1:22",), {"interval": 0.2})).targets
+    assert (t.timeout_s, t.packet_interval_s) == (0.05, 0.02)
+    assert (t.packets - 1) * t.packet_interval_s + t.timeout_s <= t.budget_s

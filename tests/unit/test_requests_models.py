@@ -136,3 +136,20 @@ def test_config_request_bodies() -> None:
     assert RequestsConfig(host="h", port=1, size=64).request_body()[:1] != b"\x00"
     with pytest.raises(ValueError):
         RequestsConfig(host="h", port=1, duration_s=None, requests=None)
+
+
+def test_bulk_add_matches_loghistogram_buckets() -> None:
+    import random
+
+    from netkit.core.stats import LogHistogram
+
+    rnd = random.Random(7)
+    vals = [rnd.randint(1, 20_000_000_000) for _ in range(5000)] + [1, 2, 3]
+    ours, ref = LatencyHistogram(), LogHistogram(32)
+    ours.add_many(vals)
+    for v in vals:
+        ref.add(v)
+    assert ours.hist.counts == ref.counts and ours.count == ref.total
+    zero = LatencyHistogram()
+    zero.add_many([0, 5])  # a zero sample takes the slow path (bucket 0)
+    assert zero.hist.counts == {0: 1, LogHistogram(32)._index(5): 1}

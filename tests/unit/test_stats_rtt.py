@@ -68,3 +68,18 @@ def test_equal_width_histogram() -> None:
     rows = stats.histogram([1, 2, 3, 4, 10], bins=3)
     assert [c for _, _, c in rows] == [3, 1, 1]  # width 3: [1,4) [4,7) [7,10]
     assert stats.histogram([5, 5], bins=4) == [(5.0, 5.0, 2)]
+
+
+def test_streaming_stats_match_exact_ones() -> None:
+    import random
+
+    rng = random.Random(7)
+    xs = [rng.randint(10_000, 90_000) for _ in range(5000)]
+    st = stats.StreamingStats()
+    for x in xs:
+        st.add(x)
+    exact, streamed = stats.summarize(xs), st.summary()
+    for name in ("min", "avg", "max", "mdev", "jitter", "ipdv"):
+        assert getattr(streamed, name) == pytest.approx(getattr(exact, name), rel=1e-9)
+    for name in ("p50", "p90", "p95", "p99"):  # histogram bucket upper bound: within ~9% above
+        assert getattr(exact, name) <= getattr(streamed, name) <= getattr(exact, name) * 1.1

@@ -1,0 +1,53 @@
+"""Pure parts of serve/send: configs, summaries, event lines (no sockets)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from netkit.cli.serve import _event_line
+from netkit.core.escape import is_safe, safe_text
+from netkit.core.send_models import TcpSendResult, UdpSendResult
+from netkit.core.serve_models import TcpServerConfig, TcpServeSummary, UdpServerConfig, empty_limits, ms
+from netkit.render.output import dumps
+
+
+def test_configs_reject_unknown_modes() -> None:
+    with pytest.raises(ValueError):
+        TcpServerConfig(mode="chargen")
+    with pytest.raises(ValueError):
+        UdpServerConfig(mode="discard")
+    assert TcpServerConfig().reply == b"Message received"
+
+
+def test_ms_rounds_to_microseconds() -> None:
+    assert ms(1_234_567) == 1.235
+    assert ms(0) == 0.0
+
+
+def test_summary_json_has_every_field() -> None:
+    s = TcpServeSummary("127.0.0.1", 8000, "echo", False, 2, 1, 10, 10, 0, empty_limits())
+    doc = json.loads(dumps(s))
+    assert list(doc) == [f.name for f in dataclasses.fields(TcpServeSummary)]
+    assert doc["limits_hit"] == {"max_conns": 0, "idle_timeout": 0, "max_bytes": 0}
+    assert doc["stopped_by"] is None
+
+
+def test_send_results_field_names_are_published_ones() -> None:
+    assert [f.name for f in dataclasses.fields(TcpSendResult)] == [
+        "target", "sent_bytes", "received_bytes", "connect_ms", "elapsed_ms", "reply"]
+    names = [f.name for f in dataclasses.fields(UdpSendResult)]
+    assert names[:6] == ["target", "datagrams_sent", "sent_bytes", "datagrams_received", "received_bytes",
+                         "elapsed_ms"]
+
+
+def test_event_lines_are_inert() -> None:
+    ev = {"event": "datagram", "time": "2026-01-01T00:00:00.000Z", "peer": "127.0.0.1:1", "size": 9,
+          "preview": safe_text(b"\x1b[2J[red]x")}
+    line = _event_line(ev, safe_text)
+    assert is_safe(line) and "\\x1b[2J[red]x" in line
+    line = _event_line({"event": "close", "time": "2026-01-01T00:00:00.000Z", "id": 3, "peer": "p",
+                        "bytes_in": 1, "bytes_out": 2, "duration_ms": 1.5, "reason": "eof"}, safe_text)
+    assert "#3" in line and "in=1 out=2" in line and line.endswith("eof")

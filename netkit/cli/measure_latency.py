@@ -295,9 +295,10 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
     from netkit.io.aio import StopSignal, run
 
     labels = [_label(t, cfg.method) for t in targets]
-    lines = out.format == "table" and not out.quiet and not out.stdout_is_tty
-    stream_json = out.format == "jsonl"
     live = out.live_ok and out.stdout_is_tty and out.format == "table"
+    # Ping-style lines whenever there is no live view (off a terminal, or stderr redirected).
+    lines = out.format == "table" and not out.quiet and not live
+    stream_json = out.format == "jsonl"
     view = LiveView(out, cfg.method, cfg.count) if live else None
 
     state: dict[str, Any] = {"broken": False, "stop": None}

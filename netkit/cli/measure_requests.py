@@ -66,6 +66,11 @@ def summary_table(result: RequestsResult) -> Any:
     if result.error and errs:
         parts.append(Text.assemble(("last error: ", "bold"), cell(result.error, style="yellow")))
     parts.append(Text(f"note: {result.note}", style="dim"))
+    lat_v = result.latency
+    stalled = lat_v.max is not None and lat_v.p99 is not None and lat_v.max >= max(50.0, 20 * lat_v.p99)
+    if result.mode == "closed-loop" and stalled:
+        parts.append(Text(f"hint: max {lat_v.max:.3f} ms is far above p99: a stall may be hidden by coordinated "
+                          "omission; an open loop (--rate) counts it for every request it delayed", style="yellow"))
     th = result.thresholds
     if th.min_rps is not None or th.max_p99_ms is not None or not th.passed:
         parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}", style="green" if th.passed else "red bold"))
@@ -189,8 +194,7 @@ def requests(target: Any, connections: int, duration: float | None, count: int |
     Dropped connections are reconnected with backoff and counted.
 
     Exit status: 0 ok, 1 no request completed, no connection, or a threshold breached,
-    2 usage, 3 runtime. Ctrl-C stops early, prints the summary of what was measured and
-    exits by the result, as the other meters do.
+    2 usage, 3 runtime, 130 interrupted by Ctrl-C (after the summary of what was measured).
 
     \b
     Examples:
@@ -293,7 +297,8 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
         out.print(summary_table(result))
     for f in thresholds.failed:
         out.info(f"netkit: check failed: {f}")
-    if signum is not None:
-        out.debug("stopped by a signal: the summary covers the time measured so far")
-    # Like the other meters, Ctrl-C ends the run early and the exit status is the result's.
+    import signal
+
+    if signum == signal.SIGINT:  # as measure throughput: the summary first, then 130
+        return ExitCode.INTERRUPTED
     return ExitCode.OK if thresholds.passed else ExitCode.CHECK_FAILED

@@ -234,10 +234,18 @@ def _run(**kw: Any) -> int:
 
 
 def _record(r: ProbeResult) -> dict[str, Any]:
-    from netkit.render.output import to_jsonable
-
-    rec: dict[str, Any] = to_jsonable(r)
-    return rec
+    """The JSON object of one target, built directly (a full scan makes 65535 of them)."""
+    t = r.tls
+    return {
+        "target": r.target, "host": r.host, "port": r.port, "address": r.address, "state": r.state.value,
+        "attempts": r.attempts, "connect_ms": r.connect_ms, "resolve_ms": r.resolve_ms,
+        "elapsed_ms": r.elapsed_ms, "error": r.error,
+        "tls": None if t is None else {
+            "protocol": t.protocol, "cipher": t.cipher, "subject": t.subject, "issuer": t.issuer,
+            "not_after": t.not_after, "days_left": t.days_left, "verified": t.verified,
+            "fingerprint_sha256": t.fingerprint_sha256,
+        },
+    }
 
 
 async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, stop: Any,
@@ -251,10 +259,10 @@ async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | 
     """
     import asyncio
 
-    from netkit.core.probe_models import ProbeResult, ProbeState
+    from netkit.core.probe_models import ProbeResult, ProbeState, ns_to_ms
     from netkit.io.probe import Prober, probe_many
 
-    last: dict[Target, tuple[int, Any]] = {}  # the latest attempt of each target still running
+    last: dict[Target, tuple[int, Any]] = {}  # the latest attempt of each target (for cut-short rounds)
 
     def attempted(target: Target, attempts: int, att: Any) -> None:
         last[target] = (attempts, att)
@@ -291,8 +299,6 @@ async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | 
             pass
     else:
         work.result()
-    from netkit.core.probe_models import ns_to_ms
-
     results: list[ProbeResult] = []
     so_far = ns_to_ms(prober.clock.now_ns() - (prober.start_ns or 0)) or 0.0
     for i, t in enumerate(targets):
@@ -525,7 +531,7 @@ def _render(out: Output, rows: list[ProbeResult], repeated: list[RepeatedResult]
         return
     if out.quiet:
         return
-    out.print(_table(rows, repeated, opts))
+    _print_table(out, *_table_data(rows, repeated))
     if opts.tls and any(r.tls is not None for r in rows):
         out.print(_tls_table(rows))
     rate = "-" if summary.success_rate is None else f"{summary.success_rate * 100:.1f}%"
@@ -541,39 +547,62 @@ def _fmt_ms(v: float | None) -> str | None:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
-def _table(rows: list[ProbeResult], repeated: list[RepeatedResult] | None, opts: ProbeOptions) -> Any:
-    import ipaddress
+#: Above this many rows the table is plain aligned text: Rich needs ~0.5 ms a row.
+PLAIN_TABLE_ROWS = 2000
 
-    from netkit.render.tables import add_row, make_table, state_cell
 
-    def is_name(host: str) -> bool:
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-            return False
-        except ValueError:
-            return True
+def _table_data(rows: list[ProbeResult], repeated: list[RepeatedResult] | None
+                ) -> tuple[list[tuple[str, str]], list[list[str | None]]]:
+    """Columns (name, justification) and the cells as text (None shows as '-')."""
+    from netkit.io.probe import is_ip_literal
 
-    show_resolve = any(is_name(r.host) for r in rows)
-    cols: list[Any] = ["target", "address", "state", ("attempts", "right"), ("connect ms", "right")]
+    show_resolve = any(not is_ip_literal(h) for h in {r.host for r in rows})
+    cols = [("target", "left"), ("address", "left"), ("state", "left"), ("attempts", "right"),
+            ("connect ms", "right")]
     if show_resolve:
         cols.append(("resolve ms", "right"))
     cols.append(("total ms", "right"))
     if repeated is not None:
         cols += [("open/rounds", "right"), ("success", "right")]
-    cols.append("error")
-    table = make_table(cols)
+    cols.append(("error", "left"))
+    data: list[list[str | None]] = []
     for i, r in enumerate(rows):
-        vals: list[Any] = [r.target, r.address, state_cell(r.state.value), r.attempts, _fmt_ms(r.connect_ms)]
+        vals: list[str | None] = [r.target, r.address, r.state.value, str(r.attempts), _fmt_ms(r.connect_ms)]
         if show_resolve:
             vals.append(_fmt_ms(r.resolve_ms))
         vals.append(_fmt_ms(r.elapsed_ms))
         if repeated is not None:
             a = repeated[i]
-            vals += [f"{a.opens}/{a.rounds}",
-                     "-" if a.success_rate is None else f"{a.success_rate * 100:.1f}%"]
+            vals += [f"{a.opens}/{a.rounds}", "-" if a.success_rate is None else f"{a.success_rate * 100:.1f}%"]
         vals.append(r.error)
-        add_row(table, *vals)
-    return table
+        data.append(vals)
+    return cols, data
+
+
+def _print_table(out: Output, cols: list[tuple[str, str]], data: list[list[str | None]]) -> None:
+    """A Rich table for a screenful; plain aligned columns for a large scan (same columns)."""
+    from netkit.core.escape import safe_text
+
+    if len(data) <= PLAIN_TABLE_ROWS:
+        from netkit.render.tables import add_row, make_table, state_cell
+
+        table = make_table([name if just == "left" else (name, just) for name, just in cols])
+        state_at = [name for name, _ in cols].index("state")
+        for vals in data:
+            add_row(table, *(state_cell(v or "") if i == state_at else v for i, v in enumerate(vals)))
+        out.print(table)
+        return
+    texts = [[("-" if v is None else safe_text(v)) for v in vals] for vals in data]
+    widths = [max(len(name), *(len(row[i]) for row in texts)) for i, (name, _) in enumerate(cols)]
+
+    def line(cells: list[str]) -> str:
+        parts = [c.rjust(w) if just == "right" else c.ljust(w)
+                 for c, w, (_, just) in zip(cells, widths, cols, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    lines = [line([name for name, _ in cols]), line(["-" * w for w in widths])]
+    lines.extend(line(row) for row in texts)
+    out.print("\n".join(lines))
 
 
 def _tls_table(rows: list[ProbeResult]) -> Any:

@@ -85,7 +85,7 @@ def _raw_writer(out: Any) -> Any:
               help="Connect (and TLS handshake) timeout.")
 @click.option("--tls", is_flag=True, help="Speak TLS; the certificate is verified.")
 @click.option("--insecure", "-k", is_flag=True, help="With --tls: do not verify the certificate.")
-@click.option("--cafile", type=click.Path(dir_okay=False), help="With --tls: trust this CA (PEM).")
+@click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="With --tls: trust this CA (PEM).")
 @click.option("--server-name", help="With --tls: name to send (SNI) and verify (default: HOST).")
 @click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
 @click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")

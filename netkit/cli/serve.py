@@ -110,8 +110,8 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
               help="Close a connection after this many bytes in+out (0: no limit).")
 @click.option("--once", is_flag=True, help="Serve one connection, then exit.")
 @click.option("--tls", is_flag=True, help="Speak TLS (ephemeral self-signed certificate unless --cert).")
-@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM) for --tls.")
-@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM) for --cert.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM) for --tls.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM) for --cert.")
 @output_options
 def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: int, idle_timeout: float,
                   max_bytes: int, once: bool, tls: bool, cert: str | None, key: str | None) -> int:
@@ -142,7 +142,9 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: i
         server_tls = server_context(cert, key, host=host)
         ctx = server_tls.context
         kind = "ephemeral self-signed certificate" if server_tls.ephemeral else "certificate"
-        out.info(f"TLS {kind}, SHA-256 fingerprint {server_tls.fingerprint_sha256}")
+        # Shown even with -q, like the ready line: a client needs it to pin the certificate.
+        out.stderr.write(f"TLS {kind}, SHA-256 fingerprint {server_tls.fingerprint_sha256}\n")
+        out.stderr.flush()
     state: dict[str, Any] = {}
 
     async def main() -> Any:

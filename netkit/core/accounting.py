@@ -83,7 +83,8 @@ class Accounting:
         self.timeout_ns = timeout_ns
         self.keep_rtts = keep_rtts
         self.max_samples = max_samples
-        self.stream = StreamingStats()
+        self.stream = StreamingStats()  # fed only once more than max_samples RTTs arrived
+        self._streaming = False
         self._state = bytearray()
         self._send_ns: dict[int, int] = {}  # sequences still inside their timeout
         self._order: deque[int] = deque()  # those sequences in send order (for expire)
@@ -148,9 +149,14 @@ class Accounting:
         self._state[seq] = _RECEIVED
         self.received += 1
         if self.keep_rtts:
-            self.stream.add(rtt_ns)
             if len(self.rtts_ns) < self.max_samples:
                 self.rtts_ns.append(rtt_ns)
+            else:
+                if self._streaming is False:  # the cap is reached: continue in O(1) memory
+                    self._streaming = True
+                    for x in self.rtts_ns:
+                        self.stream.add(x)
+                self.stream.add(rtt_ns)
         return ReplyEvent(seq, "ok", rtt_ns, reordered)
 
     def on_error(self, seq: int) -> bool:
@@ -232,6 +238,6 @@ class Accounting:
             sent=self.sent, received=self.received, lost=self.lost, late=self.late,
             duplicates=self.duplicates, reordered=self.reordered, unknown=self.unknown,
             lost_forward=lost_forward, lost_return=lost_return, reflector_count=count,
-            rtts_ns=self.rtts_ns, samples_complete=self.stream.count == len(self.rtts_ns),
-            streamed=self.stream.summary(),
+            rtts_ns=self.rtts_ns, samples_complete=not self._streaming,
+            streamed=self.stream.summary() if self._streaming else None,
         )

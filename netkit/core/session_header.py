@@ -7,6 +7,9 @@ Pure wire format (no sockets, no clock). Three messages, all fixed-size and big-
     magic "\\x00NKTS" (5) | version u8 | kind u8 | direction u8 | stream_id u16 | flags u16 |
     duration_ms u32 | omit_ms u32 | block_size u32 | cookie (12) | reserved u8
 
+  ``kind`` picks the session: 1 throughput (this module's messages), 2 request/response
+  (``measure requests``, framed by :mod:`netkit.core.request_models`).
+
   The length is 37 on purpose: an ``iperf3 -s`` reads exactly 37 bytes as its cookie and answers
   with one state byte (PARAM_EXCHANGE), so a single probe tells a netkit server, an iperf3 server
   and a plain TCP service apart without a second connection.

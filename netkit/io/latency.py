@@ -156,6 +156,7 @@ class UdpProber(Prober):
         self._buf = bytearray(self.size)
         self._query_count: int | None = None
         self.foreign = 0
+        self._turnaround: list[int] = []  # reflector's hold time per reply (last 10,000), for -v
 
     async def open(self) -> None:
         res = await resolve(self.host, self.port, family=self.cfg.family, type=socket.SOCK_DGRAM)
@@ -215,6 +216,8 @@ class UdpProber(Prober):
                 continue
             if probe.reflected:
                 self.reflector = REFLECTOR_NETKIT
+                if len(self._turnaround) < 10_000:
+                    self._turnaround.append(probe.refl_send_ns - probe.refl_recv_ns)
             elif self.reflector is None:
                 self.reflector = REFLECTOR_PLAIN
             self._deliver(probe.seq, t, timestamps.from_ancdata(anc),
@@ -249,6 +252,13 @@ class UdpProber(Prober):
             if self._query_count is not None:
                 self.acc.on_reflector_count(self._query_count, final=True)
                 return
+
+    def describe(self) -> str:
+        text = super().describe()
+        if self._turnaround:
+            held = sorted(self._turnaround)[len(self._turnaround) // 2]
+            text += f", the reflector held each probe {held / 1e3:.1f} us (median, its own clock)"
+        return text
 
     def result(self, elapsed_ns: int) -> TargetResult:
         if self.foreign and self.error is None:

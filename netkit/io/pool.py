@@ -12,7 +12,9 @@ Behaviour:
 - A connection that drops (peer closed, reset, closed by a health check or by its user) is
   replaced: its slot reconnects on the same schedule as ``netkit probe`` (a
   :class:`netkit.core.backoff.RetryPlan`: first try at once, then ``backoff`` doubling up to its
-  cap) until ``reconnect_window_s`` passes; drops, reconnects and failures are counted.
+  cap) until ``reconnect_window_s`` passes; drops, reconnects and failures are counted. A
+  connection that dies within a second of being made (a server over its connection limit) starts
+  its slot's next reconnect one step further along the schedule, so that cannot become a busy loop.
 - ``acquire()`` waits at most ``acquire_timeout_s`` for a free connection (:class:`PoolTimeout`);
   ``release()`` hands it to the oldest waiter first. ``acquire_nowait()`` never waits.
 - Health checks run every ``health_interval_s`` on idle connections only: a closing transport is
@@ -47,6 +49,7 @@ from netkit.io.clock import now_ns
 
 NS = 1_000_000_000
 CLOSE_GRACE_S = 1.0
+QUICK_DROP_NS = NS  # a connection lost within this of its connect counts towards backoff
 
 
 class PoolError(Exception):
@@ -82,6 +85,7 @@ class PoolConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.alive = False
         self.in_use = False
+        self.connected_ns = 0
         self.lost_exc: BaseException | None = None
         self._framer: Framer | None = None
         self._waiter: asyncio.Future[bytes] | None = None
@@ -199,6 +203,7 @@ class ConnectionPool:
         self.family = family
         self.rng = rng
         self._conns: list[PoolConnection | None] = [None] * self.config.size
+        self._streak: list[int] = [0] * self.config.size
         self._idle: deque[PoolConnection] = deque()
         self._waiters: deque[asyncio.Future[PoolConnection]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -393,6 +398,7 @@ class ConnectionPool:
             return False
         self._connects += 1
         self._conns[slot] = conn
+        conn.connected_ns = now_ns()
         if self.preamble:
             conn.write(self.preamble)
         self._event("connect", slot=slot)
@@ -420,16 +426,24 @@ class ConnectionPool:
             return
         self._drops += 1
         self._event("drop", slot=conn.slot, error=None if exc is None else str(exc))
-        self._spawn(self._reconnect(conn.slot))
+        # A connection that dies soon after it was made (a server over its connection limit
+        # accepts and closes at once) must not turn reconnecting into a busy loop: each quick
+        # death moves the slot one step further along the backoff schedule.
+        if now_ns() - conn.connected_ns < QUICK_DROP_NS:
+            self._streak[conn.slot] += 1
+        else:
+            self._streak[conn.slot] = 0
+        self._spawn(self._reconnect(conn.slot, skip=self._streak[conn.slot]))
 
-    async def _reconnect(self, slot: int, first_failed: bool = False) -> None:
+    async def _reconnect(self, slot: int, first_failed: bool = False, skip: int = 0) -> None:
         """Reconnect ``slot`` on the probe's backoff schedule, within the reconnect window."""
         backoff = self.config.backoff
         if self.config.jitter != backoff.jitter:
             backoff = Backoff(backoff.base_ns, backoff.factor, backoff.cap_ns, self.config.jitter)
         start = now_ns()
         plan = RetryPlan(backoff, None, start + int(self.config.reconnect_window_s * NS))
-        attempts = 1 if first_failed else 0  # the failed first connect counts as attempt 1
+        # The failed first connect counts as attempt 1; ``skip``: quick deaths in a row.
+        attempts = (1 if first_failed else 0) + skip
         at: int | None = plan.next_attempt_ns(attempts, start, self.rng)
         while at is not None and not self._closing:
             delay = (at - now_ns()) / NS

@@ -8,7 +8,9 @@ the transport. The wire format lives in :mod:`netkit.core.session_header`.
   False when it cannot, None when more bytes are needed to tell.
 - ``MAGIC_LEN``: how many bytes ``sniff`` needs at most to decide.
 - ``open_session(...)``: installs the session protocol (``transport.set_protocol``), feeds it
-  ``first_bytes`` and returns it.
+  ``first_bytes`` and returns it. The header's kind byte picks the session: throughput here,
+  request/response (``measure requests``) in :mod:`netkit.io.request_session`, handed over as soon
+  as the kind byte has arrived.
 
 Throughput session, sink (the client sends): an ``asyncio.BufferedProtocol`` reads straight into
 one preallocated buffer (no bytes object per read; uvloop supports it) and counts. When the
@@ -40,6 +42,7 @@ RECV_BUF = 1024 * 1024  # large reads: fewer loop turns per GB, and iperf3 -l 1M
 SOURCE_BURST = 32  # writes per loop turn when the kernel keeps accepting (bounded loop)
 GO_WAIT_S = 30.0  # a source stream whose client never says GO is closed after this
 WRITE_HIGH_WATER = 1024 * 1024
+_KIND_OFFSET = len(sh.MAGIC) + 1  # magic, version, then the session kind
 
 
 def sniff(prefix: bytes) -> bool | None:
@@ -147,10 +150,13 @@ class ThroughputSession(asyncio.BufferedProtocol):
         if not data:
             return
         if self.state == "header":
-            self.server.add_bytes(self.transport, bytes_in=len(data))
             self.head += data
+            if len(self.head) > _KIND_OFFSET and self.head[_KIND_OFFSET] != sh.KIND_THROUGHPUT:
+                self._other_kind()
+                return
             if len(self.head) < sh.HEADER_LEN:
                 return
+            self.server.add_bytes(self.transport, bytes_in=len(self.head))
             rest = bytes(self.head[sh.HEADER_LEN:])
             try:
                 self.header = sh.decode_header(bytes(self.head[: sh.HEADER_LEN]))
@@ -181,6 +187,23 @@ class ThroughputSession(asyncio.BufferedProtocol):
             return
         # source or done: the client should be silent; count and drop
         self.server.add_bytes(self.transport, bytes_in=len(data))
+
+    def _other_kind(self) -> None:
+        """Another session kind (``measure requests``): hand the connection and its bytes over."""
+        self.state = "done"
+        head = bytes(self.head)
+        self.head = bytearray()
+        try:
+            from netkit.io import request_session
+        except ImportError:  # pragma: no cover - part of the package
+            request_session = None  # type: ignore[assignment]
+        if request_session is not None and request_session.wants(head):
+            request_session.open_session(self.transport, head, self.server)  # counts the bytes itself
+            return
+        self.server.add_bytes(self.transport, bytes_in=len(head))
+        self.server.error(f"unsupported session kind {head[_KIND_OFFSET]}")
+        self.transport.write(sh.encode_ack(sh.Ack(sh.STATUS_UNSUPPORTED)))
+        self.transport.close()
 
     def feed_go(self, data: bytes) -> None:
         if not data:

@@ -142,7 +142,18 @@ class StreamWorker:
             if self.stop_ns == 0:
                 self.stop_ns = time.perf_counter_ns()
 
+    def _drain(self) -> None:
+        """Plain servers may answer (an echo service): read and drop, so neither side stalls."""
+        buf = bytearray(65536)
+        try:
+            while self.sock.recv_into(buf):
+                pass
+        except OSError:
+            pass
+
     def _send_loop(self) -> None:
+        if self.proto == "plain":
+            threading.Thread(target=self._drain, name=f"netkit-drain-{self.id}", daemon=True).start()
         send = self.sock.send
         view = self.send_view
         now = time.perf_counter_ns
@@ -163,13 +174,6 @@ class StreamWorker:
                 self.report = sh.decode_report(data)
             except sh.HeaderError as exc:
                 self.error = f"bad report from server: {exc}"
-        else:  # plain: wait briefly for the peer's EOF, so its last ACKs are counted in TCP_INFO
-            self.sock.settimeout(1.0)
-            try:
-                while self.sock.recv(65536):
-                    pass
-            except OSError:
-                pass
         self.info = tcp_info(self.sock)
 
     def _recv_loop(self) -> None:
@@ -219,6 +223,10 @@ class StreamWorker:
             self.thread.join(1.0)
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a helper thread still blocked in recv
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -620,7 +628,7 @@ class UdpWorker:
                         acc.on_sent(seq, ts)
                     try:
                         send(buf)
-                    except (BlockingIOError, ConnectionRefusedError):
+                    except (BlockingIOError, TimeoutError, ConnectionRefusedError):
                         pass  # a full socket buffer or an ICMP error: that probe is lost
                     seq += 1
                     self.sent_bytes += self.size

@@ -57,7 +57,7 @@ async def send_udp(config: UdpSendConfig, data: bytes, *, on_reply: ReplySink | 
     proto = _Client(start, on_reply)
     try:
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: proto, remote_addr=addr.sockaddr, family=addr.family,
+            lambda: proto, remote_addr=addr.sockaddr[:2], family=addr.family,  # uvloop: (host, port) only
         )
     except OSError as exc:
         raise ConnectFailed(f"{target}: cannot send: {exc.strerror or exc}") from None

@@ -281,7 +281,8 @@ def test_hostile_probe_tls_certificate_fields(tty: bool, tmp_path: Path, record_
     record_property("injected", "escapes and markup in CN and O")
     record_property("result", f"exit {code}; subject shown inert")
     assert code == 0 and jcode == 0, out[-1500:]
-    check_inert(out, tty=tty, expect_markup=False)
+    check_inert(out, tty=tty)  # the TLS table (-v) shows subject and issuer: literally, escaped
+    assert b"PWNED" in out
     check_inert(jout, tty=False, expect_markup=False)
     tls = json.loads(jout)["targets"][0]["tls"]
     assert "[bold]x[/bold]" in json.dumps(tls)
@@ -380,3 +381,41 @@ def test_hostile_machine_formats_carry_no_escape(fmt: str, record_property: Reco
     record_property("result", f"exit {code}; no raw control byte")
     assert code == 1
     check_inert(out, tty=False, expect_markup=False)
+
+
+@contextmanager
+def hostile_udp_peer() -> Iterator[int]:
+    """Answers every datagram with the hostile bytes."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                _, addr = s.recvfrom(2048)
+                s.sendto(HOSTILE_BYTES, addr)
+            except (TimeoutError, OSError):
+                continue
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        yield s.getsockname()[1]
+    finally:
+        stop.set()
+        th.join(5)
+        s.close()
+
+
+@pytest.mark.parametrize("tty", MODES)
+def test_hostile_send_udp_json_replies(tty: bool, record_property: Record) -> None:
+    with hostile_udp_peer() as port:
+        args = ["--format", "json", "send", "udp", "--wait", "500ms", f"127.0.0.1:{port}", "hi"]
+        code, out = run_pty(args) if tty else run_pipes(args)
+    record_property("held", "send udp --wait --format json")
+    record_property("injected", "hostile datagram reply")
+    record_property("result", f"exit {code}; replies escaped in JSON")
+    assert code == 0, out[-1500:]
+    check_inert(out, tty=tty)

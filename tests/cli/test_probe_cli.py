@@ -306,3 +306,18 @@ def test_self_connect_is_never_open(engine: str) -> None:
     assert proc.returncode == 1, proc.stderr
     t = json.loads(proc.stdout)["targets"][0]
     assert t["state"] == "closed" and t["error"].startswith("self-connect")
+
+
+def test_large_tables_are_plain_aligned_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netkit.cli.probe as probe_cli
+
+    monkeypatch.setattr(probe_cli, "PLAIN_TABLE_ROWS", 1)
+    with ports() as (up, down):
+        r = support.invoke(["probe", f"127.0.0.1:{up},{down}", "localhost:1"])
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["target", "address", "state", "attempts", "connect", "ms", "resolve", "ms", "total",
+                                "ms", "error"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert lines[2].split()[:3] == [f"127.0.0.1:{up}", "127.0.0.1", "open"]
+    assert lines[3].split()[2] == "closed" and lines[3].endswith("connection refused")
+    assert lines[-1].startswith("3 targets: 1 open, 2 failed")

@@ -94,3 +94,32 @@ def test_refused_exit_1() -> None:
         r = support.run_netkit(["measure", "requests", f"127.0.0.1:{port}", "-n", "10"])
     assert r.exit_code == 1
     assert "cannot connect" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_server_process_killed_and_restarted_mid_run() -> None:
+    import json
+    import subprocess
+    import time
+
+    first = support.start_netkit_server("serve", "tcp", "--port", "0", "-q")
+    port = first.port
+    proc = subprocess.Popen(support.netkit_cmd("measure", "requests", f"127.0.0.1:{port}", "-c", "4", "-d", "2.5s",
+                                               "--backoff", "100ms", "--max-backoff", "200ms", "--format", "json"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env())
+    second = None
+    try:
+        time.sleep(0.8)
+        first.proc.kill()  # the kernel closes every connection of the dead process
+        first.proc.communicate(timeout=10)
+        second = support.start_netkit_server("serve", "tcp", "--port", str(port), "-q")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if second is not None:
+            second.stop()
+    assert proc.returncode == 0, err.decode()
+    doc = json.loads(out)
+    assert doc["drops"] >= 4 and doc["reconnects"] >= 4 and doc["requests"] > 0
+    assert doc["intervals"][-1]["open_connections"] == 4 and doc["intervals"][-1]["requests"] > 0

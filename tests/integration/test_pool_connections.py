@@ -172,3 +172,23 @@ def test_pool_over_tls(tmp_path, no_socket_leak) -> None:
             await srv.stop()
 
     run(main())
+
+
+def test_pool_backs_off_when_connections_die_at_once(no_socket_leak) -> None:
+    async def main() -> None:
+        # over its limit the server accepts and aborts at once: without backoff that is a busy loop
+        srv = TcpServer(TcpServerConfig(host="127.0.0.1", port=0, mode="echo", max_conns=1))
+        await srv.start()
+        pool = ConnectionPool(srv.host, srv.port, PoolConfig(size=3, backoff=FAST))
+        try:
+            await pool.start()
+            await asyncio.sleep(1.0)
+            s = pool.stats()
+            # 20 ms doubling to 200 ms: about 8 attempts per slot in a second, not thousands
+            assert 2 <= s.drops + s.connect_failures <= 40, s
+            assert s.open >= 1
+        finally:
+            await pool.close()
+            await srv.stop()
+
+    run(main())

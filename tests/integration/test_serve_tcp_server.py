@@ -249,3 +249,34 @@ def test_ipv6_loopback() -> None:
             await server.stop()
 
     run(main())
+
+
+def test_echo_is_exact_for_any_chunking_around_the_sniff() -> None:
+    """Any bytes (not a session header), split anywhere, come back whole and in order."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    chunks_st = st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=8).filter(
+        lambda cs: not b"".join(cs).startswith(tcp_sessions.MAGIC))
+
+    async def roundtrip(chunks: list[bytes]) -> bytes:
+        server = await _started()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            for c in chunks:
+                writer.write(c)
+                await writer.drain()
+            writer.write_eof()
+            got = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            await writer.wait_closed()
+            return got
+        finally:
+            await server.stop()
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(chunks_st)
+    def check(chunks: list[bytes]) -> None:
+        assert run(roundtrip(chunks)) == b"".join(chunks)
+
+    check()

@@ -133,11 +133,12 @@ def _listening(port: int) -> bool:
         return any(hexport in line and line.split()[3] == "0A" for line in f)
 
 
-def test_bad_header_is_refused_with_a_status(server):
+@pytest.mark.parametrize("offset, value", [(5, 99), (6, 9)])  # a version, a session kind it does not speak
+def test_bad_header_is_refused_with_a_status(server, offset, value):
     from netkit.core import session_header as sh
 
     raw = bytearray(sh.encode_header(sh.Header()))
-    raw[5] = 99  # a version this server does not speak
+    raw[offset] = value
     with socket.create_connection((server.host, server.port), timeout=5) as s:
         s.sendall(bytes(raw))
         got = b""
@@ -166,3 +167,29 @@ def test_explicit_netkit_against_plain_service_fails():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def test_reverse_from_a_plain_source_counts_what_arrived():
+    support.require_tool("socat")
+    port = free_port()
+    proc = subprocess.Popen(["socat", "-u", "OPEN:/dev/zero", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        support.wait_until(lambda: _listening(port), timeout=5)
+        # the source's first bytes are zeros, like the ack's first byte: detection must still say plain
+        result = measure_throughput(ThroughputConfig("127.0.0.1", port, duration_s=0.5, interval_s=0.5, reverse=True))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+    assert result.server == "plain" and result.counted_by == "receiver"
+    s = result.summary
+    assert s.received_bytes > 0 and s.sent_bytes is None
+
+
+def test_plain_against_an_echo_service_does_not_stall():
+    # an echo service sends everything back: the client must read it or both sides would block
+    with support.netkit_server("serve", "tcp", "--port", "0", "--mode", "echo") as echo:
+        cfg = ThroughputConfig(echo.host, echo.port, duration_s=0.5, interval_s=0.5, server="plain")
+        result = measure_throughput(cfg)
+    assert result.server == "plain" and result.counted_by == "sender" and result.note
+    assert result.summary.sent_bits_per_second > 1e8 and result.summary.received_bytes is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -125,3 +127,14 @@ def test_collector_exposition_parses_with_units_types_and_labels() -> None:
     assert samples[("netkit_rtt_seconds_bucket", "a", "+Inf")].value == 2
     assert samples[("netkit_rtt_seconds_count", "a", None)].value == 2
     assert ("netkit_probe_success", "b", None) not in samples
+
+
+@given(st.lists(st.lists(st.integers(min_value=1, max_value=5_000_000_000), max_size=20), max_size=10))
+def test_histogram_buckets_are_cumulative_and_count_every_sample(rounds: list[list[int]]) -> None:
+    tot = TargetTotals((0.0001, 0.001, 0.01, 0.1, 1.0))
+    for rtts in rounds:
+        tot.record(_round(sent=len(rtts), received=len(rtts), rtts_ns=tuple(rtts)))
+    counts = [n for _, n in tot.cumulative()]
+    assert counts == sorted(counts) and counts[-1] == tot.rtt_count == sum(map(len, rounds))
+    for (le, n) in tot.cumulative()[:-1]:
+        assert n == sum(1 for r in rounds for v in r if v / 1e9 <= float(le))

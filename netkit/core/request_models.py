@@ -593,17 +593,3 @@ def check_thresholds(result: RequestsResult, min_rps: float | None, max_p99_ms: 
     if max_p99_ms is not None and p99 is not None and p99 > max_p99_ms:
         failed.append(f"latency p99 {p99:.3f} ms > max-p99 {max_p99_ms:g} ms")
     return RequestThresholds(min_rps, max_p99_ms, not failed, tuple(failed))
-
-
-def per_second_stats(samples: list[int]) -> dict[str, float | None]:
-    """p50/p99/max (ms) of one second's samples, exact (the list is at most a second's worth)."""
-    if not samples:
-        return {"p50": None, "p99": None, "max": None}
-    from netkit.core.stats import percentile
-
-    s = sorted(samples)
-    p50 = percentile(s, 50)
-    p99 = percentile(s, 99)
-    return {"p50": None if p50 is None else round(p50 / NS_PER_MS, 6),
-            "p99": None if p99 is None else round(p99 / NS_PER_MS, 6),
-            "max": round(s[-1] / NS_PER_MS, 6)}

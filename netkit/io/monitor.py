@@ -76,6 +76,7 @@ def load_config(path: str | None, cli: CliSettings) -> MonitorConfig:
 # ----- one round for one target ---------------------------------------------------------------
 async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK) -> TargetRound:
     """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``."""
+    import netkit.io.latency as latency_mod
     from netkit.io.latency import PROBERS, measure_target
     from netkit.io.probe import ProbeOptions, Prober
 
@@ -97,7 +98,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK) -> Targ
             return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
                                  address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
                                  duration_ns=clock.now_ns() - start)
-    left_s = (deadline - clock.now_ns()) / NS
+    # measure_target grants replies in flight a short grace after ``stop``: stop that much earlier.
+    left_s = (deadline - clock.now_ns()) / NS - float(getattr(latency_mod, "STOP_GRACE_S", 0.0))
     sent = received = lost = 0
     rtts: list[int] = []
     latency_error: str | None = None

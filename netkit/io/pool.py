@@ -145,14 +145,17 @@ class PoolConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._framer = framer
         self._waiter = loop.create_future()
+        waiter = self._waiter
         self.write(data)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._waiter), timeout)
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
             self.abort()
             raise
         finally:
             self._framer = None
+            if not waiter.done():
+                waiter.cancel()  # nobody will read it: no "exception never retrieved" later
 
     def close(self) -> None:
         """Close gracefully (the pool then reconnects this slot unless it is closing)."""

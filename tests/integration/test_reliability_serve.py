@@ -482,3 +482,33 @@ def test_reliability_tls_client_against_silent_server(record_property: Record) -
     assert r.exit_code == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert elapsed < 8
+
+
+def test_reliability_sigint_under_load(serve, record_property: Record) -> None:
+    """Ctrl-C with hundreds of open connections, some stalled mid-transfer: a prompt summary, exit 0."""
+    server, base = serve("--idle-timeout", "0", "--max-conns", "0")
+    socks = []
+    for i in range(300):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if i % 3 == 0:
+            s.setblocking(False)
+            try:
+                for _ in range(64):  # fill the pipe and never read (a stalled reader)
+                    s.send(bytes(64 * 1024))
+            except BlockingIOError:
+                pass
+        socks.append(s)
+    support.wait_until(lambda: server_fds(server) >= base + 300, timeout=10)  # all accepted
+    t0 = time.monotonic()
+    code, out, err = server.stop(timeout=15)
+    took = time.monotonic() - t0
+    for s in socks:
+        abort(s)
+    record_property("held", "300 open connections, 100 of them stalled with full buffers")
+    record_property("injected", "SIGINT")
+    record_property("result", f"exit {code} after {took:.2f}s with a summary")
+    assert code == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    assert summary["connections"] >= 300 and summary["peak_concurrent"] >= 300
+    assert took < 5

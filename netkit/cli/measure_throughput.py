@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netkit.cli.context import get_output, output_options
+from netkit.cli.guard_options import key_options, load_key_option
 from netkit.cli.params import BITRATE, TARGET, Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
@@ -199,10 +200,12 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
               help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G).")
 @click.option("--connect-timeout", type=Duration(min=0.0, min_open=True, max=600.0), default="5s",
               show_default=True, help="Timeout for each connect and the server's answers.")
+@key_options(with_key=True)
 @output_options
 def throughput(target: Target, duration: float, parallel: int, reverse: bool, bidir: bool, size: int | None,
                interval: float, omit: float, udp: bool, rate: float | None, iperf3_: bool, plain: bool,
-               min_rate: float | None, connect_timeout: float) -> int:
+               min_rate: float | None, connect_timeout: float, key: str | None = None,
+               key_file: str | None = None) -> int:
     """Measure bandwidth to TARGET (HOST:PORT), like iperf3.
 
     Against `netkit serve tcp` the server reports what it received, so rates count bytes that
@@ -238,11 +241,16 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         size = 1400 if udp else 128 * 1024
     if udp and not 56 <= size <= 65507:
         raise usage_error("a UDP datagram must be 56..65507 bytes (the probe header is 56)", "--size")
-    server = "iperf3" if iperf3_ else ("plain" if plain else "auto")
+    mkey = load_key_option(key, key_file)  # issue 10: keyed headers/probes (--key, NETKIT_KEY)
+    if mkey is not None and (iperf3_ or plain):
+        raise usage_error("--key needs a netkit server (not --iperf3/--plain)", "--key")
+    if mkey is not None and udp and size < 72:
+        raise usage_error("a keyed UDP datagram must be at least 72 bytes (header + 16-byte tag)", "--size")
+    server = "iperf3" if iperf3_ else ("plain" if plain else ("netkit" if mkey is not None else "auto"))
     cfg = ThroughputConfig(
         host=target.host, port=target.port, duration_s=duration, parallel=parallel, reverse=reverse,
         bidir=bidir, block_size=size, interval_s=interval, omit_s=omit, server=server, udp=udp,
-        rate_bps=rate, connect_timeout_s=connect_timeout,
+        rate_bps=rate, connect_timeout_s=connect_timeout, key=mkey,
     )
     stop = threading.Event()
     fired: list[int] = []

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
-from netkit.cli import params
+from netkit.cli import guard_options, params
 from netkit.cli.context import get_output, output_options
 from netkit.core.exitcodes import ExitCode
 
@@ -111,10 +112,17 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
 @click.option("--once", is_flag=True, help="Serve one connection, then exit.")
 @click.option("--tls", is_flag=True, help="Speak TLS (ephemeral self-signed certificate unless --cert).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM) for --tls.")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM) for --cert.")
+# issue 10: --key is the measurement (HMAC) key; with --cert and no --tls-key it stays the TLS key.
+@click.option("--key", default=None, metavar="TEXT",
+              help="Measurement key (HMAC; or NETKIT_KEY, --key-file). With --cert and no --tls-key: "
+                   "the TLS private key (PEM), as before.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM) for --cert.")
+@guard_options.key_options(with_key=False)
+@guard_options.limit_options
 @output_options
 def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: int, idle_timeout: float,
-                  max_bytes: int, once: bool, tls: bool, cert: str | None, key: str | None) -> int:
+                  max_bytes: int, once: bool, tls: bool, cert: str | None, key: str | None,
+                  tls_key: str | None = None, key_file: str | None = None, **limits: Any) -> int:
     """Serve TCP: echo (default), discard, source or reply, with limits and optional TLS.
 
     \b
@@ -129,8 +137,15 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: i
     from netkit.io.tcp_server import serve_tcp
 
     out = get_output()
-    if (cert or key) and not tls:
+    # issue 10: split --key between TLS (old spelling, with --cert) and the measurement key.
+    hmac_text = key
+    if cert and not tls_key and key is not None:
+        tls_key, hmac_text = key, None
+    if (cert or tls_key) and not tls:
         raise params.usage_error("--cert/--key need --tls", "--cert")
+    if tls_key and not os.path.isfile(tls_key):
+        raise params.usage_error(f"TLS key file {tls_key!r} does not exist", "--key")
+    key = tls_key
     config = TcpServerConfig(
         host=host, port=port, mode=mode, reply=reply_text.encode(), max_conns=max_conns or None,
         idle_timeout=idle_timeout or None, max_bytes=max_bytes or None, once=once,
@@ -146,16 +161,19 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: i
         out.stderr.write(f"TLS {kind}, SHA-256 fingerprint {server_tls.fingerprint_sha256}\n")
         out.stderr.flush()
     state: dict[str, Any] = {}
+    # issue 10: keys and limits (None when neither is set: the server runs as before)
+    guard = guard_options.make_guard(out, host, "tcp", guard_options.load_key_option(hmac_text, key_file),
+                                     limits, _event_sink(out, state))
 
     async def main() -> Any:
         async with StopSignal() as stop:
             state["stop"] = stop
             return await serve_tcp(
                 config, tls=ctx, on_event=_event_sink(out, state), stop=stop,
-                on_ready=lambda srv: _ready(out, srv.address), on_debug=out.debug,
+                on_ready=lambda srv: _ready(out, srv.address), on_debug=out.debug, guard=guard,
             )
 
-    summary = run(main())
+    summary = guard_options.with_guard_counts(run(main()), guard)
     return _finish(out, state, summary, "netkit serve tcp")
 
 
@@ -167,8 +185,11 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: i
               help="show each datagram, or echo it to its sender (through the reflector).")
 @click.option("--preview", type=params.Count(min=0, max=4096), default="64", show_default=True,
               help="Characters of escaped preview per datagram in --mode show.")
+@guard_options.key_options(with_key=True)
+@guard_options.limit_options
 @output_options
-def serve_udp_cmd(host: str, port: int, mode: str, preview: int) -> int:
+def serve_udp_cmd(host: str, port: int, mode: str, preview: int, key: str | None = None,
+                  key_file: str | None = None, **limits: Any) -> int:
     """Serve UDP: show each datagram (time, sender, size, escaped preview) or echo it.
 
     \b
@@ -183,13 +204,23 @@ def serve_udp_cmd(host: str, port: int, mode: str, preview: int) -> int:
     out = get_output()
     config = UdpServerConfig(host=host, port=port, mode=mode, preview=preview)
     state: dict[str, Any] = {}
+    # issue 10: in echo mode the reflector sits behind a Guard (key, limits, never amplifies)
+    guard = guard_options.make_guard(out, host, "udp", guard_options.load_key_option(key, key_file),
+                                     limits, _event_sink(out, state))
+    reflector = None
+    if guard is not None and mode == "echo":
+        from netkit.io.server_guard import GuardedReflector
+
+        reflector = GuardedReflector(guard)
+    elif guard is not None:
+        out.warn("--key and the limits apply to --mode echo only (show mode never answers)")
 
     async def main() -> Any:
         async with StopSignal() as stop:
             state["stop"] = stop
             return await serve_udp(
                 config, on_event=_event_sink(out, state), stop=stop,
-                on_ready=lambda srv: _ready(out, srv.address), on_debug=out.debug,
+                on_ready=lambda srv: _ready(out, srv.address), on_debug=out.debug, reflector=reflector,
             )
 
     summary = run(main())

@@ -42,7 +42,6 @@ The server checks the tag, that ``wall_ms`` is within ``freshness`` of its clock
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 from collections import OrderedDict
@@ -225,7 +224,7 @@ class ReplayCache:
         """True when ``token`` is new (and now remembered); False for a replay."""
         seen = self._seen
         while seen:
-            first, t = next(iter(seen.items()))
+            _first, t = next(iter(seen.items()))
             if now_ns - t < self.ttl_ns and len(seen) < self.max_entries:
                 break
             seen.popitem(last=False)  # expired, or the oldest when full (bounded memory)

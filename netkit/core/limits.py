@@ -205,12 +205,12 @@ class SessionTable:
     def _prune(self, now_ns: int) -> None:
         active, known = self._active, self._known
         while active:
-            s, t = next(iter(active.items()))
+            _s, t = next(iter(active.items()))
             if now_ns - t < self.active_idle_ns:
                 break
             active.popitem(last=False)
         while known:
-            s, sess = next(iter(known.items()))
+            _s, sess = next(iter(known.items()))
             if now_ns - sess.last_ns < self.keep_ns:
                 break
             known.popitem(last=False)

@@ -45,6 +45,7 @@ GO = b"G"
 
 STATUS_OK = 0
 STATUS_UNSUPPORTED = 1
+STATUS_REFUSED = 2  # over a server limit (--max-sessions); issue 10
 
 UNKNOWN_U32 = 0xFFFFFFFF
 

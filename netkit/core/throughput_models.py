@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 NS = 1_000_000_000
 
@@ -42,6 +43,8 @@ class ThroughputConfig:
     rate_bps: float | None = None
     connect_timeout_s: float = 5.0
     detect_timeout_s: float = 1.0  # how long "auto" waits for a netkit/iperf3 answer
+    #: issue 10: a ``netkit.core.keyed.Key`` (``--key``): keyed session headers and UDP probes.
+    key: Any = None
 
     def __post_init__(self) -> None:
         if self.server not in SERVER_KINDS:

@@ -256,6 +256,13 @@ class _Sniff(asyncio.Protocol):
         if session:
             self.server._hand_over(transport, rec, first)
             return
+        guard = self.server.guard  # issue 10: a keyed server serves keyed sessions only
+        if guard is not None and guard.key is not None:
+            guard.reject("rejected_by_key", "no-key", transport.get_extra_info("peername") or rec.peer,
+                         time.perf_counter_ns())
+            rec.reason = "rejected-by-key"
+            transport.close()
+            return
         proto = MODE_PROTOCOLS[self.server.config.mode](self.server, transport, rec)
         transport.set_protocol(proto)
         if first:
@@ -297,8 +304,10 @@ class TcpServer:
         tls: ssl.SSLContext | None = None,
         on_event: EventSink | None = None,
         on_debug: Callable[[str], None] | None = None,
+        guard: Any = None,
     ) -> None:
         self.config = config
+        self.guard = guard  # issue 10: netkit.io.server_guard.Guard (keys, limits) or None
         self.tls = tls
         self.on_event = on_event
         self.on_debug = on_debug
@@ -453,6 +462,11 @@ class TcpServer:
                 self.emit("limit", limit="max_conns", id=None, peer=peer, value=limit)
             transport.close()  # a clean FIN (close_notify over TLS), not a reset
             return None
+        # issue 10: --allow/--deny and the per-source rate (counted and logged by the guard)
+        if self.guard is not None and not self.guard.admit(transport.get_extra_info("peername") or peer,
+                                                           time.perf_counter_ns()):
+            transport.close()
+            return None
         rec = ConnRecord(self._next_id, peer, time.perf_counter_ns(), transport)
         self._next_id += 1
         self._total_conns += 1
@@ -533,11 +547,12 @@ async def serve_tcp(
     on_ready: Callable[[TcpServer], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
     stop: Any = None,
+    guard: Any = None,
 ) -> TcpServeSummary:
     """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done."""
     from netkit.io.aio import StopSignal
 
-    server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug)
+    server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug, guard=guard)
     loop = asyncio.get_running_loop()
     _quiet_loop_errors(loop, server)
     own_stop = stop is None

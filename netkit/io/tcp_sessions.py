@@ -41,6 +41,7 @@ MAGIC_LEN = len(MAGIC)
 RECV_BUF = 1024 * 1024  # large reads: fewer loop turns per GB, and iperf3 -l 1M clients write 1 MiB at a time
 SOURCE_BURST = 32  # writes per loop turn when the kernel keeps accepting (bounded loop)
 GO_WAIT_S = 30.0  # a source stream whose client never says GO is closed after this
+CUT_GRACE_S = 2.0  # after a --max-duration cut, how long a sink reads and drops what still arrives
 WRITE_HIGH_WATER = 1024 * 1024
 _KIND_OFFSET = len(sh.MAGIC) + 1  # magic, version, then the session kind
 
@@ -53,7 +54,22 @@ def sniff(prefix: bytes) -> bool | None:
 
 
 def open_session(transport: asyncio.BaseTransport, first_bytes: bytes, server: Any) -> asyncio.BaseProtocol:
-    """Take over ``transport`` (see module docstring); ``server`` is netkit's TcpServer."""
+    """Take over ``transport`` (see module docstring); ``server`` is netkit's TcpServer.
+
+    With a guard on the server (``server.guard``, issue 10: ``--key``, ``--max-sessions``) the
+    connection first goes through :class:`KeyGate`, which checks the keyed header and the session
+    limit, strips the keyed trailer and then dispatches here again without the guard.
+    """
+    guard = getattr(server, "guard", None)
+    if guard is not None:
+        gate = KeyGate(transport, server, guard)
+        transport.set_protocol(gate)
+        gate.data_received(first_bytes)
+        return gate
+    return _dispatch(transport, first_bytes, server)
+
+
+def _dispatch(transport: asyncio.BaseTransport, first_bytes: bytes, server: Any) -> asyncio.BaseProtocol:
     # Dispatch added for issue 9 (measure requests --netkit-header): session kind 2 is
     # request/response, served by netkit.io.request_session; every other kind is throughput.
     from netkit.io import request_session
@@ -100,6 +116,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         self.chunk = b""
         self.timer: asyncio.TimerHandle | None = None
         self.omit_timer: asyncio.TimerHandle | None = None
+        self.cut_timer: asyncio.TimerHandle | None = None  # issue 10: --max-duration
         self.loop = asyncio.get_running_loop()
 
     # ----- asyncio plumbing ---------------------------------------------------------------------
@@ -117,6 +134,9 @@ class ThroughputSession(asyncio.BufferedProtocol):
         self.feed(bytes(self._view[:nbytes]))
 
     def eof_received(self) -> bool:
+        if self.state == "cut":  # the client saw the early report and stopped: done
+            self._close()
+            return True
         if self.state == "sink":
             self._finish_sink()
             return True  # we close after the report is written
@@ -222,6 +242,9 @@ class ThroughputSession(asyncio.BufferedProtocol):
 
     def _first_data(self) -> None:
         self.t0 = time.perf_counter_ns()
+        guard = getattr(self.server, "guard", None)
+        if guard is not None and guard.limits.max_duration_ns is not None:
+            self.cut_timer = self.loop.call_later(guard.limits.max_duration_ns / 1e9, self._cut)
         if self.omit_ns:
             self.omit_timer = self.loop.call_later(self.omit_ns / 1e9, self._omit_end)
 
@@ -292,10 +315,43 @@ class ThroughputSession(asyncio.BufferedProtocol):
             self._close()
 
     def _cancel_timers(self) -> None:
-        for t in (self.timer, self.omit_timer):
+        for t in (self.timer, self.omit_timer, self.cut_timer):
             if t is not None:
                 t.cancel()
-        self.timer = self.omit_timer = None
+        self.timer = self.omit_timer = self.cut_timer = None
+
+    def _cut(self) -> None:
+        """``--max-duration`` reached (issue 10): end the stream now, whatever the client asked.
+
+        Source: the usual end (report as the last bytes, close). Sink: the report goes out at
+        once and the write side closes; the client notices it, stops sending and half-closes. Until
+        then (at most ``CUT_GRACE_S``) the server reads and drops what still arrives.
+        """
+        self.cut_timer = None
+        guard = self.server.guard
+        peer = self.transport.get_extra_info("peername") or "?"
+        guard.reject("over_limit", "max_duration", peer, time.perf_counter_ns(),
+                     guard.limits.max_duration_ns / 1e9)
+        if self.state == "source":
+            self._finish_source()
+            return
+        if self.state != "sink":
+            return
+        if self.omit_ns and self.omit_timer is not None:
+            self.omitted = self.count
+        report = self._report()
+        assert self.header is not None
+        self.server.emit("session", kind="throughput", direction=sh.DIRECTIONS[self.header.direction],
+                         stream=self.header.stream_id, bytes=self.count, cut="max_duration")
+        self._cancel_timers()
+        self.state = "cut"
+        self.transport.write(report)
+        self.server.add_bytes(self.transport, bytes_out=len(report))
+        try:
+            self.transport.write_eof()
+        except (NotImplementedError, RuntimeError, OSError):  # TLS: no half-close
+            pass
+        self.timer = self.loop.call_later(CUT_GRACE_S, self._close)
 
     def _abort_session(self) -> None:
         self.state = "done"
@@ -307,3 +363,105 @@ class ThroughputSession(asyncio.BufferedProtocol):
         self._cancel_timers()
         if not self.transport.is_closing():
             self.transport.close()
+
+
+# ----- issue 10: keyed headers and server limits ---------------------------------------------------
+
+GATE_WAIT_S = 5.0  # a client that never completes its (keyed) header is closed after this
+_FLAGS_AT = 10  # magic(5) version kind direction stream_id(2): then flags u16
+
+
+class _SessionServer:
+    """The server as a session sees it behind the gate: ``closed`` also frees the session slot."""
+
+    def __init__(self, server: Any, guard: Any) -> None:
+        self._server = server
+        self._guard = guard
+        self._freed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+    def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
+        if not self._freed:
+            self._freed = True
+            self._guard.session_closed()
+        self._server.closed(transport, reason, error)
+
+
+class KeyGate(asyncio.Protocol):
+    """Reads the header (and, keyed, its 32-byte trailer) before any session sees a byte.
+
+    Wrong, missing or replayed keys: the connection is closed without an answer (a stranger
+    learns nothing) and counted as ``rejected_by_key``. Over ``--max-sessions``: the client gets
+    an ack with ``STATUS_REFUSED`` and the connection closes (counted as ``over_limit``).
+    A throughput session's length is capped at ``--max-duration`` (``cut_after_s``).
+    """
+
+    def __init__(self, transport: asyncio.BaseTransport, server: Any, guard: Any) -> None:
+        self.transport = transport
+        self.server = server
+        self.guard = guard
+        self.buf = b""
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(GATE_WAIT_S, self._timeout)
+
+    def _peer(self) -> Any:
+        return self.transport.get_extra_info("peername") or "?"
+
+    def data_received(self, data: bytes) -> None:
+        if self.done or not data:
+            return
+        self.buf += data
+        if len(self.buf) < sh.HEADER_LEN:
+            return
+        from netkit.core import keyed
+
+        now = time.perf_counter_ns()
+        head = self.buf[: sh.HEADER_LEN]
+        flags = int.from_bytes(head[_FLAGS_AT:_FLAGS_AT + 2], "big")
+        trailer = None
+        rest = self.buf[sh.HEADER_LEN:]
+        if flags & keyed.FLAG_KEYED:
+            if len(rest) < keyed.HEADER_TRAILER_LEN:
+                return
+            trailer, rest = rest[: keyed.HEADER_TRAILER_LEN], rest[keyed.HEADER_TRAILER_LEN:]
+        self._finish()
+        self.server.add_bytes(self.transport, bytes_in=len(self.buf) - len(head) - len(rest))
+        if not self.guard.check_header(head, trailer, self._peer(), now):
+            self.server.error("session header rejected: wrong or missing key")
+            self.transport.close()
+            return
+        if not self.guard.session_opened(self._peer(), now):
+            self.transport.write(sh.encode_ack(sh.Ack(sh.STATUS_REFUSED)))
+            self.transport.close()
+            return
+        try:
+            _dispatch(self.transport, head + rest, _SessionServer(self.server, self.guard))
+        except Exception:
+            self.guard.session_closed()
+            raise
+
+    def _finish(self) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timeout(self) -> None:
+        self.timer = None
+        if not self.done:
+            self.done = True
+            self.guard.reject("rejected_by_key" if self.guard.key is not None else "over_limit",
+                              "header-timeout", self._peer(), time.perf_counter_ns())
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        if not self.done:
+            self._finish()
+            self.transport.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+        self.server.closed(self.transport, "eof" if exc is None else "reset")

@@ -16,6 +16,7 @@ The main thread is the clock: it samples the per-stream byte counters at each in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from netkit.core import session_header as sh
 from netkit.core.errors import CheckFailed, RuntimeFailure
@@ -52,6 +54,7 @@ REPORT_TIMEOUT_S = 10.0  # how long a sender waits for the netkit server's count
 JOIN_TIMEOUT_S = 15.0
 RECV_BUF_MIN = 1024 * 1024  # fewer, larger reads: less CPU per GB
 PROGRESS_EVERY_NS = 200_000_000
+CUT_CHECK_EVERY = 16  # sends between peeks for an early server report (issue 10, --max-duration)
 
 
 def tcp_info(sock: socket.socket) -> TcpInfo | None:
@@ -121,6 +124,7 @@ class StreamWorker:
         self.report: sh.Report | None = None
         self.info: TcpInfo | None = None
         self.eof = False
+        self.cut = False  # issue 10: the server ended the stream before the client did
         self.thread = threading.Thread(target=self._run, name=f"netkit-stream-{sid}", daemon=True)
 
     def start(self, start_ns: int, deadline_ns: int) -> None:
@@ -158,9 +162,15 @@ class StreamWorker:
         view = self.send_view
         now = time.perf_counter_ns
         deadline = self.deadline_ns
+        peek = self.proto == "netkit"
+        sends = 0
         while True:
             self.bytes += send(view)
             if now() >= deadline or self.stopping:
+                break
+            sends += 1
+            if peek and sends % CUT_CHECK_EVERY == 0 and self._server_ended():
+                self.cut = True  # the server ended the stream early (its --max-duration)
                 break
         self.stop_ns = now()
         if self.proto == "iperf3":
@@ -175,6 +185,15 @@ class StreamWorker:
             except sh.HeaderError as exc:
                 self.error = f"bad report from server: {exc}"
         self.info = tcp_info(self.sock)
+
+    def _server_ended(self) -> bool:
+        """Has the server sent its report while we were still sending? (A non-blocking peek.)"""
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
 
     def _recv_loop(self) -> None:
         sock = self.sock
@@ -191,10 +210,13 @@ class StreamWorker:
                 self.eof = True
                 break
             self.bytes += n
-            if self.draining:  # only after the stop: the report may be in these bytes
-                self.stop_ns = now()
-                self.tail = (self.tail + bytes(buf[max(0, n - keep):n]))[-keep:]
+            # the report is the last bytes: after our stop, or whenever the server ends first
+            # (issue 10: its --max-duration), so keep the tail of every read (40 bytes)
+            self.stop_ns = now() if self.draining or self.proto == "netkit" else self.stop_ns
+            self.tail = (self.tail + bytes(buf[max(0, n - keep):n]))[-keep:]
         if self.proto == "netkit":
+            if not self.draining:
+                self.cut = True  # EOF before we asked to stop: the server cut the stream
             try:
                 self.report = sh.decode_report(self.tail)
                 self.bytes -= sh.REPORT_LEN
@@ -205,7 +227,8 @@ class StreamWorker:
     # ----- control from the main thread --------------------------------------------------------
     def stop_receiving(self) -> None:
         """Netkit source stream: tell the server to stop (half-close) and drain to its EOF."""
-        self.stop_ns = time.perf_counter_ns()
+        if not self.eof:  # after a server cut the last byte already set stop_ns
+            self.stop_ns = time.perf_counter_ns()
         self.draining = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -391,16 +414,31 @@ def probe_stream(cfg: ThroughputConfig, header: sh.Header, *, expect: str) -> Pr
     """Connect, send the header, and classify the answer (``expect``: auto or netkit)."""
     sock = connect(cfg.host, cfg.port, cfg.connect_timeout_s)
     raw = sh.encode_header(header)
+    wire = raw
+    if cfg.key is not None:  # issue 10: keyed header = header with FLAG_KEYED + 32-byte trailer
+        from netkit.core import keyed
+
+        raw = sh.encode_header(dataclasses.replace(header, flags=header.flags | keyed.FLAG_KEYED))
+        wire = raw + keyed.encode_header_trailer(cfg.key, raw, time.time_ns() // 1_000_000, os.urandom(8))
     try:
         sock.settimeout(cfg.connect_timeout_s)
-        sock.sendall(raw)
+        sock.sendall(wire)
         sock.settimeout(cfg.detect_timeout_s if expect == "auto" else cfg.connect_timeout_s)
         try:
             got = sock.recv(1)
+            if not got and cfg.key is not None:
+                raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the server refused the keyed "
+                                  "session header: check the key")
             if not got:
-                raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the server closed the connection at once")
+                raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the server closed the connection at once "
+                                  "(a keyed netkit server needs --key)")
         except TimeoutError:
             got = b""  # silent: a discard-like service
+        except ConnectionResetError:
+            if cfg.key is None:
+                raise
+            raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the server refused the keyed "
+                              "session header: check the key") from None
         if got and expect == "auto" and got in (b"\x09", b"\xff", b"\xfe"):
             return Probe("iperf3", sock, got, raw)  # PARAM_EXCHANGE / ACCESS_DENIED / SERVER_ERROR
         if got == sh.ACK_MAGIC[:1]:
@@ -412,6 +450,9 @@ def probe_stream(cfg: ThroughputConfig, header: sh.Header, *, expect: str) -> Pr
                 got += chunk
         ack = sh.decode_ack(got)
         if ack is not None:
+            if ack.status == sh.STATUS_REFUSED:
+                raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the netkit server refused the "
+                                  "stream: it is at its --max-sessions limit")
             if not ack.ok:
                 raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: netkit server refused the stream "
                                   f"(status {ack.status})")
@@ -513,6 +554,9 @@ def measure_throughput(
             note = "not a netkit server: the client counted what it received"
     if errors:
         note = (note + "; " if note else "") + "; ".join(errors)
+    if any(w.cut for w in workers):
+        cut = "the server ended the test early (its --max-duration limit)"
+        note = (note + "; " if note else "") + cut
     return ThroughputResult(
         protocol="tcp", streams=cfg.parallel, reverse=cfg.reverse, duration_s=cfg.duration_s,
         intervals=tuple(rows), summary=summary, counted_by=overall_counted_by(results),
@@ -573,7 +617,7 @@ class UdpWorker:
     what came back from the reflector (interval rows show the round-trip goodput).
     """
 
-    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float) -> None:
+    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float, key: Any = None) -> None:
         from netkit.core.accounting import Accounting
 
         self.id = sid
@@ -582,6 +626,11 @@ class UdpWorker:
         self.size = size
         self.gap_ns = max(1, int(size * 8 * NS / rate_bps))
         self.session = secrets.randbits(63)
+        self.key = key  # issue 10: sign every probe (and the query) with this netkit.core.keyed.Key
+        if key is not None:
+            from netkit.io.server_guard import new_keyed_session
+
+            self.session = new_keyed_session()
         self.acc = Accounting(UDP_REPLY_TIMEOUT_NS, keep_rtts=False)
         self.lock = threading.Lock()
         self.bytes = 0
@@ -614,6 +663,8 @@ class UdpWorker:
         send = self.sock.send
         now = time.perf_counter_ns
         acc, lock, gap, t0 = self.acc, self.lock, self.gap_ns, self.start_ns
+        key = self.key
+        from netkit.core.keyed import sign_probe_into as sign
         seq = 0
         try:
             while not self.stopping:
@@ -624,6 +675,8 @@ class UdpWorker:
                 while seq < due:
                     ts = now()
                     packet.encode_into(buf, self.session, seq, ts)
+                    if key is not None:
+                        sign(key, buf)
                     with lock:
                         acc.on_sent(seq, ts)
                     try:
@@ -679,11 +732,13 @@ class UdpWorker:
 
     def final_query(self) -> None:
         """Ask the reflector how many of this session's probes reached it (one-way count)."""
-        from netkit.core import packet
+        from netkit.core import keyed, packet
 
-        q = bytearray(packet.HEADER_SIZE)
+        q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
         for attempt in range(3):
             packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
+            if self.key is not None:
+                keyed.sign_probe_into(self.key, q)
             try:
                 self.sock.send(q)
             except OSError:
@@ -734,7 +789,7 @@ def measure_udp_throughput(
                 raise RuntimeFailure(f"cannot resolve {cfg.host}: {exc.strerror}") from None
             except OSError as exc:
                 raise CheckFailed(f"{where}: {exc.strerror or exc}") from None
-            workers.append(UdpWorker(i, sock, size, rate))
+            workers.append(UdpWorker(i, sock, size, rate, key=cfg.key))
         rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop)  # type: ignore[arg-type]
         for w in workers:
             w.join(JOIN_TIMEOUT_S)
@@ -746,6 +801,11 @@ def measure_udp_throughput(
     finally:
         for w in workers:
             w.close()
+    if cfg.key is not None and not clock.interrupted and all(
+            w.acc.received == 0 and w.query_count is None for w in workers):
+        from netkit.io.server_guard import WRONG_KEY_MESSAGE
+
+        raise CheckFailed(WRONG_KEY_MESSAGE)  # issue 10: a keyed server drops what it cannot verify
     results = []
     accs = []
     for w in workers:

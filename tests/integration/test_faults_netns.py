@@ -161,8 +161,9 @@ table inet nkrel {{
         assert r.exit_code == 0, r.stderr
         assert all(t["state"] == "open" for t in doc["targets"])
         assert dropped > 0 and max(attempts) > 1
-        # Each dropped SYN cost exactly one failed attempt (300 ms is below the kernel's 1 s SYN retry).
-        assert sum(attempts) - n == dropped
+        # Each dropped SYN cost exactly one failed attempt (300 ms is below the kernel's 1 s SYN retry);
+        # a handshake slower than 300 ms on a loaded machine may add a failed attempt of its own.
+        assert dropped <= sum(attempts) - n <= dropped + 3
     finally:
         stop(server)
 

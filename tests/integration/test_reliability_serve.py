@@ -512,3 +512,28 @@ def test_reliability_sigint_under_load(serve, record_property: Record) -> None:
     summary = json.loads(out)
     assert summary["connections"] >= 300 and summary["peak_concurrent"] >= 300
     assert took < 5
+
+
+def test_reliability_source_mode_reader_never_reads(serve, record_property: Record) -> None:
+    """``--mode source`` writes as fast as the client reads: a client that never reads costs no memory."""
+    server, base = serve("--mode", "source", "--idle-timeout", "0")
+    rss0 = server_rss_mb(server)
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(8)]
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    # Let the server fill every socket buffer; then its memory must stop growing.
+    samples = []
+    for _ in range(10):
+        samples.append(server_rss_mb(server))
+        time.sleep(0.1)
+    rss1 = max(samples)
+    n, how = recv_until_closed(socks[0], 0.5)  # the stream is really flowing
+    for s in socks:
+        abort(s)
+    record_property("held", "--mode source, 8 clients that never read")
+    record_property("injected", "stalled readers")
+    record_property("result", f"server RSS {rss0:.0f} -> {rss1:.0f} MB; a reader then got {n:,} bytes")
+    assert n > 0 and how == "open"
+    assert rss1 - rss0 < 64
+    support.wait_until(lambda: server_fds(server) <= base, timeout=5)
+    assert server.proc.poll() is None

@@ -8,12 +8,13 @@ floods for longer (``bench/reliability.py``).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -143,28 +144,34 @@ def test_reliability_udp_session_spoofed_from_other_sender(reflector: support.Se
     assert [got[i].refl_count for i in range(5)] == [1, 2, 3, 4, 5]
 
 
-def test_reliability_udp_flood(reflector: support.Server, record_property: Record) -> None:
-    """A flood at the fastest rate this test can send: valid probes are still answered."""
-    stop = threading.Event()
-    sent = [0, 0]
-
-    def flood(k: int) -> None:
-        payloads = [os.urandom(64), packet.encode(packet.Probe(k, 0, 0, size=1200)), os.urandom(1400)]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setblocking(False)
-            i = 0
-            while not stop.is_set():
+def _flood(port: int, k: int, stop: Any, sent: Any) -> None:
+    """One flooding process: random and probe-shaped datagrams, as fast as the socket takes them."""
+    payloads = [os.urandom(64), packet.encode(packet.Probe(k, 0, 0, size=1200)), os.urandom(1400)]
+    n = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        i = 0
+        while not stop.is_set():
+            for _ in range(256):
                 try:
-                    s.sendto(payloads[i % 3], ("127.0.0.1", reflector.port))
-                    sent[k] += 1
+                    s.sendto(payloads[i % 3], ("127.0.0.1", port))
+                    n += 1
                 except (BlockingIOError, ConnectionRefusedError):
                     pass
                 i += 1
+    sent.value = n
 
-    threads = [threading.Thread(target=flood, args=(k,), daemon=True) for k in range(2)]
+
+def test_reliability_udp_flood(reflector: support.Server, record_property: Record) -> None:
+    """A flood at the fastest rate this test can send: valid probes are still answered."""
+    ctx = multiprocessing.get_context("fork")  # separate processes: no GIL between sender and prober
+    stop = ctx.Event()
+    counters = [ctx.Value("q", 0) for _ in range(2)]
+    procs = [ctx.Process(target=_flood, args=(reflector.port, k, stop, counters[k]), daemon=True)
+             for k in range(2)]
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
+    for p in procs:
+        p.start()
     answered = 0
     asked = 0
     try:
@@ -174,14 +181,17 @@ def test_reliability_udp_flood(reflector: support.Server, record_property: Recor
             asked += 5
     finally:
         stop.set()
-        for t in threads:
-            t.join(5)
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
     elapsed = time.monotonic() - t0
-    pps = sum(sent) / elapsed
+    total = sum(c.value for c in counters)
+    pps = total / elapsed
     after = probe_roundtrip(reflector.port, 0xAF7E, range(20))
     m = measure_ok(reflector)
     record_property("held", "valid probes during the flood, then 20 more and measure latency")
-    record_property("injected", f"{sum(sent):,} datagrams in {elapsed:.1f}s ({pps:,.0f}/s, 2 senders)")
+    record_property("injected", f"{total:,} datagrams in {elapsed:.1f}s ({pps:,.0f}/s, 2 sender processes)")
     record_property("result", f"{answered}/{asked} probes answered during the flood (5 tries each); "
                               f"20/20 after; measure {m['received']}/{m['sent']}")
     assert answered >= asked * 0.5, (answered, asked)

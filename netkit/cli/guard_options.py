@@ -1,0 +1,113 @@
+"""Click options for keys and server limits (issue 10), shared by ``serve`` and the clients.
+
+Kept apart so a server or client command gains them with one decorator and one call:
+
+- ``@key_options(with_key=True)``: ``--key TEXT`` (unless the command defines its own),
+  ``--key-file PATH``; ``NETKIT_KEY`` is read when neither is given.
+- ``@limit_options``: ``--max-duration``, ``--min-interval``, ``--max-pps-per-source``,
+  ``--max-packet``, ``--max-sessions``, ``--allow CIDR``, ``--deny CIDR`` (repeatable).
+- :func:`make_guard`: options -> a :class:`netkit.io.server_guard.Guard` (or None when no key
+  and no limit is set, so an unguarded server keeps its fast path), printing the exposure warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from netkit.cli import params
+
+LIMIT_KEYS = ("max_duration", "min_interval", "max_pps_per_source", "max_packet", "max_sessions",
+              "allow", "deny")
+
+
+def key_options(with_key: bool = True) -> Callable[[Any], Any]:
+    """Add ``--key`` (when ``with_key``) and ``--key-file`` to a command."""
+
+    def deco(f: Any) -> Any:
+        f = click.option("--key-file", type=click.Path(dir_okay=False),
+                         help="Read the measurement key from this file (see --key).")(f)
+        if with_key:
+            f = click.option("--key", "key", default=None, metavar="TEXT",
+                             help="Shared measurement key (HMAC-SHA256); or NETKIT_KEY, or --key-file.")(f)
+        return f
+
+    return deco
+
+
+def limit_options(f: Any) -> Any:
+    """The server limits a client cannot raise (see docs/readme/80-security.md)."""
+    opts = [
+        click.option("--max-duration", type=params.DURATION, default=None,
+                     help="Longest measurement session; longer ones are cut (e.g. 60s)."),
+        click.option("--min-interval", type=params.DURATION, default=None,
+                     help="Smallest interval between packets from one source (e.g. 10ms)."),
+        click.option("--max-pps-per-source", type=params.Count(min=1), default=None,
+                     help="Packets (UDP) or connections (TCP) per second per source address."),
+        click.option("--max-packet", type=params.SIZE, default=None,
+                     help="Largest UDP datagram answered; bigger ones are dropped."),
+        click.option("--max-sessions", type=params.Count(min=1), default=None,
+                     help="Measurement sessions served at once; more are refused."),
+        click.option("--allow", multiple=True, metavar="CIDR",
+                     help="Serve only these sources (repeatable)."),
+        click.option("--deny", multiple=True, metavar="CIDR",
+                     help="Never serve these sources (repeatable; wins over --allow)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def pop_limits(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the limit options out of a command's kwargs."""
+    return {k: kwargs.pop(k, None) for k in LIMIT_KEYS}
+
+
+def load_key_option(key: str | None, key_file: str | None) -> Any:
+    """The derived key from ``--key``/``--key-file``/``NETKIT_KEY`` (None when none)."""
+    from netkit.io.server_guard import load_key
+
+    return load_key(key, key_file)
+
+
+def make_guard(out: Any, host: str, proto: str, key: Any, limits: dict[str, Any],
+               on_event: Callable[[dict[str, Any]], None] | None) -> Any:
+    """A Guard for a server, or None when neither a key nor a limit is set. Warns when exposed."""
+    from netkit.core.errors import InputError
+    from netkit.core.limits import Limits, parse_cidr
+    from netkit.io.server_guard import Guard, exposure_warning
+
+    warning = exposure_warning(host, proto, key)
+    if warning is not None:
+        out.stderr.write(f"warning: {warning}\n")  # shown even with -q: it names a risk
+        out.stderr.flush()
+    for opt in ("allow", "deny"):
+        for c in limits.get(opt) or ():
+            try:
+                parse_cidr(c)
+            except ValueError as exc:
+                raise InputError(f"--{opt}: {exc}") from None
+
+    def ns(v: float | None) -> int | None:
+        return None if v is None or v <= 0 else int(v * 1e9)
+
+    lim = Limits(
+        max_duration_ns=ns(limits.get("max_duration")), min_interval_ns=ns(limits.get("min_interval")),
+        max_pps_per_source=limits.get("max_pps_per_source") or None, max_packet=limits.get("max_packet") or None,
+        max_sessions=limits.get("max_sessions") or None, allow=tuple(limits.get("allow") or ()),
+        deny=tuple(limits.get("deny") or ()),
+    )
+    if key is None and lim == Limits():
+        return None
+    return Guard(lim, key, on_event=on_event)
+
+
+def with_guard_counts(summary: Any, guard: Any) -> Any:
+    """The server summary with the guard's counters added to ``limits_hit`` (TCP)."""
+    import dataclasses
+
+    if guard is None or not hasattr(summary, "limits_hit"):
+        return summary
+    return dataclasses.replace(summary, limits_hit={**summary.limits_hit, **guard.stats()})

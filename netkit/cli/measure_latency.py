@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netkit.cli.context import get_output, output_options
+from netkit.cli.guard_options import key_options, load_key_option
 from netkit.cli.params import DURATION, Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
@@ -248,10 +249,12 @@ def _label(t: Target, method: str) -> str:
 @click.option("--samples", is_flag=True, help="Include every RTT sample (samples_ms) in JSON.")
 @click.option("--no-kernel-timestamps", is_flag=True,
               help="Time replies when Python reads them, not when the kernel received them.")
+@key_options(with_key=True)  # issue 10: --key/--key-file/NETKIT_KEY for a keyed reflector (--method udp)
 @output_options
 def latency(targets: tuple[str, ...], method: str, count: int | None, duration: float | None, interval: float,
             timeout: float, size: int | None, ipv4: bool, ipv6: bool, max_loss: float | None,
-            max_rtt: float | None, samples: bool, no_kernel_timestamps: bool) -> ExitCode:
+            max_rtt: float | None, samples: bool, no_kernel_timestamps: bool, key: str | None = None,
+            key_file: str | None = None) -> ExitCode:
     """Measure round-trip time to one or more targets, concurrently (one row each, like fping).
 
     Off a terminal each reply prints one plain line, as ping does (-q: summary only).
@@ -280,8 +283,12 @@ def latency(targets: tuple[str, ...], method: str, count: int | None, duration: 
         raise usage_error("-4 and -6 exclude each other")
     if count is None and duration is None:
         count = DEFAULT_COUNT
+    mkey = load_key_option(key, key_file)  # issue 10
+    if mkey is not None and method != "udp":
+        raise usage_error("--key works with --method udp (a keyed `netkit serve udp --mode echo`)", "--key")
     cfg = LatencyConfig(method=method, count=count, duration_s=duration, interval_s=interval, timeout_s=timeout,
-                        size=size, family=family_of(ipv4, ipv6), kernel_timestamps=not no_kernel_timestamps)
+                        size=size, family=family_of(ipv4, ipv6), kernel_timestamps=not no_kernel_timestamps,
+                        key=mkey)
     return _run(out, parsed, cfg, max_loss, None if max_rtt is None else max_rtt * 1000.0, samples)
 
 
@@ -338,6 +345,12 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
     results, interrupted = run(main())
     if state["broken"]:
         raise BrokenPipeError  # the reader went away: exit quietly (141), as the CLI maps it
+    if getattr(cfg, "key", None) is not None and not interrupted and all(
+            r.acc.sent and not r.acc.received and not r.error for r in results):
+        from netkit.core.errors import CheckFailed
+        from netkit.io.server_guard import WRONG_KEY_MESSAGE
+
+        raise CheckFailed(WRONG_KEY_MESSAGE)  # issue 10: a keyed reflector drops what it cannot verify
     for r in results:
         if r.detail:
             out.debug(f"{r.target}: measured by {r.detail}")

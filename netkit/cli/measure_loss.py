@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netkit.cli.context import get_output, output_options
+from netkit.cli.guard_options import key_options, load_key_option
 from netkit.cli.params import Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
@@ -38,9 +39,11 @@ MAX_RATE = 10_000_000
 @click.option("--max-rtt", type=Duration(min=0.0, min_open=True), default=None, metavar="DURATION",
               help="Exit 1 when the p95 RTT exceeds DURATION.")
 @click.option("--samples", is_flag=True, help="Include every RTT sample (samples_ms) in JSON.")
+@key_options(with_key=True)  # issue 10: --key/--key-file/NETKIT_KEY for a keyed reflector
 @output_options
 def loss(target: str, rate: float, duration: float, size: int, timeout: float, ipv4: bool, ipv6: bool,
-         max_loss: float | None, max_rtt: float | None, samples: bool) -> ExitCode:
+         max_loss: float | None, max_rtt: float | None, samples: bool, key: str | None = None,
+         key_file: str | None = None) -> ExitCode:
     """Send a paced stream of UDP probes to a reflector and account for every packet.
 
     Against `netkit serve udp --mode echo` the loss is split by direction (forward: lost on
@@ -66,7 +69,7 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
         raise usage_error("-4 and -6 exclude each other")
     tgt = parse_target(target)
     cfg = LossConfig(rate_pps=float(rate), duration_s=duration, size=size, timeout_s=timeout,
-                     family=family_of(ipv4, ipv6))
+                     family=family_of(ipv4, ipv6), key=load_key_option(key, key_file))
     live = out.live_ok and out.format == "table"
     status: Any = None
 
@@ -99,6 +102,11 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
         return res, sig.signum is not None
 
     res, interrupted = run(main())
+    if cfg.key is not None and res.acc.sent and not res.acc.received and not interrupted and not res.error:
+        from netkit.core.errors import CheckFailed
+        from netkit.io.server_guard import WRONG_KEY_MESSAGE
+
+        raise CheckFailed(WRONG_KEY_MESSAGE)  # issue 10: a keyed reflector drops what it cannot verify
     if res.reflector is not None and res.reflector != REFLECTOR_NETKIT:
         out.info(f"{tgt}: plain UDP echo (not netkit's reflector): round trip only, no per-direction loss")
     elif res.reflector == REFLECTOR_NETKIT and res.acc.lost_forward is None and res.acc.sent:

@@ -31,6 +31,7 @@ class LatencyConfig:
     size: int = 64
     family: int = 0  # socket.AF_UNSPEC
     kernel_timestamps: bool = True
+    key: Any = None  # issue 10 (--key, method udp): a netkit.core.keyed.Key; probes are then signed
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -44,6 +45,7 @@ class LossConfig:
     size: int = 64
     timeout_s: float = 1.0
     family: int = 0
+    key: Any = None  # issue 10 (--key): a netkit.core.keyed.Key; probes are then signed
 
 
 @dataclass(frozen=True)

@@ -149,12 +149,21 @@ class CidrFilter:
     def __init__(self, allow: tuple[str, ...] | list[str] = (), deny: tuple[str, ...] | list[str] = ()) -> None:
         self.allow = tuple(parse_cidr(a) for a in allow)
         self.deny = tuple(parse_cidr(d) for d in deny)
+        self._cache: dict[str, bool] = {}  # per source: parsing an address costs ~1 us per datagram
 
     @property
     def active(self) -> bool:
         return bool(self.allow or self.deny)
 
     def permits(self, addr: str) -> bool:
+        hit = self._cache.get(addr)
+        if hit is None:
+            if len(self._cache) >= MAX_SOURCES:
+                self._cache.clear()  # bounded: a flood of sources only costs re-parsing
+            hit = self._cache[addr] = self._permits(addr)
+        return hit
+
+    def _permits(self, addr: str) -> bool:
         ip = _ip(addr)
         if ip is None:
             return not self.allow  # a non-IP peer (unix socket): only when nothing is allow-listed

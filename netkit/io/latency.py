@@ -153,6 +153,14 @@ class UdpProber(Prober):
         self.sock: socket.socket | None = None
         self.session = secrets.randbits(64)
         self.size = max(self.cfg.size, packet.HEADER_SIZE)
+        # issue 10 (--key): a keyed session id and room for the 16-byte tag (netkit.core.keyed)
+        self.key = getattr(self.cfg, "key", None)
+        if self.key is not None:
+            from netkit.core.keyed import KEYED_MIN_SIZE
+            from netkit.io.server_guard import new_keyed_session
+
+            self.session = new_keyed_session()
+            self.size = max(self.size, KEYED_MIN_SIZE)
         self._buf = bytearray(self.size)
         self._query_count: int | None = None
         self.foreign = 0
@@ -178,6 +186,10 @@ class UdpProber(Prober):
         buf = self._buf
         t_mono = time.perf_counter_ns()
         packet.encode_into(buf, self.session, seq, t_mono)
+        if self.key is not None:  # issue 10: sign after encoding (the send time changes)
+            from netkit.core.keyed import sign_probe_into
+
+            sign_probe_into(self.key, buf)
         # Read the wall clock last and record after the send: the reply cannot be handled before
         # this returns to the loop, and nothing else sits between the timestamp and the send.
         t_real = time.time_ns()
@@ -232,9 +244,13 @@ class UdpProber(Prober):
         if self.reflector != REFLECTOR_NETKIT or self.sock is None:
             return
         wait_s = min(max(self.cfg.timeout_s, 0.05), STOP_GRACE_S if hurry else 1.0)
-        q = bytearray(packet.HEADER_SIZE)
+        from netkit.core import keyed  # issue 10: a keyed query carries a tag too
+
+        q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
         for attempt in range(2 if hurry else QUERY_ATTEMPTS):
             packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
+            if self.key is not None:
+                keyed.sign_probe_into(self.key, q)
             try:
                 self.sock.send(q)
             except OSError:

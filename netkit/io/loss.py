@@ -45,6 +45,14 @@ class LossStream:
         self.acc = Accounting(max(1, round(cfg.timeout_s * NS)))
         self.session = secrets.randbits(64)
         self.size = max(cfg.size, packet.HEADER_SIZE)
+        # issue 10 (--key): a keyed session id and room for the 16-byte tag (netkit.core.keyed)
+        self.key = getattr(cfg, "key", None)
+        if self.key is not None:
+            from netkit.core.keyed import KEYED_MIN_SIZE
+            from netkit.io.server_guard import new_keyed_session
+
+            self.session = new_keyed_session()
+            self.size = max(self.size, KEYED_MIN_SIZE)
         self.sock: socket.socket | None = None
         self.address: str | None = None
         self.reflector: str | None = None
@@ -120,6 +128,8 @@ class LossStream:
         buf = bytearray(self.size)
         encode = packet.encode_into
         session = self.session
+        key = self.key  # issue 10: sign each probe after encoding it
+        from netkit.core.keyed import sign_probe_into as sign
         start = time.perf_counter_ns()
         last_expire = start
         last_progress = start
@@ -133,6 +143,8 @@ class LossStream:
             while seq < due:
                 now = clock()
                 encode(buf, session, seq, now)
+                if key is not None:
+                    sign(key, buf)
                 try:
                     sock.send(buf)
                 except (BlockingIOError, InterruptedError):
@@ -176,10 +188,14 @@ class LossStream:
     async def _final_query(self, hurry: bool = False) -> None:
         if self.reflector != REFLECTOR_NETKIT or self.sock is None:
             return
-        q = bytearray(packet.HEADER_SIZE)
+        from netkit.core import keyed  # issue 10: a keyed query carries a tag too
+
+        q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
         wait_s = min(max(self.cfg.timeout_s, 0.05), STOP_GRACE_S if hurry else 1.0)
         for attempt in range(2 if hurry else QUERY_ATTEMPTS):
             packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
+            if self.key is not None:
+                keyed.sign_probe_into(self.key, q)
             try:
                 self.sock.send(q)
             except OSError:

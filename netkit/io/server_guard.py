@@ -143,7 +143,7 @@ class Guard:
     # ----- checks ----------------------------------------------------------------------------
     def admit(self, addr: Any, now_ns: int) -> bool:
         """``--allow/--deny``, then the per-source bucket. For connections and datagrams alike."""
-        ip = _peer(addr)[0]
+        ip = str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
         if self.filter.active and not self.filter.permits(ip):
             return self.reject("denied", "cidr", addr, now_ns)
         if self.sources is not None and not self.sources.allow(ip, now_ns):

@@ -134,6 +134,21 @@ class _Echo(_ModeProtocol):
         rec.bytes_out += n
 
 
+class _EchoUnlimited(_ModeProtocol):
+    """Echo without --max-bytes: the hottest path in netkit, kept to the bare minimum."""
+
+    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
+        super().__init__(server, transport, rec)
+        self.write = transport.write
+
+    def data_received(self, data: bytes) -> None:
+        self.write(data)
+        rec = self.rec
+        n = len(data)
+        rec.bytes_in += n
+        rec.bytes_out += n
+
+
 class _Discard(_ModeProtocol):
     def data_received(self, data: bytes) -> None:
         rec = self.rec
@@ -212,6 +227,7 @@ class _Sniff(asyncio.Protocol):
 
     def __init__(self, server: TcpServer) -> None:
         self.server = server
+        self.limit_free = server.config.max_bytes is None
         self.transport: asyncio.Transport | None = None
         self.rec: ConnRecord | None = None
         self.buf = b""
@@ -263,7 +279,9 @@ class _Sniff(asyncio.Protocol):
             rec.reason = "rejected-by-key"
             transport.close()
             return
-        proto = MODE_PROTOCOLS[self.server.config.mode](self.server, transport, rec)
+        mode = self.server.config.mode
+        cls = _EchoUnlimited if mode == "echo" and self.limit_free else MODE_PROTOCOLS[mode]
+        proto = cls(self.server, transport, rec)
         transport.set_protocol(proto)
         if first:
             proto.data_received(first)
@@ -552,6 +570,7 @@ async def serve_tcp(
     """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done."""
     from netkit.io.aio import StopSignal
 
+    raise_nofile_limit((config.max_conns or 65536) + 64)
     server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug, guard=guard)
     loop = asyncio.get_running_loop()
     _quiet_loop_errors(loop, server)
@@ -582,6 +601,27 @@ async def serve_tcp(
         if stop_cm is not None:
             await stop_cm.__aexit__(None, None, None)
     return server.summary(stopped_by)
+
+
+def raise_nofile_limit(want: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``want`` (up to the hard limit); return the soft limit.
+
+    A server that may hold --max-conns connections needs that many descriptors; many systems
+    start processes at 1024.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return want
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def serve_tcp_sync(config: TcpServerConfig, **kwargs: Any) -> TcpServeSummary:

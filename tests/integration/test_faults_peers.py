@@ -297,3 +297,17 @@ def test_faults_throughput_peer_resets(record_property: Record) -> None:
     record_property("injected", "peer resets after the header")
     record_property("result", f"exit {r.exit_code} in {took:.1f}s")
     assert took < 15
+
+
+def test_faults_throughput_reverse_peer_floods_garbage(record_property: Record) -> None:
+    """--reverse against a peer that answers the header with a flood of random bytes: bounded, no crash."""
+    require_built("measure", "throughput")
+    with tcp_peer(garbage_forever) as port:
+        r, took = timed(["measure", "throughput", "--reverse", "--duration", "1s", f"127.0.0.1:{port}"])
+    assert r.exit_code in (0, 1), (r.exit_code, r.stderr)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1][:90] if r.stderr.strip() else "-"
+    record_property("held", "measure throughput --reverse --duration 1s")
+    record_property("injected", "8 MiB of random bytes in answer to the netkit header")
+    record_property("result", f"exit {r.exit_code} in {took:.1f}s: {last}")
+    assert took < 15

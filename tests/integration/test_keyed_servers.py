@@ -109,6 +109,20 @@ def test_wrong_or_missing_key_client_gets_one_clear_line() -> None:
                                  "--format", "json"], timeout=30, env=support.clean_env(NETKIT_KEY=KEY_TEXT))
         assert ok.exit_code == 0, ok
         assert ok.json()["udp"]["packets_received"] > 0
+        # measure loss and measure latency --method udp: the same keyed probes, the same clear error
+        loss = support.run_netkit(["measure", "loss", srv.addr, "-r", "100", "-d", "0.3s", "--key", KEY_TEXT,
+                                   "--format", "json"], timeout=30)
+        assert loss.exit_code == 0, loss
+        tgt = loss.json()["targets"][0]
+        assert tgt["received"] == tgt["sent"] > 0 and tgt["lost_forward"] == 0
+        lat = support.run_netkit(["measure", "latency", "--method", "udp", "-c", "3", "-i", "20ms", srv.addr,
+                                  "--format", "json"], timeout=30, env=support.clean_env(NETKIT_KEY=KEY_TEXT))
+        assert lat.exit_code == 0, lat
+        assert lat.json()["targets"][0]["received"] == 3
+        for cmd in (["measure", "loss", srv.addr, "-r", "100", "-d", "0.3s"],
+                    ["measure", "latency", "--method", "udp", "-c", "2", "-i", "20ms", "-W", "200ms", srv.addr]):
+            bad = support.run_netkit([*cmd, "--key", "nope", "-q"], timeout=30)
+            assert bad.exit_code == 1 and bad.stderr.strip().endswith(WRONG_KEY_MESSAGE), bad
 
 
 def _mixed_flood(sock: socket.socket, addr: tuple[str, int], n: int, rnd: random.Random) -> int:
@@ -180,7 +194,7 @@ def test_flooding_source_is_held_to_its_rate_while_another_keeps_full_service() 
         finally:
             flood.close()
             calm.close()
-        code, out, _ = srv.stop()
+        _code, out, _ = srv.stop()
     assert sent_flood > 5 * pps  # it really flooded
     assert got_flood <= pps * elapsed + pps * 0.1 + 5  # rate x time + one burst (+ scheduling slack)
     assert got_flood >= pps * 0.5
@@ -221,7 +235,7 @@ def test_tcp_header_replay_is_rejected() -> None:
                 c.sendall(wire)
                 got = c.recv(sh.ACK_LEN)
                 assert (sh.decode_ack(got) is not None) == expect_ack
-        code, out, _ = srv.stop()
+        _code, out, _ = srv.stop()
     assert _summary(out)["limits_hit"]["replayed"] == 1
 
 
@@ -237,7 +251,7 @@ def test_session_over_max_duration_is_cut_at_the_limit() -> None:
             data = r.json()
             assert "max-duration" in (data["note"] or "")
             assert data["intervals"][-1]["end_s"] <= 1.6
-        code, out, _ = srv.stop()
+        _code, out, _ = srv.stop()
     events = [json.loads(line) for line in out.splitlines() if line.strip()]
     cuts = [e for e in events if e["event"] == "limit" and e.get("reason") == "max_duration"]
     assert cuts and cuts[0]["limit"] == "over_limit"

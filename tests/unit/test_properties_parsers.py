@@ -283,3 +283,50 @@ def test_packet_peek_and_looks_like_never_raise(data: bytes) -> None:
     assert isinstance(packet.looks_like_probe(data), bool)
     peeked = packet.peek_seq(data)
     assert peeked is None or len(peeked) == 2
+
+
+# ----- netkit.core.session_header: what `serve tcp` sniffs from any client, and the client's replies ----
+
+def _session_bytes() -> st.SearchStrategy[bytes]:
+    from netkit.core import session_header as sh
+
+    valid = st.builds(
+        lambda d, sid, dur, omit, block, cookie: sh.encode_header(sh.Header(d, sid, dur, omit, block, cookie)),
+        st.sampled_from([sh.SINK, sh.SOURCE]), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1),
+        st.integers(0, 2**32 - 1), st.integers(1, 2**32 - 1), st.binary(min_size=12, max_size=12),
+    )
+
+    def mutate(data: bytes, pos: int, byte: int, cut: int) -> bytes:
+        b = bytearray(data)
+        b[pos % len(b)] = byte
+        return bytes(b[:cut])
+
+    mutated = st.builds(mutate, valid, st.integers(0, 100), st.integers(0, 255), st.integers(0, 60))
+    prefixed = st.binary(max_size=60).map(lambda b: sh.MAGIC + b)
+    reports = st.one_of(st.binary(min_size=40, max_size=40).map(lambda b: sh.REPORT_MAGIC + b[5:]),
+                        st.binary(max_size=50))
+    return st.one_of(st.binary(max_size=80), valid, mutated, prefixed, reports)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_session_bytes())
+def test_session_header_decoders_give_a_value_or_a_rejection(data: bytes) -> None:
+    """The throughput session header, ack and report: a message or HeaderError/None, never a crash."""
+    from netkit.core import session_header as sh
+
+    try:
+        h = sh.decode_header(data)
+    except sh.HeaderError as exc:
+        assert str(exc)
+    else:
+        assert h.direction in sh.DIRECTIONS and h.block_size > 0
+        # An accepted header re-encodes to the bytes it came from (the last, reserved byte aside).
+        assert sh.encode_header(h)[:-1] == bytes(data[: sh.HEADER_LEN - 1])
+    ack = sh.decode_ack(data)
+    assert ack is None or isinstance(ack.ok, bool)
+    try:
+        r = sh.decode_report(data)
+    except sh.HeaderError as exc:
+        assert str(exc)
+    else:
+        assert r.bytes >= 0 and (r.retransmits is None or r.retransmits >= 0)

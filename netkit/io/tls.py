@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netkit.core.errors import InputError
+from netkit.core.escape import safe_text
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,11 @@ def describe_peer(sslobj: ssl.SSLObject | ssl.SSLSocket, now: dt.datetime | None
     cert = x509.load_der_x509_certificate(der)
     not_after = cert.not_valid_after_utc
     now = now or dt.datetime.now(dt.timezone.utc)
+    # Subject and issuer are the peer's bytes: escape them here, once, so that no consumer
+    # (table, JSON, a script printing a JSON field) can pass a terminal escape along.
     return PeerCertificate(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=safe_text(cert.subject.rfc4514_string()),
+        issuer=safe_text(cert.issuer.rfc4514_string()),
         not_after=not_after.isoformat(),
         days_left=(not_after - now).total_seconds() / 86400.0,
         fingerprint_sha256=fingerprint(der),

@@ -354,10 +354,6 @@ def test_hostile_info_interface_name(tty: bool, record_property: Record) -> None
     assert b"[bold]x" in out
 
 
-@pytest.mark.xfail(strict=False, reason="netkit/io/tls.py:158 / netkit/io/probe.py:146: certificate subject and "
-                                        "issuer go into the result unescaped (rfc4514_string of peer bytes); "
-                                        "a JSON consumer printing the field gets the peer's ESC sequences; "
-                                        "pass them through safe_text as send's 'reply' is")
 def test_hostile_probe_tls_json_fields_escaped(tmp_path: Path) -> None:
     from netkit.core.escape import is_safe
 

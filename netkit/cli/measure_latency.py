@@ -284,8 +284,10 @@ def latency(targets: tuple[str, ...], method: str, count: int | None, duration: 
     if count is None and duration is None:
         count = DEFAULT_COUNT
     mkey = load_key_option(key, key_file)  # issue 10
-    if mkey is not None and method != "udp":
-        raise usage_error("--key works with --method udp (a keyed `netkit serve udp --mode echo`)", "--key")
+    if method != "udp":  # NETKIT_KEY in the environment must not break the other methods
+        if key is not None or key_file is not None:
+            raise usage_error("--key works with --method udp (a keyed `netkit serve udp --mode echo`)", "--key")
+        mkey = None
     cfg = LatencyConfig(method=method, count=count, duration_s=duration, interval_s=interval, timeout_s=timeout,
                         size=size, family=family_of(ipv4, ipv6), kernel_timestamps=not no_kernel_timestamps,
                         key=mkey)

@@ -243,7 +243,9 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         raise usage_error("a UDP datagram must be 56..65507 bytes (the probe header is 56)", "--size")
     mkey = load_key_option(key, key_file)  # issue 10: keyed headers/probes (--key, NETKIT_KEY)
     if mkey is not None and (iperf3_ or plain):
-        raise usage_error("--key needs a netkit server (not --iperf3/--plain)", "--key")
+        if key is not None or key_file is not None:  # NETKIT_KEY alone: just not used here
+            raise usage_error("--key needs a netkit server (not --iperf3/--plain)", "--key")
+        mkey = None
     if mkey is not None and udp and size < 72:
         raise usage_error("a keyed UDP datagram must be at least 72 bytes (header + 16-byte tag)", "--size")
     server = "iperf3" if iperf3_ else ("plain" if plain else ("netkit" if mkey is not None else "auto"))

@@ -11,6 +11,8 @@ Interface (fixed, the UDP server calls it per datagram):
 - Any other datagram, including a malformed probe, comes back verbatim.
 - A reply is never larger than the request: probe fields are rewritten in place.
 
+Counts are kept per (sender address, session id): another host that reuses a client's session
+id (by chance or to fake its forward-loss split) gets a counter of its own.
 Memory is bounded: at most ``max_sessions`` session counters, least recently used evicted.
 """
 
@@ -35,8 +37,8 @@ class Reflector:
     def __init__(self, **options: Any) -> None:
         self.max_sessions = int(options.get("max_sessions", DEFAULT_MAX_SESSIONS))
         self._clock = options.get("clock") or time.perf_counter_ns
-        self._sessions: OrderedDict[int, int] = OrderedDict()
-        self._last: int | None = None  # most recent session: already at the LRU end
+        self._sessions: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+        self._last: tuple[Any, ...] | None = None  # most recent session: already at the LRU end
         self.stats: dict[str, int] = {
             "datagrams": 0,
             "probes": 0,
@@ -47,9 +49,9 @@ class Reflector:
             "sessions_evicted": 0,
         }
 
-    def session_count(self, session: int) -> int:
-        """Probes received so far for ``session`` (0 when unknown or evicted)."""
-        return self._sessions.get(session, 0)
+    def session_count(self, session: int, addr: tuple[Any, ...]) -> int:
+        """Probes received so far for ``session`` from ``addr`` (0 when unknown or evicted)."""
+        return self._sessions.get((addr[0], addr[1], session), 0)
 
     def reflect(self, data: bytes, addr: tuple[Any, ...], recv_ns: int) -> bytes | None:
         stats = self.stats
@@ -60,7 +62,7 @@ class Reflector:
                 stats["malformed_probes"] += 1
             stats["verbatim"] += 1
             return bytes(data)
-        session = ids[0]
+        session = (addr[0], addr[1], ids[0])
         sessions = self._sessions
         count = sessions.get(session)
         if count is None:

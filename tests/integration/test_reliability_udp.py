@@ -127,9 +127,6 @@ def test_reliability_udp_spoofed_sessions(reflector: support.Server, record_prop
     assert (rss1 - rss0) < 64 * 2**20
 
 
-@pytest.mark.xfail(strict=False, reason="netkit/io/reflector.py:65 Reflector.reflect counts sessions by session id "
-                                        "alone, not by (sender, session): another host can inflate a client's "
-                                        "refl_count and fake its forward-loss split")
 def test_reliability_udp_session_spoofed_from_other_sender(reflector: support.Server,
                                                            record_property: Record) -> None:
     """A third party guessing (or sniffing) our session id must not change our session's count."""

@@ -29,7 +29,8 @@ def test_query_answers_count_without_counting_itself() -> None:
     r.reflect(packet.encode(Probe(1, 0, 0)), ADDR, 0)
     q = packet.decode(r.reflect(packet.encode(Probe(1, 0, 0, flags=packet.FLAG_QUERY)), ADDR, 0))
     assert q.query and q.reflected and q.refl_count == 1
-    assert r.session_count(1) == 1 and r.stats["queries"] == 1
+    assert r.session_count(1, ADDR) == 1 and r.stats["queries"] == 1
+    assert r.session_count(1, ("127.0.0.2", ADDR[1])) == 0  # counted per sender, not per id alone
 
 
 @given(st.binary(max_size=300))

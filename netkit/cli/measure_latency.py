@@ -299,7 +299,7 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
     import asyncio
     import contextlib
 
-    from netkit.core.latency_models import REFLECTOR_NETKIT, LatencyResult, check_thresholds
+    from netkit.core.latency_models import REFLECTOR_NETKIT, LatencyResult, check_thresholds, stall_probes
     from netkit.io import latency as lat
     from netkit.io.aio import StopSignal, run
 
@@ -360,7 +360,7 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
             kind = ("netkit's reflector (per-direction loss)" if r.reflector == REFLECTOR_NETKIT
                     else "a plain echo (round trip only)")
             out.info(f"{r.target}: answered by {kind}")
-    thresholds = check_thresholds(results, max_loss, max_rtt_ms)
+    thresholds = check_thresholds(results, max_loss, max_rtt_ms, stall_after=stall_probes(cfg.interval_s))
     result = LatencyResult(cfg.method, results, thresholds, interrupted)
     doc = result.to_json(samples=samples)
     emit_summary(out, doc, results, thresholds, f"measure latency --method {cfg.method}")

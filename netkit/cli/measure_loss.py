@@ -58,7 +58,13 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
     import asyncio
 
     from netkit.cli.measure_latency import emit_summary
-    from netkit.core.latency_models import REFLECTOR_NETKIT, LossConfig, LossResult, check_thresholds
+    from netkit.core.latency_models import (
+        REFLECTOR_NETKIT,
+        LossConfig,
+        LossResult,
+        check_thresholds,
+        stall_probes,
+    )
     from netkit.core.targets import parse_target
     from netkit.io.aio import StopSignal, run
     from netkit.io.loss import measure_loss
@@ -112,7 +118,8 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
     elif res.reflector == REFLECTOR_NETKIT and res.acc.lost_forward is None and res.acc.sent:
         out.info(f"{tgt}: the reflector's final count did not arrive: no per-direction loss")
     achieved = res.acc.sent / (res.elapsed_ns / 1e9) if res.elapsed_ns > 0 else None
-    thresholds = check_thresholds([res], max_loss, None if max_rtt is None else max_rtt * 1000.0)
+    thresholds = check_thresholds([res], max_loss, None if max_rtt is None else max_rtt * 1000.0,
+                                  stall_after=stall_probes(1.0 / cfg.rate_pps))
     result = LossResult(res, thresholds, cfg.rate_pps, achieved, interrupted)
     doc = result.to_json(samples=samples)
     rate_note = "-" if achieved is None else f"{achieved:,.0f}"

@@ -67,6 +67,8 @@ class AccountingSummary:
     #: False when more RTTs arrived than were kept: use ``streamed`` for the statistics.
     samples_complete: bool = True
     streamed: Summary | None = field(default=None, repr=False)
+    #: Probes at the end of the run with no reply, in a row: a peer that went away mid-run.
+    trailing_lost: int = 0
 
     @property
     def loss_pct(self) -> float | None:
@@ -234,7 +236,13 @@ class Accounting:
             lost_return: int | None = max(0, min(count, self.sent) - answered)
         else:
             lost_forward = lost_return = None
+        trailing = 0
+        for state in reversed(self._state):
+            if state in (_RECEIVED, _LATE):
+                break
+            trailing += 1
         return AccountingSummary(
+            trailing_lost=trailing,
             sent=self.sent, received=self.received, lost=self.lost, late=self.late,
             duplicates=self.duplicates, reordered=self.reordered, unknown=self.unknown,
             lost_forward=lost_forward, lost_return=lost_return, reflector_count=count,

@@ -7,6 +7,7 @@ whether kernel timestamps were used, an error text) never leak into the schema.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,11 +155,21 @@ class LossResult:
         }
 
 
+def stall_probes(interval_s: float) -> int:
+    """How many unanswered probes in a row at the end of a run mean the peer went away.
+
+    At least 3, and at least one second's worth: random loss (even 10%) does not produce that,
+    an interface going down or a peer dying mid-run does.
+    """
+    return max(3, math.ceil(1.0 / interval_s)) if interval_s > 0 else 3
+
+
 def check_thresholds(targets: list[TargetResult], max_loss_pct: float | None,
-                     max_rtt_ms: float | None) -> Thresholds:
+                     max_rtt_ms: float | None, *, stall_after: int | None = None) -> Thresholds:
     """Apply ``--max-loss`` (percent, overall) and ``--max-rtt`` (against p95) to every target.
 
-    A target with no reply at all fails too (as ping and fping exit 1), threshold or not.
+    A target with no reply at all fails too (as ping and fping exit 1), threshold or not; so does
+    one that stopped answering mid-run (``stall_after`` unanswered probes in a row at the end).
     """
     failed: list[str] = []
     for t in targets:
@@ -166,6 +177,8 @@ def check_thresholds(targets: list[TargetResult], max_loss_pct: float | None,
         if t.acc.received == 0:
             failed.append(f"{name}: no reply" + (f" ({t.error})" if t.error else ""))
             continue
+        if stall_after is not None and t.acc.trailing_lost >= stall_after:
+            failed.append(f"{name}: stopped answering (no reply to the last {t.acc.trailing_lost} probes)")
         loss = t.acc.loss_pct or 0.0
         if max_loss_pct is not None and loss > max_loss_pct:
             failed.append(f"{name}: loss {loss:.2f}% > max-loss {max_loss_pct:g}%")

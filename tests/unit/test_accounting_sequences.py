@@ -125,3 +125,17 @@ def test_invariants_under_any_reply_pattern(replies: list[tuple[int, int]], expi
     assert s.received + s.late == len(unique)
     assert s.reordered <= len(unique)
     assert all(0 <= r <= 100 * MS for r in s.rtts_ns)
+
+
+def test_trailing_lost_marks_a_peer_that_went_away() -> None:
+    from netkit.core.latency_models import stall_probes
+
+    acc = Accounting(timeout_ns=100)
+    for seq in range(10):
+        acc.on_sent(seq, seq * 10)
+    for seq in (0, 1, 3, 4):  # 2 lost at random, then silence from 5 on
+        acc.on_reply(seq, seq * 10 + 5)
+    acc.expire(10_000)
+    summary = acc.finish()
+    assert summary.trailing_lost == 5
+    assert stall_probes(1.0) == 3 and stall_probes(0.01) == 100 and stall_probes(1 / 2000) == 2000

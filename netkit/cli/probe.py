@@ -107,7 +107,7 @@ def _decode_send(text: str | None) -> bytes | None:
 @click.option("--engine", type=click.Choice(["auto", "async", "scan"]), default="auto", hidden=True,
               help="Force the asyncio prober or the fast scan loop (for tests and benchmarks).")
 @click.option("--scan-threads", type=click.IntRange(min=0, max=16), default=0, hidden=True,
-              help="Threads of the fast scan loop (0: automatic).")
+              help="Threads of the fast scan loop (0: the default, one).")
 @output_options
 def probe(**kw: Any) -> int:
     """Check that TARGETs accept connections, with retries and exponential backoff.

@@ -64,13 +64,27 @@ def _payload(message: str | None, file: str | None, *, allow_stream: bool) -> by
 
 
 def _raw_writer(out: Any) -> Any:
-    """Write reply bytes verbatim to stdout (binary safe, like nc), flushing each chunk."""
+    """Write reply bytes to stdout, flushing each chunk.
+
+    Into a pipe or a file the bytes go verbatim (binary safe, like nc). Onto a terminal they are
+    shown to a person, so control characters and escape sequences are made visible (newlines and
+    tabs kept): a peer must not be able to retitle, clear or reprogram the user's terminal.
+    """
+    import codecs
+
     stream = click.get_binary_stream("stdout")
+    tty = out.stdout_is_tty
+    decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
 
     def write(chunk: bytes, *_: Any) -> None:
         if out.quiet:
             return
-        stream.write(chunk)
+        if tty:
+            from netkit.core.escape import safe_text
+
+            stream.write(safe_text(decoder.decode(chunk), keep_newlines=True).encode())
+        else:
+            stream.write(chunk)
         stream.flush()
 
     return write
@@ -128,6 +142,10 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
               f"connect {result.connect_ms:.3f} ms, elapsed {result.elapsed_ms:.3f} ms")
     if not raw:
         out.emit(result)
+    if result.error is not None:
+        from netkit.core.errors import CheckFailed
+
+        raise CheckFailed(f"{result.target}: {result.error}")
     return ExitCode.OK
 
 

@@ -33,6 +33,8 @@ class TcpSendResult:
     connect_ms: float
     elapsed_ms: float
     reply: str  # escaped text (safe_text) of the first REPLY_KEEP_BYTES bytes
+    #: Why the reply ended abnormally ("connection reset by peer after N bytes"), else None.
+    error: str | None = None
 
 
 @dataclass(frozen=True)

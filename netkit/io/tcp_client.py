@@ -78,14 +78,20 @@ async def send_tcp(
     kept = bytearray()
     received = 0
     last_rx = [time.perf_counter_ns()]
+    error: str | None = None
 
     async def read_all() -> None:
-        nonlocal received
+        nonlocal received, error
         while True:
             try:
                 chunk = await reader.read(CHUNK)
-            except (ConnectionResetError, ssl.SSLError, OSError):
-                return  # the peer reset: the reply ends here
+            except ConnectionResetError:
+                # Not a normal end: say so (the caller exits 1), but keep what arrived.
+                error = f"connection reset by peer after {received} bytes"
+                return
+            except (ssl.SSLError, OSError) as exc:
+                error = f"connection failed after {received} bytes: {getattr(exc, 'strerror', None) or exc}"
+                return
             if not chunk:
                 return
             received += len(chunk)
@@ -142,6 +148,7 @@ async def send_tcp(
     return TcpSendResult(
         target=target, sent_bytes=sent, received_bytes=received, connect_ms=ms(connect_ns),
         elapsed_ms=ms(time.perf_counter_ns() - start), reply=safe_text(bytes(kept), keep_newlines=False),
+        error=error,
     )
 
 

@@ -211,9 +211,6 @@ def test_hostile_send_tcp_json_reply(tty: bool, record_property: Record) -> None
         assert "\\x1b" in doc["reply"] and "[bold]x[/bold]" in doc["reply"]
 
 
-@pytest.mark.xfail(strict=False, reason="netkit/cli/send.py:66 _raw_writer writes the peer's raw reply bytes to "
-                                        "stdout even when stdout is a terminal (issue 2's nc-like contract); "
-                                        "issue 7 wants bytes shown to a person escaped: escape when isatty()")
 def test_hostile_send_tcp_raw_reply_to_terminal(record_property: Record) -> None:
     """In table format the reply goes raw to a pipe (binary safe), but a terminal must get it escaped."""
     with hostile_tcp_peer() as port:

@@ -230,10 +230,6 @@ def test_faults_loss_against_garbage_reflector(record_property: Record) -> None:
 
 # ----- send and probe ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="netkit/io/tcp_client.py:87-88 (read_all) swallows ConnectionResetError "
-                                        "as if it were EOF: send tcp exits 0 with nothing on stderr when the "
-                                        "peer resets; it should say 'connection reset by peer after N bytes' "
-                                        "(and exit 1)")
 def test_faults_send_peer_resets(record_property: Record) -> None:
     with tcp_peer(reset_after_first_read) as port:
         r, took = timed(["send", "tcp", "--wait", "1s", f"127.0.0.1:{port}", "hello"])

@@ -81,7 +81,7 @@ def make_guard(out: Any, host: str, proto: str, key: Any, limits: dict[str, Any]
 
     warning = exposure_warning(host, proto, key)
     if warning is not None:
-        out.stderr.write(f"warning: {warning}\n")  # shown even with -q: it names a risk
+        out.warn(warning)  # shown even with -q: it names a risk
         out.stderr.flush()
     for opt in ("allow", "deny"):
         for c in limits.get(opt) or ():

@@ -71,8 +71,15 @@ def is_loopback_host(host: str) -> bool:
 
 
 def exposure_warning(host: str, proto: str, key: keyed.Key | None) -> str | None:
-    """The warning for a server reachable beyond this host without a key (None when fine)."""
-    if key is not None or is_loopback_host(host):
+    """The warning for a server reachable beyond this host (None when it is loopback-only).
+
+    Without a key it names the abuse risk; with one it still says when every address is bound.
+    """
+    if is_loopback_host(host):
+        return None
+    if key is not None:
+        if host in ("0.0.0.0", "::", ""):
+            return f"serving {proto} on all addresses ({host or '*'}): reachable from every network this host is on"
         return None
     risk = ("reflect floods at a spoofed victim address and " if proto == "udp" else "")
     return (f"serving {proto} on {host} without --key: anyone who can reach this address can use "

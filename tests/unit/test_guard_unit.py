@@ -127,6 +127,8 @@ def test_load_key_precedence(tmp_path: os.PathLike) -> None:
 def test_exposure_warning() -> None:
     assert sg.exposure_warning("127.0.0.1", "udp", None) is None
     assert sg.exposure_warning("::1", "tcp", None) is None
-    assert sg.exposure_warning("0.0.0.0", "tcp", KEY) is None
+    assert sg.exposure_warning("192.0.2.1", "tcp", KEY) is None  # one named address, keyed: fine
+    keyed_all = sg.exposure_warning("0.0.0.0", "tcp", KEY)  # keyed, but every address: say so
+    assert keyed_all and "all addresses" in keyed_all and "without --key" not in keyed_all
     msg = sg.exposure_warning("0.0.0.0", "udp", None)
     assert msg and "without --key" in msg and "reflect" in msg

@@ -32,12 +32,8 @@ from netkit.core.latency_models import (
 )
 from netkit.core.targets import Target
 from netkit.io import timestamps
+from netkit.io.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
 from netkit.io.resolve import resolve
-
-NS = 1_000_000_000
-QUERY_ATTEMPTS = 5
-#: After Ctrl-C: how long to wait for replies in flight and for the reflector's count (per try).
-STOP_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -243,31 +239,12 @@ class UdpProber(Prober):
         """
         if self.reflector != REFLECTOR_NETKIT or self.sock is None:
             return
-        wait_s = min(max(self.cfg.timeout_s, 0.05), STOP_GRACE_S if hurry else 1.0)
-        from netkit.core import keyed  # issue 10: a keyed query carries a tag too
-
-        q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
-        for attempt in range(2 if hurry else QUERY_ATTEMPTS):
-            packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
-            if self.key is not None:
-                keyed.sign_probe_into(self.key, q)
-            try:
-                self.sock.send(q)
-            except OSError:
-                return
-            deadline = time.perf_counter_ns() + int(wait_s * NS)
-            while self._query_count is None:
-                left = (deadline - time.perf_counter_ns()) / NS
-                if left <= 0:
-                    break
-                self.changed.clear()
-                try:
-                    await asyncio.wait_for(self.changed.wait(), left)
-                except asyncio.TimeoutError:
-                    break
-            if self._query_count is not None:
-                self.acc.on_reflector_count(self._query_count, final=True)
-                return
+        count = await ask_reflector_count(
+            self.sock, self.session, self.key, self.changed, lambda: self._query_count,
+            timeout_s=self.cfg.timeout_s, hurry=hurry,
+        )
+        if count is not None:
+            self.acc.on_reflector_count(count, final=True)
 
     def describe(self) -> str:
         text = super().describe()

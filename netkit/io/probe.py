@@ -394,7 +394,11 @@ class Prober:
             nxt = plan.next_attempt_ns(attempts, now, self.rng)
             if nxt is None:
                 break
-            await asyncio.sleep(max(0, nxt - now) / NS)
+            # uvloop's timers run off a cached loop time and can fire a little early: top up, so
+            # no retry starts before its scheduled time.
+            while now < nxt:
+                await asyncio.sleep((nxt - now) / NS)
+                now = self.clock.now_ns()
         return self._result(target, last, attempts, last.connect_ns, resolve_ns, begin)
 
     def _result(self, target: Target, att: Attempt, attempts: int, connect_ns: int | None,

@@ -37,6 +37,17 @@ def to_jsonable(obj: Any) -> Any:
 
     Non-finite floats become null (JSON has no NaN); bytes become escaped text.
     """
+    # Fast paths first: a full port scan hands over 65,535 records of plain values, and the
+    # dataclass/enum checks below cost more than the values themselves.
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is float:
+        return obj if math.isfinite(obj) else None
+    if t is dict:
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if t is list or t is tuple:
+        return [to_jsonable(v) for v in obj]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, enum.Enum):

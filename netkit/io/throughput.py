@@ -179,11 +179,19 @@ class StreamWorker:
         self.sock.shutdown(socket.SHUT_WR)
         if self.proto == "netkit":
             self.sock.settimeout(REPORT_TIMEOUT_S)
-            data = _recv_exact(self.sock, sh.REPORT_LEN)
             try:
-                self.report = sh.decode_report(data)
-            except sh.HeaderError as exc:
-                self.error = f"bad report from server: {exc}"
+                data = _recv_exact(self.sock, sh.REPORT_LEN)
+            except (TimeoutError, BlockingIOError):
+                data = b""
+            if not data:
+                # Nothing came back at all: the server (or the path to it) is gone, not confused.
+                self.error = (f"the server sent no byte count within {REPORT_TIMEOUT_S:g}s after the test: "
+                              "the server or the path to it went away (figures are the sender's)")
+            else:
+                try:
+                    self.report = sh.decode_report(data)
+                except sh.HeaderError as exc:
+                    self.error = f"bad report from server: {exc}"
         self.info = tcp_info(self.sock)
 
     def _server_ended(self) -> bool:
@@ -258,7 +266,7 @@ class StreamWorker:
 
 def _oserror_text(exc: OSError) -> str:
     if isinstance(exc, (BlockingIOError, TimeoutError)):
-        return f"no progress for {STREAM_IO_TIMEOUT_S:g}s"
+        return f"no progress for {STREAM_IO_TIMEOUT_S:g}s: the peer or the path to it went away"
     return exc.strerror or str(exc)
 
 

@@ -77,7 +77,8 @@ def output_options(f: Any) -> Any:
         help="Print nothing; only the exit status tells.",
     )(f)
     f = click.option(
-        "--format", "format_", type=click.Choice(FORMAT_CHOICES), default=None, expose_value=False,
+        # Named "format" (not format_) so that auto_envvar_prefix derives NETKIT_<COMMAND>_FORMAT.
+        "--format", "format", type=click.Choice(FORMAT_CHOICES), default=None, expose_value=False,
         callback=_set("format"), help="Output format (default: table).",
     )(f)
     return f

@@ -37,7 +37,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix":
     lazy_subcommands=COMMANDS,
     context_settings=CONTEXT_SETTINGS,
 )
-@click.version_option(__version__, "-V", "--version", prog_name="netkit", message="%(prog)s %(version)s")
+@click.version_option(__version__, "-V", "--version", prog_name="netkit", message="%(prog)s %(version)s",
+                      allow_from_autoenv=False)
 @click.option(
     "--format", "format_", type=click.Choice(FORMAT_CHOICES), default="table", show_default=True,
     envvar="NETKIT_FORMAT",  # auto_envvar_prefix would derive NETKIT_FORMAT_ from the name format_
@@ -80,6 +81,10 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
     """Run the CLI and return the exit status instead of exiting (for tests and embedding)."""
     from netkit.core.errors import NetkitError
 
+    # auto_envvar_prefix would let NETKIT_HELP=1 (or NETKIT_PROBE_HELP=1) turn every run into
+    # --help: help is asked for on the command line only.
+    for key in [k for k in os.environ if k.startswith("NETKIT_") and k.endswith("_HELP")]:
+        del os.environ[key]
     verbose = "-v" in (args if args is not None else sys.argv[1:]) or bool(os.environ.get("NETKIT_VERBOSE"))
     try:
         rv: Any = cli.main(args=args, prog_name=prog_name, standalone_mode=False)

@@ -233,7 +233,8 @@ PAGES: dict[str, dict[str, Any]] = {
             (0, "Stopped with SIGTERM, or --rounds done with every target up in its last round."),
             (1, "With --rounds: a target failed its last round."),
             _USAGE,
-            (3, "Runtime error: the metrics address is in use or the config file cannot be read."),
+            (3, "Runtime error: the metrics address is in use or the --textfile cannot be written "
+                "(a missing, unreadable or invalid config file is bad input: 2)."),
             (130, "Stopped with SIGINT (Ctrl-C)."),
         ),
         "examples": (

@@ -202,3 +202,19 @@ def test_interrupt_summary_table_on_stdout() -> None:
     assert code == 0
     assert "datagrams" in out and "senders" in out
     assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_environment_cannot_turn_runs_into_help_or_version() -> None:
+    """NETKIT_HELP / NETKIT_VERSION must not hijack every invocation through auto envvars."""
+    env = support.clean_env(NETKIT_HELP="1", NETKIT_VERSION="1", NETKIT_PROBE_HELP="1")
+    r = support.run_netkit(["probe", "--help"], env=env)
+    assert r.exit_code == 0 and "Usage:" in r.stdout  # an explicit --help still works
+    r = support.run_netkit(["--format", "json", "probe", "--timeout", "1s", "127.0.0.1:1"], env=env)
+    assert "Usage:" not in r.stdout and "netkit 0.1.0" not in r.stdout
+    assert r.json()["targets"][0]["state"] == "closed"
+
+
+def test_per_command_format_from_the_environment() -> None:
+    env = support.clean_env(NETKIT_PROBE_FORMAT="json")
+    r = support.run_netkit(["probe", "--timeout", "1s", "127.0.0.1:1"], env=env)
+    assert r.json()["summary"]["failed"] == 1

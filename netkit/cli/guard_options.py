@@ -38,7 +38,7 @@ def key_options(with_key: bool = True) -> Callable[[Any], Any]:
 
 
 def limit_options(f: Any) -> Any:
-    """The server limits a client cannot raise (see docs/readme/80-security.md)."""
+    """The server limits a client cannot raise (see README, "Running netkit servers on a public address")."""
     opts = [
         click.option("--max-duration", type=params.DURATION, default=None,
                      help="Longest measurement session; longer ones are cut (e.g. 60s)."),

@@ -1,6 +1,6 @@
 """Configuration and result models for ``netkit measure latency`` and ``measure loss`` (pure).
 
-The JSON field names are exactly those of issue 4 (see docs/readme/30-measure-latency-loss.md);
+The JSON field names are exactly those of issue 4 (see README, "netkit measure latency");
 ``to_json`` builds them explicitly so that extra in-memory facts (which reflector answered,
 whether kernel timestamps were used, an error text) never leak into the schema.
 """

@@ -1,7 +1,7 @@
 """Configuration and result models for ``netkit serve tcp|udp`` (pure: no sockets, no clock).
 
 The summaries are what a server returns when it stops; the CLI renders them and the JSON field
-names are the dataclass field names (documented in docs/readme/10-serve-send.md).
+names are the dataclass field names (documented in README, "netkit serve").
 """
 
 from __future__ import annotations

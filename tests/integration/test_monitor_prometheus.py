@@ -97,12 +97,15 @@ def test_prometheus_scrapes_netkit_monitor(endpoints: tuple[str, str], tmp_path:
 
 
 def test_readme_prometheus_config_and_alert_rules_are_valid(tmp_path: Path) -> None:
-    """The sample prometheus.yml and alert rules in docs/readme/60-monitor.md pass promtool."""
+    """The sample prometheus.yml and alert rules in the README's monitor section pass promtool."""
     import re
     import textwrap
 
     promtool = support.require_tool("promtool")
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "readme" / "60-monitor.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("## `netkit monitor`")
+    end = readme.find("\n## ", start + 1)
+    doc = readme[start:end if end > 0 else None]
     config, rules = (textwrap.dedent(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S))
     (tmp_path / "prometheus.yml").write_text(config)
     (tmp_path / "netkit-alerts.yml").write_text(rules)

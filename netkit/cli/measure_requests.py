@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netkit.cli.context import get_output, output_options
+from netkit.cli.guard_options import key_options, load_key_option
 from netkit.cli.params import TARGET, Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
@@ -178,12 +179,14 @@ def _payload(text: str | None) -> bytes | None:
               help="Exit 1 when the latency p99 exceeds DURATION.")
 @click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
 @click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
+@key_options(with_key=True)
 @output_options
 def requests(target: Any, connections: int, duration: float | None, count: int | None, size: int | None,
              reply_size: int | None, delimiter: str | None, header: bool, payload: str | None, expect: str | None,
              rate: float | None, timeout: float, connect_timeout: float, backoff: float, max_backoff: float,
              tls: bool, insecure: bool, cafile: str | None, server_name: str | None, min_rps: float | None,
-             max_p99: float | None, ipv4: bool, ipv6: bool) -> ExitCode:
+             max_p99: float | None, ipv4: bool, ipv6: bool, key: str | None = None,
+             key_file: str | None = None) -> ExitCode:
     """Load a TCP service with requests over persistent connections; report rate and latency.
 
     Closed loop by default: each connection sends its next request when the reply arrives. With
@@ -236,6 +239,11 @@ def requests(target: Any, connections: int, duration: float | None, count: int |
             re.compile(expect.encode())
         except re.error as exc:
             raise usage_error(f"invalid --expect regex: {exc}", "--expect") from None
+    mkey = load_key_option(key, key_file)  # issue 10: a keyed `netkit serve tcp` (--key, NETKIT_KEY)
+    if mkey is not None and not header:
+        if key is not None or key_file is not None:  # NETKIT_KEY alone: just not used here
+            raise usage_error("--key needs --netkit-header (a keyed netkit serve tcp)", "--key")
+        mkey = None
     if insecure:
         out.warn("--insecure: the server's certificate is not verified")
     if duration is None and count is None:
@@ -248,7 +256,7 @@ def requests(target: Any, connections: int, duration: float | None, count: int |
         size=size if size is not None else 64, reply_size=reply_size, framing=framing, delimiter=delim,
         payload=body, expect=expect, rate=rate, timeout_s=timeout, connect_timeout_s=connect_timeout,
         tls=tls, insecure=insecure, cafile=cafile, server_name=server_name,
-        backoff=Backoff(int(backoff * ns), 2.0, int(max_backoff * ns)), family=family,
+        backoff=Backoff(int(backoff * ns), 2.0, int(max_backoff * ns)), family=family, key=mkey,
     )
     return _run(out, cfg, min_rps, None if max_p99 is None else max_p99 * 1000.0)
 
@@ -282,6 +290,11 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
             return res, stop.signum
 
     result, signum = run(main())
+    if cfg.key is not None and result.requests == 0 and signum is None:
+        from netkit.core.errors import CheckFailed
+
+        # issue 10: a keyed server closes a session whose header it cannot verify, every time
+        raise CheckFailed("the server refused the keyed session header: check the key")
     thresholds = check_thresholds(result, min_rps, max_p99_ms)
     result = dataclasses.replace(result, thresholds=thresholds)
     doc = result.to_json()

@@ -24,6 +24,7 @@ total, and an O(1) bulk add.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
@@ -214,9 +215,20 @@ class HeaderFramer:
 Framer = LengthFramer | DelimiterFramer | HeaderFramer
 
 
-def session_preamble() -> bytes:
-    """The netkit session header a header-framed client sends first (kind ``KIND_REQUESTS``)."""
-    return sh.encode_header(sh.Header(kind=KIND_REQUESTS, direction=sh.SINK, duration_ms=0, block_size=1))
+def session_preamble(key: Any = None, *, now_ms: int = 0, nonce: bytes = b"") -> bytes:
+    """The netkit session header a header-framed client sends first (kind ``KIND_REQUESTS``).
+
+    With a measurement ``key`` (issue 10) the header carries ``FLAG_KEYED`` and the 32-byte trailer
+    (time, nonce, HMAC tag); ``now_ms`` and ``nonce`` must be fresh for every connection, since a
+    keyed server rejects a replayed header.
+    """
+    header = sh.Header(kind=KIND_REQUESTS, direction=sh.SINK, duration_ms=0, block_size=1)
+    if key is None:
+        return sh.encode_header(header)
+    from netkit.core import keyed
+
+    raw = sh.encode_header(dataclasses.replace(header, flags=header.flags | keyed.FLAG_KEYED))
+    return raw + keyed.encode_header_trailer(key, raw, now_ms, nonce)
 
 
 def is_requests_header(data: bytes) -> bool | None:
@@ -427,6 +439,7 @@ class RequestsConfig:
     backoff: Backoff = DEFAULT_BACKOFF
     jitter: bool = False
     family: int = 0
+    key: Any = None  # issue 10: a netkit.core.keyed.Key; header framing then sends a keyed header
 
     def __post_init__(self) -> None:
         if self.framing not in FRAMINGS:

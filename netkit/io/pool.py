@@ -185,7 +185,7 @@ class ConnectionPool:
         on_ready: Callable[[PoolConnection], bool] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         health_check: HealthCheck | None = None,
-        preamble: bytes | None = None,
+        preamble: bytes | Callable[[], bytes] | None = None,
         family: int = 0,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -403,7 +403,7 @@ class ConnectionPool:
         self._conns[slot] = conn
         conn.connected_ns = now_ns()
         if self.preamble:
-            conn.write(self.preamble)
+            conn.write(self.preamble() if callable(self.preamble) else self.preamble)
         self._event("connect", slot=slot)
         self._ready(conn)
         return True

@@ -338,6 +338,16 @@ class _Run:
         return done, sent, bin_, samples
 
 
+def _preamble(cfg: RequestsConfig) -> bytes | Callable[[], bytes]:
+    """The header-framing preamble; keyed, a fresh one per (re)connection (time and nonce)."""
+    if cfg.key is None:
+        return session_preamble()
+    import os
+    import time
+
+    return lambda: session_preamble(cfg.key, now_ms=time.time_ns() // 1_000_000, nonce=os.urandom(8))
+
+
 async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop: Any = None,
                        address: str | None = None) -> RequestsResult:
     """Run the load described by ``cfg``; ``stop`` (an asyncio.Event or StopSignal) ends it early.
@@ -356,7 +366,7 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
                           jitter=cfg.jitter, reconnect_window_s=max(60.0, (cfg.duration_s or 0) + 1))
     pool = ConnectionPool(cfg.host, cfg.port, pool_cfg, ssl=ssl_ctx, server_hostname=cfg.server_name,
                           connection_class=_LoadConn, on_ready=run.on_ready, on_event=run.on_pool_event,
-                          preamble=session_preamble() if run.header else None, family=cfg.family)
+                          preamble=_preamble(cfg) if run.header else None, family=cfg.family)
     pool.run = run  # type: ignore[attr-defined]  # read by _LoadConn.__init__
     run.pool = pool
     target = format_host_port(cfg.host, cfg.port)

@@ -322,3 +322,19 @@ def test_deny_refuses_that_source_in_a_namespace() -> None:
     assert res["tcp 127.0.0.1"] == "ping" and res["tcp 127.0.0.2"] == ""
     assert res["udp summary"]["reflector"]["denied"] == 1
     assert res["tcp summary"]["limits_hit"]["denied"] == 1
+
+
+def test_keyed_requests_client_measures_and_wrong_key_gets_one_clear_line() -> None:
+    """measure requests --netkit-header --key against a keyed serve tcp (issue 10, client side)."""
+    with support.netkit_server("serve", "tcp", "--port", "0", "--key", "sekrit") as srv:
+        ok = support.run_netkit(["--format", "json", "measure", "requests", srv.addr, "--netkit-header",
+                                 "--key", "sekrit", "-d", "500ms", "-c", "2"])
+        assert ok.exit_code == 0, ok.stderr
+        assert ok.json()["requests"] > 0
+        bad = support.run_netkit(["measure", "requests", srv.addr, "--netkit-header", "--key", "wrong",
+                                  "-d", "500ms", "-c", "1"], timeout=30)
+        assert bad.exit_code == 1
+        assert "check the key" in bad.stderr and "Traceback" not in bad.stderr
+        code, out, _ = srv.stop()
+    assert code == 0
+    assert "rejected_by_key" in out

@@ -96,7 +96,10 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
     except SystemExit as exc:
         # Click turns EPIPE into sys.exit(1) even with standalone_mode=False: a closed stdout
         # (``| head -1``) is the quiet 141, not a failed check.
-        if isinstance(exc.__context__, BrokenPipeError):
+        # Click 8.5 raises it outside the except block (no __context__), but always wraps stdout
+        # in its PacifyFlushWrapper first: either sign means the reader went away.
+        pacified = type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper"  # 8.5 adds the "_"
+        if isinstance(exc.__context__, BrokenPipeError) or pacified:
             return _quiet_broken_pipe()
         raise
     except click.ClickException as exc:

@@ -10,8 +10,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -177,3 +179,43 @@ def inet_sockets() -> list[Any]:
     import psutil
 
     return psutil.Process().net_connections(kind="inet")
+
+
+@contextmanager
+def tcp_peer(handler: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback TCP listener that runs ``handler`` on each accepted connection in a thread.
+
+    Yields the port. For peers that misbehave on purpose (resets, floods, hostile banners).
+    """
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(64)
+    lst.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = lst.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.settimeout(5)
+
+            def run(c: socket.socket = conn) -> None:
+                try:
+                    handler(c)
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+
+            threading.Thread(target=run, daemon=True).start()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        yield lst.getsockname()[1]
+    finally:
+        stop.set()
+        th.join(5)
+        lst.close()

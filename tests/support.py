@@ -89,10 +89,14 @@ def _preexec_default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_netkit_server(*args: str, timeout: float = 10.0, env: dict[str, str] | None = None) -> Server:
-    """Start ``netkit <args>`` and wait for its ``listening on HOST:PORT`` line on stderr."""
+def start_netkit_server(*args: str, timeout: float = 10.0, env: dict[str, str] | None = None,
+                        prefix: Sequence[str] = ()) -> Server:
+    """Start ``netkit <args>`` and wait for its ``listening on HOST:PORT`` line on stderr.
+
+    ``prefix`` runs it under another command, e.g. ``("ip", "netns", "exec", NS)``.
+    """
     proc = subprocess.Popen(
-        netkit_cmd(*args),
+        [*prefix, *netkit_cmd(*args)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -219,3 +223,34 @@ def tcp_peer(handler: Callable[[socket.socket], None]) -> Iterator[int]:
         stop.set()
         th.join(5)
         lst.close()
+
+
+@contextmanager
+def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
+    """A loopback UDP peer that replies ``answer(datagram)`` (None: stay silent)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, addr = s.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            reply = answer(data)
+            if reply is not None:
+                try:
+                    s.sendto(reply, addr)
+                except OSError:
+                    pass
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        yield s.getsockname()[1]
+    finally:
+        stop.set()
+        th.join(5)
+        s.close()

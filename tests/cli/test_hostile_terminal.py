@@ -24,10 +24,8 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -353,30 +351,9 @@ def test_hostile_machine_formats_carry_no_escape(fmt: str, record_property: Reco
     check_inert(out, tty=False, expect_markup=False)
 
 
-@contextmanager
-def hostile_udp_peer() -> Iterator[int]:
+def hostile_udp_peer() -> contextlib.AbstractContextManager[int]:
     """Answers every datagram with the hostile bytes."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                _, addr = s.recvfrom(2048)
-                s.sendto(HOSTILE_BYTES, addr)
-            except (TimeoutError, OSError):
-                continue
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    try:
-        yield s.getsockname()[1]
-    finally:
-        stop.set()
-        th.join(5)
-        s.close()
+    return support.udp_peer(lambda _data: HOSTILE_BYTES)
 
 
 @pytest.mark.parametrize("tty", MODES)

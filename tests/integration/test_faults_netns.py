@@ -58,20 +58,7 @@ class Pair:
 
     def server(self, *args: str) -> support.Server:
         """``netkit ARGS`` in namespace B, waiting for its ready line."""
-        proc = self.popen_netkit(self.b, *args)
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 15
-        seen = []
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline().decode(errors="replace")
-            if not line:
-                break
-            seen.append(line)
-            m = support.READY.search(line)
-            if m:
-                return support.Server(proc, m.group(1).strip("[]"), int(m.group(2)), "".join(seen))
-        proc.kill()
-        raise AssertionError(f"server in {self.b} not ready: {''.join(seen)}")
+        return support.start_netkit_server(*args, timeout=15, prefix=("ip", "netns", "exec", self.b))
 
     def nft(self, ruleset: str) -> None:
         self.run(self.b, "nft", "-f", "-", input=ruleset)

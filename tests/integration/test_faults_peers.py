@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 import support
@@ -40,38 +38,7 @@ def assert_clean_failure(r: support.CliResult, codes: tuple[int, ...] = (1,)) ->
 
 
 tcp_peer = support.tcp_peer
-
-
-
-@contextmanager
-def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
-    """A loopback UDP peer that replies ``answer(datagram)`` (None: stay silent)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = s.recvfrom(65535)
-            except (TimeoutError, OSError):
-                continue
-            reply = answer(data)
-            if reply is not None:
-                try:
-                    s.sendto(reply, addr)
-                except OSError:
-                    pass
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    try:
-        yield s.getsockname()[1]
-    finally:
-        stop.set()
-        th.join(5)
-        s.close()
+udp_peer = support.udp_peer
 
 
 def reset_after_first_read(c: socket.socket) -> None:

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,22 +31,7 @@ def ns_run(ns: str, *cmd: str, timeout: float = 30, input: str | None = None) ->
 
 def start_in_ns(ns: str, *args: str, timeout: float = 10.0) -> support.Server:
     """``netkit <args>`` inside ``ns``; waits for its ``listening on HOST:PORT`` line."""
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, *support.netkit_cmd(*args)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env())
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline().decode(errors="replace")
-        if not line:
-            break
-        seen.append(line)
-        m = support.READY.search(line)
-        if m:
-            return support.Server(proc, m.group(1).strip("[]"), int(m.group(2)), "".join(seen))
-    proc.kill()
-    _, err = proc.communicate()
-    raise AssertionError(f"not ready: {''.join(seen)}{err.decode(errors='replace')}")
+    return support.start_netkit_server(*args, timeout=timeout, prefix=("ip", "netns", "exec", ns))
 
 
 def scrape_in_ns(ns: str, address: str) -> dict[tuple[str, str], float]:

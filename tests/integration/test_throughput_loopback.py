@@ -55,6 +55,21 @@ def test_forward(server):
     assert result.summary.retransmits is not None and result.summary.rtt_ms is not None
 
 
+@pytest.mark.parametrize("block_size", [4096, 1024 * 1024])
+def test_forward_small_and_large_writes(server, block_size):
+    # the server's reader batches differently for large writes (sink_lowat): nothing may be lost
+    result, rows = run(server, block_size=block_size, parallel=2)
+    check_common(result, rows, 2)
+
+
+def test_sink_batch_follows_the_write_size():
+    from netkit.io.tcp_sessions import sink_lowat
+
+    assert sink_lowat(128 * 1024) == 512 * 1024  # iperf3's default write size
+    assert sink_lowat(1024 * 1024) == 128 * 1024
+    assert sink_lowat(0) == 512 * 1024  # no header: the default
+
+
 def test_reverse(server):
     result, rows = run(server, reverse=True)
     check_common(result, rows, 1)

@@ -9,12 +9,14 @@ free; its latency runs from the **scheduled** time, so time spent waiting behind
 server is counted (the coordinated-omission correction wrk2 made known). The backlog is bounded
 (requests that would wait longer than the timeout are counted as ``overload``).
 
-Hot path: one ``PoolConnection`` subclass per connection; ``data_received`` does a length check,
-one clock read, one list append and one ``write`` per request (no coroutine, no future, no
-counter: a completion is its latency sample). A collector wakes once a second, empties the
-per-connection sample lists, folds them into a bounded-memory histogram and emits an interval
-row. On two cores this runs at the floor of uvloop itself (a bare uvloop echo client costs the
-same user CPU per request).
+Hot paths: the plain-TCP closed loop with length framing (the default, and what load tests
+mostly are) runs on :class:`netkit.io.request_engine.EpollEngine`: raw descriptors in a private
+epoll, one event-loop callback per batch of replies (below the floor of a uvloop Protocol client;
+see that module). Everything else uses one ``PoolConnection`` subclass per connection, whose
+``data_received`` does a length check, one clock read, one list append and one ``write`` per
+request (no coroutine, no future, no counter: a completion is its latency sample). A collector
+wakes once a second, empties the sample lists, folds them into a bounded-memory histogram and
+emits an interval row.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from netkit.core.request_models import (
     session_preamble,
 )
 from netkit.core.targets import format_host_port
+from netkit.io import request_engine
 from netkit.io.pool import ConnectionPool, PoolConnection
+from netkit.io.request_engine import EpollEngine
 
 perf_ns = time.perf_counter_ns
 MAX_TICK_DISPATCH = 100_000  # scheduled requests handled per timer tick (a bound per loop turn)
@@ -77,6 +81,7 @@ class _LoadConn(PoolConnection):
         self.record = self.samples.append
         self.write_ = None
         self.seq = 0
+        self.fd = -1  # the engine's duplicate descriptor while the engine owns the connection
         self.framer: Any = run.make_framer()
         if self.framer is not None:
             self.data_received = self._data_framed  # type: ignore[method-assign]
@@ -89,6 +94,10 @@ class _LoadConn(PoolConnection):
     def send(self, t_sched: int) -> None:
         """Send one request whose latency counts from ``t_sched``."""
         run = self.run
+        engine = run.engine
+        if engine is not None and engine.active and self.fd < 0 and engine.adopt(self):
+            run.sent += 1  # the engine sent it, and sends every later one itself
+            return
         if run.header:
             data = encode_request(self.seq, run.req, run.reply_len)
             self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -166,6 +175,11 @@ class _LoadConn(PoolConnection):
         else:
             run.free(self, now)
 
+    def abort(self) -> None:
+        if self.fd >= 0 and self.run.engine is not None:
+            self.run.engine.forget(self)  # before the transport goes: no reply may be read after
+        super().abort()
+
     def on_lost(self, exc: Exception | None) -> None:
         run = self.run
         if self.busy:
@@ -208,6 +222,7 @@ class _Run:
         self.backlog: deque[int] = deque()
         self.max_backlog = MAX_BACKLOG
         self.pool: ConnectionPool | None = None
+        self.engine: EpollEngine | None = None
         self.finished: asyncio.Event = asyncio.Event()
         self.timeout_ns = int(cfg.timeout_s * NS)
 
@@ -250,7 +265,17 @@ class _Run:
         conn.busy = False
         conn.abort()
 
+    def engine_lost(self, conn: _LoadConn, kind: str, message: str) -> None:
+        """The engine saw a connection end (EOF, reset) or a broken reply: count it, replace it."""
+        if conn.busy:
+            conn.busy = False
+            if self.recording:
+                self.count_error(kind, message)
+        conn.abort()
+
     def retire(self, conn: _LoadConn) -> None:
+        if conn.fd >= 0 and self.engine is not None:
+            self.engine.forget(conn)
         self.conns.discard(conn)
         self.retired_bytes_in += conn.bytes_in
         conn.bytes_in = 0
@@ -329,6 +354,9 @@ class _Run:
             if c.samples:
                 samples.extend(c.samples)
                 c.samples.clear()  # the same list: the bound ``record`` stays valid
+        if self.engine is not None and self.engine.samples:
+            samples.extend(self.engine.samples)
+            self.engine.samples.clear()
         done = len(samples)
         sent = self.sent - self.sent_seen
         self.sent_seen = self.sent
@@ -369,6 +397,8 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
                           preamble=_preamble(cfg) if run.header else None, family=cfg.family)
     pool.run = run  # type: ignore[attr-defined]  # read by _LoadConn.__init__
     run.pool = pool
+    if run.fast_run and not cfg.tls and request_engine.available():
+        run.engine = EpollEngine(loop, run, run.req, run.reply_len)
     target = format_host_port(cfg.host, cfg.port)
     if cfg.rate is not None:
         run.max_backlog = int(min(MAX_BACKLOG, max(1000.0, cfg.rate * cfg.timeout_s)))
@@ -388,6 +418,8 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
     try:
         run.started = run.sending = run.recording = True
         run.set_fast(True)
+        if run.engine is not None:
+            run.engine.start()
         if run.closed_loop:
             for c in list(run.conns):
                 if c.alive and run.take():
@@ -412,10 +444,14 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
         t_end = perf_ns()
         run.sending = run.recording = False
         run.set_fast(False)
+        if run.engine is not None:
+            run.engine.stop()
         collector.final(t_end)  # before any await: nothing arriving later is counted
     finally:
         run.sending = run.recording = False
         run.set_fast(False)
+        if run.engine is not None:
+            run.engine.stop()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -480,8 +516,10 @@ async def _timeouts(run: _Run, pool: ConnectionPool) -> None:
             run.last_error = f"every connection gave up reconnecting ({pool.last_error})"
             run.finished.set()  # nothing can be sent any more: end the run (bounded)
             return
+        engine = run.engine
         for c in list(run.conns):
-            if c.busy and now - max(c.t_sent, c.t_sched) > run.timeout_ns:
+            sent = engine.sent_at(c) if engine is not None and c.fd >= 0 else max(c.t_sent, c.t_sched)
+            if c.busy and now - sent > run.timeout_ns:
                 c.busy = False
                 if run.recording:
                     run.count_error("timeout", f"no reply within {run.cfg.timeout_s:g} s")

@@ -221,3 +221,76 @@ def test_timeouts_counted_against_a_silent_server(no_socket_leak) -> None:
             await srv.stop()
 
     run(main())
+
+
+# ----- the epoll engine (plain TCP, length framing, closed loop) against misbehaving peers -----
+
+def _recv_exactly(c, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = c.recv(n - len(data))
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def _run_against(handler, **kw):
+    with support.tcp_peer(handler) as port:
+        cfg = RequestsConfig(host="127.0.0.1", port=port, backoff=FAST, timeout_s=1.0,
+                             **{"connections": 2, "duration_s": 0.6, **kw})
+        return run(run_requests(cfg))
+
+
+def test_engine_counts_replies_that_arrive_in_pieces() -> None:
+    import time
+
+    def split_echo(c) -> None:
+        while data := _recv_exactly(c, 64):
+            c.sendall(data[:10])
+            time.sleep(0.002)  # the rest comes later, in a segment of its own
+            c.sendall(data[10:])
+
+    r = _run_against(split_echo)
+    _ok(r)
+    assert r.latency.min >= 2.0  # every reply was whole only after the pause (ms)
+    assert r.bytes_received == r.requests * 64
+
+
+def test_engine_reply_too_long_is_a_framing_error_and_the_connection_is_replaced() -> None:
+    def long_replies(c) -> None:
+        while data := _recv_exactly(c, 64):
+            c.sendall(data + b"!")  # one byte too many, every time
+
+    r = _run_against(long_replies, duration_s=0.5)
+    assert r.errors["framing"] >= 2 and r.requests == 0
+    assert r.reconnects >= 2  # each broken connection was replaced and tried again
+
+
+def test_engine_peer_that_closes_after_a_few_replies() -> None:
+    def three_then_close(c) -> None:
+        for _ in range(3):
+            data = _recv_exactly(c, 64)
+            if not data:
+                return
+            c.sendall(data)
+        _recv_exactly(c, 64)  # the fourth request gets no answer: the peer closes
+
+    r = _run_against(three_then_close, duration_s=0.5)
+    assert r.requests >= 6  # three per connection, and more after each reconnect
+    assert r.errors["connection-lost"] >= 2 and r.drops >= 2 and r.reconnects >= 2
+
+
+def test_engine_large_requests_go_out_whole(no_socket_leak) -> None:
+    async def main() -> None:
+        srv = await _server()
+        try:
+            size = 4 * 1024 * 1024  # far more than one send() takes: the transport sends the rest
+            r = await run_requests(RequestsConfig(host=srv.host, port=srv.port, connections=2, duration_s=0.5,
+                                                  size=size))
+            _ok(r)
+            assert r.bytes_received == r.requests * size
+        finally:
+            await srv.stop()
+
+    run(main())

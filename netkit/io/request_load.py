@@ -45,9 +45,9 @@ from netkit.core.request_models import (
     session_preamble,
 )
 from netkit.core.targets import format_host_port
-from netkit.io import request_engine
 from netkit.io.pool import ConnectionPool, PoolConnection
 from netkit.io.request_engine import EpollEngine
+from netkit.io.request_engine import available as engine_available
 
 perf_ns = time.perf_counter_ns
 MAX_TICK_DISPATCH = 100_000  # scheduled requests handled per timer tick (a bound per loop turn)
@@ -397,7 +397,7 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
                           preamble=_preamble(cfg) if run.header else None, family=cfg.family)
     pool.run = run  # type: ignore[attr-defined]  # read by _LoadConn.__init__
     run.pool = pool
-    if run.fast_run and not cfg.tls and request_engine.available():
+    if run.fast_run and not cfg.tls and engine_available():
         run.engine = EpollEngine(loop, run, run.req, run.reply_len)
     target = format_host_port(cfg.host, cfg.port)
     if cfg.rate is not None:
@@ -444,14 +444,12 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
         t_end = perf_ns()
         run.sending = run.recording = False
         run.set_fast(False)
-        if run.engine is not None:
-            run.engine.stop()
         collector.final(t_end)  # before any await: nothing arriving later is counted
     finally:
         run.sending = run.recording = False
         run.set_fast(False)
         if run.engine is not None:
-            run.engine.stop()
+            run.engine.stop()  # before the first await below: no reply is read after t_end
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

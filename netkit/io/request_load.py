@@ -139,11 +139,7 @@ class _LoadConn(PoolConnection):
             self.record(now - self.t_sched)
             if run.limited:
                 run.outcome()
-        if run.closed_loop:
-            if run.sending and (run.left is None or run.take()):
-                self.send(0)
-        else:
-            run.free(self, now)
+        run.kick(self, now)
 
     def _data_framed(self, data: bytes) -> None:
         """Delimiter or header framing, or --expect: whole replies through a framer."""
@@ -169,11 +165,7 @@ class _LoadConn(PoolConnection):
                 run.count_error("unexpected-reply", f"reply {replies[0][:60]!r} does not match --expect")
             if run.limited:
                 run.outcome()
-        if run.closed_loop:
-            if run.sending and (run.left is None or run.take()):
-                self.send(0)
-        else:
-            run.free(self, now)
+        run.kick(self, now)
 
     def abort(self) -> None:
         if self.fd >= 0 and self.run.engine is not None:
@@ -300,12 +292,14 @@ class _Run:
         if name == "connect-failed" and self.started and self.recording:
             self.count_error("connect-failed", str(fields.get("error")))
 
-    def kick(self, conn: _LoadConn) -> None:
+    def kick(self, conn: _LoadConn, now: int = 0) -> None:
+        """``conn`` has no request outstanding: send the next one (closed loop) or serve the
+        backlog (open loop). ``now``: the caller's clock reading, if it has one."""
         if self.closed_loop:
             if self.sending and self.take():
                 conn.send(0)
         else:
-            self.free(conn, perf_ns())
+            self.free(conn, now or perf_ns())
 
     # ----- open loop ---------------------------------------------------------------------------------
     def free(self, conn: _LoadConn, now: int) -> None:

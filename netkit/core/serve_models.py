@@ -93,6 +93,16 @@ class UdpServeSummary:
     stopped_by: str | None = None
 
 
+def close_reason(exc: BaseException | None) -> tuple[str, str | None]:
+    """(reason, error) of a connection that ended with ``exc`` (``connection_lost``'s argument):
+    ``eof`` for a clean close, ``reset`` for a reset or broken pipe, else ``error`` and its text."""
+    if exc is None:
+        return "eof", None
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return "reset", None
+    return "error", f"{type(exc).__name__}: {exc}"
+
+
 def ms(ns: int) -> float:
     """Nanoseconds to milliseconds, rounded to microseconds for output."""
     return round(ns / 1e6, 3)

@@ -17,6 +17,7 @@ from typing import Any
 
 from netkit.core import session_header as sh
 from netkit.core.request_models import REP_HEADER, FramingError, RequestParser, is_requests_header, pattern
+from netkit.core.serve_models import close_reason
 
 REPLY_CACHE_MAX = 16 * 1024 * 1024
 
@@ -105,9 +106,5 @@ class RequestSession(asyncio.Protocol):
         rec = self.server.record(self.transport)
         self.server.emit("session", kind="requests", requests=self.requests,
                          **({"id": rec.id} if rec is not None else {}))
-        if exc is None:
-            self.server.closed(self.transport, "eof")
-        elif isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-            self.server.closed(self.transport, "reset")
-        else:
-            self.server.closed(self.transport, "error", error=f"{type(exc).__name__}: {exc}")
+        # The server's own _lost would bypass a gate's ``closed`` (it frees the session slot).
+        self.server.closed(self.transport, *close_reason(exc))

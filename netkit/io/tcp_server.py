@@ -50,7 +50,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netkit.core.errors import RuntimeFailure
-from netkit.core.serve_models import TcpServerConfig, TcpServeSummary, empty_limits, ms
+from netkit.core.serve_models import TcpServerConfig, TcpServeSummary, close_reason, empty_limits, ms
 from netkit.core.targets import format_host_port
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -525,12 +525,7 @@ class TcpServer:
         self.emit("limit", limit=which, id=rec.id, peer=rec.peer, value=value)
 
     def _lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
-        if exc is None:
-            self.closed(transport, "eof")
-        elif isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-            self.closed(transport, "reset")
-        else:
-            self.closed(transport, "error", error=f"{type(exc).__name__}: {exc}")
+        self.closed(transport, *close_reason(exc))
 
     async def _sweep(self, idle_timeout: float) -> None:
         """Close connections with no byte in either direction for ``idle_timeout`` seconds.

@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 from netkit.core import session_header as sh
+from netkit.core.serve_models import close_reason
 from netkit.core.throughput_models import parse_tcp_info
 
 MAGIC = sh.MAGIC
@@ -185,12 +186,8 @@ class ThroughputSession(asyncio.BufferedProtocol):
         self._stop_sink()
         self.state = "done"
         self._cancel_timers()
-        if exc is None:
-            self.server.closed(self.transport, "eof")
-        elif isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-            self.server.closed(self.transport, "reset")
-        else:
-            self.server.closed(self.transport, "error", error=f"{type(exc).__name__}: {exc}")
+        # The server's own _lost would bypass a gate's ``closed`` (it frees the session slot).
+        self.server.closed(self.transport, *close_reason(exc))
 
     # ----- state machine --------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:

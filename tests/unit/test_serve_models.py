@@ -10,7 +10,14 @@ import pytest
 from netkit.cli.serve import _event_line
 from netkit.core.escape import is_safe, safe_text
 from netkit.core.send_models import TcpSendResult, UdpSendResult
-from netkit.core.serve_models import TcpServerConfig, TcpServeSummary, UdpServerConfig, empty_limits, ms
+from netkit.core.serve_models import (
+    TcpServerConfig,
+    TcpServeSummary,
+    UdpServerConfig,
+    close_reason,
+    empty_limits,
+    ms,
+)
 from netkit.render.output import dumps
 
 
@@ -52,3 +59,10 @@ def test_event_lines_are_inert() -> None:
     line = _event_line({"event": "close", "time": "2026-01-01T00:00:00.000Z", "id": 3, "peer": "p",
                         "bytes_in": 1, "bytes_out": 2, "duration_ms": 1.5, "reason": "eof"}, safe_text)
     assert "#3" in line and "in=1 out=2" in line and line.endswith("eof")
+
+
+def test_close_reason_names_how_a_connection_ended() -> None:
+    assert close_reason(None) == ("eof", None)
+    assert close_reason(ConnectionResetError(104, "reset")) == ("reset", None)
+    assert close_reason(BrokenPipeError(32, "pipe")) == ("reset", None)
+    assert close_reason(OSError(113, "No route to host")) == ("error", "OSError: [Errno 113] No route to host")

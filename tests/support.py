@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -254,3 +255,84 @@ def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
         stop.set()
         th.join(5)
         s.close()
+
+
+@dataclass
+class NetnsPair:
+    """Two namespaces joined by a veth pair: clients in ``a``, servers in ``b`` (addresses in 198.18.0.0/15)."""
+
+    a: str  # client namespace
+    b: str  # server namespace
+    ip_a: str
+    ip_b: str
+    veth_a: str
+    veth_b: str
+
+    def run(self, ns: str, *argv: str, input: str | None = None, check: bool = True) -> str:
+        r = subprocess.run(["ip", "netns", "exec", ns, *argv], input=input, capture_output=True, text=True,
+                           timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{argv}: {r.stderr}")
+        return r.stdout
+
+    def netkit(self, *args: str, timeout: float = 60) -> tuple[CliResult, float]:
+        """Run netkit in namespace A; return the result and the wall time it took."""
+        t0 = time.monotonic()
+        p = subprocess.run(["ip", "netns", "exec", self.a, *netkit_cmd(*args)], capture_output=True,
+                           timeout=timeout, env=clean_env(), stdin=subprocess.DEVNULL)
+        took = time.monotonic() - t0
+        return CliResult(p.returncode, p.stdout.decode(errors="replace"),
+                                 p.stderr.decode(errors="replace")), took
+
+    def popen_netkit(self, ns: str, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *netkit_cmd(*args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=clean_env())
+
+    def server(self, *args: str) -> Server:
+        """``netkit ARGS`` in namespace B, waiting for its ready line."""
+        return start_netkit_server(*args, timeout=15, prefix=("ip", "netns", "exec", self.b))
+
+    def nft(self, ruleset: str) -> None:
+        self.run(self.b, "nft", "-f", "-", input=ruleset)
+
+    def nft_dropped(self) -> int:
+        """Packets dropped by the counters of namespace B's ruleset."""
+        out = self.run(self.b, "nft", "list", "ruleset")
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
+
+
+@contextmanager
+def netns_pair(ping_group_a: bool = True) -> Iterator[NetnsPair]:
+    """Make a fresh namespace pair (unique names, RFC 2544 test addresses); delete it, and kill what ran inside."""
+    require_root_netns()
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"nk-a-{os.getpid()}-{tag}", f"nk-b-{os.getpid()}-{tag}"
+    va, vb = f"nka{tag}", f"nkb{tag}"
+    octet = int(tag[:4], 16) % 250 + 1
+    third = 18 + int(tag[4:], 16) % 2
+    ip_a, ip_b = f"198.{third}.{octet}.1", f"198.{third}.{octet}.2"
+    created: list[str] = []
+    try:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+            created.append(ns)
+        subprocess.run(["ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b],
+                       check=True, capture_output=True)
+        for ns, dev, ip in ((a, va, ip_a), (b, vb, ip_b)):
+            for cmd in (["addr", "add", f"{ip}/24", "dev", dev], ["link", "set", dev, "up"],
+                        ["link", "set", "lo", "up"]):
+                subprocess.run(["ip", "-n", ns, *cmd], check=True, capture_output=True)
+        if ping_group_a:
+            # ICMP datagram sockets for every group, inside A only (the meter's unprivileged path).
+            subprocess.run(["ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+                           capture_output=True)
+        yield NetnsPair(a, b, ip_a, ip_b, va, vb)
+    finally:
+        for ns in created:
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -24,8 +24,8 @@ from netkit.core.errors import CheckFailed
 from netkit.core.latency_models import REFLECTOR_NETKIT, REFLECTOR_PLAIN, LossConfig, TargetResult
 from netkit.core.targets import Target
 from netkit.io.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
-from netkit.io.reflector_server import tune_buffers
 from netkit.io.resolve import resolve
+from netkit.io.udp_buffers import tune_buffers
 
 MIN_SLEEP_S = 0.001  # uvloop timers have 1 ms resolution: shorter sleeps would spin
 MAX_BURST_S = 0.05  # after a stall, catch up at most this much of the schedule at once

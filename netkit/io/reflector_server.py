@@ -20,36 +20,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from netkit.io.reflector import Reflector
+from netkit.io.udp_buffers import tune_buffers
 
-BUFFER_BYTES = 16 * 1024 * 1024  # ~20k small datagrams: rides out 0.2 s of not being scheduled at 100k pps
 _BATCH = 256  # datagrams per wake-up before yielding to the loop
-
-
-_LINUX = sys.platform.startswith("linux")
-#: Python's socket module does not export these; the Linux values (asm-generic/socket.h).
-SO_SNDBUFFORCE: int | None = getattr(socket, "SO_SNDBUFFORCE", 32 if _LINUX else None)
-SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if _LINUX else None)
-
-
-def tune_buffers(sock: socket.socket, size: int = BUFFER_BYTES) -> None:
-    """Ask for large socket buffers (bursts at high rates).
-
-    The FORCE variants pass ``net.core.rmem_max``/``wmem_max`` and work with CAP_NET_ADMIN
-    (root); otherwise the plain options give what those limits allow.
-    """
-    for opt, force in ((socket.SO_RCVBUF, SO_RCVBUFFORCE), (socket.SO_SNDBUF, SO_SNDBUFFORCE)):
-        done = False
-        if force is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, force, size)
-                done = True
-            except OSError:
-                pass
-        if not done:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, size)
-            except OSError:
-                pass
 
 
 class ReflectorServer:

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 import support
@@ -28,80 +25,11 @@ Record = Callable[[str, object], None]
 pytestmark = pytest.mark.root
 
 
-@dataclass
-class Pair:
-    a: str  # client namespace
-    b: str  # server namespace
-    ip_a: str
-    ip_b: str
-    veth_b: str
-
-    def run(self, ns: str, *argv: str, input: str | None = None, check: bool = True) -> str:
-        r = subprocess.run(["ip", "netns", "exec", ns, *argv], input=input, capture_output=True, text=True,
-                           timeout=30)
-        if check and r.returncode != 0:
-            raise AssertionError(f"{argv}: {r.stderr}")
-        return r.stdout
-
-    def netkit(self, *args: str, timeout: float = 60) -> tuple[support.CliResult, float]:
-        """Run netkit in namespace A; return the result and the wall time it took."""
-        t0 = time.monotonic()
-        p = subprocess.run(["ip", "netns", "exec", self.a, *support.netkit_cmd(*args)], capture_output=True,
-                           timeout=timeout, env=support.clean_env(), stdin=subprocess.DEVNULL)
-        took = time.monotonic() - t0
-        return support.CliResult(p.returncode, p.stdout.decode(errors="replace"),
-                                 p.stderr.decode(errors="replace")), took
-
-    def popen_netkit(self, ns: str, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(["ip", "netns", "exec", ns, *support.netkit_cmd(*args)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=support.clean_env())
-
-    def server(self, *args: str) -> support.Server:
-        """``netkit ARGS`` in namespace B, waiting for its ready line."""
-        return support.start_netkit_server(*args, timeout=15, prefix=("ip", "netns", "exec", self.b))
-
-    def nft(self, ruleset: str) -> None:
-        self.run(self.b, "nft", "-f", "-", input=ruleset)
-
-    def nft_dropped(self) -> int:
-        """Packets dropped by the counters of namespace B's ruleset."""
-        out = self.run(self.b, "nft", "list", "ruleset")
-        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
-
-
 @pytest.fixture
-def pair() -> Iterator[Pair]:
-    support.require_root_netns()
+def pair() -> Iterator[support.NetnsPair]:
     support.require_tool("nft")
-    tag = uuid.uuid4().hex[:6]
-    a, b = f"nkrel-a-{os.getpid()}-{tag}", f"nkrel-b-{os.getpid()}-{tag}"
-    va, vb = f"nra{tag}", f"nrb{tag}"
-    octet = int(tag[:2], 16) % 250 + 1
-    ip_a, ip_b = f"10.213.{octet}.1", f"10.213.{octet}.2"
-    created: list[str] = []
-    try:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-            created.append(ns)
-        subprocess.run(["ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b],
-                       check=True, capture_output=True)
-        for ns, dev, ip in ((a, va, ip_a), (b, vb, ip_b)):
-            for cmd in (["addr", "add", f"{ip}/24", "dev", dev], ["link", "set", dev, "up"],
-                        ["link", "set", "lo", "up"]):
-                subprocess.run(["ip", "-n", ns, *cmd], check=True, capture_output=True)
-        # ICMP datagram sockets for every group, inside A only (the meter's unprivileged path).
-        subprocess.run(["ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
-                       capture_output=True)
-        yield Pair(a, b, ip_a, ip_b, vb)
-    finally:
-        for ns in created:
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with support.netns_pair() as p:
+        yield p
 
 
 def stop(server: support.Server) -> None:
@@ -114,14 +42,14 @@ def no_traceback(r: support.CliResult) -> None:
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
 
 
-def built(pair: Pair, *command: str) -> bool:
+def built(pair: support.NetnsPair, *command: str) -> bool:
     r, _ = pair.netkit(*command, "--help")
     return "not built yet" not in (r.stdout + r.stderr).lower()
 
 
 # ----- 30% SYN loss ----------------------------------------------------------------------------
 
-def test_faults_syn_loss_probe_retries(pair: Pair, record_property: Record) -> None:
+def test_faults_syn_loss_probe_retries(pair: support.NetnsPair, record_property: Record) -> None:
     """30% of SYNs dropped by nft: ``probe --retries 8`` opens every target, and counts the attempts."""
     server = pair.server("serve", "tcp", "--host", pair.ip_b, "--port", "0")
     try:
@@ -176,7 +104,7 @@ BLACKHOLE_CASES: list[tuple[str, list[str], float]] = [
 ]
 
 
-def test_faults_blackhole_every_command(pair: Pair, record_property: Record) -> None:
+def test_faults_blackhole_every_command(pair: support.NetnsPair, record_property: Record) -> None:
     """Everything to B is dropped: every command ends within its deadline, exit 1, state timeout."""
     tcp = pair.server("serve", "tcp", "--host", pair.ip_b, "--port", "0")
     udp = pair.server("serve", "udp", "--mode", "echo", "--host", pair.ip_b, "--port", "0")
@@ -245,7 +173,7 @@ def _read_jsonl_until(proc: subprocess.Popen[bytes], want: int, timeout: float) 
     "udp",
     "tcp-echo",
 ])
-def test_faults_interface_down_latency(pair: Pair, method: str, record_property: Record) -> None:
+def test_faults_interface_down_latency(pair: support.NetnsPair, method: str, record_property: Record) -> None:
     """The peer's interface goes down after 20 replies: the summary keeps what was measured, exit 1."""
     if method == "udp":
         peer = pair.server("serve", "udp", "--mode", "echo", "--host", pair.ip_b, "--port", "0")
@@ -280,7 +208,7 @@ def test_faults_interface_down_latency(pair: Pair, method: str, record_property:
         stop(peer)
 
 
-def test_faults_interface_down_throughput(pair: Pair, record_property: Record) -> None:
+def test_faults_interface_down_throughput(pair: support.NetnsPair, record_property: Record) -> None:
     """The server's interface goes down mid-stream: the rate so far is reported, a clear error, exit 1."""
     if not built(pair, "measure", "throughput"):
         pytest.skip("`netkit measure throughput` is not built yet (placeholder)")

@@ -25,8 +25,8 @@ import support
 
 pytestmark = pytest.mark.root
 
-CLIENT_IP = "10.77.0.1"
-REFL_IP = "10.77.0.2"
+CLIENT_IP = "198.18.77.1"
+REFL_IP = "198.18.77.2"
 PROBE_UDP_LEN = 8 + 64
 
 

@@ -29,8 +29,8 @@ def veth_pair():
         sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
         sh("ip", "link", "set", va, "netns", a)
         sh("ip", "link", "set", vb, "netns", b)
-        sh("ip", "-n", a, "addr", "add", "10.231.0.1/24", "dev", va)
-        sh("ip", "-n", b, "addr", "add", "10.231.0.2/24", "dev", vb)
+        sh("ip", "-n", a, "addr", "add", "198.18.231.1/24", "dev", va)
+        sh("ip", "-n", b, "addr", "add", "198.18.231.2/24", "dev", vb)
         for ns, dev in ((a, va), (b, vb)):
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -52,7 +52,7 @@ def test_tbf_50mbit_is_measured_within_10_percent(veth_pair):
     a, b = veth_pair
     env = support.clean_env()
     srv = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-m", "netkit", "serve", "tcp",
-                            "--host", "10.231.0.2", "--port", "0"],
+                            "--host", "198.18.231.2", "--port", "0"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         assert srv.stderr is not None
@@ -64,7 +64,7 @@ def test_tbf_50mbit_is_measured_within_10_percent(veth_pair):
                 port = int(m.group(2))
         assert port, "server did not start"
         r = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-m", "netkit", "measure", "throughput",
-                            f"10.231.0.2:{port}", "-t", "3s", "--format", "json"],
+                            f"198.18.231.2:{port}", "-t", "3s", "--format", "json"],
                            capture_output=True, timeout=30, env=env)
     finally:
         srv.terminate()

@@ -109,6 +109,8 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
               help="Close a connection idle this long in both directions (0: never).")
 @click.option("--max-bytes", type=params.SIZE, default="0", show_default=True,
               help="Close a connection after this many bytes in+out (0: no limit).")
+@click.option("--max-request", type=params.SIZE, default="1M", show_default=True,
+              help="Largest request frame (and reply) of a request session; larger ones close it.")
 @click.option("--once", is_flag=True, help="Serve one connection, then exit.")
 @click.option("--tls", is_flag=True, help="Speak TLS (ephemeral self-signed certificate unless --cert).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM) for --tls.")
@@ -121,7 +123,7 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
 @guard_options.limit_options
 @output_options
 def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: int, idle_timeout: float,
-                  max_bytes: int, once: bool, tls: bool, cert: str | None, key: str | None,
+                  max_bytes: int, max_request: int, once: bool, tls: bool, cert: str | None, key: str | None,
                   tls_key: str | None = None, key_file: str | None = None, **limits: Any) -> int:
     """Serve TCP: echo (default), discard, source or reply, with limits and optional TLS.
 
@@ -149,6 +151,7 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: i
     config = TcpServerConfig(
         host=host, port=port, mode=mode, reply=reply_text.encode(), max_conns=max_conns or None,
         idle_timeout=idle_timeout or None, max_bytes=max_bytes or None, once=once,
+        max_request=max(1, max_request),
     )
     ctx = None
     if tls:

@@ -255,3 +255,68 @@ class Verdict:
 
 
 OK = Verdict(True)
+
+
+class FrameTooLarge(ValueError):
+    """A request frame announcing a body or a reply over the server's ``--max-request``."""
+
+
+class RequestFrameReader:
+    """The server side of request framing (``body_len u32 | reply_len u32 | seq u32 | body``)
+    that never holds a body: the server needs a request's header, not its bytes.
+
+    ``feed(data, max_frames)`` returns ``(frames, used)``: up to ``max_frames`` complete frames
+    as ``(seq, reply_len)`` and how many bytes of ``data`` it consumed (the caller keeps the rest
+    and feeds it again once it can take more frames). Memory: 12 bytes of header, whatever the
+    frame sizes. A body or reply over ``max_request`` raises :class:`FrameTooLarge`.
+    """
+
+    HEADER_LEN = 12
+
+    __slots__ = ("_head", "_reply", "_seq", "_skip", "max_request")
+
+    def __init__(self, max_request: int) -> None:
+        self.max_request = max_request
+        self._head = bytearray()
+        self._skip = 0  # body bytes of the current frame still to come
+        self._reply: int | None = None  # (seq, reply_len) of the frame whose body is being skipped
+        self._seq = 0
+
+    @property
+    def in_frame(self) -> bool:
+        """True between a frame's first byte and its last (a frame is pending)."""
+        return bool(self._head) or self._reply is not None
+
+    def feed(self, data: bytes | memoryview, max_frames: int) -> tuple[list[tuple[int, int]], int]:
+        frames: list[tuple[int, int]] = []
+        pos, end = 0, len(data)
+        while pos < end or (self._reply is not None and self._skip == 0):
+            if self._reply is not None:
+                take = min(self._skip, end - pos)
+                self._skip -= take
+                pos += take
+                if self._skip:
+                    break
+                if len(frames) >= max_frames:
+                    break
+                frames.append((self._seq, self._reply))
+                self._reply = None
+                continue
+            if len(frames) >= max_frames:
+                break
+            need = self.HEADER_LEN - len(self._head)
+            self._head += data[pos:pos + need]
+            pos += min(need, end - pos)
+            if len(self._head) < self.HEADER_LEN:
+                break
+            head = bytes(self._head)
+            self._head.clear()
+            body_len = int.from_bytes(head[0:4], "big")
+            reply_len = int.from_bytes(head[4:8], "big")
+            if body_len > self.max_request or reply_len > self.max_request:
+                raise FrameTooLarge(f"request frame of {max(body_len, reply_len):,} bytes is over "
+                                    f"--max-request {self.max_request:,}")
+            self._seq = int.from_bytes(head[8:12], "big")
+            self._reply = reply_len
+            self._skip = body_len
+        return frames, pos

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import socket
 import ssl
 import time
@@ -234,16 +235,20 @@ MODE_PROTOCOLS: dict[str, type[_ModeProtocol]] = {
 class _Sniff(asyncio.Protocol):
     """First protocol of every connection: bookkeeping, limits, then the session sniff."""
 
-    def __init__(self, server: TcpServer) -> None:
+    def __init__(self, server: TcpServer, rec: ConnRecord | None = None) -> None:
         self.server = server
         self.limit_free = server.config.max_bytes is None
         self.transport: asyncio.Transport | None = None
-        self.rec: ConnRecord | None = None
+        self.rec: ConnRecord | None = rec  # given: a TLS connection admitted at accept (_start_tls)
         self.buf = b""
         self.timer: asyncio.TimerHandle | None = None
         self.decided = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.rec is not None:  # the TLS transport of a connection admitted at accept
+            self.server._tls_ready(self.rec, transport)
+            self.begin(transport)  # type: ignore[arg-type]
+            return
         self.transport = raw = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         # Limits are counted here, at accept, before any TLS work: a refused connection costs
         # one accept and one close, never a handshake or a descriptor held through one.
@@ -253,8 +258,7 @@ class _Sniff(asyncio.Protocol):
             return
         if self.server.tls is not None:
             self.handshaking = True  # the handshake task reports this connection's end, not us
-            raw.pause_reading()  # the ClientHello is for start_tls (next loop turn), not for the sniff
-            self.server._start_tls(self, raw, self.rec)  # type: ignore[arg-type]
+            self.server._start_tls(raw, self.rec)  # type: ignore[arg-type]
             return
         self.begin(raw)  # type: ignore[arg-type]
 
@@ -561,45 +565,59 @@ class TcpServer:
                  "max_request": self.config.max_request, "amplification": REQUEST_AMPLIFICATION}.get(which)
         self.emit("limit", limit=which, id=rec.id, peer=rec.peer, value=value)
 
-    def _start_tls(self, sniff: _Sniff, raw: asyncio.Transport, rec: ConnRecord) -> None:
-        """Run the TLS handshake of an admitted connection (bounded by TLS_HANDSHAKE_TIMEOUT_S)."""
-        task = asyncio.ensure_future(self._handshake(sniff, raw, rec))
+    def _start_tls(self, raw: asyncio.Transport, rec: ConnRecord) -> None:
+        """Hand an admitted connection's socket to a TLS transport (handshake bounded in time).
+
+        The plain transport is dropped inside ``connection_made``, before the loop has read a byte
+        (uvloop starts reading right after ``connection_made``, whatever the protocol asked): the
+        ClientHello stays in the kernel for the TLS transport made from a duplicate descriptor.
+        """
+        sock = raw.get_extra_info("socket")
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except (AttributeError, OSError, ValueError) as exc:
+            rec.reason = "error"
+            raw.close()
+            self.error(f"connection {rec.id} {rec.peer}: cannot start TLS: {exc}")
+            return
+        raw.abort()  # closes the loop's descriptor only; the connection lives on in ``dup``
+        task = asyncio.ensure_future(self._handshake(dup, raw, rec))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
-    async def _handshake(self, sniff: _Sniff, raw: asyncio.Transport, rec: ConnRecord) -> None:
+    async def _handshake(self, dup: socket.socket, raw: asyncio.BaseTransport, rec: ConnRecord) -> None:
         assert self.tls is not None
         loop = asyncio.get_running_loop()
         try:
-            tls = await loop.start_tls(
-                raw, sniff, self.tls, server_side=True,
+            await loop.connect_accepted_socket(
+                lambda: _Sniff(self, rec), dup, ssl=self.tls,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S,
             )
         except asyncio.CancelledError:  # the server is stopping
-            raw.abort()
             self.closed(raw, "server-stop")
             raise
         except Exception as exc:  # a failed or timed-out handshake: counted, shown, closed
+            if raw not in self._conns:
+                return  # the server already ended it (stop)
             self._tls_failed += 1
             from netkit.io.tls import tls_error_message
 
-            if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            if isinstance(exc, TimeoutError) or "longer than" in str(exc):  # uvloop: ConnectionAbortedError
                 why = f"TLS handshake not done within {TLS_HANDSHAKE_TIMEOUT_S:g}s"
             else:
                 why = tls_error_message(exc)
             rec.reason = "tls-handshake"
-            raw.abort()  # nothing to flush: the peer never became a TLS client
             self.closed(raw, "tls-handshake", why)
-            return
-        if tls is None or raw not in self._conns:  # closed by the server (stop, idle) meanwhile
-            if tls is not None:
-                tls.close()
-            return
-        # The connection is now the TLS transport: sessions and limits see that one.
-        del self._conns[raw]
+
+    def _tls_ready(self, rec: ConnRecord, tls: asyncio.BaseTransport) -> None:
+        """The handshake is done: the connection is now its TLS transport for sessions and limits."""
+        old = rec.transport
+        self._conns.pop(old, None)
         rec.transport = tls
+        if rec.closed or self.stopping:
+            tls.close()
+            return
         self._conns[tls] = rec
-        sniff.begin(tls)  # type: ignore[arg-type]  # start_tls returns the TLS Transport
 
     def _lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
         self.closed(transport, *close_reason(exc))

@@ -93,9 +93,9 @@ class TcpServeSummary:
     errors: int
     limits_hit: dict[str, int] = field(default_factory=empty_limits)
     sessions: int = 0  # connections handed to a measurement session
-    tls_handshake_failed: int = 0  # TLS handshakes that failed or timed out (also in ``errors``)
     elapsed_ms: float = 0.0
     stopped_by: str | None = None  # "SIGINT", "SIGTERM", "once" or None
+    tls_handshake_failed: int = 0  # TLS handshakes that failed or timed out (also in ``errors``)
 
 
 @dataclass(frozen=True)

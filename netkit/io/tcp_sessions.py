@@ -38,6 +38,7 @@ import asyncio
 import os
 import queue
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,9 @@ SINK_LOWAT_BLOCK_LIMIT = 256 * 1024
 SINK_LOWAT_LARGE_BLOCKS = 128 * 1024
 #: How often the sink thread hands its byte count to the server (idle timer, --max-bytes, summary).
 SINK_PROGRESS_NS = 50_000_000
+#: A pooled sink with no byte for this many ticks gives its thread back and is read on the event
+#: loop again (it takes a thread again when it sends and one is free): idle clients cannot hold the pool.
+SINK_PARK_TICKS = 5
 
 
 def sink_lowat(block_size: int) -> int:
@@ -244,6 +248,8 @@ class ThroughputSession(asyncio.BufferedProtocol):
             if self.t0 == 0:
                 self._first_data()
                 self._start_sink_thread()
+            elif self._pool is None and getattr(getattr(self.server, "sink_pool", None), "free", 0):
+                self._start_sink_thread()  # a parked stream sends again and a thread is free
             return
         self.feed(bytes(_loop_buffer()[:nbytes]))
 
@@ -381,7 +387,8 @@ class ThroughputSession(asyncio.BufferedProtocol):
         dup = socket.socket(fileno=fd)
         dup.setblocking(True)
         try:
-            tv = int(SINK_TICK_S * 1e6).to_bytes(8, "little") + (0).to_bytes(8, "little")
+            # struct timeval {tv_sec; tv_usec}: the tick is microseconds in the second field.
+            tv = struct.pack("@ll", int(SINK_TICK_S), int(SINK_TICK_S % 1 * 1_000_000))
             dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
             # The stream has begun (t0 is set): wake only per sink_lowat() bytes (or a tick, or
             # EOF): fewer wake-ups let the sender's kernel move more per core (see sink_lowat).
@@ -409,7 +416,8 @@ class ThroughputSession(asyncio.BufferedProtocol):
         now = time.perf_counter_ns
         call = self.loop.call_soon_threadsafe
         pending, last = 0, now()
-        eof = False
+        eof = parked = False
+        idle_ticks = 0
         try:
             while not self._sink_stop:
                 target = view
@@ -422,12 +430,21 @@ class ThroughputSession(asyncio.BufferedProtocol):
                     n = recv_into(target)
                 except (BlockingIOError, InterruptedError, TimeoutError):
                     n = -1  # a tick: look at the stop flag, hand over the count
+                    idle_ticks += 1
+                    if idle_ticks >= SINK_PARK_TICKS:
+                        parked = True
+                        try:  # the event loop must see every byte again, not per sink_lowat()
+                            dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+                        except OSError:
+                            pass
+                        break
                 except OSError:
                     break
                 if n == 0:
                     eof = True
                     break
                 if n > 0:
+                    idle_ticks = 0
                     self.count += n
                     pending += n
                     if budget is not None:
@@ -439,7 +456,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         finally:
             dup.close()  # the transport keeps its own descriptor
             try:
-                call(self._sink_done, pending, eof)
+                call(self._sink_done, pending, eof, parked)
             except RuntimeError:
                 pass  # the loop is closed: the server is gone
 
@@ -447,13 +464,16 @@ class ThroughputSession(asyncio.BufferedProtocol):
         if self.state in ("sink", "cut") and not self.server.add_bytes(self.transport, bytes_in=nbytes):
             self._abort_session()
 
-    def _sink_done(self, nbytes: int, eof: bool) -> None:
+    def _sink_done(self, nbytes: int, eof: bool, parked: bool = False) -> None:
         if self._pool is not None:
             self._pool.release()
             self._pool = None
         self._sink_sock = None
         if nbytes:
             self._sink_progress(nbytes)
+        if parked and self.state == "sink" and not self.transport.is_closing():
+            self.transport.resume_reading()  # type: ignore[attr-defined]
+            return
         if not eof or self.state == "done":
             return
         self.eof_received()

@@ -7,7 +7,10 @@ Public API of :class:`TcpServer` (the ``server`` object handed to measurement se
     A frozen :class:`netkit.core.serve_models.TcpServerConfig`: ``host``, ``port``, ``mode``
     (echo|discard|source|reply), ``reply`` (bytes), ``max_conns``, ``idle_timeout`` (seconds or
     None), ``max_bytes`` (bytes in + out per connection, or None), ``once``, ``high_water``
-    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``).
+    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``),
+    ``max_request`` (largest request frame or reply of a request session), ``sink_threads``.
+``server.sink_pool``
+    The :class:`netkit.io.tcp_sessions.SinkPool` of receive threads shared by plain-TCP sinks.
 ``server.record(transport) -> ConnRecord | None``
     The bookkeeping record of an accepted connection: ``id``, ``peer`` ("host:port"),
     ``opened_ns``, ``bytes_in``, ``bytes_out``. The server creates it when the connection is
@@ -31,6 +34,13 @@ Public API of :class:`TcpServer` (the ``server`` object handed to measurement se
 
 The server keeps tracking a connection after its hand-over: the idle timeout (fed by
 ``add_bytes``) and the shutdown (``transport.close()`` for every open connection) still apply.
+
+Limits first: ``--max-conns``, ``--allow/--deny`` and the per-source rate are checked when a
+connection is accepted, before any TLS work. With ``--tls`` an admitted connection's socket is
+then handed to a TLS transport (``connect_accepted_socket``) whose handshake must finish within
+``TLS_HANDSHAKE_TIMEOUT_S`` and whose close waits at most ``TLS_SHUTDOWN_TIMEOUT_S``; a failed
+handshake is counted (``errors``, ``tls_handshake_failed``) and ends with a ``close`` event whose
+reason is ``tls-handshake``.
 
 Hot path: after the first bytes are sniffed the connection switches (``set_protocol``) to a
 small protocol per mode whose ``data_received`` does the least possible work; per-connection

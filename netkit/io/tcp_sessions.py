@@ -296,7 +296,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
                 return
             if len(self.head) < sh.HEADER_LEN:
                 return
-            self.server.add_bytes(self.transport, bytes_in=len(self.head))
+            self.server.add_bytes(self.transport, bytes_in=sh.HEADER_LEN)  # what follows is counted below
             rest = bytes(self.head[sh.HEADER_LEN:])
             try:
                 self.header = sh.decode_header(bytes(self.head[: sh.HEADER_LEN]))
@@ -324,6 +324,8 @@ class ThroughputSession(asyncio.BufferedProtocol):
                 # The server's own cap, never the client's number: 4 blocks, at most MAX_SOURCE_BUFFER.
                 block = max(1, min(self.header.block_size, MAX_SOURCE_BLOCK))
                 self.transport.set_write_buffer_limits(high=min(MAX_SOURCE_BUFFER, max(WRITE_HIGH_WATER, 4 * block)))
+                if rest:
+                    self.server.add_bytes(self.transport, bytes_in=len(rest))
                 self.feed_go(rest)
             return
         if self.state == "wait-go":

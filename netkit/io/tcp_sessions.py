@@ -223,6 +223,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         self._sink_sock: socket.socket | None = None  # the sink thread's duplicate of the socket
         self._sink_stop = False
         self._pool: SinkPool | None = None  # the pool whose thread reads this sink, while it does
+        self._loop_only = False  # TLS or no socket to share: never a pool thread
 
     # ----- asyncio plumbing ---------------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -248,8 +249,10 @@ class ThroughputSession(asyncio.BufferedProtocol):
             if self.t0 == 0:
                 self._first_data()
                 self._start_sink_thread()
-            elif self._pool is None and getattr(getattr(self.server, "sink_pool", None), "free", 0):
-                self._start_sink_thread()  # a parked stream sends again and a thread is free
+            elif self._pool is None and not self._loop_only:
+                pool: SinkPool | None = getattr(self.server, "sink_pool", None)
+                if pool is not None and pool.free > 0:
+                    self._start_sink_thread()  # a parked stream sends again and a thread is free
             return
         self.feed(bytes(_loop_buffer()[:nbytes]))
 
@@ -377,6 +380,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         if self._pool is not None or self.state != "sink" or t.is_closing():
             return
         if t.get_extra_info("sslcontext") is not None:
+            self._loop_only = True
             return  # TLS bytes must go through the transport
         pool: SinkPool | None = getattr(self.server, "sink_pool", None)
         if pool is None or pool.free <= 0:
@@ -385,6 +389,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         try:
             fd = os.dup(sock.fileno())
         except (AttributeError, OSError, ValueError):
+            self._loop_only = True
             return  # no socket to share: stay on the event loop
         dup = socket.socket(fileno=fd)
         dup.setblocking(True)

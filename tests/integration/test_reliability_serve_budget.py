@@ -378,3 +378,34 @@ def test_reliability_sink_max_bytes_exact(serve, record_property: Record) -> Non
                               f"(limit {10 * MiB:,})")
     assert summary["limits_hit"]["max_bytes"] == 1
     assert total <= 10 * MiB + 1, f"{total:,} bytes"
+
+
+# ----- 3b. idle streams cannot hold the receive pool -------------------------------------------
+
+def test_reliability_idle_sinks_release_the_pool(serve, record_property: Record) -> None:
+    """Sinks that send a byte and stop give their pool thread back within about a second: a real
+    stream that comes later is read by a pool thread (its CPU time shows on a thread other than the main one)."""
+    server = serve("--idle-timeout", "0")
+    p = proc(server)
+    idle = []
+    for _ in range(8):  # twice the pool
+        s = connect(server.port)
+        s.sendall(throughput_header(sh.SINK) + b"\x00")
+        idle.append(s)
+    time.sleep(2.0)  # 5 ticks of 0.2 s without a byte: parked
+    before = {t.id: t.user_time + t.system_time for t in p.threads()}
+    r = support.run_netkit(["--format", "json", "measure", "throughput", server.addr, "-t", "1"], timeout=30)
+    after = {t.id: t.user_time + t.system_time for t in p.threads()}
+    threads = p.num_threads()
+    for s in idle:
+        s.close()
+    pool_cpu = max((v - before.get(k, 0.0) for k, v in after.items() if k != server.proc.pid), default=0.0)
+    main_cpu = after.get(server.proc.pid, 0.0) - before.get(server.proc.pid, 0.0)
+    rate = r.json()["summary"]["received_bits_per_second"] / 1e9 if r.exit_code == 0 else 0.0
+    record_property("held", "serve tcp, receive pool of 4 threads")
+    record_property("injected", "8 sink sessions that send one byte and stop, then a 1 s throughput test")
+    record_property("result", f"{rate:.1f} Gbit/s; busiest pool thread {pool_cpu:.2f} s CPU, main thread "
+                              f"{main_cpu:.2f} s; {threads} threads")
+    assert r.exit_code == 0, r.stderr
+    assert pool_cpu > main_cpu, "the stream was read on the event loop: idle sinks held the pool"
+    assert threads < 20

@@ -325,6 +325,25 @@ def test_reliability_tls_silent_connections_max_conns(serve, record_property: Re
     assert summary["tls_handshake_failed"] >= 5  # the admitted ones timed out in the handshake
 
 
+def test_reliability_tls_per_source_rate_at_accept(serve, record_property: Record) -> None:
+    """The per-source rate is applied at accept too, before TLS: refused connections hold no descriptor."""
+    server = serve("--tls", "--max-conns", "0", "--idle-timeout", "0", "--max-pps-per-source", "2")
+    p = proc(server)
+    fds0 = p.num_fds()
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(SILENT_TLS_CONNS)]
+    time.sleep(0.5)
+    fds1 = peak(lambda: p.num_fds(), 0.5)
+    for s in socks:
+        s.close()
+    summary = stop_summary(server)
+    refused = summary["limits_hit"]["rate_limited"]
+    record_property("held", "serve tcp --tls --max-pps-per-source 2")
+    record_property("injected", f"{SILENT_TLS_CONNS} connections at once from one address, never sending")
+    record_property("result", f"{refused} refused at accept (rate_limited); server descriptors {fds0} -> peak {fds1}")
+    assert refused >= SILENT_TLS_CONNS - 10
+    assert fds1 - fds0 <= 10, f"descriptors {fds0} -> {fds1}"
+
+
 def test_reliability_tls_failed_handshakes_counted(serve, record_property: Record) -> None:
     """Plaintext and aborted handshakes are counted in errors and tls_handshake_failed, with an event each."""
     server = support.start_netkit_server("--format", "jsonl", "serve", "tcp", "--port", "0", "--tls")

@@ -27,7 +27,7 @@ shared block again and again, paced by transport flow control (``pause_writing``
 ``resume_writing``) and a bounded burst per loop turn; the client's half-close stops it and the
 last ``REPORT_LEN`` bytes of the stream are the report (what the server sent, its retransmits and
 smoothed RTT from TCP_INFO). The block is the client's announced size clamped to
-``MAX_SOURCE_BLOCK`` and the write buffer to ``MAX_SOURCE_BUFFER``: the client's numbers never
+``MAX_SOURCE_BLOCK`` and the write buffer is ``MAX_SOURCE_BUFFER``: the client's numbers never
 size the server's memory. Bytes out are counted when the kernel takes them, so a client that
 stops reading stops the count and meets ``--idle-timeout``.
 """
@@ -55,7 +55,6 @@ RECV_BUF = 1024 * 1024  # large reads: fewer loop turns per GB, and iperf3 -l 1M
 SOURCE_BURST = 32  # writes per loop turn when the kernel keeps accepting (bounded loop)
 GO_WAIT_S = 30.0  # a source stream whose client never says GO is closed after this
 CUT_GRACE_S = 2.0  # after a --max-duration cut, how long a sink reads and drops what still arrives
-WRITE_HIGH_WATER = 1024 * 1024
 SINK_THREADS = 4  # the receive pool's size when the server's config does not say
 _KIND_OFFSET = len(sh.MAGIC) + 1  # magic, version, then the session kind
 
@@ -324,9 +323,8 @@ class ThroughputSession(asyncio.BufferedProtocol):
                     self._start_sink_thread()
             else:
                 self.state = "wait-go"
-                # The server's own cap, never the client's number: 4 blocks, at most MAX_SOURCE_BUFFER.
-                block = max(1, min(self.header.block_size, MAX_SOURCE_BLOCK))
-                self.transport.set_write_buffer_limits(high=min(MAX_SOURCE_BUFFER, max(WRITE_HIGH_WATER, 4 * block)))
+                # The server's own cap (MAX_SOURCE_BUFFER), never a size derived from the client's numbers.
+                self.transport.set_write_buffer_limits(high=MAX_SOURCE_BUFFER)
                 if rest:
                     self.server.add_bytes(self.transport, bytes_in=len(rest))
                 self.feed_go(rest)

@@ -44,6 +44,11 @@ def interval_lines(row: IntervalRow, multi: bool) -> list[str]:
     if multi:
         for s in row.streams:
             lines.append(f"[{s.id:>3} {s.direction}] {span} {_gb(s.bytes):>12} {_rate(s.bits_per_second):>14}{tag}")
+    if row.tx_bytes is not None and row.rx_bytes is not None:
+        # --bidir: each direction is a throughput; their sum is not
+        lines.append(f"[SUM send] {span} {_gb(row.tx_bytes):>12} {_rate(row.tx_bits_per_second):>14}{tag}")
+        lines.append(f"[SUM recv] {span} {_gb(row.rx_bytes):>12} {_rate(row.rx_bits_per_second):>14}{tag}")
+        return lines
     label = "[SUM     ]" if multi else "[  0 " + (row.streams[0].direction if row.streams else "") + "]"
     lines.append(f"{label} {span} {_gb(row.bytes):>12} {_rate(row.bits_per_second):>14}{tag}")
     return lines
@@ -55,6 +60,12 @@ def intervals_table(rows: list[IntervalRow] | tuple[IntervalRow, ...], title: st
     t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title)
     for r in rows:
         per = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in r.streams) if len(r.streams) > 1 else ""
+        if r.tx_bytes is not None and r.rx_bytes is not None:  # --bidir: each direction apart
+            for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
+                                   ("recv", r.rx_bytes, r.rx_bits_per_second)):
+                add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per,
+                        "omitted" if r.omitted else "")
+            continue
         add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f}", _gb(r.bytes), _rate(r.bits_per_second), per,
                 "omitted" if r.omitted else "")
     return t
@@ -73,8 +84,13 @@ def summary_table(result: ThroughputResult) -> Any:
     for st in s.streams:
         add_row(t, st.id, st.direction, _gb(st.sent_bytes), _rate(st.sent_bits_per_second), _gb(st.received_bytes),
                 _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, st.counted_by)
-    add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
-            _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
+    if result.bidir and s.tx is not None and s.rx is not None:
+        for d in (s.tx, s.rx):  # each direction is a throughput; their sum is not
+            add_row(t, "SUM", d.direction, _gb(d.sent_bytes), _rate(d.sent_bits_per_second), _gb(d.received_bytes),
+                    _rate(d.received_bits_per_second), d.retransmits, "", result.counted_by)
+    else:
+        add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
+                _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
     cpu = "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}%"
     parts: list[Any] = [t, Text(f"client CPU {cpu}; counted by {result.counted_by}", style="dim")]
     if result.udp is not None:
@@ -85,6 +101,11 @@ def summary_table(result: ThroughputResult) -> Any:
                           f"({loss}), {u.reordered} reordered, {u.duplicates} duplicates, jitter {jitter}"))
     if result.note:
         parts.append(Text(f"note: {result.note}"))
+    th = result.thresholds
+    if th.min_rate_bps is not None or not th.passed:
+        parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}", style="green" if th.passed else "red bold"))
+        for f in th.failed:
+            parts.append(Text(f"  {f}", style="red"))
     return Group(*parts)
 
 
@@ -220,10 +241,11 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
     """
+    import dataclasses
     import signal
     import threading
 
-    from netkit.core.throughput_models import ThroughputConfig
+    from netkit.core.throughput_models import ThroughputConfig, check_thresholds
 
     out = get_output()
     if reverse and bidir:
@@ -277,6 +299,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    result = dataclasses.replace(result, thresholds=check_thresholds(result, min_rate))
     if result.note:
         # sender-side counting and failed streams change what the figures mean: always say so
         if result.counted_by == "sender" or "stream " in result.note:
@@ -284,14 +307,8 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         else:
             out.info(f"netkit: {result.note}")
     emit_result(out, result, streamed=view.stream_lines or out.format == "jsonl")
+    for f in result.thresholds.failed:
+        out.info(f"netkit: check failed: {f}")
     if fired and fired[0] == signal.SIGINT:
         return ExitCode.INTERRUPTED
-    if min_rate is not None:
-        got = result.rate_bps
-        if got is None or got < min_rate:
-            from netkit.core.units import format_bitrate
-
-            shown = "unknown" if got is None else format_bitrate(got)
-            out.error(f"rate {shown} is below --min-rate {format_bitrate(min_rate)}")
-            return ExitCode.CHECK_FAILED
-    return ExitCode.OK
+    return ExitCode.OK if result.thresholds.passed else ExitCode.CHECK_FAILED

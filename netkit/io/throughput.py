@@ -39,6 +39,7 @@ from netkit.core.throughput_models import (
     TcpInfo,
     ThroughputConfig,
     ThroughputResult,
+    after_omit,
     interval_row,
     overall_counted_by,
     parse_tcp_info,
@@ -49,12 +50,18 @@ from netkit.core.throughput_models import (
 IntervalSink = Callable[[IntervalRow], None]
 ProgressSink = Callable[[float], None]
 
-STREAM_IO_TIMEOUT_S = 10.0  # no byte moved for this long: the stream has failed
-REPORT_TIMEOUT_S = 10.0  # how long a sender waits for the netkit server's count
-JOIN_TIMEOUT_S = 15.0
+# A blocked send/recv on a data socket returns after IO_TICK_S (kernel SO_SNDTIMEO/SO_RCVTIMEO), so a
+# worker stuck behind a stalled path still sees the deadline and stop requests within a tick.
+IO_TICK_S = 0.2
+STREAM_IO_TIMEOUT_S = IO_TICK_S  # the kernel timeout set on every data socket (name kept for callers)
+STALL_S = 5.0  # no byte acknowledged (sender) or read (receiver) for this long: the data path has stalled
+END_GRACE_S = 5.0  # after the deadline: at most this long to deliver what was queued and get the count
+REPORT_TIMEOUT_S = END_GRACE_S  # how long a sender waits for the netkit server's count
+JOIN_TIMEOUT_S = END_GRACE_S + 2.0
 RECV_BUF_MIN = 1024 * 1024  # fewer, larger reads: less CPU per GB
 PROGRESS_EVERY_NS = 200_000_000
 CUT_CHECK_EVERY = 16  # sends between peeks for an early server report (issue 10, --max-duration)
+_SIOCOUTQ = 0x5411  # Linux: bytes in a TCP socket's send queue not yet acknowledged (TIOCOUTQ)
 
 
 def tcp_info(sock: socket.socket) -> TcpInfo | None:
@@ -66,6 +73,17 @@ def tcp_info(sock: socket.socket) -> TcpInfo | None:
         return parse_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, opt, 256))
     except OSError:
         return None
+
+
+def unacked_bytes(sock: socket.socket) -> int | None:
+    """Bytes this socket has queued that the peer has not acknowledged (Linux SIOCOUTQ), or None."""
+    try:
+        import fcntl
+
+        raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (ImportError, OSError, ValueError):
+        return None
+    return max(0, int(struct.unpack("i", raw)[0]))
 
 
 def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
@@ -95,6 +113,14 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+def stall_text(seconds: float) -> str:
+    return (f"no data got through for {seconds:g}s: the path or the peer stopped passing data "
+            "(the connection is open)")
+
+
+_WAITING = (BlockingIOError, TimeoutError, InterruptedError)  # a kernel timeout tick: nothing moved
+
+
 class StreamWorker:
     """One data stream: a thread that sends or receives as fast as the kernel allows.
 
@@ -102,6 +128,10 @@ class StreamWorker:
     half-closes and reads the server's report; receiver sends GO, half-closes to stop and finds
     the report in the last bytes), ``iperf3`` (raw data; the control connection ends it) or
     ``plain`` (raw data; sender-side counting).
+
+    Progress is what reached the other end: for a sender the bytes the peer acknowledged (queued
+    minus SIOCOUTQ), for a receiver the bytes read. A sender's own count keeps growing while its
+    socket buffer fills, so it cannot tell a stalled path from a slow one.
     """
 
     def __init__(self, sid: int, direction: str, sock: socket.socket, proto: str, send_view: memoryview,
@@ -117,20 +147,45 @@ class StreamWorker:
         self.deadline_ns = 0
         self.stopping = False
         self.draining = False
+        self.drain_deadline_ns = 0
         self.start_ns = 0
         self.stop_ns = 0  # sender: last send returned; receiver: last byte arrived
         self.tail = b""
         self.error: str | None = None
+        self.stalled = False  # no progress for STALL_S: the path stopped passing data
         self.report: sh.Report | None = None
         self.info: TcpInfo | None = None
         self.eof = False
         self.cut = False  # issue 10: the server ended the stream before the client did
+        self._seen = -1  # progress as last looked at, and when it last moved
+        self._seen_ns = 0
         self.thread = threading.Thread(target=self._run, name=f"netkit-stream-{sid}", daemon=True)
 
     def start(self, start_ns: int, deadline_ns: int) -> None:
         self.start_ns = start_ns
         self.deadline_ns = deadline_ns
+        self._seen, self._seen_ns = self.progress(), start_ns
         self.thread.start()
+
+    # ----- progress -----------------------------------------------------------------------------
+    def progress(self) -> int:
+        """Bytes that reached the other end so far (see the class docstring)."""
+        if self.direction == SEND:
+            queued = self.bytes  # read before the queue: a send in between only lowers the figure
+            unacked = unacked_bytes(self.sock)
+            return queued if unacked is None else max(0, queued - unacked)
+        return self.bytes
+
+    def idle_ns(self, now_ns: int) -> int:
+        """How long progress has not moved (called by one thread at a time)."""
+        p = self.progress()
+        if p != self._seen:
+            self._seen, self._seen_ns = p, now_ns
+        return now_ns - self._seen_ns
+
+    def _mark_stalled(self) -> None:
+        self.stalled = True
+        self.error = self.error or stall_text(STALL_S)
 
     # ----- the hot loops ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -141,7 +196,7 @@ class StreamWorker:
                 self._recv_loop()
         except OSError as exc:
             if not self.stopping or self.direction == SEND:
-                self.error = _oserror_text(exc)
+                self.error = self.error or _oserror_text(exc)
         finally:
             if self.stop_ns == 0:
                 self.stop_ns = time.perf_counter_ns()
@@ -149,11 +204,15 @@ class StreamWorker:
     def _drain(self) -> None:
         """Plain servers may answer (an echo service): read and drop, so neither side stalls."""
         buf = bytearray(65536)
-        try:
-            while self.sock.recv_into(buf):
-                pass
-        except OSError:
-            pass
+        while True:
+            try:
+                if not self.sock.recv_into(buf):
+                    return
+            except _WAITING:
+                if self.eof or self.sock.fileno() < 0:
+                    return
+            except OSError:
+                return
 
     def _send_loop(self) -> None:
         if self.proto == "plain":
@@ -161,12 +220,15 @@ class StreamWorker:
         send = self.sock.send
         view = self.send_view
         now = time.perf_counter_ns
-        deadline = self.deadline_ns
         peek = self.proto == "netkit"
         sends = 0
         while True:
-            self.bytes += send(view)
-            if now() >= deadline or self.stopping:
+            try:
+                self.bytes += send(view)  # a partial send after a kernel timeout tick counts what went
+            except _WAITING:
+                pass  # a tick without room in the socket buffer: look at the deadline below
+            # the deadline is read each time round: the clock moves it to 0 to end the test early
+            if now() >= self.deadline_ns or self.stopping:
                 break
             sends += 1
             if peek and sends % CUT_CHECK_EVERY == 0 and self._server_ended():
@@ -178,12 +240,10 @@ class StreamWorker:
             return
         self.sock.shutdown(socket.SHUT_WR)
         if self.proto == "netkit":
-            self.sock.settimeout(REPORT_TIMEOUT_S)
-            try:
-                data = _recv_exact(self.sock, sh.REPORT_LEN)
-            except (TimeoutError, BlockingIOError):
-                data = b""
-            if not data:
+            data = self._await_report()
+            if self.error:  # stalled while waiting: that says more than "no count"
+                pass
+            elif not data:
                 # Nothing came back at all: the server (or the path to it) is gone, not confused.
                 self.error = (f"the server sent no byte count within {REPORT_TIMEOUT_S:g}s after the test: "
                               "the server or the path to it went away (figures are the sender's)")
@@ -192,7 +252,42 @@ class StreamWorker:
                     self.report = sh.decode_report(data)
                 except sh.HeaderError as exc:
                     self.error = f"bad report from server: {exc}"
+        else:
+            self._await_delivery()
         self.info = tcp_info(self.sock)
+
+    def _end_wait_over(self, t: int, until: int) -> bool:
+        """Give up waiting after the test: the path stalled, or the grace period is over."""
+        if self.stalled or self.idle_ns(t) >= STALL_S * NS:
+            self._mark_stalled()
+            return True
+        return t >= until
+
+    def _await_report(self) -> bytes:
+        """The server's 40-byte count, read while what we queued drains (kernel timeout ticks)."""
+        now = time.perf_counter_ns
+        until = now() + int(REPORT_TIMEOUT_S * NS)
+        parts = bytearray()
+        while len(parts) < sh.REPORT_LEN:
+            try:
+                chunk = self.sock.recv(sh.REPORT_LEN - len(parts))
+            except _WAITING:
+                if self._end_wait_over(now(), until):
+                    break
+                continue
+            if not chunk:
+                break
+            parts += chunk
+        return bytes(parts)
+
+    def _await_delivery(self) -> None:
+        """A plain peer sends no count: wait (bounded) until it acknowledged what we queued."""
+        now = time.perf_counter_ns
+        until = now() + int(END_GRACE_S * NS)
+        while unacked_bytes(self.sock):
+            if self._end_wait_over(now(), until):
+                return
+            time.sleep(0.01)
 
     def _server_ended(self) -> bool:
         """Has the server sent its report while we were still sending? (A non-blocking peek.)"""
@@ -213,23 +308,40 @@ class StreamWorker:
         now = time.perf_counter_ns
         keep = sh.REPORT_LEN
         while True:
-            n = recv_into(buf)
+            try:
+                n = recv_into(buf)
+            except _WAITING:
+                # a tick with nothing to read: stop when asked (plain, iperf3) or when the end
+                # of the stream does not come (netkit drain) within the grace period
+                if self.draining and self._end_wait_over(now(), self.drain_deadline_ns):
+                    break
+                if self.stopping and not self.draining:
+                    break
+                continue
             if n == 0:
                 self.eof = True
                 break
             self.bytes += n
             # the report is the last bytes: after our stop, or whenever the server ends first
             # (issue 10: its --max-duration), so keep the tail of every read (40 bytes)
-            self.stop_ns = now() if self.draining or self.proto == "netkit" else self.stop_ns
+            if self.draining or self.proto == "netkit":
+                t = now()
+                self.stop_ns = t
+                if self.draining and t >= self.drain_deadline_ns:
+                    break  # still arriving after the grace period: stop here, -t bounds the run
             self.tail = (self.tail + bytes(buf[max(0, n - keep):n]))[-keep:]
         if self.proto == "netkit":
             if not self.draining:
                 self.cut = True  # EOF before we asked to stop: the server cut the stream
-            try:
-                self.report = sh.decode_report(self.tail)
-                self.bytes -= sh.REPORT_LEN
-            except sh.HeaderError as exc:
-                self.error = f"no report from server at the end of the stream: {exc}"
+            if not self.eof:
+                self.error = self.error or (f"the server's count did not arrive within {END_GRACE_S:g}s "
+                                            "after the test (figures are the client's)")
+            else:
+                try:
+                    self.report = sh.decode_report(self.tail)
+                    self.bytes -= sh.REPORT_LEN
+                except sh.HeaderError as exc:
+                    self.error = f"no report from server at the end of the stream: {exc}"
         self.info = tcp_info(sock)
 
     # ----- control from the main thread --------------------------------------------------------
@@ -237,6 +349,7 @@ class StreamWorker:
         """Netkit source stream: tell the server to stop (half-close) and drain to its EOF."""
         if not self.eof:  # after a server cut the last byte already set stop_ns
             self.stop_ns = time.perf_counter_ns()
+        self.drain_deadline_ns = time.perf_counter_ns() + int(END_GRACE_S * NS)
         self.draining = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -265,21 +378,9 @@ class StreamWorker:
 
 
 def _oserror_text(exc: OSError) -> str:
-    if isinstance(exc, (BlockingIOError, TimeoutError)):
-        return f"no progress for {STREAM_IO_TIMEOUT_S:g}s: the peer or the path to it went away"
+    if isinstance(exc, _WAITING):
+        return stall_text(STALL_S)
     return exc.strerror or str(exc)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    """Exactly ``n`` bytes, or fewer if the peer closed first (the caller validates)."""
-    parts = bytearray()
-    deadline = time.monotonic() + REPORT_TIMEOUT_S
-    while len(parts) < n and time.monotonic() < deadline:
-        chunk = sock.recv(n - len(parts))
-        if not chunk:
-            break
-        parts += chunk
-    return bytes(parts)
 
 
 # ----- the clock ------------------------------------------------------------------------------------
@@ -309,6 +410,8 @@ class RunClock:
     cpu_user: float = 0.0
     cpu_system: float = 0.0
     interrupted: bool = False
+    measure_start_ns: int = 0  # the end of the omit period (the start when there is none)
+    stalled: bool = False  # every stream stopped making progress: the run ended early
 
 
 def _cpu_times() -> tuple[float, float] | None:
@@ -332,7 +435,9 @@ def run_clock(
     """Start the workers, sample them at each interval until the end (or ``stop``), return rows.
 
     ``watch`` is called at every wake-up (the iperf3 client checks its control connection there).
-    Senders stop themselves at the deadline; the caller ends receivers.
+    Senders stop themselves at the deadline; the caller ends receivers. When no stream has moved
+    data for ``STALL_S`` the run ends at once (a stalled path only burns time) with every stream
+    marked stalled. Interval times restart at 0 at the end of the omit period, as iperf3's do.
     """
     clock = RunClock()
     duration_ns = int(cfg.duration_s * NS)
@@ -340,13 +445,16 @@ def run_clock(
     omit_ns = int(cfg.omit_s * NS)
     cpu0 = _cpu_times()
     t0 = time.perf_counter_ns()
-    clock.start_ns = t0
+    clock.start_ns = clock.measure_start_ns = t0
     for w in workers:
         w.start(t0, t0 + omit_ns + duration_ns)
     rows: list[IntervalRow] = []
     last = [w.bytes for w in workers]
     prev = 0
+    base = 0  # interval times are relative to this: 0, then the end of the omit period
     total_ns = omit_ns + duration_ns
+    watched = [w for w in workers if hasattr(w, "idle_ns")]  # UDP workers duck-type without it
+    stall_ns = int(STALL_S * NS)
     for tick in tick_times(total_ns, interval_ns, omit_ns):
         target = t0 + tick
         while True:
@@ -355,9 +463,7 @@ def run_clock(
                 break
             if all(not w.thread.is_alive() for w in workers):
                 break  # every stream ended early (errors): stop waiting
-            wait_ns = target - now
-            if on_progress is not None:
-                wait_ns = min(wait_ns, PROGRESS_EVERY_NS)
+            wait_ns = min(target - now, PROGRESS_EVERY_NS)  # wake often enough to see a stall
             if stop is not None:
                 if stop.wait(wait_ns / NS):
                     break
@@ -367,19 +473,28 @@ def run_clock(
                 on_progress((time.perf_counter_ns() - t0) / NS)
             if watch is not None:
                 watch()
+            now = time.perf_counter_ns()
+            if watched and all(w.idle_ns(now) >= stall_ns for w in watched):
+                clock.stalled = True
+                for w in watched:
+                    w._mark_stalled()
+                break
         now = time.perf_counter_ns()
         interrupted = stop is not None and stop.is_set()
-        ended = all(not w.thread.is_alive() for w in workers)
+        ended = clock.stalled or all(not w.thread.is_alive() for w in workers)
         end = min(now, target) if not (interrupted or ended) else now
         cur = [w.bytes for w in workers]
         deltas = [(w.id, w.direction, c - p) for w, c, p in zip(workers, cur, last, strict=True)]
         rel = end - t0
-        row = interval_row(prev, rel, deltas, omitted=rel <= omit_ns and omit_ns > 0)
+        omitted = omit_ns > 0 and base == 0 and rel <= omit_ns
+        row = interval_row(prev - base, rel - base, deltas, omitted=omitted)
         rows.append(row)
         if on_interval is not None:
             on_interval(row)
         last, prev = cur, rel
         if omit_ns > 0 and tick == omit_ns:
+            base = rel
+            clock.measure_start_ns = t0 + rel
             for w, c in zip(workers, cur, strict=True):
                 w.bytes_at_omit = c
         if interrupted or ended:
@@ -529,7 +644,7 @@ def measure_throughput(
     recv_size = max(cfg.block_size, RECV_BUF_MIN)
     workers: list[StreamWorker] = []
     for i, (d, sock, extra) in enumerate(opened):
-        set_kernel_timeouts(sock, STREAM_IO_TIMEOUT_S)
+        set_kernel_timeouts(sock, IO_TICK_S)
         workers.append(StreamWorker(i, d, sock, proto, send_view, recv_size, pre_bytes=len(extra)))
     try:
         rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop)
@@ -549,11 +664,11 @@ def measure_throughput(
     finally:
         for w in workers:
             w.close()
+    fail_if_nothing_moved(workers, clock)
     errors = [f"stream {w.id}: {w.error}" for w in workers if w.error]
     if errors and all(w.error for w in workers) and not clock.interrupted:
         raise CheckFailed("; ".join(errors))
-    omit_ns = int(cfg.omit_s * NS)
-    results = [_stream_result(w, proto, clock.start_ns + omit_ns) for w in workers]
+    results = [_stream_result(w, proto, clock.measure_start_ns, cfg.omit_s > 0) for w in workers]
     summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
     note = None
     if proto == "plain":
@@ -573,31 +688,57 @@ def measure_throughput(
     )
 
 
-def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int) -> StreamResult:
-    """Combine what this side counted with the server's report (when there is one)."""
-    own = w.bytes - w.bytes_at_omit
-    own_ns = max(w.stop_ns - measure_start_ns, 1)
+def fail_if_nothing_moved(workers: list[StreamWorker], clock: RunClock) -> None:
+    """Every stream stalled: the data path is broken, whatever the sender managed to queue (exit 1).
+
+    One line for all streams: they failed the same way, and the per-stream figures are only what
+    the client's socket buffers took in.
+    """
+    if clock.interrupted or not workers or not all(w.stalled for w in workers):
+        return
+    streams = "the stream" if len(workers) == 1 else f"any of the {len(workers)} streams"
+    raise CheckFailed(f"no data got through for {STALL_S:g}s on {streams}: the path or the server "
+                      "stopped passing data after the connection was set up")
+
+
+def _own_elapsed_ns(w: StreamWorker, measure_start_ns: int) -> int | None:
+    """This side's measured time after the omit period; None when no stop time was taken."""
+    if w.stop_ns == 0 or w.stop_ns <= measure_start_ns:
+        return None
+    return w.stop_ns - measure_start_ns
+
+
+def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting: bool) -> StreamResult:
+    """Combine what this side counted with the server's report (when there is one).
+
+    With ``--omit`` both sides leave out the same leading bytes (``after_omit``): the receiver's
+    omit-period count when the receiver reported it, else the client's own.
+    """
+    own_ns = _own_elapsed_ns(w, measure_start_ns)
     info = w.info
     rep = w.report
     if w.direction == SEND:
         if proto == "netkit" and rep is not None:
+            prefix = rep.omitted_bytes if omitting else 0
+            sent, received = after_omit(w.bytes, rep.bytes, prefix)
             return stream_result(
-                w.id, SEND, sent_bytes=own, sent_ns=own_ns, received_bytes=rep.bytes - rep.omitted_bytes,
+                w.id, SEND, sent_bytes=sent, sent_ns=own_ns, received_bytes=received,
                 received_ns=rep.elapsed_ns, retransmits=info.retransmits if info else None,
                 rtt_us=info.rtt_us if info else None, counted_by="receiver",
             )
         return stream_result(
-            w.id, SEND, sent_bytes=own, sent_ns=own_ns, received_bytes=None, received_ns=None,
-            retransmits=info.retransmits if info else None, rtt_us=info.rtt_us if info else None,
-            counted_by="sender",
+            w.id, SEND, sent_bytes=w.bytes - w.bytes_at_omit, sent_ns=own_ns, received_bytes=None,
+            received_ns=None, retransmits=info.retransmits if info else None,
+            rtt_us=info.rtt_us if info else None, counted_by="sender",
         )
     if proto == "netkit" and rep is not None:
+        sent, received = after_omit(rep.bytes, w.bytes, w.bytes_at_omit)
         return stream_result(
-            w.id, RECV, sent_bytes=rep.bytes - rep.omitted_bytes, sent_ns=rep.elapsed_ns, received_bytes=own,
+            w.id, RECV, sent_bytes=sent, sent_ns=rep.elapsed_ns, received_bytes=received,
             received_ns=own_ns, retransmits=rep.retransmits, rtt_us=rep.rtt_us, counted_by="receiver",
         )
     return stream_result(
-        w.id, RECV, sent_bytes=None, sent_ns=None, received_bytes=own, received_ns=own_ns,
+        w.id, RECV, sent_bytes=None, sent_ns=None, received_bytes=w.bytes - w.bytes_at_omit, received_ns=own_ns,
         retransmits=None, rtt_us=None, counted_by="receiver",
     )
 

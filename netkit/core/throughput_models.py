@@ -102,6 +102,10 @@ class StreamResult:
     #: The measured time behind each rate (after the omit period); None where nobody measured it.
     sent_seconds: float | None = None
     received_seconds: float | None = None
+    #: When that side's time began, in seconds after the earliest stream's (streams counted by the
+    #: netkit server start as their first bytes arrive); a total's interval spans them all.
+    sent_start_s: float = 0.0
+    received_start_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -231,11 +235,14 @@ def stream_result(
     retransmits: int | None,
     rtt_us: int | None,
     counted_by: str,
+    sent_start_ns: int = 0,
+    received_start_ns: int = 0,
 ) -> StreamResult:
     return StreamResult(
         sid, direction, sent_bytes, received_bytes, bps(sent_bytes, sent_ns), bps(received_bytes, received_ns),
         retransmits, None if rtt_us is None else round(rtt_us / 1000, 3), counted_by,
         _seconds(sent_bytes, sent_ns), _seconds(received_bytes, received_ns),
+        round(sent_start_ns / NS, 9), round(received_start_ns / NS, 9),
     )
 
 
@@ -256,21 +263,22 @@ def _rate_sum(values: Sequence[float | None]) -> float | None:
 
 
 def common_rate(nbytes: Sequence[int | None], seconds: Sequence[float | None],
-                rates: Sequence[float | None]) -> float | None:
+                rates: Sequence[float | None], starts: Sequence[float] | None = None) -> float | None:
     """Total bytes over the common interval of the streams that counted them.
 
-    Streams start together, so the common interval is the longest measured time among them: a
-    stream whose last bytes arrived earlier (a queue drains unevenly) still covers part of it.
-    Summing per-stream rates instead would credit each stream over its own shorter time and
-    report more than the link carried. Streams whose time is unknown (results built without it)
-    fall back to the sum of their rates.
+    The common interval runs from the earliest stream's start to the latest one's end (``starts``
+    in seconds, 0 for all when the streams share one clock). A stream whose last bytes arrived
+    earlier (a queue drains unevenly) still lies inside it. Summing per-stream rates instead
+    would credit each stream over its own shorter time and report more than the link carried.
+    Streams whose time is unknown (results built without it) fall back to the sum of their rates.
     """
-    counted = [(b, t) for b, t in zip(nbytes, seconds, strict=True) if b is not None]
+    begins = list(starts) if starts is not None else [0.0] * len(nbytes)
+    counted = [(b, t, s) for b, t, s in zip(nbytes, seconds, begins, strict=True) if b is not None]
     if not counted:
         return None
-    if all(t is not None and t > 0 for _, t in counted):
-        longest = max(t for _, t in counted if t is not None)
-        return sum(b for b, _ in counted) * 8 / longest
+    if all(t is not None and t > 0 for _, t, _ in counted):
+        span = max(s + t for _, t, s in counted if t is not None) - min(s for _, _, s in counted)
+        return sum(b for b, _, _ in counted) * 8 / span
     return _rate_sum(rates)
 
 
@@ -282,9 +290,9 @@ def _direction_sum(direction: str, streams: Sequence[StreamResult]) -> Direction
         direction, len(mine),
         _sum_opt([s.sent_bytes for s in mine]), _sum_opt([s.received_bytes for s in mine]),
         common_rate([s.sent_bytes for s in mine], [s.sent_seconds for s in mine],
-                    [s.sent_bits_per_second for s in mine]),
+                    [s.sent_bits_per_second for s in mine], [s.sent_start_s for s in mine]),
         common_rate([s.received_bytes for s in mine], [s.received_seconds for s in mine],
-                    [s.received_bits_per_second for s in mine]),
+                    [s.received_bits_per_second for s in mine], [s.received_start_s for s in mine]),
         _sum_opt([s.retransmits for s in mine]),
     )
 
@@ -303,10 +311,12 @@ def summarize(
         sent_bytes=_sum_opt([s.sent_bytes for s in streams]),
         received_bytes=_sum_opt([s.received_bytes for s in streams]),
         sent_bits_per_second=common_rate([s.sent_bytes for s in streams], [s.sent_seconds for s in streams],
-                                         [s.sent_bits_per_second for s in streams]),
+                                         [s.sent_bits_per_second for s in streams],
+                                         [s.sent_start_s for s in streams]),
         received_bits_per_second=common_rate([s.received_bytes for s in streams],
                                              [s.received_seconds for s in streams],
-                                             [s.received_bits_per_second for s in streams]),
+                                             [s.received_bits_per_second for s in streams],
+                                             [s.received_start_s for s in streams]),
         retransmits=_sum_opt([s.retransmits for s in streams]),
         cpu_percent=cpu_percent,
         rtt_ms=round(sum(rtts) / len(rtts), 3) if rtts else None,

@@ -154,6 +154,7 @@ class StreamWorker:
         self.error: str | None = None
         self.stalled = False  # no progress for STALL_S: the path stopped passing data
         self.report: sh.Report | None = None
+        self.report_ns = 0  # when the report was read (the receiver's end, one trip later)
         self.info: TcpInfo | None = None
         self.eof = False
         self.cut = False  # issue 10: the server ended the stream before the client did
@@ -248,6 +249,7 @@ class StreamWorker:
                 self.error = (f"the server sent no byte count within {REPORT_TIMEOUT_S:g}s after the test: "
                               "the server or the path to it went away (figures are the sender's)")
             else:
+                self.report_ns = now()
                 try:
                     self.report = sh.decode_report(data)
                 except sh.HeaderError as exc:
@@ -337,6 +339,7 @@ class StreamWorker:
                 self.error = self.error or (f"the server's count did not arrive within {END_GRACE_S:g}s "
                                             "after the test (figures are the client's)")
             else:
+                self.report_ns = self.stop_ns  # the report is the last bytes of the stream
                 try:
                     self.report = sh.decode_report(self.tail)
                     self.bytes -= sh.REPORT_LEN
@@ -668,7 +671,9 @@ def measure_throughput(
     errors = [f"stream {w.id}: {w.error}" for w in workers if w.error]
     if errors and all(w.error for w in workers) and not clock.interrupted:
         raise CheckFailed("; ".join(errors))
-    results = [_stream_result(w, proto, clock.measure_start_ns, cfg.omit_s > 0) for w in workers]
+    server_starts = _server_starts(workers)
+    results = [_stream_result(w, proto, clock.measure_start_ns, cfg.omit_s > 0, server_starts.get(w.id, 0))
+               for w in workers]
     summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
     note = None
     if proto == "plain":
@@ -720,7 +725,24 @@ def _own_elapsed_ns(w: StreamWorker, measure_start_ns: int) -> int | None:
     return w.stop_ns - measure_start_ns
 
 
-def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting: bool) -> StreamResult:
+def _server_starts(workers: list[StreamWorker]) -> dict[int, int]:
+    """When the netkit server began timing each stream, relative to the earliest one (ns).
+
+    Each report arrives one trip after the server's end of that stream, and carries how long the
+    server timed it: their difference is the server's start plus the same trip for every stream,
+    so the differences between streams are exact. Streams start together but their first bytes
+    reach the server apart (they queue behind each other), and a total over them spans from the
+    first start to the last end (``common_rate``).
+    """
+    begun = {w.id: w.report_ns - w.report.elapsed_ns for w in workers if w.report is not None and w.report_ns}
+    if not begun:
+        return {}
+    first = min(begun.values())
+    return {sid: t - first for sid, t in begun.items()}
+
+
+def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting: bool,
+                   server_start_ns: int = 0) -> StreamResult:
     """Combine what this side counted with the server's report (when there is one).
 
     With ``--omit`` both sides leave out the same leading bytes (``after_omit``): the receiver's
@@ -736,7 +758,7 @@ def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting:
             return stream_result(
                 w.id, SEND, sent_bytes=sent, sent_ns=own_ns, received_bytes=received,
                 received_ns=rep.elapsed_ns, retransmits=info.retransmits if info else None,
-                rtt_us=info.rtt_us if info else None, counted_by="receiver",
+                rtt_us=info.rtt_us if info else None, counted_by="receiver", received_start_ns=server_start_ns,
             )
         return stream_result(
             w.id, SEND, sent_bytes=w.bytes - w.bytes_at_omit, sent_ns=own_ns, received_bytes=None,
@@ -748,6 +770,7 @@ def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting:
         return stream_result(
             w.id, RECV, sent_bytes=sent, sent_ns=rep.elapsed_ns, received_bytes=received,
             received_ns=own_ns, retransmits=rep.retransmits, rtt_us=rep.rtt_us, counted_by="receiver",
+            sent_start_ns=server_start_ns,
         )
     return stream_result(
         w.id, RECV, sent_bytes=None, sent_ns=None, received_bytes=w.bytes - w.bytes_at_omit, received_ns=own_ns,

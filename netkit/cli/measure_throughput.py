@@ -218,7 +218,7 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
 @click.option("--iperf3", "iperf3_", is_flag=True, help="The server is `iperf3 -s` (detected by default).")
 @click.option("--plain", is_flag=True, help="The server is a plain TCP service: no header, sender-side counting.")
 @click.option("--min-rate", type=BITRATE, default=None,
-              help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G).")
+              help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G; --bidir: each way).")
 @click.option("--connect-timeout", type=Duration(min=0.0, min_open=True, max=600.0), default="5s",
               show_default=True, help="Timeout for each connect and the server's answers.")
 @key_options(with_key=True)

@@ -342,7 +342,7 @@ def _run(
             cpu = clock.cpu_seconds or 0.0
             mine = []
             for w in workers:  # whole-test totals, as the server was asked to count (no omit)
-                secs = max(w.stop_ns - clock.start_ns, 1) / NS
+                secs = max((w.stop_ns or clock.end_ns) - clock.start_ns, 1) / NS  # a stop not taken: the clock's
                 retr = w.info.retransmits if (w.info is not None and w.direction == SEND) else None
                 mine.append((w.id, w.direction, w.bytes, retr, secs))
             has_retr = -1 if (cfg.reverse and not cfg.bidir) else (1 if any(m[3] is not None for m in mine) else 0)

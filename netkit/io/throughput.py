@@ -185,7 +185,7 @@ class StreamWorker:
             self._seen, self._seen_ns = p, now_ns
         return now_ns - self._seen_ns
 
-    def _mark_stalled(self) -> None:
+    def mark_stalled(self) -> None:
         self.stalled = True
         self.error = self.error or stall_text(STALL_S)
 
@@ -268,7 +268,7 @@ class StreamWorker:
     def _end_wait_over(self, t: int, until: int) -> bool:
         """Give up waiting after the test: the path stalled, or the grace period is over."""
         if self.stalled or self.idle_ns(t) >= STALL_S * NS:
-            self._mark_stalled()
+            self.mark_stalled()
             return True
         return t >= until
 
@@ -487,7 +487,7 @@ def run_clock(
             if watched and all(w.idle_ns(now) >= stall_ns for w in watched):
                 clock.stalled = True
                 for w in watched:
-                    w._mark_stalled()
+                    w.mark_stalled()
                 break
         now = time.perf_counter_ns()
         interrupted = stop is not None and stop.is_set()

@@ -6,12 +6,15 @@ kernel's speed (ANCHORS: 38 Gbit/s on loopback with 1 MiB buffers, more than ipe
 per-chunk Python object and no event-loop overhead. ``socket.sendfile`` was measured slower
 (20 Gbit/s) on loopback, so it is not used.
 
-Every data socket is blocking with kernel-level ``SO_SNDTIMEO``/``SO_RCVTIMEO``: a stalled peer
-ends the stream with an error instead of hanging, and no ``poll()`` is added before each call
-(Python's own socket timeout would add one).
+Every data socket is blocking with kernel-level ``SO_SNDTIMEO``/``SO_RCVTIMEO`` of ``IO_TICK_S``:
+a call blocked behind a full buffer returns every tick, so a worker sees the deadline and stop
+requests whatever the path does, and no ``poll()`` is added before each call (Python's own socket
+timeout would add one).
 
 The main thread is the clock: it samples the per-stream byte counters at each interval tick
-(reads of plain ints written by one thread each), emits interval rows, and ends the test.
+(reads of plain ints written by one thread each), emits interval rows, watches every stream's
+progress (bytes acknowledged by the peer, or read), and ends the test: at the deadline, on a stop
+request, or when no stream has moved a byte for ``STALL_S`` (a stalled path is a failure).
 """
 
 from __future__ import annotations
@@ -492,7 +495,7 @@ def run_clock(
         now = time.perf_counter_ns()
         interrupted = stop is not None and stop.is_set()
         ended = clock.stalled or all(not w.thread.is_alive() for w in workers)
-        end = min(now, target) if not (interrupted or ended) else now
+        end = min(now, target)  # an early end (stop, stall, errors) is now; a late wake-up is the tick
         cur = [w.bytes for w in workers]
         deltas = [(w.id, w.direction, c - p) for w, c, p in zip(workers, cur, last, strict=True)]
         rel = end - t0

@@ -716,19 +716,26 @@ def _nothing_arrived(w: StreamWorker) -> bool:
 
 
 def fail_if_nothing_moved(workers: list[StreamWorker], clock: RunClock) -> None:
-    """No stream got a byte through: the data path is broken, whatever the sender queued (exit 1).
+    """No stream of a direction got a byte through: that path is broken, whatever the sender
+    queued (exit 1). With ``--bidir`` each direction is a path of its own.
 
     One line for all streams: they failed the same way, and the per-stream figures are only what
     the client's socket buffers took in.
     """
-    if clock.interrupted or not workers or not all(_nothing_arrived(w) for w in workers):
+    if clock.interrupted or not workers:
         return
-    streams = "the stream" if len(workers) == 1 else f"any of the {len(workers)} streams"
-    if all(w.stalled for w in workers):
-        raise CheckFailed(f"no data got through for {STALL_S:g}s on {streams}: the path or the server "
-                          "stopped passing data after the connection was set up")
-    raise CheckFailed(f"no data arrived on {streams} during the test: the path or the server passed none "
-                      "after the connection was set up")
+    for direction in (SEND, RECV):
+        mine = [w for w in workers if w.direction == direction]
+        if not mine or not all(_nothing_arrived(w) for w in mine):
+            continue
+        streams = "the stream" if len(mine) == 1 else f"any of the {len(mine)} streams"
+        if len(mine) < len(workers):
+            streams += " to the server" if direction == SEND else " from the server"
+        if all(w.stalled for w in mine):
+            raise CheckFailed(f"no data got through for {STALL_S:g}s on {streams}: the path or the server "
+                              "stopped passing data after the connection was set up")
+        raise CheckFailed(f"no data arrived on {streams} during the test: the path or the server passed "
+                          "none after the connection was set up")
 
 
 def _own_elapsed_ns(w: StreamWorker, measure_start_ns: int) -> int | None:

@@ -188,3 +188,24 @@ def test_iperf3_control_answers_honour_connect_timeout():
     assert r.exit_code == 1
     assert r.stderr.strip() == "netkit: iperf3 server did not answer within 1s"
     assert took < 4, f"took {took:.1f}s"
+
+
+@pytest.mark.root
+def test_bidir_with_one_direction_dropped_fails_for_that_direction():
+    # each direction of --bidir is a path of its own: the dead one fails the test, named as such
+    with support.netns_pair() as pair:
+        pair.nft("""table inet nkhalf {
+  chain in { type filter hook input priority 0; meta l4proto tcp ip length > 1000 counter drop; }
+}
+""")
+        srv = pair.server("serve", "tcp", "--host", pair.ip_b, "--port", "0")
+        try:
+            r, took = pair.netkit("measure", "throughput", srv.addr, "-t", "3s", "--bidir", timeout=60)
+        finally:
+            srv.stop()
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == [
+        "netkit: no data got through for 5s on the stream to the server: the path or the server stopped "
+        "passing data after the connection was set up"]
+    assert "[SUM recv]" in r.stdout  # the other direction was measured all along
+    assert took < 3 + 6, f"took {took:.1f}s"

@@ -396,7 +396,7 @@ def _result(cfg: ThroughputConfig, workers: list[tp.StreamWorker], server: dict[
     omit_ns = start - clock.start_ns
     results: list[StreamResult] = []
     for w in workers:
-        own_ns = tp._own_elapsed_ns(w, start)
+        own_ns = tp.own_elapsed_ns(w, start)
         peer = server.get(w.id)
         peer_total = peer["bytes"] if peer else None
         peer_ns = int(peer["seconds"] * NS) - omit_ns if peer and peer.get("seconds") else None

@@ -738,7 +738,7 @@ def fail_if_nothing_moved(workers: list[StreamWorker], clock: RunClock) -> None:
                           "none after the connection was set up")
 
 
-def _own_elapsed_ns(w: StreamWorker, measure_start_ns: int) -> int | None:
+def own_elapsed_ns(w: StreamWorker, measure_start_ns: int) -> int | None:
     """This side's measured time after the omit period; None when no stop time was taken."""
     if w.stop_ns == 0 or w.stop_ns <= measure_start_ns:
         return None
@@ -768,7 +768,7 @@ def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting:
     With ``--omit`` both sides leave out the same leading bytes (``after_omit``): the receiver's
     omit-period count when the receiver reported it, else the client's own.
     """
-    own_ns = _own_elapsed_ns(w, measure_start_ns)
+    own_ns = own_elapsed_ns(w, measure_start_ns)
     info = w.info
     rep = w.report
     if w.direction == SEND:

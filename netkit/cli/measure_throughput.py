@@ -266,7 +266,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     try:
         with view:
             if udp:
-                from netkit.io.throughput import measure_udp_throughput
+                from netkit.io.throughput_udp import measure_udp_throughput
 
                 result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop)
             else:

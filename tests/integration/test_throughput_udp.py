@@ -6,7 +6,7 @@ import pytest
 import support
 
 from netkit.core.throughput_models import ThroughputConfig
-from netkit.io.throughput import measure_udp_throughput
+from netkit.io.throughput_udp import measure_udp_throughput
 
 
 def test_udp_paced_rate_and_accounting():

@@ -45,11 +45,12 @@ def connect_message() -> bytes:
 
 
 def is_connect_reply(data: bytes) -> bool:
-    """Is ``data`` the server's answer to the connect datagram? Either byte order is accepted:
-    the value is written in the server's host order, which need not be ours."""
+    """Is ``data`` the server's answer to the connect datagram? Read in host byte order, as iperf3
+    does. (Not either order: the reply's bytes reversed are the connect message, so an echo
+    service would otherwise pass for an iperf3 server.)"""
     if len(data) != 4:
         return False
-    return any(struct.unpack(order + "I", data)[0] in (CONNECT_REPLY, LEGACY_CONNECT_REPLY) for order in "<>")
+    return struct.unpack("=I", data)[0] in (CONNECT_REPLY, LEGACY_CONNECT_REPLY)
 
 
 def needs_64bit_counters(expected_packets: float) -> bool:

@@ -53,6 +53,7 @@ UDP_TAIL_S = 0.5  # after the last send, wait at most this long for replies stil
 SOCKET_TIMEOUT_S = 0.2  # every send/recv returns within this (the threads re-check their flags)
 MAX_SLEEP_NS = 50_000_000  # the pacing sleep never outlasts this: the deadline is re-checked
 TAIL_QUIET_MIN_NS = 50_000_000  # replies stopped for this long (or 4 RTTs): the rest are lost
+TAIL_NO_RTT_NS = 200_000_000  # nothing answered during the whole run: a short last chance
 STALL_S = 3.0  # no reply for this long: the UDP path has stopped answering (a failure)
 SENDER_STOP_S = 2.0  # a sender checks its deadline every datagram: this is a generous bound
 
@@ -311,7 +312,8 @@ class UdpWorker(PacedSender):
         from netkit.core import keyed
 
         q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
-        for attempt in range(3):
+        attempts = 3 if self.acc.received or self.acc.late else 1  # a silent peer: ask once
+        for attempt in range(attempts):
             packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
             if self.key is not None:
                 keyed.sign_probe_into(self.key, q)
@@ -347,7 +349,7 @@ def wait_replies(workers: list[UdpWorker], limit_s: float) -> None:
     start = time.perf_counter_ns()
     end = start + int(limit_s * NS)
     rtts = [w.rtt_sum_ns / w.rtt_n for w in workers if w.rtt_n]
-    quiet_ns = max(TAIL_QUIET_MIN_NS, int(4 * max(rtts))) if rtts else end - start
+    quiet_ns = max(TAIL_QUIET_MIN_NS, int(4 * max(rtts))) if rtts else TAIL_NO_RTT_NS
     while True:
         now = time.perf_counter_ns()
         if now >= end or not any(w.acc.outstanding for w in workers):

@@ -287,10 +287,10 @@ class UdpWorker(PacedSender):
             ids = packet.peek_seq(view[:n])
             if ids is None or ids[0] != session:
                 continue
-            self.last_reply_ns = t
             if buf[5] & packet.FLAG_QUERY:
                 self.query_count = int.from_bytes(buf[32:40], "big")
                 continue
+            self.last_reply_ns = t  # an echoed probe (not the count query's answer)
             sent_ns = client_send.unpack_from(buf, 24)[0]
             transit = t - sent_ns
             if self._prev_transit is not None:
@@ -454,9 +454,11 @@ def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: lis
         accs.append(acc)
         sent_ns = max(w.stop_time(clock.end_ns) - clock.start_ns, 1)  # UDP totals cover the whole run
         arrived = acc.reflector_count if acc.reflector_count is not None else acc.received
+        # what arrived kept arriving after the last send (queues drain): until the last echo came back
+        received_ns = max(sent_ns, w.last_reply_ns - clock.start_ns)
         results.append(stream_result(
             w.id, "echo", sent_bytes=w.sent_bytes, sent_ns=sent_ns, received_bytes=arrived * size,
-            received_ns=sent_ns, retransmits=None, rtt_us=round(w.rtt_sum_ns / w.rtt_n / 1000) if w.rtt_n else None,
+            received_ns=received_ns, retransmits=None, rtt_us=round(w.rtt_sum_ns / w.rtt_n / 1000) if w.rtt_n else None,
             counted_by="receiver"))
     summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
     failures = sum(w.send_failures for w in workers)

@@ -99,3 +99,15 @@ def test_iperf3_udp_port_blocked_is_one_failure() -> None:
     msg = str(exc.value)
     assert "connect datagram" in msg or "ICMP port unreachable" in msg
     assert "\n" not in msg
+
+
+def test_64bit_counters_are_read_by_iperf3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 64-bit counter header (asked for only on very long runs) as a real server reads it."""
+    from netkit.core import iperf3_udp
+
+    monkeypatch.setattr(iperf3_udp, "needs_64bit_counters", lambda expected: True)
+    result, end = run_against_iperf3(rate_bps=5e6)
+    u = result.udp
+    assert u is not None and u.packets_sent == end["sum"]["packets"]
+    assert end["sum_received"]["lost_packets"] == 0  # a misread counter would show as huge gaps
+    assert result.summary.received_bytes == end["sum_received"]["bytes"]

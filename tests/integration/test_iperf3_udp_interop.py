@@ -20,26 +20,13 @@ from netkit.io.throughput_udp import measure_udp_throughput
 pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    # the kernel's table, not a probe connection: iperf3 --one-off would take a probe as its client
-    hexport = f":{port:04X} "
-    with open("/proc/net/tcp") as f:
-        return any(hexport in line and line.split()[3] == "0A" for line in f)
-
-
 def run_against_iperf3(**kw: object) -> tuple[ThroughputResult, dict]:
     support.require_tool("iperf3")
-    port = _free_port()
+    port = support.free_tcp_port()
     proc = subprocess.Popen(["iperf3", "-s", "-J", "--one-off", "-B", "127.0.0.1", "-p", str(port)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        support.wait_until(lambda: _listening(port), timeout=5)
+        support.wait_until(lambda: support.tcp_listening(port), timeout=5)
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, udp=True, block_size=1400,
                                **kw)  # type: ignore[arg-type]
         result = measure_udp_throughput(cfg)

@@ -14,7 +14,6 @@ Needs root; skipped elsewhere.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,25 +29,16 @@ TBF_RATE = 50e6
 MARGIN_S = 3.5  # Python start-up in a namespace, the end-of-run exchange, a shared 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _iperf3_in(pair: support.NetnsPair) -> Iterator[int]:
     """``iperf3 -s --one-off`` in namespace B; yields its port once it listens."""
     support.require_tool("iperf3")
-    port = _free_port()  # nothing else listens in a fresh namespace; any free number will do
+    port = support.free_tcp_port()  # nothing else listens in a fresh namespace; any free number will do
     proc = subprocess.Popen(["ip", "netns", "exec", pair.b, "iperf3", "-s", "--one-off", "-B", pair.ip_b,
                              "-p", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    hexport = f":{port:04X} "
     try:
-        support.wait_until(lambda: any(hexport in line and line.split()[3] == "0A"
-                                       for line in pair.run(pair.b, "cat", "/proc/net/tcp").splitlines()[1:]),
-                           timeout=5)
+        support.wait_until(lambda: support.tcp_listening(port, pair.run(pair.b, "cat", "/proc/net/tcp")), timeout=5)
         yield port
     finally:
         if proc.poll() is None:

@@ -252,7 +252,12 @@ UDP_BUFFER_SECONDS = 0.25  # a buffer that holds this long at the rate rides out
 
 
 def udp_buffer_bytes(rate_bps: float) -> int:
-    """Socket buffer size for a UDP stream at ``rate_bps``: a quarter second of traffic, within bounds."""
+    """Socket buffer size for a UDP stream at ``rate_bps``: a quarter second of traffic, within bounds.
+
+    ``rate_bps`` 0 is unpaced (as fast as possible): the largest buffer.
+    """
+    if rate_bps <= 0:
+        return UDP_BUFFER_CAP
     want = int(rate_bps / 8 * UDP_BUFFER_SECONDS)
     return max(UDP_BUFFER_FLOOR, min(UDP_BUFFER_CAP, want))
 

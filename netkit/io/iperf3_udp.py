@@ -43,7 +43,11 @@ from netkit.io import throughput_udp as tu
 
 CONNECT_ATTEMPTS = 3  # the connect datagram (or its answer) may be lost: send it again
 DRAIN_WAIT_S = 1.0  # how long datagrams still queued in this host may take to leave
-ARRIVAL_GRACE_S = 0.05  # after they left: time for the server to read the last ones
+#: After they left: time for the server to read the last ones (iperf3's default receive buffer
+#: holds ~100 datagrams, under a millisecond of its reading). Kept short: the server's own
+#: elapsed time, which its received rate divides by, includes it.
+ARRIVAL_GRACE_S = 0.02
+UNPACED_ESTIMATE_BPS = 100e9  # -b 0: assume this for choosing the counter width
 
 
 @dataclasses.dataclass
@@ -140,7 +144,8 @@ def udp_params(cfg: ThroughputConfig, rate_bps: float, counters_64bit: bool) -> 
     p = ip.params_for(dataclasses.replace(cfg, omit_s=0.0, reverse=False, bidir=False))
     p.pop("tcp", None)
     p["udp"] = True
-    p["bandwidth"] = int(rate_bps)
+    if rate_bps > 0:  # iperf3 leaves it out for -b 0 (unlimited)
+        p["bandwidth"] = int(rate_bps)
     if counters_64bit:
         p["udp_counters_64bit"] = 1
     return p
@@ -189,9 +194,9 @@ def _run(
     on_progress: tp.ProgressSink | None,
     stop: threading.Event | None,
 ) -> ThroughputResult:
-    rate = cfg.rate_bps or 1e6
+    rate = 1e6 if cfg.rate_bps is None else cfg.rate_bps  # iperf3's default; 0: unpaced
     size = cfg.block_size
-    counters_64bit = wire.needs_64bit_counters(rate * cfg.duration_s / 8 / size)
+    counters_64bit = wire.needs_64bit_counters((rate or UNPACED_ESTIMATE_BPS) * cfg.duration_s / 8 / size)
     run_cfg = dataclasses.replace(cfg, omit_s=0.0)  # iperf3 omits on its own timer: not used here
     rows: list[Any] = []
     clock: tp.RunClock | None = None
@@ -283,7 +288,7 @@ def _result(cfg: ThroughputConfig, workers: list[Iperf3UdpSender], server: dict[
         rate_bps=rate, packet_size=size, packets_sent=sent, packets_received=received, lost_packets=lost,
         lost_percent=round(100.0 * lost / sent, 3) if sent else None, duplicates=0, reordered=0,
         jitter_ms=round(sum(r.jitter_s for r in reports) / len(reports) * 1000, 4) if reports else None,
-        local_drops=failures, rate_reached=reached,
+        local_drops=failures, rate_reached=reached if rate > 0 else None,
         peer_lost_packets=sum(r.errors for r in reports) if reports else None,
     )
     warnings: list[str] = []

@@ -51,6 +51,7 @@ UDP_DEFAULT_SIZE = 1400
 UDP_REPLY_TIMEOUT_NS = 1_000_000_000  # a reply later than this counts as late, not received
 UDP_TAIL_S = 0.5  # after the last send, wait at most this long for replies still on their way
 SOCKET_TIMEOUT_S = 0.2  # every send/recv returns within this (the threads re-check their flags)
+UNPACED_BATCH = 64  # unpaced: datagrams per look at the clock (the deadline is still checked for each)
 MAX_SLEEP_NS = 50_000_000  # the pacing sleep never outlasts this: the deadline is re-checked
 TAIL_QUIET_MIN_NS = 50_000_000  # replies stopped for this long (or 4 RTTs): the rest are lost
 TAIL_NO_RTT_NS = 200_000_000  # nothing answered during the whole run: a short last chance
@@ -63,7 +64,8 @@ class PacedSender:
 
     Pacing is by slot: slot ``n`` is due ``n * gap`` after the start. A sender that falls behind
     sends the overdue slots back to back, but checks the deadline before *every* datagram, so the
-    run ends on time whatever the rate. Subclasses write their header in :meth:`_stamp`.
+    run ends on time whatever the rate. ``rate_bps`` 0 sends as fast as the kernel takes them
+    (iperf3's ``-b 0``). Subclasses write their header in :meth:`_stamp`.
 
     Counters are written by the sender thread only: ``accepted`` datagrams (and ``sent_bytes``)
     the kernel took, ``send_failures`` it refused (own socket buffer full, or an ICMP error
@@ -77,7 +79,7 @@ class PacedSender:
         self.sock = sock
         self.size = size
         self.rate_bps = rate_bps
-        self.gap_ns = max(1, int(size * 8 * NS / rate_bps))
+        self.gap_ns = max(1, int(size * 8 * NS / rate_bps)) if rate_bps > 0 else 0  # 0: unpaced
         self.accepted = 0
         self.sent_bytes = 0
         self.send_failures = 0
@@ -115,7 +117,7 @@ class PacedSender:
                 t = now()
                 if t >= self.deadline_ns:
                     break
-                due = (t - t0) // gap + 1  # slots that should have left by now
+                due = (t - t0) // gap + 1 if gap else slot + UNPACED_BATCH  # slots that should have left by now
                 ended = False
                 while slot < due:
                     ts = now()
@@ -138,6 +140,8 @@ class PacedSender:
                     slot += 1
                 if ended:
                     break
+                if not gap:
+                    continue
                 wait = t0 + slot * gap - now()
                 if wait > 200_000:
                     time.sleep(min(wait - 100_000, MAX_SLEEP_NS) / NS)
@@ -157,6 +161,8 @@ class PacedSender:
         return self.stop_ns or fallback_ns
 
     def reached(self, fallback_ns: int) -> bool:
+        if self.rate_bps <= 0:
+            return True  # unpaced: whatever it sent is the rate
         return rate_reached(self.rate_bps, self.sent_bytes, max(self.stop_time(fallback_ns) - self.start_ns, 1))
 
 
@@ -406,7 +412,7 @@ def measure_udp_throughput(
             if ctrl is not None and on_info is not None:
                 on_info("the server is an iperf3 server: running iperf3's UDP test")
             return iperf3_udp.run_iperf3_udp(cfg, on_interval, on_progress=on_progress, stop=stop, ctrl=ctrl)
-    rate = cfg.rate_bps or 1e6
+    rate = 1e6 if cfg.rate_bps is None else cfg.rate_bps  # iperf3's default; 0: unpaced
     where = format_host_port(cfg.host, cfg.port)
     workers: list[UdpWorker] = []
     failure: list[str] = []
@@ -479,7 +485,8 @@ def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: lis
         lost_packets=lost, lost_percent=round(100.0 * lost / sent, 3) if sent else None,
         duplicates=sum(a.duplicates for a in accs), reordered=sum(a.reordered for a in accs),
         jitter_ms=round(sum(jitters) / len(jitters) / 1e6, 4) if jitters else None,
-        lost_forward=lost_forward, lost_return=lost_return, local_drops=local, rate_reached=reached,
+        lost_forward=lost_forward, lost_return=lost_return, local_drops=local,
+        rate_reached=reached if rate > 0 else None,
     )
     warnings: list[str] = []
     if not reached and not clock.interrupted:

@@ -40,7 +40,7 @@ def run_against_iperf3(**kw: object) -> tuple[ThroughputResult, dict]:
     return result, report["end"]
 
 
-@pytest.mark.parametrize(("rate", "parallel"), [(10e6, 1), (300e6, 1), (50e6, 2)])
+@pytest.mark.parametrize(("rate", "parallel"), [(10e6, 1), (300e6, 1), (50e6, 2), (0, 1)])  # 0: unpaced
 def test_udp_matches_iperf3_server_report(rate: float, parallel: int) -> None:
     result, end = run_against_iperf3(rate_bps=rate, parallel=parallel)  # server="auto": found by its TCP port
     u = result.udp
@@ -55,7 +55,10 @@ def test_udp_matches_iperf3_server_report(rate: float, parallel: int) -> None:
     assert u.jitter_ms == pytest.approx(server["jitter_ms"], rel=0.01)
     assert u.packets_received * 1400 == server["bytes"]
     assert u.lost_packets == u.packets_sent - u.packets_received
-    assert result.summary.sent_bits_per_second == pytest.approx(rate * parallel, rel=0.10)
+    if rate:
+        assert result.summary.sent_bits_per_second == pytest.approx(rate * parallel, rel=0.10)
+    else:
+        assert u.rate_reached is None and result.warnings == ()  # nothing asked, nothing short
 
 
 def test_udp_with_iperf3_forced() -> None:

@@ -89,6 +89,17 @@ class UdpStreamReport:
     seconds: float | None  # the span it counted over (end_time - start_time), when given
 
 
+def datagrams_arrived(report: UdpStreamReport, size: int) -> int:
+    """How many datagrams reached the server: the highest counter it saw minus its gaps.
+
+    Not ``bytes / size`` alone: the server counts bytes (and reports packets and loss) only from
+    when it resets its statistics as the test starts, and at high rates the first datagrams can
+    arrive before that; they still advance its counter. Loss is then ``sent - arrived``: the gaps
+    plus the datagrams after the highest one it saw.
+    """
+    return max(report.packets - report.errors, report.bytes // size)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

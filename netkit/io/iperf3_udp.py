@@ -13,8 +13,9 @@ TEST_RUNNING     paced senders (:class:`netkit.io.throughput_udp.PacedSender`) w
 EXCHANGE_RESULTS our ``packets`` (sent) go out; the server's ``bytes``, ``packets``, ``errors``
                  and ``jitter`` come back: loss and jitter are the server's
 
-Loss is reported as datagrams sent minus datagrams the server received (``bytes / len``), which
-also counts the ones lost after the last arrival; iperf3's own gap count is kept beside it.
+Loss is reported as datagrams sent minus datagrams that reached the server (its highest counter
+minus its gaps), which also counts the ones lost after the last arrival; iperf3's own gap count is
+kept beside it.
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ def _run(
     run_cfg = dataclasses.replace(cfg, omit_s=0.0)  # iperf3 omits on its own timer: not used here
     rows: list[Any] = []
     clock: tp.RunClock | None = None
+    left_ns = 0
     server: dict[int, wire.UdpStreamReport] = {}
     failure: list[CheckFailed] = []
     overall = time.monotonic() + cfg.duration_s + 60.0
@@ -232,6 +234,7 @@ def _run(
                 raise failure[0]
             # The server stops counting when it reads TEST_END: let what is still queued here leave first.
             tu.wait_sent([w.sock for w in workers], DRAIN_WAIT_S)
+            left_ns = time.perf_counter_ns()  # the last datagram has left this host
             time.sleep(ARRIVAL_GRACE_S)
             control.send_state(ip.TEST_END)
         elif state == ip.EXCHANGE_RESULTS:
@@ -258,11 +261,14 @@ def _run(
         else:
             raise ip._fail_state(state, control)
     assert clock is not None
-    return _result(cfg, workers, server, rows, clock, rate)
+    return _result(cfg, workers, server, rows, clock, rate, left_ns)
 
 
 def _result(cfg: ThroughputConfig, workers: list[Iperf3UdpSender], server: dict[int, wire.UdpStreamReport],
-            rows: list[Any], clock: tp.RunClock, rate: float) -> ThroughputResult:
+            rows: list[Any], clock: tp.RunClock, rate: float, left_ns: int) -> ThroughputResult:
+    """The figures. The received rate divides the server's bytes by the span they arrived over:
+    from the start until the last datagram left this host (measured here), not by the server's
+    own span, which also holds the wait before TEST_END and the control exchange."""
     where = format_host_port(cfg.host, cfg.port)
     size = cfg.block_size
     results = []
@@ -271,12 +277,11 @@ def _result(cfg: ThroughputConfig, workers: list[Iperf3UdpSender], server: dict[
         rep = server.get(w.id)
         results.append(stream_result(
             w.id, SEND, sent_bytes=w.sent_bytes, sent_ns=sent_ns,
-            received_bytes=rep.bytes if rep else None,
-            received_ns=int(rep.seconds * NS) if rep and rep.seconds else sent_ns,
+            received_bytes=rep.bytes if rep else None, received_ns=max(sent_ns, left_ns - clock.start_ns),
             retransmits=None, rtt_us=None, counted_by="receiver" if rep else "sender"))
     sent = sum(w.accepted for w in workers)
     reports = [server[w.id] for w in workers if w.id in server]
-    received = sum(r.bytes // size for r in reports)
+    received = sum(wire.datagrams_arrived(r, size) for r in reports)
     if reports and received == 0 and sent > 0 and not clock.interrupted:
         raise CheckFailed(f"{where}: the iperf3 server received none of the {sent} UDP datagrams sent in "
                           f"{(clock.end_ns - clock.start_ns) / NS:.1f}s (UDP to this port is dropped on the path?)")
@@ -287,7 +292,7 @@ def _result(cfg: ThroughputConfig, workers: list[Iperf3UdpSender], server: dict[
     udp = UdpSummary(
         rate_bps=rate, packet_size=size, packets_sent=sent, packets_received=received, lost_packets=lost,
         lost_percent=round(100.0 * lost / sent, 3) if sent else None, duplicates=0, reordered=0,
-        jitter_ms=round(sum(r.jitter_s for r in reports) / len(reports) * 1000, 4) if reports else None,
+        jitter_ms=round(sum(r.jitter_s for r in reports) / len(reports) * 1000, 6) if reports else None,
         local_drops=failures, rate_reached=reached if rate > 0 else None,
         peer_lost_packets=sum(r.errors for r in reports) if reports else None,
     )

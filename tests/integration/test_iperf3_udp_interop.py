@@ -49,12 +49,14 @@ def test_udp_matches_iperf3_server_report(rate: float, parallel: int) -> None:
     assert [s.id for s in result.summary.streams] == [1, 3][:parallel]  # iperf3's own stream ids
     server = end["sum_received"]  # what the iperf3 server counted
     assert result.summary.received_bytes == pytest.approx(server["bytes"], rel=0.01)
-    assert u.packets_sent == end["sum"]["packets"]  # the server divides its loss by our count
     assert u.peer_lost_packets == server["lost_packets"]
     assert u.lost_percent == pytest.approx(end["sum"]["lost_percent"], abs=1.0)
     assert u.jitter_ms == pytest.approx(server["jitter_ms"], rel=0.01)
-    assert u.packets_received * 1400 == server["bytes"]
     assert u.lost_packets == u.packets_sent - u.packets_received
+    # The server's window opens when it resets its statistics; datagrams that beat it (only at
+    # high rates) are in neither its byte count nor its packet total, but they did arrive.
+    early = u.packets_sent - end["sum"]["packets"]  # it divides its loss by our count, minus those
+    assert early >= 0 and u.packets_received - server["bytes"] // 1400 == early
     if rate:
         assert result.summary.sent_bits_per_second == pytest.approx(rate * parallel, rel=0.10)
     else:

@@ -376,7 +376,7 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
         for w in workers:
             if w.refused or w.recv_refused:
                 failure.append(f"{where}: nothing listens for UDP there (ICMP port unreachable)")
-            elif now - (w.last_reply_ns or w.start_ns) > STALL_S * NS:
+            elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
                 if w.last_reply_ns:
                     failure.append(f"{where}: the UDP path stopped answering: no reply for {STALL_S:g}s "
                                    f"after {(w.last_reply_ns - w.start_ns) / NS:.1f}s of the test")

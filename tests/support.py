@@ -57,10 +57,20 @@ def require_root_netns() -> None:
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now, for tools that cannot bind port 0 (iperf3)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free for TCP and UDP alike right now, for tools that cannot bind port 0 (iperf3,
+    whose UDP tests listen on the same number)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for both TCP and UDP")
 
 
 def tcp_listening(port: int, proc_net_tcp: str | None = None) -> bool:

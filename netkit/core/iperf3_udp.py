@@ -18,7 +18,8 @@ data streams differ:
 - The receiver counts bytes only while the test is in TEST_RUNNING; it reports per stream
   ``bytes`` (received), ``packets`` (the highest counter seen), ``errors`` (sequence gaps: its loss
   count, blind to datagrams lost after the last one that arrived) and ``jitter`` (seconds, the
-  RFC 1889 estimator over transit-time differences).
+  RFC 1889 estimator over transit-time differences). Its own ``-J`` summary (3.12) shows that
+  highest counter as ``packets``, not the count the client sent.
 - The client's results document carries per stream ``packets``: how many it sent. iperf3's own
   ``lost_percent`` is ``errors / packets`` with the sender's count.
 """
@@ -87,17 +88,6 @@ class UdpStreamReport:
     errors: int  # its sequence-gap loss count
     jitter_s: float
     seconds: float | None  # the span it counted over (end_time - start_time), when given
-
-
-def datagrams_arrived(report: UdpStreamReport, size: int) -> int:
-    """How many datagrams reached the server: the highest counter it saw minus its gaps.
-
-    Not ``bytes / size`` alone: the server counts bytes (and reports packets and loss) only from
-    when it resets its statistics as the test starts, and at high rates the first datagrams can
-    arrive before that; they still advance its counter. Loss is then ``sent - arrived``: the gaps
-    plus the datagrams after the highest one it saw.
-    """
-    return max(report.packets - report.errors, report.bytes // size)
 
 
 def _number(value: Any) -> bool:

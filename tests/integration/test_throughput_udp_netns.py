@@ -99,7 +99,7 @@ def test_loss_equals_the_nft_counter(kind: str) -> None:
         assert u["lost_forward"] == dropped + server_overflow and u["lost_return"] == 0
     else:
         # iperf3's own gap count misses only drops after the last datagram that arrived
-        assert dropped - 3 <= u["peer_lost_packets"] <= dropped
+        assert dropped - 3 <= u["peer_lost_packets"] <= dropped + server_overflow
 
 
 @pytest.mark.parametrize("kind", ["netkit", "iperf3"])

@@ -59,7 +59,9 @@ def test_udp_matches_iperf3_server_report(rate: float, parallel: int) -> None:
     after_last = u.packets_sent - end["sum"]["packets"]
     assert after_last >= 0 and u.lost_packets == u.peer_lost_packets + after_last
     if rate:
-        assert result.summary.sent_bits_per_second == pytest.approx(rate * parallel, rel=0.10)
+        assert result.summary.sent_bits_per_second <= rate * parallel * 1.05  # paced: never above
+        # on a busy machine the sender may fall short: then it says so, once
+        assert u.rate_reached is (len(result.warnings) == 0)
     else:
         assert u.rate_reached is None and result.warnings == ()  # nothing asked, nothing short
 

@@ -82,7 +82,7 @@ def test_iperf3_udp_port_blocked_is_one_failure() -> None:
         head = conn.recv(4)
         conn.recv(int.from_bytes(head, "big"))
         conn.sendall(b"\x0a")
-        time.sleep(3)
+        conn.recv(1)  # until the client gives up and closes
 
     with support.tcp_peer(control_only) as port:
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, udp=True, rate_bps=1e6, block_size=1400,

@@ -217,6 +217,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit serve tcp --port 5000 &
       netkit measure throughput 127.0.0.1:5000 -t 5s -P 4
       netkit measure throughput 127.0.0.1:5201 --reverse          # an iperf3 -s
+      netkit measure throughput 127.0.0.1:5201 --udp -b 100M      # iperf3's UDP test
       netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
     """

@@ -443,6 +443,9 @@ def measure_udp_throughput(
             from netkit.io.server_guard import WRONG_KEY_MESSAGE
 
             raise CheckFailed(WRONG_KEY_MESSAGE)  # a keyed server drops what it cannot verify
+        errors = [w.error for w in workers if w.error]
+        if errors:  # the kernel said why (no route to host, network unreachable): say that
+            raise CheckFailed(f"{where}: {errors[0]}")
         sent = sum(w.accepted for w in workers)
         raise CheckFailed(f"{where}: nothing answered {sent} UDP datagrams in {(end_ns - clock.start_ns) / NS:.1f}s "
                           "(no echo reflector or iperf3 server there, or the path drops UDP)")

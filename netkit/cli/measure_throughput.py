@@ -97,16 +97,15 @@ def summary_table(result: ThroughputResult) -> Any:
         u = result.udp
         loss = "-" if u.lost_percent is None else f"{u.lost_percent:.2f}%"
         jitter = "-" if u.jitter_ms is None else f"{u.jitter_ms:.3f} ms"
+        local = "" if not u.local_drops else f", {u.local_drops} dropped by this host's socket buffer"
         parts.append(Text(f"udp: {u.packets_sent} sent, {u.packets_received} received, {u.lost_packets} lost "
-                          f"({loss}), {u.reordered} reordered, {u.duplicates} duplicates, jitter {jitter}"))
-    if result.note:
-        parts.append(Text(f"note: {result.note}"))
+                          f"({loss}){local}, {u.reordered} reordered, {u.duplicates} duplicates, jitter {jitter}"))
     th = result.thresholds
     if th.min_rate_bps is not None or not th.passed:
         parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}", style="green" if th.passed else "red bold"))
         for f in th.failed:
             parts.append(Text(f"  {f}", style="red"))
-    return Group(*parts)
+    return Group(*parts)  # the note goes to stderr once (see the command), not here as well
 
 
 def jsonable(result: ThroughputResult, *, intervals: bool = True) -> dict[str, Any]:
@@ -213,7 +212,8 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
               help="Reporting interval.")
 @click.option("-O", "--omit", type=Duration(min=0.0, max=3600.0), default="0s", show_default=True,
               help="Leave out the first part (TCP slow start) from the summary.")
-@click.option("-u", "--udp", is_flag=True, help="UDP: paced probe packets through `netkit serve udp --mode echo`.")
+@click.option("-u", "--udp", is_flag=True,
+              help="UDP: paced datagrams through `netkit serve udp --mode echo`, or iperf3's UDP test.")
 @click.option("-b", "--rate", type=BITRATE, default=None, help="UDP send rate, e.g. 500M (needs --udp).")
 @click.option("--iperf3", "iperf3_", is_flag=True, help="The server is `iperf3 -s` (detected by default).")
 @click.option("--plain", is_flag=True, help="The server is a plain TCP service: no header, sender-side counting.")
@@ -238,6 +238,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit serve tcp --port 5000 &
       netkit measure throughput 127.0.0.1:5000 -t 5s -P 4
       netkit measure throughput 127.0.0.1:5201 --reverse          # an iperf3 -s
+      netkit measure throughput 127.0.0.1:5201 --udp -b 100M      # iperf3's UDP test
       netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
     """
@@ -254,9 +255,9 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         raise usage_error("use either --iperf3 or --plain, not both")
     if rate is not None and not udp:
         raise usage_error("--rate paces UDP only: add --udp", "--rate")
-    if udp and (iperf3_ or plain or bidir or reverse):
-        raise usage_error("--udp works with `netkit serve udp --mode echo` only "
-                          "(no --iperf3/--plain/--bidir/--reverse)")
+    if udp and (plain or bidir or reverse):
+        raise usage_error("--udp works with `netkit serve udp --mode echo` or `iperf3 -s` only "
+                          "(no --plain/--bidir/--reverse)")
     if udp and rate is None:
         rate = 1_000_000.0  # iperf3's UDP default: 1 Mbit/s
     if size is None:
@@ -288,9 +289,10 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     try:
         with view:
             if udp:
-                from netkit.io.throughput import measure_udp_throughput
+                from netkit.io.throughput_udp import measure_udp_throughput
 
-                result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop)
+                result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
+                                                on_info=out.debug)
             else:
                 from netkit.io.throughput import measure_throughput
 
@@ -306,6 +308,8 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
             out.warn(result.note)
         else:
             out.info(f"netkit: {result.note}")
+    for warning in result.warnings:
+        out.warn(warning)
     emit_result(out, result, streamed=view.stream_lines or out.format == "jsonl")
     for f in result.thresholds.failed:
         out.info(f"netkit: check failed: {f}")

@@ -152,6 +152,14 @@ class UdpSummary:
     jitter_ms: float | None  # RFC 3550 estimator over round-trip transit times
     lost_forward: int | None = None  # client -> reflector (netkit's reflector counts what it got)
     lost_return: int | None = None  # reflector -> client
+    #: datagrams this host dropped itself (its socket buffers: replies that overflowed the receive
+    #: buffer, sends the kernel refused); never counted in ``lost_packets``. None where unknown.
+    local_drops: int | None = None
+    #: False when the sender could not reach ``rate_bps`` (a shortfall, not loss); None: unpaced.
+    rate_reached: bool | None = None
+    #: the server's own loss figure where it differs in method (iperf3: gaps in its sequence,
+    #: blind to datagrams lost after the last one that arrived).
+    peer_lost_packets: int | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,8 @@ class ThroughputResult:
     interrupted: bool = False
     note: str | None = None
     udp: UdpSummary | None = field(default=None)
+    #: things the user must hear once, on stderr (e.g. the sender could not keep up)
+    warnings: tuple[str, ...] = ()
     thresholds: ThroughputThresholds = field(default_factory=ThroughputThresholds)
 
     @property
@@ -370,6 +380,31 @@ def overall_counted_by(streams: Sequence[StreamResult]) -> str:
     if streams and all(s.counted_by == "receiver" for s in streams):
         return "receiver"
     return "sender"
+
+
+# ----- UDP pacing ------------------------------------------------------------------------------
+
+RATE_REACHED_FRACTION = 0.97  # below this share of the asked rate the sender "could not keep up"
+UDP_BUFFER_FLOOR = 16 * 1024 * 1024
+UDP_BUFFER_CAP = 128 * 1024 * 1024
+UDP_BUFFER_SECONDS = 0.25  # a buffer that holds this long at the rate rides out a descheduled reader
+
+
+def udp_buffer_bytes(rate_bps: float) -> int:
+    """Socket buffer size for a UDP stream at ``rate_bps``: a quarter second of traffic, within bounds.
+
+    ``rate_bps`` 0 is unpaced (as fast as possible): the largest buffer.
+    """
+    if rate_bps <= 0:
+        return UDP_BUFFER_CAP
+    want = int(rate_bps / 8 * UDP_BUFFER_SECONDS)
+    return max(UDP_BUFFER_FLOOR, min(UDP_BUFFER_CAP, want))
+
+
+def rate_reached(asked_bps: float, sent_bytes: int, sent_ns: int) -> bool:
+    """Did a paced sender reach the asked rate over its measured sending time?"""
+    got = bps(sent_bytes, sent_ns)
+    return got is not None and got >= asked_bps * RATE_REACHED_FRACTION
 
 
 # ----- TCP_INFO -----------------------------------------------------------------------------------

@@ -163,6 +163,7 @@ class StreamWorker:
         self.cut = False  # issue 10: the server ended the stream before the client did
         self._seen = -1  # progress as last looked at, and when it last moved
         self._seen_ns = 0
+        self._fin = 0  # 1 once we half-closed: the FIN takes one place in the send queue's sequence
         self.thread = threading.Thread(target=self._run, name=f"netkit-stream-{sid}", daemon=True)
 
     def start(self, start_ns: int, deadline_ns: int) -> None:
@@ -175,15 +176,15 @@ class StreamWorker:
     def progress(self) -> int:
         """Bytes that reached the other end so far (see the class docstring)."""
         if self.direction == SEND:
-            queued = self.bytes  # read before the queue: a send in between only lowers the figure
+            queued = self.bytes + self._fin  # read before the queue: a send in between only lowers the figure
             unacked = unacked_bytes(self.sock)
             return queued if unacked is None else max(0, queued - unacked)
         return self.bytes
 
     def idle_ns(self, now_ns: int) -> int:
-        """How long progress has not moved (called by one thread at a time)."""
+        """How long progress has not grown (called by one thread at a time)."""
         p = self.progress()
-        if p != self._seen:
+        if p > self._seen:
             self._seen, self._seen_ns = p, now_ns
         return now_ns - self._seen_ns
 
@@ -242,17 +243,18 @@ class StreamWorker:
         if self.proto == "iperf3":
             self.info = tcp_info(self.sock)
             return
+        self._fin = 1
         self.sock.shutdown(socket.SHUT_WR)
         if self.proto == "netkit":
             data = self._await_report()
+            pending = max(0, (unacked_bytes(self.sock) or 0) - self._fin)  # data bytes not yet acknowledged
             if self.error:  # stalled while waiting: that says more than "no count"
                 pass
-            elif not data and unacked_bytes(self.sock):
+            elif not data and pending:
                 # Still moving, slowly: -t bounds the run, so the count that would come later is
                 # lost. A slow path is a result, not a failure: say so and keep the sender's figures.
                 self.remark = (f"the server's byte count did not come within {REPORT_TIMEOUT_S:g}s after the "
-                              f"test: {unacked_bytes(self.sock)} bytes were still on their way (figures are "
-                              "the sender's)")
+                              f"test: {pending} bytes were still on their way (figures are the sender's)")
             elif not data:
                 # Nothing came back at all: the server (or the path to it) is gone, not confused.
                 self.error = (f"the server sent no byte count within {REPORT_TIMEOUT_S:g}s after the test: "
@@ -295,7 +297,7 @@ class StreamWorker:
         """A plain peer sends no count: wait (bounded) until it acknowledged what we queued."""
         now = time.perf_counter_ns
         until = now() + int(END_GRACE_S * NS)
-        while unacked_bytes(self.sock):
+        while (unacked_bytes(self.sock) or 0) > self._fin:  # the FIN is not data
             if self._end_wait_over(now(), until):
                 return
             time.sleep(0.01)

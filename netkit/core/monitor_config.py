@@ -4,11 +4,12 @@ Pure: the caller reads the file (``netkit.io.monitor.load_config``) and passes t
 Every error is one line that names the key it is about (``targets[2].interval: ...``), because
 a reload on SIGHUP must tell the operator exactly what to fix while the old config keeps running.
 
-A round must hold what it is asked to send: the reachability attempts at their worst (every
-retry timed out, the last attempt answered just inside the timeout) plus the latency packets
-(``(packets - 1) * packet_interval + timeout``) must fit 90% of the interval. A config that
-cannot is refused with the numbers (exit 2), never run with rounds that silently send fewer
-packets. The defaults (timeout and spacing shrink with the interval) always fit with no retries.
+A round must hold its latency packets: ``(packets - 1) * packet_interval + timeout`` must fit
+the round's bound, 90% of the interval, or the config is refused with the numbers (exit 2). The
+defaults (timeout and spacing shrink with the interval) always fit. The reachability attempts
+come first and usually take one round trip; when they run long (retries, a slow name lookup),
+the round sends only the packets that can still be answered within its bound, and the monitor
+says so once per target (``netkit.io.monitor``).
 
 Precedence, most specific first: a ``[[targets]]`` entry's own key, then an option given on the
 command line, then the file's top-level key, then the built-in default.
@@ -45,7 +46,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netkit.core.backoff import Backoff
 from netkit.core.errors import InputError
 from netkit.core.monitor_models import (
     DEFAULT_BUCKETS,
@@ -63,7 +63,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-NS = 1_000_000_000
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_METHOD = "tcp-connect"
 DEFAULT_PACKETS = 3
@@ -75,7 +74,7 @@ MAX_PACKETS = 1000
 MAX_TARGETS = 10_000
 #: A round may take this share of its interval (``MonitorTarget.budget_s``), so rounds never overlap.
 ROUND_SHARE = 0.9
-#: Float rounding in ``reach + train`` (e.g. 0.25 + 0.4 + 0.25 against 0.9) is not a misfit.
+#: Float rounding in the packet train (e.g. 4 * 0.1 + 0.5 against 0.9) is not a misfit.
 _SLACK_S = 1e-9
 
 TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "listen", "textfile",
@@ -203,25 +202,6 @@ def _read_setting(name: str, key: str, value: Any) -> Any:
     raise AssertionError(name)
 
 
-# ----- what a round must hold -------------------------------------------------------------------
-def reachability_backoff(timeout_s: float) -> Backoff:
-    """The delays between a round's reachability attempts: from min(timeout, 100 ms), doubling, cap 1 s."""
-    return Backoff(min(round(timeout_s * NS), NS // 10), 2.0, NS)
-
-
-def reachability_worst_s(timeout_s: float, retries: int) -> float:
-    """The longest a round's reachability phase can take and still end with the target up.
-
-    Every retry's attempt timed out and the last attempt answered just inside its timeout:
-    ``(retries + 1) * timeout`` plus the backoff delays between them. The latency packets start
-    after that, so the round must hold both; a config that cannot is refused at load time,
-    rather than a round that silently sends fewer packets than asked.
-    """
-    backoff = reachability_backoff(timeout_s)
-    delays = sum(backoff.ceiling_ns(n) for n in range(1, retries + 1))
-    return (retries + 1) * timeout_s + delays / NS
-
-
 # ----- assembling -----------------------------------------------------------------------------
 @dataclass
 class _Layer:
@@ -259,19 +239,12 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
             raise _err(timeout_key, f"{format_duration(timeout)} must be shorter than the interval "
                                     f"{format_duration(interval)} ({where})")
     train = (packets - 1) * spacing + timeout
-    reach = 0.0 if method == "icmp" else reachability_worst_s(timeout, retries)
     budget = interval * ROUND_SHARE
-    if reach + train > budget + _SLACK_S:
-        retries_key = (_resolve("retries", layers) or (0, "retries"))[1]
-        after = (f", after up to {format_duration(reach)} of reachability ({retries + 1} attempt"
-                 f"{'s' if retries else ''} of {format_duration(timeout)}"
-                 f"{' with backoff' if retries else ''}), need {format_duration(reach + train)}") if reach else ""
-        # Blame the retries when the packets alone would fit; else the packet spacing.
-        key = retries_key if retries and train + timeout <= budget + _SLACK_S else spacing_key
-        raise _err(key, f"{packets} packets {format_duration(spacing)} apart plus the "
-                        f"{format_duration(timeout)} timeout take {format_duration(train)}{after}: more than "
-                        f"the round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
-                        f"{where}; see {interval_key})")
+    if train > budget + _SLACK_S:
+        raise _err(spacing_key, f"{packets} packets {format_duration(spacing)} apart plus the "
+                                f"{format_duration(timeout)} timeout take {format_duration(train)}: more than the "
+                                f"round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
+                                f"{where}; see {interval_key})")
     if method != "icmp" and port == 0:
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
     if method == "icmp":

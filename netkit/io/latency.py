@@ -652,9 +652,9 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
     ``stop`` is an Event (set by the StopSignal watcher): set, it ends sending at once and
     skips waiting for the last replies, so Ctrl-C returns what was measured.
 
-    ``--duration`` is wall-clock time from the start of the run (name resolution and connect
-    included), whatever the interval: no probe is sent once it has passed, and ``-i 0`` sends as
-    fast as the loop turns until then. The run then waits at most ``--timeout`` for the replies
+    ``--duration`` is wall-clock time from the first probe, whatever the interval: no probe is
+    sent once it has passed (but one that was due before it and met a late timer), and ``-i 0``
+    sends as fast as the loop turns until then. The run then waits at most ``--timeout`` for the replies
     still in flight (none on a path that answers everything). Behind schedule (an interval the
     sender cannot reach) the loop yields after every probe, so replies are read while it catches
     up, and the result's ``send_ns`` gives the achieved rate.
@@ -664,10 +664,6 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
     """
     cfg, acc = prober.cfg, prober.acc
     start = time.perf_counter_ns()
-    end_ns = start + round(cfg.duration_s * NS) if cfg.duration_s is not None else None
-    if deadline_ns is not None:
-        last_send = deadline_ns - acc.timeout_ns
-        end_ns = last_send if end_ns is None else min(end_ns, last_send)
     try:
         try:
             await prober.open()
@@ -682,6 +678,16 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
         seq = 0
         first_send = last_send_ns = 0
         start = time.perf_counter_ns()
+        # The schedule (probe i at start + i * interval) counts from the first probe, so that
+        # -d D -i I sends D/I probes whatever the name lookup or connect took.
+        end_ns = start + round(cfg.duration_s * NS) if cfg.duration_s is not None else None
+        if deadline_ns is not None:
+            last_send = deadline_ns - acc.timeout_ns
+            end_ns = last_send if end_ns is None else min(end_ns, last_send)
+        # Past the end, a probe that was due before it still goes when the timer merely woke up
+        # late (by less than an interval, or a millisecond); a sender further behind (-i 0, or an
+        # interval it cannot reach) has fallen behind and stops at the end.
+        slack_ns = max(interval_ns, NS // 1000)
         while not stop.is_set():
             if cfg.count is not None and seq >= cfg.count:
                 break
@@ -693,17 +699,18 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
                 expired = acc.expire(now)
                 if expired:
                     prober.on_expired(expired)
+                over = end_ns is not None and now >= end_ns
                 full = cap is not None and acc.outstanding >= cap
-                if (now >= due and not full) or stop.is_set() or (end_ns is not None and now >= end_ns):
+                if (now >= due and not full) or stop.is_set() or over:
                     break
                 nd = acc.next_deadline()
-                wake = due if not full else (nd if nd is not None else now + interval_ns + NS // 1000)
+                wake = due if not full else (nd if nd is not None else now + NS // 1000)
                 if nd is not None:
                     wake = min(wake, nd)
                 if end_ns is not None:
                     wake = min(wake, end_ns)
                 await _wait(prober.changed, max(0, wake - now) / NS)
-            if stop.is_set() or (end_ns is not None and now >= end_ns):
+            if stop.is_set() or (over and (full or now - due > slack_ns)):
                 break
             prober.send(seq)
             last_send_ns = time.perf_counter_ns()

@@ -21,6 +21,7 @@ as loss.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import socket
 import time
@@ -152,11 +153,18 @@ class LossStream:
         last_progress = start
         seq = 0
         now = start
-        while seq < total and not stop.is_set() and now < end:
-            due = min(total, int((now - start) * rate / NS) + 1)
+        # Past the end, the packets that were due before it still go when they are no more than
+        # a couple of timer ticks' worth (a sender on schedule woke up just after the end); a
+        # sender further behind has fallen behind and stops at the end.
+        owed_after_end = max(1, math.ceil(rate * 2 * MIN_SLEEP_S))
+        while seq < total and not stop.is_set():
+            late = now >= end
+            if late and total - seq > owed_after_end:
+                break
+            due = total if late else min(total, int((now - start) * rate / NS) + 1)
             if due - seq > max_burst:
                 due = seq + max_burst
-            slice_end = min(end, now + SLICE_NS)
+            slice_end = now + SLICE_NS if late else min(end, now + SLICE_NS)
             while seq < due:
                 t = clock()
                 if t >= slice_end:
@@ -182,6 +190,8 @@ class LossStream:
             if progress is not None and now - last_progress > 250_000_000:
                 progress(acc, now - start)
                 last_progress = now
+            if late:
+                break
             next_due = start + int(seq * NS / rate)
             if next_due <= now:
                 await asyncio.sleep(0)  # behind: read the replies, then catch up at once

@@ -11,8 +11,9 @@ One round for one target has two phases, both from the existing cores:
 
 Every round is bounded: phase 1 gets the round's deadline (90% of the interval); phase 2 gets
 it as ``measure_target``'s deadline, so it sends no packet that could not be answered by then
-(the config check makes every planned packet fit; a round that still runs short says so once
-per target), and a hard ``wait_for`` catches anything else. A target's exception becomes an
+(the config check makes the packets fit a round; when reachability ran long, with retries or
+a slow name lookup, the round sends what still fits and the monitor says so once per target),
+and a hard ``wait_for`` catches anything else. A target's exception becomes an
 ``error`` round for that target only.
 
 Targets sharing an interval form a group whose rounds run together (one jsonl line per group
@@ -35,9 +36,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from netkit.core.backoff import Backoff
 from netkit.core.errors import InputError, NetkitError, RuntimeFailure
 from netkit.core.latency_models import LatencyConfig
-from netkit.core.monitor_config import CliSettings, config_from_text, reachability_backoff
+from netkit.core.monitor_config import CliSettings, config_from_text
 from netkit.core.monitor_models import (
     MonitorConfig,
     MonitorState,
@@ -81,9 +83,9 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``.
 
     The latency packets get the round's bound as their deadline: none is sent that could not be
-    answered within its timeout before the bound. The config check makes that hold for every
-    planned packet; should a round still run short (a slow name lookup, a stalled loop),
-    ``on_cut`` gets the number of packets sent, so the caller can say so.
+    answered within its timeout before the bound. The config check makes the packets alone fit
+    the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
+    ``on_cut`` gets the number sent so the caller can say so.
     """
     from netkit.io.latency import PROBERS, measure_target
     from netkit.io.probe import ProbeOptions, Prober
@@ -95,9 +97,10 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     probe_error: str | None = None
     address: str | None = None
     if t.method != "icmp":
+        step = min(int(t.timeout_s * NS), NS // 10)
         opts = ProbeOptions(
-            timeout_s=t.timeout_s, retries=t.retries, backoff=reachability_backoff(t.timeout_s),
-            deadline_s=t.budget_s, concurrency=1, udp=t.method == "udp", resolve_timeout_s=min(5.0, t.budget_s),
+            timeout_s=t.timeout_s, retries=t.retries, backoff=Backoff(step, 2.0, NS), deadline_s=t.budget_s,
+            concurrency=1, udp=t.method == "udp", resolve_timeout_s=min(5.0, t.budget_s),
         )
         res = await Prober(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
         probe_state, attempts, probe_error, address = res.state.value, res.attempts, res.error, res.address

@@ -195,7 +195,7 @@ def fell_behind(requested_pps: float | None, achieved_pps: float | None) -> bool
 def shortfall_note(target: str, requested_pps: float, achieved_pps: float) -> str:
     """The one stderr line that says the sender could not keep up (a rate shortfall is not loss)."""
     return (f"{target}: the sender could not keep up: {achieved_pps:,.0f} packets/s achieved of "
-            f"{requested_pps:,.0f} asked (the run still ended on time; a rate shortfall is not loss)")
+            f"{requested_pps:,.0f} asked (a rate shortfall, not loss)")
 
 
 def receive_buffer_bytes(rate_pps: float | None, size: int, cap_bytes: int) -> int:

@@ -646,6 +646,10 @@ async def _wait(ev: asyncio.Event, seconds: float) -> None:
     ev.clear()
 
 
+#: How late a probe due before ``--duration``'s end may still be sent after it (a stall's catch-up).
+CATCH_UP_NS = 50_000_000
+
+
 async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
     """Run one prober to the end (count, duration or ``stop``) and return its result.
 
@@ -653,7 +657,7 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
     skips waiting for the last replies, so Ctrl-C returns what was measured.
 
     ``--duration`` is wall-clock time from the first probe, whatever the interval: no probe is
-    sent once it has passed (but one that was due before it and met a late timer), and ``-i 0``
+    sent once it has passed (but one due before it, at most ``CATCH_UP_NS`` late), and ``-i 0``
     sends as fast as the loop turns until then. The run then waits at most ``--timeout`` for the replies
     still in flight (none on a path that answers everything). Behind schedule (an interval the
     sender cannot reach) the loop yields after every probe, so replies are read while it catches
@@ -684,10 +688,10 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
         if deadline_ns is not None:
             last_send = deadline_ns - acc.timeout_ns
             end_ns = last_send if end_ns is None else min(end_ns, last_send)
-        # Past the end, a probe that was due before it still goes when the timer merely woke up
-        # late (by less than an interval, or a millisecond); a sender further behind (-i 0, or an
-        # interval it cannot reach) has fallen behind and stops at the end.
-        slack_ns = max(interval_ns, NS // 1000)
+        # Past the end, a probe that was due before it still goes when the sender is at most
+        # CATCH_UP_NS late (a timer or the scheduler woke it late); a sender further behind (an
+        # interval it cannot reach) and -i 0 (no schedule) stop at the end.
+        slack_ns = CATCH_UP_NS if interval_ns else -1
         while not stop.is_set():
             if cfg.count is not None and seq >= cfg.count:
                 break

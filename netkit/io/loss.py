@@ -21,7 +21,6 @@ as loss.
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 import socket
 import time
@@ -153,13 +152,12 @@ class LossStream:
         last_progress = start
         seq = 0
         now = start
-        # Past the end, the packets that were due before it still go when they are no more than
-        # a couple of timer ticks' worth (a sender on schedule woke up just after the end); a
-        # sender further behind has fallen behind and stops at the end.
-        owed_after_end = max(1, math.ceil(rate * 2 * MIN_SLEEP_S))
+        # Past the end, the packets that were due before it still go in one last burst when they
+        # are no more than a stall's catch-up (MAX_BURST_S worth: a timer or the scheduler woke
+        # the sender late); a sender further behind cannot reach the rate and stops at the end.
         while seq < total and not stop.is_set():
             late = now >= end
-            if late and total - seq > owed_after_end:
+            if late and total - seq > max_burst:
                 break
             due = total if late else min(total, int((now - start) * rate / NS) + 1)
             if due - seq > max_burst:

@@ -87,9 +87,12 @@ def test_unreachable_rate_ends_on_time_and_says_so_once(udp_reflector: str) -> N
     assert 0 < achieved < doc["rate_pps"]  # the achieved rate is reported, not hidden
     notes = [ln for ln in res.stderr.splitlines() if "could not keep up" in ln]
     assert len(notes) == 1 and "not loss" in notes[0], res.stderr
-    # A shortfall is not loss: every probe sent was answered (or dropped here, reported apart).
+    # A shortfall is not loss: the probes not sent are in no count. What was sent was answered,
+    # dropped here (reported apart), or lost on the way there: the reflector, on the same two
+    # busy cores, can overflow its own buffer when the sender outruns it.
     t = doc["targets"][0]
-    assert t["lost"] == 0 and t["sent"] == t["received"] + t["late"] + (t["local_drops"] or 0)
+    assert t["lost_return"] == 0 and t["lost"] == t["lost_forward"], t
+    assert t["sent"] == t["received"] + t["late"] + t["lost"] + t["local_drops"]
 
 
 def test_interval_the_sender_cannot_reach(udp_reflector: str) -> None:

@@ -18,6 +18,8 @@ from netkit.cli.params import DURATION, Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from netkit.core.latency_models import TargetResult, Thresholds
     from netkit.core.targets import Target
     from netkit.io.latency import ProbeEvent, Prober
@@ -32,7 +34,7 @@ def ms(ns: float | None, digits: int = 3) -> str:
     return "-" if ns is None else f"{ns / 1e6:.{digits}f}"
 
 
-def sparkline(values: list[int]) -> str:
+def sparkline(values: Sequence[int]) -> str:
     """Recent RTTs as block characters scaled between their min and max."""
     if not values:
         return ""

@@ -423,7 +423,7 @@ class TcpConnectProber(Prober):
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
         self._pending: dict[int, socket.socket] = {}
-        self._family = socket.AF_INET
+        self._family: int = socket.AF_INET
         self._sockaddr: tuple = ()
 
     async def open(self) -> None:

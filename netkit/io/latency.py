@@ -658,10 +658,10 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
 
     ``--duration`` is wall-clock time from the first probe, whatever the interval: no probe is
     sent once it has passed (but one due before it, at most ``CATCH_UP_NS`` late), and ``-i 0``
-    sends as fast as the loop turns until then. The run then waits at most ``--timeout`` for the replies
-    still in flight (none on a path that answers everything). Behind schedule (an interval the
-    sender cannot reach) the loop yields after every probe, so replies are read while it catches
-    up, and the result's ``send_ns`` gives the achieved rate.
+    sends as fast as the loop turns until then. The run then waits at most ``--timeout`` for
+    the replies still in flight (none on a path that answers everything). Behind schedule (an
+    interval the sender cannot reach) the loop yields after every probe, so replies are read
+    while it catches up, and the result's ``send_ns`` gives the achieved rate.
 
     ``deadline_ns`` (``netkit monitor``'s round bound, monotonic ns): no probe is sent that could
     not be answered within its timeout before it, and nothing waits past it.
@@ -685,13 +685,15 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
         # The schedule (probe i at start + i * interval) counts from the first probe, so that
         # -d D -i I sends D/I probes whatever the name lookup or connect took.
         end_ns = start + round(cfg.duration_s * NS) if cfg.duration_s is not None else None
-        if deadline_ns is not None:
-            last_send = deadline_ns - acc.timeout_ns
-            end_ns = last_send if end_ns is None else min(end_ns, last_send)
-        # Past the end, a probe that was due before it still goes when the sender is at most
-        # CATCH_UP_NS late (a timer or the scheduler woke it late); a sender further behind (an
-        # interval it cannot reach) and -i 0 (no schedule) stop at the end.
-        slack_ns = CATCH_UP_NS if interval_ns else -1
+        # The monitor's bound: the last moment a probe can leave and still be judged in time.
+        last_ok = None if deadline_ns is None else deadline_ns - acc.timeout_ns
+        if last_ok is not None:
+            end_ns = last_ok if end_ns is None else min(end_ns, last_ok)
+        # Past --duration's end, a probe that was due before it still goes when the sender is at
+        # most CATCH_UP_NS late (a timer or the scheduler woke it late); a sender further behind
+        # (an interval it cannot reach) and -i 0 (no schedule) stop at the end. Past the
+        # monitor's bound nothing goes: it could not be answered in time.
+        slack_ns = CATCH_UP_NS if interval_ns and last_ok is None else -1
         while not stop.is_set():
             if cfg.count is not None and seq >= cfg.count:
                 break

@@ -6,10 +6,12 @@ the next one is due (at least 1 ms, uvloop's timer resolution: shorter sleeps wo
 high rate goes out in small bursts instead of busy-spinning a core. The average rate holds; the
 burst after a stall is capped.
 
-``--duration`` is wall-clock time, whatever the rate: no probe leaves once it has passed. A burst
-reads the clock for every packet's send time anyway and gives the loop back after ``SLICE_NS`` (so
-replies are read while the sender catches up, and Ctrl-C is seen at once). A rate the sender
-cannot reach ends on time all the same; the result's sending time gives the achieved rate.
+``--duration`` is wall-clock time, whatever the rate: once it has passed, only the packets due
+before it go, in one last burst, and only when they are a stall's catch-up (``MAX_BURST_S``
+worth). A burst reads the clock for every packet's send time anyway and gives the loop back
+after ``SLICE_NS`` (so replies are read while the sender catches up, and Ctrl-C is seen at
+once). A rate the sender cannot reach ends on time all the same; the result's sending time
+gives the achieved rate.
 
 Replies are drained per wake-up with ``recv_into`` (no kernel timestamps: at 100k packets/s the
 RTTs feed only jitter, and the monotonic receive time of the batch is good enough for that).

@@ -172,6 +172,9 @@ class UdpProber(Prober):
         self._turnaround: list[int] = []  # reflector's hold time per reply (last 10,000), for -v
         self._drops_at_open: int | None = None
         self.rcvbuf = 0
+        #: Read the socket's drop counter at open and at the end (a scan of /proc/net/udp each:
+        #: cheap for one run, not for a monitor's thousands of rounds, which turns it off).
+        self.count_local_drops = True
 
     async def open(self) -> None:
         res = await resolve(self.host, self.port, family=self.cfg.family, type=socket.SOCK_DGRAM)
@@ -189,7 +192,7 @@ class UdpProber(Prober):
             sock.close()
             raise
         self.sock = sock
-        self._drops_at_open = socket_drops(sock)
+        self._drops_at_open = socket_drops(sock) if self.count_local_drops else None
         if self.cfg.kernel_timestamps:
             timestamps.enable(sock)
         self._add_reader(sock, self._readable)

@@ -87,7 +87,7 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
     ``on_cut`` gets the number sent so the caller can say so.
     """
-    from netkit.io.latency import PROBERS, measure_target
+    from netkit.io.latency import PROBERS, UdpProber, measure_target
     from netkit.io.probe import ProbeOptions, Prober
 
     start = clock.now_ns()
@@ -113,6 +113,9 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
     # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
     prober.final_query = _no_final_query  # type: ignore[method-assign]
+    # Nor does it export local drops: skip the two scans of the kernel's UDP table per round.
+    if isinstance(prober, UdpProber):
+        prober.count_local_drops = False
     # measure_target reads the monotonic clock itself: carry the bound over to it.
     deadline_mono = time.perf_counter_ns() + (deadline - clock.now_ns())
     lat = await measure_target(prober, asyncio.Event(), deadline_ns=deadline_mono)

@@ -166,9 +166,9 @@ class LossResult:
 
 #: Below this share of the asked rate, the sender could not keep up (said once on stderr).
 KEEP_UP_SHARE = 0.95
-#: How long a meter may go without being scheduled before its replies overflow its receive
-#: buffer: a busy 2-core machine leaves a process unscheduled for 0.1-0.2 s at times.
-RCVBUF_HOLD_S = 0.25
+#: How long a meter may go without reading before its replies overflow its receive buffer: a
+#: busy 2-core machine leaves a process unscheduled for 0.1-0.2 s at times; a second is ample.
+RCVBUF_HOLD_S = 1.0
 #: What the kernel charges a small datagram beyond its payload (skb and its bookkeeping).
 DATAGRAM_OVERHEAD = 768
 #: The kernel's usual default receive buffer (net.core.rmem_default): never ask for less.

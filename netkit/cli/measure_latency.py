@@ -87,7 +87,7 @@ def summary_tables(results: list[TargetResult], thresholds: Thresholds, title: s
         add_row(rtt, r.target, *(ms(getattr(s, n)) for n in names))
     legend = "  fwd/ret: lost on the way there / back (netkit's reflector only)"
     if dropped_here:
-        legend += "; local: dropped by this host's socket buffer (not loss)"
+        legend += "\n  local: replies dropped by this host's socket buffer (not loss)"
     parts: list[Any] = [loss, Text(legend, style="dim"), rtt]
     for r in results:
         if r.acc.local_drops:

@@ -212,8 +212,8 @@ def receive_buffer_bytes(rate_pps: float | None, size: int, cap_bytes: int) -> i
 
 def local_drops_note(target: str, drops: int) -> str:
     """The line under the table when this host's socket buffer dropped replies."""
-    return (f"{target}: {drops:,} replies dropped by this host's socket buffer (not counted as loss; "
-            "the meter was not scheduled in time: raise net.core.rmem_max or lower the rate)")
+    return (f"{target}: {drops:,} replies dropped by this host's socket buffer, not counted as loss "
+            "(raise net.core.rmem_max or lower the rate)")
 
 
 def stall_probes(interval_s: float) -> int:

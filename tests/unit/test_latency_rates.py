@@ -74,3 +74,21 @@ def test_local_drops_trip_neither_max_loss_nor_stopped_answering() -> None:
     assert not verdict.passed
     assert any("stopped answering" in f for f in verdict.failed)
     assert any("max-loss" in f for f in verdict.failed)
+
+
+def test_the_table_shows_local_drops_apart_and_only_when_there_are_some() -> None:
+    from rich.console import Console
+
+    from netkit.cli.measure_latency import summary_tables
+
+    def render(r: TargetResult) -> str:
+        console = Console(width=80, record=True, color_system=None)
+        console.print(summary_tables([r], check_thresholds([r], None, None), "t", wide=False))
+        return console.export_text()
+
+    text = render(_result(100, 70, 30))
+    assert " local" in text.splitlines()[2]  # the loss table's header row
+    assert "30 replies dropped by this host's socket buffer, not counted as loss" in text
+    assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
+    clean = render(_result(100, 100, 0))
+    assert "local" not in clean and "dropped" not in clean

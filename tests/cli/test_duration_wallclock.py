@@ -31,9 +31,6 @@ def udp_reflector() -> Iterator[str]:
         yield srv.addr
 
 
-THROUGHPUT_UDP_PENDING = pytest.mark.xfail(
-    strict=False, reason="measure throughput --udp overruns -t; fixed on branch thr-udp (issue 14, item 12)")
-
 CASES = [
     # Thousands of connects a second to one loopback port meet the kernel's port reuse now and
     # then (a SYN answered 1 s later): a check that fails on that is a result, not an overrun.
@@ -49,7 +46,7 @@ CASES = [
     pytest.param("tcp", ["measure", "requests", "-d", "1s", "-r", "1M"], DURATION_S, False, id="requests-1M-per-s"),
     pytest.param("tcp", ["measure", "throughput", "-t", "1s"], DURATION_S, False, id="throughput-tcp"),
     pytest.param("udp", ["measure", "throughput", "--udp", "-b", "10G", "-t", "1s"], DURATION_S, False,
-                 id="throughput-udp-10G", marks=THROUGHPUT_UDP_PENDING),
+                 id="throughput-udp-10G"),
     # monitor has no --duration; --rounds bounds it: 3 rounds 200 ms apart.
     pytest.param("tcp", ["monitor", "--interval", "200ms", "--rounds", "3", "--listen", "127.0.0.1:0"], 0.6, False,
                  id="monitor-3-rounds"),

@@ -217,7 +217,10 @@ class SessionTable:
         self._known: OrderedDict[int, _Session] = OrderedDict()  # by last packet, oldest first
         self._active: OrderedDict[int, int] = OrderedDict()  # session -> last_ns, oldest first
 
-    def known(self, session: int) -> bool:
+    def known(self, session: int, now_ns: int | None = None) -> bool:
+        """Is ``session`` remembered (at ``now_ns``: sessions idle past ``keep_ns`` are forgotten first)?"""
+        if now_ns is not None:
+            self._prune(now_ns)
         return session in self._known
 
     def active_count(self, now_ns: int) -> int:

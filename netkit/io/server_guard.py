@@ -171,7 +171,7 @@ class Guard:
         if self.key is not None:
             if ids is None or not keyed.verify_probe(self.key, data):
                 return self.reject("rejected_by_key", "bad-key", addr, now_ns)
-            if not self.sessions.known(ids[0]) and not keyed.session_fresh(
+            if not self.sessions.known(ids[0], now_ns) and not keyed.session_fresh(
                     ids[0], self.wall_clock(), self.freshness_ns):
                 return self.reject("rejected_by_key", "stale-session", addr, now_ns)
         if ids is None:

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 
 from netkit.core.keyed import ReplayWindow
 from netkit.core.packet import FLAG_REFLECTED as _FLAG_REFLECTED
-from netkit.core.packet import MAGIC as _MAGIC
 
 NS = 1_000_000_000
 BURST_S = 0.1  # a bucket holds this many seconds' worth of packets (at least 1): send-time jitter
@@ -348,12 +347,13 @@ NOT_ANSWERED = ("dropped_self", "dropped_service_port", "dropped_reply", "droppe
 class ReplyPolicy:
     """What a reflector never answers, and how much it answers one source. Pure: times passed in.
 
-    - ``refuse_source(host, port, data)`` before any work: the reflector's own address (a datagram
+    - ``refuse_source(host, port, data, probe)`` before any work: the reflector's own address (a datagram
       spoofed from itself would be answered to itself, forever), :data:`REFLECTION_PORTS`, and a
       netkit probe that is already a reply (``REFLECTED`` set: another reflector's answer; no
       client sends one).
-    - ``refuse_reply(host, port, data, probe, now_ns)`` before a reply is sent: a plain datagram
-      repeated past :class:`RepeatLimiter` (probes carry a sequence number and never repeat), and
+    - ``refuse_reply(host, port, data, probe, now_ns)`` before a reply is sent: a datagram that
+      is not a well-formed probe (it comes back verbatim) repeated past :class:`RepeatLimiter`
+      (probes carry a sequence number, and their replies are marked), and
       the per-source reply rate (a :class:`SourceLimiter` of ``rate`` replies per second).
 
     Each refusal returns the name of its counter (one of :data:`NOT_ANSWERED`) and counts it.
@@ -386,13 +386,17 @@ class ReplyPolicy:
             return True
         return self.wildcard and ip.is_loopback
 
-    def refuse_source(self, host: str, port: int, data: bytes) -> str | None:
-        """Before any work: the reflector itself, a service port, a netkit probe that is a reply."""
+    def refuse_source(self, host: str, port: int, data: bytes, probe: bool) -> str | None:
+        """Before any work: the reflector itself, a service port, a netkit probe that is a reply.
+
+        ``probe``: ``data`` is a well-formed netkit probe (``packet.peek_seq``); a malformed one
+        comes back verbatim and falls under the repeat rule instead.
+        """
         if port in self.blocked_ports:
             why = "dropped_service_port"
         elif port == self.own_port and self.is_self(host, port):
             why = "dropped_self"
-        elif len(data) > 5 and data[5] & _FLAG_REFLECTED and data[:4] == _MAGIC:
+        elif probe and data[5] & _FLAG_REFLECTED:
             why = "dropped_reply"
         else:
             return None

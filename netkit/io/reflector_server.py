@@ -83,7 +83,7 @@ class ReflectorServer:
         own_port, blocked = policy.own_port, policy.blocked_ports
         view = memoryview(buf)
         clock = time.perf_counter_ns
-        magic, reflected = packet.MAGIC, packet.FLAG_REFLECTED
+        peek, reflected = packet.peek_seq, packet.FLAG_REFLECTED
         for _ in range(_BATCH):
             try:
                 n, addr = sock.recvfrom_into(buf)
@@ -95,18 +95,17 @@ class ReflectorServer:
             self.bytes_in += n
             host, port = addr[0], addr[1]
             data = bytes(view[:n])
-            # Cheap tests first: the full source check runs only for a suspicious port or a reply.
-            marked = n > 5 and data[:4] == magic and data[5] & reflected
-            if (port == own_port or port in blocked or marked) and policy.refuse_source(host, port, data):
+            # A well-formed probe carries the client's sequence number (the reflector rewrites it
+            # and marks it REFLECTED); anything else comes back verbatim and could be bouncing
+            # between two echoes. Cheap tests first: the full source check runs only for a
+            # suspicious port or a probe that is already a reply.
+            probe = peek(data) is not None
+            if ((port == own_port or port in blocked or (probe and data[5] & reflected))
+                    and policy.refuse_source(host, port, data, probe)):
                 continue
             recv_ns = clock()
             reply = reflect(data, addr, recv_ns)
-            if reply is None:
-                continue
-            # A probe the reflector rewrote (REFLECTED now set) carries the client's sequence
-            # number; anything else came back verbatim and could be bouncing between two echoes.
-            rewritten = len(reply) > 5 and reply[5] & reflected and reply[:4] == magic
-            if policy.refuse_reply(host, port, data, bool(rewritten), recv_ns):
+            if reply is None or policy.refuse_reply(host, port, data, probe, recv_ns):
                 continue
             try:
                 sent = sock.sendto(reply, addr)

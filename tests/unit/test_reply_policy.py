@@ -19,32 +19,33 @@ REPLY = packet.encode(packet.Probe(1, 2, 3, flags=packet.FLAG_REFLECTED, size=64
 
 def test_never_answers_its_own_address() -> None:
     p = ReplyPolicy(9000, {"127.0.0.1"})
-    assert p.refuse_source("127.0.0.1", 9000, b"x") == "dropped_self"
-    assert p.refuse_source("127.0.0.1", 9001, b"x") is None  # another program on this host
-    assert p.refuse_source("127.0.0.2", 9000, b"x") is None  # not where this socket listens
+    assert p.refuse_source("127.0.0.1", 9000, b"x", False) == "dropped_self"
+    assert p.refuse_source("127.0.0.1", 9001, b"x", False) is None  # another program on this host
+    assert p.refuse_source("127.0.0.2", 9000, b"x", False) is None  # not where this socket listens
     assert p.counters["dropped_self"] == 1
 
 
 def test_wildcard_bind_treats_every_loopback_and_local_address_as_itself() -> None:
     p = ReplyPolicy(9000, {"198.18.0.2", "2001:db8::2"}, wildcard=True)
     for host in ("127.0.0.1", "127.9.9.9", "::1", "198.18.0.2", "::ffff:198.18.0.2", "2001:db8::2"):
-        assert p.refuse_source(host, 9000, b"x") == "dropped_self", host
-    assert p.refuse_source("198.18.0.1", 9000, b"x") is None
+        assert p.refuse_source(host, 9000, b"x", False) == "dropped_self", host
+    assert p.refuse_source("198.18.0.1", 9000, b"x", False) is None
 
 
 def test_service_ports_and_port_zero_are_never_answered() -> None:
     p = ReplyPolicy(9000, {"127.0.0.1"})
     for port in (0, 7, 9, 13, 19, 37, 53, 123, 161, 1900, 11211):
         assert port in REFLECTION_PORTS
-        assert p.refuse_source("127.0.0.1", port, b"x") == "dropped_service_port"
-    assert p.refuse_source("127.0.0.1", 40000, b"x") is None
+        assert p.refuse_source("127.0.0.1", port, b"x", False) == "dropped_service_port"
+    assert p.refuse_source("127.0.0.1", 40000, b"x", False) is None
 
 
 def test_a_probe_that_is_already_a_reply_is_not_answered() -> None:
     p = ReplyPolicy(9000, {"127.0.0.1"})
-    assert p.refuse_source("127.0.0.5", 40000, REPLY) == "dropped_reply"
-    assert p.refuse_source("127.0.0.5", 40000, PROBE) is None
-    assert p.refuse_source("127.0.0.5", 40000, b"NKLP\x01\x01") == "dropped_reply"  # malformed, marked
+    assert p.refuse_source("127.0.0.5", 40000, REPLY, True) == "dropped_reply"
+    assert p.refuse_source("127.0.0.5", 40000, PROBE, True) is None
+    # A malformed probe with the flag comes back verbatim: the repeat rule stops its loops.
+    assert p.refuse_source("127.0.0.5", 40000, b"NKLP\x01\x01", False) is None
 
 
 def test_a_plain_datagram_repeated_without_pause_stops_being_answered() -> None:

@@ -95,17 +95,19 @@ class ReflectorServer:
             self.bytes_in += n
             host, port = addr[0], addr[1]
             data = bytes(view[:n])
-            # A well-formed probe carries the client's sequence number (the reflector rewrites it
-            # and marks it REFLECTED); anything else comes back verbatim and could be bouncing
-            # between two echoes. Cheap tests first: the full source check runs only for a
-            # suspicious port or a probe that is already a reply.
-            probe = peek(data) is not None
-            if ((port == own_port or port in blocked or (probe and data[5] & reflected))
-                    and policy.refuse_source(host, port, data, probe)):
+            # Cheap tests first: the full source check runs only for a suspicious port or a
+            # well-formed probe that is already a reply (REFLECTED set: another reflector's).
+            marked = n > 5 and bool(data[5] & reflected) and peek(data) is not None
+            if (port == own_port or port in blocked or marked) and policy.refuse_source(host, port, data, marked):
                 continue
             recv_ns = clock()
             reply = reflect(data, addr, recv_ns)
-            if reply is None or policy.refuse_reply(host, port, data, probe, recv_ns):
+            if reply is None:
+                continue
+            # The reflector set REFLECTED: a well-formed probe, carrying the client's sequence
+            # number. Anything else came back verbatim and could be bouncing between two echoes.
+            rewritten = len(reply) > 5 and reply[5] & reflected and not data[5] & reflected
+            if policy.refuse_reply(host, port, data, bool(rewritten), recv_ns):
                 continue
             try:
                 sent = sock.sendto(reply, addr)

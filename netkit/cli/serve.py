@@ -43,7 +43,7 @@ def _serving_output(out: Any) -> dict[str, Any]:
                 pass  # the loop already ended
 
     def first_drop() -> None:
-        out.warn("stdout is not keeping up: events are dropped while it stalls (counted in events_dropped)")
+        _notice(out, "stdout is not keeping up: events are dropped while it stalls (counted in events_dropped)")
 
     writer = QueuedWriter.replacing(out.stdout, on_first_drop=first_drop, on_broken=broken)
     if writer is not None:
@@ -52,6 +52,32 @@ def _serving_output(out: Any) -> dict[str, Any]:
         # An error ends the command before _finish: still give queued events their short chance.
         click.get_current_context().call_on_close(lambda: writer.close(idle_s=0.2, max_s=1.0))
     return state
+
+
+def _notice(out: Any, message: str, wait_s: float = 0.5) -> None:
+    """A warning on stderr that cannot hold the server: stderr may be the very pipe that stalled
+    (``2>&1 | less``). A thread of its own writes it with ``os.write`` (no Python lock held while
+    blocked); we wait for it at most ``wait_s``."""
+    import os
+    import threading
+
+    try:
+        fd = out.stderr.fileno()
+        out.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        out.warn(message)  # no descriptor (tests): an in-memory stream never blocks
+        return
+    data = f"netkit: warning: {message}\n".encode(errors="replace")
+
+    def write() -> None:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=write, name="netkit-notice", daemon=True)
+    writer.start()
+    writer.join(wait_s)
 
 
 def _event_sink(out: Any, state: dict[str, Any]) -> Any:
@@ -144,9 +170,9 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
         raise BrokenPipeError
     if not written:
         # A stalled reader: the server stopped at once all the same; say what was lost.
-        out.warn("stdout is not being read: the summary (and any queued events) were not written")
+        _notice(out, "stdout is not being read: the summary (and any queued events) were not written")
     elif writer.dropped:
-        out.warn(f"{writer.dropped} events were dropped while stdout was not read")
+        _notice(out, f"{writer.dropped} events were dropped while stdout was not read")
     return ExitCode.OK
 
 

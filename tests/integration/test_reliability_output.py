@@ -159,3 +159,35 @@ def test_queued_writer_keeps_order_and_reports_a_closed_reader() -> None:
     support.wait_until(lambda: broken, timeout=5)
     assert writer.broken and writer.close() is False
     os.close(w2)
+
+
+def test_reliability_server_with_stdout_and_stderr_in_one_unread_pipe() -> None:
+    """``2>&1 | less`` paused: the warnings share the stalled pipe; the server still serves and stops."""
+    proc = subprocess.Popen(support.netkit_cmd("--format", "jsonl", "serve", "udp", "--port", "0"),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=support.clean_env())
+    try:
+        assert proc.stdout is not None
+        port = 0
+        while not port:
+            m = support.READY.search(proc.stdout.readline().decode(errors="replace"))
+            if m:
+                port = int(m.group(2))
+        # now nobody reads: events, then the drop warning, fill the one pipe
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(20_000):
+                s.sendto(b"y" * 64, ("127.0.0.1", port))
+                if i % 200 == 0:
+                    time.sleep(0.001)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0
+    assert elapsed < STOP_WITHIN_S

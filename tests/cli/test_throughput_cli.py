@@ -119,7 +119,7 @@ def test_live_view_on_a_terminal_and_plain_lines_off_it():
     assert "Mbit/s" in out.stderr.getvalue()  # the live view drew the interval on stderr
     assert out.stdout.getvalue() == ""  # and nothing went to stdout while running
     lines = interval_lines(row, multi=True)
-    assert len(lines) == 3 and lines[-1].startswith("[SUM") and "64 Mbit/s" in lines[-1]
+    assert len(lines) == 3 and lines[-1].startswith("[SUM") and "64.0 Mbit/s" in lines[-1]
 
 
 def test_min_rate_is_in_the_json_thresholds_and_decides_the_exit(server):

@@ -97,7 +97,7 @@ def test_min_rate_is_a_threshold_in_the_result():
     ok = check_thresholds(r, 1e6)
     assert ok.passed and ok.failed == () and ok.min_rate_bps == 1e6
     low = check_thresholds(r, 10e6)
-    assert not low.passed and low.failed == ("rate 4 Mbit/s is below --min-rate 10 Mbit/s",)
+    assert not low.passed and low.failed == ("rate 4.00 Mbit/s is below --min-rate 10.0 Mbit/s",)
     none = check_thresholds(r, None)
     assert none.passed and none.min_rate_bps is None
     assert dataclasses.replace(r, thresholds=low).thresholds.passed is False
@@ -107,7 +107,7 @@ def test_min_rate_with_bidir_applies_to_each_direction():
     r = _result([_stream(1, SEND, 5_000_000, 2.0), _stream(3, RECV, 500_000, 2.0)], bidir=True)  # 20 / 2 Mbit/s
     th = check_thresholds(r, 10e6)
     assert not th.passed
-    assert th.failed == ("receive rate 2 Mbit/s is below --min-rate 10 Mbit/s",)
+    assert th.failed == ("receive rate 2.00 Mbit/s is below --min-rate 10.0 Mbit/s",)
 
 
 def test_common_interval_spans_streams_that_started_apart():

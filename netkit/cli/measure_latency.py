@@ -322,10 +322,10 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
         REFLECTOR_NETKIT,
         LatencyResult,
         check_thresholds,
-        fell_behind,
         shortfall_note,
         stall_probes,
     )
+    from netkit.core.pacing import fell_behind
     from netkit.io import latency as lat
     from netkit.io.aio import StopSignal, run
 

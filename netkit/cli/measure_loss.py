@@ -64,10 +64,10 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
         LossConfig,
         LossResult,
         check_thresholds,
-        fell_behind,
         shortfall_note,
         stall_probes,
     )
+    from netkit.core.pacing import fell_behind
     from netkit.core.targets import parse_target
     from netkit.io.aio import StopSignal, run
     from netkit.io.loss import measure_loss

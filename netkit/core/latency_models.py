@@ -164,8 +164,6 @@ class LossResult:
         }
 
 
-#: Below this share of the asked rate, the sender could not keep up (said once on stderr).
-KEEP_UP_SHARE = 0.95
 #: How long a meter may go without reading before its replies overflow its receive buffer: a
 #: busy 2-core machine leaves a process unscheduled for 0.1-0.2 s at times; a second is ample.
 RCVBUF_HOLD_S = 1.0
@@ -180,16 +178,6 @@ def achieved_rate(sent: int, send_ns: int) -> float | None:
     if sent <= 0 or send_ns <= 0:
         return None
     return sent * 1e9 / send_ns
-
-
-def fell_behind(requested_pps: float | None, achieved_pps: float | None) -> bool:
-    """True when the sender reached less than ``KEEP_UP_SHARE`` of the asked rate.
-
-    ``requested_pps`` None (``-i 0``: as fast as possible) never falls behind.
-    """
-    if requested_pps is None or requested_pps <= 0 or achieved_pps is None:
-        return False
-    return achieved_pps < requested_pps * KEEP_UP_SHARE
 
 
 def shortfall_note(target: str, requested_pps: float, achieved_pps: float) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netkit.core.pacing import fell_behind
 from netkit.core.units import format_bitrate
 
 NS = 1_000_000_000
@@ -384,7 +385,6 @@ def overall_counted_by(streams: Sequence[StreamResult]) -> str:
 
 # ----- UDP pacing ------------------------------------------------------------------------------
 
-RATE_REACHED_FRACTION = 0.97  # below this share of the asked rate the sender "could not keep up"
 UDP_BUFFER_FLOOR = 16 * 1024 * 1024
 UDP_BUFFER_CAP = 128 * 1024 * 1024
 UDP_BUFFER_SECONDS = 0.25  # a buffer that holds this long at the rate rides out a descheduled reader
@@ -404,7 +404,7 @@ def udp_buffer_bytes(rate_bps: float) -> int:
 def rate_reached(asked_bps: float, sent_bytes: int, sent_ns: int) -> bool:
     """Did a paced sender reach the asked rate over its measured sending time?"""
     got = bps(sent_bytes, sent_ns)
-    return got is not None and got >= asked_bps * RATE_REACHED_FRACTION
+    return got is not None and not fell_behind(asked_bps, got)
 
 
 # ----- TCP_INFO -----------------------------------------------------------------------------------

@@ -6,16 +6,15 @@ import pytest
 
 from netkit.core.accounting import Accounting
 from netkit.core.latency_models import (
-    KEEP_UP_SHARE,
     RCVBUF_FLOOR,
     RCVBUF_HOLD_S,
     TargetResult,
     achieved_rate,
     check_thresholds,
-    fell_behind,
     receive_buffer_bytes,
     shortfall_note,
 )
+from netkit.core.pacing import KEEP_UP_SHARE, fell_behind
 
 CAP = 16 * 1024 * 1024
 

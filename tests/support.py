@@ -83,6 +83,30 @@ def tcp_listening(port: int, proc_net_tcp: str | None = None) -> bool:
     return any(hexport in line and line.split()[3] == "0A" for line in proc_net_tcp.splitlines()[1:])
 
 
+@contextmanager
+def iperf3_one_off(host: str = "127.0.0.1") -> Iterator[tuple[int, Callable[[], dict[str, Any]]]]:
+    """A real ``iperf3 -s -J --one-off`` on a free loopback port: yields (port, report), where
+    ``report()`` waits for the server to finish its one test and returns its JSON ``end`` object."""
+    require_tool("iperf3")
+    port = free_tcp_port(host)
+    proc = subprocess.Popen(["iperf3", "-s", "-J", "--one-off", "-B", host, "-p", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def report() -> dict[str, Any]:
+        out, _ = proc.communicate(timeout=15)
+        doc = json.loads(out)
+        assert "error" not in doc, doc.get("error")
+        return doc["end"]  # type: ignore[no-any-return]
+
+    try:
+        wait_until(lambda: tcp_listening(port), timeout=5)
+        yield port, report
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def netkit_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "netkit", *args]
 

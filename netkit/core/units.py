@@ -151,8 +151,8 @@ def format_duration(seconds: float) -> str:
         return "-" + format_duration(-seconds)
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f}us"
-    if seconds * 1e3 < 999.5:
-        return f"{three_digits(seconds * 1e3)}ms"
+    if seconds * 1e3 < 999.5:  # below that, 3 significant digits cannot round up to an "e+03"
+        return f"{seconds * 1e3:.3g}ms"
     if seconds < 60:
         return f"{seconds:.2f}s"
     minutes, rest = divmod(seconds, 60)

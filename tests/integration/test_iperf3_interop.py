@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-
 import pytest
 import support
 
@@ -15,36 +11,11 @@ from netkit.io.throughput import measure_throughput
 pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    # the kernel's table, not a probe connection: iperf3 --one-off would take a probe as its client
-    hexport = f":{port:04X} "
-    with open("/proc/net/tcp") as f:
-        return any(hexport in line and line.split()[3] == "0A" for line in f)
-
-
 def run_against_iperf3(on_interval=None, **kw):
-    support.require_tool("iperf3")
-    port = _free_port()
-    proc = subprocess.Popen(["iperf3", "-s", "-J", "--one-off", "-B", "127.0.0.1", "-p", str(port)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        support.wait_until(lambda: _listening(port), timeout=5)
+    with support.iperf3_one_off() as (port, report):
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, **kw)
         result = measure_throughput(cfg, on_interval)
-        out, _ = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    report = json.loads(out)
-    assert "error" not in report, report.get("error")
-    return result, report["end"]
+        return result, report()
 
 
 def test_forward_matches_iperf3_receiver():

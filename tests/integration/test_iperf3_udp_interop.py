@@ -5,9 +5,7 @@ iperf3 cannot listen on port 0: a free port is found by binding and closing (loo
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
 import time
 
 import pytest
@@ -21,23 +19,11 @@ pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
 
 def run_against_iperf3(**kw: object) -> tuple[ThroughputResult, dict]:
-    support.require_tool("iperf3")
-    port = support.free_tcp_port()
-    proc = subprocess.Popen(["iperf3", "-s", "-J", "--one-off", "-B", "127.0.0.1", "-p", str(port)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        support.wait_until(lambda: support.tcp_listening(port), timeout=5)
+    with support.iperf3_one_off() as (port, report):
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, udp=True, block_size=1400,
                                **kw)  # type: ignore[arg-type]
         result = measure_udp_throughput(cfg)
-        out, _ = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    report = json.loads(out)
-    assert "error" not in report, report.get("error")
-    return result, report["end"]
+        return result, report()
 
 
 @pytest.mark.parametrize(("rate", "parallel"), [(10e6, 1), (300e6, 1), (50e6, 2), (0, 1)])  # 0: unpaced

@@ -115,19 +115,13 @@ def test_server_counts_match_its_events():
     assert got in [ev["bytes"] for ev in sessions]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_socat_discard_falls_back_to_sender_counting():
     support.require_tool("socat")
-    port = free_port()
+    port = support.free_tcp_port()
     proc = subprocess.Popen(["socat", "-u", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
                              "OPEN:/dev/null,wronly"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        support.wait_until(lambda: _listening(port), timeout=5)
+        support.wait_until(lambda: support.tcp_listening(port), timeout=5)
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, detect_timeout_s=0.3)
         result = measure_throughput(cfg)
     finally:
@@ -139,13 +133,6 @@ def test_socat_discard_falls_back_to_sender_counting():
     s = result.summary
     assert s.sent_bytes > 0 and s.received_bytes is None and s.received_bits_per_second is None
     assert s.sent_bits_per_second > 1e8
-
-
-def _listening(port: int) -> bool:
-    # read the kernel's table instead of connecting (a probe connection would count as a client)
-    hexport = f":{port:04X} "
-    with open("/proc/net/tcp") as f:
-        return any(hexport in line and line.split()[3] == "0A" for line in f)
 
 
 @pytest.mark.parametrize("offset, value", [(5, 99), (6, 9)])  # a version, a session kind it does not speak
@@ -169,11 +156,11 @@ def test_bad_header_is_refused_with_a_status(server, offset, value):
 
 def test_explicit_netkit_against_plain_service_fails():
     support.require_tool("socat")
-    port = free_port()
+    port = support.free_tcp_port()
     proc = subprocess.Popen(["socat", "-u", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
                              "OPEN:/dev/null,wronly"], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        support.wait_until(lambda: _listening(port), timeout=5)
+        support.wait_until(lambda: support.tcp_listening(port), timeout=5)
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=0.2, server="netkit", connect_timeout_s=0.3)
         from netkit.core.errors import CheckFailed
 
@@ -186,11 +173,11 @@ def test_explicit_netkit_against_plain_service_fails():
 
 def test_reverse_from_a_plain_source_counts_what_arrived():
     support.require_tool("socat")
-    port = free_port()
+    port = support.free_tcp_port()
     proc = subprocess.Popen(["socat", "-u", "OPEN:/dev/zero", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"],
                             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        support.wait_until(lambda: _listening(port), timeout=5)
+        support.wait_until(lambda: support.tcp_listening(port), timeout=5)
         # the source's first bytes are zeros, like the ack's first byte: detection must still say plain
         result = measure_throughput(ThroughputConfig("127.0.0.1", port, duration_s=0.5, interval_s=0.5, reverse=True))
     finally:

@@ -134,8 +134,10 @@ def emit_summary(out: Output, doc: dict[str, Any], results: list[TargetResult], 
         if histograms and out.stdout_is_tty and not out.quiet:
             for r in results:
                 out.print(histogram_text(r))
+    # A target that failed outright (name not resolved, refused) reads as every command says it.
+    failed_outright = {f"{r.target}: {r.error}" for r in results if r.acc.received == 0 and r.error}
     for f in thresholds.failed:
-        out.info(f"netkit: check failed: {f}")
+        out.info(f"netkit: {f}" if f in failed_outright else f"netkit: check failed: {f}")
 
 
 def event_line(ev: ProbeEvent, method: str = "udp") -> str:

@@ -378,8 +378,8 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
     for t in targets:
         host, port = t.host, t.port
         got = resolved[host]
-        if isinstance(got, Exception):
-            out.append(ScanTarget(prefix[host] + str(port), host, port, (), None, str(got)))
+        if isinstance(got, ResolveError):
+            out.append(ScanTarget(prefix[host] + str(port), host, port, (), None, got.reason))
         else:
             out.append(ScanTarget(prefix[host] + str(port), host, port, shared[host],
                                   None if literal[host] else got[0].resolve_ns))

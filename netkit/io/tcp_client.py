@@ -19,7 +19,7 @@ from netkit.core.escape import safe_text
 from netkit.core.send_models import REPLY_KEEP_BYTES, TcpSendConfig, TcpSendResult
 from netkit.core.serve_models import ms
 from netkit.core.targets import format_host_port
-from netkit.io.resolve import resolve
+from netkit.io.resolve import failure_reason, resolve
 
 CHUNK = 64 * 1024
 ReplySink = Callable[[bytes], None]
@@ -33,10 +33,8 @@ def connect_error(target: str, exc: BaseException, timeout: float) -> ConnectFai
     """One line naming which failure it was."""
     from netkit.io.tls import tls_error_message
 
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return ConnectFailed(f"{target}: connect timed out after {timeout:g}s")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectFailed(f"{target}: connection refused")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionRefusedError)):
+        return ConnectFailed(f"{target}: {failure_reason(exc, timeout=timeout)}")
     if isinstance(exc, ssl.SSLError):
         return ConnectFailed(f"{target}: {tls_error_message(exc)}")
     if isinstance(exc, ConnectionResetError):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netkit.core import session_header as sh
-from netkit.core.errors import CheckFailed, RuntimeFailure
+from netkit.core.errors import CheckFailed
 from netkit.core.targets import format_host_port
 from netkit.core.throughput_models import (
     NS,
@@ -45,6 +45,7 @@ from netkit.core.throughput_models import (
     stream_result,
     summarize,
 )
+from netkit.io.resolve import resolve_error
 
 IntervalSink = Callable[[IntervalRow], None]
 ProgressSink = Callable[[float], None]
@@ -80,12 +81,12 @@ def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
 
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
-    """A connected TCP socket, or RuntimeFailure/CheckFailed with one line that says why."""
+    """A connected TCP socket, or CheckFailed (ResolveError included) with one line that says why."""
     where = format_host_port(host, port)
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
-        raise RuntimeFailure(f"cannot resolve {host}: {exc.strerror}") from None
+        raise resolve_error(host, port, exc) from None
     except ConnectionRefusedError:
         raise CheckFailed(f"{where}: connection refused") from None
     except TimeoutError:
@@ -794,7 +795,7 @@ def measure_udp_throughput(
                 sock.settimeout(0.2)
                 sock.connect(info[4])
             except socket.gaierror as exc:
-                raise RuntimeFailure(f"cannot resolve {cfg.host}: {exc.strerror}") from None
+                raise resolve_error(cfg.host, cfg.port, exc) from None
             except OSError as exc:
                 raise CheckFailed(f"{where}: {exc.strerror or exc}") from None
             workers.append(UdpWorker(i, sock, size, rate, key=cfg.key))

@@ -16,7 +16,7 @@ from netkit.core.escape import safe_text
 from netkit.core.send_models import UDP_REPLIES_KEEP, UdpReply, UdpSendConfig, UdpSendResult
 from netkit.core.serve_models import ms
 from netkit.core.targets import format_host_port
-from netkit.io.resolve import resolve
+from netkit.io.resolve import PORT_UNREACHABLE, resolve
 from netkit.io.tcp_client import ConnectFailed
 
 ReplySink = Callable[[bytes, Any], None]
@@ -43,7 +43,7 @@ class _Client(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError):
-            self.error = "port unreachable (ICMP)"
+            self.error = PORT_UNREACHABLE
         else:
             self.error = f"{type(exc).__name__}: {exc}"
 

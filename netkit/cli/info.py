@@ -172,7 +172,7 @@ def _traffic_line(s: TrafficSample) -> str:
 
 
 class _Stop(Exception):
-    """SIGTERM turned into an exception inside the sampling loop, so the summary still prints."""
+    """SIGTERM or SIGHUP turned into an exception inside the sampling loop, so the summary still prints."""
 
 
 @contextmanager
@@ -180,15 +180,16 @@ def _sigterm_stops() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise _Stop()
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave SIGTERM alone
+    try:  # SIGHUP (the terminal went away) ends the run like SIGTERM, as in every meter
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:  # not the main thread: leave the signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @info.command(name="traffic")

@@ -54,7 +54,8 @@ def test_json_reply_is_escaped_text() -> None:
         res = support.invoke(["send", "tcp", srv.addr, "hi", "--format", "json"])
     assert res.exit_code == 0
     doc = res.json()
-    assert set(doc) == {"target", "sent_bytes", "received_bytes", "connect_ms", "elapsed_ms", "reply", "error"}
+    assert set(doc) == {"target", "sent_bytes", "received_bytes", "connect_ms", "elapsed_ms", "reply", "error",
+                        "interrupted"}
     assert doc["error"] is None
     assert doc["reply"] == "\\x1b[31m[bold]x[/bold]\\x07"
     assert doc["sent_bytes"] == 2 and doc["received_bytes"] == len(hostile.encode())

@@ -60,13 +60,25 @@ def cli(ctx: click.Context, format_: str, no_color: bool, quiet: bool, verbose: 
     app.format, app.quiet, app.verbose, app.no_color = format_, quiet, verbose, no_color
 
 
-def _fail(message: str, code: ExitCode) -> int:
+def _fail(message: str, code: int) -> int:
     try:
         sys.stderr.write(f"netkit: {message}\n")
         sys.stderr.flush()
     except (BrokenPipeError, OSError):
         pass
     return int(code)
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """A usage error as every failure is shown: one line, naming where to read more."""
+    line = _one_line(exc.format_message())
+    if exc.ctx is not None:
+        line += f" (see '{exc.ctx.command_path} --help')"
+    return line
 
 
 def _quiet_broken_pipe() -> int:
@@ -106,12 +118,16 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
         if isinstance(exc.__context__, BrokenPipeError) or pacified:
             return _quiet_broken_pipe()
         raise
+    except click.UsageError as exc:
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            try:  # a group run without a command: its help is the answer (on stderr, exit 2)
+                exc.show()
+            except BrokenPipeError:
+                return _quiet_broken_pipe()
+            return int(ExitCode.USAGE)
+        return _fail(_usage_line(exc), ExitCode.USAGE)
     except click.ClickException as exc:
-        try:
-            exc.show()
-        except BrokenPipeError:
-            return _quiet_broken_pipe()
-        return int(ExitCode.USAGE) if exc.exit_code == 2 else exc.exit_code
+        return _fail(_one_line(exc.format_message()), ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
     except NetkitError as exc:
         return _fail(exc.message, exc.exit_code)
     except (click.Abort, KeyboardInterrupt):

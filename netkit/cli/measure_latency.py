@@ -14,7 +14,7 @@ import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.cli.guard_options import key_options, load_key_option
-from netkit.cli.params import DURATION, Count, Duration, Size, usage_error
+from netkit.cli.params import DURATION, Count, Duration, Number, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,7 +244,7 @@ def _label(t: Target, method: str) -> str:
                    "(default 56, as ping -s).")
 @click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
 @click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
-@click.option("--max-loss", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+@click.option("--max-loss", type=Number(0, 100), default=None, metavar="PCT",
               help="Exit 1 when any target's loss exceeds PCT percent.")
 @click.option("--max-rtt", type=Duration(min=0.0, min_open=True), default=None, metavar="DURATION",
               help="Exit 1 when any target's p95 RTT exceeds DURATION.")

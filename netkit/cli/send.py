@@ -208,7 +208,7 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
         out.emit(result, rows=[{k: v for k, v in _flat(result).items() if k != "replies"}])
     if stop.interrupted:
         return ExitCode.INTERRUPTED
-    if wait > 0:
+    if wait > 0 and stop.signum is None:  # stopped by SIGTERM/SIGHUP: the wait was cut, not failed
         if result.error is not None:
             raise CheckFailed(f"{result.target}: {result.error}")
         if result.datagrams_received == 0:

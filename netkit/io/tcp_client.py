@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import ssl
 import threading
 import time
@@ -182,7 +183,13 @@ async def _chunks(stream: IO[bytes]) -> AsyncIterator[bytes]:
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=4)
-    read1 = getattr(stream, "read1", stream.read)
+    # The file descriptor itself where there is one: a thread blocked in a buffered read holds the
+    # buffer's lock, and the interpreter's exit (flushing stdin) would abort on it.
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    read1 = (lambda n: os.read(fd, n)) if fd is not None else getattr(stream, "read1", stream.read)
 
     def put(item: bytes | BaseException) -> bool:
         try:

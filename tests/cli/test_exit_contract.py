@@ -350,3 +350,29 @@ def test_verbose_shows_the_traceback_of_an_internal_error_however_it_is_given(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("netkit: internal error: RuntimeError: boom")
     assert ("Traceback" in proc.stderr) is traceback, proc.stderr
+
+
+def test_ctrl_c_while_send_tcp_waits_for_stdin_exits_at_once() -> None:
+    """stdin that stays open and silent (a terminal nobody types into): Ctrl-C must still end it.
+
+    The reading thread is blocked in a read that never returns; neither the loop's executor
+    shutdown nor the interpreter's exit may wait for it or trip over the stdin buffer's lock.
+    """
+    import pty
+
+    typist, terminal = pty.openpty()
+    try:
+        with support.netkit_server("serve", "tcp", "--port", "0") as srv:
+            proc = subprocess.Popen(support.netkit_cmd("send", "tcp", srv.addr, "-"), stdin=terminal,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env(),
+                                    preexec_fn=support._preexec_default_sigint)
+            os.write(typist, b"hello\n")  # then nothing more, and no EOF
+            support.wait_until(lambda: _established_to(proc.pid, srv.port), timeout=20)
+            time.sleep(0.3)  # the reply is back and the reader is blocked again
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+    finally:
+        os.close(typist)
+        os.close(terminal)
+    assert proc.returncode == 130, err
+    assert out == b"hello\n" and b"Fatal" not in err and b"Traceback" not in err

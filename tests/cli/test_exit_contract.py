@@ -376,3 +376,16 @@ def test_ctrl_c_while_send_tcp_waits_for_stdin_exits_at_once() -> None:
         os.close(terminal)
     assert proc.returncode == 130, err
     assert out == b"hello\n" and b"Fatal" not in err and b"Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_info_traffic_stopped_by_a_signal_prints_its_report(sig: int) -> None:
+    proc = _start(["--format", "jsonl", "info", "traffic", "-i", "100ms"])
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # one interval measured: the run is under way
+    assert json.loads(first)["seq"] == 1
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err  # no --count: a signal is the normal end
+    assert b"Traceback" not in err
+    assert all(json.loads(line)["interface"] for line in out.splitlines())  # no line cut by the signal

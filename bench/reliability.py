@@ -6,7 +6,10 @@ Usage: ``python bench/reliability.py [--out docs/reliability.md] [--ci-scale]``
 1. Runs the reliability, fault, hostile-input and property tests (``tests/**/test_reliability_*``,
    ``test_faults_*``, ``test_hostile_*``, ``test_properties_*``) with ``RELIABILITY_SCALE=full``:
    10,000 concurrent connections instead of 1,000, 1 GiB through the echo server instead of
-   64 MiB, 200 probes through 30% SYN loss instead of 30, a 10 s UDP flood instead of 1.5 s.
+   64 MiB, 200 probes through 30% SYN loss instead of 30, a 10 s UDP flood instead of 1.5 s,
+   1,000 header-only connections instead of 250 and 500 silent TLS connections instead of 200
+   (``test_reliability_serve_budget``: each hostile-client test asserts its bound on the server's
+   RSS, threads, descriptors and bytes out).
    Each test records what it held, what it injected and its result (pytest ``record_property``);
    they are read back from the JUnit XML report.
 2. Runs the side-by-side cases of ``bench/bench_reliability.py`` (1 GiB SHA-256 echo and RSS with
@@ -140,7 +143,8 @@ def render(outcomes: list[Outcome], rows: list[Row], elapsed: float, tail: str, 
         f"{platform.python_version()}, as {'root' if os.geteuid() == 0 else 'a normal user'}, at "
         f"{'full size (RELIABILITY_SCALE=full)' if full else 'CI size'}.",
         "",
-        "The same tests run in CI at reduced sizes (1,000 connections, 64 MiB, 30 probes, a 1.5 s flood) "
+        "The same tests run in CI at reduced sizes (1,000 connections, 64 MiB, 30 probes, a 1.5 s flood, "
+        "250 header-only and 200 silent TLS connections) "
         "and must stay well under two minutes there. Everything runs on loopback or inside network "
         "namespaces the tests create; servers are real `netkit` subprocesses.",
         "",
@@ -156,6 +160,7 @@ def render(outcomes: list[Outcome], rows: list[Row], elapsed: float, tail: str, 
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
         lines.append(f"| {md(r.case)} | {fmt(r.netkit)} | {fmt(r.reference)} | {ratio} | {r.unit} | {md(r.note)} |")
     sections = [
+        ("Servers against hostile session clients (bounded budgets)", "test_reliability_serve_budget"),
         ("Servers under load and abuse", "test_reliability_serve"),
         ("UDP reflector", "test_reliability_udp"),
         ("Clients and meters under faults (network namespaces)", "test_faults_netns"),

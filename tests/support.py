@@ -56,6 +56,33 @@ def require_root_netns() -> None:
         pytest.skip("needs iproute2 and unshare")
 
 
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port free for TCP and UDP alike right now, for tools that cannot bind port 0 (iperf3,
+    whose UDP tests listen on the same number)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for both TCP and UDP")
+
+
+def tcp_listening(port: int, proc_net_tcp: str | None = None) -> bool:
+    """Does a socket listen on TCP ``port``? Read from the kernel's table (``/proc/net/tcp`` text,
+    this namespace's by default), not by connecting: ``iperf3 --one-off`` takes a probe as its client."""
+    if proc_net_tcp is None:
+        with open("/proc/net/tcp") as f:
+            proc_net_tcp = f.read()
+    hexport = f":{port:04X} "
+    return any(hexport in line and line.split()[3] == "0A" for line in proc_net_tcp.splitlines()[1:])
+
+
 def netkit_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "netkit", *args]
 

@@ -18,6 +18,8 @@ from netkit.cli.params import DURATION, Count, Duration, Number, Size, usage_err
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from netkit.core.latency_models import TargetResult, Thresholds
     from netkit.core.targets import Target
     from netkit.io.latency import ProbeEvent, Prober
@@ -32,7 +34,7 @@ def ms(ns: float | None, digits: int = 3) -> str:
     return "-" if ns is None else f"{ns / 1e6:.{digits}f}"
 
 
-def sparkline(values: list[int]) -> str:
+def sparkline(values: Sequence[int]) -> str:
     """Recent RTTs as block characters scaled between their min and max."""
     if not values:
         return ""
@@ -59,11 +61,15 @@ def summary_tables(results: list[TargetResult], thresholds: Thresholds, title: s
     from rich.console import Group
     from rich.text import Text
 
+    from netkit.core.latency_models import local_drops_note
     from netkit.render.tables import add_row, cell, make_table
 
+    # Replies this host's socket buffer dropped: a column of their own, only when there were any,
+    # so the 80-column layout stays as it was on a clean run.
+    dropped_here = any(r.acc.local_drops for r in results)
     loss = make_table(["target", ("sent", "right"), ("recv", "right"), ("lost", "right"), ("loss%", "right"),
                        ("fwd", "right"), ("ret", "right"), ("dup", "right"), ("reord", "right"),
-                       ("late", "right")], title=title)
+                       ("late", "right"), *((("local", "right"),) if dropped_here else ())], title=title)
     names = ["min", "avg", "max", "mdev", "p50", "p90", "p95", "p99", "jitter", "ipdv"]
     if not wide:
         names = [n for n in names if n not in ("p90", "ipdv")]
@@ -77,10 +83,15 @@ def summary_tables(results: list[TargetResult], thresholds: Thresholds, title: s
         a, s = r.acc, r.stats
         loss_pct = "-" if a.loss_pct is None else f"{a.loss_pct:.2f}"
         add_row(loss, _where(r.target, r.address), a.sent, a.received, a.lost, loss_pct, a.lost_forward,
-                a.lost_return, a.duplicates, a.reordered, a.late)
+                a.lost_return, a.duplicates, a.reordered, a.late, *((a.local_drops,) if dropped_here else ()))
         add_row(rtt, r.target, *(ms(getattr(s, n)) for n in names))
-    parts: list[Any] = [loss, Text("  fwd/ret: lost on the way there / back (netkit's reflector only)", style="dim"),
-                        rtt]
+    legend = "  fwd/ret: lost on the way there / back (netkit's reflector only)"
+    if dropped_here:
+        legend += "\n  local: replies dropped by this host's socket buffer (not loss)"
+    parts: list[Any] = [loss, Text(legend, style="dim"), rtt]
+    for r in results:
+        if r.acc.local_drops:
+            parts.append(cell(local_drops_note(r.target, r.acc.local_drops), style="yellow"))
     for r in results:
         if r.error:
             parts.append(Text.assemble((f"{r.target}: ", "bold"), cell(r.error, style="yellow")))
@@ -134,6 +145,12 @@ def emit_summary(out: Output, doc: dict[str, Any], results: list[TargetResult], 
         if histograms and out.stdout_is_tty and not out.quiet:
             for r in results:
                 out.print(histogram_text(r))
+    if out.format != "table":  # the table carries this note itself: say it once, not twice
+        from netkit.core.latency_models import local_drops_note
+
+        for r in results:
+            if r.acc.local_drops:
+                out.info(f"netkit: {local_drops_note(r.target, r.acc.local_drops)}")
     # A target that failed outright (name not resolved, refused) reads as every command says it.
     failed_outright = {f"{r.target}: {r.error}" for r in results if r.acc.received == 0 and r.error}
     for f in thresholds.failed:
@@ -234,9 +251,11 @@ def _label(t: Target, method: str) -> str:
 @click.option("-c", "--count", type=Count(min=1), default=None,
               help=f"Probes per target (default {DEFAULT_COUNT} unless --duration is given).")
 @click.option("-d", "--duration", type=Duration(min=0.0, min_open=True), default=None,
-              help="Stop sending after this long (with --count: whichever comes first).")
+              help="Wall-clock time to send for, whatever the interval (with --count: whichever comes "
+                   "first); then wait at most --timeout for replies in flight.")
 @click.option("-i", "--interval", type=DURATION, default="1s", show_default=True,
-              help="Time between probes to one target (0: as fast as possible).")
+              help="Time between probes to one target (0: as fast as possible, bounded by --count and/or "
+                   "--duration).")
 @click.option("-W", "--timeout", type=Duration(min=0.0, min_open=True), default="1s", show_default=True,
               help="A reply later than this counts as late, not received.")
 @click.option("-s", "--size", type=Size(min=0, max=65000), default=None,
@@ -301,7 +320,14 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
     import asyncio
     import contextlib
 
-    from netkit.core.latency_models import REFLECTOR_NETKIT, LatencyResult, check_thresholds, stall_probes
+    from netkit.core.latency_models import (
+        REFLECTOR_NETKIT,
+        LatencyResult,
+        check_thresholds,
+        shortfall_note,
+        stall_probes,
+    )
+    from netkit.core.pacing import fell_behind
     from netkit.io import latency as lat
     from netkit.io.aio import StopSignal, run
 
@@ -362,6 +388,10 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
             kind = ("netkit's reflector (per-direction loss)" if r.reflector == REFLECTOR_NETKIT
                     else "a plain echo (round trip only)")
             out.info(f"{r.target}: answered by {kind}")
+    if cfg.interval_s > 0:
+        for r in results:
+            if fell_behind(1.0 / cfg.interval_s, r.achieved_pps):
+                out.warn(shortfall_note(r.target, 1.0 / cfg.interval_s, r.achieved_pps or 0.0))
     thresholds = check_thresholds(results, max_loss, max_rtt_ms, stall_after=stall_probes(cfg.interval_s))
     result = LatencyResult(cfg.method, results, thresholds, interrupted)
     doc = result.to_json(samples=samples)

@@ -27,7 +27,8 @@ MAX_RATE = 10_000_000
 @click.option("-r", "--rate", type=Count(min=1, integer=False, max=MAX_RATE), default="1000", show_default=True,
               help="Packets per second (100k = 100,000).")
 @click.option("-d", "--duration", type=Duration(min=0.0, min_open=True, max=24 * 3600.0), default="10s",
-              show_default=True, help="How long to send.")
+              show_default=True,
+              help="Wall-clock time to send for, whatever the rate; then wait at most --timeout for replies.")
 @click.option("-s", "--size", type=Size(min=56, max=65507), default="64", show_default=True,
               help="UDP payload bytes per probe (at least 56, the probe header).")
 @click.option("-W", "--timeout", type=Duration(min=0.0, min_open=True), default="1s", show_default=True,
@@ -63,8 +64,10 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
         LossConfig,
         LossResult,
         check_thresholds,
+        shortfall_note,
         stall_probes,
     )
+    from netkit.core.pacing import fell_behind
     from netkit.core.targets import parse_target
     from netkit.io.aio import StopSignal, run
     from netkit.io.loss import measure_loss
@@ -117,7 +120,9 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
         out.info(f"{tgt}: plain UDP echo (not netkit's reflector): round trip only, no per-direction loss")
     elif res.reflector == REFLECTOR_NETKIT and res.acc.lost_forward is None and res.acc.sent:
         out.info(f"{tgt}: the reflector's final count did not arrive: no per-direction loss")
-    achieved = res.acc.sent / (res.elapsed_ns / 1e9) if res.elapsed_ns > 0 else None
+    achieved = res.achieved_pps
+    if fell_behind(cfg.rate_pps, achieved):
+        out.warn(shortfall_note(str(tgt), cfg.rate_pps, achieved or 0.0))
     thresholds = check_thresholds([res], max_loss, None if max_rtt is None else max_rtt * 1000.0,
                                   stall_after=stall_probes(1.0 / cfg.rate_pps))
     result = LossResult(res, thresholds, cfg.rate_pps, achieved, interrupted)

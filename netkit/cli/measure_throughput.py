@@ -44,6 +44,11 @@ def interval_lines(row: IntervalRow, multi: bool) -> list[str]:
     if multi:
         for s in row.streams:
             lines.append(f"[{s.id:>3} {s.direction}] {span} {_gb(s.bytes):>12} {_rate(s.bits_per_second):>14}{tag}")
+    if row.tx_bytes is not None and row.rx_bytes is not None:
+        # --bidir: each direction is a throughput; their sum is not
+        lines.append(f"[SUM send] {span} {_gb(row.tx_bytes):>12} {_rate(row.tx_bits_per_second):>14}{tag}")
+        lines.append(f"[SUM recv] {span} {_gb(row.rx_bytes):>12} {_rate(row.rx_bits_per_second):>14}{tag}")
+        return lines
     label = "[SUM     ]" if multi else "[  0 " + (row.streams[0].direction if row.streams else "") + "]"
     lines.append(f"{label} {span} {_gb(row.bytes):>12} {_rate(row.bits_per_second):>14}{tag}")
     return lines
@@ -55,6 +60,12 @@ def intervals_table(rows: list[IntervalRow] | tuple[IntervalRow, ...], title: st
     t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title)
     for r in rows:
         per = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in r.streams) if len(r.streams) > 1 else ""
+        if r.tx_bytes is not None and r.rx_bytes is not None:  # --bidir: each direction apart
+            for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
+                                   ("recv", r.rx_bytes, r.rx_bits_per_second)):
+                add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per,
+                        "omitted" if r.omitted else "")
+            continue
         add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f}", _gb(r.bytes), _rate(r.bits_per_second), per,
                 "omitted" if r.omitted else "")
     return t
@@ -73,19 +84,28 @@ def summary_table(result: ThroughputResult) -> Any:
     for st in s.streams:
         add_row(t, st.id, st.direction, _gb(st.sent_bytes), _rate(st.sent_bits_per_second), _gb(st.received_bytes),
                 _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, st.counted_by)
-    add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
-            _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
+    if result.bidir and s.tx is not None and s.rx is not None:
+        for d in (s.tx, s.rx):  # each direction is a throughput; their sum is not
+            add_row(t, "SUM", d.direction, _gb(d.sent_bytes), _rate(d.sent_bits_per_second), _gb(d.received_bytes),
+                    _rate(d.received_bits_per_second), d.retransmits, "", result.counted_by)
+    else:
+        add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
+                _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
     cpu = "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}%"
     parts: list[Any] = [t, Text(f"client CPU {cpu}; counted by {result.counted_by}", style="dim")]
     if result.udp is not None:
         u = result.udp
         loss = "-" if u.lost_percent is None else f"{u.lost_percent:.2f}%"
         jitter = "-" if u.jitter_ms is None else f"{u.jitter_ms:.3f} ms"
+        local = "" if not u.local_drops else f", {u.local_drops} dropped by this host's socket buffer"
         parts.append(Text(f"udp: {u.packets_sent} sent, {u.packets_received} received, {u.lost_packets} lost "
-                          f"({loss}), {u.reordered} reordered, {u.duplicates} duplicates, jitter {jitter}"))
-    if result.note:
-        parts.append(Text(f"note: {result.note}"))
-    return Group(*parts)
+                          f"({loss}){local}, {u.reordered} reordered, {u.duplicates} duplicates, jitter {jitter}"))
+    th = result.thresholds
+    if th.min_rate_bps is not None or not th.passed:
+        parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}", style="green" if th.passed else "red bold"))
+        for f in th.failed:
+            parts.append(Text(f"  {f}", style="red"))
+    return Group(*parts)  # the note goes to stderr once (see the command), not here as well
 
 
 def jsonable(result: ThroughputResult, *, intervals: bool = True) -> dict[str, Any]:
@@ -192,12 +212,13 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
               help="Reporting interval.")
 @click.option("-O", "--omit", type=Duration(min=0.0, max=3600.0), default="0s", show_default=True,
               help="Leave out the first part (TCP slow start) from the summary.")
-@click.option("-u", "--udp", is_flag=True, help="UDP: paced probe packets through `netkit serve udp --mode echo`.")
+@click.option("-u", "--udp", is_flag=True,
+              help="UDP: paced datagrams through `netkit serve udp --mode echo`, or iperf3's UDP test.")
 @click.option("-b", "--rate", type=BITRATE, default=None, help="UDP send rate, e.g. 500M (needs --udp).")
 @click.option("--iperf3", "iperf3_", is_flag=True, help="The server is `iperf3 -s` (detected by default).")
 @click.option("--plain", is_flag=True, help="The server is a plain TCP service: no header, sender-side counting.")
 @click.option("--min-rate", type=BITRATE, default=None,
-              help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G).")
+              help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G; --bidir: each way).")
 @click.option("--connect-timeout", type=Duration(min=0.0, min_open=True, max=600.0), default="5s",
               show_default=True, help="Timeout for each connect and the server's answers.")
 @key_options(with_key=True)
@@ -217,10 +238,13 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit serve tcp --port 5000 &
       netkit measure throughput 127.0.0.1:5000 -t 5s -P 4
       netkit measure throughput 127.0.0.1:5201 --reverse          # an iperf3 -s
+      netkit measure throughput 127.0.0.1:5201 --udp -b 100M      # iperf3's UDP test
       netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
     """
-    from netkit.core.throughput_models import ThroughputConfig
+    import dataclasses
+
+    from netkit.core.throughput_models import ThroughputConfig, check_thresholds
     from netkit.io.aio import StopSignal
 
     out = get_output()
@@ -230,9 +254,9 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         raise usage_error("use either --iperf3 or --plain, not both")
     if rate is not None and not udp:
         raise usage_error("--rate paces UDP only: add --udp", "--rate")
-    if udp and (iperf3_ or plain or bidir or reverse):
-        raise usage_error("--udp works with `netkit serve udp --mode echo` only "
-                          "(no --iperf3/--plain/--bidir/--reverse)")
+    if udp and (plain or bidir or reverse):
+        raise usage_error("--udp works with `netkit serve udp --mode echo` or `iperf3 -s` only "
+                          "(no --plain/--bidir/--reverse)")
     if udp and rate is None:
         rate = 1_000_000.0  # iperf3's UDP default: 1 Mbit/s
     if size is None:
@@ -258,29 +282,27 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     with signals:
         with view:
             if udp:
-                from netkit.io.throughput import measure_udp_throughput
+                from netkit.io.throughput_udp import measure_udp_throughput
 
-                result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop)
+                result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
+                                                on_info=out.debug)
             else:
                 from netkit.io.throughput import measure_throughput
 
                 result = measure_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
                                             on_info=out.debug)
+    result = dataclasses.replace(result, thresholds=check_thresholds(result, min_rate))
     if result.note:
         # sender-side counting and failed streams change what the figures mean: always say so
         if result.counted_by == "sender" or "stream " in result.note:
             out.warn(result.note)
         else:
             out.info(f"netkit: {result.note}")
+    for warning in result.warnings:
+        out.warn(warning)
     emit_result(out, result, streamed=view.stream_lines or out.format == "jsonl")
+    for f in result.thresholds.failed:
+        out.info(f"netkit: check failed: {f}")
     if signals.interrupted:
         return ExitCode.INTERRUPTED
-    if min_rate is not None:
-        got = result.rate_bps
-        if got is None or got < min_rate:
-            from netkit.core.units import format_bitrate
-
-            shown = "unknown" if got is None else format_bitrate(got)
-            out.error(f"rate {shown} is below --min-rate {format_bitrate(min_rate)}")
-            return ExitCode.CHECK_FAILED
-    return ExitCode.OK
+    return ExitCode.OK if result.thresholds.passed else ExitCode.CHECK_FAILED

@@ -7,6 +7,7 @@ Heavy imports happen inside the command function: ``netkit --help`` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,30 +27,69 @@ SCAN_THRESHOLD = 64
 WAIT_MAX_BACKOFF_S = 2.0
 
 
-def _read_targets(args: tuple[str, ...], targets_file: str | None) -> list[Target]:
-    import sys
+class _TargetSource:
+    """The targets of one invocation, expanded lazily: a million lines never become a list.
 
-    from netkit.core.errors import InputError
-    from netkit.core.targets import expand_target, read_target_lines
+    Arguments and ``--targets-file`` can be read twice: :meth:`check` reads them once first, so
+    a bad line is a usage error (exit 2) before anything is probed or printed. Targets from
+    stdin (``-``) are read once, as they are probed: a bad line there ends the run at that line.
+    """
 
-    texts: list[str] = []
-    for arg in args:
-        if arg == "-":
-            texts.extend(read_target_lines(sys.stdin))
-        else:
-            texts.append(arg)
-    if targets_file is not None:
-        if targets_file == "-":
-            texts.extend(read_target_lines(sys.stdin))
-        else:
+    def __init__(self, args: tuple[str, ...], targets_file: str | None) -> None:
+        self.args = args
+        self.targets_file = targets_file
+
+    @property
+    def reads_stdin(self) -> bool:
+        return "-" in self.args or self.targets_file == "-"
+
+    def texts(self) -> Iterator[str]:
+        import sys
+
+        from netkit.core.errors import InputError
+        from netkit.core.targets import read_target_lines
+
+        for arg in self.args:
+            if arg == "-":
+                yield from read_target_lines(sys.stdin)
+            else:
+                yield arg
+        if self.targets_file == "-":
+            yield from read_target_lines(sys.stdin)
+        elif self.targets_file is not None:
             try:
-                with open(targets_file, encoding="utf-8", errors="replace") as f:
-                    texts.extend(read_target_lines(f))
+                f = open(self.targets_file, encoding="utf-8", errors="replace")
             except OSError as exc:
-                raise InputError(f"cannot read --targets-file {targets_file}: {exc.strerror or exc}") from None
-    targets: list[Target] = []
-    for text in texts:
-        targets.extend(expand_target(text))
+                raise InputError(f"cannot read --targets-file {self.targets_file}: {exc.strerror or exc}") from None
+            with f:
+                yield from read_target_lines(f)
+
+    def __iter__(self) -> Iterator[Target]:
+        from netkit.core.targets import expand_target
+
+        for text in self.texts():
+            yield from expand_target(text)  # one line: at most 65535 targets
+
+    def check(self) -> None:
+        """Parse every argument and line once (when they can be read again); none at all is exit 2."""
+        from netkit.core.errors import InputError
+        from netkit.core.targets import parse_ports, split_host_port
+
+        if self.reads_stdin:
+            return
+        found = False
+        for text in self.texts():
+            _host, port_s = split_host_port(text)
+            if port_s is None:
+                raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+            parse_ports(port_s)  # a tuple of at most 65535 ints: never a Target list
+            found = True
+        if not found:
+            raise usage_error("no targets: give HOST:PORT arguments, '-' or --targets-file")
+
+
+def _read_targets(args: tuple[str, ...], targets_file: str | None) -> list[Target]:
+    targets = list(_TargetSource(args, targets_file))
     if not targets:
         raise usage_error("no targets: give HOST:PORT arguments, '-' or --targets-file")
     return targets
@@ -172,53 +212,203 @@ def _build_options(kw: dict[str, Any], out: Output) -> ProbeOptions:
 
 def _run(**kw: Any) -> int:
     from netkit.core.exitcodes import ExitCode
-    from netkit.core.probe_models import passed, summarize, summarize_repeated
+    from netkit.core.probe_models import passed, summarize_repeated
     from netkit.io.aio import run
 
     out = get_output()
-    targets = _read_targets(kw["targets"], kw["targets_file"])
+    source = _TargetSource(kw["targets"], kw["targets_file"])
     opts = _build_options(kw, out)
     engine = kw["engine"]
     if engine == "scan" and not opts.plain_connect:
         raise usage_error("the scan engine does plain TCP connects only (no --send/--expect/--tls/--udp)")
-    use_scan = engine == "scan" or (
-        engine == "auto" and opts.plain_connect and not kw["wait"] and len(targets) >= SCAN_THRESHOLD
-    )
-    # None: the asyncio prober; else the fast loop with that many threads (0: automatic).
-    scan_threads: int | None = kw["scan_threads"] if use_scan else None
-    out.debug(f"probe: {len(targets)} targets, engine {'scan loop' if use_scan else 'asyncio'}")
     only = kw["only"]
 
     def keep(ok: bool) -> bool:
         return only is None or (only == "open") == ok
 
-    def kept_rows(results: list[ProbeResult]) -> list[ProbeResult]:
-        if only is None:
-            return results
-        want = only == "open"
-        return [r for r in results if r.state.ok == want]
-
     def stream(record: dict[str, Any], ok: bool) -> None:
         if out.format == "jsonl" and keep(ok):
             out.jsonl(record)
 
-    if kw["repeat"] is None:
-        results, interrupted = run(_one_run(targets, opts, scan_threads, out, kw["wait"], stream, kw["any_"]))
-        rows = kept_rows(results)
-        summary = summarize(results)
-        _render(out, rows, None, summary, opts)
-        ok = passed(results, any_=kw["any_"])
+    if kw["repeat"] is None and not kw["wait"]:
+        source.check()
+        totals, interrupted = run(_stream_run(source, opts, engine, kw["scan_threads"], out, stream, keep))
+        ok = totals.passed(any_=kw["any_"])
     else:
-        agg, interrupted = run(_repeat_run(targets, opts, scan_threads, out, int(kw["repeat"]), kw["interval"],
-                                           stream))
-        kept: list[RepeatedResult] = [a for a in agg if keep(a.last.ok)]
-        summary = summarize_repeated(agg)
-        _render(out, [a.last for a in kept], kept, summary, opts)
-        ok = passed([a.last for a in agg], any_=kw["any_"]) if kw["any_"] else (
-            bool(agg) and all(a.opens == a.rounds for a in agg))
+        # --wait and --repeat report on every target at the end: they hold the list.
+        targets = _read_targets(kw["targets"], kw["targets_file"])
+        use_scan = engine == "scan" or (
+            engine == "auto" and opts.plain_connect and not kw["wait"] and len(targets) >= SCAN_THRESHOLD
+        )
+        scan_threads: int | None = kw["scan_threads"] if use_scan else None
+        out.debug(f"probe: {len(targets)} targets, engine {'scan loop' if use_scan else 'asyncio'}")
+        if kw["repeat"] is None:
+            results, interrupted = run(_one_run(targets, opts, scan_threads, out, kw["wait"], stream, kw["any_"]))
+            totals = _Totals()
+            for r in results:
+                totals.add(r)
+            rows = [r for r in results if keep(r.ok)]
+            _render(out, rows, None, totals.summary(), opts)
+            ok = passed(results, any_=kw["any_"])
+        else:
+            agg, interrupted = run(_repeat_run(targets, opts, scan_threads, out, int(kw["repeat"]),
+                                               kw["interval"], stream))
+            kept: list[RepeatedResult] = [a for a in agg if keep(a.last.ok)]
+            summary = summarize_repeated(agg)
+            _render(out, [a.last for a in kept], kept, summary, opts)
+            ok = passed([a.last for a in agg], any_=kw["any_"]) if kw["any_"] else (
+                bool(agg) and all(a.opens == a.rounds for a in agg))
     if interrupted:
         return ExitCode.INTERRUPTED
     return ExitCode.OK if ok else ExitCode.CHECK_FAILED
+
+
+#: Targets probed per batch by the streaming run: results of a batch are written, then dropped.
+#: Many times the concurrency, so the wait for a batch's slowest target is a small share.
+STREAM_BATCH = 8192
+
+
+class _Totals:
+    """The summary and the exit rule, counted as results go by (no list of results)."""
+
+    __slots__ = ("opened", "total", "up")
+
+    def __init__(self) -> None:
+        self.total = self.opened = self.up = 0
+
+    def add(self, r: ProbeResult) -> None:
+        from netkit.core.probe_models import ProbeState
+
+        self.total += 1
+        if r.state is ProbeState.OPEN:
+            self.opened += 1
+            self.up += 1
+        elif r.state is ProbeState.OPEN_FILTERED:
+            self.up += 1
+
+    def summary(self) -> Any:
+        from netkit.core.probe_models import ProbeSummary
+
+        rate = None if self.total == 0 else round(self.up / self.total, 6)
+        return ProbeSummary(self.total, self.opened, self.total - self.up, rate)
+
+    def passed(self, *, any_: bool) -> bool:
+        """As ``probe_models.passed``: all up (``--any``: one); no targets never passes."""
+        if self.total == 0:
+            return False
+        return self.up > 0 if any_ else self.up == self.total
+
+
+class _JsonTargetsDocument:
+    """``{"targets": [...], "summary": {...}}`` written as results come: the same bytes
+    ``json.dumps(doc, indent=2)`` makes, one record at a time, so memory does not grow with the
+    targets and an interrupted run still ends with a valid document."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.count = 0
+        self.started = False
+
+    def _write(self, text: str) -> None:
+        if not self.out.quiet:
+            self.out.stdout.write(text)
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        from netkit.render.output import dumps
+
+        if not self.started:
+            self._write('{\n  "targets": [')
+            self.started = True
+        parts = []
+        for rec in records:
+            body = dumps(rec, indent=2).replace("\n", "\n    ")
+            parts.append(("," if self.count else "") + "\n    " + body)
+            self.count += 1
+        if parts:
+            self._write("".join(parts))
+            if not self.out.quiet:
+                self.out.stdout.flush()
+
+    def finish(self, summary: Any) -> None:
+        from netkit.render.output import dumps, to_jsonable
+
+        self.add([])
+        closing = "\n  ]" if self.count else "]"
+        body = dumps(to_jsonable(summary), indent=2).replace("\n", "\n  ")
+        self._write(f'{closing},\n  "summary": {body}\n}}\n')
+        if not self.out.quiet:
+            self.out.stdout.flush()
+
+
+async def _stream_run(source: _TargetSource, opts: ProbeOptions, engine: str, threads: int, out: Output,
+                      stream: Any, keep: Any) -> tuple[_Totals, bool]:
+    """One pass over targets that may be millions: batches of :data:`STREAM_BATCH`, each probed,
+    written and dropped. jsonl lines stream as results come; csv rows and json records follow
+    each batch (in the order given); a table needs every row for its widths and keeps them.
+    One :class:`Prober` for every batch: one deadline, one resolver cache."""
+    import itertools
+
+    from netkit.core.probe_models import RESULT_FIELDS, TLS_FIELDS, ProbeResult, ProbeState
+    from netkit.io.aio import StopSignal
+    from netkit.io.probe import Prober
+
+    totals = _Totals()
+    targets = iter(source)
+    batch_size = max(STREAM_BATCH, 4 * opts.concurrency)
+    batch = list(itertools.islice(targets, batch_size))
+    if not batch:
+        raise usage_error("no targets: give HOST:PORT arguments, '-' or --targets-file")
+    use_scan = engine == "scan" or (engine == "auto" and opts.plain_connect and len(batch) >= SCAN_THRESHOLD)
+    scan_threads: int | None = threads if use_scan else None
+    out.debug(f"probe: engine {'scan loop' if use_scan else 'asyncio'}, batches of {batch_size} targets")
+    document = _JsonTargetsDocument(out) if out.format == "json" else None
+    fields = [f for f in RESULT_FIELDS if f != "tls"]
+    fields += [f"tls.{f}" for f in TLS_FIELDS] if opts.tls else ["tls"]
+    table_rows: list[ProbeResult] = []
+    csv_started = False
+    interrupted = False
+
+    def on_result(_i: int, r: ProbeResult) -> None:
+        stream(_record(r), r.ok)
+
+    streamer = on_result if out.format == "jsonl" else None
+    prober = Prober(opts)
+    async with StopSignal() as stop:
+        while batch:
+            if stop.is_set():
+                # Interrupted: the targets never started end as such, without a connect each.
+                so_far = (prober.clock.now_ns() - (prober.start_ns or 0)) / 1e6
+                results = [ProbeResult(str(t), t.host, t.port, None, ProbeState.TIMEOUT, 0, None, None, so_far,
+                                       "interrupted before an answer") for t in batch]
+                if streamer is not None:
+                    for i, r in enumerate(results):
+                        streamer(i, r)
+            else:
+                results, cut = await _round(batch, opts, scan_threads, stop, streamer, prober=prober)
+                interrupted = interrupted or cut
+            rows = [r for r in results if keep(r.ok)]
+            for r in results:
+                totals.add(r)
+            if document is not None:
+                document.add([_record(r) for r in rows])
+            elif out.format == "csv":
+                if rows:
+                    out.csv_rows([_record(r) for r in rows], fields)
+                    csv_started = True
+            elif out.format == "table":
+                table_rows.extend(rows)
+            del results, rows
+            batch = list(itertools.islice(targets, batch_size))
+    interrupted = interrupted or stop.is_set()
+    summary = totals.summary()
+    if document is not None:
+        document.finish(summary)
+    elif out.format == "csv":
+        if not csv_started and not out.quiet:
+            out.stdout.write(",".join(fields) + "\n")
+    elif out.format == "table":
+        _render(out, table_rows, None, summary, opts)
+    return totals, interrupted
 
 
 def _record(r: ProbeResult) -> dict[str, Any]:
@@ -238,7 +428,7 @@ def _record(r: ProbeResult) -> dict[str, Any]:
 
 async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | None, stop: Any,
                  stream_result: Any, on_attempt: Any = None,
-                 enough: Any = None) -> tuple[list[ProbeResult], bool]:
+                 enough: Any = None, prober: Any = None) -> tuple[list[ProbeResult], bool]:
     """One pass over every target; on SIGINT the unfinished ones end as 'interrupted'.
 
     ``stream_result(i, result)`` is called as each target finishes (None: nobody listens).
@@ -257,7 +447,8 @@ async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | 
         if on_attempt is not None:
             on_attempt(target, attempts, att)
 
-    prober = Prober(opts, on_attempt=attempted)
+    if prober is None:
+        prober = Prober(opts, on_attempt=attempted)
     if scan_threads is not None:
         return await _scan_round(targets, opts, prober, stop, stream_result, scan_threads)
     done: dict[int, ProbeResult] = {}

@@ -21,19 +21,85 @@ def serve() -> None:
     """
 
 
+def _serving_output(out: Any) -> dict[str, Any]:
+    """The state a server's event sink and :func:`_finish` share; stdout becomes a QueuedWriter.
+
+    Printing an event must never block serving: a reader that stops (``| less``, a paused
+    terminal) would otherwise freeze the event loop, new clients and SIGTERM with it. Events go
+    through a bounded queue written by a thread; when the reader stalls they are dropped and
+    counted (``events_dropped`` in the summary) and one warning on stderr says so.
+    """
+    from netkit.io.stdout_queue import QueuedWriter
+
+    state: dict[str, Any] = {}
+
+    def broken() -> None:  # from the writer's thread: the reader went away, stop like a signal
+        state["broken"] = True
+        loop, stop = state.get("loop"), state.get("stop")
+        if loop is not None and stop is not None:
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass  # the loop already ended
+
+    def first_drop() -> None:
+        _notice(out, "stdout is not keeping up: events are dropped while it stalls (counted in events_dropped)")
+
+    writer = QueuedWriter.replacing(out.stdout, on_first_drop=first_drop, on_broken=broken)
+    if writer is not None:
+        out.stdout = writer
+        state["writer"] = writer
+        # An error ends the command before _finish: still give queued events their short chance.
+        click.get_current_context().call_on_close(lambda: writer.close(idle_s=0.2, max_s=1.0))
+    return state
+
+
+def _notice(out: Any, message: str, wait_s: float = 0.5) -> None:
+    """A warning on stderr that cannot hold the server: stderr may be the very pipe that stalled
+    (``2>&1 | less``). A thread of its own writes it with ``os.write`` (no Python lock held while
+    blocked); we wait for it at most ``wait_s``."""
+    import os
+    import threading
+
+    try:
+        fd = out.stderr.fileno()
+        out.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        out.warn(message)  # no descriptor (tests): an in-memory stream never blocks
+        return
+    data = f"netkit: warning: {message}\n".encode(errors="replace")
+
+    def write() -> None:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=write, name="netkit-notice", daemon=True)
+    writer.start()
+    writer.join(wait_s)
+
+
 def _event_sink(out: Any, state: dict[str, Any]) -> Any:
     """jsonl: every event on stdout. table: one readable line per event on stdout."""
+    import asyncio
+
     from netkit.core.escape import safe_text
 
     def sink(event: dict[str, Any]) -> None:
         if state.get("broken"):
             return
+        if "loop" not in state:  # the writer's thread stops the server through this loop
+            try:
+                state["loop"] = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
         try:
             if out.format == "jsonl":
                 out.jsonl(event)
             elif out.format == "table" and event["event"] != "listening":
                 out.line(_event_line(event, safe_text))
-        except BrokenPipeError:
+        except BrokenPipeError:  # stdout without a descriptor of its own (no QueuedWriter)
             state["broken"] = True
             stop = state.get("stop")
             if stop is not None:
@@ -65,13 +131,13 @@ def _ready(out: Any, address: str) -> None:
     out.stderr.flush()
 
 
-def _render_summary(out: Any, summary: Any, title: str) -> None:
+def _render_summary(out: Any, summary: Any, title: str, extra: dict[str, Any] | None = None) -> None:
     import dataclasses
 
     from netkit.render.output import to_jsonable
     from netkit.render.tables import add_row, make_table
 
-    data = to_jsonable(summary)
+    data = {**to_jsonable(summary), **(extra or {})}
     if out.format == "jsonl":
         out.jsonl({"event": "summary", **data})
         return
@@ -83,6 +149,8 @@ def _render_summary(out: Any, summary: Any, title: str) -> None:
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
             add_row(t, f.name, value)
+        for name, value in (extra or {}).items():
+            add_row(t, name, value)
         return t
 
     out.emit(data, table=table, rows=[data])
@@ -91,7 +159,20 @@ def _render_summary(out: Any, summary: Any, title: str) -> None:
 def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
     if state.get("broken"):
         raise BrokenPipeError  # stdout went away mid-run: leave quietly (exit 141)
-    _render_summary(out, summary, title)
+    writer = state.get("writer")
+    if writer is None:
+        _render_summary(out, summary, title)
+        return ExitCode.OK
+    writer.droppable = False  # the summary is one document: queued whole, whatever the bound
+    _render_summary(out, summary, title, {"events_dropped": writer.dropped})
+    written = writer.close()
+    if writer.broken:
+        raise BrokenPipeError
+    if not written:
+        # A stalled reader: the server stopped at once all the same; say what was lost.
+        _notice(out, "stdout is not being read: the summary (and any queued events) were not written")
+    elif writer.dropped:
+        _notice(out, f"{writer.dropped} events were dropped while stdout was not read")
     return ExitCode.OK
 
 
@@ -109,6 +190,8 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
               help="Close a connection idle this long in both directions (0: never).")
 @click.option("--max-bytes", type=params.SIZE, default="0", show_default=True,
               help="Close a connection after this many bytes in+out (0: no limit).")
+@click.option("--max-request", type=params.SIZE, default="1M", show_default=True,
+              help="Largest request frame (and reply) of a request session; larger ones close it.")
 @click.option("--once", is_flag=True, help="Serve one connection, then exit.")
 @click.option("--tls", is_flag=True, help="Speak TLS (ephemeral self-signed certificate unless --cert).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM) for --tls.")
@@ -121,7 +204,7 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
 @guard_options.limit_options
 @output_options
 def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns: int, idle_timeout: float,
-                  max_bytes: int, once: bool, tls: bool, cert: str | None, key: str | None,
+                  max_bytes: int, max_request: int, once: bool, tls: bool, cert: str | None, key: str | None,
                   tls_key: str | None = None, key_file: str | None = None, **limits: Any) -> int:
     """Serve TCP: echo (default), discard, source or reply, with limits and optional TLS.
 
@@ -149,6 +232,7 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns:
     config = TcpServerConfig(
         host=host, port=port, mode=mode, reply=reply_text, max_conns=max_conns or None,
         idle_timeout=idle_timeout or None, max_bytes=max_bytes or None, once=once,
+        max_request=max(1, max_request),
     )
     ctx = None
     if tls:
@@ -160,7 +244,7 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns:
         # Shown even with -q, like the ready line: a client needs it to pin the certificate.
         out.stderr.write(f"TLS {kind}, SHA-256 fingerprint {server_tls.fingerprint_sha256}\n")
         out.stderr.flush()
-    state: dict[str, Any] = {}
+    state = _serving_output(out)
     # issue 10: keys and limits (None when neither is set: the server runs as before)
     guard = guard_options.make_guard(out, host, "tcp", guard_options.load_key_option(hmac_text, key_file),
                                      limits, _event_sink(out, state))
@@ -203,7 +287,7 @@ def serve_udp_cmd(host: str, port: int, mode: str, preview: int, key: str | None
 
     out = get_output()
     config = UdpServerConfig(host=host, port=port, mode=mode, preview=preview)
-    state: dict[str, Any] = {}
+    state = _serving_output(out)
     # issue 10: in echo mode the reflector sits behind a Guard (key, limits, never amplifies)
     guard = guard_options.make_guard(out, host, "udp", guard_options.load_key_option(key, key_file),
                                      limits, _event_sink(out, state))

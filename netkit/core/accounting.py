@@ -18,6 +18,10 @@ Definitions (also in the README):
 - With netkit's reflector, which reports how many probes of the session it received
   (``refl_count``): ``lost_forward = sent - refl_count`` and
   ``lost_return = refl_count - (received + late)`` (both clamped at 0). Without a count: None.
+- ``local_drops`` (passed to :meth:`Accounting.finish` by the caller, who read the socket's own
+  drop counter): replies that reached this host and were discarded by its socket buffer. They
+  are taken out of ``lost``, ``lost_return`` and ``trailing_lost``: a meter's overflow is not
+  loss on the network. So ``lost = sent - received - late - local_drops``.
 
 Memory: one byte of state per sequence sent, the sends still inside their timeout, and 8 bytes
 per RTT sample up to ``max_samples`` (default 2,000,000). Past that the statistics continue
@@ -69,6 +73,8 @@ class AccountingSummary:
     streamed: Summary | None = field(default=None, repr=False)
     #: Probes at the end of the run with no reply, in a row: a peer that went away mid-run.
     trailing_lost: int = 0
+    #: Replies dropped by this host's socket buffer (not in ``lost``); None when not measured.
+    local_drops: int | None = None
 
     @property
     def loss_pct(self) -> float | None:
@@ -221,19 +227,26 @@ class Accounting:
     def lost(self) -> int:
         return self.sent - self.received - self.late
 
-    def finish(self, *, require_final_count: bool = True) -> AccountingSummary:
+    def finish(self, *, require_final_count: bool = True, local_drops: int | None = None) -> AccountingSummary:
         """The summary. Outstanding probes count as lost (the run is over).
 
         Per-direction loss needs the reflector's final count (``on_reflector_count(final=True)``):
         the counts carried by replies cannot say where the probes after the last reply went.
+
+        ``local_drops``: how many datagrams this host's socket buffer discarded during the run
+        (None: not measured). Each was a reply that reached this host, so it is taken out of the
+        loss (at most the probes left unanswered: a dropped duplicate is not a probe).
         """
         count = self.reflector_count
         if require_final_count and not self._final_count:
             count = None
+        unanswered = self.lost
+        dropped_here = None if local_drops is None else min(max(0, local_drops), unanswered)
+        here = dropped_here or 0
         if count is not None:
             answered = self.received + self.late
             lost_forward: int | None = max(0, self.sent - count)
-            lost_return: int | None = max(0, min(count, self.sent) - answered)
+            lost_return: int | None = max(0, min(count, self.sent) - answered - here)
         else:
             lost_forward = lost_return = None
         trailing = 0
@@ -242,8 +255,8 @@ class Accounting:
                 break
             trailing += 1
         return AccountingSummary(
-            trailing_lost=trailing,
-            sent=self.sent, received=self.received, lost=self.lost, late=self.late,
+            trailing_lost=max(0, trailing - here), local_drops=dropped_here,
+            sent=self.sent, received=self.received, lost=unanswered - here, late=self.late,
             duplicates=self.duplicates, reordered=self.reordered, unknown=self.unknown,
             lost_forward=lost_forward, lost_return=lost_return, reflector_count=count,
             rtts_ns=self.rtts_ns, samples_complete=not self._streaming,

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import re
 
-# C0 controls, DEL, C1 controls, and the Unicode bidi/format controls that can reorder a line.
-_UNSAFE_KEEP_NEWLINES = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-_UNSAFE_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# One rule for every format (tables, plain lines, CSV, JSON, jsonl): beyond the C0 and C1 controls
+# and DEL, the Unicode characters that move or hide text when shown. A peer's bytes containing one
+# can otherwise start a new line inside a CSV cell or a log line (U+2028, U+2029), or reorder what
+# follows on the line (the bidi controls). As a regular-expression class body:
+#   U+061C          arabic letter mark (a bidi mark)
+#   U+200B-U+200F   zero-width space/non-joiner/joiner, left-to-right and right-to-left marks
+#   U+2028, U+2029  line and paragraph separators
+#   U+202A-U+202E   bidi embeddings and overrides (U+202E: right-to-left override)
+#   U+2066-U+2069   bidi isolates
+#   U+FEFF          zero-width no-break space (byte order mark)
+UNICODE_FORMAT_CONTROLS = "\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
+#: DEL, the C1 controls (U+0085 is a line break, U+009B a one-character CSI) and the above: what a
+#: JSON string may hold raw yet must not reach a terminal raw (render.output escapes them as \uXXXX).
+UNSAFE_NON_C0 = "\x7f-\x9f" + UNICODE_FORMAT_CONTROLS
+
+_UNSAFE_KEEP_NEWLINES = re.compile(f"[\\x00-\\x08\\x0b-\\x1f{UNSAFE_NON_C0}]")
+_UNSAFE_ALL = re.compile(f"[\\x00-\\x1f{UNSAFE_NON_C0}]")
 
 
 def _escape_char(m: re.Match[str]) -> str:

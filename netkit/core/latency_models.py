@@ -81,6 +81,8 @@ class TargetResult:
     #: How it was measured, for -v (e.g. "icmp datagram socket"); not part of the JSON schema.
     detail: str | None = None
     stats: Summary = field(default=None)  # type: ignore[assignment]
+    #: How long the probes took to send (the span the achieved rate is over); 0: unknown.
+    send_ns: int = 0
 
     def __post_init__(self) -> None:
         if self.stats is None:
@@ -96,6 +98,11 @@ class TargetResult:
     @property
     def samples_ms(self) -> list[float]:
         return [s / NS_PER_MS for s in self.acc.rtts_ns]
+
+    @property
+    def achieved_pps(self) -> float | None:
+        """Probes sent per second of sending time (None when nothing was sent or no time passed)."""
+        return achieved_rate(self.acc.sent, self.send_ns)
 
     def to_json(self, *, samples: bool = False) -> dict[str, Any]:
         s = self.stats
@@ -119,6 +126,8 @@ class TargetResult:
             "jitter_ms": _ms(s.jitter),
             "ipdv_ms": _ms(s.ipdv),
             "samples_ms": [round(x, 6) for x in self.samples_ms] if samples else None,
+            "local_drops": a.local_drops,
+            "achieved_pps": None if self.achieved_pps is None else round(self.achieved_pps, 3),
         }
 
 
@@ -153,6 +162,46 @@ class LossResult:
             "rate_pps": self.rate_pps,
             "achieved_pps": None if self.achieved_pps is None else round(self.achieved_pps, 3),
         }
+
+
+#: How long a meter may go without reading before its replies overflow its receive buffer: a
+#: busy 2-core machine leaves a process unscheduled for 0.1-0.2 s at times; a second is ample.
+RCVBUF_HOLD_S = 1.0
+#: What the kernel charges a small datagram beyond its payload (skb and its bookkeeping).
+DATAGRAM_OVERHEAD = 768
+#: The kernel's usual default receive buffer (net.core.rmem_default): never ask for less.
+RCVBUF_FLOOR = 212_992
+
+
+def achieved_rate(sent: int, send_ns: int) -> float | None:
+    """Packets per second over the sending time; None when nothing was sent or no time passed."""
+    if sent <= 0 or send_ns <= 0:
+        return None
+    return sent * 1e9 / send_ns
+
+
+def shortfall_note(target: str, requested_pps: float, achieved_pps: float) -> str:
+    """The one stderr line that says the sender could not keep up (a rate shortfall is not loss)."""
+    return (f"{target}: the sender could not keep up: {achieved_pps:,.0f} packets/s achieved of "
+            f"{requested_pps:,.0f} asked (a rate shortfall, not loss)")
+
+
+def receive_buffer_bytes(rate_pps: float | None, size: int, cap_bytes: int) -> int:
+    """The receive buffer a UDP meter asks for: ``RCVBUF_HOLD_S`` worth of replies at the rate.
+
+    ``rate_pps`` None (as fast as possible) asks for ``cap_bytes``. Never below the kernel's usual
+    default, never above ``cap_bytes``.
+    """
+    if rate_pps is None or rate_pps <= 0:
+        return cap_bytes
+    need = math.ceil(rate_pps * RCVBUF_HOLD_S) * (size + DATAGRAM_OVERHEAD)
+    return max(RCVBUF_FLOOR, min(cap_bytes, need))
+
+
+def local_drops_note(target: str, drops: int) -> str:
+    """The line under the table when this host's socket buffer dropped replies."""
+    return (f"{target}: {drops:,} replies dropped by this host's socket buffer, not counted as loss "
+            "(raise net.core.rmem_max or lower the rate)")
 
 
 def stall_probes(interval_s: float) -> int:

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 from netkit.core.keyed import ReplayWindow
+from netkit.core.packet import FLAG_REFLECTED as _FLAG_REFLECTED
 
 NS = 1_000_000_000
 BURST_S = 0.1  # a bucket holds this many seconds' worth of packets (at least 1): send-time jitter
@@ -109,11 +110,17 @@ class SourceLimiter:
         self.burst = burst if burst is not None else max(1.0, rate * BURST_S)
         self.max_sources = max_sources
         self._buckets: OrderedDict[object, TokenBucket] = OrderedDict()
+        # The most recent source is already at the LRU end: a stream from one sender (a meter at
+        # 100k packets/s) skips the dictionary work.
+        self._last: tuple[object, TokenBucket | None] = (None, None)
 
     def __len__(self) -> int:
         return len(self._buckets)
 
     def allow(self, source: object, now_ns: int) -> bool:
+        last_source, last_bucket = self._last
+        if last_bucket is not None and source == last_source:
+            return last_bucket.allow(now_ns)
         buckets = self._buckets
         b = buckets.get(source)
         if b is None:
@@ -122,6 +129,7 @@ class SourceLimiter:
             b = buckets[source] = TokenBucket(self.rate, self.burst, now_ns)
         else:
             buckets.move_to_end(source)
+        self._last = (source, b)
         return b.allow(now_ns)
 
 
@@ -174,13 +182,20 @@ class CidrFilter:
         return True
 
 
+#: Count queries a session may send (each answered once): a client asks a few times at the end of
+#: a run (``netkit.io.reflector_query``: 5 attempts, sequence numbers 0..4).
+QUERY_WINDOW = 64
+
+
 class _Session:
-    __slots__ = ("first_ns", "last_ns", "window")
+    __slots__ = ("first_ns", "last_ns", "queries", "window")
 
     def __init__(self, now_ns: int, window: ReplayWindow | None) -> None:
         self.first_ns = now_ns
         self.last_ns = now_ns
         self.window = window
+        # Queries number their attempts from 0, like the probes: a window of their own.
+        self.queries: ReplayWindow | None = ReplayWindow(QUERY_WINDOW) if window is not None else None
 
 
 class SessionTable:
@@ -190,6 +205,10 @@ class SessionTable:
     ``"max_sessions"``, ``"max_duration"``, ``"replay"``, ``"table_full"``. Sessions are kept
     until idle for ``keep_ns`` (the keyed freshness window, so a forgotten session is always too
     old to be accepted again) and count as active while idle less than ``active_idle_ns``.
+
+    A count query (``query=True``) goes through the replay window like a probe (a window of its
+    own: queries number their attempts from 0) and never refreshes the session: a recorded query
+    replayed later is refused while the session is known, and cannot keep it known.
     """
 
     def __init__(self, *, max_sessions: int | None = None, max_duration_ns: int | None = None,
@@ -204,7 +223,10 @@ class SessionTable:
         self._known: OrderedDict[int, _Session] = OrderedDict()  # by last packet, oldest first
         self._active: OrderedDict[int, int] = OrderedDict()  # session -> last_ns, oldest first
 
-    def known(self, session: int) -> bool:
+    def known(self, session: int, now_ns: int | None = None) -> bool:
+        """Is ``session`` remembered (at ``now_ns``: sessions idle past ``keep_ns`` are forgotten first)?"""
+        if now_ns is not None:
+            self._prune(now_ns)
         return session in self._known
 
     def active_count(self, now_ns: int) -> int:
@@ -235,7 +257,11 @@ class SessionTable:
             sess = self._known[session] = _Session(now_ns, ReplayWindow() if self.replay else None)
         if self.max_duration_ns is not None and now_ns - sess.first_ns > self.max_duration_ns:
             return "max_duration"
-        if sess.window is not None and not query and not sess.window.check_and_mark(seq):
+        if query:
+            if sess.queries is not None and not sess.queries.check_and_mark(seq):
+                return "replay"
+            return None
+        if sess.window is not None and not sess.window.check_and_mark(seq):
             return "replay"
         sess.last_ns = now_ns
         self._known.move_to_end(session)
@@ -255,3 +281,207 @@ class Verdict:
 
 
 OK = Verdict(True)
+
+
+class FrameTooLarge(ValueError):
+    """A request frame announcing a body or a reply over the server's ``--max-request``."""
+
+
+class RequestFrameReader:
+    """The server side of request framing (``body_len u32 | reply_len u32 | seq u32 | body``)
+    that never holds a body: the server needs a request's header, not its bytes.
+
+    ``feed(data, max_frames)`` returns ``(frames, used)``: up to ``max_frames`` complete frames
+    as ``(seq, reply_len)`` and how many bytes of ``data`` it consumed (the caller keeps the rest
+    and feeds it again once it can take more frames). Memory: 12 bytes of header, whatever the
+    frame sizes. A body or reply over ``max_request`` raises :class:`FrameTooLarge`.
+    """
+
+    HEADER_LEN = 12
+
+    __slots__ = ("_head", "_reply", "_seq", "_skip", "max_request")
+
+    def __init__(self, max_request: int) -> None:
+        self.max_request = max_request
+        self._head = bytearray()
+        self._skip = 0  # body bytes of the current frame still to come
+        self._reply: int | None = None  # (seq, reply_len) of the frame whose body is being skipped
+        self._seq = 0
+
+    @property
+    def in_frame(self) -> bool:
+        """True between a frame's first byte and its last (a frame is pending)."""
+        return bool(self._head) or self._reply is not None
+
+    def feed(self, data: bytes | memoryview, max_frames: int) -> tuple[list[tuple[int, int]], int]:
+        frames: list[tuple[int, int]] = []
+        pos, end = 0, len(data)
+        while pos < end or (self._reply is not None and self._skip == 0):
+            if self._reply is not None:
+                take = min(self._skip, end - pos)
+                self._skip -= take
+                pos += take
+                if self._skip:
+                    break
+                if len(frames) >= max_frames:
+                    break
+                frames.append((self._seq, self._reply))
+                self._reply = None
+                continue
+            if len(frames) >= max_frames:
+                break
+            need = self.HEADER_LEN - len(self._head)
+            self._head += data[pos:pos + need]
+            pos += min(need, end - pos)
+            if len(self._head) < self.HEADER_LEN:
+                break
+            head = bytes(self._head)
+            self._head.clear()
+            body_len = int.from_bytes(head[0:4], "big")
+            reply_len = int.from_bytes(head[4:8], "big")
+            if body_len > self.max_request or reply_len > self.max_request:
+                raise FrameTooLarge(f"request frame of {max(body_len, reply_len):,} bytes is over "
+                                    f"--max-request {self.max_request:,}")
+            self._seq = int.from_bytes(head[8:12], "big")
+            self._reply = reply_len
+            self._skip = body_len
+        return frames, pos
+
+
+# ----- what a reflector answers (``serve udp --mode echo``) ---------------------------------------
+
+#: Source ports a reflector never answers. 0 is not a real sender (a reply to it is a forgery's
+#: echo). The others are services that answer any datagram: a spoofed source on one of them turns
+#: the reflector and that service into a loop, or the reflector into a relay for their amplification.
+#: Small services (RFC 862 echo 7, discard 9, daytime 13, qotd 17, chargen 19, time 37) and the UDP
+#: services known for reflection attacks (DNS 53, TFTP 69, portmap 111, NTP 123, NetBIOS 137,
+#: SNMP 161, CLDAP 389, SSDP 1900, mDNS 5353, memcached 11211). A measurement client sends from an
+#: ephemeral port, never from these.
+REFLECTION_PORTS: frozenset[int] = frozenset(
+    {0, 7, 9, 13, 17, 19, 37, 53, 69, 111, 123, 137, 161, 389, 1900, 5353, 11211})
+#: Replies per second to one source address, by default. Twice the highest rate the meters document
+#: (``measure loss -r 100k``), so no documented measurement meets it; it caps what one (possibly
+#: spoofed) address can be sent, whatever the datagrams.
+DEFAULT_REPLIES_PER_SOURCE = 200_000
+#: The same datagram from the same sender is answered at most this many times in a row (a row
+#: ends after REPEAT_IDLE_NS without that datagram). Two echo servers pointed at each other (a
+#: spoofed source) bounce one datagram back and forth unchanged, forever, at any round-trip time;
+#: nothing in a plain echo says "this is a reply", but a loop repeats it without pause, where a
+#: client repeating itself (``send udp --count``) stops or pauses. A count (not a rate) stops
+#: slow loops (a 1 s round trip) as surely as fast ones.
+REPEAT_MAX = 1000
+REPEAT_IDLE_NS = 10 * NS
+MAX_REPEAT_ENTRIES = 16_384
+
+
+class RepeatLimiter:
+    """Identical datagrams from one sender: at most ``max_repeats`` answered in a row.
+
+    A row is the run of that datagram with gaps shorter than ``idle_ns``. Keyed by (sender, hash
+    of the bytes); the hash is Python's keyed SipHash, which a peer cannot aim at a collision (a
+    collision would only cost a reply anyway). Bounded: past ``max_entries`` the least recently
+    seen entry is forgotten (a flood of distinct datagrams can only reset counts, not grow memory).
+    """
+
+    __slots__ = ("_seen", "idle_ns", "max_entries", "max_repeats")
+
+    def __init__(self, max_repeats: int = REPEAT_MAX, idle_ns: int = REPEAT_IDLE_NS,
+                 max_entries: int = MAX_REPEAT_ENTRIES) -> None:
+        self.max_repeats = max_repeats
+        self.idle_ns = idle_ns
+        self.max_entries = max_entries
+        self._seen: OrderedDict[tuple[object, object, int], list[int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def allow(self, host: object, port: object, data: bytes, now_ns: int) -> bool:
+        key = (host, port, hash(data))
+        seen = self._seen
+        entry = seen.get(key)
+        if entry is None:
+            if len(seen) >= self.max_entries:
+                seen.popitem(last=False)
+            seen[key] = [now_ns, 1]
+            return True
+        seen.move_to_end(key)
+        if now_ns - entry[0] >= self.idle_ns:
+            entry[1] = 0  # a pause ends the row
+        entry[0] = now_ns
+        entry[1] += 1
+        return entry[1] <= self.max_repeats
+
+
+#: Why a reflector did not answer a datagram: the counter names of :class:`ReplyPolicy`.
+NOT_ANSWERED = ("dropped_self", "dropped_service_port", "dropped_reply", "dropped_repeat", "dropped_rate")
+
+
+class ReplyPolicy:
+    """What a reflector never answers, and how much it answers one source. Pure: times passed in.
+
+    - ``refuse_source(host, port, data, probe)`` before any work: the reflector's own address (a datagram
+      spoofed from itself would be answered to itself, forever), :data:`REFLECTION_PORTS`, and a
+      netkit probe that is already a reply (``REFLECTED`` set: another reflector's answer; no
+      client sends one).
+    - ``refuse_reply(host, port, data, probe, now_ns)`` before a reply is sent: a datagram that
+      is not a well-formed probe (it comes back verbatim) repeated past :class:`RepeatLimiter`
+      (probes carry a sequence number, and their replies are marked), and
+      the per-source reply rate (a :class:`SourceLimiter` of ``rate`` replies per second).
+
+    Each refusal returns the name of its counter (one of :data:`NOT_ANSWERED`) and counts it.
+    ``own_hosts`` are the addresses the socket listens on; with ``wildcard`` (bound to 0.0.0.0 or
+    ::) every loopback address is the reflector too, and ``own_hosts`` should list the host's
+    interface addresses.
+    """
+
+    def __init__(self, own_port: int, own_hosts: frozenset[str] | set[str] = frozenset(), *,
+                 wildcard: bool = False, rate: float | None = DEFAULT_REPLIES_PER_SOURCE,
+                 blocked_ports: frozenset[int] = REFLECTION_PORTS,
+                 repeats: RepeatLimiter | None = None) -> None:
+        self.own_port = own_port
+        self.own_hosts = frozenset(own_hosts)
+        self.wildcard = wildcard
+        self.blocked_ports = blocked_ports
+        self.sources = SourceLimiter(rate) if rate else None
+        self.repeats = repeats if repeats is not None else RepeatLimiter()
+        self.counters: dict[str, int] = dict.fromkeys(NOT_ANSWERED, 0)
+
+    def is_self(self, host: str, port: int) -> bool:
+        if port != self.own_port:
+            return False
+        if host in self.own_hosts:
+            return True
+        ip = _ip(host)
+        if ip is None:
+            return False
+        if str(ip) in self.own_hosts:
+            return True
+        return self.wildcard and ip.is_loopback
+
+    def refuse_source(self, host: str, port: int, data: bytes, probe: bool) -> str | None:
+        """Before any work: the reflector itself, a service port, a netkit probe that is a reply.
+
+        ``probe``: ``data`` is a well-formed netkit probe (``packet.peek_seq``); a malformed one
+        comes back verbatim and falls under the repeat rule instead.
+        """
+        if port in self.blocked_ports:
+            why = "dropped_service_port"
+        elif port == self.own_port and self.is_self(host, port):
+            why = "dropped_self"
+        elif probe and data[5] & _FLAG_REFLECTED:
+            why = "dropped_reply"
+        else:
+            return None
+        self.counters[why] += 1
+        return why
+
+    def refuse_reply(self, host: str, port: int, data: bytes, probe: bool, now_ns: int) -> str | None:
+        """Before sending a reply: repeats of a plain datagram (``probe`` False), the source's rate."""
+        if not probe and not self.repeats.allow(host, port, data, now_ns):
+            why = "dropped_repeat"
+        elif self.sources is not None and not self.sources.allow(host, now_ns):
+            why = "dropped_rate"
+        else:
+            return None
+        self.counters[why] += 1
+        return why

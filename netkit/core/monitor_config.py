@@ -4,6 +4,13 @@ Pure: the caller reads the file (``netkit.io.monitor.load_config``) and passes t
 Every error is one line that names the key it is about (``targets[2].interval: ...``), because
 a reload on SIGHUP must tell the operator exactly what to fix while the old config keeps running.
 
+A round must hold its latency packets: ``(packets - 1) * packet_interval + timeout`` must fit
+the round's bound, 90% of the interval, or the config is refused with the numbers (exit 2). The
+defaults (timeout and spacing shrink with the interval) always fit. The reachability attempts
+come first and usually take one round trip; when they run long (retries, a slow name lookup),
+the round sends only the packets that can still be answered within its bound, and the monitor
+says so once per target (``netkit.io.monitor``).
+
 Precedence, most specific first: a ``[[targets]]`` entry's own key, then an option given on the
 command line, then the file's top-level key, then the built-in default.
 
@@ -65,6 +72,10 @@ DEFAULT_WINDOW = 10
 MAX_TIMEOUT_S = 1.0
 MAX_PACKETS = 1000
 MAX_TARGETS = 10_000
+#: A round may take this share of its interval (``MonitorTarget.budget_s``), so rounds never overlap.
+ROUND_SHARE = 0.9
+#: Float rounding in the packet train (e.g. 4 * 0.1 + 0.5 against 0.9) is not a misfit.
+_SLACK_S = 1e-9
 
 TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "listen", "textfile",
             "window", "buckets", "labels", "targets")
@@ -228,10 +239,12 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
             raise _err(timeout_key, f"{format_duration(timeout)} must be shorter than the interval "
                                     f"{format_duration(interval)} ({where})")
     train = (packets - 1) * spacing + timeout
-    if train > interval * 0.9:
+    budget = interval * ROUND_SHARE
+    if train > budget + _SLACK_S:
         raise _err(spacing_key, f"{packets} packets {format_duration(spacing)} apart plus the "
-                                f"{format_duration(timeout)} timeout take {format_duration(train)}: more than 90% "
-                                f"of the interval {format_duration(interval)} ({where}; see {interval_key})")
+                                f"{format_duration(timeout)} timeout take {format_duration(train)}: more than the "
+                                f"round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
+                                f"{where}; see {interval_key})")
     if method != "icmp" and port == 0:
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
     if method == "icmp":

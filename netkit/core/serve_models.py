@@ -14,9 +14,27 @@ UDP_MODES = ("show", "echo")
 DEFAULT_REPLY = "Message received"
 
 #: Reasons a connection ends, as they appear in ``close`` events.
-CLOSE_REASONS = ("eof", "reset", "error", "idle-timeout", "max-bytes", "server-stop", "session")
+CLOSE_REASONS = ("eof", "reset", "error", "idle-timeout", "max-bytes", "server-stop", "session",
+                 "tls-handshake", "max-request", "amplification")
 #: Limits a server counts in ``limits_hit``.
-LIMITS = ("max_conns", "idle_timeout", "max_bytes")
+LIMITS = ("max_conns", "idle_timeout", "max_bytes", "max_request", "amplification")
+
+KiB = 1024
+MiB = 1024 * 1024
+#: ``--max-request``: the largest request or reply body a request session accepts.
+DEFAULT_MAX_REQUEST = MiB
+#: A request session's bytes out never exceed this multiple of its bytes in, plus one
+#: ``--max-request`` reply and the ack (the README states this bound).
+REQUEST_AMPLIFICATION = 256
+#: The largest write a throughput source makes, whatever block size the client announces.
+MAX_SOURCE_BLOCK = MiB
+#: A throughput source queues at most this much beyond the kernel. Measured on loopback (reverse,
+#: 1 MiB blocks, 4 rounds): 4 MiB gave 18.5-26.0 Gbit/s, 1 MiB 21.9-23.5: the kernel's own send
+#: buffer keeps the pipe full, a larger queue only costs memory (over TLS about 8 MB per connection).
+MAX_SOURCE_BUFFER = MiB
+#: TLS: a handshake not done in this long, or a close_notify exchange, is abandoned.
+TLS_HANDSHAKE_TIMEOUT_S = 5.0
+TLS_SHUTDOWN_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,10 @@ class TcpServerConfig:
     #: client (echo, reply) or stops producing (source) until the buffer drains.
     high_water: int = 256 * 1024
     backlog: int = 1024
+    #: ``--max-request``: largest request frame body, and largest reply body, of a request session.
+    max_request: int = DEFAULT_MAX_REQUEST
+    #: Receive threads shared by plain-TCP throughput sinks (the rest are served on the event loop).
+    sink_threads: int = 4
 
     def __post_init__(self) -> None:
         if self.mode not in TCP_MODES:
@@ -75,6 +97,7 @@ class TcpServeSummary:
     sessions: int = 0  # connections handed to a measurement session
     elapsed_ms: float = 0.0
     stopped_by: str | None = None  # "SIGINT", "SIGTERM", "once" or None
+    tls_handshake_failed: int = 0  # TLS handshakes that failed or timed out (also in ``errors``)
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,19 @@ def close_reason(exc: BaseException | None) -> tuple[str, str | None]:
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return "reset", None
     return "error", f"{type(exc).__name__}: {exc}"
+
+
+def output_room(max_bytes: int | None, bytes_in: int, bytes_out: int) -> int | None:
+    """Bytes a connection may still send under ``--max-bytes`` (in + out); None: no limit."""
+    if max_bytes is None:
+        return None
+    return max(0, max_bytes - bytes_in - bytes_out)
+
+
+def reply_credit(bytes_in: int, bytes_out: int, max_request: int) -> int:
+    """Bytes a request session may still send under its amplification bound:
+    ``out <= REQUEST_AMPLIFICATION x in + max_request + 16`` (one largest reply, its header and the ack)."""
+    return max(0, REQUEST_AMPLIFICATION * bytes_in + max_request + 16 - bytes_out)
 
 
 def ms(ns: int) -> float:

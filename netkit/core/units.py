@@ -132,14 +132,27 @@ def parse_count(text: str) -> float:
     return _finite(value * factor, text, "number")
 
 
+def three_digits(x: float) -> str:
+    """Three significant digits in fixed notation, never ``e+``: ``2.50``, ``24.0``, ``999``, ``12,345``.
+
+    Trailing zeros stay, so figures of one column line up and read with the same precision.
+    """
+    magnitude = abs(x)
+    if magnitude >= 99.95:
+        return f"{x:,.0f}"
+    if magnitude >= 9.995:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
 def format_duration(seconds: float) -> str:
     """Short human form: ``850us``, ``12.3ms``, ``2.50s``, ``3m20s``."""
     if seconds < 0:
         return "-" + format_duration(-seconds)
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f}us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g}ms"
+    if seconds * 1e3 < 999.5:
+        return f"{three_digits(seconds * 1e3)}ms"
     if seconds < 60:
         return f"{seconds:.2f}s"
     minutes, rest = divmod(seconds, 60)
@@ -156,9 +169,9 @@ def format_bytes(n: float) -> str:
 
 
 def format_bitrate(bps: float) -> str:
-    """Decimal multiples, as iperf3 prints rates: ``21.3 Gbit/s``."""
-    for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s"):
-        if abs(bps) < 1000 or unit == "Gbit/s":
-            return f"{bps:.0f} {unit}" if unit == "bit/s" else f"{bps:.3g} {unit}"
+    """Decimal multiples, as iperf3 prints rates: ``21.3 Gbit/s``, ``24.0 Gbit/s``, ``1,250 Tbit/s``."""
+    for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"):
+        if abs(bps) < 999.5 or unit == "Tbit/s":
+            return f"{bps:.0f} {unit}" if unit == "bit/s" else f"{three_digits(bps)} {unit}"
         bps /= 1000
     raise AssertionError("unreachable")

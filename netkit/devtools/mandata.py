@@ -197,7 +197,8 @@ PAGES: dict[str, dict[str, Any]] = {
     "measure throughput": {
         "exit_status": (
             (0, "Measured (and at least --min-rate when given)."),
-            (1, "The connection failed, or the rate was below --min-rate."),
+            (1, "The connection failed, no data got through for 5 s (a stalled path), nothing answered --udp, "
+                "or the rate was below --min-rate."),
             _USAGE,
             _RUNTIME,
         ),

@@ -49,6 +49,7 @@ from netkit.core.throughput_models import (
     StreamResult,
     ThroughputConfig,
     ThroughputResult,
+    after_omit,
     overall_counted_by,
     stream_result,
     summarize,
@@ -171,10 +172,11 @@ def parse_results(doc: Any) -> dict[int, dict[str, Any]]:
 class _Control:
     """The control connection: state bytes and length-prefixed JSON, each with a timeout."""
 
-    def __init__(self, sock: socket.socket, first: bytes = b"") -> None:
+    def __init__(self, sock: socket.socket, first: bytes = b"", timeout_s: float = CTRL_TIMEOUT_S) -> None:
         self.sock = sock
         self.pending = first
-        sock.settimeout(CTRL_TIMEOUT_S)
+        self.timeout_s = timeout_s  # each answer from the server (--connect-timeout)
+        sock.settimeout(timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -189,7 +191,7 @@ class _Control:
             try:
                 chunk = self.sock.recv(n - len(data))
             except TimeoutError:
-                raise CheckFailed(f"iperf3 server did not answer within {CTRL_TIMEOUT_S:g}s") from None
+                raise CheckFailed(f"iperf3 server did not answer within {self.timeout_s:g}s") from None
             except OSError as exc:
                 raise CheckFailed(f"iperf3 control connection failed: {exc.strerror or exc}") from None
             if not chunk:
@@ -249,21 +251,17 @@ def run_iperf3(
     """One TCP test against an iperf3 server. ``ctrl``/``cookie``: a control connection that
     auto-detection already opened (its 37-byte probe was taken as the cookie)."""
     notes: list[str] = []
-    if cfg.omit_s != round(cfg.omit_s):
-        # iperf3 omits whole seconds only; both sides must leave out the same period
-        cfg = dataclasses.replace(cfg, omit_s=float(round(cfg.omit_s)))
-        notes.append(f"iperf3 takes whole seconds: --omit rounded to {cfg.omit_s:g}s")
     if ctrl is None:
         ctrl = tp.connect(cfg.host, cfg.port, cfg.connect_timeout_s)
         cookie = make_cookie()
         try:
-            ctrl.settimeout(CTRL_TIMEOUT_S)
+            ctrl.settimeout(cfg.connect_timeout_s)
             ctrl.sendall(cookie)
         except OSError as exc:
             ctrl.close()
             raise CheckFailed(f"iperf3 control connection failed: {exc.strerror or exc}") from None
     assert cookie is not None and len(cookie) == COOKIE_SIZE
-    control = _Control(ctrl, first_state)
+    control = _Control(ctrl, first_state, cfg.connect_timeout_s)
     workers: list[tp.StreamWorker] = []
     try:
         result = _run(cfg, control, cookie, workers, on_interval, on_progress, stop)
@@ -302,17 +300,21 @@ def _run(
             raise CheckFailed("iperf3 test did not finish in time")
         state = control.state()
         if state == PARAM_EXCHANGE:
-            control.send_json(params_for(cfg))
+            # netkit leaves out the omit period itself, from the same leading bytes on both sides
+            # (see _result): the server counts the whole test, so its results carry the totals
+            # that takes, and --omit need not be whole seconds.
+            whole = dataclasses.replace(cfg, duration_s=cfg.duration_s + cfg.omit_s, omit_s=0.0)
+            control.send_json(params_for(whole))
         elif state == CREATE_STREAMS:
             for i, d in enumerate(dirs):
                 sock = tp.connect(cfg.host, cfg.port, cfg.connect_timeout_s)
                 try:
-                    sock.settimeout(CTRL_TIMEOUT_S)
+                    sock.settimeout(cfg.connect_timeout_s)
                     sock.sendall(cookie)
                 except OSError as exc:
                     sock.close()
                     raise CheckFailed(f"iperf3 data stream failed: {exc.strerror or exc}") from None
-                tp.set_kernel_timeouts(sock, tp.STREAM_IO_TIMEOUT_S)
+                tp.set_kernel_timeouts(sock, tp.IO_TICK_S)
                 workers.append(tp.StreamWorker(stream_id(i), d, sock, "iperf3", send_view, recv_size))
         elif state == TEST_START:
             if len(workers) != len(dirs):
@@ -332,17 +334,17 @@ def _run(
                     w.join(tp.JOIN_TIMEOUT_S)
             if failure:
                 raise failure[0]
+            tp.fail_if_nothing_moved(workers, clock)
             control.send_state(TEST_END)
         elif state == EXCHANGE_RESULTS:
             assert clock is not None
-            omit_ns = int(cfg.omit_s * NS)
             wall_s = max(clock.end_ns - clock.start_ns, 1) / NS
             cpu = clock.cpu_seconds or 0.0
             mine = []
-            for w in workers:
-                secs = max(w.stop_ns - clock.start_ns - omit_ns, 1) / NS
+            for w in workers:  # whole-test totals, as the server was asked to count (no omit)
+                secs = max((w.stop_ns or clock.end_ns) - clock.start_ns, 1) / NS  # a stop not taken: the clock's
                 retr = w.info.retransmits if (w.info is not None and w.direction == SEND) else None
-                mine.append((w.id, w.direction, w.bytes - w.bytes_at_omit, retr, secs))
+                mine.append((w.id, w.direction, w.bytes, retr, secs))
             has_retr = -1 if (cfg.reverse and not cfg.bidir) else (1 if any(m[3] is not None for m in mine) else 0)
             control.send_json(results_doc(
                 mine, (100 * cpu / wall_s, 100 * clock.cpu_user / wall_s, 100 * clock.cpu_system / wall_s),
@@ -371,6 +373,7 @@ def _drain_receivers(workers: list[tp.StreamWorker], server: dict[int, dict[str,
     recv = [w for w in workers if w.direction == RECV]
     for w in recv:
         w.stop_ns = time.perf_counter_ns()
+        w.drain_deadline_ns = w.stop_ns + int(2.0 * NS)
         w.draining = True
     while time.monotonic() < deadline:
         if all(w.bytes >= server.get(w.id, {}).get("bytes", 0) or not w.thread.is_alive() for w in recv):
@@ -387,24 +390,35 @@ def _drain_receivers(workers: list[tp.StreamWorker], server: dict[int, dict[str,
 
 def _result(cfg: ThroughputConfig, workers: list[tp.StreamWorker], server: dict[int, dict[str, Any]],
             rows: list[Any], clock: tp.RunClock) -> ThroughputResult:
-    omit_ns = int(cfg.omit_s * NS)
-    start = clock.start_ns + omit_ns
+    """Both sides' counts per stream. The server counted the whole test (no omit), so with --omit
+    both sides leave out the bytes the client moved in its omit period (``after_omit``)."""
+    start = clock.measure_start_ns
+    omit_ns = start - clock.start_ns
     results: list[StreamResult] = []
     for w in workers:
-        own = w.bytes - w.bytes_at_omit
-        own_ns = max(w.stop_ns - start, 1)
+        own_ns = tp.own_elapsed_ns(w, start)
         peer = server.get(w.id)
-        peer_bytes = peer["bytes"] if peer else None
-        peer_ns = int(peer["seconds"] * NS) if peer and peer.get("seconds") else own_ns
+        peer_total = peer["bytes"] if peer else None
+        peer_ns = int(peer["seconds"] * NS) - omit_ns if peer and peer.get("seconds") else None
+        if peer_ns is not None and peer_ns <= 0:
+            peer_ns = None
         if w.direction == SEND:
+            sent, received = after_omit(w.bytes, peer_total, w.bytes_at_omit)
             results.append(stream_result(
-                w.id, SEND, sent_bytes=own, sent_ns=own_ns, received_bytes=peer_bytes, received_ns=peer_ns,
+                w.id, SEND, sent_bytes=sent, sent_ns=own_ns, received_bytes=received, received_ns=peer_ns or own_ns,
                 retransmits=w.info.retransmits if w.info else None, rtt_us=w.info.rtt_us if w.info else None,
                 counted_by="receiver" if peer else "sender"))
         else:
+            sent, received = after_omit(peer_total, w.bytes, w.bytes_at_omit)
             results.append(stream_result(
-                w.id, RECV, sent_bytes=peer_bytes, sent_ns=peer_ns, received_bytes=own, received_ns=own_ns,
+                w.id, RECV, sent_bytes=sent, sent_ns=peer_ns or own_ns, received_bytes=received, received_ns=own_ns,
                 retransmits=peer["retransmits"] if peer else None, rtt_us=None, counted_by="receiver"))
+    sending = [w for w in workers if w.direction == SEND]
+    if server and sending and not clock.interrupted and all(server.get(w.id, {}).get("bytes", 0) == 0
+                                                            for w in sending):
+        # whatever the client's socket buffers took in, nothing reached the server
+        raise CheckFailed("the iperf3 server received nothing: the path or the server stopped passing data "
+                          "after the connection was set up")
     summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
     errors = [f"stream {w.id}: {w.error}" for w in workers if w.error]
     return ThroughputResult(

@@ -29,11 +29,13 @@ from netkit.core.latency_models import (
     REFLECTOR_PLAIN,
     LatencyConfig,
     TargetResult,
+    receive_buffer_bytes,
 )
 from netkit.core.targets import Target
 from netkit.io import timestamps
 from netkit.io.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
 from netkit.io.resolve import failure_reason, resolve
+from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class Prober:
     """Base class: one target, one method. Subclasses implement open/send/close."""
 
     method = ""
+    #: At ``-i 0``, the most probes outstanding at once (None: no cap). TCP methods cap it: each
+    #: probe holds a file descriptor (tcp-connect) or bytes in a send buffer (tcp-echo).
+    max_in_flight: int | None = None
 
     def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
         self.label = label
@@ -91,6 +96,10 @@ class Prober:
             self._send_real.pop(s, None)
             self._emit(s, "timeout", None, False)
 
+    def local_drops(self) -> int | None:
+        """Replies this host's socket buffer dropped since ``open`` (None: not measured)."""
+        return None
+
     # ----- helpers -----------------------------------------------------------------------
     def _emit(self, seq: int, kind: str, rtt_ns: int | None, reordered: bool) -> None:
         if self.sink is not None:
@@ -124,12 +133,12 @@ class Prober:
         except (ValueError, OSError, RuntimeError):
             pass
 
-    def result(self, elapsed_ns: int) -> TargetResult:
-        summary = self.acc.finish()
+    def result(self, elapsed_ns: int, send_ns: int = 0) -> TargetResult:
+        summary = self.acc.finish(local_drops=self.local_drops())
         return TargetResult(
             target=self.label, address=self.address, acc=summary, reflector=self.reflector,
             kernel_timestamps=self.kernel_ts_used > 0, error=self.error, elapsed_ns=elapsed_ns,
-            detail=self.describe(),
+            detail=self.describe(), send_ns=send_ns,
         )
 
     def describe(self) -> str:
@@ -161,6 +170,11 @@ class UdpProber(Prober):
         self._query_count: int | None = None
         self.foreign = 0
         self._turnaround: list[int] = []  # reflector's hold time per reply (last 10,000), for -v
+        self._drops_at_open: int | None = None
+        self.rcvbuf = 0
+        #: Read the socket's drop counter at open and at the end (a scan of /proc/net/udp each:
+        #: cheap for one run, not for a monitor's thousands of rounds, which turns it off).
+        self.count_local_drops = True
 
     async def open(self) -> None:
         res = await resolve(self.host, self.port, family=self.cfg.family, type=socket.SOCK_DGRAM)
@@ -168,11 +182,17 @@ class UdpProber(Prober):
         sock = socket.socket(res.family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            # Room for the replies of a burst while this process is not scheduled: an overflow
+            # here would read as loss on the way back (it is reported apart, from the drop counter).
+            rate = 1.0 / self.cfg.interval_s if self.cfg.interval_s > 0 else None
+            tune_buffers(sock, receive_buffer_bytes(rate, self.size, BUFFER_BYTES))
+            self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             sock.connect(res.sockaddr)
         except OSError:
             sock.close()
             raise
         self.sock = sock
+        self._drops_at_open = socket_drops(sock) if self.count_local_drops else None
         if self.cfg.kernel_timestamps:
             timestamps.enable(sock)
         self._add_reader(sock, self._readable)
@@ -246,17 +266,24 @@ class UdpProber(Prober):
         if count is not None:
             self.acc.on_reflector_count(count, final=True)
 
+    def local_drops(self) -> int | None:
+        if self.sock is None or self._drops_at_open is None:
+            return None
+        now = socket_drops(self.sock)
+        return None if now is None else max(0, now - self._drops_at_open)
+
     def describe(self) -> str:
         text = super().describe()
+        text += f", a {self.rcvbuf // 1024:,} KiB receive buffer"
         if self._turnaround:
             held = sorted(self._turnaround)[len(self._turnaround) // 2]
             text += f", the reflector held each probe {held / 1e3:.1f} us (median, its own clock)"
         return text
 
-    def result(self, elapsed_ns: int) -> TargetResult:
+    def result(self, elapsed_ns: int, send_ns: int = 0) -> TargetResult:
         if self.foreign and self.error is None:
             self.error = f"{self.foreign} replies were not echoes of netkit's probes (not an echo service?)"
-        return super().result(elapsed_ns)
+        return super().result(elapsed_ns, send_ns)
 
     def close(self) -> None:
         self._remove_reader(self.sock)
@@ -269,6 +296,7 @@ class TcpEchoProber(Prober):
     """Request/response over one connection to an echo server: each probe is a probe packet."""
 
     method = "tcp-echo"
+    max_in_flight = 256  # at -i 0: at most this many probes' bytes queued behind the socket
 
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
@@ -393,11 +421,12 @@ class TcpConnectProber(Prober):
     """The handshake time of a new connection per probe (like tcping)."""
 
     method = "tcp-connect"
+    max_in_flight = 64  # at -i 0: one descriptor per pending connect; half a default listen backlog
 
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
         self._pending: dict[int, socket.socket] = {}
-        self._family = socket.AF_INET
+        self._family: int = socket.AF_INET
         self._sockaddr: tuple = ()
 
     async def open(self) -> None:
@@ -517,6 +546,8 @@ class IcmpProber(Prober):
         self.v6 = res.family == socket.AF_INET6
         self.sock, self.raw = open_icmp_socket(res.family)
         self.sock.setblocking(False)
+        rate = 1.0 / self.cfg.interval_s if self.cfg.interval_s > 0 else None
+        tune_buffers(self.sock, receive_buffer_bytes(rate, self.cfg.size + 8, BUFFER_BYTES))
         self._sockaddr = res.sockaddr
         if not self.raw:
             try:
@@ -616,11 +647,25 @@ async def _wait(ev: asyncio.Event, seconds: float) -> None:
     ev.clear()
 
 
-async def measure_target(prober: Prober, stop: asyncio.Event) -> TargetResult:
+#: How late a probe due before ``--duration``'s end may still be sent after it (a stall's catch-up).
+CATCH_UP_NS = 50_000_000
+
+
+async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
     """Run one prober to the end (count, duration or ``stop``) and return its result.
 
     ``stop`` is an Event (set by the StopSignal watcher): set, it ends sending at once and
     skips waiting for the last replies, so Ctrl-C returns what was measured.
+
+    ``--duration`` is wall-clock time from the first probe, whatever the interval: no probe is
+    sent once it has passed (but one due before it, at most ``CATCH_UP_NS`` late), and ``-i 0``
+    sends as fast as the loop turns until then. The run then waits at most ``--timeout`` for
+    the replies still in flight (none on a path that answers everything). Behind schedule (an
+    interval the sender cannot reach) the loop yields after every probe, so replies are read
+    while it catches up, and the result's ``send_ns`` gives the achieved rate.
+
+    ``deadline_ns`` (``netkit monitor``'s round bound, monotonic ns): no probe is sent that could
+    not be answered within its timeout before it, and nothing waits past it.
     """
     cfg, acc = prober.cfg, prober.acc
     start = time.perf_counter_ns()
@@ -634,9 +679,22 @@ async def measure_target(prober: Prober, stop: asyncio.Event) -> TargetResult:
             prober.error = _os_reason(exc)
             return prober.result(0)
         interval_ns = max(0, round(cfg.interval_s * NS))
-        end_ns = start + round(cfg.duration_s * NS) if cfg.duration_s is not None else None
+        cap = prober.max_in_flight if interval_ns == 0 else None
         seq = 0
+        first_send = last_send_ns = 0
         start = time.perf_counter_ns()
+        # The schedule (probe i at start + i * interval) counts from the first probe, so that
+        # -d D -i I sends D/I probes whatever the name lookup or connect took.
+        end_ns = start + round(cfg.duration_s * NS) if cfg.duration_s is not None else None
+        # The monitor's bound: the last moment a probe can leave and still be judged in time.
+        last_ok = None if deadline_ns is None else deadline_ns - acc.timeout_ns
+        if last_ok is not None:
+            end_ns = last_ok if end_ns is None else min(end_ns, last_ok)
+        # Past --duration's end, a probe that was due before it still goes when the sender is at
+        # most CATCH_UP_NS late (a timer or the scheduler woke it late); a sender further behind
+        # (an interval it cannot reach) and -i 0 (no schedule) stop at the end. Past the
+        # monitor's bound nothing goes: it could not be answered in time.
+        slack_ns = CATCH_UP_NS if interval_ns and last_ok is None else -1
         while not stop.is_set():
             if cfg.count is not None and seq >= cfg.count:
                 break
@@ -648,17 +706,30 @@ async def measure_target(prober: Prober, stop: asyncio.Event) -> TargetResult:
                 expired = acc.expire(now)
                 if expired:
                     prober.on_expired(expired)
-                if now >= due or stop.is_set():
+                over = end_ns is not None and now >= end_ns
+                full = cap is not None and acc.outstanding >= cap
+                if (now >= due and not full) or stop.is_set() or over:
                     break
                 nd = acc.next_deadline()
-                wake = due if nd is None else min(due, nd)
-                await _wait(prober.changed, (wake - now) / NS)
-            if stop.is_set():
+                wake = due if not full else (nd if nd is not None else now + NS // 1000)
+                if nd is not None:
+                    wake = min(wake, nd)
+                if end_ns is not None:
+                    wake = min(wake, end_ns)
+                await _wait(prober.changed, max(0, wake - now) / NS)
+            if stop.is_set() or (over and (full or now - due > slack_ns)):
                 break
             prober.send(seq)
+            last_send_ns = time.perf_counter_ns()
+            if seq == 0:
+                first_send = now
             seq += 1
-            if interval_ns == 0:
+            if start + seq * interval_ns <= last_send_ns:
+                # As fast as possible (-i 0) or behind schedule: the next probe is due already.
+                # Yield to the loop so replies are read (and timeouts run) between probes.
                 await asyncio.sleep(0)
+        # Sending time: from the first probe until the next one would have been due.
+        send_ns = 0 if seq == 0 else (last_send_ns - first_send) + interval_ns
         # The last replies: wait until every probe is answered or timed out (after Ctrl-C, only
         # a short grace for replies already in flight).
         hurry = stop.is_set()
@@ -676,9 +747,13 @@ async def measure_target(prober: Prober, stop: asyncio.Event) -> TargetResult:
                 if now >= grace_end:
                     break
                 nd = min(nd, grace_end)
+            if deadline_ns is not None:
+                if now >= deadline_ns:
+                    break
+                nd = min(nd, deadline_ns)
             await _wait(prober.changed, (nd - now) / NS + 0.0005)
         await prober.final_query(hurry)
-        return prober.result(time.perf_counter_ns() - start)
+        return prober.result(time.perf_counter_ns() - start, send_ns)
     finally:
         prober.close()
 

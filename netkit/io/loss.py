@@ -6,8 +6,18 @@ the next one is due (at least 1 ms, uvloop's timer resolution: shorter sleeps wo
 high rate goes out in small bursts instead of busy-spinning a core. The average rate holds; the
 burst after a stall is capped.
 
+``--duration`` is wall-clock time, whatever the rate: once it has passed, only the packets due
+before it go, in one last burst, and only when they are a stall's catch-up (``MAX_BURST_S``
+worth). A burst reads the clock for every packet's send time anyway and gives the loop back
+after ``SLICE_NS`` (so replies are read while the sender catches up, and Ctrl-C is seen at
+once). A rate the sender cannot reach ends on time all the same; the result's sending time
+gives the achieved rate.
+
 Replies are drained per wake-up with ``recv_into`` (no kernel timestamps: at 100k packets/s the
 RTTs feed only jitter, and the monotonic receive time of the batch is good enough for that).
+The receive buffer is sized for the rate (``receive_buffer_bytes``), and the socket's own drop
+counter, read before and after, says how many replies this host dropped: reported apart, never
+as loss.
 """
 
 from __future__ import annotations
@@ -21,14 +31,21 @@ from collections.abc import Callable
 from netkit.core import packet
 from netkit.core.accounting import Accounting
 from netkit.core.errors import CheckFailed
-from netkit.core.latency_models import REFLECTOR_NETKIT, REFLECTOR_PLAIN, LossConfig, TargetResult
+from netkit.core.latency_models import (
+    REFLECTOR_NETKIT,
+    REFLECTOR_PLAIN,
+    LossConfig,
+    TargetResult,
+    receive_buffer_bytes,
+)
 from netkit.core.targets import Target
 from netkit.io.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
 from netkit.io.resolve import resolve
-from netkit.io.udp_buffers import tune_buffers
+from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
 
 MIN_SLEEP_S = 0.001  # uvloop timers have 1 ms resolution: shorter sleeps would spin
 MAX_BURST_S = 0.05  # after a stall, catch up at most this much of the schedule at once
+SLICE_NS = 5_000_000  # the longest one burst keeps the loop (replies wait meanwhile)
 
 Progress = Callable[[Accounting, int], None]
 
@@ -61,15 +78,17 @@ class LossStream:
         self._loop = asyncio.get_running_loop()
         self.changed = asyncio.Event()
         self.send_elapsed_ns = 0
+        self._drops_at_open: int | None = None
 
     async def open(self) -> None:
         res = await resolve(self.target.host, self.target.port, family=self.cfg.family, type=socket.SOCK_DGRAM)
         self.address = res.address
         sock = socket.socket(res.family, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        tune_buffers(sock)
+        tune_buffers(sock, receive_buffer_bytes(self.cfg.rate_pps, self.size, BUFFER_BYTES))
         sock.connect(res.sockaddr)
         self.sock = sock
+        self._drops_at_open = socket_drops(sock)
         self._loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -128,19 +147,29 @@ class LossStream:
         session = self.session
         key = self.key  # issue 10: sign each probe after encoding it
         from netkit.core.keyed import sign_probe_into as sign
-        start = time.perf_counter_ns()
+        clock = time.perf_counter_ns
+        start = clock()
+        end = start + round(cfg.duration_s * NS)
         last_expire = start
         last_progress = start
         seq = 0
+        now = start
+        # Past the end, the packets that were due before it still go in one last burst when they
+        # are no more than a stall's catch-up (MAX_BURST_S worth: a timer or the scheduler woke
+        # the sender late); a sender further behind cannot reach the rate and stops at the end.
         while seq < total and not stop.is_set():
-            now = time.perf_counter_ns()
-            due = min(total, int((now - start) * rate / NS) + 1)
+            late = now >= end
+            if late and total - seq > max_burst:
+                break
+            due = total if late else min(total, int((now - start) * rate / NS) + 1)
             if due - seq > max_burst:
                 due = seq + max_burst
-            clock = time.perf_counter_ns
+            slice_end = now + SLICE_NS if late else min(end, now + SLICE_NS)
             while seq < due:
-                now = clock()
-                encode(buf, session, seq, now)
+                t = clock()
+                if t >= slice_end:
+                    break
+                encode(buf, session, seq, t)
                 if key is not None:
                     sign(key, buf)
                 try:
@@ -152,17 +181,23 @@ class LossStream:
                     self.error = "port unreachable (nothing listening)"
                 except OSError as exc:
                     self.error = exc.strerror or str(exc)
-                acc.on_sent(seq, now)
+                acc.on_sent(seq, t)
                 seq += 1
-            now = time.perf_counter_ns()
+            now = clock()
             if now - last_expire > 10_000_000:
                 acc.expire(now)
                 last_expire = now
             if progress is not None and now - last_progress > 250_000_000:
                 progress(acc, now - start)
                 last_progress = now
-            next_due = start + int((seq) * NS / rate)
-            await asyncio.sleep(max(MIN_SLEEP_S, (next_due - time.perf_counter_ns()) / NS))
+            if late:
+                break
+            next_due = start + int(seq * NS / rate)
+            if next_due <= now:
+                await asyncio.sleep(0)  # behind: read the replies, then catch up at once
+            else:
+                await asyncio.sleep(max(MIN_SLEEP_S, (min(next_due, end) - now) / NS))
+            now = clock()
         self.send_elapsed_ns = time.perf_counter_ns() - start
         grace_end = time.perf_counter_ns() + int(STOP_GRACE_S * NS)
         while acc.outstanding:
@@ -193,10 +228,17 @@ class LossStream:
         if count is not None:
             self.acc.on_reflector_count(count, final=True)
 
+    def local_drops(self) -> int | None:
+        """Replies this host's socket buffer dropped since ``open`` (None: not measured)."""
+        if self.sock is None or self._drops_at_open is None:
+            return None
+        now = socket_drops(self.sock)
+        return None if now is None else max(0, now - self._drops_at_open)
+
     def _result(self, elapsed_ns: int) -> TargetResult:
         return TargetResult(
-            target=self.label, address=self.address, acc=self.acc.finish(), reflector=self.reflector,
-            error=self.error, elapsed_ns=elapsed_ns,
+            target=self.label, address=self.address, acc=self.acc.finish(local_drops=self.local_drops()),
+            reflector=self.reflector, error=self.error, elapsed_ns=elapsed_ns, send_ns=elapsed_ns,
         )
 
     def close(self) -> None:

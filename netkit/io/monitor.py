@@ -9,9 +9,12 @@ One round for one target has two phases, both from the existing cores:
    probes ``packet_interval`` apart, exactly as ``netkit measure latency`` sends them. icmp has
    no phase 1: its echo train is the probe.
 
-Every round is bounded: phase 1 gets the round's deadline (90% of the interval), phase 2 is
-told to stop at it (what was not answered by then counts as lost), and a hard ``wait_for``
-catches anything else. A target's exception becomes an ``error`` round for that target only.
+Every round is bounded: phase 1 gets the round's deadline (90% of the interval); phase 2 gets
+it as ``measure_target``'s deadline, so it sends no packet that could not be answered by then
+(the config check makes the packets fit a round; when reachability ran long, with retries or
+a slow name lookup, the round sends what still fits and the monitor says so once per target),
+and a hard ``wait_for`` catches anything else. A target's exception becomes an
+``error`` round for that target only.
 
 Targets sharing an interval form a group whose rounds run together (one jsonl line per group
 round). Metrics come from :class:`MonitorCollector`, a ``prometheus_client`` custom collector
@@ -27,6 +30,7 @@ import asyncio
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -74,10 +78,16 @@ def load_config(path: str | None, cli: CliSettings) -> MonitorConfig:
 
 
 # ----- one round for one target ---------------------------------------------------------------
-async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK) -> TargetRound:
-    """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``."""
-    import netkit.io.latency as latency_mod
-    from netkit.io.latency import PROBERS, measure_target
+async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
+                      on_cut: Callable[[int], None] | None = None) -> TargetRound:
+    """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``.
+
+    The latency packets get the round's bound as their deadline: none is sent that could not be
+    answered within its timeout before the bound. The config check makes the packets alone fit
+    the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
+    ``on_cut`` gets the number sent so the caller can say so.
+    """
+    from netkit.io.latency import PROBERS, UdpProber, measure_target
     from netkit.io.probe import ProbeOptions, Prober
 
     start = clock.now_ns()
@@ -98,41 +108,27 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK) -> Targ
             return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
                                  address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
                                  duration_ns=clock.now_ns() - start)
-    # measure_target grants replies in flight a short grace after ``stop``: stop that much earlier.
-    left_s = (deadline - clock.now_ns()) / NS - float(getattr(latency_mod, "STOP_GRACE_S", 0.0))
-    sent = received = lost = 0
-    rtts: list[int] = []
-    latency_error: str | None = None
-    if left_s > 0:
-        cfg = LatencyConfig(method=t.method, count=t.packets, interval_s=t.packet_interval_s,
-                            timeout_s=t.timeout_s)
-        prober = PROBERS[t.method](t.name, t.host, t.port, cfg, None)
-        # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
-        # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
-        prober.final_query = _no_final_query  # type: ignore[method-assign]
-        stop = asyncio.Event()
-        handle = asyncio.get_running_loop().call_later(left_s, _stop_prober, stop, prober)
-        try:
-            lat = await measure_target(prober, stop)
-        finally:
-            handle.cancel()
-        sent, received, lost = lat.acc.sent, lat.acc.received, lat.acc.lost
-        rtts = list(lat.acc.rtts_ns)
-        latency_error = lat.error
-        address = address or lat.address
-    return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error, address=address,
-                         sent=sent, received=received, lost=lost, rtts_ns=rtts, latency_error=latency_error,
+    cfg = LatencyConfig(method=t.method, count=t.packets, interval_s=t.packet_interval_s, timeout_s=t.timeout_s)
+    prober = PROBERS[t.method](t.name, t.host, t.port, cfg, None)
+    # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
+    # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
+    prober.final_query = _no_final_query  # type: ignore[method-assign]
+    # Nor does it export local drops: skip the two scans of the kernel's UDP table per round.
+    if isinstance(prober, UdpProber):
+        prober.count_local_drops = False
+    # measure_target reads the monotonic clock itself: carry the bound over to it.
+    deadline_mono = time.perf_counter_ns() + (deadline - clock.now_ns())
+    lat = await measure_target(prober, asyncio.Event(), deadline_ns=deadline_mono)
+    if lat.acc.sent < t.packets and on_cut is not None and lat.error is None:
+        on_cut(lat.acc.sent)
+    return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
+                         address=address or lat.address, sent=lat.acc.sent, received=lat.acc.received,
+                         lost=lat.acc.lost, rtts_ns=list(lat.acc.rtts_ns), latency_error=lat.error,
                          duration_ns=clock.now_ns() - start)
 
 
 async def _no_final_query(*_args: Any, **_kwargs: Any) -> None:
     return None
-
-
-def _stop_prober(stop: asyncio.Event, prober: Any) -> None:
-    # measure_target waits on prober.changed between sends; wake it so it sees ``stop``.
-    stop.set()
-    prober.changed.set()
 
 
 # ----- metrics --------------------------------------------------------------------------------
@@ -262,6 +258,7 @@ class Monitor:
         self.textfile = config.textfile
         self._rounds_done: dict[float, int] = {}
         self._textfile_error: str | None = None
+        self._cut_warned: set[tuple[str, str]] = set()
         self.reloads = 0
 
     @property
@@ -286,11 +283,21 @@ class Monitor:
         self._textfile_error = None
 
     # ----- rounds ------------------------------------------------------------------------------
+    def _round_cut(self, t: MonitorTarget, sent: int) -> None:
+        """Say once per target that a round ran out of time before its last latency packets."""
+        if t.key in self._cut_warned:
+            return
+        self._cut_warned.add(t.key)
+        self.on_warning(f"{t.name}: a round reached its bound of {t.budget_s:g}s after {sent} of {t.packets} "
+                        "latency packets (the reachability phase or name lookup ran long); the rest were not "
+                        "sent, and rounds that run short again are not reported")
+
     async def _safe_round(self, t: MonitorTarget, sem: asyncio.Semaphore) -> TargetRound:
         async with sem:
             start = self.clock.now_ns()
             try:
-                return await asyncio.wait_for(probe_round(t, clock=self.clock), t.budget_s + HARD_MARGIN_S)
+                return await asyncio.wait_for(probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n)),
+                                              t.budget_s + HARD_MARGIN_S)
             except asyncio.TimeoutError:
                 return error_round(t, f"round overran its bound of {t.budget_s:g}s", self.clock.now_ns() - start)
             except NetkitError as exc:

@@ -6,6 +6,16 @@ tests, selftest and benchmarks can run in-process (or as ``python -m netkit.io.r
 
 It reads with ``add_reader`` and drains the socket per wake-up (``recvfrom_into`` until EAGAIN),
 which keeps up with 100k probes/s where a per-datagram protocol callback would not.
+
+What it never answers (:class:`netkit.core.limits.ReplyPolicy`, counted in ``not_answered``):
+its own address (a datagram spoofed from the reflector to itself would echo forever), the source
+ports of services that answer anything (echo, chargen, DNS, NTP...: see ``REFLECTION_PORTS``), a
+netkit probe that is already a reply (another reflector's), the same plain datagram from the same
+sender more than a few times a second (two echo servers pointed at each other), and past
+``DEFAULT_REPLIES_PER_SOURCE`` replies per second to one address.
+
+``datagrams_out``/``bytes_out`` count what the kernel accepted (``sendto`` returned); a refused
+send (buffer full, unreachable) is counted in ``send_errors`` and never as sent.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from netkit.core import packet
+from netkit.core.limits import DEFAULT_REPLIES_PER_SOURCE, ReplyPolicy
 from netkit.io.reflector import Reflector
 from netkit.io.udp_buffers import tune_buffers
 
@@ -26,9 +38,13 @@ _BATCH = 256  # datagrams per wake-up before yielding to the loop
 
 
 class ReflectorServer:
-    """A bound UDP socket that answers each datagram with ``Reflector.reflect``."""
+    """A bound UDP socket that answers each datagram with ``Reflector.reflect``.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, reflector: Reflector | None = None) -> None:
+    ``replies_per_source``: the per-source reply bound (None: none; for benchmarks only).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, reflector: Reflector | None = None, *,
+                 replies_per_source: float | None = DEFAULT_REPLIES_PER_SOURCE) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
@@ -37,12 +53,25 @@ class ReflectorServer:
         self.reflector = reflector or Reflector()
         self._buf = bytearray(65536)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.datagrams_in = 0
+        self.bytes_in = 0
+        self.datagrams_out = 0
+        self.bytes_out = 0
         self.send_errors = 0
+        bound_host, bound_port = self.address
+        wildcard = bound_host in ("0.0.0.0", "::")
+        self.policy = ReplyPolicy(bound_port, own_addresses(bound_host), wildcard=wildcard,
+                                  rate=replies_per_source)
 
     @property
     def address(self) -> tuple[str, int]:
         host, port = self.sock.getsockname()[:2]
         return host, port
+
+    @property
+    def not_answered(self) -> dict[str, int]:
+        """Datagrams not answered, by reason (see module docstring)."""
+        return dict(self.policy.counters)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -50,7 +79,11 @@ class ReflectorServer:
 
     def _on_readable(self) -> None:
         sock, buf, reflect = self.sock, self._buf, self.reflector.reflect
+        policy = self.policy
+        own_port, blocked = policy.own_port, policy.blocked_ports
         view = memoryview(buf)
+        clock = time.perf_counter_ns
+        peek, reflected = packet.peek_seq, packet.FLAG_REFLECTED
         for _ in range(_BATCH):
             try:
                 n, addr = sock.recvfrom_into(buf)
@@ -58,12 +91,31 @@ class ReflectorServer:
                 return
             except OSError:
                 return  # ICMP errors from earlier sends surface here; nothing to do
-            reply = reflect(bytes(view[:n]), addr, time.perf_counter_ns())
-            if reply is not None:
-                try:
-                    sock.sendto(reply, addr)
-                except OSError:
-                    self.send_errors += 1
+            self.datagrams_in += 1
+            self.bytes_in += n
+            host, port = addr[0], addr[1]
+            data = bytes(view[:n])
+            # Cheap tests first: the full source check runs only for a suspicious port or a
+            # well-formed probe that is already a reply (REFLECTED set: another reflector's).
+            marked = n > 5 and bool(data[5] & reflected) and peek(data) is not None
+            if (port == own_port or port in blocked or marked) and policy.refuse_source(host, port, data, marked):
+                continue
+            recv_ns = clock()
+            reply = reflect(data, addr, recv_ns)
+            if reply is None:
+                continue
+            # The reflector set REFLECTED: a well-formed probe, carrying the client's sequence
+            # number. Anything else came back verbatim and could be bouncing between two echoes.
+            rewritten = len(reply) > 5 and reply[5] & reflected and not data[5] & reflected
+            if policy.refuse_reply(host, port, data, bool(rewritten), recv_ns):
+                continue
+            try:
+                sent = sock.sendto(reply, addr)
+            except OSError:
+                self.send_errors += 1  # not sent: never counted as sent
+                continue
+            self.datagrams_out += 1
+            self.bytes_out += sent
 
     def close(self) -> None:
         if self._loop is not None:
@@ -75,10 +127,25 @@ class ReflectorServer:
         self.sock.close()
 
 
+def own_addresses(bound_host: str) -> frozenset[str]:
+    """The addresses a socket bound to ``bound_host`` receives on: itself, or every local address."""
+    if bound_host not in ("0.0.0.0", "::"):
+        return frozenset({bound_host})
+    import psutil
+
+    try:
+        found = {a.address.split("%", 1)[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+                 if a.family in (socket.AF_INET, socket.AF_INET6)}
+    except OSError:
+        found = set()
+    return frozenset(found)
+
+
 @contextmanager
-def reflector_in_thread(host: str = "127.0.0.1", port: int = 0) -> Iterator[ReflectorServer]:
+def reflector_in_thread(host: str = "127.0.0.1", port: int = 0,
+                        reflector: Reflector | None = None) -> Iterator[ReflectorServer]:
     """Run a ReflectorServer on its own event loop in a daemon thread (tests, benchmarks)."""
-    server = ReflectorServer(host, port)
+    server = ReflectorServer(host, port, reflector)
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
@@ -118,7 +185,8 @@ async def serve(host: str, port: int, stop: Any = None) -> dict[str, int]:
             await stop.wait()
     finally:
         server.close()
-    return dict(server.reflector.stats)
+    return {**server.reflector.stats, **server.not_answered, "datagrams_in": server.datagrams_in,
+            "datagrams_out": server.datagrams_out, "send_errors": server.send_errors}
 
 
 def main(argv: list[str] | None = None) -> int:

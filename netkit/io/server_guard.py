@@ -119,7 +119,10 @@ class Guard:
         self.sources = SourceLimiter(rate) if rate else None
         self.sessions = SessionTable(
             max_sessions=self.limits.max_sessions, max_duration_ns=self.limits.max_duration_ns,
-            replay=key is not None, keep_ns=freshness_ns,
+            # A session id stays acceptable while its wall-clock second is within freshness (+1 s)
+            # of ours, on either side: forgetting a session sooner than 2 x freshness after it was
+            # last seen would let its recorded packets be accepted again as a "new" session.
+            replay=key is not None, keep_ns=2 * freshness_ns + 2_000_000_000,
         )
         self.replays = keyed.ReplayCache(ttl_ns=2 * freshness_ns)
         self.tcp_sessions = 0
@@ -168,7 +171,7 @@ class Guard:
         if self.key is not None:
             if ids is None or not keyed.verify_probe(self.key, data):
                 return self.reject("rejected_by_key", "bad-key", addr, now_ns)
-            if not self.sessions.known(ids[0]) and not keyed.session_fresh(
+            if not self.sessions.known(ids[0], now_ns) and not keyed.session_fresh(
                     ids[0], self.wall_clock(), self.freshness_ns):
                 return self.reject("rejected_by_key", "stale-session", addr, now_ns)
         if ids is None:

@@ -7,7 +7,10 @@ Public API of :class:`TcpServer` (the ``server`` object handed to measurement se
     A frozen :class:`netkit.core.serve_models.TcpServerConfig`: ``host``, ``port``, ``mode``
     (echo|discard|source|reply), ``reply`` (bytes), ``max_conns``, ``idle_timeout`` (seconds or
     None), ``max_bytes`` (bytes in + out per connection, or None), ``once``, ``high_water``
-    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``).
+    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``),
+    ``max_request`` (largest request frame or reply of a request session), ``sink_threads``.
+``server.sink_pool``
+    The :class:`netkit.io.tcp_sessions.SinkPool` of receive threads shared by plain-TCP sinks.
 ``server.record(transport) -> ConnRecord | None``
     The bookkeeping record of an accepted connection: ``id``, ``peer`` ("host:port"),
     ``opened_ns``, ``bytes_in``, ``bytes_out``. The server creates it when the connection is
@@ -32,6 +35,13 @@ Public API of :class:`TcpServer` (the ``server`` object handed to measurement se
 The server keeps tracking a connection after its hand-over: the idle timeout (fed by
 ``add_bytes``) and the shutdown (``transport.close()`` for every open connection) still apply.
 
+Limits first: ``--max-conns``, ``--allow/--deny`` and the per-source rate are checked when a
+connection is accepted, before any TLS work. With ``--tls`` an admitted connection's socket is
+then handed to a TLS transport (``connect_accepted_socket``) whose handshake must finish within
+``TLS_HANDSHAKE_TIMEOUT_S`` and whose close waits at most ``TLS_SHUTDOWN_TIMEOUT_S``; a failed
+handshake is counted (``errors``, ``tls_handshake_failed``) and ends with a ``close`` event whose
+reason is ``tls-handshake``.
+
 Hot path: after the first bytes are sniffed the connection switches (``set_protocol``) to a
 small protocol per mode whose ``data_received`` does the least possible work; per-connection
 counters are plain attributes and the server's totals are summed on demand. Backpressure:
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import socket
 import ssl
 import time
@@ -50,7 +61,15 @@ from collections.abc import Callable
 from typing import Any
 
 from netkit.core.errors import RuntimeFailure
-from netkit.core.serve_models import TcpServerConfig, TcpServeSummary, close_reason, empty_limits, ms
+from netkit.core.serve_models import (
+    TLS_HANDSHAKE_TIMEOUT_S,
+    TLS_SHUTDOWN_TIMEOUT_S,
+    TcpServerConfig,
+    TcpServeSummary,
+    close_reason,
+    empty_limits,
+    ms,
+)
 from netkit.core.targets import format_host_port
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -59,6 +78,7 @@ SNIFF_WAIT_S = 0.1  # a plain client sending fewer bytes than the header waits a
 SOURCE_CHUNK = bytes(range(256)) * 256  # 64 KiB pattern for --mode source
 SOURCE_BURST = 16  # chunks written per loop turn before yielding (bounded loop)
 STOP_GRACE_S = 1.0  # after close(), connections still open are aborted
+REFUSAL_EVENT_INTERVAL_NS = 1_000_000_000  # a flood of refusals logs one event per second (with the count)
 
 
 def wall_time() -> str:
@@ -225,21 +245,37 @@ MODE_PROTOCOLS: dict[str, type[_ModeProtocol]] = {
 class _Sniff(asyncio.Protocol):
     """First protocol of every connection: bookkeeping, limits, then the session sniff."""
 
-    def __init__(self, server: TcpServer) -> None:
+    def __init__(self, server: TcpServer, rec: ConnRecord | None = None) -> None:
         self.server = server
         self.limit_free = server.config.max_bytes is None
         self.transport: asyncio.Transport | None = None
-        self.rec: ConnRecord | None = None
+        self.rec: ConnRecord | None = rec  # given: a TLS connection admitted at accept (_start_tls)
         self.buf = b""
         self.timer: asyncio.TimerHandle | None = None
         self.decided = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        self.rec = self.server._opened(transport)
-        if self.rec is None:  # refused by --max-conns (already closed and logged)
+        if self.rec is not None:  # the TLS transport of a connection admitted at accept
+            self.server._tls_ready(self.rec, transport)
+            self.begin(transport)  # type: ignore[arg-type]
+            return
+        self.transport = raw = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # Limits are counted here, at accept, before any TLS work: a refused connection costs
+        # one accept and one close, never a handshake or a descriptor held through one.
+        self.rec = self.server._opened(raw)  # type: ignore[arg-type]
+        if self.rec is None:  # refused by --max-conns, --allow/--deny or the per-source rate
             self.decided = True
             return
+        if self.server.tls is not None:
+            self.handshaking = True  # the handshake task reports this connection's end, not us
+            self.server._start_tls(raw, self.rec)  # type: ignore[arg-type]
+            return
+        self.begin(raw)  # type: ignore[arg-type]
+
+    def begin(self, transport: asyncio.Transport) -> None:
+        """The connection is ready for bytes (accepted, or its TLS handshake done)."""
+        self.handshaking = False
+        self.transport = transport
         transport.set_write_buffer_limits(high=self.server.config.high_water)
         self.timer = asyncio.get_running_loop().call_later(SNIFF_WAIT_S, self._timeout)
 
@@ -292,6 +328,7 @@ class _Sniff(asyncio.Protocol):
 
     _eof = False
     _keep_open = False
+    handshaking = False
 
     def eof_received(self) -> bool:
         if not self.decided:
@@ -306,7 +343,7 @@ class _Sniff(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         self.decided = True
-        if self.transport is not None:
+        if self.transport is not None and not self.handshaking:
             self.server._lost(self.transport, exc)
 
 
@@ -347,6 +384,10 @@ class TcpServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._sniff_fn: Callable[[bytes], bool | None] | None = None
         self._magic_len = 64
+        self._tls_failed = 0
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._refusal_event_ns: int | None = None
+        self.sink_pool: Any = None  # tcp_sessions.SinkPool: receive threads shared by plain sinks
 
     # ----- public API for sessions ------------------------------------------------------------
     def record(self, transport: asyncio.BaseTransport) -> ConnRecord | None:
@@ -400,15 +441,15 @@ class TcpServer:
 
             self._sniff_fn = tcp_sessions.sniff
             self._magic_len = int(getattr(tcp_sessions, "MAGIC_LEN", 64))
+            self.sink_pool = tcp_sessions.SinkPool(self.config.sink_threads)
         except ImportError:  # pragma: no cover - sessions are part of the package
             self._sniff_fn = None
-        kwargs: dict[str, Any] = {}
-        if self.tls is not None:
-            kwargs.update(ssl=self.tls, ssl_handshake_timeout=10.0)
         try:
+            # Plain TCP even with --tls: _Sniff starts TLS itself once the limits admitted the
+            # connection (see _start_tls), so --max-conns and the guard count at accept.
             self._server = await loop.create_server(
                 lambda: _Sniff(self), self.config.host, self.config.port,
-                backlog=self.config.backlog, reuse_address=True, **kwargs,
+                backlog=self.config.backlog, reuse_address=True,
             )
         except OSError as exc:
             where = format_host_port(self.config.host, self.config.port)
@@ -433,6 +474,8 @@ class TcpServer:
         self.stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for task in list(self._handshakes):
+            task.cancel()
         if self._server is not None:
             self._server.close()
         for rec in list(self._conns.values()):
@@ -463,7 +506,7 @@ class TcpServer:
             bytes_in=self._closed_in + open_in, bytes_out=self._closed_out + open_out,
             errors=self._errors, limits_hit=dict(self._limits), sessions=self._sessions,
             elapsed_ms=ms(time.perf_counter_ns() - self._start_ns) if self._start_ns else 0.0,
-            stopped_by=stopped_by,
+            stopped_by=stopped_by, tls_handshake_failed=self._tls_failed,
         )
 
     @property
@@ -477,8 +520,13 @@ class TcpServer:
         if self.stopping or (limit is not None and len(self._conns) >= limit):
             if not self.stopping:
                 self._limits["max_conns"] += 1
-                self.emit("limit", limit="max_conns", id=None, peer=peer, value=limit)
-            transport.close()  # a clean FIN (close_notify over TLS), not a reset
+                now = time.perf_counter_ns()
+                last = self._refusal_event_ns
+                if last is None or now - last >= REFUSAL_EVENT_INTERVAL_NS:  # a flood logs once a second
+                    self._refusal_event_ns = now
+                    self.emit("limit", limit="max_conns", id=None, peer=peer, value=limit,
+                              count=self._limits["max_conns"])
+            transport.close()  # a clean FIN (plain TCP: TLS has not started), not a reset
             return None
         # issue 10: --allow/--deny and the per-source rate (counted and logged by the guard)
         if self.guard is not None and not self.guard.admit(transport.get_extra_info("peername") or peer,
@@ -520,9 +568,66 @@ class TcpServer:
 
     def _limit(self, rec: ConnRecord, which: str) -> None:
         rec.reason = which.replace("_", "-")
-        self._limits[which] += 1
-        value = self.config.max_bytes if which == "max_bytes" else self.config.idle_timeout
+        self._limits[which] = self._limits.get(which, 0) + 1
+        from netkit.core.serve_models import REQUEST_AMPLIFICATION
+
+        value = {"max_bytes": self.config.max_bytes, "idle_timeout": self.config.idle_timeout,
+                 "max_request": self.config.max_request, "amplification": REQUEST_AMPLIFICATION}.get(which)
         self.emit("limit", limit=which, id=rec.id, peer=rec.peer, value=value)
+
+    def _start_tls(self, raw: asyncio.Transport, rec: ConnRecord) -> None:
+        """Hand an admitted connection's socket to a TLS transport (handshake bounded in time).
+
+        The plain transport is dropped inside ``connection_made``, before the loop has read a byte
+        (uvloop starts reading right after ``connection_made``, whatever the protocol asked): the
+        ClientHello stays in the kernel for the TLS transport made from a duplicate descriptor.
+        """
+        sock = raw.get_extra_info("socket")
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except (AttributeError, OSError, ValueError) as exc:
+            rec.reason = "error"
+            raw.close()
+            self.error(f"connection {rec.id} {rec.peer}: cannot start TLS: {exc}")
+            return
+        raw.abort()  # closes the loop's descriptor only; the connection lives on in ``dup``
+        task = asyncio.ensure_future(self._handshake(dup, raw, rec))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, dup: socket.socket, raw: asyncio.BaseTransport, rec: ConnRecord) -> None:
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _Sniff(self, rec), dup, ssl=self.tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S,
+            )
+        except asyncio.CancelledError:  # the server is stopping
+            self.closed(raw, "server-stop")
+            raise
+        except Exception as exc:  # a failed or timed-out handshake: counted, shown, closed
+            if raw not in self._conns:
+                return  # the server already ended it (stop)
+            self._tls_failed += 1
+            from netkit.io.tls import tls_error_message
+
+            if isinstance(exc, TimeoutError) or "longer than" in str(exc):  # uvloop: ConnectionAbortedError
+                why = f"TLS handshake not done within {TLS_HANDSHAKE_TIMEOUT_S:g}s"
+            else:
+                why = tls_error_message(exc)
+            rec.reason = "tls-handshake"
+            self.closed(raw, "tls-handshake", why)
+
+    def _tls_ready(self, rec: ConnRecord, tls: asyncio.BaseTransport) -> None:
+        """The handshake is done: the connection is now its TLS transport for sessions and limits."""
+        old = rec.transport
+        self._conns.pop(old, None)
+        rec.transport = tls
+        if rec.closed or self.stopping:
+            tls.close()
+            return
+        self._conns[tls] = rec
 
     def _lost(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
         self.closed(transport, *close_reason(exc))

@@ -6,12 +6,15 @@ kernel's speed (ANCHORS: 38 Gbit/s on loopback with 1 MiB buffers, more than ipe
 per-chunk Python object and no event-loop overhead. ``socket.sendfile`` was measured slower
 (20 Gbit/s) on loopback, so it is not used.
 
-Every data socket is blocking with kernel-level ``SO_SNDTIMEO``/``SO_RCVTIMEO``: a stalled peer
-ends the stream with an error instead of hanging, and no ``poll()`` is added before each call
-(Python's own socket timeout would add one).
+Every data socket is blocking with kernel-level ``SO_SNDTIMEO``/``SO_RCVTIMEO`` of ``IO_TICK_S``:
+a call blocked behind a full buffer returns every tick, so a worker sees the deadline and stop
+requests whatever the path does, and no ``poll()`` is added before each call (Python's own socket
+timeout would add one).
 
 The main thread is the clock: it samples the per-stream byte counters at each interval tick
-(reads of plain ints written by one thread each), emits interval rows, and ends the test.
+(reads of plain ints written by one thread each), emits interval rows, watches every stream's
+progress (bytes acknowledged by the peer, or read), and ends the test: at the deadline, on a stop
+request, or when no stream has moved a byte for ``STALL_S`` (a stalled path is a failure).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from netkit.core import session_header as sh
 from netkit.core.errors import CheckFailed
@@ -39,6 +41,7 @@ from netkit.core.throughput_models import (
     TcpInfo,
     ThroughputConfig,
     ThroughputResult,
+    after_omit,
     interval_row,
     overall_counted_by,
     parse_tcp_info,
@@ -50,12 +53,18 @@ from netkit.io.resolve import resolve_error
 IntervalSink = Callable[[IntervalRow], None]
 ProgressSink = Callable[[float], None]
 
-STREAM_IO_TIMEOUT_S = 10.0  # no byte moved for this long: the stream has failed
-REPORT_TIMEOUT_S = 10.0  # how long a sender waits for the netkit server's count
-JOIN_TIMEOUT_S = 15.0
+# A blocked send/recv on a data socket returns after IO_TICK_S (kernel SO_SNDTIMEO/SO_RCVTIMEO), so a
+# worker stuck behind a stalled path still sees the deadline and stop requests within a tick.
+IO_TICK_S = 0.2
+STREAM_IO_TIMEOUT_S = IO_TICK_S  # the kernel timeout set on every data socket (name kept for callers)
+STALL_S = 5.0  # no byte acknowledged (sender) or read (receiver) for this long: the data path has stalled
+END_GRACE_S = 5.0  # after the deadline: at most this long to deliver what was queued and get the count
+REPORT_TIMEOUT_S = END_GRACE_S  # how long a sender waits for the netkit server's count
+JOIN_TIMEOUT_S = END_GRACE_S + 2.0
 RECV_BUF_MIN = 1024 * 1024  # fewer, larger reads: less CPU per GB
 PROGRESS_EVERY_NS = 200_000_000
 CUT_CHECK_EVERY = 16  # sends between peeks for an early server report (issue 10, --max-duration)
+_SIOCOUTQ = 0x5411  # Linux: bytes in a TCP socket's send queue not yet acknowledged (TIOCOUTQ)
 
 
 def tcp_info(sock: socket.socket) -> TcpInfo | None:
@@ -67,6 +76,17 @@ def tcp_info(sock: socket.socket) -> TcpInfo | None:
         return parse_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, opt, 256))
     except OSError:
         return None
+
+
+def unacked_bytes(sock: socket.socket) -> int | None:
+    """Bytes this socket has queued that the peer has not acknowledged (Linux SIOCOUTQ), or None."""
+    try:
+        import fcntl
+
+        raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (ImportError, OSError, ValueError):
+        return None
+    return max(0, int(struct.unpack("i", raw)[0]))
 
 
 def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
@@ -96,6 +116,14 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+def stall_text(seconds: float) -> str:
+    return (f"no data got through for {seconds:g}s: the path or the peer stopped passing data "
+            "(the connection is open)")
+
+
+_WAITING = (BlockingIOError, TimeoutError, InterruptedError)  # a kernel timeout tick: nothing moved
+
+
 class StreamWorker:
     """One data stream: a thread that sends or receives as fast as the kernel allows.
 
@@ -103,6 +131,10 @@ class StreamWorker:
     half-closes and reads the server's report; receiver sends GO, half-closes to stop and finds
     the report in the last bytes), ``iperf3`` (raw data; the control connection ends it) or
     ``plain`` (raw data; sender-side counting).
+
+    Progress is what reached the other end: for a sender the bytes the peer acknowledged (queued
+    minus SIOCOUTQ), for a receiver the bytes read. A sender's own count keeps growing while its
+    socket buffer fills, so it cannot tell a stalled path from a slow one.
     """
 
     def __init__(self, sid: int, direction: str, sock: socket.socket, proto: str, send_view: memoryview,
@@ -118,20 +150,48 @@ class StreamWorker:
         self.deadline_ns = 0
         self.stopping = False
         self.draining = False
+        self.drain_deadline_ns = 0
         self.start_ns = 0
         self.stop_ns = 0  # sender: last send returned; receiver: last byte arrived
         self.tail = b""
         self.error: str | None = None
+        self.remark: str | None = None  # something the figures should be read with (not a failure)
+        self.stalled = False  # no progress for STALL_S: the path stopped passing data
         self.report: sh.Report | None = None
+        self.report_ns = 0  # when the report was read (the receiver's end, one trip later)
         self.info: TcpInfo | None = None
         self.eof = False
         self.cut = False  # issue 10: the server ended the stream before the client did
+        self._seen = -1  # progress as last looked at, and when it last moved
+        self._seen_ns = 0
+        self._fin = 0  # 1 once we half-closed: the FIN takes one place in the send queue's sequence
         self.thread = threading.Thread(target=self._run, name=f"netkit-stream-{sid}", daemon=True)
 
     def start(self, start_ns: int, deadline_ns: int) -> None:
         self.start_ns = start_ns
         self.deadline_ns = deadline_ns
+        self._seen, self._seen_ns = self.progress(), start_ns
         self.thread.start()
+
+    # ----- progress -----------------------------------------------------------------------------
+    def progress(self) -> int:
+        """Bytes that reached the other end so far (see the class docstring)."""
+        if self.direction == SEND:
+            queued = self.bytes + self._fin  # read before the queue: a send in between only lowers the figure
+            unacked = unacked_bytes(self.sock)
+            return queued if unacked is None else max(0, queued - unacked)
+        return self.bytes
+
+    def idle_ns(self, now_ns: int) -> int:
+        """How long progress has not grown (called by one thread at a time)."""
+        p = self.progress()
+        if p > self._seen:
+            self._seen, self._seen_ns = p, now_ns
+        return now_ns - self._seen_ns
+
+    def mark_stalled(self) -> None:
+        self.stalled = True
+        self.error = self.error or stall_text(STALL_S)
 
     # ----- the hot loops ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -142,7 +202,7 @@ class StreamWorker:
                 self._recv_loop()
         except OSError as exc:
             if not self.stopping or self.direction == SEND:
-                self.error = _oserror_text(exc)
+                self.error = self.error or _oserror_text(exc)
         finally:
             if self.stop_ns == 0:
                 self.stop_ns = time.perf_counter_ns()
@@ -150,11 +210,15 @@ class StreamWorker:
     def _drain(self) -> None:
         """Plain servers may answer (an echo service): read and drop, so neither side stalls."""
         buf = bytearray(65536)
-        try:
-            while self.sock.recv_into(buf):
-                pass
-        except OSError:
-            pass
+        while True:
+            try:
+                if not self.sock.recv_into(buf):
+                    return
+            except _WAITING:
+                if self.eof or self.sock.fileno() < 0:
+                    return
+            except OSError:
+                return
 
     def _send_loop(self) -> None:
         if self.proto == "plain":
@@ -162,12 +226,15 @@ class StreamWorker:
         send = self.sock.send
         view = self.send_view
         now = time.perf_counter_ns
-        deadline = self.deadline_ns
         peek = self.proto == "netkit"
         sends = 0
         while True:
-            self.bytes += send(view)
-            if now() >= deadline or self.stopping:
+            try:
+                self.bytes += send(view)  # a partial send after a kernel timeout tick counts what went
+            except _WAITING:
+                pass  # a tick without room in the socket buffer: look at the deadline below
+            # the deadline is read each time round: the clock moves it to 0 to end the test early
+            if now() >= self.deadline_ns or self.stopping:
                 break
             sends += 1
             if peek and sends % CUT_CHECK_EVERY == 0 and self._server_ended():
@@ -177,23 +244,64 @@ class StreamWorker:
         if self.proto == "iperf3":
             self.info = tcp_info(self.sock)
             return
+        self._fin = 1
         self.sock.shutdown(socket.SHUT_WR)
         if self.proto == "netkit":
-            self.sock.settimeout(REPORT_TIMEOUT_S)
-            try:
-                data = _recv_exact(self.sock, sh.REPORT_LEN)
-            except (TimeoutError, BlockingIOError):
-                data = b""
-            if not data:
+            data = self._await_report()
+            pending = max(0, (unacked_bytes(self.sock) or 0) - self._fin)  # data bytes not yet acknowledged
+            if self.error:  # stalled while waiting: that says more than "no count"
+                pass
+            elif not data and pending:
+                # Still moving, slowly: -t bounds the run, so the count that would come later is
+                # lost. A slow path is a result, not a failure: say so and keep the sender's figures.
+                self.remark = (f"the server's byte count did not come within {REPORT_TIMEOUT_S:g}s after the "
+                              f"test: {pending} bytes were still on their way (figures are the sender's)")
+            elif not data:
                 # Nothing came back at all: the server (or the path to it) is gone, not confused.
                 self.error = (f"the server sent no byte count within {REPORT_TIMEOUT_S:g}s after the test: "
                               "the server or the path to it went away (figures are the sender's)")
             else:
+                self.report_ns = now()
                 try:
                     self.report = sh.decode_report(data)
                 except sh.HeaderError as exc:
                     self.error = f"bad report from server: {exc}"
+        else:
+            self._await_delivery()
         self.info = tcp_info(self.sock)
+
+    def _end_wait_over(self, t: int, until: int) -> bool:
+        """Give up waiting after the test: the path stalled, or the grace period is over."""
+        if self.stalled or self.idle_ns(t) >= STALL_S * NS:
+            self.mark_stalled()
+            return True
+        return t >= until
+
+    def _await_report(self) -> bytes:
+        """The server's 40-byte count, read while what we queued drains (kernel timeout ticks)."""
+        now = time.perf_counter_ns
+        until = now() + int(REPORT_TIMEOUT_S * NS)
+        parts = bytearray()
+        while len(parts) < sh.REPORT_LEN:
+            try:
+                chunk = self.sock.recv(sh.REPORT_LEN - len(parts))
+            except _WAITING:
+                if self._end_wait_over(now(), until):
+                    break
+                continue
+            if not chunk:
+                break
+            parts += chunk
+        return bytes(parts)
+
+    def _await_delivery(self) -> None:
+        """A plain peer sends no count: wait (bounded) until it acknowledged what we queued."""
+        now = time.perf_counter_ns
+        until = now() + int(END_GRACE_S * NS)
+        while (unacked_bytes(self.sock) or 0) > self._fin:  # the FIN is not data
+            if self._end_wait_over(now(), until):
+                return
+            time.sleep(0.01)
 
     def _server_ended(self) -> bool:
         """Has the server sent its report while we were still sending? (A non-blocking peek.)"""
@@ -214,23 +322,41 @@ class StreamWorker:
         now = time.perf_counter_ns
         keep = sh.REPORT_LEN
         while True:
-            n = recv_into(buf)
+            try:
+                n = recv_into(buf)
+            except _WAITING:
+                # a tick with nothing to read: stop when asked (plain, iperf3) or when the end
+                # of the stream does not come (netkit drain) within the grace period
+                if self.draining and self._end_wait_over(now(), self.drain_deadline_ns):
+                    break
+                if self.stopping and not self.draining:
+                    break
+                continue
             if n == 0:
                 self.eof = True
                 break
             self.bytes += n
             # the report is the last bytes: after our stop, or whenever the server ends first
             # (issue 10: its --max-duration), so keep the tail of every read (40 bytes)
-            self.stop_ns = now() if self.draining or self.proto == "netkit" else self.stop_ns
+            if self.draining or self.proto == "netkit":
+                t = now()
+                self.stop_ns = t
+                if self.draining and t >= self.drain_deadline_ns:
+                    break  # still arriving after the grace period: stop here, -t bounds the run
             self.tail = (self.tail + bytes(buf[max(0, n - keep):n]))[-keep:]
         if self.proto == "netkit":
             if not self.draining:
                 self.cut = True  # EOF before we asked to stop: the server cut the stream
-            try:
-                self.report = sh.decode_report(self.tail)
-                self.bytes -= sh.REPORT_LEN
-            except sh.HeaderError as exc:
-                self.error = f"no report from server at the end of the stream: {exc}"
+            if not self.eof:
+                self.error = self.error or (f"the server's count did not arrive within {END_GRACE_S:g}s "
+                                            "after the test (figures are the client's)")
+            else:
+                self.report_ns = self.stop_ns  # the report is the last bytes of the stream
+                try:
+                    self.report = sh.decode_report(self.tail)
+                    self.bytes -= sh.REPORT_LEN
+                except sh.HeaderError as exc:
+                    self.error = f"no report from server at the end of the stream: {exc}"
         self.info = tcp_info(sock)
 
     # ----- control from the main thread --------------------------------------------------------
@@ -238,6 +364,7 @@ class StreamWorker:
         """Netkit source stream: tell the server to stop (half-close) and drain to its EOF."""
         if not self.eof:  # after a server cut the last byte already set stop_ns
             self.stop_ns = time.perf_counter_ns()
+        self.drain_deadline_ns = time.perf_counter_ns() + int(END_GRACE_S * NS)
         self.draining = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -266,21 +393,9 @@ class StreamWorker:
 
 
 def _oserror_text(exc: OSError) -> str:
-    if isinstance(exc, (BlockingIOError, TimeoutError)):
-        return f"no progress for {STREAM_IO_TIMEOUT_S:g}s: the peer or the path to it went away"
+    if isinstance(exc, _WAITING):
+        return stall_text(STALL_S)
     return exc.strerror or str(exc)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    """Exactly ``n`` bytes, or fewer if the peer closed first (the caller validates)."""
-    parts = bytearray()
-    deadline = time.monotonic() + REPORT_TIMEOUT_S
-    while len(parts) < n and time.monotonic() < deadline:
-        chunk = sock.recv(n - len(parts))
-        if not chunk:
-            break
-        parts += chunk
-    return bytes(parts)
 
 
 # ----- the clock ------------------------------------------------------------------------------------
@@ -310,6 +425,8 @@ class RunClock:
     cpu_user: float = 0.0
     cpu_system: float = 0.0
     interrupted: bool = False
+    measure_start_ns: int = 0  # the end of the omit period (the start when there is none)
+    stalled: bool = False  # every stream stopped making progress: the run ended early
 
 
 def _cpu_times() -> tuple[float, float] | None:
@@ -333,7 +450,9 @@ def run_clock(
     """Start the workers, sample them at each interval until the end (or ``stop``), return rows.
 
     ``watch`` is called at every wake-up (the iperf3 client checks its control connection there).
-    Senders stop themselves at the deadline; the caller ends receivers.
+    Senders stop themselves at the deadline; the caller ends receivers. When no stream has moved
+    data for ``STALL_S`` the run ends at once (a stalled path only burns time) with every stream
+    marked stalled. Interval times restart at 0 at the end of the omit period, as iperf3's do.
     """
     clock = RunClock()
     duration_ns = int(cfg.duration_s * NS)
@@ -341,13 +460,16 @@ def run_clock(
     omit_ns = int(cfg.omit_s * NS)
     cpu0 = _cpu_times()
     t0 = time.perf_counter_ns()
-    clock.start_ns = t0
+    clock.start_ns = clock.measure_start_ns = t0
     for w in workers:
         w.start(t0, t0 + omit_ns + duration_ns)
     rows: list[IntervalRow] = []
     last = [w.bytes for w in workers]
     prev = 0
+    base = 0  # interval times are relative to this: 0, then the end of the omit period
     total_ns = omit_ns + duration_ns
+    watched = [w for w in workers if hasattr(w, "idle_ns")]  # UDP workers duck-type without it
+    stall_ns = int(STALL_S * NS)
     for tick in tick_times(total_ns, interval_ns, omit_ns):
         target = t0 + tick
         while True:
@@ -356,9 +478,7 @@ def run_clock(
                 break
             if all(not w.thread.is_alive() for w in workers):
                 break  # every stream ended early (errors): stop waiting
-            wait_ns = target - now
-            if on_progress is not None:
-                wait_ns = min(wait_ns, PROGRESS_EVERY_NS)
+            wait_ns = min(target - now, PROGRESS_EVERY_NS)  # wake often enough to see a stall
             if stop is not None:
                 if stop.wait(wait_ns / NS):
                     break
@@ -368,19 +488,28 @@ def run_clock(
                 on_progress((time.perf_counter_ns() - t0) / NS)
             if watch is not None:
                 watch()
+            now = time.perf_counter_ns()
+            if watched and all(w.idle_ns(now) >= stall_ns for w in watched):
+                clock.stalled = True
+                for w in watched:
+                    w.mark_stalled()
+                break
         now = time.perf_counter_ns()
         interrupted = stop is not None and stop.is_set()
-        ended = all(not w.thread.is_alive() for w in workers)
-        end = min(now, target) if not (interrupted or ended) else now
+        ended = clock.stalled or all(not w.thread.is_alive() for w in workers)
+        end = min(now, target)  # an early end (stop, stall, errors) is now; a late wake-up is the tick
         cur = [w.bytes for w in workers]
         deltas = [(w.id, w.direction, c - p) for w, c, p in zip(workers, cur, last, strict=True)]
         rel = end - t0
-        row = interval_row(prev, rel, deltas, omitted=rel <= omit_ns and omit_ns > 0)
+        omitted = omit_ns > 0 and base == 0 and rel <= omit_ns
+        row = interval_row(prev - base, rel - base, deltas, omitted=omitted)
         rows.append(row)
         if on_interval is not None:
             on_interval(row)
         last, prev = cur, rel
         if omit_ns > 0 and tick == omit_ns:
+            base = rel
+            clock.measure_start_ns = t0 + rel
             for w, c in zip(workers, cur, strict=True):
                 w.bytes_at_omit = c
         if interrupted or ended:
@@ -530,7 +659,7 @@ def measure_throughput(
     recv_size = max(cfg.block_size, RECV_BUF_MIN)
     workers: list[StreamWorker] = []
     for i, (d, sock, extra) in enumerate(opened):
-        set_kernel_timeouts(sock, STREAM_IO_TIMEOUT_S)
+        set_kernel_timeouts(sock, IO_TICK_S)
         workers.append(StreamWorker(i, d, sock, proto, send_view, recv_size, pre_bytes=len(extra)))
     try:
         rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop)
@@ -550,11 +679,13 @@ def measure_throughput(
     finally:
         for w in workers:
             w.close()
+    fail_if_nothing_moved(workers, clock)
     errors = [f"stream {w.id}: {w.error}" for w in workers if w.error]
     if errors and all(w.error for w in workers) and not clock.interrupted:
         raise CheckFailed("; ".join(errors))
-    omit_ns = int(cfg.omit_s * NS)
-    results = [_stream_result(w, proto, clock.start_ns + omit_ns) for w in workers]
+    server_starts = _server_starts(workers)
+    results = [_stream_result(w, proto, clock.measure_start_ns, cfg.omit_s > 0, server_starts.get(w.id, 0))
+               for w in workers]
     summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
     note = None
     if proto == "plain":
@@ -563,6 +694,9 @@ def measure_throughput(
             note = "not a netkit server: the client counted what it received"
     if errors:
         note = (note + "; " if note else "") + "; ".join(errors)
+    remarks = [f"stream {w.id}: {w.remark}" for w in workers if w.remark]
+    if remarks:
+        note = (note + "; " if note else "") + "; ".join(remarks)
     if any(w.cut for w in workers):
         cut = "the server ended the test early (its --max-duration limit)"
         note = (note + "; " if note else "") + cut
@@ -574,31 +708,94 @@ def measure_throughput(
     )
 
 
-def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int) -> StreamResult:
-    """Combine what this side counted with the server's report (when there is one)."""
-    own = w.bytes - w.bytes_at_omit
-    own_ns = max(w.stop_ns - measure_start_ns, 1)
+def _nothing_arrived(w: StreamWorker) -> bool:
+    """The receiving end of this stream counted no byte at all (a stall shorter than the test)."""
+    if w.stalled:
+        return True
+    if w.direction == RECV:
+        return w.bytes <= 0 and w.error is None  # another failure is named by its own error
+    return w.report is not None and w.report.bytes == 0
+
+
+def fail_if_nothing_moved(workers: list[StreamWorker], clock: RunClock) -> None:
+    """No stream of a direction got a byte through: that path is broken, whatever the sender
+    queued (exit 1). With ``--bidir`` each direction is a path of its own.
+
+    One line for all streams: they failed the same way, and the per-stream figures are only what
+    the client's socket buffers took in.
+    """
+    if clock.interrupted or not workers:
+        return
+    for direction in (SEND, RECV):
+        mine = [w for w in workers if w.direction == direction]
+        if not mine or not all(_nothing_arrived(w) for w in mine):
+            continue
+        streams = "the stream" if len(mine) == 1 else f"any of the {len(mine)} streams"
+        if len(mine) < len(workers):
+            streams += " to the server" if direction == SEND else " from the server"
+        if all(w.stalled for w in mine):
+            raise CheckFailed(f"no data got through for {STALL_S:g}s on {streams}: the path or the server "
+                              "stopped passing data after the connection was set up")
+        raise CheckFailed(f"no data arrived on {streams} during the test: the path or the server passed "
+                          "none after the connection was set up")
+
+
+def own_elapsed_ns(w: StreamWorker, measure_start_ns: int) -> int | None:
+    """This side's measured time after the omit period; None when no stop time was taken."""
+    if w.stop_ns == 0 or w.stop_ns <= measure_start_ns:
+        return None
+    return w.stop_ns - measure_start_ns
+
+
+def _server_starts(workers: list[StreamWorker]) -> dict[int, int]:
+    """When the netkit server began timing each stream, relative to the earliest one (ns).
+
+    Each report arrives one trip after the server's end of that stream, and carries how long the
+    server timed it: their difference is the server's start plus the same trip for every stream,
+    so the differences between streams are exact. Streams start together but their first bytes
+    reach the server apart (they queue behind each other), and a total over them spans from the
+    first start to the last end (``common_rate``).
+    """
+    begun = {w.id: w.report_ns - w.report.elapsed_ns for w in workers if w.report is not None and w.report_ns}
+    if not begun:
+        return {}
+    first = min(begun.values())
+    return {sid: t - first for sid, t in begun.items()}
+
+
+def _stream_result(w: StreamWorker, proto: str, measure_start_ns: int, omitting: bool,
+                   server_start_ns: int = 0) -> StreamResult:
+    """Combine what this side counted with the server's report (when there is one).
+
+    With ``--omit`` both sides leave out the same leading bytes (``after_omit``): the receiver's
+    omit-period count when the receiver reported it, else the client's own.
+    """
+    own_ns = own_elapsed_ns(w, measure_start_ns)
     info = w.info
     rep = w.report
     if w.direction == SEND:
         if proto == "netkit" and rep is not None:
+            prefix = rep.omitted_bytes if omitting else 0
+            sent, received = after_omit(w.bytes, rep.bytes, prefix)
             return stream_result(
-                w.id, SEND, sent_bytes=own, sent_ns=own_ns, received_bytes=rep.bytes - rep.omitted_bytes,
+                w.id, SEND, sent_bytes=sent, sent_ns=own_ns, received_bytes=received,
                 received_ns=rep.elapsed_ns, retransmits=info.retransmits if info else None,
-                rtt_us=info.rtt_us if info else None, counted_by="receiver",
+                rtt_us=info.rtt_us if info else None, counted_by="receiver", received_start_ns=server_start_ns,
             )
         return stream_result(
-            w.id, SEND, sent_bytes=own, sent_ns=own_ns, received_bytes=None, received_ns=None,
-            retransmits=info.retransmits if info else None, rtt_us=info.rtt_us if info else None,
-            counted_by="sender",
+            w.id, SEND, sent_bytes=w.bytes - w.bytes_at_omit, sent_ns=own_ns, received_bytes=None,
+            received_ns=None, retransmits=info.retransmits if info else None,
+            rtt_us=info.rtt_us if info else None, counted_by="sender",
         )
     if proto == "netkit" and rep is not None:
+        sent, received = after_omit(rep.bytes, w.bytes, w.bytes_at_omit)
         return stream_result(
-            w.id, RECV, sent_bytes=rep.bytes - rep.omitted_bytes, sent_ns=rep.elapsed_ns, received_bytes=own,
+            w.id, RECV, sent_bytes=sent, sent_ns=rep.elapsed_ns, received_bytes=received,
             received_ns=own_ns, retransmits=rep.retransmits, rtt_us=rep.rtt_us, counted_by="receiver",
+            sent_start_ns=server_start_ns,
         )
     return stream_result(
-        w.id, RECV, sent_bytes=None, sent_ns=None, received_bytes=own, received_ns=own_ns,
+        w.id, RECV, sent_bytes=None, sent_ns=None, received_bytes=w.bytes - w.bytes_at_omit, received_ns=own_ns,
         retransmits=None, rtt_us=None, counted_by="receiver",
     )
 
@@ -610,248 +807,3 @@ async def measure_throughput_async(cfg: ThroughputConfig, on_interval: IntervalS
 
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, lambda: measure_throughput(cfg, on_interval, stop=stop))
-
-
-# ----- UDP: paced probe packets through an echo reflector -------------------------------------------
-
-UDP_DEFAULT_SIZE = 1400
-UDP_REPLY_TIMEOUT_NS = 1_000_000_000  # a reply later than this counts as late, not received
-UDP_TAIL_S = 0.5  # after the last send, wait this long for stragglers
-
-
-class UdpWorker:
-    """One UDP stream: a paced sender thread and a receiver thread sharing one connected socket.
-
-    Duck-types the parts of :class:`StreamWorker` that :func:`run_clock` uses. ``bytes`` counts
-    what came back from the reflector (interval rows show the round-trip goodput).
-    """
-
-    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float, key: Any = None) -> None:
-        from netkit.core.accounting import Accounting
-
-        self.id = sid
-        self.direction = "echo"
-        self.sock = sock
-        self.size = size
-        self.gap_ns = max(1, int(size * 8 * NS / rate_bps))
-        self.session = secrets.randbits(63)
-        self.key = key  # issue 10: sign every probe (and the query) with this netkit.core.keyed.Key
-        if key is not None:
-            from netkit.io.server_guard import new_keyed_session
-
-            self.session = new_keyed_session()
-        self.acc = Accounting(UDP_REPLY_TIMEOUT_NS, keep_rtts=False)
-        self.lock = threading.Lock()
-        self.bytes = 0
-        self.bytes_at_omit = 0
-        self.sent_bytes = 0
-        self.deadline_ns = 0
-        self.stopping = False
-        self.recv_done = False
-        self.start_ns = 0
-        self.stop_ns = 0
-        self.error: str | None = None
-        self.jitter_ns = 0.0
-        self._prev_transit: int | None = None
-        self.query_count: int | None = None
-        self.rtt_sum_ns = 0
-        self.rtt_n = 0
-        self.thread = threading.Thread(target=self._send, name=f"netkit-udp-send-{sid}", daemon=True)
-        self.rthread = threading.Thread(target=self._recv, name=f"netkit-udp-recv-{sid}", daemon=True)
-
-    def start(self, start_ns: int, deadline_ns: int) -> None:
-        self.start_ns = start_ns
-        self.deadline_ns = deadline_ns
-        self.rthread.start()
-        self.thread.start()
-
-    def _send(self) -> None:
-        from netkit.core import packet
-
-        buf = bytearray(self.size)
-        send = self.sock.send
-        now = time.perf_counter_ns
-        acc, lock, gap, t0 = self.acc, self.lock, self.gap_ns, self.start_ns
-        key = self.key
-        from netkit.core.keyed import sign_probe_into as sign
-        seq = 0
-        try:
-            while not self.stopping:
-                t = now()
-                if t >= self.deadline_ns:
-                    break
-                due = (t - t0) // gap + 1  # packets that should have left by now
-                while seq < due:
-                    ts = now()
-                    packet.encode_into(buf, self.session, seq, ts)
-                    if key is not None:
-                        sign(key, buf)
-                    with lock:
-                        acc.on_sent(seq, ts)
-                    try:
-                        send(buf)
-                    except (BlockingIOError, TimeoutError, ConnectionRefusedError):
-                        pass  # a full socket buffer or an ICMP error: that probe is lost
-                    seq += 1
-                    self.sent_bytes += self.size
-                wait = t0 + seq * gap - now()
-                if wait > 200_000:
-                    time.sleep((wait - 100_000) / NS)
-                elif wait > 0:
-                    time.sleep(0)
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
-        self.stop_ns = now()
-
-    def _recv(self) -> None:
-        from netkit.core import packet
-
-        buf = bytearray(max(self.size, 2048))
-        view = memoryview(buf)
-        recv_into = self.sock.recv_into
-        now = time.perf_counter_ns
-        acc, lock, session = self.acc, self.lock, self.session
-        client_send = struct.Struct("!Q")
-        while not self.recv_done:
-            try:
-                n = recv_into(buf)
-            except (BlockingIOError, TimeoutError, ConnectionRefusedError):
-                continue
-            except OSError as exc:
-                self.error = exc.strerror or str(exc)
-                break
-            t = now()
-            ids = packet.peek_seq(view[:n])
-            if ids is None or ids[0] != session:
-                continue
-            if buf[5] & packet.FLAG_QUERY:
-                self.query_count = int.from_bytes(buf[32:40], "big")
-                continue
-            sent_ns = client_send.unpack_from(buf, 24)[0]
-            transit = t - sent_ns
-            if self._prev_transit is not None:
-                self.jitter_ns += (abs(transit - self._prev_transit) - self.jitter_ns) / 16.0
-            self._prev_transit = transit
-            with lock:
-                ev = acc.on_reply(ids[1], t, refl_count=int.from_bytes(buf[32:40], "big"))
-            if ev.kind == "ok":
-                self.bytes += n
-                self.rtt_sum_ns += ev.rtt_ns or 0
-                self.rtt_n += 1
-
-    def final_query(self) -> None:
-        """Ask the reflector how many of this session's probes reached it (one-way count)."""
-        from netkit.core import keyed, packet
-
-        q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
-        for attempt in range(3):
-            packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
-            if self.key is not None:
-                keyed.sign_probe_into(self.key, q)
-            try:
-                self.sock.send(q)
-            except OSError:
-                return
-            deadline = time.monotonic() + 0.3
-            while self.query_count is None and time.monotonic() < deadline:
-                time.sleep(0.005)
-            if self.query_count is not None:
-                with self.lock:
-                    self.acc.on_reflector_count(self.query_count, final=True)
-                return
-
-    def join(self, timeout: float) -> None:
-        self.thread.join(timeout)
-
-    def close(self) -> None:
-        self.recv_done = True
-        self.rthread.join(2.0)
-        self.sock.close()
-
-
-def measure_udp_throughput(
-    cfg: ThroughputConfig,
-    on_interval: IntervalSink | None = None,
-    *,
-    on_progress: ProgressSink | None = None,
-    stop: threading.Event | None = None,
-) -> ThroughputResult:
-    """UDP at ``cfg.rate_bps`` per stream through ``netkit serve udp --mode echo`` (or any echo)."""
-    from netkit.core import packet
-    from netkit.core.throughput_models import UdpSummary
-
-    size = cfg.block_size
-    if not packet.HEADER_SIZE <= size <= packet.MAX_SIZE:
-        raise CheckFailed(f"UDP datagram size must be {packet.HEADER_SIZE}..{packet.MAX_SIZE} bytes")
-    rate = cfg.rate_bps or 1e6
-    where = format_host_port(cfg.host, cfg.port)
-    workers: list[UdpWorker] = []
-    try:
-        for i in range(cfg.parallel):
-            try:
-                info = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)[0]
-                sock = socket.socket(info[0], socket.SOCK_DGRAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-                sock.settimeout(0.2)
-                sock.connect(info[4])
-            except socket.gaierror as exc:
-                raise resolve_error(cfg.host, cfg.port, exc) from None
-            except OSError as exc:
-                raise CheckFailed(f"{where}: {exc.strerror or exc}") from None
-            workers.append(UdpWorker(i, sock, size, rate, key=cfg.key))
-        rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop)  # type: ignore[arg-type]
-        for w in workers:
-            w.join(JOIN_TIMEOUT_S)
-        tail_end = time.monotonic() + (0.05 if clock.interrupted else UDP_TAIL_S)
-        while time.monotonic() < tail_end and any(w.acc.outstanding for w in workers):
-            time.sleep(0.01)
-        for w in workers:
-            w.final_query()
-    finally:
-        for w in workers:
-            w.close()
-    if cfg.key is not None and not clock.interrupted and all(
-            w.acc.received == 0 and w.query_count is None for w in workers):
-        from netkit.io.server_guard import WRONG_KEY_MESSAGE
-
-        raise CheckFailed(WRONG_KEY_MESSAGE)  # issue 10: a keyed server drops what it cannot verify
-    results = []
-    accs = []
-    for w in workers:
-        acc = w.acc.finish(require_final_count=True)
-        accs.append(acc)
-        sent_ns = max(w.stop_ns - clock.start_ns, 1)  # UDP totals cover the whole run, omit included
-        arrived = acc.reflector_count if acc.reflector_count is not None else acc.received
-        results.append(stream_result(
-            w.id, "echo", sent_bytes=w.sent_bytes, sent_ns=sent_ns, received_bytes=arrived * size,
-            received_ns=sent_ns, retransmits=None, rtt_us=round(w.rtt_sum_ns / w.rtt_n / 1000) if w.rtt_n else None,
-            counted_by="receiver"))
-    summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
-    sent = sum(a.sent for a in accs)
-    lost = sum(a.lost for a in accs)
-    jitters = [w.jitter_ns for w in workers if w._prev_transit is not None]
-    udp = UdpSummary(
-        rate_bps=rate, packet_size=size, packets_sent=sent, packets_received=sum(a.received for a in accs),
-        lost_packets=lost, lost_percent=round(100.0 * lost / sent, 3) if sent else None,
-        duplicates=sum(a.duplicates for a in accs), reordered=sum(a.reordered for a in accs),
-        jitter_ms=round(sum(jitters) / len(jitters) / 1e6, 4) if jitters else None,
-        lost_forward=_sum_or_none([a.lost_forward for a in accs]),
-        lost_return=_sum_or_none([a.lost_return for a in accs]),
-    )
-    errors = [f"stream {w.id}: {w.error}" for w in workers if w.error]
-    note = "UDP round trip through an echo reflector: loss counts both directions"
-    if udp.lost_forward is None:
-        note += "; not netkit's reflector: received bytes are the echoed ones"
-    if errors:
-        note += "; " + "; ".join(errors)
-    return ThroughputResult(
-        protocol="udp", streams=cfg.parallel, reverse=False, duration_s=cfg.duration_s, intervals=tuple(rows),
-        summary=summary, counted_by="receiver", target=where, server="netkit" if udp.lost_forward is not None
-        else "plain", bidir=False, omit_s=cfg.omit_s, block_size=size, interrupted=clock.interrupted, note=note,
-        udp=udp,
-    )
-
-
-def _sum_or_none(values: list[int | None]) -> int | None:
-    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
-

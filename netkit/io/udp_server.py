@@ -1,11 +1,13 @@
 """``netkit serve udp``: show each datagram, or reflect it through ``netkit.io.reflector``.
 
 In ``show`` mode every datagram becomes a ``datagram`` event (time, peer, size, escaped
-preview). In ``echo`` mode the socket loop is ``netkit.io.reflector_server.ReflectorServer``
+preview) and nothing is answered. In ``echo`` mode the socket loop is ``netkit.io.reflector_server.ReflectorServer``
 (it drains the socket per wake-up, far faster than a callback per datagram): each datagram
 goes to ``Reflector.reflect(data, addr, recv_ns)`` (``recv_ns`` is ``time.perf_counter_ns()``
-at receipt) and the returned bytes, unless None, go back to the sender. A thin wrapper counts
-datagrams, bytes and senders for the summary, which also carries the reflector's ``stats``.
+at receipt) and the returned bytes, unless None and unless ReflectorServer's reply policy
+refuses them, go back to the sender. A thin wrapper counts datagrams, bytes and senders for the
+summary, which also carries the reflector's ``stats`` and why datagrams were not answered;
+``datagrams_out``/``bytes_out`` are what the kernel accepted.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self.senders_overflow = 0
         self._start_ns = 0
         self._rserver: Any = None
+        self._not_answered: dict[str, int] = {}
         self.reflector = reflector
         if config.mode == "echo" and reflector is None:
             from netkit.io.reflector import Reflector
@@ -67,36 +70,24 @@ class UdpServer(asyncio.DatagramProtocol):
                 self.senders_overflow += 1
 
     def reflect(self, data: bytes, addr: Any, recv_ns: int) -> bytes | None:
-        """The counting wrapper ReflectorServer calls instead of the reflector itself."""
+        """The counting wrapper ReflectorServer calls instead of the reflector itself.
+
+        Replies are counted by ReflectorServer once the kernel took them, not here.
+        """
         self.datagrams += 1
         self.bytes_in += len(data)
         self._count_sender(addr)
         try:
-            reply = self.reflector.reflect(data, addr, recv_ns)
+            return self.reflector.reflect(data, addr, recv_ns)  # type: ignore[no-any-return]
         except Exception as exc:  # a reflector bug is an error count, not a crash
             self._error(f"reflector: {type(exc).__name__}: {exc}")
             return None
-        if reply is not None:
-            self.datagrams_out += 1
-            self.bytes_out += len(reply)
-        return reply
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        recv_ns = time.perf_counter_ns()
+        # show mode: count and show, never answer (echo mode runs ReflectorServer's own loop)
         self.datagrams += 1
         self.bytes_in += len(data)
         self._count_sender(addr)
-        if self.reflector is not None:
-            try:
-                reply = self.reflector.reflect(data, addr, recv_ns)
-            except Exception as exc:  # a reflector bug is an error count, not a crash
-                self._error(f"reflector: {type(exc).__name__}: {exc}")
-                return
-            if reply is not None and self.transport is not None:
-                self.transport.sendto(reply, addr)
-                self.datagrams_out += 1
-                self.bytes_out += len(reply)
-            return
         if self.on_event is not None:
             self.on_event({
                 "event": "datagram", "time": wall_time(),
@@ -153,16 +144,28 @@ class UdpServer(asyncio.DatagramProtocol):
     def address(self) -> str:
         return format_host_port(self.host, self.port)
 
+    def _take_counts(self, rs: Any) -> None:
+        """Echo mode: datagrams in (refused ones too) and out as ReflectorServer counted them."""
+        self.datagrams, self.bytes_in = rs.datagrams_in, rs.bytes_in
+        self.datagrams_out, self.bytes_out = rs.datagrams_out, rs.bytes_out
+        self._not_answered = rs.not_answered
+
     def stop(self) -> None:
         if self._rserver is not None:
-            self.errors += self._rserver.send_errors
-            self._rserver.close()
+            rs = self._rserver
+            self._take_counts(rs)
+            self.errors += rs.send_errors
+            rs.close()
             self._rserver = None
         if self.transport is not None:
             self.transport.close()
 
     def summary(self, stopped_by: str | None = None) -> UdpServeSummary:
         stats = getattr(self.reflector, "stats", None) if self.reflector is not None else None
+        if self._rserver is not None:  # still serving: the live counts
+            self._take_counts(self._rserver)
+        if stats or self._not_answered:
+            stats = {**(stats or {}), **self._not_answered}
         return UdpServeSummary(
             host=self.host, port=self.port, mode=self.config.mode, datagrams=self.datagrams,
             bytes_in=self.bytes_in, datagrams_out=self.datagrams_out, bytes_out=self.bytes_out,

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from netkit.core.escape import safe_text
+from netkit.core.escape import UNSAFE_NON_C0, safe_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console, RenderableType
@@ -67,7 +67,7 @@ def to_jsonable(obj: Any) -> Any:
 # one-character CSI), bidi overrides and line separators through raw. Inside a JSON document these
 # can only occur in strings, where a \uXXXX escape means the same: so escape them, and a JSON
 # document printed to a terminal can never act on it. Other non-ASCII text stays readable.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+_JSON_UNSAFE = re.compile(f"[{UNSAFE_NON_C0}]")  # the same set as safe_text (core.escape)
 
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:

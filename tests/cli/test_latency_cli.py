@@ -11,7 +11,8 @@ import support
 from netkit.io.reflector_server import reflector_in_thread
 
 TARGET_KEYS = ["target", "address", "sent", "received", "lost", "loss_pct", "lost_forward", "lost_return",
-               "duplicates", "reordered", "late", "rtt_ms", "jitter_ms", "ipdv_ms", "samples_ms"]
+               "duplicates", "reordered", "late", "rtt_ms", "jitter_ms", "ipdv_ms", "samples_ms", "local_drops",
+               "achieved_pps"]
 RTT_KEYS = ["min", "avg", "max", "mdev", "p50", "p90", "p95", "p99"]
 
 
@@ -40,6 +41,7 @@ def test_json_schema_exact_with_nulls(listener: str) -> None:
     assert list(t) == TARGET_KEYS
     assert list(t["rtt_ms"]) == RTT_KEYS
     assert t["lost_forward"] is None and t["lost_return"] is None and t["samples_ms"] is None
+    assert t["local_drops"] is None  # TCP: no socket buffer that drops replies
     assert (t["sent"], t["received"], t["lost"], t["loss_pct"]) == (3, 3, 0, 0.0)
     assert doc["thresholds"] == {"max_loss_pct": None, "max_rtt_ms": None, "passed": True, "failed": []}
 

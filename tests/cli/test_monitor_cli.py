@@ -67,3 +67,32 @@ def test_unwritable_textfile_is_a_runtime_error(tmp_path: Path) -> None:
     res = support.run_netkit(["monitor", "127.0.0.1:1", "--textfile", str(tmp_path / "no" / "dir" / "x.prom"),
                               "--rounds", "1"], timeout=30)
     assert res.exit_code == 3 and "cannot write" in res.stderr
+
+
+def test_a_round_that_cannot_hold_its_packets_is_refused_at_load() -> None:
+    # 10 packets 20 ms apart plus the 50 ms timeout need 230 ms; a 200 ms interval's round has 180.
+    res = support.invoke(["monitor", "127.0.0.1:22", "--interval", "200ms", "--packets", "10"])
+    assert res.exit_code == 2
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "10 packets 20ms apart plus the 50ms timeout take 230ms: more than the round's 180ms" in line
+    res = support.invoke(["monitor", "127.0.0.1:22", "--interval", "1s", "--packet-interval", "300ms",
+                          "--timeout", "500ms"])
+    assert res.exit_code == 2 and res.stderr.startswith("netkit: --packet-interval: 3 packets 300ms apart")
+
+
+def test_short_intervals_send_every_packet() -> None:
+    # 200 ms and 250 ms rounds used to send 0 and 1 of 3 packets (a Ctrl-C grace was taken out of
+    # the round); each round must send all 3, and all 3 are answered on loopback.
+    with support.netkit_server("-q", "serve", "udp", "--mode", "echo", "--port", "0") as refl, \
+            support.netkit_server("-q", "serve", "tcp", "--port", "0") as echo:
+        for method, target in (("udp", refl.addr), ("tcp-connect", echo.addr)):
+            for interval in ("200ms", "250ms"):
+                res = support.run_netkit(["--format", "jsonl", "monitor", target, "--method", method, "--interval",
+                                          interval, "--rounds", "3", "--listen", "127.0.0.1:0"], timeout=30)
+                assert res.exit_code == 0, res.stderr
+                rounds = [r for r in res.jsonl() if r.get("event") != "summary"]
+                assert len(rounds) == 3
+                sent = [(t["sent"], t["received"]) for r in rounds for t in r["targets"]]
+                assert sent == [(3, 3)] * 3, (method, interval, sent)
+                assert "warning" not in res.stderr

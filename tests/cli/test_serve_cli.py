@@ -32,7 +32,9 @@ def test_jsonl_events_open_close_limit() -> None:
     close = next(e for e in events if e["event"] == "close")
     assert {"id", "peer", "bytes_in", "bytes_out", "duration_ms", "reason", "time"} <= set(close)
     assert close["reason"] == "max-bytes"
-    assert events[-1]["limits_hit"] == {"max_conns": 1, "idle_timeout": 0, "max_bytes": 1}
+    assert events[-1]["limits_hit"] == {"max_conns": 1, "idle_timeout": 0, "max_bytes": 1, "max_request": 0,
+                                        "amplification": 0}
+    assert events[-1]["tls_handshake_failed"] == 0
 
 
 def test_table_mode_lines_and_summary() -> None:

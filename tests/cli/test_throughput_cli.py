@@ -119,4 +119,44 @@ def test_live_view_on_a_terminal_and_plain_lines_off_it():
     assert "Mbit/s" in out.stderr.getvalue()  # the live view drew the interval on stderr
     assert out.stdout.getvalue() == ""  # and nothing went to stdout while running
     lines = interval_lines(row, multi=True)
-    assert len(lines) == 3 and lines[-1].startswith("[SUM") and "64 Mbit/s" in lines[-1]
+    assert len(lines) == 3 and lines[-1].startswith("[SUM") and "64.0 Mbit/s" in lines[-1]
+
+
+def test_min_rate_is_in_the_json_thresholds_and_decides_the_exit(server):
+    low = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.4s", "--min-rate", "900G",
+                              "--format", "json"])
+    assert low.exit_code == 1, low.stderr
+    th = low.json()["thresholds"]
+    assert th["min_rate_bps"] == 900e9 and th["passed"] is False
+    assert len(th["failed"]) == 1 and "below --min-rate 900 Gbit/s" in th["failed"][0]
+    assert low.stderr.strip().splitlines() == [f"netkit: check failed: {th['failed'][0]}"]
+    ok = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.3s", "--min-rate", "1M",
+                             "--format", "json"])
+    assert ok.exit_code == 0, ok.stderr
+    assert ok.json()["thresholds"] == {"min_rate_bps": 1e6, "passed": True, "failed": []}
+    none = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.3s", "--format", "json"])
+    assert none.json()["thresholds"] == {"min_rate_bps": None, "passed": True, "failed": []}
+
+
+def test_bidir_prints_and_writes_each_direction_apart(server):
+    r = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.6s", "-i", "0.3s", "--bidir"])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.count("[SUM send]") == 2 and r.stdout.count("[SUM recv]") == 2
+    assert "[SUM     ]" not in r.stdout
+    j = support.run_netkit(["measure", "throughput", server.addr, "-t", "0.6s", "-i", "0.3s", "--bidir",
+                            "--format", "json"]).json()
+    s = j["summary"]
+    assert s["tx"]["direction"] == "send" and s["rx"]["direction"] == "recv"
+    assert s["tx"]["received_bytes"] + s["rx"]["received_bytes"] == s["received_bytes"]
+    for row in j["intervals"]:
+        assert row["tx_bytes"] + row["rx_bytes"] == row["bytes"]
+
+
+def test_omit_intervals_restart_at_zero_in_jsonl(server):
+    r = support.run_netkit(["--format", "jsonl", "measure", "throughput", server.addr, "-t", "0.6s", "-i", "0.3s",
+                            "-O", "0.3s"])
+    assert r.exit_code == 0, r.stderr
+    rows = [(ln["start_s"], ln["end_s"], ln["omitted"]) for ln in r.jsonl() if ln["event"] == "interval"]
+    assert [(s, o) for s, _, o in rows] == [(0.0, True), (0.0, False), (0.3, False)]
+    summary = r.jsonl()[-1]["summary"]
+    assert summary["sent_bytes"] >= summary["received_bytes"] > 0

@@ -28,7 +28,7 @@ def _listening(port: int) -> bool:
         return any(hexport in line and line.split()[3] == "0A" for line in f)
 
 
-def run_against_iperf3(**kw):
+def run_against_iperf3(on_interval=None, **kw):
     support.require_tool("iperf3")
     port = _free_port()
     proc = subprocess.Popen(["iperf3", "-s", "-J", "--one-off", "-B", "127.0.0.1", "-p", str(port)],
@@ -36,7 +36,7 @@ def run_against_iperf3(**kw):
     try:
         support.wait_until(lambda: _listening(port), timeout=5)
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, **kw)
-        result = measure_throughput(cfg)
+        result = measure_throughput(cfg, on_interval)
         out, _ = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
@@ -76,3 +76,26 @@ def test_bidir_uses_iperf3_stream_order():
     fwd, rev = result.summary.streams
     assert fwd.received_bytes == pytest.approx(end["sum_received"]["bytes"], rel=0.01)
     assert rev.received_bytes == pytest.approx(end["sum_sent_bidir_reverse"]["bytes"], rel=0.01)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_omit_leaves_out_the_same_bytes_on_both_sides_and_restarts_intervals(reverse):
+    rows = []
+    result, end = run_against_iperf3(server="iperf3", omit_s=1.0, reverse=reverse, on_interval=rows.append)
+    assert [(r.start_s, r.end_s, r.omitted) for r in rows[:2]] == [(0.0, 0.5, True), (0.5, 1.0, True)]
+    measured = [r for r in rows if not r.omitted]
+    assert measured[0].start_s == 0.0 and measured[-1].end_s == pytest.approx(1.0, abs=0.05)
+    s = result.summary
+    assert s.sent_bytes >= s.received_bytes > 0  # never more received than sent
+    # iperf3 was asked to count the whole test: netkit left out the same leading bytes from its count
+    total = end["sum_sent"]["bytes"] if reverse else end["sum_received"]["bytes"]
+    assert total > (s.sent_bytes if reverse else s.received_bytes)
+
+
+def test_bidir_sums_each_direction_apart_like_iperf3():
+    result, end = run_against_iperf3(bidir=True, parallel=2)
+    s = result.summary
+    assert s.tx is not None and s.rx is not None
+    assert s.tx.received_bytes == pytest.approx(end["sum_received"]["bytes"], rel=0.01)
+    # the server's own report: what it received one way, what it sent the other (the client read it all)
+    assert s.rx.received_bytes == pytest.approx(end["sum_sent_bidir_reverse"]["bytes"], rel=0.01)

@@ -208,3 +208,38 @@ def test_plain_against_an_echo_service_does_not_stall():
         result = measure_throughput(cfg)
     assert result.server == "plain" and result.counted_by == "sender" and result.note
     assert result.summary.sent_bits_per_second > 1e8 and result.summary.received_bytes is None
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_omit_leaves_out_the_same_bytes_on_both_sides_and_restarts_intervals(server, reverse):
+    cfg = ThroughputConfig(server.host, server.port, duration_s=1.0, interval_s=0.25, omit_s=0.5, reverse=reverse)
+    rows = []
+    result = measure_throughput(cfg, rows.append)
+    omitted = [r for r in rows if r.omitted]
+    measured = [r for r in rows if not r.omitted]
+    assert [(r.start_s, r.end_s) for r in omitted] == [(0.0, 0.25), (0.25, 0.5)]
+    # after the omit period the intervals restart at 0, as iperf3's do
+    assert measured[0].start_s == 0.0 and measured[-1].end_s == pytest.approx(1.0, abs=0.05)
+    for st in result.summary.streams:
+        assert st.sent_bytes is not None and st.received_bytes is not None
+        assert st.sent_bytes >= st.received_bytes > 0
+        # a TCP stream delivers everything before the report: the same bytes left out, the same count
+        assert st.sent_bytes == st.received_bytes
+    assert result.summary.sent_bytes >= result.summary.received_bytes
+    assert sum(r.bytes for r in measured) == pytest.approx(result.summary.received_bytes, rel=0.1)
+
+
+def test_bidir_reports_each_direction_apart(server):
+    result, rows = run(server, bidir=True, parallel=2)
+    s = result.summary
+    assert s.tx is not None and s.rx is not None
+    sends = [st for st in s.streams if st.direction == SEND]
+    recvs = [st for st in s.streams if st.direction == RECV]
+    assert (s.tx.streams, s.rx.streams) == (2, 2)
+    assert s.tx.received_bytes == sum(st.received_bytes for st in sends)
+    assert s.rx.received_bytes == sum(st.received_bytes for st in recvs)
+    assert s.tx.received_bits_per_second < s.received_bits_per_second  # each is a part of both
+    assert s.rx.received_bits_per_second < s.received_bits_per_second
+    for r in rows:
+        assert r.tx_bytes == sum(x.bytes for x in r.streams if x.direction == SEND)
+        assert r.rx_bytes == sum(x.bytes for x in r.streams if x.direction == RECV)

@@ -6,7 +6,7 @@ import pytest
 import support
 
 from netkit.core.throughput_models import ThroughputConfig
-from netkit.io.throughput import measure_udp_throughput
+from netkit.io.throughput_udp import measure_udp_throughput
 
 
 def test_udp_paced_rate_and_accounting():
@@ -34,3 +34,19 @@ def test_udp_cli_json():
     assert d["protocol"] == "udp" and d["udp"]["packet_size"] == 1400
     for key in ("lost_packets", "lost_percent", "jitter_ms", "reordered", "duplicates"):
         assert key in d["udp"]
+
+
+def test_own_receive_buffer_overflow_is_local_drops_not_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receive buffer far too small for the rate: what this host's socket dropped is not network loss."""
+    import netkit.io.throughput_udp as tu
+
+    monkeypatch.setattr(tu, "udp_buffer_bytes", lambda rate_bps: 4096)  # a few datagrams at most
+    with support.netkit_server("serve", "udp", "--mode", "echo", "--port", "0") as srv:
+        cfg = ThroughputConfig(srv.host, srv.port, duration_s=1.0, udp=True, rate_bps=300e6, block_size=1400)
+        r = measure_udp_throughput(cfg)
+    u = r.udp
+    assert u is not None and u.local_drops is not None
+    assert u.local_drops > 0, u  # the socket's own drop counter saw them
+    # every datagram is accounted for once: echoed, dropped here, or lost on the way
+    assert u.packets_received + u.local_drops + u.lost_packets == u.packets_sent
+    assert u.lost_return == 0  # loopback loses nothing on the way back: those were our own drops

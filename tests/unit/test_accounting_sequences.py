@@ -139,3 +139,40 @@ def test_trailing_lost_marks_a_peer_that_went_away() -> None:
     summary = acc.finish()
     assert summary.trailing_lost == 5
     assert stall_probes(1.0) == 3 and stall_probes(0.01) == 100 and stall_probes(1 / 2000) == 2000
+
+
+def test_local_drops_are_not_network_loss() -> None:
+    # 10 probes; the reflector counted all 10; 7 replies arrived, 3 were dropped by this host's
+    # socket buffer (the drop counter says 3): nothing was lost on the network.
+    acc = _sent(10)
+    for i in range(7):
+        acc.on_reply(i, i * 10 * MS + MS, refl_count=i + 1)
+    acc.on_reflector_count(10, final=True)
+    plain = acc.finish()
+    assert (plain.lost, plain.lost_forward, plain.lost_return, plain.local_drops) == (3, 0, 3, None)
+    s = acc.finish(local_drops=3)
+    assert (s.lost, s.lost_forward, s.lost_return, s.local_drops) == (0, 0, 0, 3)
+    assert s.loss_pct == 0.0
+    assert s.trailing_lost == 0  # the last three were dropped here: the peer did not go away
+    assert s.sent == s.received + s.late + s.lost + s.local_drops
+
+
+def test_local_drops_next_to_real_loss() -> None:
+    # 10 probes: 2 lost on the way there (reflector counted 8), 1 reply dropped here, 7 back.
+    acc = _sent(10)
+    for i in range(7):
+        acc.on_reply(i, i * 10 * MS + MS)
+    acc.on_reflector_count(8, final=True)
+    s = acc.finish(local_drops=1)
+    assert (s.lost, s.lost_forward, s.lost_return, s.local_drops) == (2, 2, 0, 1)
+
+
+def test_local_drops_never_exceed_the_unanswered() -> None:
+    # A dropped duplicate or stray datagram is not a probe: at most the unanswered are taken out.
+    acc = _sent(5)
+    for i in range(4):
+        acc.on_reply(i, i * 10 * MS + MS)
+    s = acc.finish(local_drops=50)
+    assert (s.lost, s.local_drops) == (0, 1)
+    assert acc.finish(local_drops=0).local_drops == 0
+    assert acc.finish(local_drops=-3).lost == 1  # a counter that went backwards is ignored

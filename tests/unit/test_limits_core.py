@@ -70,7 +70,19 @@ def test_session_table_max_duration() -> None:
 def test_session_table_replay_and_queries() -> None:
     t = SessionTable(replay=True)
     assert t.admit(9, 0, 0) is None and t.admit(9, 0, 1) == "replay"
-    assert t.admit(9, 0, 2, query=True) is None and t.admit(9, 0, 3, query=True) is None
+    # Queries have a window of their own (their attempts count from 0 like the probes), and a
+    # recorded query replayed is refused like a replayed probe.
+    assert t.admit(9, 0, 2, query=True) is None and t.admit(9, 0, 3, query=True) == "replay"
+    assert t.admit(9, 1, 4, query=True) is None
+
+
+def test_session_table_queries_never_keep_a_session_alive() -> None:
+    t = SessionTable(replay=True, keep_ns=100 * NS)
+    assert t.admit(9, 0, 0) is None
+    for k in range(1, 5):  # a query every 20 s, as the recorded attack did
+        assert t.admit(9, k, k * 20 * NS, query=True) is None
+    assert t.active_count(100 * NS) == 0
+    assert not t.known(9)  # forgotten 100 s after its last probe, queries or not
 
 
 def test_session_table_forgets_only_after_keep_and_is_bounded() -> None:

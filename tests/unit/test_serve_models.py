@@ -38,7 +38,8 @@ def test_summary_json_has_every_field() -> None:
     s = TcpServeSummary("127.0.0.1", 8000, "echo", False, 2, 1, 10, 10, 0, empty_limits())
     doc = json.loads(dumps(s))
     assert list(doc) == [f.name for f in dataclasses.fields(TcpServeSummary)]
-    assert doc["limits_hit"] == {"max_conns": 0, "idle_timeout": 0, "max_bytes": 0}
+    assert doc["limits_hit"] == {"max_conns": 0, "idle_timeout": 0, "max_bytes": 0, "max_request": 0,
+                                 "amplification": 0}
     assert doc["stopped_by"] is None
 
 

@@ -33,5 +33,9 @@ def test_sizes_are_binary_and_rates_decimal() -> None:
 
 def test_formatting() -> None:
     assert units.format_bitrate(21.3e9) == "21.3 Gbit/s"
+    assert units.format_bitrate(24e9) == "24.0 Gbit/s"  # same precision as its neighbours
+    assert units.format_bitrate(999.7e6) == "1.00 Gbit/s"  # rounding never shows 1000 of a unit
+    assert units.format_bitrate(1e17) == "100,000 Tbit/s"  # never scientific notation
+    assert units.format_duration(0.9996) == "1.00s"
     assert units.format_bytes(1536) == "1.50 KiB"
     assert units.format_duration(0.0123) == "12.3ms"

@@ -1,0 +1,516 @@
+"""The UDP data path of ``netkit measure throughput --udp``.
+
+Two kinds of server answer UDP throughput tests:
+
+- netkit's echo reflector (``netkit serve udp --mode echo``, or any echo service): paced probe
+  packets go out and come back; a final count query asks the reflector how many arrived, which
+  splits loss by direction. This module.
+- ``iperf3 -s``: iperf3's own UDP test through its TCP control connection, with iperf3's datagram
+  header; the server reports what it received. :mod:`netkit.io.iperf3_udp`. With ``server="auto"``
+  a short TCP probe finds out whether an iperf3 server listens on the port.
+
+Both share :class:`PacedSender`, a thread that sends fixed-size datagrams at a rate and stops at
+the deadline even while catching up (a sender that cannot reach the rate ends on time and says
+so: a shortfall is not loss). The main thread is the clock (:func:`netkit.io.throughput.run_clock`),
+exactly as for TCP streams.
+
+Local drops are never network loss: socket buffers are sized for the rate, the socket's own drop
+counter (``/proc/net/udp``) is read before and after the run, and datagrams this host dropped are
+reported apart (``local_drops``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from netkit.core import packet
+from netkit.core.errors import CheckFailed
+from netkit.core.keyed import sign_probe_into
+from netkit.core.targets import format_host_port
+from netkit.core.throughput_models import (
+    NS,
+    ThroughputConfig,
+    ThroughputResult,
+    UdpSummary,
+    bps,
+    rate_reached,
+    stream_result,
+    summarize,
+    udp_buffer_bytes,
+)
+from netkit.io.resolve import resolve_error
+from netkit.io.throughput import IntervalSink, ProgressSink, run_clock, set_kernel_timeouts
+from netkit.io.udp_buffers import socket_drops, tune_buffers
+
+UDP_DEFAULT_SIZE = 1400
+UDP_REPLY_TIMEOUT_NS = 1_000_000_000  # a reply later than this counts as late, not received
+UDP_TAIL_S = 0.5  # after the last send, wait at most this long for replies still on their way
+SOCKET_TIMEOUT_S = 0.2  # every send/recv returns within this (the threads re-check their flags)
+UNPACED_BATCH = 64  # unpaced: datagrams per look at the clock (the deadline is still checked for each)
+MAX_SLEEP_NS = 50_000_000  # the pacing sleep never outlasts this: the deadline is re-checked
+TAIL_QUIET_MIN_NS = 50_000_000  # replies stopped for this long (or 4 RTTs): the rest are lost
+TAIL_NO_RTT_NS = 200_000_000  # nothing answered during the whole run: a short last chance
+STALL_S = 3.0  # no reply for this long: the UDP path has stopped answering (a failure)
+SENDER_STOP_S = 2.0  # a sender checks its deadline every datagram: this is a generous bound
+
+
+class PacedSender:
+    """A thread that sends ``size``-byte datagrams on a connected socket at ``rate_bps``.
+
+    Pacing is by slot: slot ``n`` is due ``n * gap`` after the start. A sender that falls behind
+    sends the overdue slots back to back, but checks the deadline before *every* datagram, so the
+    run ends on time whatever the rate. ``rate_bps`` 0 sends as fast as the kernel takes them
+    (iperf3's ``-b 0``). Subclasses write their header in :meth:`_stamp`.
+
+    Counters are written by the sender thread only: ``accepted`` datagrams (and ``sent_bytes``)
+    the kernel took, ``send_failures`` it refused (own socket buffer full, or an ICMP error
+    reported on this socket: ``refused``).
+    """
+
+    direction = "send"
+
+    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float) -> None:
+        self.id = sid
+        self.sock = sock
+        self.size = size
+        self.rate_bps = rate_bps
+        self.gap_ns = max(1, int(size * 8 * NS / rate_bps)) if rate_bps > 0 else 0  # 0: unpaced
+        self.accepted = 0
+        self.sent_bytes = 0
+        self.send_failures = 0
+        self.refused = False
+        self.bytes_at_omit = 0
+        self.start_ns = 0
+        self.deadline_ns = 0
+        self.stop_ns = 0  # set when the send loop has ended, never left at 0 after the thread ends
+        self.stopping = False
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._send_loop, name=f"netkit-udp-send-{sid}", daemon=True)
+
+    def start(self, start_ns: int, deadline_ns: int) -> None:
+        self.start_ns = start_ns
+        self.deadline_ns = deadline_ns
+        self.thread.start()
+
+    # ----- what subclasses put in each datagram ------------------------------------------------
+    def _stamp(self, buf: bytearray, slot: int, t_ns: int) -> None:
+        """Write the header of the datagram for ``slot`` sent at ``t_ns`` into ``buf``."""
+
+    def _failed(self, slot: int) -> None:
+        """The kernel did not take the datagram of ``slot``."""
+
+    # ----- the hot loop ------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        buf = bytearray(self.size)
+        send = self.sock.send
+        now = time.perf_counter_ns
+        stamp, failed = self._stamp, self._failed
+        gap, t0, size = self.gap_ns, self.start_ns, self.size
+        slot = 0
+        try:
+            while not self.stopping:
+                t = now()
+                if t >= self.deadline_ns:
+                    break
+                due = (t - t0) // gap + 1 if gap else slot + UNPACED_BATCH  # slots that should have left by now
+                ended = False
+                while slot < due:
+                    ts = now()
+                    if ts >= self.deadline_ns or self.stopping:
+                        ended = True  # the deadline holds inside the catch-up too
+                        break
+                    stamp(buf, slot, ts)
+                    try:
+                        send(buf)
+                    except (BlockingIOError, TimeoutError, InterruptedError):
+                        self.send_failures += 1  # our own socket buffer stayed full
+                        failed(slot)
+                    except ConnectionRefusedError:
+                        self.refused = True  # an ICMP port unreachable came back for an earlier one
+                        self.send_failures += 1
+                        failed(slot)
+                    else:
+                        self.accepted += 1
+                        self.sent_bytes += size
+                    slot += 1
+                if ended:
+                    break
+                if not gap:
+                    continue
+                wait = t0 + slot * gap - now()
+                if wait > 200_000:
+                    time.sleep(min(wait - 100_000, MAX_SLEEP_NS) / NS)
+                elif wait > 0:
+                    time.sleep(0)
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+        finally:
+            self.stop_ns = now()
+
+    # ----- after the run -----------------------------------------------------------------------
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def stop_time(self, fallback_ns: int) -> int:
+        """When sending ended: the sender's own stop time, or ``fallback_ns`` if it never took one."""
+        return self.stop_ns or fallback_ns
+
+    def reached(self, fallback_ns: int) -> bool:
+        if self.rate_bps <= 0:
+            return True  # unpaced: whatever it sent is the rate
+        return rate_reached(self.rate_bps, self.sent_bytes, max(self.stop_time(fallback_ns) - self.start_ns, 1))
+
+
+def open_udp(cfg: ThroughputConfig, rate_bps: float) -> socket.socket:
+    """A UDP socket connected to the target, buffers sized for ``rate_bps``, kernel timeouts set."""
+    where = format_host_port(cfg.host, cfg.port)
+    try:
+        info = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)[0]
+    except socket.gaierror as exc:
+        raise resolve_error(cfg.host, cfg.port, exc) from None
+    sock = socket.socket(info[0], socket.SOCK_DGRAM)
+    try:
+        tune_buffers(sock, udp_buffer_bytes(rate_bps))
+        set_kernel_timeouts(sock, SOCKET_TIMEOUT_S)
+        sock.connect(info[4])
+    except OSError as exc:
+        sock.close()
+        raise CheckFailed(f"{where}: {exc.strerror or exc}") from None
+    return sock
+
+
+def shortfall_warning(rate_bps: float, streams: list[tuple[int, int]]) -> str:
+    """One line for a sender that could not keep up; ``streams`` as (bytes sent, sending ns)."""
+    from netkit.core.units import format_bitrate
+
+    got = [bps(b, ns) or 0.0 for b, ns in streams]
+    each = "" if len(got) == 1 else " per stream"
+    return (f"the sender could not keep up with {format_bitrate(rate_bps)}{each}: it sent "
+            f"{format_bitrate(min(got))}{'' if len(got) == 1 else ' on the slowest stream'} "
+            "(a shortfall of this host's sending rate, not loss)")
+
+
+def queued_bytes(sock: socket.socket) -> int | None:
+    """Bytes this UDP socket has handed to the kernel that have not left the host yet (SIOCOUTQ:
+    a datagram stays charged to its socket while it waits in a qdisc); None where unknown."""
+    try:
+        import fcntl
+        import termios
+
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (ImportError, OSError, AttributeError):
+        return None
+    return int(struct.unpack("i", raw)[0])
+
+
+def wait_sent(socks: list[socket.socket], timeout_s: float) -> None:
+    """Wait until every datagram of ``socks`` has left this host (or ``timeout_s`` passes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any((queued_bytes(s) or 0) > 0 for s in socks):
+        time.sleep(0.002)
+
+
+def local_drop_count(before: list[int | None], after: list[int | None], failures: int) -> int | None:
+    """Datagrams this host dropped: receive-buffer drops over the run plus sends it refused."""
+    if any(b is None for b in before) or any(a is None for a in after):
+        return None
+    return failures + sum(max(0, (a or 0) - (b or 0)) for a, b in zip(after, before, strict=True))
+
+
+# ----- netkit's echo reflector -----------------------------------------------------------------------
+
+class UdpWorker(PacedSender):
+    """One UDP stream through an echo reflector: the paced sender plus a receiver thread.
+
+    Duck-types the parts of :class:`~netkit.io.throughput.StreamWorker` that ``run_clock`` uses.
+    ``bytes`` counts what came back from the reflector (interval rows show the round-trip goodput).
+    """
+
+    direction = "echo"
+
+    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float, key: Any = None) -> None:
+        from netkit.core.accounting import Accounting
+
+        super().__init__(sid, sock, size, rate_bps)
+        self.session = secrets.randbits(63)
+        self.key = key  # sign every probe (and the query) with this netkit.core.keyed.Key
+        if key is not None:
+            from netkit.io.server_guard import new_keyed_session
+
+            self.session = new_keyed_session()
+        self.acc = Accounting(UDP_REPLY_TIMEOUT_NS, keep_rtts=False)
+        self.lock = threading.Lock()
+        self.bytes = 0
+        self.recv_done = False
+        self.jitter_ns = 0.0
+        self._prev_transit: int | None = None
+        self.query_count: int | None = None
+        self.rtt_sum_ns = 0
+        self.rtt_n = 0
+        self.last_reply_ns = 0
+        self.recv_refused = False
+        self.rthread = threading.Thread(target=self._recv, name=f"netkit-udp-recv-{sid}", daemon=True)
+
+    def start(self, start_ns: int, deadline_ns: int) -> None:
+        self.rthread.start()
+        super().start(start_ns, deadline_ns)
+
+    def _stamp(self, buf: bytearray, slot: int, t_ns: int) -> None:
+        packet.encode_into(buf, self.session, slot, t_ns)
+        if self.key is not None:
+            sign_probe_into(self.key, buf)
+        with self.lock:
+            self.acc.on_sent(slot, t_ns)
+
+    def _failed(self, slot: int) -> None:
+        with self.lock:
+            self.acc.on_error(slot)  # it never left: not outstanding (counted as a local drop)
+
+    def _recv(self) -> None:
+        buf = bytearray(max(self.size, 2048))
+        view = memoryview(buf)
+        recv_into = self.sock.recv_into
+        now = time.perf_counter_ns
+        acc, lock, session = self.acc, self.lock, self.session
+        client_send = struct.Struct("!Q")
+        while not self.recv_done:
+            try:
+                n = recv_into(buf)
+            except (BlockingIOError, TimeoutError, InterruptedError):
+                continue
+            except ConnectionRefusedError:
+                self.recv_refused = True
+                continue
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+                break
+            t = now()
+            ids = packet.peek_seq(view[:n])
+            if ids is None or ids[0] != session:
+                continue
+            if buf[5] & packet.FLAG_QUERY:
+                self.query_count = int.from_bytes(buf[32:40], "big")
+                continue
+            self.last_reply_ns = t  # an echoed probe (not the count query's answer)
+            sent_ns = client_send.unpack_from(buf, 24)[0]
+            transit = t - sent_ns
+            if self._prev_transit is not None:
+                self.jitter_ns += (abs(transit - self._prev_transit) - self.jitter_ns) / 16.0
+            self._prev_transit = transit
+            with lock:
+                ev = acc.on_reply(ids[1], t, refl_count=int.from_bytes(buf[32:40], "big"))
+            if ev.kind == "ok":
+                self.bytes += n
+                self.rtt_sum_ns += ev.rtt_ns or 0
+                self.rtt_n += 1
+
+    def final_query(self) -> None:
+        """Ask the reflector how many of this session's probes reached it (one-way count).
+
+        Called only once the sender has stopped: a count taken while probes still leave would
+        call the late ones lost.
+        """
+        from netkit.core import keyed
+
+        q = bytearray(packet.HEADER_SIZE if self.key is None else keyed.KEYED_MIN_SIZE)
+        attempts = 3 if self.acc.received or self.acc.late else 1  # a silent peer: ask once
+        for attempt in range(attempts):
+            packet.encode_into(q, self.session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
+            if self.key is not None:
+                keyed.sign_probe_into(self.key, q)
+            try:
+                self.sock.send(q)
+            except OSError:
+                return
+            deadline = time.monotonic() + 0.3
+            while self.query_count is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if self.query_count is not None:
+                with self.lock:
+                    self.acc.on_reflector_count(self.query_count, final=True)
+                return
+
+    def close(self) -> None:
+        self.recv_done = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the receiver now, not at its next timeout
+        except OSError:
+            pass
+        self.rthread.join(2.0)
+        self.sock.close()
+
+
+def wait_replies(workers: list[UdpWorker], limit_s: float) -> None:
+    """After the last send: wait for replies still on their way, at most ``limit_s``.
+
+    Lost probes stay outstanding until their timeout, so waiting for none outstanding would
+    always take ``limit_s`` under loss: stop as well once replies have stopped coming for a few
+    round trips.
+    """
+    start = time.perf_counter_ns()
+    end = start + int(limit_s * NS)
+    rtts = [w.rtt_sum_ns / w.rtt_n for w in workers if w.rtt_n]
+    quiet_ns = max(TAIL_QUIET_MIN_NS, int(4 * max(rtts))) if rtts else TAIL_NO_RTT_NS
+    while True:
+        now = time.perf_counter_ns()
+        if now >= end or not any(w.acc.outstanding for w in workers):
+            return
+        last = max(max(w.last_reply_ns for w in workers), start)
+        if now - last > quiet_ns:
+            return
+        time.sleep(0.005)
+
+
+def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Callable[[], None]:
+    """A check for the clock's wake-ups: end the run when the path stopped answering."""
+
+    def watch() -> None:
+        if failure:
+            return
+        now = time.perf_counter_ns()
+        for w in workers:
+            if w.refused or w.recv_refused:
+                failure.append(f"{where}: nothing listens for UDP there (ICMP port unreachable)")
+            elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
+                if w.last_reply_ns:
+                    failure.append(f"{where}: the UDP path stopped answering: no reply for {STALL_S:g}s "
+                                   f"after {(w.last_reply_ns - w.start_ns) / NS:.1f}s of the test")
+                else:
+                    failure.append(f"{where}: nothing answered UDP for {STALL_S:g}s (no echo reflector "
+                                   "or iperf3 server there, or the path drops UDP)")
+            if failure:
+                for x in workers:
+                    x.stopping = True
+                    x.deadline_ns = 0
+                return
+
+    return watch
+
+
+def measure_udp_throughput(
+    cfg: ThroughputConfig,
+    on_interval: IntervalSink | None = None,
+    *,
+    on_progress: ProgressSink | None = None,
+    stop: threading.Event | None = None,
+    on_info: Callable[[str], None] | None = None,
+) -> ThroughputResult:
+    """UDP at ``cfg.rate_bps`` per stream through an echo reflector, or iperf3's UDP test."""
+    size = cfg.block_size
+    if not packet.HEADER_SIZE <= size <= packet.MAX_SIZE:
+        raise CheckFailed(f"UDP datagram size must be {packet.HEADER_SIZE}..{packet.MAX_SIZE} bytes")
+    if cfg.server in ("auto", "iperf3") and cfg.key is None:
+        from netkit.io import iperf3_udp
+
+        ctrl = iperf3_udp.detect(cfg) if cfg.server == "auto" else None
+        if cfg.server == "iperf3" or ctrl is not None:
+            if ctrl is not None and on_info is not None:
+                on_info("the server is an iperf3 server: running iperf3's UDP test")
+            return iperf3_udp.run_iperf3_udp(cfg, on_interval, on_progress=on_progress, stop=stop, ctrl=ctrl)
+    rate = 1e6 if cfg.rate_bps is None else cfg.rate_bps  # iperf3's default; 0: unpaced
+    where = format_host_port(cfg.host, cfg.port)
+    workers: list[UdpWorker] = []
+    failure: list[str] = []
+    try:
+        for i in range(cfg.parallel):
+            workers.append(UdpWorker(i, open_udp(cfg, rate), size, rate, key=cfg.key))
+        drops_before = [socket_drops(w.sock) for w in workers]
+        rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop,  # type: ignore[arg-type]
+                                watch=_stall_watch(workers, failure, where))
+        for w in workers:
+            w.join(SENDER_STOP_S)
+        senders_stopped = not any(w.thread.is_alive() for w in workers)
+        if not failure:
+            wait_replies(workers, 0.05 if clock.interrupted else UDP_TAIL_S)
+            if senders_stopped:  # the reflector's count is exact only once nothing more leaves
+                for w in workers:
+                    w.final_query()
+        drops_after = [socket_drops(w.sock) for w in workers]
+    finally:
+        for w in workers:
+            w.close()
+    end_ns = clock.end_ns
+    if failure and not clock.interrupted:
+        raise CheckFailed(failure[0])
+    answered = any(w.acc.received or w.acc.late or w.query_count is not None for w in workers)
+    if not answered and not clock.interrupted:
+        if cfg.key is not None:
+            from netkit.io.server_guard import WRONG_KEY_MESSAGE
+
+            raise CheckFailed(WRONG_KEY_MESSAGE)  # a keyed server drops what it cannot verify
+        errors = [w.error for w in workers if w.error]
+        if errors:  # the kernel said why (no route to host, network unreachable): say that
+            raise CheckFailed(f"{where}: {errors[0]}")
+        sent = sum(w.accepted for w in workers)
+        raise CheckFailed(f"{where}: nothing answered {sent} UDP datagrams in {(end_ns - clock.start_ns) / NS:.1f}s "
+                          "(no echo reflector or iperf3 server there, or the path drops UDP)")
+    return _reflector_result(cfg, workers, rows, clock, rate, drops_before, drops_after, senders_stopped)
+
+
+def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: list[Any], clock: Any, rate: float,
+                      drops_before: list[int | None], drops_after: list[int | None],
+                      senders_stopped: bool) -> ThroughputResult:
+    size = cfg.block_size
+    results = []
+    accs = []
+    for w in workers:
+        acc = w.acc.finish(require_final_count=True)
+        accs.append(acc)
+        sent_ns = max(w.stop_time(clock.end_ns) - clock.start_ns, 1)  # UDP totals cover the whole run
+        arrived = acc.reflector_count if acc.reflector_count is not None else acc.received
+        # what arrived kept arriving after the last send (queues drain): until the last echo came back
+        received_ns = max(sent_ns, w.last_reply_ns - clock.start_ns)
+        results.append(stream_result(
+            w.id, "echo", sent_bytes=w.sent_bytes, sent_ns=sent_ns, received_bytes=arrived * size,
+            received_ns=received_ns, retransmits=None, rtt_us=round(w.rtt_sum_ns / w.rtt_n / 1000) if w.rtt_n else None,
+            counted_by="receiver"))
+    summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
+    failures = sum(w.send_failures for w in workers)
+    recv_drops = local_drop_count(drops_before, drops_after, 0)
+    local = None if recv_drops is None else recv_drops + failures
+    sent = sum(a.sent for a in accs) - failures  # what the kernel took
+    lost = max(0, sum(a.lost for a in accs) - (local if local is not None else failures))
+    lost_forward = _sum_or_none([a.lost_forward for a in accs])
+    lost_return = _sum_or_none([a.lost_return for a in accs])
+    if lost_forward is not None:
+        lost_forward = max(0, lost_forward - failures)
+    if lost_return is not None and recv_drops is not None:
+        lost_return = max(0, lost_return - recv_drops)
+    jitters = [w.jitter_ns for w in workers if w._prev_transit is not None]
+    reached = all(w.reached(clock.end_ns) for w in workers)
+    udp = UdpSummary(
+        rate_bps=rate, packet_size=size, packets_sent=sent, packets_received=sum(a.received for a in accs),
+        lost_packets=lost, lost_percent=round(100.0 * lost / sent, 3) if sent else None,
+        duplicates=sum(a.duplicates for a in accs), reordered=sum(a.reordered for a in accs),
+        jitter_ms=round(sum(jitters) / len(jitters) / 1e6, 4) if jitters else None,
+        lost_forward=lost_forward, lost_return=lost_return, local_drops=local,
+        rate_reached=reached if rate > 0 else None,
+    )
+    warnings: list[str] = []
+    if not reached and not clock.interrupted:
+        warnings.append(shortfall_warning(rate, [(w.sent_bytes, max(w.stop_time(clock.end_ns) - w.start_ns, 1))
+                                                 for w in workers]))
+    errors = [f"stream {w.id}: {w.error}" for w in workers if w.error]
+    note = "UDP round trip through an echo reflector: loss counts both directions"
+    if not senders_stopped:
+        note += "; a sender did not stop in time: no per-direction split"
+    elif udp.lost_forward is None:
+        note += "; not netkit's reflector: received bytes are the echoed ones"
+    if errors:
+        note += "; " + "; ".join(errors)
+    return ThroughputResult(
+        protocol="udp", streams=cfg.parallel, reverse=False, duration_s=cfg.duration_s, intervals=tuple(rows),
+        summary=summary, counted_by="receiver", target=format_host_port(cfg.host, cfg.port),
+        server="netkit" if udp.lost_forward is not None else "plain", bidir=False, omit_s=cfg.omit_s,
+        block_size=size, interrupted=clock.interrupted, note=note, udp=udp, warnings=tuple(warnings),
+    )
+
+
+def _sum_or_none(values: list[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)

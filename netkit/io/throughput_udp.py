@@ -44,7 +44,7 @@ from netkit.core.throughput_models import (
     summarize,
     udp_buffer_bytes,
 )
-from netkit.io.resolve import resolve_error
+from netkit.io.resolve import PORT_UNREACHABLE, resolve_error
 from netkit.io.throughput import IntervalSink, ProgressSink, run_clock, set_kernel_timeouts
 from netkit.io.udp_buffers import socket_drops, tune_buffers
 
@@ -376,7 +376,7 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
         now = time.perf_counter_ns()
         for w in workers:
             if w.refused or w.recv_refused:
-                failure.append(f"{where}: nothing listens for UDP there (ICMP port unreachable)")
+                failure.append(f"{where}: {PORT_UNREACHABLE}")
             elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
                 if w.last_reply_ns:
                     failure.append(f"{where}: the UDP path stopped answering: no reply for {STALL_S:g}s "

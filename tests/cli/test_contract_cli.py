@@ -207,7 +207,7 @@ def test_interrupt_prints_summary_and_exits_0(sig: int) -> None:
     assert summary["connections"] == 1 and summary["peak_concurrent"] == 1
     assert summary["bytes_in"] == 4 and summary["bytes_out"] == 4
     assert summary["stopped_by"] == signal.Signals(sig).name
-    assert set(summary["limits_hit"]) == {"max_conns", "idle_timeout", "max_bytes"}
+    assert set(summary["limits_hit"]) == {"max_conns", "idle_timeout", "max_bytes", "max_request", "amplification"}
     assert "Traceback" not in err
 
 

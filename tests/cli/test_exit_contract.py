@@ -99,13 +99,7 @@ def test_refused_port_is_exit_1_with_one_wording(name: str, refused_tcp_port: in
     assert _one_line(res) == f"netkit: {target}: connection refused"
 
 
-@pytest.mark.parametrize("name", [
-    *[n for n in UDP_COMMANDS if n != "throughput udp"],
-    # The UDP throughput client does not notice ICMP port unreachable yet: it reports 100% loss
-    # and exits 0. Kept here so that the run that fixes it is held to the same wording.
-    pytest.param("throughput udp", marks=pytest.mark.xfail(reason="UDP throughput ignores ICMP unreachable",
-                                                           strict=False)),
-])
+@pytest.mark.parametrize("name", list(UDP_COMMANDS))
 def test_unreachable_udp_port_is_exit_1_with_one_wording(name: str, unreachable_udp_port: int) -> None:
     target = f"127.0.0.1:{unreachable_udp_port}"
     res = support.run_netkit(_args(UDP_COMMANDS[name], target), timeout=30)

@@ -6,9 +6,6 @@ psutil and rich are imported inside the commands (start-up time).
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -172,23 +169,7 @@ def _traffic_line(s: TrafficSample) -> str:
 
 
 class _Stop(Exception):
-    """SIGTERM turned into an exception inside the sampling loop, so the summary still prints."""
-
-
-@contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise _Stop()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """SIGINT, SIGTERM or SIGHUP arrived: raised from the sampling loop's sleep, so the summary prints."""
 
 
 @info.command(name="traffic")
@@ -210,6 +191,7 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...]) -> i
     """
     from netkit.core.sysinfo_models import TRAFFIC_FIELDS, TrafficReport
     from netkit.core.traffic import summarize
+    from netkit.io.aio import StopSignal
     from netkit.sysinfo.traffic import iter_traffic
 
     out = get_output()
@@ -221,8 +203,12 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...]) -> i
     live: Any = None
     seconds = f"{interval:g}s"
     try:
-        with _sigterm_stops():
-            batches = iter_traffic(interval, count, interface)
+        with StopSignal() as signals:
+            def sleep(delay_s: float) -> None:
+                if signals.flag.wait(delay_s):
+                    raise _Stop()
+
+            batches = iter_traffic(interval, count, interface, sleep=sleep)
             if live_view:
                 from rich.live import Live
 

@@ -54,16 +54,31 @@ def cli(ctx: click.Context, format_: str, no_color: bool, quiet: bool, verbose: 
     Results go to stdout, diagnostics to stderr. Exit status: 0 success, 1 the check failed,
     2 usage or bad input, 3 runtime error, 130 interrupted.
     """
-    ctx.obj = AppContext(format=format_, quiet=quiet, verbose=verbose, no_color=no_color)
+    # run() hands in the AppContext it reads back after a failure (how much detail to show):
+    # fill that one in rather than replace it.
+    app = ctx.ensure_object(AppContext)
+    app.format, app.quiet, app.verbose, app.no_color = format_, quiet, verbose, no_color
 
 
-def _fail(message: str, code: ExitCode) -> int:
+def _fail(message: str, code: int) -> int:
     try:
         sys.stderr.write(f"netkit: {message}\n")
         sys.stderr.flush()
     except (BrokenPipeError, OSError):
         pass
     return int(code)
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """A usage error as every failure is shown: one line, naming where to read more."""
+    line = _one_line(exc.format_message())
+    if exc.ctx is not None:
+        line += f" (see '{exc.ctx.command_path} --help')"
+    return line
 
 
 def _quiet_broken_pipe() -> int:
@@ -85,9 +100,10 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
     # --help: help is asked for on the command line only.
     for key in [k for k in os.environ if k.startswith("NETKIT_") and k.endswith("_HELP")]:
         del os.environ[key]
-    verbose = "-v" in (args if args is not None else sys.argv[1:]) or bool(os.environ.get("NETKIT_VERBOSE"))
+    # The one reading of -v/-vv/--verbose/NETKIT_VERBOSE (root or leaf): what Click parsed into it.
+    app = AppContext()
     try:
-        rv: Any = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+        rv: Any = cli.main(args=args, prog_name=prog_name, standalone_mode=False, obj=app)
         if isinstance(rv, int):
             return rv
         return int(ExitCode.OK)
@@ -102,12 +118,16 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
         if isinstance(exc.__context__, BrokenPipeError) or pacified:
             return _quiet_broken_pipe()
         raise
+    except click.UsageError as exc:
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            try:  # a group run without a command: its help is the answer (on stderr, exit 2)
+                exc.show()
+            except BrokenPipeError:
+                return _quiet_broken_pipe()
+            return int(ExitCode.USAGE)
+        return _fail(_usage_line(exc), ExitCode.USAGE)
     except click.ClickException as exc:
-        try:
-            exc.show()
-        except BrokenPipeError:
-            return _quiet_broken_pipe()
-        return int(ExitCode.USAGE) if exc.exit_code == 2 else exc.exit_code
+        return _fail(_one_line(exc.format_message()), ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
     except NetkitError as exc:
         return _fail(exc.message, exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
@@ -119,12 +139,33 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}", ExitCode.RUNTIME)
     except Exception as exc:  # the last line of defence: never a traceback without -v
-        if verbose:
+        if app.verbose:
             import traceback
 
             traceback.print_exc()
         return _fail(f"internal error: {type(exc).__name__}: {exc} (please report; -v shows detail)",
                      ExitCode.RUNTIME)
+
+
+def _reader_gone() -> bool:
+    """stdout is a pipe whose reader has closed it.
+
+    A write that the reader's exit cut short can end without an error: CPython's buffered writer
+    takes the kernel's partial count and drops the rest (``--format json ... | head -c 10``). The
+    pipe itself still tells: its write end polls as an error once no reader is left.
+    """
+    import select
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _fd, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def main() -> None:
@@ -135,4 +176,7 @@ def main() -> None:
         code = _quiet_broken_pipe()
     except (OSError, ValueError):
         pass
+    # A result (or a failed check) that never reached its reader ends as every closed pipe does.
+    if code in (ExitCode.OK, ExitCode.CHECK_FAILED) and _reader_gone():
+        code = _quiet_broken_pipe()
     sys.exit(code)

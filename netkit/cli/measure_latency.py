@@ -14,7 +14,7 @@ import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.cli.guard_options import key_options, load_key_option
-from netkit.cli.params import DURATION, Count, Duration, Size, usage_error
+from netkit.cli.params import DURATION, Count, Duration, Number, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,8 +151,10 @@ def emit_summary(out: Output, doc: dict[str, Any], results: list[TargetResult], 
         for r in results:
             if r.acc.local_drops:
                 out.info(f"netkit: {local_drops_note(r.target, r.acc.local_drops)}")
+    # A target that failed outright (name not resolved, refused) reads as every command says it.
+    failed_outright = {f"{r.target}: {r.error}" for r in results if r.acc.received == 0 and r.error}
     for f in thresholds.failed:
-        out.info(f"netkit: check failed: {f}")
+        out.info(f"netkit: {f}" if f in failed_outright else f"netkit: check failed: {f}")
 
 
 def event_line(ev: ProbeEvent, method: str = "udp") -> str:
@@ -261,7 +263,7 @@ def _label(t: Target, method: str) -> str:
                    "(default 56, as ping -s).")
 @click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
 @click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
-@click.option("--max-loss", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+@click.option("--max-loss", type=Number(0, 100), default=None, metavar="PCT",
               help="Exit 1 when any target's loss exceeds PCT percent.")
 @click.option("--max-rtt", type=Duration(min=0.0, min_open=True), default=None, metavar="DURATION",
               help="Exit 1 when any target's p95 RTT exceeds DURATION.")

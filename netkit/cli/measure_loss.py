@@ -13,7 +13,7 @@ import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.cli.guard_options import key_options, load_key_option
-from netkit.cli.params import Count, Duration, Size, usage_error
+from netkit.cli.params import Count, Duration, Number, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +35,7 @@ MAX_RATE = 10_000_000
               help="A reply later than this counts as late, not received.")
 @click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
 @click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
-@click.option("--max-loss", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+@click.option("--max-loss", type=Number(0, 100), default=None, metavar="PCT",
               help="Exit 1 when loss exceeds PCT percent.")
 @click.option("--max-rtt", type=Duration(min=0.0, min_open=True), default=None, metavar="DURATION",
               help="Exit 1 when the p95 RTT exceeds DURATION.")

@@ -243,10 +243,9 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
     """
     import dataclasses
-    import signal
-    import threading
 
     from netkit.core.throughput_models import ThroughputConfig, check_thresholds
+    from netkit.io.aio import StopSignal
 
     out = get_output()
     if reverse and bidir:
@@ -277,16 +276,10 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         bidir=bidir, block_size=size, interval_s=interval, omit_s=omit, server=server, udp=udp,
         rate_bps=rate, connect_timeout_s=connect_timeout, key=mkey,
     )
-    stop = threading.Event()
-    fired: list[int] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        fired.append(signum)
-        stop.set()
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = StopSignal()  # SIGINT, SIGTERM or SIGHUP: the streams stop, the summary still prints
+    stop = signals.flag
     view = _View(out, duration + omit, multi=len(cfg.directions()) > 1)
-    try:
+    with signals:
         with view:
             if udp:
                 from netkit.io.throughput_udp import measure_udp_throughput
@@ -298,9 +291,6 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
 
                 result = measure_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
                                             on_info=out.debug)
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     result = dataclasses.replace(result, thresholds=check_thresholds(result, min_rate))
     if result.note:
         # sender-side counting and failed streams change what the figures mean: always say so
@@ -313,6 +303,6 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     emit_result(out, result, streamed=view.stream_lines or out.format == "jsonl")
     for f in result.thresholds.failed:
         out.info(f"netkit: check failed: {f}")
-    if fired and fired[0] == signal.SIGINT:
+    if signals.interrupted:
         return ExitCode.INTERRUPTED
     return ExitCode.OK if result.thresholds.passed else ExitCode.CHECK_FAILED

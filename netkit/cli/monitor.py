@@ -107,6 +107,8 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
 
 async def _main(out: Output, config: MonitorConfig, config_path: str | None, cli: CliSettings,
                 rounds: int | None) -> ExitCode:
+    import signal
+
     from netkit.io.aio import StopSignal
     from netkit.io.monitor import MetricsServer, Monitor, load_config
 
@@ -117,7 +119,8 @@ async def _main(out: Output, config: MonitorConfig, config_path: str | None, cli
         out.warn(f"{config.textfile}: node_exporter's textfile collector reads only files named *.prom")
     loader = (lambda: load_config(config_path, cli)) if config_path else None
     # Signals first: a SIGTERM that arrives right after the ready line is already a clean stop.
-    async with StopSignal() as stop:
+    # SIGHUP is not among them: it re-reads the configuration (Monitor.run handles it).
+    async with StopSignal(signals=(signal.SIGINT, signal.SIGTERM)) as stop:
         monitor.write_textfile(strict=True)
         server = MetricsServer(monitor.registry, *config.listen) if config.listen else None
         try:

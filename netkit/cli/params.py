@@ -1,10 +1,14 @@
 """Click parameter types for netkit's value syntaxes; each wraps a pure parser from the core.
 
-A bad value is a usage error (exit 2) that names the option and the value.
+A bad value is a usage error (exit 2) that names the option and the value: every option of every
+command parses through one of these (or a Click type that fails the same way), so no value can
+get past parsing to end in an internal error. Numbers are finite (no ``nan``, no ``inf``: a NaN
+threshold would compare false and turn its check off), and bytes follow one escape rule.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -92,6 +96,72 @@ class Count(_CoreType):
         return n
 
 
+class Number(_CoreType):
+    """A finite decimal number (thresholds, factors); bounds inclusive unless ``min_open``.
+
+    Click's FloatRange lets ``nan`` through (every comparison with NaN is false): not this one.
+    """
+
+    name = "number"
+
+    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False) -> None:
+        self.min, self.max, self.min_open = min, max, min_open
+
+    def _parse(self, value: str) -> float:
+        try:
+            n = float(value.strip())
+        except ValueError:
+            raise InputError(f"invalid number {value!r}") from None
+        if not math.isfinite(n):
+            raise InputError(f"invalid number {value!r}: must be a finite number")
+        if self.min is not None and (n <= self.min if self.min_open else n < self.min):
+            word = "more than" if self.min_open else "at least"
+            raise InputError(f"invalid number {value!r}: must be {word} {self.min:g}")
+        if self.max is not None and n > self.max:
+            raise InputError(f"invalid number {value!r}: must be at most {self.max:g}")
+        return n
+
+
+class Bytes(_CoreType):
+    r"""Bytes typed as text, by the one rule of :func:`netkit.core.escape.unescape`.
+
+    ``\n \r \t \0 \\ \e \xHH`` are escapes; bytes that are not UTF-8 on the command line pass as
+    typed. With ``allow_file``, ``@FILE`` reads the bytes from FILE (at most ``max_size``).
+    """
+
+    name = "bytes"
+
+    def __init__(self, *, allow_empty: bool = True, allow_file: bool = False, max_size: int | None = None) -> None:
+        self.allow_empty, self.allow_file, self.max_size = allow_empty, allow_file, max_size
+
+    def _parse(self, value: str) -> bytes:
+        from netkit.core.escape import unescape
+
+        if self.allow_file and value.startswith("@"):
+            data = _read_file(value[1:], self.max_size)
+        else:
+            data = unescape(value)
+            if self.max_size is not None and len(data) > self.max_size:
+                raise InputError(f"{len(data)} bytes is over the limit of {self.max_size} bytes")
+        if not data and not self.allow_empty:
+            raise InputError("empty: give at least one byte")
+        return data
+
+
+def _read_file(path: str, max_size: int | None) -> bytes:
+    from netkit.core.escape import safe_text
+
+    limit = -1 if max_size is None else max_size + 1
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit)
+    except OSError as exc:
+        raise InputError(f"cannot read {safe_text(path)}: {exc.strerror or exc}") from None
+    if max_size is not None and len(data) > max_size:
+        raise InputError(f"{safe_text(path)} is over the limit of {max_size} bytes")
+    return data
+
+
 class Port(_CoreType):
     name = "port"
 
@@ -135,6 +205,9 @@ PORT = Port()
 LISTEN_PORT = ListenPort()
 HOST = Host()
 TARGET = TargetType()
+
+
+BYTES = Bytes()
 
 
 def usage_error(message: str, param_hint: str | None = None) -> click.UsageError:

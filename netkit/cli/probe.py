@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netkit.cli.context import get_output, output_options
-from netkit.cli.params import DURATION, POSITIVE_DURATION, Count, usage_error
+from netkit.cli.params import BYTES, DURATION, POSITIVE_DURATION, Count, Number, usage_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.probe_models import ProbeResult, RepeatedResult
@@ -95,18 +95,6 @@ def _read_targets(args: tuple[str, ...], targets_file: str | None) -> list[Targe
     return targets
 
 
-def _decode_send(text: str | None) -> bytes | None:
-    """``--send 'HEAD / HTTP/1.0\\r\\n\\r\\n'``: backslash escapes as in C strings."""
-    if text is None:
-        return None
-    import codecs
-
-    try:
-        return codecs.escape_decode(text.encode("utf-8"))[0]  # type: ignore[attr-defined,no-any-return]
-    except ValueError as exc:
-        raise usage_error(f"invalid escape in --send: {exc}", "--send") from None
-
-
 @click.command(name="probe")
 @click.argument("targets", nargs=-1, metavar="TARGET...")
 @click.option("--targets-file", "targets_file", metavar="FILE",
@@ -117,7 +105,7 @@ def _decode_send(text: str | None) -> bytes | None:
               help="Timeout of one attempt (connect, handshake, reply).")
 @click.option("--backoff", type=DURATION, default="0.5s", show_default=True,
               help="Delay before the first retry.")
-@click.option("--backoff-factor", type=click.FloatRange(min=1.0, max=100.0), default=2.0, show_default=True,
+@click.option("--backoff-factor", type=Number(min=1.0, max=100.0), default=2.0, show_default=True,
               help="Each further delay is this many times the previous one.")
 @click.option("--max-backoff", type=DURATION, default=None,
               help="Cap on the delay between attempts [default: 10s; 2s with --wait].")
@@ -128,12 +116,12 @@ def _decode_send(text: str | None) -> bytes | None:
               help="Targets probed at the same time.")
 @click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
 @click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
-@click.option("--send", metavar="TEXT", help="Send TEXT after connecting (\\r \\n \\xNN escapes work).")
+@click.option("--send", type=BYTES, metavar="TEXT", help="Send TEXT after connecting (escapes: \\r \\n \\t \\0 \\xHH).")
 @click.option("--expect", metavar="REGEX", help="The reply (or banner) must match REGEX, else 'mismatch'.")
 @click.option("--tls", is_flag=True, help="Complete a TLS handshake; report protocol, cipher, certificate.")
 @click.option("-k", "--insecure", is_flag=True, help="With --tls: do not verify the certificate.")
 @click.option("--cafile", type=click.Path(dir_okay=False), help="With --tls: trust the CAs in this PEM file.")
-@click.option("--min-cert-days", type=click.FloatRange(min=0), default=None,
+@click.option("--min-cert-days", type=Number(min=0), default=None,
               help="With --tls: fail (tls-error) when the certificate expires in fewer days.")
 @click.option("--udp", is_flag=True, help="UDP: send a datagram, wait for a reply (silent = open|filtered).")
 @click.option("--wait", is_flag=True, help="Retry every target until all are open or --deadline passes.")
@@ -212,7 +200,7 @@ def _build_options(kw: dict[str, Any], out: Output) -> ProbeOptions:
         deadline_s=kw["deadline"],
         concurrency=int(kw["concurrency"]),
         family=family_of(kw["ipv4"], kw["ipv6"]),
-        send=_decode_send(kw["send"]),
+        send=kw["send"],
         expect=expect,
         tls=kw["tls"],
         tls_context=tls_context,
@@ -569,8 +557,8 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
     for t in targets:
         host, port = t.host, t.port
         got = resolved[host]
-        if isinstance(got, Exception):
-            out.append(ScanTarget(prefix[host] + str(port), host, port, (), None, str(got)))
+        if isinstance(got, ResolveError):
+            out.append(ScanTarget(prefix[host] + str(port), host, port, (), None, got.reason))
         else:
             out.append(ScanTarget(prefix[host] + str(port), host, port, shared[host],
                                   None if literal[host] else got[0].resolve_ns))

@@ -126,6 +126,7 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
       netkit send tcp --tls --cafile cert.pem localhost:8443 ping
     """
     from netkit.core.send_models import TcpSendConfig
+    from netkit.io.aio import StopSignal
     from netkit.io.resolve import family_of
     from netkit.io.tcp_client import send_tcp_sync
 
@@ -141,8 +142,9 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
         cafile=cafile, server_name=server_name, family=family_of(ipv4, ipv6),
     )
     raw = out.format == "table"
+    stop = StopSignal()
     try:
-        result = send_tcp_sync(config, data, on_reply=_raw_writer(out) if raw else None)
+        result = send_tcp_sync(config, data, on_reply=_raw_writer(out) if raw else None, stop=stop)
     finally:
         if hasattr(data, "close") and data is not _binary("stdin"):
             data.close()  # type: ignore[union-attr]
@@ -150,6 +152,8 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
               f"connect {result.connect_ms:.3f} ms, elapsed {result.elapsed_ms:.3f} ms")
     if not raw:
         out.emit(result)
+    if stop.interrupted:
+        return ExitCode.INTERRUPTED
     if result.error is not None:
         from netkit.core.errors import CheckFailed
 
@@ -183,6 +187,7 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
     """
     from netkit.core.errors import CheckFailed
     from netkit.core.send_models import UdpSendConfig
+    from netkit.io.aio import StopSignal
     from netkit.io.resolve import family_of
     from netkit.io.udp_client import send_udp_sync
 
@@ -196,11 +201,14 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
     config = UdpSendConfig(host=target.host, port=target.port, count=count, interval=interval, wait=wait,
                            family=family_of(ipv4, ipv6))
     raw = out.format == "table"
-    result = send_udp_sync(config, data, on_reply=_raw_writer(out) if raw else None)
+    stop = StopSignal()
+    result = send_udp_sync(config, data, on_reply=_raw_writer(out) if raw else None, stop=stop)
     out.debug(f"{result.target}: sent {result.datagrams_sent} datagrams, received {result.datagrams_received}")
     if not raw:
         out.emit(result, rows=[{k: v for k, v in _flat(result).items() if k != "replies"}])
-    if wait > 0:
+    if stop.interrupted:
+        return ExitCode.INTERRUPTED
+    if wait > 0 and stop.signum is None:  # stopped by SIGTERM/SIGHUP: the wait was cut, not failed
         if result.error is not None:
             raise CheckFailed(f"{result.target}: {result.error}")
         if result.datagrams_received == 0:

@@ -182,8 +182,8 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
               help="Port to bind; 0 picks a free one.")
 @click.option("--mode", type=click.Choice(["echo", "discard", "source", "reply"]), default="echo",
               show_default=True, help="echo back, read and drop, write a pattern, or answer --reply.")
-@click.option("--reply", "reply_text", default="Message received", show_default=True,
-              help="Answer to each received chunk in --mode reply.")
+@click.option("--reply", "reply_text", type=params.BYTES, default="Message received", show_default=True, metavar="TEXT",
+              help="Answer to each received chunk in --mode reply (escapes: \\n \\r \\t \\0 \\xHH).")
 @click.option("--max-conns", type=params.Count(min=0), default="1024", show_default=True,
               help="Concurrent connections; more are closed at once and logged (0: no limit).")
 @click.option("--idle-timeout", type=params.DURATION, default="5m", show_default=True,
@@ -203,7 +203,7 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
 @guard_options.key_options(with_key=False)
 @guard_options.limit_options
 @output_options
-def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: int, idle_timeout: float,
+def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns: int, idle_timeout: float,
                   max_bytes: int, max_request: int, once: bool, tls: bool, cert: str | None, key: str | None,
                   tls_key: str | None = None, key_file: str | None = None, **limits: Any) -> int:
     """Serve TCP: echo (default), discard, source or reply, with limits and optional TLS.
@@ -230,7 +230,7 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: str, max_conns: i
         raise params.usage_error(f"TLS key file {tls_key!r} does not exist", "--key")
     key = tls_key
     config = TcpServerConfig(
-        host=host, port=port, mode=mode, reply=reply_text.encode(), max_conns=max_conns or None,
+        host=host, port=port, mode=mode, reply=reply_text, max_conns=max_conns or None,
         idle_timeout=idle_timeout or None, max_bytes=max_bytes or None, once=once,
         max_request=max(1, max_request),
     )

@@ -60,3 +60,39 @@ def safe_text(data: bytes | str, *, limit: int | None = None, keep_newlines: boo
 def is_safe(text: str) -> bool:
     """True when ``text`` has no control character a terminal would act on."""
     return _UNSAFE_ALL.search(text) is None
+
+
+# ----- the other way: bytes typed as text on a command line ------------------------------------
+
+_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "0": b"\x00", "\\": b"\\", "e": b"\x1b"}
+ESCAPES_HELP = r"\n \r \t \0 \\ \e \xHH"
+
+
+def unescape(text: str) -> bytes:
+    r"""Bytes typed as text (``'PING\r\n'``) to bytes: ``\n \r \t \0 \\ \e \xHH``; the rest as typed.
+
+    Every option that takes bytes reads them by this one rule. Text is UTF-8; bytes that were not
+    UTF-8 on the command line (``$'\xff\xfe'``, which Python keeps as lone surrogates) come out as
+    they were typed. Any other backslash escape is an error; a trailing backslash is itself.
+    """
+    from netkit.core.errors import InputError
+
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\" or i + 1 == len(text):
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt in _ESCAPES:
+            out += _ESCAPES[nxt]
+            i += 2
+        elif nxt == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", text[i + 2 : i + 4]):
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            shown = safe_text(text, limit=60)
+            raise InputError(f"unknown escape \\{safe_text(nxt)} in {shown!r} (use {ESCAPES_HELP})")
+    return bytes(out)

@@ -224,7 +224,7 @@ def check_thresholds(targets: list[TargetResult], max_loss_pct: float | None,
     for t in targets:
         name = t.target
         if t.acc.received == 0:
-            failed.append(f"{name}: no reply" + (f" ({t.error})" if t.error else ""))
+            failed.append(f"{name}: {t.error}" if t.error else f"{name}: no reply")
             continue
         if stall_after is not None and t.acc.trailing_lost >= stall_after:
             failed.append(f"{name}: stopped answering (no reply to the last {t.acc.trailing_lost} probes)")

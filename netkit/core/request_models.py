@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
-import re
 import struct
 from collections import Counter
 from collections.abc import Iterable
@@ -37,7 +36,7 @@ from typing import Any
 
 from netkit.core import session_header as sh
 from netkit.core.backoff import Backoff
-from netkit.core.errors import InputError
+from netkit.core.escape import unescape as unescape  # --payload/--delimiter: the one bytes rule
 from netkit.core.stats import LogHistogram
 
 NS_PER_MS = 1_000_000
@@ -69,33 +68,6 @@ NOTE_CLOSED_LOOP = ("closed loop: latency is measured from each actual send; whi
 
 class FramingError(ValueError):
     """The peer sent bytes that are not a valid reply for the chosen framing."""
-
-
-# ----- escapes (for --delimiter and --payload) -------------------------------------------------
-
-_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "0": b"\x00", "\\": b"\\", "e": b"\x1b"}
-
-
-def unescape(text: str) -> bytes:
-    r"""``'PING\r\n'`` as typed in a shell to bytes: ``\n \r \t \0 \\ \e \xHH``; the rest UTF-8."""
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "\\" or i + 1 == len(text):
-            out += ch.encode()
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt in _ESCAPES:
-            out += _ESCAPES[nxt]
-            i += 2
-        elif nxt == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", text[i + 2 : i + 4]):
-            out.append(int(text[i + 2 : i + 4], 16))
-            i += 4
-        else:
-            raise InputError(f"unknown escape \\{nxt} in {text!r} (use \\n \\r \\t \\0 \\\\ \\e \\xHH)")
-    return bytes(out)
 
 
 # ----- framers ---------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ class TcpSendResult:
     reply: str  # escaped text (safe_text) of the first REPLY_KEEP_BYTES bytes
     #: Why the reply ended abnormally ("connection reset by peer after N bytes"), else None.
     error: str | None = None
+    #: Stopped by SIGINT/SIGTERM/SIGHUP before the exchange ended: the figures are partial.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,4 +66,6 @@ class UdpSendResult:
     received_bytes: int
     elapsed_ms: float
     replies: list[UdpReply] = field(default_factory=list)
-    error: str | None = None  # e.g. "port unreachable" (ICMP), else null
+    error: str | None = None  # e.g. "port unreachable (nothing listening)", else null
+    #: Stopped by SIGINT/SIGTERM/SIGHUP before every datagram was sent or the wait ended.
+    interrupted: bool = False

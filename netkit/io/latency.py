@@ -34,7 +34,7 @@ from netkit.core.latency_models import (
 from netkit.core.targets import Target
 from netkit.io import timestamps
 from netkit.io.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
-from netkit.io.resolve import resolve
+from netkit.io.resolve import failure_reason, resolve
 from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
 
 
@@ -634,9 +634,7 @@ PROBERS: dict[str, type[Prober]] = {
 
 
 def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return (exc.strerror or str(exc)).lower()
+    return failure_reason(exc)
 
 
 async def _wait(ev: asyncio.Event, seconds: float) -> None:

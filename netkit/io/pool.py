@@ -46,6 +46,7 @@ from netkit.core.backoff import Backoff, RetryPlan
 from netkit.core.errors import CheckFailed
 from netkit.core.request_models import Framer, PoolConfig, PoolStats
 from netkit.io.clock import now_ns
+from netkit.io.resolve import failure_reason
 
 NS = 1_000_000_000
 CLOSE_GRACE_S = 1.0
@@ -237,7 +238,7 @@ class ConnectionPool:
         if len(failed) == self.config.size:
             msg = self.last_error or "connection failed"
             await self.close()
-            raise PoolConnectError(f"cannot connect to {self._where}: {msg}")
+            raise PoolConnectError(f"{self._where}: {msg}")
         for slot in failed:  # keep trying on the backoff schedule, as after a drop
             self._spawn(self._reconnect(slot, first_failed=True))
         if self.config.health_interval_s > 0:
@@ -391,7 +392,7 @@ class ConnectionPool:
             self._connect_failed(slot, f"TLS: {exc.reason or exc}")
             return False
         except OSError as exc:
-            self._connect_failed(slot, exc.strerror or str(exc))
+            self._connect_failed(slot, failure_reason(exc))
             return False
         if self._closing:
             conn.abort()

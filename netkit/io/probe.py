@@ -34,7 +34,7 @@ from netkit.core.probe_models import (
 )
 from netkit.core.targets import Target, format_host_port
 from netkit.io.clock import DEFAULT_CLOCK, Clock
-from netkit.io.resolve import Resolved, ResolveError, resolve_all
+from netkit.io.resolve import PORT_UNREACHABLE, Resolved, ResolveError, resolve_all
 
 NS = 1_000_000_000
 MAX_REPLY = 64 * 1024
@@ -284,7 +284,7 @@ async def _udp_attempt(addr: Resolved, port: int, opts: ProbeOptions, timeout_s:
         except asyncio.TimeoutError:
             return Attempt(ProbeState.OPEN_FILTERED, address, None, f"no reply within {timeout_s:g}s")
         except ConnectionRefusedError:
-            return Attempt(ProbeState.CLOSED, address, None, "port unreachable (ICMP)")
+            return Attempt(ProbeState.CLOSED, address, None, PORT_UNREACHABLE)
         except OSError as exc:
             state, words = classify_errno(exc.errno or 0, exc.strerror)
             return Attempt(state, address, None, words)
@@ -378,7 +378,7 @@ class Prober:
                     addrs = await self.resolver.resolve(target.host, sock_type, left_s)
                     resolve_ns = None if is_ip_literal(target.host) else addrs[0].resolve_ns
                 except ResolveError as exc:
-                    last = Attempt(ProbeState.DNS_ERROR, None, None, str(exc))
+                    last = Attempt(ProbeState.DNS_ERROR, None, None, exc.reason)
             if addrs is not None:
                 now = self.clock.now_ns()
                 timeout_ns = plan.attempt_timeout_ns(int(opts.timeout_s * NS), now)

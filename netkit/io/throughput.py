@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from netkit.core import session_header as sh
-from netkit.core.errors import CheckFailed, RuntimeFailure
+from netkit.core.errors import CheckFailed
 from netkit.core.targets import format_host_port
 from netkit.core.throughput_models import (
     NS,
@@ -48,6 +48,7 @@ from netkit.core.throughput_models import (
     stream_result,
     summarize,
 )
+from netkit.io.resolve import resolve_error
 
 IntervalSink = Callable[[IntervalRow], None]
 ProgressSink = Callable[[float], None]
@@ -100,12 +101,12 @@ def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
 
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
-    """A connected TCP socket, or RuntimeFailure/CheckFailed with one line that says why."""
+    """A connected TCP socket, or CheckFailed (ResolveError included) with one line that says why."""
     where = format_host_port(host, port)
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
-        raise RuntimeFailure(f"cannot resolve {host}: {exc.strerror}") from None
+        raise resolve_error(host, port, exc) from None
     except ConnectionRefusedError:
         raise CheckFailed(f"{where}: connection refused") from None
     except TimeoutError:

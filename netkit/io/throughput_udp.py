@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netkit.core import packet
-from netkit.core.errors import CheckFailed, RuntimeFailure
+from netkit.core.errors import CheckFailed
 from netkit.core.keyed import sign_probe_into
 from netkit.core.targets import format_host_port
 from netkit.core.throughput_models import (
@@ -44,6 +44,7 @@ from netkit.core.throughput_models import (
     summarize,
     udp_buffer_bytes,
 )
+from netkit.io.resolve import PORT_UNREACHABLE, resolve_error
 from netkit.io.throughput import IntervalSink, ProgressSink, run_clock, set_kernel_timeouts
 from netkit.io.udp_buffers import socket_drops, tune_buffers
 
@@ -172,7 +173,7 @@ def open_udp(cfg: ThroughputConfig, rate_bps: float) -> socket.socket:
     try:
         info = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)[0]
     except socket.gaierror as exc:
-        raise RuntimeFailure(f"cannot resolve {cfg.host}: {exc.strerror}") from None
+        raise resolve_error(cfg.host, cfg.port, exc) from None
     sock = socket.socket(info[0], socket.SOCK_DGRAM)
     try:
         tune_buffers(sock, udp_buffer_bytes(rate_bps))
@@ -375,7 +376,7 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
         now = time.perf_counter_ns()
         for w in workers:
             if w.refused or w.recv_refused:
-                failure.append(f"{where}: nothing listens for UDP there (ICMP port unreachable)")
+                failure.append(f"{where}: {PORT_UNREACHABLE}")
             elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
                 if w.last_reply_ns:
                     failure.append(f"{where}: the UDP path stopped answering: no reply for {STALL_S:g}s "

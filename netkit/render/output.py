@@ -236,8 +236,8 @@ class Output:
         self.stdout.write(dumps(obj) + "\n")
         self.stdout.flush()
 
-    def csv_rows(self, rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None) -> None:
-        """CSV with a header row; nested fields flattened as ``parent.child``."""
+    def csv_rows(self, rows: Iterable[Any], fields: Sequence[str] | None = None) -> None:
+        """CSV with a header row (records: mappings or dataclasses); nested fields as ``parent.child``."""
         if self.quiet:
             return
         for row in rows:
@@ -256,7 +256,7 @@ class Output:
         result: Any,
         *,
         table: Any = None,
-        rows: Iterable[Mapping[str, Any]] | None = None,
+        rows: Iterable[Any] | None = None,
         fields: Sequence[str] | None = None,
     ) -> None:
         """Write a final result in the chosen format.

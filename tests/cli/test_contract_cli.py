@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import support
@@ -68,11 +69,25 @@ def test_bad_input_is_usage_error_naming_the_argument(args: list[str], names: st
     assert "Traceback" not in res.stderr
 
 
-def test_durations_in_every_spelling_are_accepted() -> None:
-    for wait in ("250ms", "2s", "1m"):
+def test_durations_in_every_spelling_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netkit.core.send_models import TcpSendResult
+    from netkit.io import tcp_client
+
+    seen: list[tuple[float, float]] = []
+
+    def fake_send(config: Any, data: Any, **_: Any) -> TcpSendResult:
+        seen.append((config.wait, config.timeout))
+        return TcpSendResult(target="127.0.0.1:9", sent_bytes=1, received_bytes=0, connect_ms=0.1,
+                             elapsed_ms=0.2, reply="")
+
+    # The spelling is what is under test, not a peer: the command gets exactly these seconds.
+    monkeypatch.setattr(tcp_client, "send_tcp_sync", fake_send)
+    for wait, seconds in (("250ms", 0.25), ("2s", 2.0), ("1m", 60.0), ("1.5s", 1.5)):
         res = support.invoke(["send", "tcp", "127.0.0.1:9", "x", "--wait", wait, "--timeout", "250ms",
                               "--format", "json"])
-        assert res.exit_code in (0, 1), res.stderr  # 1: nothing listens on port 9
+        assert res.exit_code == 0, res.stderr
+        assert seen[-1] == (seconds, 0.25)
+        assert res.json()["sent_bytes"] == 1
 
 
 def test_connection_refused_is_exit_1_one_line() -> None:

@@ -54,7 +54,8 @@ def test_json_reply_is_escaped_text() -> None:
         res = support.invoke(["send", "tcp", srv.addr, "hi", "--format", "json"])
     assert res.exit_code == 0
     doc = res.json()
-    assert set(doc) == {"target", "sent_bytes", "received_bytes", "connect_ms", "elapsed_ms", "reply", "error"}
+    assert set(doc) == {"target", "sent_bytes", "received_bytes", "connect_ms", "elapsed_ms", "reply", "error",
+                        "interrupted"}
     assert doc["error"] is None
     assert doc["reply"] == "\\x1b[31m[bold]x[/bold]\\x07"
     assert doc["sent_bytes"] == 2 and doc["received_bytes"] == len(hostile.encode())
@@ -64,7 +65,7 @@ def test_json_reply_is_escaped_text() -> None:
 def test_csv_and_jsonl_formats(echo_server: support.Server) -> None:
     res = support.invoke(["send", "tcp", echo_server.addr, "a,b", "--format", "csv"])
     lines = res.stdout.splitlines()
-    assert lines[0] == "target,sent_bytes,received_bytes,connect_ms,elapsed_ms,reply,error"
+    assert lines[0] == "target,sent_bytes,received_bytes,connect_ms,elapsed_ms,reply,error,interrupted"
     res = support.invoke(["send", "tcp", echo_server.addr, "x", "--format", "jsonl"])
     assert len(res.jsonl()) == 1 and res.jsonl()[0]["reply"] == "x"
 

@@ -150,7 +150,8 @@ def test_server_restarted_mid_run(no_socket_leak) -> None:
         assert r.errors["connection-lost"] >= 1
         assert r.requests > 0 and not r.interrupted
         late = [row for row in r.intervals if row.start_s >= 0.99]
-        assert late, r.intervals and all(row.requests > 0 and row.open_connections == 4 for row in late)
+        assert late, r.intervals
+        assert all(row.requests > 0 and row.open_connections == 4 for row in late), late
 
     run(main())
 

@@ -202,14 +202,25 @@ def test_slow_reader_does_not_grow_server_memory() -> None:
 
 def test_source_mode_streams_until_client_closes() -> None:
     async def main() -> None:
-        server = await _started(mode="source")
+        events: list[dict[str, Any]] = []
+        server = await _started(events, mode="source")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             got = 0
             while got < 1024 * 1024:
-                got += len(await asyncio.wait_for(reader.read(65536), 2))
+                chunk = await asyncio.wait_for(reader.read(65536), 2)
+                assert chunk, "the source stopped sending while the client was still reading"
+                got += len(chunk)
+            assert server.active == 1  # still streaming: nothing but the client ends a source session
             writer.close()
             await writer.wait_closed()
+            # The client's close ends the session on the server's side, without server.stop().
+            deadline = asyncio.get_running_loop().time() + 5
+            while server.active and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert server.active == 0, "the source session outlived its client"
+            closes = [e for e in events if e["event"] == "close"]
+            assert len(closes) == 1 and closes[0]["bytes_out"] >= got
         finally:
             await server.stop()
 

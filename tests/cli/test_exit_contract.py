@@ -1,0 +1,385 @@
+"""The CLI-wide contract, through real subprocesses: the same failure reads the same in every
+command; signals end runs with what they have; a closed stdout is 141; option values parse
+strictly (exit 2, one line); bytes options share one escape rule; -v is read one way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import support
+
+UNRESOLVABLE = "no-such-host.invalid"
+
+
+def _resolver_says() -> str:
+    """What this host's resolver answers for the unresolvable name (the text varies by libc)."""
+    try:
+        socket.getaddrinfo(UNRESOLVABLE, 80)
+    except socket.gaierror as exc:
+        return str(exc.strerror)
+    pytest.skip(f"{UNRESOLVABLE} resolves here")
+    raise AssertionError  # pragma: no cover
+
+
+@pytest.fixture(scope="module")
+def refused_tcp_port() -> Iterator[int]:
+    """A loopback port that answers a connect with RST: bound, never listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def unreachable_udp_port() -> int:
+    """A loopback UDP port with nothing bound: datagrams get ICMP port unreachable back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# Every command that takes one target, with the options that keep a run short. "{t}" is HOST:PORT.
+TCP_COMMANDS = {
+    "send tcp": ["send", "tcp", "{t}", "x"],
+    "latency tcp-connect": ["measure", "latency", "{t}", "-m", "tcp-connect", "-c", "2", "-i", "100ms"],
+    "latency tcp-echo": ["measure", "latency", "{t}", "-m", "tcp-echo", "-c", "2", "-i", "100ms"],
+    "throughput": ["measure", "throughput", "{t}", "-t", "1s"],
+    "throughput iperf3": ["measure", "throughput", "{t}", "-t", "1s", "--iperf3"],
+    "requests": ["measure", "requests", "{t}", "-n", "10"],
+}
+UDP_COMMANDS = {
+    "send udp": ["send", "udp", "{t}", "x", "--wait", "1s"],
+    "latency udp": ["measure", "latency", "{t}", "-m", "udp", "-c", "2", "-i", "100ms"],
+    "loss": ["measure", "loss", "{t}", "-d", "1s", "-r", "100"],
+    "throughput udp": ["measure", "throughput", "{t}", "-t", "1s", "--udp"],
+}
+ICMP_COMMAND = ["measure", "latency", "{t}", "-m", "icmp", "-c", "2", "-i", "100ms"]
+
+
+def _args(template: list[str], target: str) -> list[str]:
+    return [a.replace("{t}", target) for a in template]
+
+
+def _one_line(res: support.CliResult) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", [*TCP_COMMANDS, *UDP_COMMANDS])
+def test_unresolvable_name_is_exit_1_with_one_wording(name: str) -> None:
+    template = TCP_COMMANDS.get(name) or UDP_COMMANDS[name]
+    res = support.run_netkit(_args(template, f"{UNRESOLVABLE}:7"), timeout=30)
+    assert res.exit_code == 1, res.stderr
+    assert _one_line(res) == f"netkit: {UNRESOLVABLE}:7: name not resolved ({_resolver_says()})"
+
+
+def test_unresolvable_name_icmp_names_the_host() -> None:
+    res = support.run_netkit(_args(ICMP_COMMAND, UNRESOLVABLE), timeout=30)
+    assert res.exit_code == 1, res.stderr
+    assert _one_line(res) == f"netkit: {UNRESOLVABLE}: name not resolved ({_resolver_says()})"
+
+
+@pytest.mark.parametrize("name", list(TCP_COMMANDS))
+def test_refused_port_is_exit_1_with_one_wording(name: str, refused_tcp_port: int) -> None:
+    target = f"127.0.0.1:{refused_tcp_port}"
+    res = support.run_netkit(_args(TCP_COMMANDS[name], target), timeout=30)
+    assert res.exit_code == 1, res.stderr
+    assert _one_line(res) == f"netkit: {target}: connection refused"
+
+
+@pytest.mark.parametrize("name", list(UDP_COMMANDS))
+def test_unreachable_udp_port_is_exit_1_with_one_wording(name: str, unreachable_udp_port: int) -> None:
+    target = f"127.0.0.1:{unreachable_udp_port}"
+    res = support.run_netkit(_args(UDP_COMMANDS[name], target), timeout=30)
+    assert res.exit_code == 1, res.stderr
+    assert _one_line(res) == f"netkit: {target}: port unreachable (nothing listening)"
+
+
+def test_probe_and_monitor_rows_carry_the_same_reason(refused_tcp_port: int, tmp_path: Any) -> None:
+    """Reports with a row per target show the reason beside the target, in the same words."""
+    reason = f"name not resolved ({_resolver_says()})"
+    refused = f"127.0.0.1:{refused_tcp_port}"
+    res = support.run_netkit(["--format", "json", "probe", f"{UNRESOLVABLE}:7", refused], timeout=30)
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    errors = [t["error"] for t in res.json()["targets"]]
+    assert errors == [reason, "connection refused"]
+    for target, want in ((f"{UNRESOLVABLE}:7", reason), (refused, "connection refused")):
+        res = support.run_netkit(["--format", "jsonl", "monitor", target, "--rounds", "1", "--interval", "1s",
+                                  "--textfile", str(tmp_path / "netkit.prom")], timeout=30)
+        rounds = [line for line in res.jsonl() if line["event"] == "round"]
+        assert res.exit_code == 1 and rounds[0]["targets"][0]["error"] == want, res.stderr
+
+
+# ----- Ctrl-C and other signals ------------------------------------------------------------------
+
+def _established_to(pid: int, port: int) -> bool:
+    import psutil
+
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    # send tcp half-closes after its message (FIN_WAIT2) while the reply still streams in.
+    return any(c.raddr and c.raddr[1] == port and c.status in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2")
+               for c in conns)
+
+
+def test_ctrl_c_on_send_tcp_into_a_pipe_never_shows_a_traceback() -> None:
+    """``netkit send tcp HOST:PORT x | wc -c`` against a source, Ctrl-C (SIGINT to the whole group).
+
+    The reader dies with the writer, so replies are being written into a pipe that is closing while
+    the loop is being stopped: the race showed "Task exception was never retrieved" in 2 runs of 4.
+    """
+    rounds = 16
+    rng = random.Random(14)
+    with support.netkit_server("serve", "tcp", "--port", "0", "--mode", "source") as srv:
+        for _ in range(rounds):
+            # One process group for the pipeline (a shell's job), apart from the test's own.
+            writer = subprocess.Popen(support.netkit_cmd("send", "tcp", srv.addr, "x"), stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env(),
+                                      process_group=0, preexec_fn=support._preexec_default_sigint)
+            assert writer.stdout is not None
+            reader = subprocess.Popen(["wc", "-c"], stdin=writer.stdout, stdout=subprocess.DEVNULL,
+                                      process_group=writer.pid, preexec_fn=support._preexec_default_sigint)
+            writer.stdout.close()  # only wc holds the read end now
+            support.wait_until(lambda w=writer: _established_to(w.pid, srv.port), timeout=20)
+            time.sleep(rng.uniform(0, 0.2))  # land the signal at a different point of the stream each time
+            os.killpg(writer.pid, signal.SIGINT)
+            _, err = writer.communicate(timeout=20)
+            reader.wait(timeout=20)
+            text = err.decode(errors="replace")
+            assert "Traceback" not in text and "exception was never retrieved" not in text, text
+            assert writer.returncode in (130, 141), (writer.returncode, text)
+
+
+def _start(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(support.netkit_cmd(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=support.clean_env(),
+                            preexec_fn=support._preexec_default_sigint)
+
+
+def test_sighup_ends_a_meter_with_its_summary() -> None:
+    with support.netkit_server("serve", "tcp", "--port", "0") as srv:
+        proc = _start(["--format", "json", "measure", "throughput", srv.addr, "-t", "30s"])
+        support.wait_until(lambda: _established_to(proc.pid, srv.port), timeout=20)
+        time.sleep(0.5)  # a little data first: the summary must count it
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True and doc["summary"]["received_bytes"] > 0
+    assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_sighup_and_sigterm_end_a_server_with_its_summary(sig: int) -> None:
+    srv = support.start_netkit_server("serve", "tcp", "--port", "0", "--format", "json")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as c:
+        c.sendall(b"ping")
+        assert c.recv(4) == b"ping"
+    code, out, err = srv.stop(sig)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["stopped_by"] == signal.Signals(sig).name and summary["bytes_in"] == 4
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_send_udp_stopped_by_a_signal_prints_what_it_sent(sig: int) -> None:
+    with support.netkit_server("serve", "udp", "--port", "0", "--mode", "show", "--format", "jsonl") as srv:
+        proc = _start(["--format", "json", "send", "udp", srv.addr, "hi", "-c", "1000", "-i", "50ms",
+                       "--wait", "1s"])
+        support.wait_until(lambda: "datagram" in _peek_events(srv), timeout=20)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    doc = json.loads(out)
+    assert doc["interrupted"] is True and 1 <= doc["datagrams_sent"] < 1000
+    assert doc["sent_bytes"] == 2 * doc["datagrams_sent"]
+    assert proc.returncode == (130 if sig == signal.SIGINT else 0), err
+    assert b"Traceback" not in err
+
+
+def _peek_events(srv: support.Server) -> str:
+    """The server's stdout so far, without blocking (jsonl events arrive one line at a time)."""
+    import select
+
+    assert srv.proc.stdout is not None
+    fd = srv.proc.stdout.fileno()
+    chunks = []
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    text = b"".join(chunks).decode(errors="replace")
+    srv.ready_line += text  # keep what was read, for a failure message
+    return srv.ready_line
+
+
+# ----- a closed stdout -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "table"])
+def test_a_closed_stdout_is_141_in_every_format(fmt: str) -> None:
+    # 3,000 closed ports make a result far larger than a pipe holds, so the reader is gone before
+    # the last of it is written: the exit status must say so whatever the format.
+    cmd = " ".join(support.netkit_cmd("--format", fmt, "probe", "127.0.0.1:1-3000", "--timeout", "1s"))
+    proc = subprocess.run(["bash", "-c", f"{cmd} | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}"],
+                          capture_output=True, text=True, timeout=120, env=support.clean_env())
+    assert proc.stdout.strip() == "141", proc.stderr
+    assert proc.stderr == ""
+
+
+# ----- option values -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["measure", "loss", "127.0.0.1:9", "--max-loss", "nan"], "--max-loss"),
+    (["measure", "loss", "127.0.0.1:9", "--max-loss", "inf"], "--max-loss"),
+    (["measure", "latency", "127.0.0.1:9", "--max-loss", "nan"], "--max-loss"),
+    (["measure", "latency", "127.0.0.1:9", "--max-loss", "-inf"], "--max-loss"),
+    (["measure", "requests", "127.0.0.1:9", "--min-rps", "nan"], "--min-rps"),
+    (["measure", "requests", "127.0.0.1:9", "--min-rps", "infinity"], "--min-rps"),
+    (["probe", "127.0.0.1:9", "--tls", "--min-cert-days", "nan"], "--min-cert-days"),
+    (["probe", "127.0.0.1:9", "--backoff-factor", "nan"], "--backoff-factor"),
+    (["probe", "127.0.0.1:9", "--backoff-factor", "1e999"], "--backoff-factor"),
+    (["measure", "throughput", "127.0.0.1:9", "--min-rate", "nan"], "--min-rate"),
+    (["measure", "latency", "127.0.0.1:9", "--max-rtt", "inf"], "--max-rtt"),
+    (["measure", "requests", "127.0.0.1:9", "--payload", "\\q"], "--payload"),
+    (["measure", "requests", "127.0.0.1:9", "--payload", ""], "--payload"),
+    (["probe", "127.0.0.1:9", "--send", "\\xZZ"], "--send"),
+    (["serve", "tcp", "--mode", "reply", "--reply", "bad \\u escape"], "--reply"),
+    (["probe", "--bogus", "127.0.0.1:9"], "--bogus"),
+])
+def test_every_bad_option_value_is_exit_2_in_one_line(args: list[str], option: str) -> None:
+    res = support.run_netkit(args, timeout=30)
+    assert res.exit_code == 2, res.stderr
+    line = _one_line(res)
+    assert line.startswith("netkit: ") and option in line
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(data)
+        return c.recv(100)
+
+
+@pytest.mark.parametrize(("typed", "sent"), [
+    ("hello\\n", b"hello\n"),
+    ("\\xff\\xfe\\r\\n", b"\xff\xfe\r\n"),
+    ("tab\\there \\\\ \\e", b"tab\there \\ \x1b"),
+])
+def test_serve_reply_reads_the_escapes_probe_and_requests_read(typed: str, sent: bytes) -> None:
+    from netkit.cli.params import BYTES
+
+    with support.netkit_server("serve", "tcp", "--port", "0", "--mode", "reply", "--reply", typed) as srv:
+        assert _exchange(srv.port, b"x") == sent
+    assert BYTES.convert(typed, None, None) == sent  # the type probe --send and requests --payload use
+
+
+def test_serve_reply_takes_bytes_that_are_not_utf8_as_typed() -> None:
+    # $'\xff\xfe' in a shell: argv bytes that are not UTF-8 (an internal error before).
+    proc = subprocess.Popen([*support.netkit_cmd("serve", "tcp", "--port", "0", "--mode", "reply", "--reply"),
+                             os.fsdecode(b"\xff\xfe")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=support.clean_env(), preexec_fn=support._preexec_default_sigint)
+    assert proc.stderr is not None
+    m = support.READY.search(proc.stderr.readline().decode())
+    assert m, proc.communicate(timeout=10)
+    srv = support.Server(proc, "127.0.0.1", int(m.group(2)), "")
+    try:
+        assert _exchange(srv.port, b"x") == b"\xff\xfe"
+    finally:
+        code, _, err = srv.stop()
+    assert code == 0 and "internal error" not in err
+
+
+def test_empty_send_udp_is_a_real_zero_length_datagram() -> None:
+    with support.netkit_server("serve", "udp", "--port", "0", "--format", "jsonl") as srv:
+        res = support.run_netkit(["--format", "json", "send", "udp", srv.addr], input=b"")
+        support.wait_until(lambda: '"datagram"' in _peek_events(srv), timeout=10)
+        _, out, _ = srv.stop()
+    assert res.exit_code == 0, res.stderr
+    assert res.json()["datagrams_sent"] == 1 and res.json()["sent_bytes"] == 0
+    events = [json.loads(line) for line in (srv.ready_line + out).splitlines() if line.startswith("{")]
+    datagrams = [e for e in events if e["event"] == "datagram"]
+    assert [d["size"] for d in datagrams] == [0]
+
+
+# ----- -v -----------------------------------------------------------------------------------------
+
+BOOM = ("import sys\n"
+        "import netkit.cli.send as send\n"
+        "def boom(*a, **k):\n"
+        "    raise RuntimeError('boom')\n"
+        "send._payload = boom\n"
+        "from netkit.cli.main import main\n"
+        "main()\n")
+
+
+@pytest.mark.parametrize(("args", "env", "traceback"), [
+    ([], {}, False),
+    (["-v"], {}, True),
+    (["-vv"], {}, True),
+    (["--verbose"], {}, True),
+    ([], {"NETKIT_VERBOSE": "1"}, True),
+    (["LEAF-v"], {}, True),
+])
+def test_verbose_shows_the_traceback_of_an_internal_error_however_it_is_given(
+        args: list[str], env: dict[str, str], traceback: bool) -> None:
+    leaf = ["-v"] if args == ["LEAF-v"] else []
+    root = [] if leaf else args
+    argv = [*root, "send", "tcp", "127.0.0.1:9", "x", *leaf]
+    proc = subprocess.run([sys.executable, "-c", BOOM, *argv], capture_output=True, text=True, timeout=30,
+                          env=support.clean_env(**env))
+    assert proc.returncode == 3
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("netkit: internal error: RuntimeError: boom")
+    assert ("Traceback" in proc.stderr) is traceback, proc.stderr
+
+
+def test_ctrl_c_while_send_tcp_waits_for_stdin_exits_at_once() -> None:
+    """stdin that stays open and silent (a terminal nobody types into): Ctrl-C must still end it.
+
+    The reading thread is blocked in a read that never returns; neither the loop's executor
+    shutdown nor the interpreter's exit may wait for it or trip over the stdin buffer's lock.
+    """
+    import pty
+
+    typist, terminal = pty.openpty()
+    try:
+        with support.netkit_server("serve", "tcp", "--port", "0") as srv:
+            proc = subprocess.Popen(support.netkit_cmd("send", "tcp", srv.addr, "-"), stdin=terminal,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=support.clean_env(),
+                                    preexec_fn=support._preexec_default_sigint)
+            os.write(typist, b"hello\n")  # then nothing more, and no EOF
+            support.wait_until(lambda: _established_to(proc.pid, srv.port), timeout=20)
+            time.sleep(0.3)  # the reply is back and the reader is blocked again
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+    finally:
+        os.close(typist)
+        os.close(terminal)
+    assert proc.returncode == 130, err
+    assert out == b"hello\n" and b"Fatal" not in err and b"Traceback" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_info_traffic_stopped_by_a_signal_prints_its_report(sig: int) -> None:
+    proc = _start(["--format", "jsonl", "info", "traffic", "-i", "100ms"])
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # one interval measured: the run is under way
+    assert json.loads(first)["seq"] == 1
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err  # no --count: a signal is the normal end
+    assert b"Traceback" not in err
+    assert all(json.loads(line)["interface"] for line in out.splitlines())  # no line cut by the signal

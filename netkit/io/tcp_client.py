@@ -143,7 +143,10 @@ async def send_tcp(
             remaining = (quiet_since + wait_ns - time.perf_counter_ns()) / 1e9
             if remaining <= 0:
                 break
-            await asyncio.wait({reading} if stopper is None else {reading, stopper}, timeout=remaining)
+            # FIRST_COMPLETED: the default (all) would sit out the whole quiet wait for a stop
+            # that never comes after the peer has already closed.
+            await asyncio.wait({reading} if stopper is None else {reading, stopper}, timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
         if _failed(reading):
             raise reading.exception()  # type: ignore[misc]  # on_reply failed (stdout closed)
     finally:

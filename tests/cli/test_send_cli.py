@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,12 @@ def test_send_udp_ipv6() -> None:
     with support.netkit_server("serve", "udp", "--host", "::1", "--port", "0", "--mode", "echo") as srv:
         res = support.invoke(["send", "udp", srv.addr, "six", "-w", "1s"])
     assert res.exit_code == 0 and res.stdout == "six"
+
+
+def test_send_tcp_ends_when_the_peer_closes_not_after_the_quiet_wait(echo_server: support.Server) -> None:
+    """The echo server closes once it has answered: send returns then, not --wait (5 s) later."""
+    t0 = time.monotonic()
+    res = support.run_netkit(["send", "tcp", echo_server.addr, "hello", "--wait", "30s"], timeout=60)
+    took = time.monotonic() - t0
+    assert res.exit_code == 0 and res.stdout == "hello", res.stderr
+    assert took < 10, f"send tcp took {took:.1f}s after the peer had closed"

@@ -63,7 +63,11 @@ def intervals_table(rows: list[IntervalRow] | tuple[IntervalRow, ...], title: st
         if r.tx_bytes is not None and r.rx_bytes is not None:  # --bidir: each direction apart
             for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
                                    ("recv", r.rx_bytes, r.rx_bits_per_second)):
-                add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per,
+                # a direction's row lists only its own streams: the other direction's rates
+                # beside this sum would read as parts of it
+                own = [s for s in r.streams if s.direction == label]
+                per_dir = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in own) if len(own) > 1 else ""
+                add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per_dir,
                         "omitted" if r.omitted else "")
             continue
         add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f}", _gb(r.bytes), _rate(r.bits_per_second), per,
@@ -78,19 +82,28 @@ def summary_table(result: ThroughputResult) -> Any:
     from netkit.render.tables import add_row, make_table
 
     s = result.summary
-    t = make_table(["stream", "dir", ("sent", "right"), ("sent rate", "right"), ("received", "right"),
-                    ("received rate", "right"), ("retr", "right"), ("rtt ms", "right"), "counted by"],
+    # Who counted is said once under the table; a column repeating it would push the table past
+    # 80 columns (its rows then wrap in two), so it shows only when the streams differ.
+    mixed = len({st.counted_by for st in s.streams}) > 1
+    columns: list[str | tuple[str, str]] = [
+        "stream", "dir", ("sent", "right"), ("sent rate", "right"), ("received", "right"),
+        ("recv rate", "right"), ("retr", "right"), ("rtt ms", "right")]
+    t = make_table(columns + (["counted by"] if mixed else []),
                    title=f"throughput {result.target} ({result.server} server, {result.protocol})")
+    # Eight columns of figures with units fit 80 columns only with two-space gaps and no blank
+    # edges; Rich's default three-space gaps wrap every -P/--bidir row in two on a terminal.
+    t.show_edge = False
+    t.padding = (0, 1, 0, 0)
     for st in s.streams:
         add_row(t, st.id, st.direction, _gb(st.sent_bytes), _rate(st.sent_bits_per_second), _gb(st.received_bytes),
-                _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, st.counted_by)
+                _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, *([st.counted_by] if mixed else []))
     if result.bidir and s.tx is not None and s.rx is not None:
         for d in (s.tx, s.rx):  # each direction is a throughput; their sum is not
             add_row(t, "SUM", d.direction, _gb(d.sent_bytes), _rate(d.sent_bits_per_second), _gb(d.received_bytes),
-                    _rate(d.received_bits_per_second), d.retransmits, "", result.counted_by)
+                    _rate(d.received_bits_per_second), d.retransmits, "", *([result.counted_by] if mixed else []))
     else:
         add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
-                _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
+                _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, *([result.counted_by] if mixed else []))
     cpu = "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}%"
     parts: list[Any] = [t, Text(f"client CPU {cpu}; counted by {result.counted_by}", style="dim")]
     if result.udp is not None:

@@ -89,11 +89,8 @@ def summary_table(result: ThroughputResult) -> Any:
         "stream", "dir", ("sent", "right"), ("sent rate", "right"), ("received", "right"),
         ("recv rate", "right"), ("retr", "right"), ("rtt ms", "right")]
     t = make_table(columns + (["counted by"] if mixed else []),
-                   title=f"throughput {result.target} ({result.server} server, {result.protocol})")
-    # Eight columns of figures with units fit 80 columns only with two-space gaps and no blank
-    # edges; Rich's default three-space gaps wrap every -P/--bidir row in two on a terminal.
-    t.show_edge = False
-    t.padding = (0, 1, 0, 0)
+                   title=f"throughput {result.target} ({result.server} server, {result.protocol})",
+                   compact=True)
     for st in s.streams:
         add_row(t, st.id, st.direction, _gb(st.sent_bytes), _rate(st.sent_bits_per_second), _gb(st.received_bytes),
                 _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, *([st.counted_by] if mixed else []))

@@ -133,10 +133,11 @@ def emit_summary(out: Output, doc: dict[str, Any], results: list[TargetResult], 
     elif out.format == "jsonl":
         out.jsonl({"event": "summary", **doc})
     elif out.format == "csv":
-        extra = {k: v for k, v in doc.items() if k not in ("targets", "thresholds")}
+        # interrupted goes last, beside passed: the columns before it keep the places they had
+        extra = {k: v for k, v in doc.items() if k not in ("targets", "thresholds", "interrupted")}
         rows = []
         for t in doc["targets"]:
-            row = {**extra, **t, "passed": doc["thresholds"]["passed"]}
+            row = {**extra, **t, "interrupted": doc["interrupted"], "passed": doc["thresholds"]["passed"]}
             rows.append(flatten(row))
         out.csv_rows(rows)
     else:

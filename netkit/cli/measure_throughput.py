@@ -187,6 +187,34 @@ def _row_dict(row: IntervalRow) -> dict[str, Any]:
     return to_jsonable(row)
 
 
+def csv_rows(result: ThroughputResult) -> list[dict[str, Any]]:
+    """One row per interval, then the summary; with --bidir each direction has its own rows
+    (``interval-send``/``interval-recv``, ``summary-send``/``summary-recv``): a sum of both
+    directions is not a throughput of either."""
+    rows: list[dict[str, Any]] = []
+    for r in result.intervals:
+        if result.bidir and r.tx_bytes is not None and r.rx_bytes is not None:
+            for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
+                                   ("recv", r.rx_bytes, r.rx_bits_per_second)):
+                rows.append({"kind": f"interval-{label}", "start_s": r.start_s, "end_s": r.end_s, "bytes": n,
+                             "bits_per_second": rate, "omitted": r.omitted})
+            continue
+        rows.append({"kind": "interval", **{k: v for k, v in _row_dict(r).items() if k != "streams"}})
+    s = result.summary
+    if result.bidir and s.tx is not None and s.rx is not None:
+        for label, d in (("send", s.tx), ("recv", s.rx)):
+            counted = d.received_bytes is not None
+            rows.append({"kind": f"summary-{label}", "start_s": 0.0, "end_s": result.duration_s,
+                         "bytes": d.received_bytes if counted else d.sent_bytes,
+                         "bits_per_second": d.received_bits_per_second if counted else d.sent_bits_per_second,
+                         "omitted": False})
+        return rows
+    rows.append({"kind": "summary", "start_s": 0.0, "end_s": result.duration_s,
+                 "bytes": s.received_bytes if s.received_bytes is not None else s.sent_bytes,
+                 "bits_per_second": result.rate_bps, "omitted": False})
+    return rows
+
+
 def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
     """The final result in the chosen format (intervals already streamed for jsonl/lines)."""
     if out.format == "json":
@@ -194,14 +222,7 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
     elif out.format == "jsonl":
         out.jsonl({"event": "summary", **jsonable(result, intervals=False)})
     elif out.format == "csv":
-        rows = [{"kind": "interval", **{k: v for k, v in _row_dict(r).items() if k != "streams"}}
-                for r in result.intervals]
-        s = result.summary
-        rate = result.rate_bps
-        rows.append({"kind": "summary", "start_s": 0.0, "end_s": result.duration_s,
-                     "bytes": s.received_bytes if s.received_bytes is not None else s.sent_bytes,
-                     "bits_per_second": rate, "omitted": False})
-        out.csv_rows(rows, fields=["kind", "start_s", "end_s", "bytes", "bits_per_second", "omitted"])
+        out.csv_rows(csv_rows(result), fields=["kind", "start_s", "end_s", "bytes", "bits_per_second", "omitted"])
     else:
         if not streamed:
             out.print(intervals_table(result.intervals))

@@ -63,3 +63,17 @@ def test_bidir_interval_rows_list_only_their_own_streams() -> None:
     recv = next(line for line in text.splitlines() if " recv " in line)
     assert "1:" in send and "3:" in send and "4:" not in send and "5:" not in send
     assert "4:" in recv and "5:" in recv and "1:" not in recv and "3:" not in recv
+
+
+def test_bidir_csv_gives_each_direction_its_own_rows() -> None:
+    from netkit.cli.measure_throughput import csv_rows
+
+    row = interval_row(0, NS, [(1, SEND, 100), (3, RECV, 900)])
+    result = _bidir_result()
+    rows = csv_rows(ThroughputResult("tcp", 1, False, 1.0, (row,), result.summary, "receiver", bidir=True))
+    assert [r["kind"] for r in rows] == ["interval-send", "interval-recv", "summary-send", "summary-recv"]
+    assert [r["bytes"] for r in rows[:2]] == [100, 900]  # never their sum
+    assert rows[2]["bytes"] == 2 * 1_052_508_160 and rows[3]["bytes"] == 2 * 1_052_508_160
+    forward = csv_rows(ThroughputResult("tcp", 1, False, 1.0, (interval_row(0, NS, [(0, SEND, 5)]),),
+                                        summarize([_stream(0, SEND, 5)], None, NS), "receiver"))
+    assert [r["kind"] for r in forward] == ["interval", "summary"]

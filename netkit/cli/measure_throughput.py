@@ -17,8 +17,10 @@ from netkit.cli.params import BITRATE, TARGET, Count, Duration, Size, usage_erro
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from netkit.core.targets import Target
-    from netkit.core.throughput_models import IntervalRow, ThroughputResult
+    from netkit.core.throughput_models import IntervalRow, StreamInterval, ThroughputResult
     from netkit.render.output import Output
 
 RECENT_ROWS = 12
@@ -57,16 +59,23 @@ def interval_lines(row: IntervalRow, multi: bool) -> list[str]:
 def intervals_table(rows: list[IntervalRow] | tuple[IntervalRow, ...], title: str | None = "intervals") -> Any:
     from netkit.render.tables import add_row, make_table
 
-    t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title)
+    t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title, compact=True)
+
+    def per_stream(streams: Sequence[StreamInterval]) -> str:
+        # A no-break space holds each "id:rate unit" together: a narrow terminal wraps the
+        # column between streams, never between a figure and its unit.
+        if len(streams) < 2:
+            return ""
+        return "  ".join(f"{s.id}:{_rate(s.bits_per_second)}".replace(" ", "\u00a0") for s in streams)
+
     for r in rows:
-        per = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in r.streams) if len(r.streams) > 1 else ""
+        per = per_stream(r.streams)
         if r.tx_bytes is not None and r.rx_bytes is not None:  # --bidir: each direction apart
             for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
                                    ("recv", r.rx_bytes, r.rx_bits_per_second)):
                 # a direction's row lists only its own streams: the other direction's rates
                 # beside this sum would read as parts of it
-                own = [s for s in r.streams if s.direction == label]
-                per_dir = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in own) if len(own) > 1 else ""
+                per_dir = per_stream([s for s in r.streams if s.direction == label])
                 add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per_dir,
                         "omitted" if r.omitted else "")
             continue

@@ -65,6 +65,16 @@ def test_bidir_interval_rows_list_only_their_own_streams() -> None:
     assert "4:" in recv and "5:" in recv and "1:" not in recv and "3:" not in recv
 
 
+def test_interval_rows_keep_each_stream_rate_with_its_unit_at_80_columns() -> None:
+    gbit = 1_000_000_000 // 8  # bytes in one second at 1 Gbit/s
+    row = interval_row(0, NS, [(0, SEND, 4 * gbit), (1, SEND, 4 * gbit), (2, RECV, 4 * gbit), (3, RECV, 4 * gbit)],
+                       omitted=True)
+    lines = [line for line in _render(intervals_table([row])).splitlines() if line.strip()]
+    body = lines[3:]  # title, header, rule, then the rows
+    assert len(body) == 2  # send and recv, one line each
+    assert all(line.count("Gbit/s") == 3 and "omitted" in line for line in body)
+
+
 def test_bidir_csv_gives_each_direction_its_own_rows() -> None:
     from netkit.cli.measure_throughput import csv_rows
 

@@ -248,12 +248,15 @@ class Dashboard:
         for col, width in ((0, max((len(r[0].name) for r in rows), default=0)),
                            (1, max((len(r[0].method) for r in rows), default=0))):
             table.columns[col].min_width = min(width, 40)
-        table.columns[6].max_width = 6
+        # The sparkline shows the most recent RTTs that fit (the newest at the right): 6 on an
+        # 80-column terminal, up to its 40 on a wide one; cut by the table it would show the oldest.
+        points = max(6, min(40, self.out.err_console.width - 74))
+        table.columns[6].max_width = points
         table.columns[7].min_width = 10  # "connection" / "refused": an error read in words, not letters
         for t, last, loss, up, n, rtts in rows:
             add_row(table, t.name, t.method, state_cell(last.state if last else "-"),
                     f"{rtts[-1] / 1e6:.3f}" if rtts and last and last.rtts_ns else "-",
-                    "-" if loss is None else f"{loss:.1f}", f"{up}/{n}", cell(sparkline(rtts), style="cyan"),
+                    "-" if loss is None else f"{loss:.1f}", f"{up}/{n}", cell(sparkline(rtts[-points:]), style="cyan"),
                     cell(last.error if last and last.error else None, style="yellow"))
         return table
 

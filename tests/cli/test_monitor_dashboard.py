@@ -11,7 +11,7 @@ import time
 import support
 
 
-def _run_on_a_terminal(columns: int) -> tuple[int | None, str, str, str]:
+def _run_on_a_terminal(columns: int, *extra: str) -> tuple[int | None, str, str, str]:
     """Two monitor rounds with stderr on a pseudo-terminal COLUMNS wide: (status, screen, stdout, target)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
@@ -21,7 +21,7 @@ def _run_on_a_terminal(columns: int) -> tuple[int | None, str, str, str]:
     try:
         proc = subprocess.Popen(
             support.netkit_cmd("monitor", target, "--interval", "0.5s", "--timeout", "100ms", "--rounds", "2",
-                               "--listen", "127.0.0.1:0", "--no-color"),
+                               "--listen", "127.0.0.1:0", "--no-color", *extra),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
             env=support.clean_env(COLUMNS=str(columns), TERM="xterm"),
         )
@@ -61,7 +61,8 @@ def test_dashboard_on_a_terminal_and_results_stay_on_stdout() -> None:
 
 
 def test_dashboard_keeps_target_and_method_whole_at_80_columns() -> None:
-    returncode, screen, _, target = _run_on_a_terminal(80)
+    returncode, screen, _, target = _run_on_a_terminal(80, "--packets", "5")  # 10 RTTs: more than fit
     assert returncode == 0
     # the names tell the rows apart: the sparkline and the error give way, never these
     assert f"{target}  tcp-connect  open" in screen
+    assert "…" not in screen  # the sparkline shows the newest RTTs that fit, not the oldest cut short

@@ -74,11 +74,15 @@ def summary_tables(results: list[TargetResult], thresholds: Thresholds, title: s
     if not wide:
         names = [n for n in names if n not in ("p90", "ipdv")]
     rtt = make_table(["target", *((n, "right") for n in names)], title="RTT (ms)")
-    for table in (loss, rtt):  # fit 80 columns: one space between columns, the target never cut
+    # Fit 80 columns: one space between columns; the figures never cut. A long target wraps
+    # at its space ("localhost:9000" over "(127.0.0.1)") and a single long word folds, so no
+    # character of it is lost either.
+    for table in (loss, rtt):
         table.collapse_padding = True
         table.pad_edge = False
-        table.columns[0].no_wrap = True
-        table.columns[0].min_width = max([len(_where(r.target, r.address)) for r in results] + [6])
+        table.columns[0].overflow = "fold"
+        for column in table.columns[1:]:
+            column.no_wrap = True
     for r in results:
         a, s = r.acc, r.stats
         loss_pct = "-" if a.loss_pct is None else f"{a.loss_pct:.2f}"
@@ -133,10 +137,11 @@ def emit_summary(out: Output, doc: dict[str, Any], results: list[TargetResult], 
     elif out.format == "jsonl":
         out.jsonl({"event": "summary", **doc})
     elif out.format == "csv":
-        extra = {k: v for k, v in doc.items() if k not in ("targets", "thresholds")}
+        # interrupted goes last, beside passed: the columns before it keep the places they had
+        extra = {k: v for k, v in doc.items() if k not in ("targets", "thresholds", "interrupted")}
         rows = []
         for t in doc["targets"]:
-            row = {**extra, **t, "passed": doc["thresholds"]["passed"]}
+            row = {**extra, **t, "interrupted": doc["interrupted"], "passed": doc["thresholds"]["passed"]}
             rows.append(flatten(row))
         out.csv_rows(rows)
     else:

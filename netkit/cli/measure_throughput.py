@@ -17,8 +17,10 @@ from netkit.cli.params import BITRATE, TARGET, Count, Duration, Size, usage_erro
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from netkit.core.targets import Target
-    from netkit.core.throughput_models import IntervalRow, ThroughputResult
+    from netkit.core.throughput_models import IntervalRow, StreamInterval, ThroughputResult
     from netkit.render.output import Output
 
 RECENT_ROWS = 12
@@ -57,13 +59,24 @@ def interval_lines(row: IntervalRow, multi: bool) -> list[str]:
 def intervals_table(rows: list[IntervalRow] | tuple[IntervalRow, ...], title: str | None = "intervals") -> Any:
     from netkit.render.tables import add_row, make_table
 
-    t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title)
+    t = make_table(["interval (s)", ("bytes", "right"), ("rate", "right"), "streams", ""], title=title, compact=True)
+
+    def per_stream(streams: Sequence[StreamInterval]) -> str:
+        # A no-break space holds each "id:rate unit" together: a narrow terminal wraps the
+        # column between streams, never between a figure and its unit.
+        if len(streams) < 2:
+            return ""
+        return "  ".join(f"{s.id}:{_rate(s.bits_per_second)}".replace(" ", "\u00a0") for s in streams)
+
     for r in rows:
-        per = "  ".join(f"{s.id}:{_rate(s.bits_per_second)}" for s in r.streams) if len(r.streams) > 1 else ""
+        per = per_stream(r.streams)
         if r.tx_bytes is not None and r.rx_bytes is not None:  # --bidir: each direction apart
             for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
                                    ("recv", r.rx_bytes, r.rx_bits_per_second)):
-                add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per,
+                # a direction's row lists only its own streams: the other direction's rates
+                # beside this sum would read as parts of it
+                per_dir = per_stream([s for s in r.streams if s.direction == label])
+                add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f} {label}", _gb(n), _rate(rate), per_dir,
                         "omitted" if r.omitted else "")
             continue
         add_row(t, f"{r.start_s:.2f}-{r.end_s:.2f}", _gb(r.bytes), _rate(r.bits_per_second), per,
@@ -78,19 +91,25 @@ def summary_table(result: ThroughputResult) -> Any:
     from netkit.render.tables import add_row, make_table
 
     s = result.summary
-    t = make_table(["stream", "dir", ("sent", "right"), ("sent rate", "right"), ("received", "right"),
-                    ("received rate", "right"), ("retr", "right"), ("rtt ms", "right"), "counted by"],
-                   title=f"throughput {result.target} ({result.server} server, {result.protocol})")
+    # Who counted is said once under the table; a column repeating it would push the table past
+    # 80 columns (its rows then wrap in two), so it shows only when the streams differ.
+    mixed = len({st.counted_by for st in s.streams}) > 1
+    columns: list[str | tuple[str, str]] = [
+        "stream", "dir", ("sent", "right"), ("sent rate", "right"), ("received", "right"),
+        ("recv rate", "right"), ("retr", "right"), ("rtt ms", "right")]
+    t = make_table(columns + (["counted by"] if mixed else []),
+                   title=f"throughput {result.target} ({result.server} server, {result.protocol})",
+                   compact=True)
     for st in s.streams:
         add_row(t, st.id, st.direction, _gb(st.sent_bytes), _rate(st.sent_bits_per_second), _gb(st.received_bytes),
-                _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, st.counted_by)
+                _rate(st.received_bits_per_second), st.retransmits, st.rtt_ms, *([st.counted_by] if mixed else []))
     if result.bidir and s.tx is not None and s.rx is not None:
         for d in (s.tx, s.rx):  # each direction is a throughput; their sum is not
             add_row(t, "SUM", d.direction, _gb(d.sent_bytes), _rate(d.sent_bits_per_second), _gb(d.received_bytes),
-                    _rate(d.received_bits_per_second), d.retransmits, "", result.counted_by)
+                    _rate(d.received_bits_per_second), d.retransmits, "", *([result.counted_by] if mixed else []))
     else:
         add_row(t, "SUM", "", _gb(s.sent_bytes), _rate(s.sent_bits_per_second), _gb(s.received_bytes),
-                _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, result.counted_by)
+                _rate(s.received_bits_per_second), s.retransmits, s.rtt_ms, *([result.counted_by] if mixed else []))
     cpu = "-" if s.cpu_percent is None else f"{s.cpu_percent:.1f}%"
     parts: list[Any] = [t, Text(f"client CPU {cpu}; counted by {result.counted_by}", style="dim")]
     if result.udp is not None:
@@ -177,6 +196,34 @@ def _row_dict(row: IntervalRow) -> dict[str, Any]:
     return to_jsonable(row)
 
 
+def csv_rows(result: ThroughputResult) -> list[dict[str, Any]]:
+    """One row per interval, then the summary; with --bidir each direction has its own rows
+    (``interval-send``/``interval-recv``, ``summary-send``/``summary-recv``): a sum of both
+    directions is not a throughput of either."""
+    rows: list[dict[str, Any]] = []
+    for r in result.intervals:
+        if result.bidir and r.tx_bytes is not None and r.rx_bytes is not None:
+            for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
+                                   ("recv", r.rx_bytes, r.rx_bits_per_second)):
+                rows.append({"kind": f"interval-{label}", "start_s": r.start_s, "end_s": r.end_s, "bytes": n,
+                             "bits_per_second": rate, "omitted": r.omitted})
+            continue
+        rows.append({"kind": "interval", **{k: v for k, v in _row_dict(r).items() if k != "streams"}})
+    s = result.summary
+    if result.bidir and s.tx is not None and s.rx is not None:
+        for label, d in (("send", s.tx), ("recv", s.rx)):
+            counted = d.received_bytes is not None
+            rows.append({"kind": f"summary-{label}", "start_s": 0.0, "end_s": result.duration_s,
+                         "bytes": d.received_bytes if counted else d.sent_bytes,
+                         "bits_per_second": d.received_bits_per_second if counted else d.sent_bits_per_second,
+                         "omitted": False})
+        return rows
+    rows.append({"kind": "summary", "start_s": 0.0, "end_s": result.duration_s,
+                 "bytes": s.received_bytes if s.received_bytes is not None else s.sent_bytes,
+                 "bits_per_second": result.rate_bps, "omitted": False})
+    return rows
+
+
 def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
     """The final result in the chosen format (intervals already streamed for jsonl/lines)."""
     if out.format == "json":
@@ -184,14 +231,7 @@ def emit_result(out: Output, result: ThroughputResult, streamed: bool) -> None:
     elif out.format == "jsonl":
         out.jsonl({"event": "summary", **jsonable(result, intervals=False)})
     elif out.format == "csv":
-        rows = [{"kind": "interval", **{k: v for k, v in _row_dict(r).items() if k != "streams"}}
-                for r in result.intervals]
-        s = result.summary
-        rate = result.rate_bps
-        rows.append({"kind": "summary", "start_s": 0.0, "end_s": result.duration_s,
-                     "bytes": s.received_bytes if s.received_bytes is not None else s.sent_bytes,
-                     "bits_per_second": rate, "omitted": False})
-        out.csv_rows(rows, fields=["kind", "start_s", "end_s", "bytes", "bits_per_second", "omitted"])
+        out.csv_rows(csv_rows(result), fields=["kind", "start_s", "end_s", "bytes", "bits_per_second", "omitted"])
     else:
         if not streamed:
             out.print(intervals_table(result.intervals))

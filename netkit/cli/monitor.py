@@ -211,7 +211,7 @@ def emit_summary(out: Output, monitor: Monitor) -> None:
 
         table = make_table(["target", "method", ("rounds", "right"), ("up", "right"), "last",
                             ("sent", "right"), ("lost", "right"), ("loss %", "right"), ("avg rtt ms", "right")],
-                           title="netkit monitor")
+                           title="netkit monitor", compact=True)
         for rec in records:
             last = "-" if rec["success"] is None else ("ok" if rec["success"] else "fail")
             add_row(table, rec["target"], rec["method"], rec["rounds"], rec["up_rounds"], state_cell(last),
@@ -232,8 +232,9 @@ class Dashboard:
         from netkit.cli.measure_latency import sparkline
         from netkit.render.tables import add_row, cell, make_table, state_cell
 
-        table = make_table(["target", "method", "state", ("last rtt ms", "right"), ("loss % (window)", "right"),
-                            ("up", "right"), "recent RTTs", "error"], title="netkit monitor")
+        table = make_table(["target", "method", "state", ("rtt ms", "right"), ("loss %", "right"),
+                            ("up", "right"), "recent RTTs", "error"], compact=True,
+                           title=f"netkit monitor (loss % and up over the last {self.monitor.config.window} rounds)")
         with self.monitor.lock:
             rows = []
             for t in self.monitor.config.targets:
@@ -242,10 +243,20 @@ class Dashboard:
                     continue
                 last = win.last
                 rows.append((t, last, win.loss_pct, win.up_rounds, len(win.rounds), list(win.rtts_ns)))
+        # Names are what tell the rows apart: they keep their width, and the sparkline and the
+        # error give way on a narrow terminal ("127.0.0.…" could be any of several targets).
+        for col, width in ((0, max((len(r[0].name) for r in rows), default=0)),
+                           (1, max((len(r[0].method) for r in rows), default=0))):
+            table.columns[col].min_width = min(width, 40)
+        # The sparkline shows the most recent RTTs that fit (the newest at the right): 6 on an
+        # 80-column terminal, up to its 40 on a wide one; cut by the table it would show the oldest.
+        points = max(6, min(40, self.out.err_console.width - 74))
+        table.columns[6].max_width = points
+        table.columns[7].min_width = 10  # "connection" / "refused": an error read in words, not letters
         for t, last, loss, up, n, rtts in rows:
             add_row(table, t.name, t.method, state_cell(last.state if last else "-"),
                     f"{rtts[-1] / 1e6:.3f}" if rtts and last and last.rtts_ns else "-",
-                    "-" if loss is None else f"{loss:.1f}", f"{up}/{n}", cell(sparkline(rtts), style="cyan"),
+                    "-" if loss is None else f"{loss:.1f}", f"{up}/{n}", cell(sparkline(rtts[-points:]), style="cyan"),
                     cell(last.error if last and last.error else None, style="yellow"))
         return table
 

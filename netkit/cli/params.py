@@ -41,7 +41,9 @@ class Duration(_CoreType):
     def _parse(self, value: str) -> float:
         seconds = units.parse_duration(value)
         if self.min_open and seconds <= self.min:
-            raise InputError(f"invalid duration {value!r}: must be more than {units.format_duration(self.min)}")
+            # "more than 0us" read as if a microsecond were the floor: zero needs no unit
+            floor = "0" if self.min == 0 else units.format_duration(self.min)
+            raise InputError(f"invalid duration {value!r}: must be more than {floor}")
         if seconds < self.min:
             raise InputError(f"invalid duration {value!r}: must be at least {units.format_duration(self.min)}")
         if self.max is not None and seconds > self.max:

@@ -143,6 +143,7 @@ class LatencyResult:
             "method": self.method,
             "targets": [t.to_json(samples=samples) for t in self.targets],
             "thresholds": self.thresholds.to_json(),
+            "interrupted": self.interrupted,
         }
 
 
@@ -161,6 +162,7 @@ class LossResult:
             "thresholds": self.thresholds.to_json(),
             "rate_pps": self.rate_pps,
             "achieved_pps": None if self.achieved_pps is None else round(self.achieved_pps, 3),
+            "interrupted": self.interrupted,
         }
 
 

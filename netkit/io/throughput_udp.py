@@ -502,6 +502,10 @@ def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: lis
         note += "; a sender did not stop in time: no per-direction split"
     elif udp.lost_forward is None:
         note += "; not netkit's reflector: received bytes are the echoed ones"
+    if cfg.omit_s > 0:
+        # The probe accounting (and the reflector's count) is one sequence over the whole run: the
+        # omitted part is marked in the intervals but cannot be taken out of the totals and loss.
+        note += "; --omit marks the first intervals only: the totals and the loss cover the whole run"
     if errors:
         note += "; " + "; ".join(errors)
     return ThroughputResult(

@@ -25,12 +25,21 @@ def cell(value: Any, *, style: str = "") -> Text:
     return Text(safe_text(str(value)), style=style)
 
 
-def make_table(columns: Sequence[str | tuple[str, str]], *, title: str | None = None) -> Table:
-    """A table with the house style. A column given as (name, "right") is right-justified."""
+def make_table(columns: Sequence[str | tuple[str, str]], *, title: str | None = None,
+               compact: bool = False) -> Table:
+    """A table with the house style. A column given as (name, "right") is right-justified.
+
+    ``compact``: two-space gaps and no blank edge columns, for a table of seven or more figures
+    with units that must keep one line per row on an 80-column terminal (Rich's default three-space
+    gaps would make it wrap every row in two or cut figures short with an ellipsis).
+    """
     from rich import box
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", title_justify="left")
+    if compact:
+        table.show_edge = False
+        table.padding = (0, 1, 0, 0)
     for col in columns:
         if isinstance(col, tuple):
             table.add_column(col[0], justify=col[1])  # type: ignore[arg-type]

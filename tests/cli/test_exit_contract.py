@@ -183,6 +183,30 @@ def test_sighup_ends_a_meter_with_its_summary() -> None:
     assert b"Traceback" not in err
 
 
+def _connected_udp_to(pid: int, port: int) -> bool:
+    import psutil
+
+    try:
+        return any(c.raddr and c.raddr[1] == port for c in psutil.Process(pid).net_connections(kind="udp"))
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.parametrize("command", ["latency", "loss"])
+def test_latency_and_loss_json_say_when_a_signal_cut_the_run_short(command: str) -> None:
+    with support.netkit_server("serve", "udp", "--port", "0", "--mode", "echo") as srv:
+        args = ["--format", "json", "measure", command, srv.addr, "-d", "30s"]
+        proc = _start(args + (["-m", "udp", "-i", "10ms"] if command == "latency" else []))
+        support.wait_until(lambda: _connected_udp_to(proc.pid, srv.port), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        doc = json.loads(out)
+        assert doc["interrupted"] is True, doc
+        whole = support.run_netkit(["--format", "json", "measure", command, srv.addr, "-d", "200ms"])
+    assert json.loads(whole.stdout)["interrupted"] is False, whole.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
 def test_sighup_and_sigterm_end_a_server_with_its_summary(sig: int) -> None:
     srv = support.start_netkit_server("serve", "tcp", "--port", "0", "--format", "json")

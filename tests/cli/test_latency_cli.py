@@ -35,7 +35,7 @@ def test_json_schema_exact_with_nulls(listener: str) -> None:
     res = support.run_netkit(["measure", "latency", listener, "-c", "3", "-i", "5ms", "--format", "json"])
     assert res.exit_code == 0, res.stderr
     doc = res.json()
-    assert list(doc) == ["method", "targets", "thresholds"]
+    assert list(doc) == ["method", "targets", "thresholds", "interrupted"] and doc["interrupted"] is False
     assert doc["method"] == "tcp-connect"
     t = doc["targets"][0]
     assert list(t) == TARGET_KEYS

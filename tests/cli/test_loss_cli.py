@@ -15,7 +15,7 @@ def test_loss_json_has_rate_fields_and_exact_counts() -> None:
                                   "--format", "json", "--max-loss", "1"])
     assert res.exit_code == 0, res.stderr
     doc = res.json()
-    assert list(doc) == ["method", "targets", "thresholds", "rate_pps", "achieved_pps"]
+    assert list(doc) == ["method", "targets", "thresholds", "rate_pps", "achieved_pps", "interrupted"]
     t = doc["targets"][0]
     assert (t["sent"], t["received"], t["lost"], t["lost_forward"], t["lost_return"]) == (500, 500, 0, 0, 0)
     assert doc["rate_pps"] == 1000 and 500 < doc["achieved_pps"] < 1100

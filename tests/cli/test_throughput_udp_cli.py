@@ -89,3 +89,17 @@ def test_reachable_rate_raises_no_warning() -> None:
     assert d["udp"]["rate_reached"] is True and d["warnings"] == []
     assert "could not keep up" not in res.stderr
     assert d["udp"]["local_drops"] == 0  # read from the socket's own counter: known on Linux
+
+
+def test_omit_through_the_reflector_says_the_totals_cover_the_whole_run() -> None:
+    import json
+
+    with support.netkit_server("serve", "udp", "--port", "0", "--mode", "echo") as srv:
+        res = support.run_netkit(["--format", "json", "measure", "throughput", srv.addr, "--udp", "-b", "1M",
+                                  "-t", "1s", "-O", "1s"], timeout=60)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [row["omitted"] for row in doc["intervals"]][:1] == [True]
+    # two seconds of 1 Mbit/s went out and the totals hold them all: the note must say so
+    assert doc["summary"]["sent_bytes"] > 1.5 * 1_000_000 / 8
+    assert "--omit marks the first intervals only" in doc["note"] and "--omit" in res.stderr

@@ -91,3 +91,23 @@ def test_the_table_shows_local_drops_apart_and_only_when_there_are_some() -> Non
     assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
     clean = render(_result(100, 100, 0))
     assert "local" not in clean and "dropped" not in clean
+
+
+def test_a_long_target_wraps_and_every_figure_stays_whole_at_80_columns() -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from netkit.cli.measure_latency import summary_tables
+
+    # a name that resolved (shown with its address) and 5-digit counts, as -i 0 gives
+    named = replace(_result(20_000, 19_000, 0), target="localhost.localdomain:39481")
+    plain = replace(_result(20_000, 20_000, 0), target="127.0.0.1:35807")
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_tables([named, plain], check_thresholds([named, plain], None, None), "t", wide=False))
+    text = console.export_text()
+    assert "…" not in text  # no figure cut to "100…" or "0.3…"
+    assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
+    # the name folds onto a second line, every character kept
+    assert "localhost.localdomain" in text and "9481" in text and "(127.0.0.1)" in text
+    assert "5.00" in text and "20000" in text and "jitter" in text

@@ -330,3 +330,12 @@ def test_session_header_decoders_give_a_value_or_a_rejection(data: bytes) -> Non
         assert str(exc)
     else:
         assert r.bytes >= 0 and (r.retransmits is None or r.retransmits >= 0)
+
+
+def test_a_positive_duration_names_zero_as_its_floor_without_a_unit() -> None:
+    with pytest.raises(click.BadParameter) as excinfo:
+        params.POSITIVE_DURATION.convert("0", None, None)
+    assert str(excinfo.value.message).endswith("must be more than 0")  # not "0us", a floor it is not
+    with pytest.raises(click.BadParameter) as excinfo:
+        params.Duration(min=0.001, min_open=True).convert("1ms", None, None)
+    assert str(excinfo.value.message).endswith("must be more than 1ms")

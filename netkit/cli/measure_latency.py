@@ -259,8 +259,8 @@ def _label(t: Target, method: str) -> str:
               help="Wall-clock time to send for, whatever the interval (with --count: whichever comes "
                    "first); then wait at most --timeout for replies in flight.")
 @click.option("-i", "--interval", type=DURATION, default="1s", show_default=True,
-              help="Time between probes to one target (0: as fast as possible, bounded by --count and/or "
-                   "--duration).")
+              help="Time between probes to one target (0: flood like ping -f, the next probe when the last "
+                   "is answered or 10ms after it left; bounded by --count and/or --duration).")
 @click.option("-W", "--timeout", type=Duration(min=0.0, min_open=True), default="1s", show_default=True,
               help="A reply later than this counts as late, not received.")
 @click.option("-s", "--size", type=Size(min=0, max=65000), default=None,

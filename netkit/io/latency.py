@@ -649,6 +649,8 @@ async def _wait(ev: asyncio.Event, seconds: float) -> None:
 
 #: How late a probe due before ``--duration``'s end may still be sent after it (a stall's catch-up).
 CATCH_UP_NS = 50_000_000
+#: At -i 0, an unanswered probe holds the next one back at most this long (ping -f's 10 ms).
+FLOOD_GAP_NS = 10_000_000
 
 
 async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
@@ -659,7 +661,8 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
 
     ``--duration`` is wall-clock time from the first probe, whatever the interval: no probe is
     sent once it has passed (but one due before it, at most ``CATCH_UP_NS`` late), and ``-i 0``
-    sends as fast as the loop turns until then. The run then waits at most ``--timeout`` for
+    floods until then like ``ping -f``: the next probe as soon as the last is answered, or
+    ``FLOOD_GAP_NS`` after it left. The run then waits at most ``--timeout`` for
     the replies still in flight (none on a path that answers everything). Behind schedule (an
     interval the sender cannot reach) the loop yields after every probe, so replies are read
     while it catches up, and the result's ``send_ns`` gives the achieved rate.
@@ -707,11 +710,18 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
                 if expired:
                     prober.on_expired(expired)
                 over = end_ns is not None and now >= end_ns
-                full = cap is not None and acc.outstanding >= cap
+                # -i 0 floods as ping -f does: the next probe when the last one is answered, or
+                # FLOOD_GAP_NS after it left, whichever comes first. Probes never queue behind
+                # each other in the socket or the peer, so each RTT is the path's, not the
+                # sender's own backlog (256 probes in flight read 35 ms on loopback).
+                flooding = interval_ns == 0 and acc.outstanding > 0 and now - last_send_ns < FLOOD_GAP_NS
+                full = flooding or (cap is not None and acc.outstanding >= cap)
                 if (now >= due and not full) or stop.is_set() or over:
                     break
                 nd = acc.next_deadline()
                 wake = due if not full else (nd if nd is not None else now + NS // 1000)
+                if flooding:
+                    wake = min(wake, last_send_ns + FLOOD_GAP_NS)
                 if nd is not None:
                     wake = min(wake, nd)
                 if end_ns is not None:

@@ -159,3 +159,19 @@ def test_ctrl_c_prints_summary_and_exits_by_result() -> None:
     t = doc["targets"][0]
     assert proc.returncode == 0, err
     assert 20 <= t["sent"] < 100000 and t["received"] >= 19
+
+
+def test_interval_zero_floods_without_queueing_behind_itself() -> None:
+    """-i 0 is ping -f: one probe waits for the last one's reply, so RTTs stay the path's own.
+
+    With 256 probes in flight a loopback UDP echo read p50 35 ms (the sender's own queue); one
+    at a time it is tens of microseconds. The bound is loose for a loaded machine, yet far
+    below what a self-made queue of even a few dozen probes shows.
+    """
+    with support.netkit_server("serve", "udp", "--mode", "echo", "--port", "0") as srv:
+        res = support.run_netkit(["--format", "json", "measure", "latency", srv.addr, "-m", "udp", "-i", "0",
+                                  "-c", "2000"], timeout=60)
+    assert res.exit_code == 0, res.stderr
+    target = res.json()["targets"][0]
+    assert target["received"] == 2000 and target["lost"] == 0
+    assert target["rtt_ms"]["p50"] < 2.0, target["rtt_ms"]

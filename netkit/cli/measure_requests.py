@@ -269,7 +269,8 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
     if cfg.key is not None and result.requests == 0 and signum is None:
         from netkit.core.errors import CheckFailed
 
-        # issue 10: a keyed server closes a session whose header it cannot verify, every time
+        # A keyed server closes a session whose header it cannot verify, every time: no request
+        # can complete, and the one useful thing to say is which key to check.
         raise CheckFailed("the server refused the keyed session header: check the key")
     thresholds = check_thresholds(result, min_rps, max_p99_ms)
     result = dataclasses.replace(result, thresholds=thresholds)
@@ -284,6 +285,19 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
         out.csv_rows([row])
     else:
         out.print(summary_table(result))
+    if cfg.rate is not None and result.elapsed_ns > 0:
+        from netkit.core.pacing import fell_behind
+
+        sent_rate = result.sent / result.elapsed_s
+        if fell_behind(cfg.rate, sent_rate):
+            if result.unsent:
+                why = (f"the sender could not keep up: {result.unsent:,} scheduled requests never left this "
+                       "host (a shortfall of this client, not errors of the server)")
+            else:
+                why = (f"all {cfg.connections} connections were busy: {result.errors.get('overload', 0):,} "
+                       "requests found none within --timeout (counted as overload; more --connections "
+                       "offer more load)")
+            out.warn(f"{result.target}: {sent_rate:,.0f} requests/s sent of {cfg.rate:,.0f} asked: {why}")
     for f in thresholds.failed:
         out.info(f"netkit: check failed: {f}")
     import signal

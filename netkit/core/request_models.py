@@ -508,6 +508,9 @@ class RequestsResult:
     thresholds: RequestThresholds = field(default_factory=RequestThresholds)
     interrupted: bool = False
     error: str | None = None  # why the run could not start or ended early
+    #: Open loop: scheduled requests this client never sent (it fell over --timeout behind its own
+    #: schedule). The sender's shortfall: never counted as the server's errors.
+    unsent: int = 0
 
     @property
     def elapsed_s(self) -> float:
@@ -535,6 +538,8 @@ class RequestsResult:
             "duration_s": round(el, 6),
             "requests": self.requests,
             "sent": self.sent,
+            "unsent": self.unsent,
+            "sent_per_s": round(self.sent / el, 3) if el > 0 else None,
             "requests_per_s": None if rps is None else round(rps, 3),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,

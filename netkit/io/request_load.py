@@ -50,7 +50,7 @@ from netkit.io.request_engine import EpollEngine
 from netkit.io.request_engine import available as engine_available
 
 perf_ns = time.perf_counter_ns
-MAX_TICK_DISPATCH = 100_000  # scheduled requests handled per timer tick (a bound per loop turn)
+MAX_TICK_DISPATCH = 2048  # scheduled requests handled per timer tick: replies are read between ticks
 MAX_BACKLOG = 1_000_000
 KEEP_INTERVALS = 3600  # per-second rows kept for the json result (the last hour)
 
@@ -213,6 +213,9 @@ class _Run:
         self.retired_samples: list[int] = []
         self.backlog: deque[int] = deque()
         self.max_backlog = MAX_BACKLOG
+        # Scheduled requests this generator never got to send (it fell more than --timeout behind
+        # its own schedule): a shortfall of the sender, never counted as the server's errors.
+        self.unsent = 0
         self.pool: ConnectionPool | None = None
         self.engine: EpollEngine | None = None
         self.finished: asyncio.Event = asyncio.Event()
@@ -458,26 +461,61 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
         framing=cfg.framing, connections=cfg.connections, rate_rps=cfg.rate, elapsed_ns=t_end - t0,
         requests=c.done, sent=c.sent, bytes_sent=c.sent * run.frame_len, bytes_received=c.bytes_in,
         latency=c.hist.summary_ms(), errors=dict(run.errors), reconnects=stats.reconnects, drops=stats.drops,
-        intervals=tuple(c.rows), interrupted=interrupted, error=run.last_error,
+        intervals=tuple(c.rows), interrupted=interrupted, error=run.last_error, unsent=run.unsent,
     )
 
 
 def _start_schedule(run: _Run, loop: asyncio.AbstractEventLoop, t0: int) -> None:
-    """The open-loop schedule: a timer that dispatches every request whose time has come."""
+    """The open-loop schedule: a timer that dispatches every request whose time has come.
+
+    The generator's own work stays bounded whatever the asked rate: at most MAX_TICK_DISPATCH
+    requests a tick (replies are read between ticks); requests it fell more than --timeout
+    behind on are skipped in one step and counted as ``unsent`` (the sender's shortfall), and
+    while the backlog is full the due requests are counted as ``overload`` in one step, not
+    one by one (a per-request count at 1M/s would itself starve the loop).
+    """
     assert run.cfg.rate is not None
     interval = NS / run.cfg.rate
     state = {"k": 0}
+
+    def due_by(now: int) -> int:
+        """Index one past the last request scheduled at or before ``now``."""
+        return int((now - t0) / interval) + 1
+
+    def skip(count: int, kind: str | None) -> int:
+        """Take ``count`` scheduled requests off the schedule unsent; returns how many it took."""
+        if run.left is not None:
+            count = min(count, max(run.left, 0))
+            run.left -= count
+        if count <= 0:
+            return 0
+        if kind is None:
+            run.unsent += count
+        else:
+            run.errors[kind] += count
+            run.last_error = "backlog full"
+        if run.limited:
+            for _ in range(count):
+                run.outcome()
+        return count
 
     def tick() -> None:
         if not run.sending:
             return
         now = perf_ns()
         k = state["k"]
+        stale = due_by(now - run.timeout_ns) - k  # due longer ago than --timeout: never sent
+        if stale > 0:
+            k += skip(stale, None)
         n = 0
         while t0 + int(k * interval) <= now and n < MAX_TICK_DISPATCH:
+            if run.left is not None and run.left <= 0:
+                state["k"] = k
+                return
+            if len(run.backlog) >= run.max_backlog and run.pool is not None and run.pool.stats().idle == 0:
+                k += max(1, skip(due_by(now) - k, "overload"))
+                break
             if run.left is not None:
-                if run.left <= 0:
-                    return
                 run.left -= 1
             run.dispatch(t0 + int(k * interval))
             k += 1

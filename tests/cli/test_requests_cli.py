@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import support
 
@@ -123,3 +125,19 @@ def test_server_process_killed_and_restarted_mid_run() -> None:
     doc = json.loads(out)
     assert doc["drops"] >= 4 and doc["reconnects"] >= 4 and doc["requests"] > 0
     assert doc["intervals"][-1]["open_connections"] == 4 and doc["intervals"][-1]["requests"] > 0
+
+
+def test_a_rate_the_generator_cannot_reach_is_said_once_and_does_not_collapse_it(echo) -> None:
+    """-r 10M: the generator keeps sending what its connections carry (it once fell to ~100 req/s,
+    drowned in per-request bookkeeping), the run ends on time, and one warning names the shortfall."""
+    t0 = time.monotonic()
+    res = support.run_netkit(["--format", "json", "measure", "requests", echo.addr, "-d", "1s", "-r", "10M"],
+                             timeout=60)
+    took = time.monotonic() - t0
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert doc["sent_per_s"] > 2000, doc  # far below 10M, far above a collapse
+    assert doc["unsent"] >= 0 and doc["sent"] >= doc["requests"] > 0
+    warnings = [line for line in res.stderr.splitlines() if "requests/s sent of 10,000,000 asked" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("netkit: warning:"), res.stderr
+    assert took < 1 + 5, f"took {took:.1f}s for -d 1s"

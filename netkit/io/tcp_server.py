@@ -416,7 +416,13 @@ class TcpServer:
             return
         rec.closed = True
         if error is not None:
-            self.error(f"connection {rec.id} {rec.peer}: {error}")
+            if rec.reason is None:
+                self.error(f"connection {rec.id} {rec.peer}: {error}")
+            elif self.on_debug is not None:
+                # The server chose to close (a limit, idle, stop) and the close itself ended badly,
+                # typically the TLS close_notify cut at its own 2 s bound by a peer that no longer
+                # reads: already counted under its reason, not a second time as an error.
+                self.on_debug(f"connection {rec.id} {rec.peer}: while closing ({rec.reason}): {error}")
         reason = rec.reason or reason
         self._closed_in += rec.bytes_in
         self._closed_out += rec.bytes_out
@@ -616,8 +622,10 @@ class TcpServer:
                 why = f"TLS handshake not done within {TLS_HANDSHAKE_TIMEOUT_S:g}s"
             else:
                 why = tls_error_message(exc)
+            # Counted in errors whatever else ended it (an idle timeout during the handshake too).
+            self.error(f"connection {rec.id} {rec.peer}: {why}")
             rec.reason = "tls-handshake"
-            self.closed(raw, "tls-handshake", why)
+            self.closed(raw, "tls-handshake")
 
     def _tls_ready(self, rec: ConnRecord, tls: asyncio.BaseTransport) -> None:
         """The handshake is done: the connection is now its TLS transport for sessions and limits."""

@@ -251,6 +251,24 @@ def test_reliability_reverse_tls_block_size(serve, record_property: Record) -> N
     assert summary["limits_hit"]["idle_timeout"] >= 4
 
 
+def test_idle_tls_close_is_a_limit_not_an_error(serve) -> None:
+    """The server closes idle TLS peers that never answer close_notify: each counts once, as
+    idle_timeout, not also in errors (its own 2 s shutdown bound is not the peer's failure); a
+    handshake that never comes still counts in errors."""
+    server = serve("--tls", "--idle-timeout", "1s")
+    idle = [connect(server.port, tls=True, rcvbuf=4096) for _ in range(3)]
+    for s in idle:
+        s.sendall(b"hi")
+    silent = connect(server.port)  # never starts the handshake
+    support.wait_until(lambda: len(proc(server).net_connections()) <= 1, timeout=15)
+    for s in [*idle, silent]:
+        s.close()
+    summary = stop_summary(server)
+    assert summary["limits_hit"]["idle_timeout"] >= 3, summary
+    assert summary["tls_handshake_failed"] == 1, summary
+    assert summary["errors"] == 1, summary
+
+
 # ----- 3. header-only connections: kilobytes each, no thread each --------------------------------
 
 def test_reliability_header_only_connections(serve, record_property: Record) -> None:

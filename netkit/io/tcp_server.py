@@ -657,8 +657,13 @@ class TcpServer:
                     rec._snap = total
                     rec._active_ns = now
                 elif now - rec._active_ns >= limit_ns and rec.reason is None:
-                    self._limit(rec, "idle_timeout")
                     t = rec.transport
+                    if self.tls is not None and t.get_extra_info("ssl_object") is None:
+                        # Still in its TLS handshake: the plain transport is already gone, so
+                        # closing it does nothing; the handshake's own 5 s bound ends it, and it
+                        # is counted there, not as closed by the idle timeout.
+                        continue
+                    self._limit(rec, "idle_timeout")
                     if getattr(t, "get_write_buffer_size", lambda: 0)():
                         t.abort()  # a client that stopped reading: nothing would drain
                     else:

@@ -264,7 +264,8 @@ def test_idle_tls_close_is_a_limit_not_an_error(serve) -> None:
     for s in [*idle, silent]:
         s.close()
     summary = stop_summary(server)
-    assert summary["limits_hit"]["idle_timeout"] >= 3, summary
+    # The silent one is ended by the handshake bound, not the idle timeout it cannot act on.
+    assert summary["limits_hit"]["idle_timeout"] == 3, summary
     assert summary["tls_handshake_failed"] == 1, summary
     assert summary["errors"] == 1, summary
 

@@ -220,6 +220,12 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns:
     from netkit.io.tcp_server import serve_tcp
 
     out = get_output()
+    from click.core import ParameterSource
+
+    reply_source = click.get_current_context().get_parameter_source("reply_text")
+    if mode != "reply" and reply_source is ParameterSource.COMMANDLINE:
+        # Silently serving echo to someone who asked for a reply hides their mistake.
+        raise params.usage_error("--reply needs --mode reply", "--reply")
     # issue 10: split --key between TLS (old spelling, with --cert) and the measurement key.
     hmac_text = key
     if cert and not tls_key and key is not None:

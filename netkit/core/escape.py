@@ -94,5 +94,6 @@ def unescape(text: str) -> bytes:
             i += 4
         else:
             shown = safe_text(text, limit=60)
-            raise InputError(f"unknown escape \\{safe_text(nxt)} in {shown!r} (use {ESCAPES_HELP})")
+            # Quoted as typed: repr() would double every backslash and show \\xZZ for \xZZ.
+            raise InputError(f"unknown escape \\{safe_text(nxt)} in '{shown}' (use {ESCAPES_HELP})")
     return bytes(out)

@@ -95,3 +95,10 @@ def test_selftest_rows_for_serve_and_send() -> None:
     assert names == ["tcp echo integrity", "tcp reply", "udp echo", "tls echo"]
     assert all(c["result"] == "pass" for c in doc["checks"])
     assert doc["checks"][0]["figure"].startswith("64 MiB")
+
+
+def test_reply_without_mode_reply_is_a_usage_error() -> None:
+    res = support.invoke(["serve", "tcp", "--port", "0", "--reply", "hi"])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("netkit: ") and "--mode reply" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

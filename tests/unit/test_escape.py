@@ -44,3 +44,12 @@ def test_ordinary_text_stays_readable() -> None:
     text = "café 中文 עברית 🙂"
     assert safe_text(text) == text
     assert json.loads(dumps({"t": text}))["t"] == text and text in dumps({"t": text})
+
+
+def test_unknown_escape_is_quoted_as_typed() -> None:
+    from netkit.core.errors import InputError
+    from netkit.core.escape import unescape
+
+    with pytest.raises(InputError) as info:
+        unescape("\\xZZ")
+    assert "in '\\xZZ'" in str(info.value)  # one backslash, as the user typed it

@@ -568,8 +568,10 @@ def probe_stream(cfg: ThroughputConfig, header: sh.Header, *, expect: str) -> Pr
                 raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the server refused the keyed "
                                   "session header: check the key")
             if not got:
+                # Keyed is one cause among several a user cannot tell apart from here: name them all.
                 raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: the server closed the connection at once "
-                                  "(a keyed netkit server needs --key)")
+                                  "(a keyed netkit server needs --key; a TLS server, a full one (--max-conns) "
+                                  "or one that refuses this address close it too)")
         except TimeoutError:
             got = b""  # silent: a discard-like service
         except ConnectionResetError:

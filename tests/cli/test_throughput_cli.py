@@ -160,3 +160,12 @@ def test_omit_intervals_restart_at_zero_in_jsonl(server):
     assert [(s, o) for s, _, o in rows] == [(0.0, True), (0.0, False), (0.3, False)]
     summary = r.jsonl()[-1]["summary"]
     assert summary["sent_bytes"] >= summary["received_bytes"] > 0
+
+
+def test_tls_server_closing_at_once_is_named_not_only_the_key():
+    # A user pointing measure throughput at serve tcp --tls: the hint must not send them after a key only.
+    with support.netkit_server("serve", "tcp", "--port", "0", "--tls") as srv:
+        res = support.run_netkit(["measure", "throughput", srv.addr, "-t", "1"])
+    assert res.exit_code == 1
+    assert res.stderr.startswith("netkit: ") and len(res.stderr.strip().splitlines()) == 1
+    assert "TLS server" in res.stderr and "--key" in res.stderr

@@ -205,7 +205,9 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
     result = send_udp_sync(config, data, on_reply=_raw_writer(out) if raw else None, stop=stop)
     out.debug(f"{result.target}: sent {result.datagrams_sent} datagrams, received {result.datagrams_received}")
     if not raw:
-        out.emit(result, rows=[{k: v for k, v in _flat(result).items() if k != "replies"}])
+        # CSV has no room for the list of replies; jsonl is the json document on one line, replies included.
+        csv_rows = [{k: v for k, v in _flat(result).items() if k != "replies"}] if out.format == "csv" else None
+        out.emit(result, rows=csv_rows)
     if stop.interrupted:
         return ExitCode.INTERRUPTED
     if wait > 0 and stop.signum is None:  # stopped by SIGTERM/SIGHUP: the wait was cut, not failed

@@ -196,3 +196,12 @@ def test_send_tcp_ends_when_the_peer_closes_not_after_the_quiet_wait(echo_server
     took = time.monotonic() - t0
     assert res.exit_code == 0 and res.stdout == "hello", res.stderr
     assert took < 10, f"send tcp took {took:.1f}s after the peer had closed"
+
+
+def test_send_udp_jsonl_keeps_the_replies_csv_leaves_them_out() -> None:
+    with support.netkit_server("serve", "udp", "--port", "0", "--mode", "echo") as srv:
+        res = support.invoke(["send", "udp", srv.addr, "hey", "-w", "1s", "--format", "jsonl"])
+        [line] = res.jsonl()
+        assert line["replies"][0]["reply"] == "hey" and line["datagrams_received"] == 1
+        res = support.invoke(["send", "udp", srv.addr, "hey", "-w", "1s", "--format", "csv"])
+        assert "replies" not in res.stdout.splitlines()[0]

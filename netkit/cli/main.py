@@ -143,8 +143,9 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
             import traceback
 
             traceback.print_exc()
-        return _fail(f"internal error: {type(exc).__name__}: {exc} (please report; -v shows detail)",
-                     ExitCode.RUNTIME)
+        # With -v the traceback is just above: pointing at -v again would send the user in a circle.
+        hint = "please report the traceback above" if app.verbose else "please report; -v shows detail"
+        return _fail(f"internal error: {type(exc).__name__}: {exc} ({hint})", ExitCode.RUNTIME)
 
 
 def _reader_gone() -> bool:

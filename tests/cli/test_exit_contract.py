@@ -368,6 +368,7 @@ def test_verbose_shows_the_traceback_of_an_internal_error_however_it_is_given(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("netkit: internal error: RuntimeError: boom")
     assert ("Traceback" in proc.stderr) is traceback, proc.stderr
+    assert ("-v shows detail" in last) is not traceback, last  # no pointer to -v when -v is on
 
 
 def test_ctrl_c_while_send_tcp_waits_for_stdin_exits_at_once() -> None:

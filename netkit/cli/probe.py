@@ -765,7 +765,15 @@ def _print_table(out: Output, cols: list[tuple[str, str]], data: list[list[str |
     if len(data) <= PLAIN_TABLE_ROWS:
         from netkit.render.tables import add_row, make_table, state_cell
 
-        table = make_table([name if just == "left" else (name, just) for name, just in cols])
+        table = make_table([name if just == "left" else (name, just) for name, just in cols], compact=True)
+        # At 80 columns Rich cut every target to '127.0.0.…' and the error to 'connecti…': the
+        # text columns (target, address, state, error) fold instead, so no character of them is lost,
+        # as in the latency tables; the target does not wrap, so address and error give way first.
+        for column, (name, _) in zip(table.columns, cols, strict=True):
+            if name in ("target", "address", "state", "error"):
+                column.overflow = "fold"
+            if name == "target":
+                column.no_wrap = True
         state_at = [name for name, _ in cols].index("state")
         for vals in data:
             add_row(table, *(state_cell(v or "") if i == state_at else v for i, v in enumerate(vals)))

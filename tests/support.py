@@ -343,6 +343,22 @@ class NetnsPair:
         """``netkit ARGS`` in namespace B, waiting for its ready line."""
         return start_netkit_server(*args, timeout=15, prefix=("ip", "netns", "exec", self.b))
 
+    @contextmanager
+    def iperf3(self, *extra: str, port: int = 5201) -> Iterator[int]:
+        """``iperf3 -s`` in namespace B on ``port`` (nothing else listens in a fresh namespace);
+        yields the port once the kernel's table shows it listening."""
+        require_tool("iperf3")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.b, "iperf3", "-s", *extra, "-B", self.ip_b,
+                                 "-p", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: tcp_listening(port, self.run(self.b, "cat", "/proc/net/tcp")), timeout=10)
+            yield port
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
     def nft(self, ruleset: str) -> None:
         self.run(self.b, "nft", "-f", "-", input=ruleset)
 

@@ -67,6 +67,20 @@ def run(coro: Coroutine[Any, Any, T], *, use_uvloop: bool = True) -> T:
         return runner.run(_quiet(coro))
 
 
+def run_until_stopped(make: Callable[[StopSignal | None], Coroutine[Any, Any, T]], stop: StopSignal | None) -> T:
+    """``run(make(stop))``, with ``stop``'s signal handlers installed on the loop while it runs
+    (SIGINT/SIGTERM/SIGHUP then end the coroutine gracefully); ``stop`` None runs it as is."""
+    if stop is None:
+        return run(make(None))
+    signal_stop = stop
+
+    async def main() -> T:
+        async with signal_stop:
+            return await make(signal_stop)
+
+    return run(main())
+
+
 class StopSignal:
     """An event set by SIGINT, SIGTERM or SIGHUP; remembers which signal arrived first.
 

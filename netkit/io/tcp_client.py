@@ -224,16 +224,9 @@ async def _chunks(stream: IO[bytes]) -> AsyncIterator[bytes]:
 def send_tcp_sync(config: TcpSendConfig, data: bytes | IO[bytes], *, on_reply: ReplySink | None = None,
                   stop: StopSignal | None = None) -> TcpSendResult:
     """Blocking twin of :func:`send_tcp`; with ``stop``, SIGINT/SIGTERM/SIGHUP end it gracefully."""
-    from netkit.io.aio import run
+    from netkit.io.aio import run_until_stopped
 
-    if stop is None:
-        return run(send_tcp(config, data, on_reply=on_reply))
-
-    async def main() -> TcpSendResult:
-        async with stop:
-            return await send_tcp(config, data, on_reply=on_reply, stop=stop)
-
-    return run(main())
+    return run_until_stopped(lambda signal_stop: send_tcp(config, data, on_reply=on_reply, stop=signal_stop), stop)
 
 
 __all__ = ["ConnectFailed", "connect_error", "send_tcp", "send_tcp_sync"]

@@ -131,13 +131,6 @@ async def send_udp(config: UdpSendConfig, data: bytes, *, on_reply: ReplySink | 
 def send_udp_sync(config: UdpSendConfig, data: bytes, *, on_reply: ReplySink | None = None,
                   stop: StopSignal | None = None) -> UdpSendResult:
     """Blocking twin of :func:`send_udp`; with ``stop``, SIGINT/SIGTERM/SIGHUP end it gracefully."""
-    from netkit.io.aio import run
+    from netkit.io.aio import run_until_stopped
 
-    if stop is None:
-        return run(send_udp(config, data, on_reply=on_reply))
-
-    async def main() -> UdpSendResult:
-        async with stop:
-            return await send_udp(config, data, on_reply=on_reply, stop=stop)
-
-    return run(main())
+    return run_until_stopped(lambda signal_stop: send_udp(config, data, on_reply=on_reply, stop=signal_stop), stop)

@@ -149,15 +149,9 @@ def test_iperf3_over_a_path_that_drops_every_data_packet_fails_within_the_durati
     support.require_tool("iperf3")
     with support.netns_pair() as pair:
         pair.nft(DROP_DATA)  # the control connection's small messages pass, the data does not
-        ip = subprocess.Popen(["ip", "netns", "exec", pair.b, "iperf3", "-s", "-B", pair.ip_b, "-p", "5201"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            support.wait_until(lambda: ":1451 " in pair.run(pair.b, "cat", "/proc/net/tcp"), timeout=10)
+        with pair.iperf3():
             r, took = pair.netkit("measure", "throughput", f"{pair.ip_b}:5201", "--iperf3", "-t", "8s",
                                   "--connect-timeout", "1s", timeout=60)
-        finally:
-            ip.kill()
-            ip.wait(10)
     print(f"exit {r.exit_code} after {took:.1f}s: {r.stderr.strip()}")
     assert r.exit_code == 1
     lines = r.stderr.strip().splitlines()
@@ -176,15 +170,9 @@ def test_iperf3_control_answers_honour_connect_timeout():
   chain in { type filter hook input priority 0; meta l4proto tcp tcp flags & syn == 0 ip length > 52 counter drop; }
 }
 """)
-        ip = subprocess.Popen(["ip", "netns", "exec", pair.b, "iperf3", "-s", "-B", pair.ip_b, "-p", "5201"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            support.wait_until(lambda: ":1451 " in pair.run(pair.b, "cat", "/proc/net/tcp"), timeout=10)
+        with pair.iperf3():
             r, took = pair.netkit("measure", "throughput", f"{pair.ip_b}:5201", "--iperf3", "-t", "5s",
                                   "--connect-timeout", "1s", timeout=60)
-        finally:
-            ip.kill()
-            ip.wait(10)
     assert r.exit_code == 1
     assert r.stderr.strip() == "netkit: iperf3 server did not answer within 1s"
     assert took < 4, f"took {took:.1f}s"

@@ -15,7 +15,6 @@ Needs root; skipped elsewhere.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,26 +30,9 @@ MARGIN_S = 3.5  # Python start-up in a namespace, the end-of-run exchange, a sha
 
 
 @contextmanager
-def _iperf3_in(pair: support.NetnsPair) -> Iterator[int]:
-    """``iperf3 -s --one-off`` in namespace B; yields its port once it listens."""
-    support.require_tool("iperf3")
-    port = support.free_tcp_port()  # nothing else listens in a fresh namespace; any free number will do
-    proc = subprocess.Popen(["ip", "netns", "exec", pair.b, "iperf3", "-s", "--one-off", "-B", pair.ip_b,
-                             "-p", str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        support.wait_until(lambda: support.tcp_listening(port, pair.run(pair.b, "cat", "/proc/net/tcp")), timeout=5)
-        yield port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-@contextmanager
 def _server(pair: support.NetnsPair, kind: str) -> Iterator[int]:
     if kind == "iperf3":
-        with _iperf3_in(pair) as port:
+        with pair.iperf3("--one-off") as port:
             yield port
     else:
         srv = pair.server("serve", "udp", "--mode", "echo", "--host", pair.ip_b, "--port", "0")

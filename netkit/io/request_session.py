@@ -116,8 +116,9 @@ class RequestSession(asyncio.Protocol):
             return
         try:
             frames, used = self.reader.feed(self.rest, room)
-        except FrameTooLarge as exc:
-            self.server.error(f"request session: {exc}")
+        except FrameTooLarge:
+            # A limit the client ran into, like --max-bytes: the ``limit`` event names it and
+            # ``limits_hit`` counts it; it is not the server's error.
             self._limit("max_request")
             return
         self.rest = self.rest[used:]

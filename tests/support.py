@@ -183,6 +183,21 @@ def netkit_server(*args: str, **kw: Any) -> Iterator[Server]:
             server.proc.communicate(timeout=10)
 
 
+def stop_summary(server: Server) -> dict[str, Any]:
+    """Stop a ``--format json`` server with SIGINT: it must exit 0 without a traceback; its summary."""
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def server_rss_mb(server: Server) -> float:
+    """The server process's resident memory in MiB."""
+    import psutil
+
+    return psutil.Process(server.proc.pid).memory_info().rss / (1 << 20)
+
+
 @dataclass
 class CliResult:
     exit_code: int

@@ -45,10 +45,6 @@ def server_fds(server: support.Server) -> int:
     return psutil.Process(server.proc.pid).num_fds()
 
 
-def server_rss_mb(server: support.Server) -> float:
-    return psutil.Process(server.proc.pid).memory_info().rss / MiB
-
-
 def echo_once(port: int, payload: bytes = b"hello after abuse\n", timeout: float = 5.0) -> bytes:
     """One normal client: send, half-close, read to EOF. Returns what came back."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -75,13 +71,6 @@ def assert_healthy(server: support.Server, base_fds: int) -> None:
         support.wait_until(lambda: server_fds(server) <= base_fds, timeout=5.0)
     except AssertionError:
         raise AssertionError(f"server fds {server_fds(server)} > baseline {base_fds}: leaked") from None
-
-
-def stop_summary(server: support.Server) -> dict:
-    code, out, err = server.stop()
-    assert code == 0, err
-    assert "Traceback" not in err
-    return json.loads(out)
 
 
 @pytest.fixture
@@ -173,7 +162,7 @@ async def _hold_and_echo(port: int, n: int, holder: dict[str, object],
 
     try:
         results = await asyncio.gather(*(exchange(i, r, w) for i, (r, w) in enumerate(conns)))
-        holder["rss"] = server_rss_mb(server)  # while every connection is still open
+        holder["rss"] = support.server_rss_mb(server)  # while every connection is still open
         holder["fds_held"] = server_fds(server)
     finally:
         elapsed = time.perf_counter() - t0
@@ -189,7 +178,7 @@ def test_reliability_load_concurrent_echo(serve, record_property: Record) -> Non
     if limit < LOAD_CONNS + 200:
         pytest.skip(f"RLIMIT_NOFILE {limit} is too low for {LOAD_CONNS} connections")
     server, base = serve("--max-conns", "0", "--idle-timeout", "0")
-    rss0 = server_rss_mb(server)
+    rss0 = support.server_rss_mb(server)
     holder: dict[str, object] = {}
 
     async def main() -> None:
@@ -204,7 +193,7 @@ def test_reliability_load_concurrent_echo(serve, record_property: Record) -> Non
     assert bad == 0 and ok == LOAD_CONNS
     assert int(holder["fds_held"]) >= base + LOAD_CONNS * 0.99  # type: ignore[call-overload]
     assert_healthy(server, base)
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     assert summary["peak_concurrent"] >= LOAD_CONNS
     assert summary["errors"] == 0
 
@@ -295,7 +284,7 @@ def test_reliability_idle_client_closed(serve, record_property: Record) -> None:
 def test_reliability_slow_reader_bounded(serve, record_property: Record) -> None:
     """A client that sends and never reads: the server stops reading; its memory stays bounded."""
     server, base = serve("--idle-timeout", "0")
-    rss0 = server_rss_mb(server)
+    rss0 = support.server_rss_mb(server)
     socks = []
     pushed = 0
     for _ in range(4):
@@ -311,7 +300,7 @@ def test_reliability_slow_reader_bounded(serve, record_property: Record) -> None
             except BlockingIOError:
                 time.sleep(0.01)
         socks.append(s)
-    rss1 = server_rss_mb(server)
+    rss1 = support.server_rss_mb(server)
     record_property("held", "4 connections writing without ever reading")
     record_property("injected", "a slow (stopped) reader")
     record_property("result", f"kernel+server accepted {pushed / MiB:.1f} MiB in total, then pushed back; "
@@ -338,7 +327,7 @@ def test_reliability_abortive_close_mid_transfer(serve, record_property: Record)
     record_property("injected", "RST (SO_LINGER 0) mid transfer")
     record_property("result", "server kept serving; no descriptor leaked")
     assert_healthy(server, base)
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     assert summary["connections"] >= 51
 
 
@@ -391,7 +380,7 @@ def test_reliability_flood_above_max_conns(serve, record_property: Record) -> No
     record_property("result", f"{extra_closed}/100 extra refused or closed in {elapsed:.2f}s; admitted kept echoing")
     assert extra_closed == 100
     assert_healthy(server, base)
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     assert summary["limits_hit"]["max_conns"] >= 100
 
 
@@ -422,7 +411,7 @@ def test_reliability_oversize_input(serve, record_property: Record) -> None:
     assert how in ("eof", "reset")
     assert got <= MiB
     assert_healthy(server, base)
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     assert summary["limits_hit"]["max_bytes"] >= 1
 
 
@@ -525,14 +514,14 @@ def test_reliability_sigint_under_load(serve, record_property: Record) -> None:
 def test_reliability_source_mode_reader_never_reads(serve, record_property: Record) -> None:
     """``--mode source`` writes as fast as the client reads: a client that never reads costs no memory."""
     server, base = serve("--mode", "source", "--idle-timeout", "0")
-    rss0 = server_rss_mb(server)
+    rss0 = support.server_rss_mb(server)
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(8)]
     for s in socks:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     # Let the server fill every socket buffer; then its memory must stop growing.
     samples = []
     for _ in range(10):
-        samples.append(server_rss_mb(server))
+        samples.append(support.server_rss_mb(server))
         time.sleep(0.1)
     rss1 = max(samples)
     n, how = recv_until_closed(socks[0], 0.5)  # the stream is really flowing

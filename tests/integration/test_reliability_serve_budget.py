@@ -40,17 +40,6 @@ def proc(server: support.Server) -> psutil.Process:
     return psutil.Process(server.proc.pid)
 
 
-def rss_mb(server: support.Server) -> float:
-    return proc(server).memory_info().rss / MiB
-
-
-def stop_summary(server: support.Server) -> dict:
-    code, out, err = server.stop()
-    assert code == 0, err
-    assert "Traceback" not in err
-    return json.loads(out)
-
-
 @pytest.fixture
 def serve() -> Iterator[Callable[..., support.Server]]:
     """Start ``netkit --format json serve tcp --port 0 ARGS``; killed at the end if still running."""
@@ -135,7 +124,7 @@ def test_reliability_request_session_max_bytes(serve, record_property: Record) -
         s.sendall(attack)
         got, how = read_until_closed(s, 10)
     elapsed = time.monotonic() - t0
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     record_property("held", "serve tcp --max-bytes 1M --max-request 16M")
     record_property("injected", "1,237-byte request session asking for 100 replies of 16 MiB each")
     record_property("result", f"client read {got:,} bytes ({how}) in {elapsed:.2f}s; server bytes out "
@@ -155,7 +144,7 @@ def test_reliability_request_session_amplification(serve, record_property: Recor
     with connect(server.port) as s:
         s.sendall(attack)
         got, how = read_until_closed(s, 10)
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     bound = 256 * len(attack) + MiB + 8 + 8  # README: out <= 256 x in + --max-request + headers
     record_property("held", "serve tcp (defaults: --max-request 1M, amplification 256x)")
     record_property("injected", f"{len(attack):,}-byte request session asking for 200 replies of 1 MiB")
@@ -168,17 +157,17 @@ def test_reliability_request_session_amplification(serve, record_property: Recor
 def test_reliability_request_session_tls_non_reader(serve, record_property: Record) -> None:
     """Over TLS, requests for big replies from a client that never reads: server memory stays flat."""
     server = serve("--tls", "--idle-timeout", "0")
-    rss0 = rss_mb(server)
+    rss0 = support.server_rss_mb(server)
     socks = []
     for _ in range(4):
         s = connect(server.port, tls=True, rcvbuf=64 * 1024)
         s.sendall(session_preamble() + request_frames(2_000, MiB))  # 24 kB in, 2 GB asked
         socks.append(s)
-    rss1 = peak(lambda: rss_mb(server), 2.0)
+    rss1 = peak(lambda: support.server_rss_mb(server), 2.0)
     for s in socks:
         s.close()
     support.wait_until(lambda: len(proc(server).net_connections()) <= 1, timeout=10)
-    rss2 = rss_mb(server)
+    rss2 = support.server_rss_mb(server)
     record_property("held", "serve tcp --tls")
     record_property("injected", "4 TLS request sessions asking 2,000 replies of 1 MiB each, never reading")
     record_property("result", f"server RSS {rss0:.0f} -> peak {rss1:.0f} -> {rss2:.0f} MB after they left")
@@ -189,13 +178,13 @@ def test_reliability_request_session_tls_non_reader(serve, record_property: Reco
 def test_reliability_request_session_unfinished_frames(serve, record_property: Record) -> None:
     """Frames announced large and never finished are not buffered; frames over --max-request are refused."""
     server = serve("--idle-timeout", "0")
-    rss0 = rss_mb(server)
+    rss0 = support.server_rss_mb(server)
     socks = []
     for _ in range(20):
         s = connect(server.port)
         s.sendall(session_preamble() + REQ_HEADER.pack(MiB, 16, 0) + bytes(MiB - 1))  # one byte short
         socks.append(s)
-    rss1 = peak(lambda: rss_mb(server), 1.0)
+    rss1 = peak(lambda: support.server_rss_mb(server), 1.0)
     with connect(server.port) as s:  # announced over --max-request: closed at once
         s.sendall(session_preamble() + REQ_HEADER.pack(16 * MiB, 16, 0))
         got, how = read_until_closed(s, 5)
@@ -212,7 +201,7 @@ def test_reliability_request_session_unfinished_frames(serve, record_property: R
             data += chunk
         replies += len(data) == sh.ACK_LEN + REP_HEADER.size + 16
         s.close()
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     record_property("held", "serve tcp (default --max-request 1M)")
     record_property("injected", "20 request sessions each holding a 1 MiB frame one byte short; one 16 MiB frame")
     record_property("result", f"server RSS {rss0:.0f} -> {rss1:.0f} MB; the 16 MiB frame closed ({how}); "
@@ -228,7 +217,7 @@ def test_reliability_request_session_unfinished_frames(serve, record_property: R
 def test_reliability_reverse_tls_block_size(serve, record_property: Record) -> None:
     """A reverse session announcing a 4 GiB block, over TLS, never reading: memory flat, idle timeout fires."""
     server = serve("--tls", "--idle-timeout", "1s")
-    rss0 = rss_mb(server)
+    rss0 = support.server_rss_mb(server)
     socks = []
     for _ in range(4):
         s = connect(server.port, tls=True, rcvbuf=64 * 1024)
@@ -236,12 +225,12 @@ def test_reliability_reverse_tls_block_size(serve, record_property: Record) -> N
         s.sendall(sh.GO)
         socks.append(s)
     t0 = time.monotonic()
-    rss1 = peak(lambda: rss_mb(server), 1.5)
+    rss1 = peak(lambda: support.server_rss_mb(server), 1.5)
     support.wait_until(lambda: len(proc(server).net_connections()) <= 1, timeout=10)
     closed_after = time.monotonic() - t0
     for s in socks:
         s.close()
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     record_property("held", "serve tcp --tls --idle-timeout 1s")
     record_property("injected", "4 reverse throughput sessions announcing a 4 GiB block, never reading")
     record_property("result", f"server RSS {rss0:.0f} -> peak {rss1:.0f} MB; closed by the idle timeout "
@@ -263,7 +252,7 @@ def test_idle_tls_close_is_a_limit_not_an_error(serve) -> None:
     support.wait_until(lambda: len(proc(server).net_connections()) <= 1, timeout=15)
     for s in [*idle, silent]:
         s.close()
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     # The silent one is ended by the handshake bound, not the idle timeout it cannot act on.
     assert summary["limits_hit"]["idle_timeout"] == 3, summary
     assert summary["tls_handshake_failed"] == 1, summary
@@ -282,7 +271,7 @@ def test_reliability_header_only_connections(serve, record_property: Record) -> 
             pytest.skip("RLIMIT_NOFILE too low")
     server = serve("--max-conns", "0", "--idle-timeout", "0")
     p = proc(server)
-    rss0, threads0 = rss_mb(server), p.num_threads()
+    rss0, threads0 = support.server_rss_mb(server), p.num_threads()
     headers = [
         throughput_header(sh.SINK) + b"\x00",  # a sink that sent one byte of data
         throughput_header(sh.SINK),
@@ -296,7 +285,7 @@ def test_reliability_header_only_connections(serve, record_property: Record) -> 
         socks.append(s)
     support.wait_until(lambda: len(p.net_connections()) >= HEADER_CONNS, timeout=20)
     time.sleep(0.3)  # let every header reach its session
-    rss1 = peak(lambda: rss_mb(server), 0.5)
+    rss1 = peak(lambda: support.server_rss_mb(server), 0.5)
     threads1 = p.num_threads()
     for s in socks:
         s.close()
@@ -332,7 +321,7 @@ def test_reliability_tls_silent_connections_max_conns(serve, record_property: Re
     released = time.monotonic() - t0
     for s in socks:
         s.close()
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     record_property("held", "serve tcp --tls --max-conns 5")
     record_property("injected", f"{SILENT_TLS_CONNS} connections that never send a ClientHello")
     record_property("result", f"server descriptors {fds0} -> peak {fds1} -> {fds0} after {released:.1f}s; "
@@ -354,7 +343,7 @@ def test_reliability_tls_per_source_rate_at_accept(serve, record_property: Recor
     fds1 = peak(lambda: p.num_fds(), 0.5)
     for s in socks:
         s.close()
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     refused = summary["limits_hit"]["rate_limited"]
     record_property("held", "serve tcp --tls --max-pps-per-source 2")
     record_property("injected", f"{SILENT_TLS_CONNS} connections at once from one address, never sending")
@@ -408,7 +397,7 @@ def test_reliability_sink_max_bytes_exact(serve, record_property: Record) -> Non
                 sent += len(block)
         except OSError:
             pass
-    summary = stop_summary(server)
+    summary = support.stop_summary(server)
     total = summary["bytes_in"] + summary["bytes_out"]
     record_property("held", "serve tcp --max-bytes 10M")
     record_property("injected", "a throughput sink session sending up to 200 MiB")

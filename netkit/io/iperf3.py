@@ -238,6 +238,20 @@ def _fail_state(state: int, ctrl: _Control) -> CheckFailed:
     return CheckFailed(f"iperf3 server sent unexpected state {STATE_NAMES.get(state, state)}")
 
 
+def open_control(cfg: ThroughputConfig) -> tuple[socket.socket, bytes]:
+    """Connect to the iperf3 server and send a fresh cookie: the control connection of a test
+    (TCP or UDP) that no auto-detection opened first. Returns the socket and the cookie."""
+    sock = tp.connect(cfg.host, cfg.port, cfg.connect_timeout_s)
+    cookie = make_cookie()
+    try:
+        sock.settimeout(cfg.connect_timeout_s)
+        sock.sendall(cookie)
+    except OSError as exc:
+        sock.close()
+        raise CheckFailed(f"iperf3 control connection failed: {exc.strerror or exc}") from None
+    return sock, cookie
+
+
 def run_iperf3(
     cfg: ThroughputConfig,
     on_interval: tp.IntervalSink | None = None,
@@ -252,14 +266,7 @@ def run_iperf3(
     auto-detection already opened (its 37-byte probe was taken as the cookie)."""
     notes: list[str] = []
     if ctrl is None:
-        ctrl = tp.connect(cfg.host, cfg.port, cfg.connect_timeout_s)
-        cookie = make_cookie()
-        try:
-            ctrl.settimeout(cfg.connect_timeout_s)
-            ctrl.sendall(cookie)
-        except OSError as exc:
-            ctrl.close()
-            raise CheckFailed(f"iperf3 control connection failed: {exc.strerror or exc}") from None
+        ctrl, cookie = open_control(cfg)
     assert cookie is not None and len(cookie) == COOKIE_SIZE
     control = _Control(ctrl, first_state, cfg.connect_timeout_s)
     workers: list[tp.StreamWorker] = []

@@ -161,16 +161,9 @@ def run_iperf3_udp(
 ) -> ThroughputResult:
     """One UDP test against an iperf3 server (``ctrl``: a control connection :func:`detect` opened)."""
     if ctrl is None:
-        sock = tp.connect(cfg.host, cfg.port, cfg.connect_timeout_s)
-        cookie = ip.make_cookie()
-        try:
-            sock.settimeout(cfg.connect_timeout_s)
-            sock.sendall(cookie)
-        except OSError as exc:
-            sock.close()
-            raise CheckFailed(f"iperf3 control connection failed: {exc.strerror or exc}") from None
-        ctrl = Control(sock, cookie)
-    control = ip._Control(ctrl.sock, ctrl.first)
+        ctrl = Control(*ip.open_control(cfg))
+    # Each answer of the server within --connect-timeout, as in the TCP test.
+    control = ip._Control(ctrl.sock, ctrl.first, cfg.connect_timeout_s)
     workers: list[Iperf3UdpSender] = []
     try:
         return _run(cfg, control, workers, on_interval, on_progress, stop)

@@ -16,7 +16,7 @@ from netkit.cli.context import get_output, output_options
 from netkit.cli.params import BYTES, DURATION, POSITIVE_DURATION, Count, Number, usage_error
 
 if TYPE_CHECKING:  # pragma: no cover
-    from netkit.core.probe_models import ProbeResult, RepeatedResult
+    from netkit.core.probe_models import ProbeResult, ProbeTotals, RepeatedResult
     from netkit.core.targets import Target
     from netkit.io.probe import ProbeOptions
     from netkit.render.output import Output
@@ -212,7 +212,7 @@ def _build_options(kw: dict[str, Any], out: Output) -> ProbeOptions:
 
 def _run(**kw: Any) -> int:
     from netkit.core.exitcodes import ExitCode
-    from netkit.core.probe_models import passed, summarize_repeated
+    from netkit.core.probe_models import passed, summarize, summarize_repeated
     from netkit.io.aio import run
 
     out = get_output()
@@ -244,11 +244,8 @@ def _run(**kw: Any) -> int:
         out.debug(f"probe: {len(targets)} targets, engine {'scan loop' if use_scan else 'asyncio'}")
         if kw["repeat"] is None:
             results, interrupted = run(_one_run(targets, opts, scan_threads, out, kw["wait"], stream, kw["any_"]))
-            totals = _Totals()
-            for r in results:
-                totals.add(r)
             rows = [r for r in results if keep(r.ok)]
-            _render(out, rows, None, totals.summary(), opts)
+            _render(out, rows, None, summarize(results), opts)
             ok = passed(results, any_=kw["any_"])
         else:
             agg, interrupted = run(_repeat_run(targets, opts, scan_threads, out, int(kw["repeat"]),
@@ -268,91 +265,20 @@ def _run(**kw: Any) -> int:
 STREAM_BATCH = 8192
 
 
-class _Totals:
-    """The summary and the exit rule, counted as results go by (no list of results)."""
-
-    __slots__ = ("opened", "total", "up")
-
-    def __init__(self) -> None:
-        self.total = self.opened = self.up = 0
-
-    def add(self, r: ProbeResult) -> None:
-        from netkit.core.probe_models import ProbeState
-
-        self.total += 1
-        if r.state is ProbeState.OPEN:
-            self.opened += 1
-            self.up += 1
-        elif r.state is ProbeState.OPEN_FILTERED:
-            self.up += 1
-
-    def summary(self) -> Any:
-        from netkit.core.probe_models import ProbeSummary
-
-        rate = None if self.total == 0 else round(self.up / self.total, 6)
-        return ProbeSummary(self.total, self.opened, self.total - self.up, rate)
-
-    def passed(self, *, any_: bool) -> bool:
-        """As ``probe_models.passed``: all up (``--any``: one); no targets never passes."""
-        if self.total == 0:
-            return False
-        return self.up > 0 if any_ else self.up == self.total
-
-
-class _JsonTargetsDocument:
-    """``{"targets": [...], "summary": {...}}`` written as results come: the same bytes
-    ``json.dumps(doc, indent=2)`` makes, one record at a time, so memory does not grow with the
-    targets and an interrupted run still ends with a valid document."""
-
-    def __init__(self, out: Output) -> None:
-        self.out = out
-        self.count = 0
-        self.started = False
-
-    def _write(self, text: str) -> None:
-        if not self.out.quiet:
-            self.out.stdout.write(text)
-
-    def add(self, records: list[dict[str, Any]]) -> None:
-        from netkit.render.output import dumps
-
-        if not self.started:
-            self._write('{\n  "targets": [')
-            self.started = True
-        parts = []
-        for rec in records:
-            body = dumps(rec, indent=2).replace("\n", "\n    ")
-            parts.append(("," if self.count else "") + "\n    " + body)
-            self.count += 1
-        if parts:
-            self._write("".join(parts))
-            if not self.out.quiet:
-                self.out.stdout.flush()
-
-    def finish(self, summary: Any) -> None:
-        from netkit.render.output import dumps, to_jsonable
-
-        self.add([])
-        closing = "\n  ]" if self.count else "]"
-        body = dumps(to_jsonable(summary), indent=2).replace("\n", "\n  ")
-        self._write(f'{closing},\n  "summary": {body}\n}}\n')
-        if not self.out.quiet:
-            self.out.stdout.flush()
-
-
 async def _stream_run(source: _TargetSource, opts: ProbeOptions, engine: str, threads: int, out: Output,
-                      stream: Any, keep: Any) -> tuple[_Totals, bool]:
+                      stream: Any, keep: Any) -> tuple[ProbeTotals, bool]:
     """One pass over targets that may be millions: batches of :data:`STREAM_BATCH`, each probed,
     written and dropped. jsonl lines stream as results come; csv rows and json records follow
     each batch (in the order given); a table needs every row for its widths and keeps them.
     One :class:`Prober` for every batch: one deadline, one resolver cache."""
     import itertools
 
-    from netkit.core.probe_models import RESULT_FIELDS, TLS_FIELDS, ProbeResult, ProbeState
+    from netkit.core.probe_models import RESULT_FIELDS, TLS_FIELDS, ProbeResult, ProbeState, ProbeTotals
     from netkit.io.aio import StopSignal
     from netkit.io.probe import Prober
+    from netkit.render.output import StreamedJsonDocument
 
-    totals = _Totals()
+    totals = ProbeTotals()
     targets = iter(source)
     batch_size = max(STREAM_BATCH, 4 * opts.concurrency)
     batch = list(itertools.islice(targets, batch_size))
@@ -361,7 +287,7 @@ async def _stream_run(source: _TargetSource, opts: ProbeOptions, engine: str, th
     use_scan = engine == "scan" or (engine == "auto" and opts.plain_connect and len(batch) >= SCAN_THRESHOLD)
     scan_threads: int | None = threads if use_scan else None
     out.debug(f"probe: engine {'scan loop' if use_scan else 'asyncio'}, batches of {batch_size} targets")
-    document = _JsonTargetsDocument(out) if out.format == "json" else None
+    document = StreamedJsonDocument(out, "targets", "summary") if out.format == "json" else None
     fields = [f for f in RESULT_FIELDS if f != "tls"]
     fields += [f"tls.{f}" for f in TLS_FIELDS] if opts.tls else ["tls"]
     table_rows: list[ProbeResult] = []

@@ -146,14 +146,42 @@ class ProbeSummary:
     success_rate: float | None
 
 
-def summarize(results: Iterable[ProbeResult]) -> ProbeSummary:
-    from collections import Counter
+class ProbeTotals:
+    """The summary and the exit rule, counted as results go by: a streaming run keeps no list."""
 
-    counts = Counter(r.state for r in results)
-    total = sum(counts.values())
-    opened = counts[ProbeState.OPEN]
-    up = opened + counts[ProbeState.OPEN_FILTERED]
-    return ProbeSummary(total, opened, total - up, None if total == 0 else round(up / total, 6))
+    __slots__ = ("opened", "total", "up")
+
+    def __init__(self) -> None:
+        self.total = self.opened = self.up = 0
+
+    def add(self, r: ProbeResult) -> None:
+        self.total += 1
+        if r.state is ProbeState.OPEN:
+            self.opened += 1
+            self.up += 1
+        elif r.state is ProbeState.OPEN_FILTERED:
+            self.up += 1
+
+    def summary(self) -> ProbeSummary:
+        rate = None if self.total == 0 else round(self.up / self.total, 6)
+        return ProbeSummary(self.total, self.opened, self.total - self.up, rate)
+
+    def passed(self, *, any_: bool) -> bool:
+        """Exit 0 rule: every target up (or, with ``--any``, at least one); no targets never passes."""
+        if self.total == 0:
+            return False
+        return self.up > 0 if any_ else self.up == self.total
+
+
+def _totals(results: Iterable[ProbeResult]) -> ProbeTotals:
+    totals = ProbeTotals()
+    for r in results:
+        totals.add(r)
+    return totals
+
+
+def summarize(results: Iterable[ProbeResult]) -> ProbeSummary:
+    return _totals(results).summary()
 
 
 def summarize_repeated(items: Sequence[RepeatedResult]) -> ProbeSummary:
@@ -165,14 +193,9 @@ def summarize_repeated(items: Sequence[RepeatedResult]) -> ProbeSummary:
     return ProbeSummary(total, opened, failed, None if rounds == 0 else round(opens / rounds, 6))
 
 
-def passed(results: Sequence[ProbeResult], *, any_: bool = False) -> bool:
+def passed(results: Iterable[ProbeResult], *, any_: bool = False) -> bool:
     """Exit 0 rule: every target up (or, with ``--any``, at least one); no targets never passes."""
-    if not results:
-        return False
-    up = (ProbeState.OPEN, ProbeState.OPEN_FILTERED)
-    if any_:
-        return any(r.state in up for r in results)
-    return all(r.state in up for r in results)
+    return _totals(results).passed(any_=any_)
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,3 +279,42 @@ def make_test_output(format: str = "table", **kwargs: Any) -> tuple[Output, io.S
     """An Output writing into two StringIO buffers (for tests)."""
     out, err = io.StringIO(), io.StringIO()
     return Output(format=format, stdout=out, stderr=err, **kwargs), out, err
+
+
+class StreamedJsonDocument:
+    """``{LIST_KEY: [...], TAIL_KEY: {...}}`` written as records come: the same bytes
+    ``json.dumps(doc, indent=2)`` makes, one record at a time, so memory does not grow with the
+    records and an interrupted run still ends with a valid document."""
+
+    def __init__(self, out: Output, list_key: str, tail_key: str) -> None:
+        self.out = out
+        self.list_key = list_key
+        self.tail_key = tail_key
+        self.count = 0
+        self.started = False
+
+    def _write(self, text: str) -> None:
+        if not self.out.quiet:
+            self.out.stdout.write(text)
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        if not self.started:
+            self._write(f'{{\n  "{self.list_key}": [')
+            self.started = True
+        parts = []
+        for rec in records:
+            body = dumps(rec, indent=2).replace("\n", "\n    ")
+            parts.append(("," if self.count else "") + "\n    " + body)
+            self.count += 1
+        if parts:
+            self._write("".join(parts))
+            if not self.out.quiet:
+                self.out.stdout.flush()
+
+    def finish(self, tail: Any) -> None:
+        self.add([])
+        closing = "\n  ]" if self.count else "]"
+        body = dumps(to_jsonable(tail), indent=2).replace("\n", "\n  ")
+        self._write(f'{closing},\n  "{self.tail_key}": {body}\n}}\n')
+        if not self.out.quiet:
+            self.out.stdout.flush()

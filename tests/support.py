@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -181,6 +182,39 @@ def netkit_server(*args: str, **kw: Any) -> Iterator[Server]:
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.communicate(timeout=10)
+
+
+def netkit_on_a_terminal(*args: str, columns: int = 80, stdout_too: bool = True,
+                         timeout: float = 30.0) -> tuple[int | None, str, str]:
+    """``netkit ARGS`` with stderr (and, with ``stdout_too``, stdout) on a pseudo-terminal
+    ``columns`` wide: (exit status, what the terminal showed, what went to a piped stdout)."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(netkit_cmd(*args), stdin=subprocess.DEVNULL,
+                                stdout=slave if stdout_too else subprocess.PIPE, stderr=slave,
+                                env=clean_env(COLUMNS=str(columns), LINES="40", TERM="xterm"))
+        os.close(slave)
+        slave = -1
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    return proc.returncode, b"".join(chunks).decode(errors="replace"), (out or b"").decode(errors="replace")
 
 
 def stop_summary(server: Server) -> dict[str, Any]:

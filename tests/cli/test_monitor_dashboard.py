@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import select
 import socket
-import subprocess
-import time
 
 import support
 
@@ -17,37 +13,13 @@ def _run_on_a_terminal(columns: int, *extra: str) -> tuple[int | None, str, str,
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     target = f"127.0.0.1:{listener.getsockname()[1]}"
-    master, slave = os.openpty()
     try:
-        proc = subprocess.Popen(
-            support.netkit_cmd("monitor", target, "--interval", "0.5s", "--timeout", "100ms", "--rounds", "2",
-                               "--listen", "127.0.0.1:0", "--no-color", *extra),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
-            env=support.clean_env(COLUMNS=str(columns), TERM="xterm"),
-        )
-        os.close(slave)
-        slave = -1
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        out, _ = proc.communicate(timeout=10)
+        status, screen, out = support.netkit_on_a_terminal(
+            "monitor", target, "--interval", "0.5s", "--timeout", "100ms", "--rounds", "2",
+            "--listen", "127.0.0.1:0", "--no-color", *extra, columns=columns, stdout_too=False, timeout=20)
     finally:
-        if slave >= 0:
-            os.close(slave)
-        os.close(master)
         listener.close()
-    return proc.returncode, b"".join(chunks).decode(errors="replace"), out.decode(), target
+    return status, screen, out, target
 
 
 def test_dashboard_on_a_terminal_and_results_stay_on_stdout() -> None:

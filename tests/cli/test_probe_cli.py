@@ -325,29 +325,11 @@ def test_large_tables_are_plain_aligned_text(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_80_column_terminal_keeps_targets_and_errors_whole() -> None:
     """At 80 columns Rich cut every target to '127.0.0.…' and the error to 'connecti…'."""
-    import os
-    import pty
-
     with ports() as (up, down):
-        master, slave = pty.openpty()
-        env = support.clean_env(COLUMNS="80", LINES="40", TERM="xterm")
-        proc = subprocess.Popen(support.netkit_cmd("probe", f"127.0.0.1:{down}", f"127.0.0.1:{up}"),
-                                stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
-        os.close(slave)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-        proc.wait(30)
-        os.close(master)
+        _, screen, _ = support.netkit_on_a_terminal("probe", f"127.0.0.1:{down}", f"127.0.0.1:{up}")
     import re
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace")).replace("\r", "")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", screen).replace("\r", "")
     assert "…" not in text, text
     assert f"127.0.0.1:{up}" in text and f"127.0.0.1:{down}" in text, text
     assert "connection" in text and "refused" in text

@@ -78,8 +78,10 @@ def tcp_info(sock: socket.socket) -> TcpInfo | None:
         return None
 
 
-def unacked_bytes(sock: socket.socket) -> int | None:
-    """Bytes this socket has queued that the peer has not acknowledged (Linux SIOCOUTQ), or None."""
+def send_queue_bytes(sock: socket.socket) -> int | None:
+    """Bytes in this socket's send queue (Linux SIOCOUTQ), or None where unknown: for TCP what
+    the peer has not acknowledged yet; for UDP what has not left the host (a datagram stays
+    charged to its socket while it waits in a qdisc)."""
     try:
         import fcntl
 
@@ -178,7 +180,7 @@ class StreamWorker:
         """Bytes that reached the other end so far (see the class docstring)."""
         if self.direction == SEND:
             queued = self.bytes + self._fin  # read before the queue: a send in between only lowers the figure
-            unacked = unacked_bytes(self.sock)
+            unacked = send_queue_bytes(self.sock)
             return queued if unacked is None else max(0, queued - unacked)
         return self.bytes
 
@@ -248,7 +250,7 @@ class StreamWorker:
         self.sock.shutdown(socket.SHUT_WR)
         if self.proto == "netkit":
             data = self._await_report()
-            pending = max(0, (unacked_bytes(self.sock) or 0) - self._fin)  # data bytes not yet acknowledged
+            pending = max(0, (send_queue_bytes(self.sock) or 0) - self._fin)  # data bytes not yet acknowledged
             if self.error:  # stalled while waiting: that says more than "no count"
                 pass
             elif not data and pending:
@@ -298,7 +300,7 @@ class StreamWorker:
         """A plain peer sends no count: wait (bounded) until it acknowledged what we queued."""
         now = time.perf_counter_ns
         until = now() + int(END_GRACE_S * NS)
-        while (unacked_bytes(self.sock) or 0) > self._fin:  # the FIN is not data
+        while (send_queue_bytes(self.sock) or 0) > self._fin:  # the FIN is not data
             if self._end_wait_over(now(), until):
                 return
             time.sleep(0.01)

@@ -45,7 +45,7 @@ from netkit.core.throughput_models import (
     udp_buffer_bytes,
 )
 from netkit.io.resolve import PORT_UNREACHABLE, resolve_error
-from netkit.io.throughput import IntervalSink, ProgressSink, run_clock, set_kernel_timeouts
+from netkit.io.throughput import IntervalSink, ProgressSink, run_clock, send_queue_bytes, set_kernel_timeouts
 from netkit.io.udp_buffers import socket_drops, tune_buffers
 
 UDP_DEFAULT_SIZE = 1400
@@ -196,23 +196,10 @@ def shortfall_warning(rate_bps: float, streams: list[tuple[int, int]]) -> str:
             "(a shortfall of this host's sending rate, not loss)")
 
 
-def queued_bytes(sock: socket.socket) -> int | None:
-    """Bytes this UDP socket has handed to the kernel that have not left the host yet (SIOCOUTQ:
-    a datagram stays charged to its socket while it waits in a qdisc); None where unknown."""
-    try:
-        import fcntl
-        import termios
-
-        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (ImportError, OSError, AttributeError):
-        return None
-    return int(struct.unpack("i", raw)[0])
-
-
 def wait_sent(socks: list[socket.socket], timeout_s: float) -> None:
     """Wait until every datagram of ``socks`` has left this host (or ``timeout_s`` passes)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any((queued_bytes(s) or 0) > 0 for s in socks):
+    while time.monotonic() < deadline and any((send_queue_bytes(s) or 0) > 0 for s in socks):
         time.sleep(0.002)
 
 

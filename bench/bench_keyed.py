@@ -13,8 +13,8 @@ from benchlib import Row
 
 from netkit.core import keyed, packet
 from netkit.core.limits import Limits
-from netkit.io.reflector import Reflector
-from netkit.io.server_guard import Guard, GuardedReflector, new_keyed_session
+from netkit.io.servers.reflector import Reflector
+from netkit.io.servers.server_guard import Guard, GuardedReflector, new_keyed_session
 
 N = 100_000
 ADDR = ("127.0.0.1", 40000)

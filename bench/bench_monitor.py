@@ -23,7 +23,7 @@ from benchlib import Row
 
 from netkit.core.monitor_config import CliSettings, build_config
 from netkit.core.monitor_models import combine_round
-from netkit.io.monitor import Monitor
+from netkit.io.measure.monitor import Monitor
 
 N_EXPO = 1000
 
@@ -78,7 +78,7 @@ def _listener() -> socket.socket:
 
 def round_and_rtt() -> list[Row]:
     from netkit.core.targets import Target
-    from netkit.io.probe import ProbeOptions, probe_many
+    from netkit.io.measure.probe import ProbeOptions, probe_many
 
     listeners = [_listener() for _ in range(100)]
     closed = []

@@ -62,7 +62,7 @@ def netkit_cpu_per_request(port: int) -> float:
 
     from netkit.core.request_models import RequestsConfig
     from netkit.io.aio import run
-    from netkit.io.request_load import run_requests
+    from netkit.io.measure.request_load import run_requests
 
     c0 = time.process_time()
     r = run(run_requests(RequestsConfig(host="127.0.0.1", port=port, connections=CONNS, size=SIZE,

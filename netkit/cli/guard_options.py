@@ -6,7 +6,7 @@ Kept apart so a server or client command gains them with one decorator and one c
   ``--key-file PATH``; ``NETKIT_KEY`` is read when neither is given.
 - ``@limit_options``: ``--max-duration``, ``--min-interval``, ``--max-pps-per-source``,
   ``--max-packet``, ``--max-sessions``, ``--allow CIDR``, ``--deny CIDR`` (repeatable).
-- :func:`make_guard`: options -> a :class:`netkit.io.server_guard.Guard` (or None when no key
+- :func:`make_guard`: options -> a :class:`netkit.io.servers.server_guard.Guard` (or None when no key
   and no limit is set, so an unguarded server keeps its fast path), printing the exposure warning.
 """
 
@@ -67,7 +67,7 @@ def pop_limits(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def load_key_option(key: str | None, key_file: str | None) -> Any:
     """The derived key from ``--key``/``--key-file``/``NETKIT_KEY`` (None when none)."""
-    from netkit.io.server_guard import load_key
+    from netkit.io.servers.server_guard import load_key
 
     return load_key(key, key_file)
 
@@ -77,7 +77,7 @@ def make_guard(out: Any, host: str, proto: str, key: Any, limits: dict[str, Any]
     """A Guard for a server, or None when neither a key nor a limit is set. Warns when exposed."""
     from netkit.core.errors import InputError
     from netkit.core.limits import Limits, parse_cidr
-    from netkit.io.server_guard import Guard, exposure_warning
+    from netkit.io.servers.server_guard import Guard, exposure_warning
 
     warning = exposure_warning(host, proto, key)
     if warning is not None:

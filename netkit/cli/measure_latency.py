@@ -1,6 +1,6 @@
 """``netkit measure latency``: round-trip time by tcp-connect, tcp-echo, udp or icmp.
 
-Options -> ``LatencyConfig`` -> ``netkit.io.latency`` (asyncio, kernel timestamps) ->
+Options -> ``LatencyConfig`` -> ``netkit.io.measure.latency`` (asyncio, kernel timestamps) ->
 ``LatencyResult`` -> live view / per-reply lines / table / json / jsonl / csv -> exit code.
 The rendering helpers here are shared with ``measure loss``. Heavy imports (asyncio, rich)
 happen inside functions so ``netkit --help`` stays fast.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from netkit.core.latency_models import TargetResult, Thresholds
     from netkit.core.targets import Target
-    from netkit.io.latency import ProbeEvent, Prober
+    from netkit.io.measure.latency import ProbeEvent, Prober
     from netkit.render.output import Output
 
 DEFAULT_COUNT = 10
@@ -333,8 +333,8 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
         stall_probes,
     )
     from netkit.core.pacing import fell_behind
-    from netkit.io import latency as lat
     from netkit.io.aio import StopSignal, run
+    from netkit.io.measure import latency as lat
 
     labels = [_label(t, cfg.method) for t in targets]
     live = out.live_ok and out.stdout_is_tty and out.format == "table"
@@ -383,7 +383,7 @@ def _run(out: Output, targets: list[Target], cfg: Any, max_loss: float | None, m
     if getattr(cfg, "key", None) is not None and not interrupted and all(
             r.acc.sent and not r.acc.received and not r.error for r in results):
         from netkit.core.errors import CheckFailed
-        from netkit.io.server_guard import WRONG_KEY_MESSAGE
+        from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE
 
         raise CheckFailed(WRONG_KEY_MESSAGE)  # issue 10: a keyed reflector drops what it cannot verify
     for r in results:

@@ -1,6 +1,6 @@
 """``netkit measure loss``: a paced UDP probe stream to a reflector; loss overall and by direction.
 
-Options -> ``LossConfig`` -> ``netkit.io.loss`` -> ``LossResult`` -> table / json / jsonl / csv
+Options -> ``LossConfig`` -> ``netkit.io.measure.loss`` -> ``LossResult`` -> table / json / jsonl / csv
 -> exit code (same thresholds as ``measure latency``). Rendering is shared with
 ``netkit.cli.measure_latency``.
 """
@@ -70,7 +70,7 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
     from netkit.core.pacing import fell_behind
     from netkit.core.targets import parse_target
     from netkit.io.aio import StopSignal, run
-    from netkit.io.loss import measure_loss
+    from netkit.io.measure.loss import measure_loss
     from netkit.io.resolve import family_of
 
     out = get_output()
@@ -113,7 +113,7 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, i
     res, interrupted = run(main())
     if cfg.key is not None and res.acc.sent and not res.acc.received and not interrupted and not res.error:
         from netkit.core.errors import CheckFailed
-        from netkit.io.server_guard import WRONG_KEY_MESSAGE
+        from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE
 
         raise CheckFailed(WRONG_KEY_MESSAGE)  # issue 10: a keyed reflector drops what it cannot verify
     if res.reflector is not None and res.reflector != REFLECTOR_NETKIT:

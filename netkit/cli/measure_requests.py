@@ -1,6 +1,6 @@
 """``netkit measure requests``: request/response load over persistent connections.
 
-Options -> ``RequestsConfig`` -> ``netkit.io.request_load`` (a connection pool, closed or open
+Options -> ``RequestsConfig`` -> ``netkit.io.measure.request_load`` (a connection pool, closed or open
 loop) -> ``RequestsResult`` -> per-second rows (live view on a terminal, lines off one, jsonl
 events) and a summary (table/json/jsonl/csv) -> exit code. Heavy imports happen inside functions.
 """
@@ -243,7 +243,7 @@ def _run(out: Output, cfg: Any, min_rps: float | None, max_p99_ms: float | None)
 
     from netkit.core.request_models import check_thresholds
     from netkit.io.aio import StopSignal, run
-    from netkit.io.request_load import run_requests
+    from netkit.io.measure.request_load import run_requests
     from netkit.render.output import flatten
 
     live = out.live_ok and out.format == "table"

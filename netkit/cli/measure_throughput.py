@@ -1,7 +1,7 @@
 """``netkit measure throughput``: bandwidth like iperf3, against netkit, iperf3 or any TCP service.
 
-Options -> ``ThroughputConfig`` -> ``netkit.io.throughput`` (threads, blocking sockets) or
-``netkit.io.iperf3`` -> ``ThroughputResult`` -> live view / interval lines / table / json /
+Options -> ``ThroughputConfig`` -> ``netkit.io.measure.throughput`` (threads, blocking sockets) or
+``netkit.io.measure.iperf3`` -> ``ThroughputResult`` -> live view / interval lines / table / json /
 jsonl / csv -> exit code. Heavy imports happen inside the command so ``netkit --help`` stays fast.
 """
 
@@ -322,12 +322,12 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     with signals:
         with view:
             if udp:
-                from netkit.io.throughput_udp import measure_udp_throughput
+                from netkit.io.measure.throughput_udp import measure_udp_throughput
 
                 result = measure_udp_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
                                                 on_info=out.debug)
             else:
-                from netkit.io.throughput import measure_throughput
+                from netkit.io.measure.throughput import measure_throughput
 
                 result = measure_throughput(cfg, view.interval, on_progress=view.progress, stop=stop,
                                             on_info=out.debug)

@@ -1,7 +1,7 @@
 """``netkit monitor``: probe targets every interval and export Prometheus metrics.
 
 Options -> ``CliSettings`` -> ``netkit.core.monitor_config`` (with ``--config`` TOML) ->
-``MonitorConfig`` -> ``netkit.io.monitor.Monitor`` (rounds, metrics endpoint, textfile) ->
+``MonitorConfig`` -> ``netkit.io.measure.monitor.Monitor`` (rounds, metrics endpoint, textfile) ->
 per-round output (live dashboard on a terminal's stderr; jsonl/csv/plain lines on stdout) ->
 a summary when stopped -> exit code. Heavy imports happen inside functions.
 """
@@ -19,7 +19,7 @@ from netkit.core.exitcodes import ExitCode
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.monitor_config import CliSettings
     from netkit.core.monitor_models import MonitorConfig, TargetRound
-    from netkit.io.monitor import GroupRound, Monitor
+    from netkit.io.measure.monitor import GroupRound, Monitor
     from netkit.render.output import Output
 
 METHOD_CHOICES = ("tcp-connect", "udp", "icmp")
@@ -94,7 +94,7 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
     """
     from netkit.core.monitor_config import CliSettings
     from netkit.io.aio import run
-    from netkit.io.monitor import load_config
+    from netkit.io.measure.monitor import load_config
 
     out = get_output()
     overrides = {"interval": interval, "method": method, "timeout": timeout, "packets": packets,
@@ -110,7 +110,7 @@ async def _main(out: Output, config: MonitorConfig, config_path: str | None, cli
     import signal
 
     from netkit.io.aio import StopSignal
-    from netkit.io.monitor import MetricsServer, Monitor, load_config
+    from netkit.io.measure.monitor import MetricsServer, Monitor, load_config
 
     renderer = RoundRenderer(out)
     monitor = Monitor(config, on_round=renderer.on_round, on_warning=out.warn, on_info=out.info)

@@ -1,6 +1,6 @@
 """``netkit probe``: is it reachable, how fast, how reliably; retries done right; wait until up.
 
-Options -> ``ProbeOptions`` -> ``netkit.io.probe`` (asyncio) or ``netkit.io.scan`` (the fast
+Options -> ``ProbeOptions`` -> ``netkit.io.measure.probe`` (asyncio) or ``netkit.io.measure.scan`` (the fast
 connect loop for large plain scans) -> ``ProbeResult`` rows -> table/json/jsonl/csv -> exit code.
 Heavy imports happen inside the command function: ``netkit --help`` stays fast.
 """
@@ -18,7 +18,7 @@ from netkit.cli.params import BYTES, DURATION, POSITIVE_DURATION, Count, Number,
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.probe_models import ProbeResult, ProbeTotals, RepeatedResult
     from netkit.core.targets import Target
-    from netkit.io.probe import ProbeOptions
+    from netkit.io.measure.probe import ProbeOptions
     from netkit.render.output import Output
 
 #: At or above this many plain-connect targets the fast scan loop replaces asyncio.
@@ -163,7 +163,7 @@ def _build_options(kw: dict[str, Any], out: Output) -> ProbeOptions:
     import re
 
     from netkit.core.backoff import Backoff
-    from netkit.io.probe import ProbeOptions
+    from netkit.io.measure.probe import ProbeOptions
     from netkit.io.resolve import family_of
 
     ns = 1_000_000_000
@@ -275,7 +275,7 @@ async def _stream_run(source: _TargetSource, opts: ProbeOptions, engine: str, th
 
     from netkit.core.probe_models import RESULT_FIELDS, TLS_FIELDS, ProbeResult, ProbeState, ProbeTotals
     from netkit.io.aio import StopSignal
-    from netkit.io.probe import Prober
+    from netkit.io.measure.probe import Prober
     from netkit.render.output import StreamedJsonDocument
 
     totals = ProbeTotals()
@@ -364,7 +364,7 @@ async def _round(targets: list[Target], opts: ProbeOptions, scan_threads: int | 
     import asyncio
 
     from netkit.core.probe_models import ProbeResult, ProbeState, ns_to_ms
-    from netkit.io.probe import Prober, probe_many
+    from netkit.io.measure.probe import Prober, probe_many
 
     last: dict[Target, tuple[int, Any]] = {}  # the latest attempt of each target (for cut-short rounds)
 
@@ -428,7 +428,7 @@ async def _scan_round(targets: list[Target], opts: ProbeOptions, prober: Any, st
     import asyncio
     import threading
 
-    from netkit.io.scan import scan
+    from netkit.io.measure.scan import scan
 
     scan_targets = await _scan_targets(targets, prober)
     thread_stop = threading.Event()
@@ -454,9 +454,9 @@ async def _scan_targets(targets: list[Target], prober: Any) -> list[Any]:
     """Resolve every distinct host once (concurrently) and give the scanner its sockaddrs."""
     import asyncio
 
-    from netkit.io.probe import is_ip_literal
+    from netkit.io.measure.probe import is_ip_literal
+    from netkit.io.measure.scan import ScanTarget
     from netkit.io.resolve import ResolveError
-    from netkit.io.scan import ScanTarget
 
     hosts = list(dict.fromkeys(t.host for t in targets))
 
@@ -659,7 +659,7 @@ PLAIN_TABLE_ROWS = 2000
 def _table_data(rows: list[ProbeResult], repeated: list[RepeatedResult] | None
                 ) -> tuple[list[tuple[str, str]], list[list[str | None]]]:
     """Columns (name, justification) and the cells as text (None shows as '-')."""
-    from netkit.io.probe import is_ip_literal
+    from netkit.io.measure.probe import is_ip_literal
 
     show_resolve = any(not is_ip_literal(h) for h in {r.host for r in rows})
     cols = [("target", "left"), ("address", "left"), ("state", "left"), ("attempts", "right"),

@@ -127,8 +127,8 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
     """
     from netkit.core.send_models import TcpSendConfig
     from netkit.io.aio import StopSignal
+    from netkit.io.clients.tcp_client import send_tcp_sync
     from netkit.io.resolve import family_of
-    from netkit.io.tcp_client import send_tcp_sync
 
     out = get_output()
     target, message = _target_and_message(args)
@@ -188,8 +188,8 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
     from netkit.core.errors import CheckFailed
     from netkit.core.send_models import UdpSendConfig
     from netkit.io.aio import StopSignal
+    from netkit.io.clients.udp_client import send_udp_sync
     from netkit.io.resolve import family_of
-    from netkit.io.udp_client import send_udp_sync
 
     out = get_output()
     target, message = _target_and_message(args)

@@ -217,7 +217,7 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns:
     """
     from netkit.core.serve_models import TcpServerConfig
     from netkit.io.aio import StopSignal, run
-    from netkit.io.tcp_server import serve_tcp
+    from netkit.io.servers.tcp_server import serve_tcp
 
     out = get_output()
     from click.core import ParameterSource
@@ -289,7 +289,7 @@ def serve_udp_cmd(host: str, port: int, mode: str, preview: int, key: str | None
     """
     from netkit.core.serve_models import UdpServerConfig
     from netkit.io.aio import StopSignal, run
-    from netkit.io.udp_server import serve_udp
+    from netkit.io.servers.udp_server import serve_udp
 
     out = get_output()
     config = UdpServerConfig(host=host, port=port, mode=mode, preview=preview)
@@ -299,7 +299,7 @@ def serve_udp_cmd(host: str, port: int, mode: str, preview: int, key: str | None
                                      limits, _event_sink(out, state))
     reflector = None
     if guard is not None and mode == "echo":
-        from netkit.io.server_guard import GuardedReflector
+        from netkit.io.servers.server_guard import GuardedReflector
 
         reflector = GuardedReflector(guard)
     elif guard is not None:

@@ -183,7 +183,7 @@ class CidrFilter:
 
 
 #: Count queries a session may send (each answered once): a client asks a few times at the end of
-#: a run (``netkit.io.reflector_query``: 5 attempts, sequence numbers 0..4).
+#: a run (``netkit.io.clients.reflector_query``: 5 attempts, sequence numbers 0..4).
 QUERY_WINDOW = 64
 
 

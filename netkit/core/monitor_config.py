@@ -1,6 +1,6 @@
 """``netkit monitor --config FILE``: TOML text and command-line settings to a ``MonitorConfig``.
 
-Pure: the caller reads the file (``netkit.io.monitor.load_config``) and passes the text in.
+Pure: the caller reads the file (``netkit.io.measure.monitor.load_config``) and passes the text in.
 Every error is one line that names the key it is about (``targets[2].interval: ...``), because
 a reload on SIGHUP must tell the operator exactly what to fix while the old config keeps running.
 
@@ -9,7 +9,7 @@ the round's bound, 90% of the interval, or the config is refused with the number
 defaults (timeout and spacing shrink with the interval) always fit. The reachability attempts
 come first and usually take one round trip; when they run long (retries, a slow name lookup),
 the round sends only the packets that can still be answered within its bound, and the monitor
-says so once per target (``netkit.io.monitor``).
+says so once per target (``netkit.io.measure.monitor``).
 
 Precedence, most specific first: a ``[[targets]]`` entry's own key, then an option given on the
 command line, then the file's top-level key, then the built-in default.

@@ -1,6 +1,6 @@
 """What ``netkit monitor`` knows: its configuration, one target's round, and the running totals.
 
-Pure code. The I/O layer (``netkit.io.monitor``) probes, passes the outcomes and the times in,
+Pure code. The I/O layer (``netkit.io.measure.monitor``) probes, passes the outcomes and the times in,
 and reads snapshots out; nothing here opens a socket, reads a clock or prints. The totals are
 what the Prometheus collector exports, so their meaning is defined here once:
 

@@ -347,7 +347,7 @@ DEFAULT_BACKOFF = Backoff(500_000_000, 2.0, 10 * NS)
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """How a :class:`netkit.io.pool.ConnectionPool` behaves. Seconds as floats."""
+    """How a :class:`netkit.io.clients.pool.ConnectionPool` behaves. Seconds as floats."""
 
     size: int = 10
     connect_timeout_s: float = 5.0
@@ -388,7 +388,7 @@ class PoolStats:
 
 @dataclass(frozen=True)
 class RequestsConfig:
-    """What ``measure requests`` does; the CLI builds it, :mod:`netkit.io.request_load` runs it."""
+    """What ``measure requests`` does; the CLI builds it, :mod:`netkit.io.measure.request_load` runs it."""
 
     host: str
     port: int

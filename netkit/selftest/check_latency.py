@@ -7,8 +7,8 @@ import socket
 from netkit.core.errors import RuntimeFailure
 from netkit.core.latency_models import REFLECTOR_NETKIT, LatencyConfig, TargetResult
 from netkit.core.targets import Target
-from netkit.io.latency import measure_latency
-from netkit.io.reflector_server import ReflectorServer
+from netkit.io.measure.latency import measure_latency
+from netkit.io.servers.reflector_server import ReflectorServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 40

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from netkit.core.latency_models import LossConfig
 from netkit.core.targets import Target
-from netkit.io.loss import measure_loss
-from netkit.io.reflector_server import ReflectorServer
+from netkit.io.measure.loss import measure_loss
+from netkit.io.servers.reflector_server import ReflectorServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 41

@@ -25,8 +25,8 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
     from prometheus_client.parser import text_string_to_metric_families
 
     from netkit.core.monitor_config import CliSettings, build_config
-    from netkit.io.monitor import MetricsServer, Monitor
-    from netkit.io.tcp_server import TcpServer
+    from netkit.io.measure.monitor import MetricsServer, Monitor
+    from netkit.io.servers.tcp_server import TcpServer
 
     server = TcpServer(TcpServerConfig(host=env.host, port=0, mode="echo"))
     host, port = await server.start()

@@ -9,7 +9,7 @@ import socket
 from netkit.core.backoff import Backoff
 from netkit.core.probe_models import ProbeState
 from netkit.core.targets import Target
-from netkit.io.probe import ProbeOptions, probe_many
+from netkit.io.measure.probe import ProbeOptions, probe_many
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 40

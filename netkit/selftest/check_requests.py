@@ -8,8 +8,8 @@ import asyncio
 from netkit.core.backoff import Backoff
 from netkit.core.request_models import RequestsConfig
 from netkit.core.serve_models import TcpServerConfig
-from netkit.io.request_load import run_requests
-from netkit.io.tcp_server import TcpServer
+from netkit.io.measure.request_load import run_requests
+from netkit.io.servers.tcp_server import TcpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 75

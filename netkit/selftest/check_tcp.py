@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from netkit.core.serve_models import TcpServerConfig
-from netkit.io.tcp_server import TcpServer
+from netkit.io.servers.tcp_server import TcpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 10
@@ -69,7 +69,7 @@ def rate_text(nbytes: int, seconds: float) -> str:
 
 async def run(env: SelftestEnv) -> list[CheckResult]:
     from netkit.core.send_models import TcpSendConfig
-    from netkit.io.tcp_client import send_tcp
+    from netkit.io.clients.tcp_client import send_tcp
 
     rows: list[CheckResult] = []
     total = QUICK_BYTES if env.quick else ECHO_BYTES

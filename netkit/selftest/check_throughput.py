@@ -11,8 +11,8 @@ import asyncio
 from netkit.core.serve_models import TcpServerConfig
 from netkit.core.throughput_models import ThroughputConfig, ThroughputResult
 from netkit.core.units import format_bitrate
-from netkit.io.tcp_server import TcpServer
-from netkit.io.throughput import measure_throughput
+from netkit.io.measure.throughput import measure_throughput
+from netkit.io.servers.tcp_server import TcpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 70

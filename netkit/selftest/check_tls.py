@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netkit.core.serve_models import TcpServerConfig
-from netkit.io.tcp_server import TcpServer
+from netkit.io.servers.tcp_server import TcpServer
 from netkit.io.tls import client_context, server_context
 from netkit.selftest.base import CheckResult, SelftestEnv
 from netkit.selftest.check_tcp import echo_integrity, rate_text

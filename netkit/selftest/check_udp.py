@@ -6,8 +6,8 @@ import os
 
 from netkit.core.send_models import UdpSendConfig
 from netkit.core.serve_models import UdpServerConfig
-from netkit.io.udp_client import send_udp
-from netkit.io.udp_server import UdpServer
+from netkit.io.clients.udp_client import send_udp
+from netkit.io.servers.udp_server import UdpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 20

@@ -71,8 +71,7 @@ def test_bad_input_is_usage_error_naming_the_argument(args: list[str], names: st
 
 def test_durations_in_every_spelling_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     from netkit.core.send_models import TcpSendResult
-    from netkit.io import tcp_client
-
+    from netkit.io.clients import tcp_client
     seen: list[tuple[float, float]] = []
 
     def fake_send(config: Any, data: Any, **_: Any) -> TcpSendResult:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import support
 
-from netkit.io.reflector_server import reflector_in_thread
+from netkit.io.servers.reflector_server import reflector_in_thread
 
 TARGET_KEYS = ["target", "address", "sent", "received", "lost", "loss_pct", "lost_forward", "lost_return",
                "duplicates", "reordered", "late", "rtt_ms", "jitter_ms", "ipdv_ms", "samples_ms", "local_drops",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import support
 
-from netkit.io.reflector_server import reflector_in_thread
+from netkit.io.servers.reflector_server import reflector_in_thread
 
 
 def test_loss_json_has_rate_fields_and_exact_counts() -> None:

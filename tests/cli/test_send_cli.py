@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import support
 
-from netkit.io.tcp_client import connect_error
+from netkit.io.clients.tcp_client import connect_error
 from netkit.io.tls import make_self_signed
 
 

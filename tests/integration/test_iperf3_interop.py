@@ -6,7 +6,7 @@ import pytest
 import support
 
 from netkit.core.throughput_models import ThroughputConfig
-from netkit.io.throughput import measure_throughput
+from netkit.io.measure.throughput import measure_throughput
 
 pytestmark = pytest.mark.usefixtures("no_socket_leak")
 

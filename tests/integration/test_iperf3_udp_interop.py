@@ -13,7 +13,7 @@ import support
 
 from netkit.core.errors import CheckFailed
 from netkit.core.throughput_models import ThroughputConfig, ThroughputResult
-from netkit.io.throughput_udp import measure_udp_throughput
+from netkit.io.measure.throughput_udp import measure_udp_throughput
 
 pytestmark = pytest.mark.usefixtures("no_socket_leak")
 

@@ -15,7 +15,7 @@ from typing import Any
 import support
 
 from netkit.core import keyed, packet
-from netkit.io.server_guard import WRONG_KEY_MESSAGE, new_keyed_session
+from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE, new_keyed_session
 
 KEY_TEXT = "issue-10 test key"
 KEY = keyed.derive_key(KEY_TEXT)

@@ -13,9 +13,9 @@ import support
 
 from netkit.core.latency_models import REFLECTOR_NETKIT, REFLECTOR_PLAIN, LatencyConfig, LossConfig
 from netkit.core.targets import Target
-from netkit.io.latency import measure_latency_sync
-from netkit.io.loss import measure_loss_sync
-from netkit.io.reflector_server import reflector_in_thread
+from netkit.io.measure.latency import measure_latency_sync
+from netkit.io.measure.loss import measure_loss_sync
+from netkit.io.servers.reflector_server import reflector_in_thread
 
 
 def _cfg(method: str, **kw: object) -> LatencyConfig:
@@ -120,8 +120,7 @@ def test_icmp_loopback_v4_and_v6() -> None:
 
 def test_icmp_no_permission_names_what_to_enable(monkeypatch: pytest.MonkeyPatch) -> None:
     from netkit.core.errors import RuntimeFailure
-    from netkit.io import latency
-
+    from netkit.io.measure import latency
     class NoSocket:
         def __init__(self, *a: object, **k: object) -> None:
             raise PermissionError(1, "Operation not permitted")

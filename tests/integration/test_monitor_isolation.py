@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-import netkit.io.monitor as monitor_mod
+import netkit.io.measure.monitor as monitor_mod
 from netkit.core.monitor_config import CliSettings, build_config
-from netkit.io.monitor import GroupRound, Monitor
+from netkit.io.measure.monitor import GroupRound, Monitor
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import time
 import support
 
 from netkit.core.monitor_config import CliSettings, build_config
-from netkit.io.monitor import GroupRound, Monitor
-from netkit.io.probe import DEFAULT_UDP_PAYLOAD
+from netkit.io.measure.monitor import GroupRound, Monitor
+from netkit.io.measure.probe import DEFAULT_UDP_PAYLOAD
 
 INTERVAL_S = 1.0
 TIMEOUT_S = 0.2

@@ -11,8 +11,8 @@ from netkit.core.backoff import Backoff
 from netkit.core.request_models import LengthFramer, PoolConfig
 from netkit.core.serve_models import TcpServerConfig
 from netkit.io.aio import run
-from netkit.io.pool import ConnectionPool, PoolClosed, PoolConnectError, PoolTimeout
-from netkit.io.tcp_server import TcpServer
+from netkit.io.clients.pool import ConnectionPool, PoolClosed, PoolConnectError, PoolTimeout
+from netkit.io.servers.tcp_server import TcpServer
 
 FAST = Backoff(20_000_000, 2.0, 200_000_000)  # 20 ms doubling to 200 ms: quick tests
 

@@ -19,7 +19,7 @@ import support
 from netkit.core.backoff import Backoff
 from netkit.core.probe_models import ProbeState
 from netkit.core.targets import Target
-from netkit.io.probe import ProbeOptions, Prober, is_self_connect, probe_many
+from netkit.io.measure.probe import ProbeOptions, Prober, is_self_connect, probe_many
 
 MS = 1_000_000
 

@@ -339,7 +339,7 @@ def test_reliability_udp_replayed_keyed_query_is_not_answered() -> None:
 
 def test_reliability_udp_replayed_keyed_query_after_the_window() -> None:
     """The recorded attack (a query replayed every 20 s through t+380 s), on the guard's clocks."""
-    from netkit.io.server_guard import Guard, GuardedReflector
+    from netkit.io.servers.server_guard import Guard, GuardedReflector
 
     key = keyed.derive_key("window-test")
     start_wall = 1_900_000_000 * NS
@@ -366,7 +366,7 @@ def test_reliability_udp_replayed_keyed_query_after_the_window() -> None:
 
 def test_reliability_udp_failed_send_is_not_counted_as_sent() -> None:
     """A reply the kernel refused (sendto raised) is an error, never in datagrams_out."""
-    from netkit.io.reflector_server import ReflectorServer
+    from netkit.io.servers.reflector_server import ReflectorServer
 
     server = ReflectorServer("127.0.0.1", 0)
     real = server.sock

@@ -16,8 +16,8 @@ from netkit.core.backoff import Backoff
 from netkit.core.request_models import RequestsConfig
 from netkit.core.serve_models import TcpServerConfig
 from netkit.io.aio import run
-from netkit.io.request_load import run_requests
-from netkit.io.tcp_server import TcpServer
+from netkit.io.measure.request_load import run_requests
+from netkit.io.servers.tcp_server import TcpServer
 
 FAST = Backoff(50_000_000, 2.0, 200_000_000)
 

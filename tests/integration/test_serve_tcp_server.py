@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from netkit.core.serve_models import TcpServerConfig
-from netkit.io import tcp_sessions
 from netkit.io.aio import run
-from netkit.io.tcp_server import TcpServer
+from netkit.io.servers import tcp_sessions
+from netkit.io.servers.tcp_server import TcpServer
 
 
 async def _started(events: list[dict[str, Any]] | None = None, **kw: Any) -> TcpServer:

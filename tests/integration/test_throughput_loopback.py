@@ -11,7 +11,7 @@ import pytest
 import support
 
 from netkit.core.throughput_models import RECV, SEND, ThroughputConfig
-from netkit.io.throughput import measure_throughput
+from netkit.io.measure.throughput import measure_throughput
 
 pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
@@ -63,7 +63,7 @@ def test_forward_small_and_large_writes(server, block_size):
 
 
 def test_sink_batch_follows_the_write_size():
-    from netkit.io.tcp_sessions import sink_lowat
+    from netkit.io.servers.tcp_sessions import sink_lowat
 
     assert sink_lowat(128 * 1024) == 512 * 1024  # iperf3's default write size
     assert sink_lowat(1024 * 1024) == 128 * 1024

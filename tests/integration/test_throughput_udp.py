@@ -6,7 +6,7 @@ import pytest
 import support
 
 from netkit.core.throughput_models import ThroughputConfig
-from netkit.io.throughput_udp import measure_udp_throughput
+from netkit.io.measure.throughput_udp import measure_udp_throughput
 
 
 def test_udp_paced_rate_and_accounting():
@@ -38,7 +38,7 @@ def test_udp_cli_json():
 
 def test_own_receive_buffer_overflow_is_local_drops_not_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     """A receive buffer far too small for the rate: what this host's socket dropped is not network loss."""
-    import netkit.io.throughput_udp as tu
+    import netkit.io.measure.throughput_udp as tu
 
     monkeypatch.setattr(tu, "udp_buffer_bytes", lambda rate_bps: 4096)  # a few datagrams at most
     with support.netkit_server("serve", "udp", "--mode", "echo", "--port", "0") as srv:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 import support
 
-import netkit.io.latency as latency_io
+import netkit.io.measure.latency as latency_io
 from netkit.core.latency_models import LatencyConfig, check_thresholds, stall_probes
 from netkit.core.targets import Target
 

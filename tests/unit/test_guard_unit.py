@@ -1,4 +1,4 @@
-"""The server guard (netkit.io.server_guard) driven in memory with fake clocks: no sockets."""
+"""The server guard (netkit.io.servers.server_guard) driven in memory with fake clocks: no sockets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from netkit.core import keyed, packet
 from netkit.core import session_header as sh
 from netkit.core.errors import InputError
 from netkit.core.limits import NS, Limits
-from netkit.io import server_guard as sg
+from netkit.io.servers import server_guard as sg
 
 WALL = 1_764_000_000 * NS
 KEY = keyed.derive_key("k1")

@@ -9,7 +9,7 @@ import pytest
 
 from netkit.core.errors import CheckFailed
 from netkit.core.throughput_models import RECV, SEND, ThroughputConfig
-from netkit.io import iperf3
+from netkit.io.measure import iperf3
 
 
 def test_cookie_shape():

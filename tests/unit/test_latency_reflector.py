@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from netkit.core import packet
 from netkit.core.packet import Probe
-from netkit.io.reflector import Reflector
+from netkit.io.servers.reflector import Reflector
 
 ADDR = ("127.0.0.1", 5555)
 

@@ -6,7 +6,7 @@ import socket
 import struct
 
 from netkit.io import timestamps
-from netkit.io.latency import icmp_checksum
+from netkit.io.measure.latency import icmp_checksum
 
 
 def test_kernel_rtt_used_only_when_sane() -> None:

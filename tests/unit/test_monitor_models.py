@@ -18,7 +18,7 @@ from netkit.core.monitor_models import (
     round_record,
     summary_record,
 )
-from netkit.io.monitor import Monitor
+from netkit.io.measure.monitor import Monitor
 
 T = MonitorTarget("db", "127.0.0.1", 5432, "tcp-connect", 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
 

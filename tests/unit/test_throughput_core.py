@@ -21,8 +21,8 @@ from netkit.core.throughput_models import (
     stream_result,
     summarize,
 )
-from netkit.io.tcp_sessions import MAGIC_LEN, sniff
-from netkit.io.throughput import tick_times
+from netkit.io.measure.throughput import tick_times
+from netkit.io.servers.tcp_sessions import MAGIC_LEN, sniff
 
 
 def test_header_is_iperf3_cookie_sized():

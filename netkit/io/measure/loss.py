@@ -39,7 +39,7 @@ from netkit.core.latency_models import (
     receive_buffer_bytes,
 )
 from netkit.core.targets import Target
-from netkit.io.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
+from netkit.io.clients.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
 from netkit.io.resolve import resolve
 from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
 
@@ -64,7 +64,7 @@ class LossStream:
         self.key = getattr(cfg, "key", None)
         if self.key is not None:
             from netkit.core.keyed import KEYED_MIN_SIZE
-            from netkit.io.server_guard import new_keyed_session
+            from netkit.io.servers.server_guard import new_keyed_session
 
             self.session = new_keyed_session()
             self.size = max(self.size, KEYED_MIN_SIZE)

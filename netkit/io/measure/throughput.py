@@ -644,8 +644,7 @@ def measure_throughput(
 ) -> ThroughputResult:
     """Run one TCP measurement against a netkit server, an iperf3 server or a plain service."""
     if cfg.server == "iperf3":
-        from netkit.io import iperf3
-
+        from netkit.io.measure import iperf3
         return iperf3.run_iperf3(cfg, on_interval, on_progress=on_progress, stop=stop)
     kind, opened, probe = open_streams(cfg)
     if probe is not None:
@@ -653,8 +652,7 @@ def measure_throughput(
             s.close()
         if on_info is not None:
             on_info("the server is an iperf3 server: speaking iperf3's protocol")
-        from netkit.io import iperf3
-
+        from netkit.io.measure import iperf3
         return iperf3.run_iperf3(cfg, on_interval, on_progress=on_progress, stop=stop,
                                  ctrl=probe.sock, cookie=probe.header, first_state=probe.extra)
     proto = "netkit" if kind == "netkit" else "plain"

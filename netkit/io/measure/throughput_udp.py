@@ -6,12 +6,12 @@ Two kinds of server answer UDP throughput tests:
   packets go out and come back; a final count query asks the reflector how many arrived, which
   splits loss by direction. This module.
 - ``iperf3 -s``: iperf3's own UDP test through its TCP control connection, with iperf3's datagram
-  header; the server reports what it received. :mod:`netkit.io.iperf3_udp`. With ``server="auto"``
+  header; the server reports what it received. :mod:`netkit.io.measure.iperf3_udp`. With ``server="auto"``
   a short TCP probe finds out whether an iperf3 server listens on the port.
 
 Both share :class:`PacedSender`, a thread that sends fixed-size datagrams at a rate and stops at
 the deadline even while catching up (a sender that cannot reach the rate ends on time and says
-so: a shortfall is not loss). The main thread is the clock (:func:`netkit.io.throughput.run_clock`),
+so: a shortfall is not loss). The main thread is the clock (:func:`netkit.io.measure.throughput.run_clock`),
 exactly as for TCP streams.
 
 Local drops are never network loss: socket buffers are sized for the rate, the socket's own drop
@@ -44,8 +44,8 @@ from netkit.core.throughput_models import (
     summarize,
     udp_buffer_bytes,
 )
+from netkit.io.measure.throughput import IntervalSink, ProgressSink, run_clock, send_queue_bytes, set_kernel_timeouts
 from netkit.io.resolve import PORT_UNREACHABLE, resolve_error
-from netkit.io.throughput import IntervalSink, ProgressSink, run_clock, send_queue_bytes, set_kernel_timeouts
 from netkit.io.udp_buffers import socket_drops, tune_buffers
 
 UDP_DEFAULT_SIZE = 1400
@@ -215,7 +215,7 @@ def local_drop_count(before: list[int | None], after: list[int | None], failures
 class UdpWorker(PacedSender):
     """One UDP stream through an echo reflector: the paced sender plus a receiver thread.
 
-    Duck-types the parts of :class:`~netkit.io.throughput.StreamWorker` that ``run_clock`` uses.
+    Duck-types the parts of :class:`~netkit.io.measure.throughput.StreamWorker` that ``run_clock`` uses.
     ``bytes`` counts what came back from the reflector (interval rows show the round-trip goodput).
     """
 
@@ -228,7 +228,7 @@ class UdpWorker(PacedSender):
         self.session = secrets.randbits(63)
         self.key = key  # sign every probe (and the query) with this netkit.core.keyed.Key
         if key is not None:
-            from netkit.io.server_guard import new_keyed_session
+            from netkit.io.servers.server_guard import new_keyed_session
 
             self.session = new_keyed_session()
         self.acc = Accounting(UDP_REPLY_TIMEOUT_NS, keep_rtts=False)
@@ -393,8 +393,7 @@ def measure_udp_throughput(
     if not packet.HEADER_SIZE <= size <= packet.MAX_SIZE:
         raise CheckFailed(f"UDP datagram size must be {packet.HEADER_SIZE}..{packet.MAX_SIZE} bytes")
     if cfg.server in ("auto", "iperf3") and cfg.key is None:
-        from netkit.io import iperf3_udp
-
+        from netkit.io.measure import iperf3_udp
         ctrl = iperf3_udp.detect(cfg) if cfg.server == "auto" else None
         if cfg.server == "iperf3" or ctrl is not None:
             if ctrl is not None and on_info is not None:
@@ -428,7 +427,7 @@ def measure_udp_throughput(
     answered = any(w.acc.received or w.acc.late or w.query_count is not None for w in workers)
     if not answered and not clock.interrupted:
         if cfg.key is not None:
-            from netkit.io.server_guard import WRONG_KEY_MESSAGE
+            from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE
 
             raise CheckFailed(WRONG_KEY_MESSAGE)  # a keyed server drops what it cannot verify
         errors = [w.error for w in workers if w.error]

@@ -1,7 +1,7 @@
-"""A small UDP reflector server around :class:`netkit.io.reflector.Reflector`.
+"""A small UDP reflector server around :class:`netkit.io.servers.reflector.Reflector`.
 
 ``netkit serve udp --mode echo`` is the user-facing server; this module is the minimal one that
-tests, selftest and benchmarks can run in-process (or as ``python -m netkit.io.reflector_server
+tests, selftest and benchmarks can run in-process (or as ``python -m netkit.io.servers.reflector_server
 [HOST] [PORT]``, which prints ``listening on HOST:PORT`` on stderr and runs until SIGINT/SIGTERM).
 
 It reads with ``add_reader`` and drains the socket per wake-up (``recvfrom_into`` until EAGAIN),
@@ -31,7 +31,7 @@ from typing import Any
 
 from netkit.core import packet
 from netkit.core.limits import DEFAULT_REPLIES_PER_SOURCE, ReplyPolicy
-from netkit.io.reflector import Reflector
+from netkit.io.servers.reflector import Reflector
 from netkit.io.udp_buffers import tune_buffers
 
 _BATCH = 256  # datagrams per wake-up before yielding to the loop

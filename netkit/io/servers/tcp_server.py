@@ -1,7 +1,7 @@
 """``netkit serve tcp``: an asyncio Protocol server (uvloop when installed) with limits.
 
 Public API of :class:`TcpServer` (the ``server`` object handed to measurement sessions,
-``netkit.io.tcp_sessions.open_session(transport, first_bytes, server)``):
+``netkit.io.servers.tcp_sessions.open_session(transport, first_bytes, server)``):
 
 ``server.config``
     A frozen :class:`netkit.core.serve_models.TcpServerConfig`: ``host``, ``port``, ``mode``
@@ -10,7 +10,7 @@ Public API of :class:`TcpServer` (the ``server`` object handed to measurement se
     (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``),
     ``max_request`` (largest request frame or reply of a request session), ``sink_threads``.
 ``server.sink_pool``
-    The :class:`netkit.io.tcp_sessions.SinkPool` of receive threads shared by plain-TCP sinks.
+    The :class:`netkit.io.servers.tcp_sessions.SinkPool` of receive threads shared by plain-TCP sinks.
 ``server.record(transport) -> ConnRecord | None``
     The bookkeeping record of an accepted connection: ``id``, ``peer`` ("host:port"),
     ``opened_ns``, ``bytes_in``, ``bytes_out``. The server creates it when the connection is
@@ -362,7 +362,7 @@ class TcpServer:
         guard: Any = None,
     ) -> None:
         self.config = config
-        self.guard = guard  # issue 10: netkit.io.server_guard.Guard (keys, limits) or None
+        self.guard = guard  # issue 10: netkit.io.servers.server_guard.Guard (keys, limits) or None
         self.tls = tls
         self.on_event = on_event
         self.on_debug = on_debug
@@ -443,8 +443,7 @@ class TcpServer:
         """Bind and listen; return the real (host, port). Bind failures raise RuntimeFailure."""
         loop = asyncio.get_running_loop()
         try:
-            from netkit.io import tcp_sessions
-
+            from netkit.io.servers import tcp_sessions
             self._sniff_fn = tcp_sessions.sniff
             self._magic_len = int(getattr(tcp_sessions, "MAGIC_LEN", 64))
             self.sink_pool = tcp_sessions.SinkPool(self.config.sink_threads)
@@ -561,8 +560,7 @@ class TcpServer:
             return False
 
     def _hand_over(self, transport: asyncio.Transport, rec: ConnRecord, first: bytes) -> None:
-        from netkit.io import tcp_sessions
-
+        from netkit.io.servers import tcp_sessions
         rec.session = True
         self._sessions += 1
         try:

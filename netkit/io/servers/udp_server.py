@@ -1,7 +1,7 @@
-"""``netkit serve udp``: show each datagram, or reflect it through ``netkit.io.reflector``.
+"""``netkit serve udp``: show each datagram, or reflect it through ``netkit.io.servers.reflector``.
 
 In ``show`` mode every datagram becomes a ``datagram`` event (time, peer, size, escaped
-preview) and nothing is answered. In ``echo`` mode the socket loop is ``netkit.io.reflector_server.ReflectorServer``
+preview) and nothing is answered. In ``echo`` mode the socket loop is ``reflector_server.ReflectorServer``
 (it drains the socket per wake-up, far faster than a callback per datagram): each datagram
 goes to ``Reflector.reflect(data, addr, recv_ns)`` (``recv_ns`` is ``time.perf_counter_ns()``
 at receipt) and the returned bytes, unless None and unless ReflectorServer's reply policy
@@ -22,7 +22,7 @@ from netkit.core.errors import RuntimeFailure
 from netkit.core.escape import safe_text
 from netkit.core.serve_models import UdpServerConfig, UdpServeSummary, ms
 from netkit.core.targets import format_host_port
-from netkit.io.tcp_server import EventSink, wall_time
+from netkit.io.servers.tcp_server import EventSink, wall_time
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -53,7 +53,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self._not_answered: dict[str, int] = {}
         self.reflector = reflector
         if config.mode == "echo" and reflector is None:
-            from netkit.io.reflector import Reflector
+            from netkit.io.servers.reflector import Reflector
 
             self.reflector = Reflector()
 
@@ -126,7 +126,7 @@ class UdpServer(asyncio.DatagramProtocol):
         return self.host, self.port
 
     def _start_reflector(self) -> tuple[str, int]:
-        from netkit.io.reflector_server import ReflectorServer
+        from netkit.io.servers.reflector_server import ReflectorServer
 
         try:
             self._rserver = ReflectorServer(self.config.host, self.config.port, reflector=self)  # type: ignore[arg-type]

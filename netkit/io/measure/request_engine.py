@@ -22,7 +22,7 @@ on the protocol path a reply is stamped when its callback runs, which counts tha
 
 Scope: plain TCP (TLS bytes must go through the transport), length framing, closed loop, no
 request budget and no ``--expect``; everything else stays on the protocol path
-(:mod:`netkit.io.request_load`). Linux-style ``select.epoll`` only; elsewhere :func:`available`
+(:mod:`netkit.io.measure.request_load`). Linux-style ``select.epoll`` only; elsewhere :func:`available`
 is False and the protocol path is used.
 """
 

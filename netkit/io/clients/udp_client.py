@@ -16,8 +16,8 @@ from netkit.core.escape import safe_text
 from netkit.core.send_models import UDP_REPLIES_KEEP, UdpReply, UdpSendConfig, UdpSendResult
 from netkit.core.serve_models import ms
 from netkit.core.targets import format_host_port
+from netkit.io.clients.tcp_client import ConnectFailed
 from netkit.io.resolve import PORT_UNREACHABLE, resolve
-from netkit.io.tcp_client import ConnectFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.aio import StopSignal

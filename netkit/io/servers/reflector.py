@@ -1,4 +1,4 @@
-"""UDP reflector logic used by ``netkit serve udp --mode echo`` (and netkit.io.reflector_server).
+"""UDP reflector logic used by ``netkit serve udp --mode echo`` (and netkit.io.servers.reflector_server).
 
 Interface (fixed, the UDP server calls it per datagram):
 ``Reflector(**options).reflect(data, addr, recv_ns) -> bytes | None`` (None: send nothing) and

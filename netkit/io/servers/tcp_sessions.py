@@ -1,6 +1,6 @@
 """Measurement sessions on ``netkit serve tcp``, entered by the netkit stream header.
 
-The server (``netkit.io.tcp_server``) calls ``sniff(prefix)`` on the first bytes of every
+The server (``netkit.io.servers.tcp_server``) calls ``sniff(prefix)`` on the first bytes of every
 connection; on True it calls ``open_session(transport, first_bytes, server)`` and stops touching
 the transport. The wire format lives in :mod:`netkit.core.session_header`.
 
@@ -9,7 +9,7 @@ the transport. The wire format lives in :mod:`netkit.core.session_header`.
 - ``MAGIC_LEN``: how many bytes ``sniff`` needs at most to decide.
 - ``open_session(...)``: installs the session protocol (``transport.set_protocol``), feeds it
   ``first_bytes`` and returns it. The header's kind byte picks the session: throughput here,
-  request/response (``measure requests``) in :mod:`netkit.io.request_session`, handed over as soon
+  request/response (``measure requests``) in :mod:`netkit.io.servers.request_session`, handed over as soon
   as the kind byte has arrived.
 
 Throughput session, sink (the client sends): an ``asyncio.BufferedProtocol`` reads straight into
@@ -84,9 +84,8 @@ def open_session(transport: asyncio.BaseTransport, first_bytes: bytes, server: A
 
 def _dispatch(transport: asyncio.BaseTransport, first_bytes: bytes, server: Any) -> asyncio.BaseProtocol:
     # Dispatch added for issue 9 (measure requests --netkit-header): session kind 2 is
-    # request/response, served by netkit.io.request_session; every other kind is throughput.
-    from netkit.io import request_session
-
+    # request/response, served by netkit.io.servers.request_session; every other kind is throughput.
+    from netkit.io.servers import request_session
     if request_session.wants(first_bytes):
         return request_session.open_session(transport, first_bytes, server)
     proto = ThroughputSession(transport, server)  # type: ignore[arg-type]
@@ -342,7 +341,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         head = bytes(self.head)
         self.head = bytearray()
         try:
-            from netkit.io import request_session
+            from netkit.io.servers import request_session
         except ImportError:  # pragma: no cover - part of the package
             request_session = None  # type: ignore[assignment]
         if request_session is not None and request_session.wants(head):

@@ -1,13 +1,13 @@
 """iperf3's UDP test against ``iperf3 -s``: the client's side of ``iperf3 -c HOST -u``.
 
-The control connection, its state bytes and JSON messages are :mod:`netkit.io.iperf3`'s; the
+The control connection, its state bytes and JSON messages are :mod:`netkit.io.measure.iperf3`'s; the
 wire details of the UDP streams (connect datagrams, the datagram header, the results fields) are
 :mod:`netkit.core.iperf3_udp`'s. This module runs the states:
 
 PARAM_EXCHANGE   the TCP parameters with ``udp`` instead of ``tcp``, plus ``bandwidth``
 CREATE_STREAMS   one connected UDP socket per stream, each announced by a connect datagram
                  and confirmed by the server's reply before the next one
-TEST_RUNNING     paced senders (:class:`netkit.io.throughput_udp.PacedSender`) with iperf3's
+TEST_RUNNING     paced senders (:class:`netkit.io.measure.throughput_udp.PacedSender`) with iperf3's
                  header; the client ends the test (TEST_END) once its datagrams have left the
                  host: the server counts only what arrives before it reads TEST_END
 EXCHANGE_RESULTS our ``packets`` (sent) go out; the server's ``bytes``, ``packets``, ``errors``
@@ -37,9 +37,9 @@ from netkit.core.throughput_models import (
     stream_result,
     summarize,
 )
-from netkit.io import iperf3 as ip
-from netkit.io import throughput as tp
-from netkit.io import throughput_udp as tu
+from netkit.io.measure import iperf3 as ip
+from netkit.io.measure import throughput as tp
+from netkit.io.measure import throughput_udp as tu
 
 CONNECT_ATTEMPTS = 3  # the connect datagram (or its answer) may be lost: send it again
 DRAIN_WAIT_S = 1.0  # how long datagrams still queued in this host may take to leave

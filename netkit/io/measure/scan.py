@@ -9,7 +9,7 @@ socket is already connected), so only the few truly pending connects wait in epo
 loops (the system calls release the GIL); measured here, two threads gained ~10% on an idle
 machine and lost up to 60% on a busy one, so one thread is the default.
 
-Results, states and errors are exactly those of :mod:`netkit.io.probe`, and retries follow the
+Results, states and errors are exactly those of :mod:`netkit.io.measure.probe`, and retries follow the
 same :class:`RetryPlan`: a failed target waits on a timer heap for its backoff delay.
 """
 
@@ -31,7 +31,7 @@ from typing import NamedTuple
 from netkit.core.backoff import RetryPlan
 from netkit.core.probe_models import ProbeResult, ProbeState, classify_errno, ns_to_ms, same_endpoint
 from netkit.io.clock import DEFAULT_CLOCK, Clock
-from netkit.io.probe import SELF_CONNECT_ERROR
+from netkit.io.measure.probe import SELF_CONNECT_ERROR
 
 NS = 1_000_000_000
 _LINGER_RST = b"\x01\x00\x00\x00\x00\x00\x00\x00"

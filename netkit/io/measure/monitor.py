@@ -2,10 +2,10 @@
 
 One round for one target has two phases, both from the existing cores:
 
-1. reachability (tcp-connect, udp) through ``netkit.io.probe.Prober``: the same attempts, retries
+1. reachability (tcp-connect, udp) through ``netkit.io.measure.probe.Prober``: the same attempts, retries
    and errno classification as ``netkit probe``. A target that does not come up ends its round
    here (no latency packets to a closed port);
-2. latency and loss through ``netkit.io.latency``'s probers and ``measure_target``: ``packets``
+2. latency and loss through ``netkit.io.measure.latency``'s probers and ``measure_target``: ``packets``
    probes ``packet_interval`` apart, exactly as ``netkit measure latency`` sends them. icmp has
    no phase 1: its echo train is the probe.
 
@@ -87,8 +87,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
     ``on_cut`` gets the number sent so the caller can say so.
     """
-    from netkit.io.latency import PROBERS, UdpProber, measure_target
-    from netkit.io.probe import ProbeOptions, Prober
+    from netkit.io.measure.latency import PROBERS, UdpProber, measure_target
+    from netkit.io.measure.probe import ProbeOptions, Prober
 
     start = clock.now_ns()
     deadline = start + int(t.budget_s * NS)

@@ -1,4 +1,4 @@
-"""Request/response load over a :class:`~netkit.io.pool.ConnectionPool` (``measure requests``).
+"""Request/response load over a :class:`~netkit.io.clients.pool.ConnectionPool` (``measure requests``).
 
 Closed loop (default): each connection sends its next request as soon as the reply to the last
 one arrives; latency runs from the actual send.
@@ -10,7 +10,7 @@ server is counted (the coordinated-omission correction wrk2 made known). The bac
 (requests that would wait longer than the timeout are counted as ``overload``).
 
 Hot paths: the plain-TCP closed loop with length framing (the default, and what load tests
-mostly are) runs on :class:`netkit.io.request_engine.EpollEngine`: raw descriptors in a private
+mostly are) runs on :class:`netkit.io.measure.request_engine.EpollEngine`: raw descriptors in a private
 epoll, one event-loop callback per batch of replies (below the floor of a uvloop Protocol client;
 see that module). Everything else uses one ``PoolConnection`` subclass per connection, whose
 ``data_received`` does a length check, one clock read, one list append and one ``write`` per
@@ -45,9 +45,9 @@ from netkit.core.request_models import (
     session_preamble,
 )
 from netkit.core.targets import format_host_port
-from netkit.io.pool import ConnectionPool, PoolConnection
-from netkit.io.request_engine import EpollEngine
-from netkit.io.request_engine import available as engine_available
+from netkit.io.clients.pool import ConnectionPool, PoolConnection
+from netkit.io.measure.request_engine import EpollEngine
+from netkit.io.measure.request_engine import available as engine_available
 
 perf_ns = time.perf_counter_ns
 MAX_TICK_DISPATCH = 2048  # scheduled requests handled per timer tick: replies are read between ticks
@@ -377,7 +377,7 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
                        address: str | None = None) -> RequestsResult:
     """Run the load described by ``cfg``; ``stop`` (an asyncio.Event or StopSignal) ends it early.
 
-    Raises :class:`netkit.io.pool.PoolConnectError` (exit 1) when no connection can be made.
+    Raises :class:`netkit.io.clients.pool.PoolConnectError` (exit 1) when no connection can be made.
     """
     loop = asyncio.get_running_loop()
     run = _Run(cfg, sink)

@@ -19,7 +19,7 @@ What a client can make the session spend is the server's choice, never the clien
 - Accounting: bytes out are counted when the kernel has taken them (queued minus what still
   waits in the write buffer), so ``--idle-timeout`` sees a client that stopped reading.
 
-``netkit.io.tcp_sessions.open_session`` hands a connection here when ``wants(first_bytes)`` is
+``netkit.io.servers.tcp_sessions.open_session`` hands a connection here when ``wants(first_bytes)`` is
 True (a one-line dispatch there; the throughput sessions are untouched).
 """
 

@@ -23,7 +23,7 @@ and keeps doing so for compatibility). The results JSON carries per stream ``id`
 ``bytes`` are what *it* counted, which is how netkit reports receiver-counted figures here.
 
 The message codec below is pure (bytes in, values out); the I/O is a small blocking state loop
-around the shared data path of :mod:`netkit.io.throughput`.
+around the shared data path of :mod:`netkit.io.measure.throughput`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from netkit.core.throughput_models import (
     stream_result,
     summarize,
 )
-from netkit.io import throughput as tp
+from netkit.io.measure import throughput as tp
 
 # ----- protocol constants and pure codec -------------------------------------------------------------
 

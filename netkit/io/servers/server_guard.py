@@ -13,7 +13,7 @@ A server asks the guard before it does any work for a peer:
 
 Every refusal is counted (:class:`netkit.core.limits.Counters`) and reported as a ``limit`` event
 (at most one per cause per second, with the running count, so a flood cannot flood the log).
-:class:`GuardedReflector` puts a guard in front of :class:`netkit.io.reflector.Reflector` with the
+:class:`GuardedReflector` puts a guard in front of :class:`netkit.io.servers.reflector.Reflector` with the
 same ``reflect()``/``stats`` interface, and drops any reply longer than its request.
 
 Also here (I/O: files, environment, wall clock): :func:`load_key` and :func:`exposure_warning`.
@@ -142,7 +142,7 @@ class Guard:
             last = self._last_event.get(counter)
             if last is None or now_ns - last >= EVENT_INTERVAL_NS:
                 self._last_event[counter] = now_ns
-                from netkit.io.tcp_server import wall_time
+                from netkit.io.servers.tcp_server import wall_time
 
                 self.on_event({
                     "event": "limit", "time": wall_time(), "limit": counter, "reason": reason, "id": None,
@@ -218,7 +218,7 @@ class Guard:
 
 
 class GuardedReflector:
-    """A :class:`~netkit.io.reflector.Reflector` behind a :class:`Guard` (same interface).
+    """A :class:`~netkit.io.servers.reflector.Reflector` behind a :class:`Guard` (same interface).
 
     ``reflect`` returns None for anything the guard refuses, and never returns more bytes than
     it was given (amplification factor <= 1 whatever the inner reflector does).
@@ -226,7 +226,7 @@ class GuardedReflector:
 
     def __init__(self, guard: Guard, reflector: Any = None) -> None:
         if reflector is None:
-            from netkit.io.reflector import Reflector
+            from netkit.io.servers.reflector import Reflector
 
             reflector = Reflector()
         self.guard = guard

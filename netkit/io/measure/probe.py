@@ -8,7 +8,7 @@ Hostnames resolve once per host and family (a shared cache), not once per attemp
 ``--wait`` mode does a failed lookup get retried, because a container's peer name often appears
 in DNS only when that container starts.
 
-For large plain-connect scans :mod:`netkit.io.scan` does the same job without asyncio's
+For large plain-connect scans :mod:`netkit.io.measure.scan` does the same job without asyncio's
 per-connection overhead.
 """
 

@@ -1,0 +1,1 @@
+"""Meters and probers: one module per measurement, each returning core result models."""

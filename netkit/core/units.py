@@ -175,3 +175,51 @@ def format_bitrate(bps: float) -> str:
             return f"{bps:.0f} {unit}" if unit == "bit/s" else f"{three_digits(bps)} {unit}"
         bps /= 1000
     raise AssertionError("unreachable")
+
+
+def format_count(n: float) -> str:
+    """A count with thousands separators: ``368,917``; a float count is rounded to a whole one."""
+    return f"{round(n):,}"
+
+
+def format_rate(per_s: float, unit: str) -> str:
+    """Events per second with three significant digits and separators: ``112,634 req/s``, ``8.20 pps``."""
+    return f"{three_digits(per_s)} {unit}"
+
+
+def format_ms(ms: float | None) -> str:
+    """Milliseconds for tables: three decimals below 10 ms (``0.053 ms``), then three significant
+    digits (``12.3 ms``, ``1,234 ms``); None as ``-``. Never ``e+``."""
+    if ms is None or ms != ms:
+        return "-"
+    if abs(ms) < 9.9995:
+        return f"{ms:.3f} ms"
+    return f"{three_digits(ms)} ms"
+
+
+def format_ns_as_ms(ns: float | None) -> str:
+    """:func:`format_ms` of a time in integer nanoseconds (the unit the I/O layer measures in)."""
+    return format_ms(None if ns is None else ns / 1e6)
+
+
+def format_percent(pct: float | None) -> str:
+    """``0.0 %``, ``12.5 %``, ``100 %`` (one decimal below 100); None as ``-``."""
+    if pct is None or pct != pct:
+        return "-"
+    return "100 %" if pct >= 99.95 else f"{pct:.1f} %"
+
+
+def format_byte_rate(bytes_per_s: float) -> str:
+    """Binary multiples per second for byte counters (``info traffic`` in bytes): ``1.50 MiB/s``."""
+    return format_bytes(bytes_per_s) + "/s"
+
+
+def format_wall_iso(epoch_ns: int) -> str:
+    """A wall-clock time for events and records: ISO 8601 in UTC with milliseconds, ``...T12:00:00.123Z``.
+
+    The caller reads the clock (``netkit.io.clock.wall_iso``); this only formats, so it stays pure.
+    """
+    import datetime as dt
+
+    stamp = dt.datetime.fromtimestamp(epoch_ns / 1e9, tz=dt.timezone.utc)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -22,3 +22,10 @@ def now_ns() -> int:
 
 
 DEFAULT_CLOCK = MonotonicClock()
+
+
+def wall_iso() -> str:
+    """The wall clock now, for event timestamps (UTC, ms). Intervals never use this."""
+    from netkit.core.units import format_wall_iso
+
+    return format_wall_iso(time.time_ns())

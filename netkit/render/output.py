@@ -213,8 +213,21 @@ class Output:
         if isinstance(renderable, str):
             self.stdout.write(renderable + "\n")
             self.stdout.flush()
+        elif not self.stdout_is_tty:
+            self.stdout.write(plain_text(renderable))
+            self.stdout.flush()
         else:
             self.console.print(renderable)
+
+    @property
+    def width(self) -> int | None:
+        """Columns a table on stdout may use: the terminal's width, None off a terminal (whole rows)."""
+        return self.console.width if self.stdout_is_tty else None
+
+    @property
+    def err_width(self) -> int | None:
+        """Columns a live view on stderr may use (None off a terminal)."""
+        return self.err_console.width if self.stderr_is_tty else None
 
     def line(self, text: str) -> None:
         """One plain result line on stdout (ping-style per-reply lines)."""
@@ -273,6 +286,40 @@ class Output:
             self.csv_rows(rows if rows is not None else [to_jsonable(result)], fields)
         elif table is not None:
             self.print(table() if callable(table) else table)
+
+
+def _unboxed(renderable: Any) -> Any:
+    """The same renderable with its tables' box characters taken off (recursing into groups)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    if isinstance(renderable, Table):
+        renderable.box = None
+        renderable.show_edge = False
+        renderable.pad_edge = False
+        renderable.padding = (0, 1)  # two spaces between columns: a cell such as "0.053 ms" holds one
+        renderable.collapse_padding = False
+    elif isinstance(renderable, Group):
+        for part in renderable.renderables:
+            _unboxed(part)
+    return renderable
+
+
+def plain_text(renderable: Any) -> str:
+    """A table (or a group of them) as plain aligned text for a pipe or a file: no box characters,
+    no colour, no blank first line, no trailing spaces, rows never wrapped."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=10_000, color_system=None, highlight=False, markup=False,
+                      emoji=False, soft_wrap=False)
+    console.print(_unboxed(renderable))
+    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "".join(line + "\n" for line in lines)
 
 
 def make_test_output(format: str = "table", **kwargs: Any) -> tuple[Output, io.StringIO, io.StringIO]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from netkit.core.escape import safe_text
 
@@ -70,3 +71,78 @@ STATE_STYLES = {
 
 def state_cell(state: str) -> Text:
     return cell(state, style=STATE_STYLES.get(state, ""))
+
+
+# ----- tables that fit the screen ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Col:
+    """One column of a :func:`fitted_table`.
+
+    ``drop``: 0 for a column that always shows (what identifies a row, its state, the headline
+    figures); columns with higher numbers are dropped first when the rows are wider than the screen.
+    ``fold``: free text (an error, a banner) that may wrap onto more lines within its column
+    instead of widening the table; it is given what is left of the width, at least ``FOLD_MIN``.
+    Nothing is ever cut with an ellipsis: a cell that does not fit wraps whole.
+    """
+
+    name: str
+    justify: Literal["left", "right"] = "left"
+    drop: int = 0
+    fold: bool = False
+
+
+FOLD_MIN = 12  # a folded column narrower than this reads letter by letter: drop another column first
+_GAP = 2  # characters between two columns of a fitted table
+
+
+def _text_width(value: Any) -> int:
+    from rich.cells import cell_len
+
+    plain = value.plain if hasattr(value, "plain") else str(value)
+    return max((cell_len(line) for line in plain.splitlines()), default=0)
+
+
+def fit_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int | None) -> list[int]:
+    """The indexes of the columns to show so that the rows fit in ``width`` characters.
+
+    Drops the highest ``drop`` numbers first (the rightmost first among equals); a column with
+    ``drop == 0`` is never dropped. ``width`` None (not a terminal) keeps every column.
+    """
+    keep = list(range(len(cols)))
+    if width is None:
+        return keep
+    natural = [max([_text_width(c.name)] + [_text_width(r[i]) for r in rows]) for i, c in enumerate(cols)]
+
+    def needed(shown: list[int]) -> int:
+        widths = [min(natural[i], FOLD_MIN) if cols[i].fold else natural[i] for i in shown]
+        return sum(widths) + _GAP * (len(shown) - 1)
+
+    droppable = sorted((i for i, c in enumerate(cols) if c.drop > 0), key=lambda i: (-cols[i].drop, -i))
+    for i in droppable:
+        if needed(keep) <= width:
+            break
+        keep.remove(i)
+    return keep
+
+
+def fitted_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], *, width: int | None,
+                 title: str | None = None) -> Table:
+    """A table of ``rows`` showing only the columns that fit ``width`` (see :func:`fit_columns`).
+
+    Cells may be plain values (shown through :func:`cell`) or Rich ``Text``. Every column except
+    the folded ones is ``no_wrap``: an address, a state or a figure with its unit stays on one line.
+    """
+    from rich import box
+    from rich.table import Table
+
+    cells = [[v if hasattr(v, "__rich_console__") else cell(v) for v in row] for row in rows]
+    keep = fit_columns(cols, cells, width)
+    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", title_justify="left",
+                  show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for i in keep:
+        c = cols[i]
+        table.add_column(c.name, justify=c.justify, no_wrap=not c.fold, overflow="fold",
+                         min_width=FOLD_MIN if c.fold else None)
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
+    return table

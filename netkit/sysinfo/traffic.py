@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
 
 from netkit.core.errors import InputError
 from netkit.core.sysinfo_models import CounterSnapshot, TrafficReport, TrafficSample
 from netkit.core.traffic import samples_between, summarize
+from netkit.io.clock import wall_iso
 
 NS_PER_S = 1_000_000_000
 
@@ -48,9 +48,6 @@ def choose_interfaces(requested: Sequence[str], available: Sequence[str], up: se
     return [n for n in available if n in up]
 
 
-def _wall_clock() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
 
 def iter_traffic(interval_s: float, count: int | None = None, interfaces: Sequence[str] = (), *,
                  now_ns: Callable[[], int] = time.perf_counter_ns,
@@ -83,7 +80,7 @@ def _schedule(interval_ns: int, count: int | None, names: list[str], now_ns: Cal
         if delay_ns > 0:
             sleep(delay_ns / NS_PER_S)
         cur = read_counters(now_ns)
-        yield samples_between(prev, cur, seq=seq, timestamp=_wall_clock(), interfaces=names)
+        yield samples_between(prev, cur, seq=seq, timestamp=wall_iso(), interfaces=names)
         prev = cur
 
 

@@ -142,10 +142,10 @@ class Guard:
             last = self._last_event.get(counter)
             if last is None or now_ns - last >= EVENT_INTERVAL_NS:
                 self._last_event[counter] = now_ns
-                from netkit.io.servers.tcp_server import wall_time
+                from netkit.io.clock import wall_iso
 
                 self.on_event({
-                    "event": "limit", "time": wall_time(), "limit": counter, "reason": reason, "id": None,
+                    "event": "limit", "time": wall_iso(), "limit": counter, "reason": reason, "id": None,
                     "peer": _peer(addr)[1], "value": value, "count": getattr(c, counter),
                 })
         return False

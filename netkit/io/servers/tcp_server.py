@@ -52,7 +52,6 @@ sends but does not read makes the server hold at most ``high_water`` bytes for i
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import socket
 import ssl
@@ -71,6 +70,7 @@ from netkit.core.serve_models import (
     ms,
 )
 from netkit.core.targets import format_host_port
+from netkit.io.clock import wall_iso
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -80,10 +80,6 @@ SOURCE_BURST = 16  # chunks written per loop turn before yielding (bounded loop)
 STOP_GRACE_S = 1.0  # after close(), connections still open are aborted
 REFUSAL_EVENT_INTERVAL_NS = 1_000_000_000  # a flood of refusals logs one event per second (with the count)
 
-
-def wall_time() -> str:
-    """Event timestamps: wall clock (UTC, ms). Intervals never use this."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def peer_text(transport: asyncio.BaseTransport) -> str:
@@ -408,7 +404,7 @@ class TcpServer:
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.on_event is not None:
-            self.on_event({"event": event, "time": wall_time(), **fields})
+            self.on_event({"event": event, "time": wall_iso(), **fields})
 
     def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
         rec = self._conns.pop(transport, None)

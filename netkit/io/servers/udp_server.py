@@ -22,7 +22,8 @@ from netkit.core.errors import RuntimeFailure
 from netkit.core.escape import safe_text
 from netkit.core.serve_models import UdpServerConfig, UdpServeSummary, ms
 from netkit.core.targets import format_host_port
-from netkit.io.servers.tcp_server import EventSink, wall_time
+from netkit.io.clock import wall_iso
+from netkit.io.servers.tcp_server import EventSink
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -90,7 +91,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self._count_sender(addr)
         if self.on_event is not None:
             self.on_event({
-                "event": "datagram", "time": wall_time(),
+                "event": "datagram", "time": wall_iso(),
                 "peer": format_host_port(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else str(addr),
                 "size": len(data), "preview": safe_text(data, limit=self.config.preview),
             })
@@ -122,7 +123,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self.host, self.port = str(name[0]), int(name[1])
         self._start_ns = time.perf_counter_ns()
         if self.on_event is not None:
-            self.on_event({"event": "listening", "time": wall_time(), "host": self.host, "port": self.port})
+            self.on_event({"event": "listening", "time": wall_iso(), "host": self.host, "port": self.port})
         return self.host, self.port
 
     def _start_reflector(self) -> tuple[str, int]:
@@ -137,7 +138,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self.host, self.port = self._rserver.address
         self._start_ns = time.perf_counter_ns()
         if self.on_event is not None:
-            self.on_event({"event": "listening", "time": wall_time(), "host": self.host, "port": self.port})
+            self.on_event({"event": "listening", "time": wall_iso(), "host": self.host, "port": self.port})
         return self.host, self.port
 
     @property

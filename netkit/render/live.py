@@ -1,0 +1,64 @@
+"""The one live display every command uses: a view redrawn on stderr while a command runs.
+
+It shows only where a person watches (stderr is a terminal and not ``-q``). It is transient: when
+the command ends, normally or by Ctrl-C, the live view is erased, so the final result printed after
+it is the clean last screen, never a frozen copy of the live view above it or a title twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import RenderableType
+    from rich.live import Live
+
+    from netkit.render.output import Output
+
+
+class LiveScreen:
+    """``with LiveScreen(out, draw) as screen: ... screen.refresh()``.
+
+    ``draw`` builds the whole view from the command's state each time it is shown; with
+    ``auto_refresh`` the view is also redrawn ``refresh_per_second`` times a second by Rich's thread
+    (for views whose figures change between events, such as an elapsed time).
+    """
+
+    def __init__(self, out: Output, draw: Callable[[], RenderableType], *, refresh_per_second: float = 4,
+                 auto_refresh: bool = True) -> None:
+        self.out = out
+        self.draw = draw
+        self.refresh_per_second = refresh_per_second
+        self.auto_refresh = auto_refresh
+        self._live: Live | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the view is on screen (stderr is a terminal and the command is not quiet)."""
+        return self._live is not None
+
+    @property
+    def width(self) -> int:
+        """Columns the view may use."""
+        return int(self.out.err_console.width)
+
+    def __enter__(self) -> LiveScreen:
+        if self.out.live_ok:
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self.draw, console=self.out.err_console,
+                              refresh_per_second=self.refresh_per_second, auto_refresh=self.auto_refresh,
+                              transient=True, redirect_stdout=False, redirect_stderr=False)
+            self._live.__enter__()
+        return self
+
+    def refresh(self) -> None:
+        """Redraw now (after an event the viewer should see at once)."""
+        if self._live is not None:
+            self._live.refresh()
+
+    def __exit__(self, *exc: Any) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.__exit__(None, None, None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from netkit.core.backoff import Backoff
-from netkit.core.request_models import RequestsConfig
+from netkit.core.requests_config import RequestsConfig
 from netkit.core.serve_models import TcpServerConfig
 from netkit.io.measure.request_load import run_requests
 from netkit.io.servers.tcp_server import TcpServer

@@ -8,24 +8,21 @@ from hypothesis import strategies as st
 
 from netkit.core import session_header as sh
 from netkit.core.errors import InputError
-from netkit.core.request_models import (
-    ERROR_KINDS,
+from netkit.core.escape import unescape
+from netkit.core.latency_histogram import LatencyHistogram, LatencyMs
+from netkit.core.request_framing import (
     DelimiterFramer,
     FramingError,
     HeaderFramer,
-    LatencyHistogram,
-    LatencyMs,
     LengthFramer,
     RequestParser,
-    RequestsConfig,
-    RequestsResult,
-    check_thresholds,
     encode_reply,
     encode_request,
     is_requests_header,
     session_preamble,
-    unescape,
 )
+from netkit.core.requests_config import RequestsConfig
+from netkit.core.requests_result import ERROR_KINDS, RequestsResult, check_requests_thresholds
 
 
 def feed_split(framer, data: bytes, cuts: list[int]) -> list[bytes]:
@@ -116,10 +113,10 @@ def _result(**kw) -> RequestsResult:
 
 def test_thresholds_and_schema() -> None:
     r = _result()
-    assert check_thresholds(r, 400, 5).passed
-    t = check_thresholds(r, 600, 2)
+    assert check_requests_thresholds(r, 400, 5).passed
+    t = check_requests_thresholds(r, 600, 2)
     assert not t.passed and len(t.failed) == 2
-    assert not check_thresholds(_result(requests=0), None, None).passed
+    assert not check_requests_thresholds(_result(requests=0), None, None).passed
     doc = r.to_json()
     assert doc["requests_per_s"] == 500.0
     assert list(doc["latency_ms"]) == ["min", "avg", "p50", "p90", "p99", "p99_9", "max"]

@@ -51,10 +51,10 @@ def _interval_fields(row: RequestsInterval) -> list[tuple[str, int]]:
         (f"{format_rate(row.requests_per_s, 'req/s'):>13}", 0),
         (f"p50 {_ms(lat.get('p50')):>9}", 0),
         (f"p99 {_ms(lat.get('p99')):>9}", 0),
-        (f"errors {format_count(row.errors)}", 1),
         (f"max {_ms(lat.get('max')):>9}", 2),
-        (f"reconnects {format_count(row.reconnects)}", 3),
-        (f"conns {format_count(row.open_connections)}", 4),
+        (f"errors {format_count(row.errors):>3}", 1),
+        (f"reconnects {format_count(row.reconnects):>2}", 3),
+        (f"conns {format_count(row.open_connections):>3}", 4),
     ]
 
 

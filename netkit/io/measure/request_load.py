@@ -48,7 +48,7 @@ from netkit.core.requests_result import ERROR_KINDS, NS, LoadMode, RequestsInter
 from netkit.core.targets import format_host_port
 from netkit.io.aio import StopSignal, run_until_stopped
 from netkit.io.clients.pool import ConnectionPool, PoolConnection
-from netkit.io.measure.request_engine import EpollEngine
+from netkit.io.measure.request_engine import EngineConn, EpollEngine
 from netkit.io.measure.request_engine import available as engine_available
 
 perf_ns = time.perf_counter_ns
@@ -283,7 +283,7 @@ class _Run:
         conn.busy = False
         conn.abort()
 
-    def engine_lost(self, conn: _LoadConn, kind: str, message: str) -> None:
+    def engine_lost(self, conn: EngineConn, kind: str, message: str) -> None:
         """The engine saw a connection end (EOF, reset) or a broken reply: count it, replace it."""
         if conn.busy:
             conn.busy = False

@@ -3,8 +3,8 @@
 - On a terminal (stderr), the intervals are a live table (:class:`RequestsProgress` through
   :class:`netkit.render.live.LiveScreen`), erased when the run ends so the summary is the clean
   last screen. Off a terminal, ``--format table`` prints one plain line per interval
-  (:func:`interval_line`, like iperf3's interval lines); ``--format jsonl`` one ``interval`` event.
-- The summary (:func:`summary_table`) is two fitted tables: the rates (req/s always whole) and the
+  (:func:`requests_interval_line`, like iperf3's interval lines); ``--format jsonl`` one ``interval`` event.
+- The summary (:func:`requests_summary_table`) is two fitted tables: the rates (req/s always whole) and the
   latency percentiles (p50 and p99 always whole), each with its unit in every cell; columns that do
   not fit the terminal are dropped, least important first.
 
@@ -58,7 +58,7 @@ def _interval_fields(row: RequestsInterval) -> list[tuple[str, int]]:
     ]
 
 
-def interval_line(row: RequestsInterval, *, width: int | None = None) -> str:
+def requests_interval_line(row: RequestsInterval, *, width: int | None = None) -> str:
     """One plain per-second line; on a terminal of ``width`` columns the least important fields are
     left out until it fits (the time, req/s, p50 and p99 always stay)."""
     fields = _interval_fields(row)
@@ -79,7 +79,7 @@ LIVE_COLUMNS = (Col("time", "right"), Col("rate", "right"), Col("p50", "right"),
                 Col("conns", "right", drop=4))
 
 
-def live_table(rows: Sequence[RequestsInterval], *, width: int | None) -> Table:
+def requests_live_table(rows: Sequence[RequestsInterval], *, width: int | None) -> Table:
     """The last :data:`LIVE_ROWS` intervals as a table fitted to ``width``."""
     cells = [[f"{r.end_s:.1f} s", format_rate(r.requests_per_s, "req/s"), _ms(r.latency_ms.get("p50")),
               _ms(r.latency_ms.get("p99")), format_count(r.errors), _ms(r.latency_ms.get("max")),
@@ -102,7 +102,7 @@ class RequestsProgress:
 
     def _draw(self) -> RenderableType:
         assert self.screen is not None
-        return live_table(self.rows, width=self.screen.width)
+        return requests_live_table(self.rows, width=self.screen.width)
 
     def add(self, row: RequestsInterval) -> None:
         out = self.out
@@ -115,7 +115,7 @@ class RequestsProgress:
             del self.rows[:-LIVE_ROWS]
             self.screen.refresh()
         else:
-            out.line(interval_line(row, width=out.width))
+            out.line(requests_interval_line(row, width=out.width))
 
     def __enter__(self) -> RequestsProgress:
         if self.screen is not None:
@@ -148,7 +148,7 @@ def stall_hint(result: RequestsResult) -> str | None:
             "an open loop (--rate) counts it for every request it delayed")
 
 
-def summary_table(result: RequestsResult, *, width: int | None = None) -> RenderableType:
+def requests_summary_table(result: RequestsResult, *, width: int | None = None) -> RenderableType:
     """The run's summary, fitted to ``width`` columns (None: every column)."""
     from rich.console import Group
     from rich.text import Text
@@ -224,7 +224,7 @@ def render_requests(out: Output, result: RequestsResult) -> None:
         row["thresholds.failed"] = ";".join(result.thresholds.failed)
         out.csv_rows([row])
     else:
-        out.print(summary_table(result, width=out.width))
+        out.print(requests_summary_table(result, width=out.width))
     shortfall = rate_shortfall(result)
     if shortfall is not None:
         out.warn(shortfall)

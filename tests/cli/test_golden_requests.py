@@ -129,10 +129,10 @@ def test_headline_figures_whole_at_80_columns() -> None:
 def test_live_view_keeps_time_rate_and_percentiles(width: int) -> None:
     from rich.console import Console
 
-    from netkit.render.requests import live_table
+    from netkit.render.requests import requests_live_table
 
     console = Console(width=width, record=True, color_system=None, file=io.StringIO())
-    console.print(live_table(INTERVALS, width=width))
+    console.print(requests_live_table(INTERVALS, width=width))
     text = console.export_text()
     path = GOLDEN / f"requests_live_{width}.txt"
     if UPDATE:

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from netkit.core.latency_histogram import LatencyMs
 from netkit.core.requests_result import RequestsResult
-from netkit.render.requests import summary_table
+from netkit.render.requests import requests_summary_table
 
 
 def test_every_figure_keeps_its_full_width_at_80_columns() -> None:
@@ -17,7 +17,7 @@ def test_every_figure_keeps_its_full_width_at_80_columns() -> None:
         bytes_sent=960_000_000_000, bytes_received=960_000_000_000, latency=LatencyMs(p99=1.5),
         errors={"timeout": 123_456}, reconnects=123_456, drops=0)
     console = Console(width=80, record=True, color_system=None)
-    console.print(summary_table(result, width=80))
+    console.print(requests_summary_table(result, width=80))
     text = console.export_text()
     assert "…" not in text  # no figure or name cut short
     assert "measure requests 127.0.0.1:35807, tls (closed-loop)" in text
@@ -34,7 +34,7 @@ def test_narrow_terminal_drops_columns_not_headline_figures() -> None:
         latency=LatencyMs(min=0.01, avg=0.05, p50=0.04, p90=0.08, p99=12.25, p99_9=130.0, max=1234.5),
         errors={}, reconnects=0, drops=0)
     console = Console(width=40, record=True, color_system=None)
-    console.print(summary_table(result, width=40))
+    console.print(requests_summary_table(result, width=40))
     text = console.export_text()
     assert "…" not in text
     assert "1,000 req/s" in text and "0.040 ms" in text and "12.2 ms" in text

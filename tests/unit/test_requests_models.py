@@ -150,3 +150,25 @@ def test_bulk_add_matches_loghistogram_buckets() -> None:
     zero = LatencyHistogram()
     zero.add_many([0, 5])  # a zero sample takes the slow path (bucket 0)
     assert zero.hist.counts == {0: 1, LogHistogram(32)._index(5): 1}
+
+
+def test_kinds_are_enums_and_json_keeps_their_strings() -> None:
+    import json
+
+    from netkit.core.request_framing import FramingKind
+    from netkit.core.requests_result import LoadMode
+
+    r = _result(mode="open-loop", framing="header")
+    assert r.mode is LoadMode.OPEN_LOOP and r.framing is FramingKind.HEADER
+    doc = r.to_json()
+    assert type(doc["mode"]) is str and type(doc["framing"]) is str
+    assert '"mode": "open-loop", "framing": "header"' in json.dumps(doc)
+    assert RequestsConfig(host="h", port=1, framing="delimiter", delimiter=b"\n").framing is FramingKind.DELIMITER
+    with pytest.raises(ValueError, match="unknown framing"):
+        RequestsConfig(host="h", port=1, framing="lines")
+
+
+def test_threshold_sentences_use_plain_numbers() -> None:
+    t = check_requests_thresholds(_result(), 1_000_000, 0.001)
+    assert t.failed == ("500 requests/s < min-rps 1,000,000", "latency p99 3.000 ms > max-p99 0.001 ms")
+    assert all("e+" not in f for f in t.failed)

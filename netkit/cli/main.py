@@ -73,6 +73,16 @@ def _one_line(text: str) -> str:
     return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+#: How alike a mistyped option and a real one must be (difflib ratio, dashes set aside) to suggest it.
+OPTION_HINT_CUTOFF = 0.6
+
+
+def _alike(typed: str, option: str) -> float:
+    import difflib
+
+    return difflib.SequenceMatcher(None, typed.lstrip("-"), option.lstrip("-")).ratio()
+
+
 def _usage_lines(exc: click.UsageError) -> str:
     """A usage error: the one ``netkit: ...`` line every failure has, then where to read more.
 
@@ -85,6 +95,13 @@ def _usage_lines(exc: click.UsageError) -> str:
         line = f"no such command {exc.command_name!r}."
         if exc.possibilities:
             line += " Did you mean " + " or ".join(repr(p) for p in exc.possibilities) + "?"
+    if isinstance(exc, click.NoSuchOption):
+        # Click offers every option within difflib's loose default ("--bogus": "--verbose"?): keep
+        # only those close to what was typed once the dashes every option shares are set aside.
+        close = [p for p in exc.possibilities or () if _alike(exc.option_name, p) >= OPTION_HINT_CUTOFF]
+        line = f"no such option {exc.option_name!r}."
+        if close:
+            line += " Did you mean " + " or ".join(repr(p) for p in close) + "?"
     if exc.ctx is not None:
         line += f"\nTry '{exc.ctx.command_path} --help' for help."
     return line

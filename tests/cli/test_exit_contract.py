@@ -321,6 +321,17 @@ def test_an_unknown_command_gets_did_you_mean_and_the_help_hint(args: list[str],
     assert _usage_error(res) == (line, f"Try '{hint} --help' for help.")
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["probe", "--tiemout", "1s", "127.0.0.1:9"], "netkit: no such option '--tiemout'. Did you mean '--timeout'?"),
+    (["probe", "--retry", "3", "127.0.0.1:9"], "netkit: no such option '--retry'. Did you mean '--retries'?"),
+    (["probe", "--bogus", "127.0.0.1:9"], "netkit: no such option '--bogus'."),  # not "--verbose"
+])
+def test_an_unknown_option_gets_only_close_suggestions(args: list[str], line: str) -> None:
+    res = support.run_netkit(args, timeout=30)
+    assert res.exit_code == 2
+    assert _usage_error(res) == (line, "Try 'netkit probe --help' for help.")
+
+
 def test_a_usage_error_inside_a_command_names_that_command_in_the_hint() -> None:
     res = support.run_netkit(["serve", "tcp", "--port", "70000"], timeout=30)
     assert res.exit_code == 2

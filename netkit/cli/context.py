@@ -46,8 +46,20 @@ class VerbosityCount(click.ParamType):
         except ValueError:
             count = -1
         if count < 0:
-            self.fail(f"{value!r} is not a count (a whole number, or true/false, yes/no, on/off)", param, ctx)
+            # Only the environment hands a count over as text (-vv arrives as the number 2).
+            self.fail(f"{value!r}{_from_env(param, ctx)} is not a count (a whole number, or true/false, "
+                      "yes/no, on/off)", param, ctx)
         return count
+
+
+def _from_env(param: click.Parameter | None, ctx: click.Context | None) -> str:
+    """`` in NETKIT_VERBOSE``: the variable a value came from, so the message points at the right place."""
+    if param is None:
+        return ""
+    name = param.envvar if isinstance(param.envvar, str) else None
+    if name is None and ctx is not None and ctx.auto_envvar_prefix and param.name:
+        name = f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+    return f" in {name}" if name else ""
 
 
 VERBOSITY = VerbosityCount()

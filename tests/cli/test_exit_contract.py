@@ -431,7 +431,7 @@ def test_a_verbose_env_var_that_is_no_count_is_a_usage_error(value: str) -> None
     res = support.run_netkit(["info", "interfaces"], env=support.clean_env(NETKIT_VERBOSE=value), timeout=30)
     assert res.exit_code == 2
     line, _ = _usage_error(res)
-    assert "--verbose" in line and repr(value) in line
+    assert "--verbose" in line and f"{value!r} in NETKIT_VERBOSE" in line
 
 
 @pytest.mark.parametrize(("value", "count"), [("true", 1), ("Yes", 1), ("ON", 1), ("no", 0), ("off", 0),

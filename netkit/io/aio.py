@@ -30,7 +30,7 @@ _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # optional: absent off CPython/Unix
     except ImportError:
         return None
     return uvloop.new_event_loop

@@ -26,7 +26,7 @@ from netkit.core.throughput_models import (
     ThroughputInterval,
     ThroughputResult,
 )
-from netkit.core.units import format_bitrate, format_bytes, format_count, format_ms, format_percent
+from netkit.core.units import format_bitrate, format_bytes, format_count, format_ms, format_percent, three_digits
 from netkit.render.tables import Col, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,7 +57,7 @@ def _count(n: int | None) -> str:
 
 def interval_lines(row: ThroughputInterval, multi: bool) -> list[str]:
     """iperf3-like text lines for one interval: one per stream when there are several, then SUM."""
-    span = f"{row.start_s:6.2f}-{row.end_s:<6.2f} s"
+    span = f"{row.start_s:.2f}-{row.end_s:.2f} s".rjust(15)
     tag = " (omitted)" if row.omitted else ""
     lines = []
     if multi:
@@ -204,16 +204,18 @@ def notes_under(result: ThroughputResult) -> list[Text]:
     from rich.text import Text
 
     s = result.summary
-    cpu = "-" if s.cpu_percent is None else format_percent(s.cpu_percent)
+    # CPU time over wall time: above 100 % when the streams' threads ran on several cores
+    cpu = "-" if s.cpu_percent is None else f"{three_digits(s.cpu_percent)} %"
     lines = [Text(f"client CPU {cpu}; counted by {result.counted_by}", style="dim")]
     if result.udp is not None:
+        # three short lines rather than one that an 80-column terminal would break inside a figure
         u = result.udp
-        local = "" if not u.local_drops else f", {format_count(u.local_drops)} dropped by this host's socket buffer"
         jitter = "-" if u.jitter_ms is None else format_ms(u.jitter_ms)
-        lines.append(Text(
-            f"udp: {format_count(u.packets_sent)} sent, {format_count(u.packets_received)} received, "
-            f"{format_count(u.lost_packets)} lost ({format_percent(u.lost_percent)}){local}, "
-            f"{format_count(u.reordered)} reordered, {format_count(u.duplicates)} duplicates, jitter {jitter}"))
+        lines.append(Text(f"udp: {format_count(u.packets_sent)} sent, {format_count(u.packets_received)} received, "
+                          f"{format_count(u.lost_packets)} lost ({format_percent(u.lost_percent)}), jitter {jitter}"))
+        lines.append(Text(f"udp: {format_count(u.reordered)} reordered, {format_count(u.duplicates)} duplicates"))
+        if u.local_drops:
+            lines.append(Text(f"udp: {format_count(u.local_drops)} dropped by this host's socket buffer (not loss)"))
     th = result.thresholds
     if th.min_rate_bps is not None or not th.passed:
         lines.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}", style="green" if th.passed else "red bold"))
@@ -304,14 +306,16 @@ class ThroughputView:
         if screen is not None:
             screen.__exit__(*exc)
 
-    def draw(self) -> RenderableType:
-        """The live view: a progress bar with the elapsed time, and the latest intervals."""
+    def draw(self, width: int | None = None) -> RenderableType:
+        """The live view: a progress bar with the elapsed time, and the latest intervals, fitted to
+        ``width`` (default: the live screen's)."""
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
 
-        width = self.screen.width if self.screen is not None else 80
+        if width is None:
+            width = self.screen.width if self.screen is not None else 80
         bar = Table.grid(padding=(0, 1))
         bar.add_row(ProgressBar(total=max(self.total_s, 1e-9), completed=min(self.elapsed, self.total_s),
                                 width=BAR_WIDTH),

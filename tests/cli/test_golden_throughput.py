@@ -151,14 +151,16 @@ def test_golden_piped(case: str) -> None:
     assert text.splitlines()[0].strip()  # no blank first line
 
 
+UNITS = {"GiB", "MiB", "KiB", "B", "Tbit/s", "Gbit/s", "Mbit/s", "kbit/s", "bit/s", "s", "ms", "%"}
+
+
 def test_figures_keep_their_unit_on_one_line_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     text, _ = on_terminal(tcp_parallel_bidir(), monkeypatch)
     for line in text.splitlines():
         words = line.split()
         for i, word in enumerate(words):
             if word.replace(".", "").replace(",", "").isdigit() and i + 1 < len(words) and ":" not in word:
-                assert words[i + 1] in {"GiB", "MiB", "KiB", "B", "Tbit/s", "Gbit/s", "Mbit/s", "kbit/s", "bit/s", "s", "ms",
-                                        "%"} or word.replace(",", "").isdigit(), line
+                assert words[i + 1] in UNITS or word.replace(",", "").isdigit(), line
     assert "1.19 GiB" in text
     summary = text[text.index("throughput 127.0.0.1:5201"):]
     rows = [line for line in summary.splitlines() if line.split() and line.split()[0] in

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from netkit.render.throughput import intervals_table, summary_table
 from netkit.core.throughput_models import (
     NS,
     RECV,
@@ -17,6 +16,7 @@ from netkit.core.throughput_models import (
     stream_result,
     summarize_streams,
 )
+from netkit.render.throughput import intervals_table, summary_table
 
 
 def _render(renderable: object) -> str:

@@ -68,7 +68,8 @@ def interval_lines(row: ThroughputInterval, multi: bool) -> list[str]:
         lines.append(f"[SUM send] {span} {_bytes(row.tx_bytes):>11} {_rate(row.tx_bits_per_second):>12}{tag}")
         lines.append(f"[SUM recv] {span} {_bytes(row.rx_bytes):>11} {_rate(row.rx_bits_per_second):>12}{tag}")
         return lines
-    label = "[SUM     ]" if multi else "[  0 " + (f"{row.streams[0].direction}" if row.streams else "") + "]"
+    one = row.streams[0] if len(row.streams) == 1 else None
+    label = f"[{one.id:>3} {one.direction}]" if one is not None and not multi else "[SUM     ]"
     lines.append(f"{label} {span} {_bytes(row.bytes):>11} {_rate(row.bits_per_second):>12}{tag}")
     return lines
 
@@ -93,6 +94,13 @@ def _stream_rates(streams: Sequence[StreamInterval]) -> list[str]:
     return [f"{s.id}:{_rate(s.bits_per_second)}" for s in streams]
 
 
+def _per_line(entries: list[str], room: int | None) -> int:
+    """How many streams' rates fit on one line of ``room`` characters (all of them: ``room`` None)."""
+    if room is None or not entries:
+        return max(1, len(entries))
+    return max(1, (room + _GAP) // (max(len(e) for e in entries) + _GAP))
+
+
 def _lay_out(entries: list[str], room: int | None) -> Text:
     """The streams' rates in lines of ``room`` characters, broken between streams, never inside one
     (a figure keeps its unit); ``room`` None: one line."""
@@ -100,10 +108,7 @@ def _lay_out(entries: list[str], room: int | None) -> Text:
 
     if not entries:
         return Text("")
-    per_line = len(entries)
-    if room is not None:
-        cell = max(len(e) for e in entries) + _GAP
-        per_line = max(1, (room + _GAP) // cell)
+    per_line = _per_line(entries, room)
     width = max(len(e) for e in entries)
     lines = []
     for i in range(0, len(entries), per_line):
@@ -113,8 +118,11 @@ def _lay_out(entries: list[str], room: int | None) -> Text:
 
 
 def intervals_table(rows: Sequence[ThroughputInterval], *, width: int | None,
-                    title: str | None = "intervals") -> Any:
-    """One row per interval (two with ``--bidir``: each direction apart), with the streams' rates."""
+                    title: str | None = "intervals", one_line: bool = False) -> Any:
+    """One row per interval (two with ``--bidir``: each direction apart), with the streams' rates.
+
+    ``one_line``: every row on one line (the live view), leaving out the streams' rates when they
+    would need more."""
     body: list[list[str | Text]] = []
     rates: list[list[str]] = []
     for r in rows:
@@ -139,8 +147,9 @@ def intervals_table(rows: Sequence[ThroughputInterval], *, width: int | None,
         if width is not None:
             used = sum(max([len(c.name)] + [len(str(row[i])) for row in body]) for i, c in enumerate(cols))
             room = width - used - _GAP * len(cols)
-        cols.append(INTERVAL_COLS[5])
-        body = [[*row, _lay_out(entries, room)] for row, entries in zip(body, rates, strict=True)]
+        if not one_line or all(_per_line(entries, room) >= len(entries) for entries in rates):
+            cols.append(INTERVAL_COLS[5])
+            body = [[*row, _lay_out(entries, room)] for row, entries in zip(body, rates, strict=True)]
     return fitted_table(cols, body, width=width, title=title)
 
 
@@ -306,9 +315,9 @@ class ThroughputView:
         if screen is not None:
             screen.__exit__(*exc)
 
-    def draw(self, width: int | None = None) -> RenderableType:
-        """The live view: a progress bar with the elapsed time, and the latest intervals, fitted to
-        ``width`` (default: the live screen's)."""
+    def draw(self, width: int | None = None, height: int | None = None) -> RenderableType:
+        """The live view: a progress bar with the elapsed time, and the latest intervals, one line
+        each, fitted to ``width`` and ``height`` (default: the terminal's)."""
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -316,11 +325,16 @@ class ThroughputView:
 
         if width is None:
             width = self.screen.width if self.screen is not None else 80
+        if height is None:
+            height = self.out.err_console.height
         bar = Table.grid(padding=(0, 1))
         bar.add_row(ProgressBar(total=max(self.total_s, 1e-9), completed=min(self.elapsed, self.total_s),
                                 width=BAR_WIDTH),
                     Text(f"{self.elapsed:5.1f}/{self.total_s:.1f} s"))
-        return Group(bar, intervals_table(self.rows[-RECENT_ROWS:], width=width, title=None))
+        # as many recent intervals as the screen holds below the bar and the table's header
+        per_interval = 2 if self.rows and self.rows[-1].tx_bytes is not None else 1
+        recent = max(1, min(RECENT_ROWS, (height - 4) // per_interval))
+        return Group(bar, intervals_table(self.rows[-recent:], width=width, title=None, one_line=True))
 
     def interval(self, row: ThroughputInterval) -> None:
         self.rows.append(row)

@@ -187,7 +187,14 @@ def test_live_view_fits_70_columns() -> None:
         view.rows.append(row)
     view.elapsed = 1.5
     console = Console(width=70, record=True, color_system=None, file=io.StringIO())
-    console.print(view.draw(width=70))
+    console.print(view.draw(width=70, height=24))
     text = console.export_text()
     assert all(len(line.rstrip()) <= 70 for line in text.splitlines())
     assert "1.5/2.0 s" in text and "Gbit/s" in text and "…" not in text
+    # one line per row: six streams' rates do not fit beside the sums at 70 columns, so they wait
+    # for the final table
+    assert len(text.splitlines()) == 1 + 2 + 4 and "streams" not in text
+    view.rows = [tcp_single().intervals[0]] * 40
+    few = Console(width=70, record=True, color_system=None, file=io.StringIO())
+    few.print(view.draw(width=70, height=10))
+    assert len(few.export_text().splitlines()) <= 10  # the latest intervals that fit the screen

@@ -14,11 +14,13 @@ import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.cli.guard_options import key_options, load_key_option
+from netkit.cli.options import timeout_option
 from netkit.cli.params import BITRATE, TARGET, Count, Duration, Size, usage_error
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.targets import Target
+
 
 @click.command(name="throughput")
 @click.argument("target", type=TARGET)
@@ -41,8 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 @click.option("--plain", is_flag=True, help="The server is a plain TCP service: no header, sender-side counting.")
 @click.option("--min-rate", type=BITRATE, default=None,
               help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G; --bidir: each way).")
-@click.option("--connect-timeout", type=Duration(min=0.0, min_open=True, max=600.0), default="5s",
-              show_default=True, help="Timeout for each connect and the server's answers.")
+@timeout_option("--connect-timeout", default="5s", max_s=600.0,
+                help="Timeout for each connect and the server's answers.")
 @key_options(with_key=True)
 @output_options
 def throughput(target: Target, duration: float, parallel: int, reverse: bool, bidir: bool, size: int | None,

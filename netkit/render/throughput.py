@@ -31,6 +31,7 @@ from netkit.render.tables import Col, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
+    from rich.table import Table
     from rich.text import Text
 
     from netkit.render.live import LiveScreen
@@ -118,7 +119,7 @@ def _lay_out(entries: list[str], room: int | None) -> Text:
 
 
 def intervals_table(rows: Sequence[ThroughputInterval], *, width: int | None,
-                    title: str | None = "intervals", one_line: bool = False) -> Any:
+                    title: str | None = "intervals", one_line: bool = False) -> Table:
     """One row per interval (two with ``--bidir``: each direction apart), with the streams' rates.
 
     ``one_line``: every row on one line (the live view), leaving out the streams' rates when they

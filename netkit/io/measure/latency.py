@@ -7,6 +7,10 @@ asks for the reflector's final count (per-direction loss). Several targets run c
 
 Sockets are non-blocking and read with ``loop.add_reader`` + ``recvmsg`` so that the kernel's
 receive timestamps (``netkit.io.timestamps``) are available; asyncio's protocols would drop them.
+
+:func:`run_latency` is the command's one entry point: it runs the probers under the stop signal,
+streams every reply to the caller's ``on_reply`` (a closed reader ends the run), checks the
+thresholds and returns the :class:`LatencyResult`.
 """
 
 from __future__ import annotations
@@ -16,20 +20,25 @@ import errno
 import os
 import secrets
 import socket
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from netkit.core import packet
-from netkit.core.accounting import Accounting, ReplyEvent
+from netkit.core.accounting import Accounting, ProbeOutcome, ReplyEvent
 from netkit.core.errors import CheckFailed, RuntimeFailure
+from netkit.core.kernel_rtt import pick_rtt
 from netkit.core.latency_models import (
-    REFLECTOR_NETKIT,
-    REFLECTOR_PLAIN,
     LatencyConfig,
+    LatencyResult,
+    LiveTarget,
+    Method,
+    ProbeEvent,
+    ReflectorKind,
     TargetResult,
+    check_thresholds,
     receive_buffer_bytes,
+    stall_probes,
+    target_label,
 )
 from netkit.core.targets import Target
 from netkit.io import timestamps
@@ -37,28 +46,13 @@ from netkit.io.clients.reflector_query import NS, STOP_GRACE_S, ask_reflector_co
 from netkit.io.resolve import failure_reason, resolve
 from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
 
-
-@dataclass(frozen=True)
-class ProbeEvent:
-    """One thing that happened to one probe, for live output: a reply (any kind) or a timeout."""
-
-    target: str
-    address: str | None
-    seq: int
-    kind: str  # "ok", "late", "duplicate", "timeout", "error" (e.g. connection refused)
-    rtt_ns: int | None
-    reordered: bool
-    size: int
-    error: str | None = None
-
-
 EventSink = Callable[[ProbeEvent], None]
 
 
-class Prober:
+class LatencyProber:
     """Base class: one target, one method. Subclasses implement open/send/close."""
 
-    method = ""
+    method: Method
     #: At ``-i 0``, the most probes outstanding at once (None: no cap). TCP methods cap it: each
     #: probe holds a file descriptor (tcp-connect) or bytes in a send buffer (tcp-echo).
     max_in_flight: int | None = None
@@ -72,7 +66,7 @@ class Prober:
         self.acc = Accounting(max(1, round(cfg.timeout_s * NS)))
         self.address: str | None = None
         self.error: str | None = None
-        self.reflector: str | None = None
+        self.reflector: ReflectorKind | None = None
         self.kernel_ts_used = 0
         self.changed = asyncio.Event()
         self._send_real: dict[int, int] = {}
@@ -94,17 +88,17 @@ class Prober:
     def on_expired(self, seqs: list[int]) -> None:
         for s in seqs:
             self._send_real.pop(s, None)
-            self._emit(s, "timeout", None, False)
+            self._emit(s, ProbeOutcome.TIMEOUT, None, False)
 
     def local_drops(self) -> int | None:
         """Replies this host's socket buffer dropped since ``open`` (None: not measured)."""
         return None
 
     # ----- helpers -----------------------------------------------------------------------
-    def _emit(self, seq: int, kind: str, rtt_ns: int | None, reordered: bool) -> None:
+    def _emit(self, seq: int, kind: ProbeOutcome, rtt_ns: int | None, reordered: bool) -> None:
         if self.sink is not None:
             self.sink(ProbeEvent(self.label, self.address, seq, kind, rtt_ns, reordered, self.cfg.size,
-                                 self.error if kind == "error" else None))
+                                 self.error if kind is ProbeOutcome.ERROR else None))
 
     def _record_send(self, seq: int, t_mono: int, t_real: int) -> None:
         self.acc.on_sent(seq, t_mono)
@@ -114,7 +108,7 @@ class Prober:
         send_mono = self.acc.send_time(seq)
         rtt: int | None = None
         if send_mono is not None:
-            rtt, used = timestamps.pick_rtt(t_mono - send_mono, kernel_real, self._send_real.get(seq))
+            rtt, used = pick_rtt(t_mono - send_mono, kernel_real, self._send_real.get(seq))
             self.kernel_ts_used += used
         self._send_real.pop(seq, None)
         ev = self.acc.on_reply(seq, t_mono, rtt, refl_count)
@@ -148,18 +142,19 @@ class Prober:
 
 
 # ----- UDP ----------------------------------------------------------------------------------
-class UdpProber(Prober):
+class UdpProber(LatencyProber):
     """Probe packets to a reflector; works against netkit's (full accounting) or a plain echo."""
 
-    method = "udp"
+    method = Method.UDP
 
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
         self.sock: socket.socket | None = None
         self.session = secrets.randbits(64)
         self.size = max(self.cfg.size, packet.HEADER_SIZE)
-        # issue 10 (--key): a keyed session id and room for the 16-byte tag (netkit.core.keyed)
-        self.key = getattr(self.cfg, "key", None)
+        # --key: a keyed reflector answers only signed probes of a session id it can check
+        # (netkit.core.keyed), and the probe needs room for the 16-byte tag
+        self.key = self.cfg.key
         if self.key is not None:
             from netkit.core.keyed import KEYED_MIN_SIZE
             from netkit.io.servers.server_guard import new_keyed_session
@@ -202,7 +197,7 @@ class UdpProber(Prober):
         buf = self._buf
         t_mono = time.perf_counter_ns()
         packet.encode_into(buf, self.session, seq, t_mono)
-        if self.key is not None:  # issue 10: sign after encoding (the send time changes)
+        if self.key is not None:  # sign after encoding: the tag covers the send time
             from netkit.core.keyed import sign_probe_into
 
             sign_probe_into(self.key, buf)
@@ -243,11 +238,11 @@ class UdpProber(Prober):
                     self.changed.set()
                 continue
             if probe.reflected:
-                self.reflector = REFLECTOR_NETKIT
+                self.reflector = ReflectorKind.NETKIT
                 if len(self._turnaround) < 10_000:
                     self._turnaround.append(probe.refl_send_ns - probe.refl_recv_ns)
             elif self.reflector is None:
-                self.reflector = REFLECTOR_PLAIN
+                self.reflector = ReflectorKind.PLAIN
             self._deliver(probe.seq, t, timestamps.from_ancdata(anc),
                           probe.refl_count if probe.reflected else None)
 
@@ -257,7 +252,7 @@ class UdpProber(Prober):
         The query is header-only (56 bytes), so a firewall rule can tell it from probes.
         ``hurry`` (after Ctrl-C): two short tries instead of five.
         """
-        if self.reflector != REFLECTOR_NETKIT or self.sock is None:
+        if self.reflector is not ReflectorKind.NETKIT or self.sock is None:
             return
         count = await ask_reflector_count(
             self.sock, self.session, self.key, self.changed, lambda: self._query_count,
@@ -292,10 +287,10 @@ class UdpProber(Prober):
 
 
 # ----- TCP echo -----------------------------------------------------------------------------
-class TcpEchoProber(Prober):
+class TcpEchoProber(LatencyProber):
     """Request/response over one connection to an echo server: each probe is a probe packet."""
 
-    method = "tcp-echo"
+    method = Method.TCP_ECHO
     max_in_flight = 256  # at -i 0: at most this many probes' bytes queued behind the socket
 
     def __init__(self, *a: object, **kw: object) -> None:
@@ -417,10 +412,10 @@ class TcpEchoProber(Prober):
 
 
 # ----- TCP connect --------------------------------------------------------------------------
-class TcpConnectProber(Prober):
+class TcpConnectProber(LatencyProber):
     """The handshake time of a new connection per probe (like tcping)."""
 
-    method = "tcp-connect"
+    method = Method.TCP_CONNECT
     max_in_flight = 64  # at -i 0: one descriptor per pending connect; half a default listen backlog
 
     def __init__(self, *a: object, **kw: object) -> None:
@@ -473,7 +468,7 @@ class TcpConnectProber(Prober):
         self.error = os.strerror(err).lower()
         self._send_real.pop(seq, None)
         if self.acc.on_error(seq):
-            self._emit(seq, "error", None, False)
+            self._emit(seq, ProbeOutcome.ERROR, None, False)
         self.changed.set()
 
     def on_expired(self, seqs: list[int]) -> None:
@@ -495,19 +490,8 @@ class TcpConnectProber(Prober):
 
 
 # ----- ICMP ---------------------------------------------------------------------------------
-_ICMP_HDR = struct.Struct("!BBHHH")
 ICMP_HINT = ('ICMP needs an unprivileged ICMP socket or root: run `sysctl -w net.ipv4.ping_group_range="0 '
              '2147483647"` (allows every group) or run as root (raw socket)')
-
-
-def icmp_checksum(data: bytes | bytearray) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def open_icmp_socket(family: int) -> tuple[socket.socket, bool]:
@@ -525,10 +509,10 @@ def open_icmp_socket(family: int) -> tuple[socket.socket, bool]:
         raise RuntimeFailure(f"cannot open an ICMP socket: {exc.strerror or dgram_error}") from None
 
 
-class IcmpProber(Prober):
+class IcmpProber(LatencyProber):
     """ICMP echo requests; the probe packet rides in the payload when ``--size`` >= 56."""
 
-    method = "icmp"
+    method = Method.ICMP
 
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
@@ -562,14 +546,10 @@ class IcmpProber(Prober):
     def send(self, seq: int) -> None:
         assert self.sock is not None
         payload = self._payload
-        kind = 128 if self.v6 else 8
         t_mono = time.perf_counter_ns()
         if len(payload) >= packet.HEADER_SIZE:
             packet.encode_into(payload, self.session, seq, t_mono)
-        hdr = _ICMP_HDR.pack(kind, 0, 0, self.ident, seq & 0xFFFF)
-        msg = bytearray(hdr + payload)
-        if not self.v6:
-            struct.pack_into("!H", msg, 2, icmp_checksum(msg))
+        msg = packet.icmp_echo_request(self.ident, seq, payload, v6=self.v6)
         t_real = time.time_ns()
         try:
             if self.raw:
@@ -595,11 +575,10 @@ class IcmpProber(Prober):
             t = time.perf_counter_ns()
             if self.raw and not self.v6 and data:
                 data = data[(data[0] & 0x0F) * 4:]
-            if len(data) < 8:
+            echo = packet.parse_icmp_echo_reply(data, v6=self.v6)
+            if echo is None:
                 continue
-            kind, _code, _ck, ident, seq16 = _ICMP_HDR.unpack_from(data)
-            if kind != (129 if self.v6 else 0):
-                continue
+            ident, seq16 = echo
             if self.raw:
                 if ident != self.ident or addr[0].split("%")[0] != (self.address or "").split("%")[0]:
                     continue
@@ -612,7 +591,7 @@ class IcmpProber(Prober):
                 sent = self.acc.sent
                 if sent == 0:
                     continue
-                seq = (sent - 1) - (((sent - 1) - seq16) & 0xFFFF)
+                seq = packet.unwrap_seq16(seq16, sent)
             self._deliver(seq, t, timestamps.from_ancdata(anc))
 
     def describe(self) -> str:
@@ -625,11 +604,11 @@ class IcmpProber(Prober):
             self.sock.close()
 
 
-PROBERS: dict[str, type[Prober]] = {
-    "udp": UdpProber,
-    "tcp-echo": TcpEchoProber,
-    "tcp-connect": TcpConnectProber,
-    "icmp": IcmpProber,
+PROBERS: dict[Method, type[LatencyProber]] = {
+    Method.UDP: UdpProber,
+    Method.TCP_ECHO: TcpEchoProber,
+    Method.TCP_CONNECT: TcpConnectProber,
+    Method.ICMP: IcmpProber,
 }
 
 
@@ -653,7 +632,7 @@ CATCH_UP_NS = 50_000_000
 FLOOD_GAP_NS = 10_000_000
 
 
-async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
+async def measure_target(prober: LatencyProber, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
     """Run one prober to the end (count, duration or ``stop``) and return its result.
 
     ``stop`` is an Event (set by the StopSignal watcher): set, it ends sending at once and
@@ -770,17 +749,17 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
 
 async def measure_latency(targets: list[Target], cfg: LatencyConfig, *, stop: asyncio.Event | None = None,
                           sink: EventSink | None = None, labels: list[str] | None = None,
-                          on_start: Callable[[list[Prober]], None] | None = None) -> list[TargetResult]:
+                          on_start: Callable[[list[LiveTarget]], None] | None = None) -> list[TargetResult]:
     """Measure every target concurrently; results in input order.
 
-    ``sink`` receives every reply and timeout as it happens; ``on_start`` gets the probers
-    (a live view reads their running accounting).
+    ``sink`` receives every reply and timeout as it happens; ``on_start`` gets each target's
+    running accounting (a live view reads it).
     """
     stop = stop or asyncio.Event()
-    cls = PROBERS[cfg.method]
+    cls = PROBERS[Method(cfg.method)]
     probers = [cls(labels[i] if labels else str(t), t.host, t.port, cfg, sink) for i, t in enumerate(targets)]
     if on_start is not None:
-        on_start(probers)
+        on_start([LiveTarget(p.label, p.acc) for p in probers])
 
     async def relay() -> None:
         await stop.wait()
@@ -799,3 +778,59 @@ def measure_latency_sync(targets: list[Target], cfg: LatencyConfig) -> list[Targ
     from netkit.io.aio import run
 
     return run(measure_latency(targets, cfg))
+
+
+def run_latency(targets: list[Target], cfg: LatencyConfig, *, max_loss_pct: float | None = None,
+                max_rtt_ms: float | None = None, on_reply: EventSink | None = None,
+                on_start: Callable[[list[LiveTarget]], None] | None = None) -> LatencyResult:
+    """``netkit measure latency`` from its config to its result: every target at once, until the
+    count or duration is done or SIGINT/SIGTERM/SIGHUP arrives (then ``interrupted`` is True and
+    the result holds what was measured).
+
+    ``on_reply`` gets every reply and timeout as it happens (the per-reply lines and jsonl events);
+    when it raises BrokenPipeError (the reader of stdout went away) the run stops at once and the
+    error is raised again after it, so the command ends quietly. ``on_start`` gets each target's
+    running accounting for a live view. Raises CheckFailed when a keyed run got nothing back
+    (the reflector's key differs: it drops what it cannot verify).
+    """
+    from netkit.io.aio import StopSignal, run
+
+    labels = [target_label(t, cfg.method) for t in targets]
+    reader_gone = False
+    stop_event: asyncio.Event | None = None
+
+    def sink(ev: ProbeEvent) -> None:
+        # Runs inside socket callbacks: an exception here would be logged by the loop, not raised.
+        nonlocal reader_gone
+        if reader_gone or on_reply is None:
+            return
+        try:
+            on_reply(ev)
+        except BrokenPipeError:
+            reader_gone = True
+            if stop_event is not None:
+                stop_event.set()
+
+    async def main() -> tuple[list[TargetResult], bool]:
+        nonlocal stop_event
+        stop = stop_event = asyncio.Event()
+        async with StopSignal() as sig:
+            watcher = asyncio.ensure_future(sig.wait())
+            watcher.add_done_callback(lambda _f: stop.set())
+            try:
+                results = await measure_latency(targets, cfg, stop=stop, sink=sink, labels=labels,
+                                                on_start=on_start)
+            finally:
+                watcher.cancel()
+            return results, sig.signum is not None
+
+    results, interrupted = run(main())
+    if reader_gone:
+        raise BrokenPipeError  # the reader went away: the CLI ends quietly (141)
+    if cfg.key is not None and not interrupted and all(
+            r.acc.sent and not r.acc.received and not r.error for r in results):
+        from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE
+
+        raise CheckFailed(WRONG_KEY_MESSAGE)
+    thresholds = check_thresholds(results, max_loss_pct, max_rtt_ms, stall_after=stall_probes(cfg.interval_s))
+    return LatencyResult(Method(cfg.method), results, thresholds, interrupted)

@@ -250,6 +250,23 @@ def achieved_rate(sent: int, send_ns: int) -> float | None:
     return sent * 1e9 / send_ns
 
 
+#: Fewer probes than this say nothing about the rate: one late timer wake-up among three probes
+#: 5 ms apart reads as "86 packets/s of 100 asked".
+RATE_JUDGED_FROM = 20
+
+
+def fell_short(result: TargetResult, asked_pps: float) -> bool:
+    """True when the sender could not keep up with the asked rate (judged over enough probes)."""
+    from netkit.core.pacing import fell_behind
+
+    return result.acc.sent >= RATE_JUDGED_FROM and fell_behind(asked_pps, result.achieved_pps)
+
+
+def _plain_number(x: float) -> str:
+    """A limit the user gave, as written: ``0.5``, ``5``, ``0.000001`` (never ``1e-06``)."""
+    return f"{x:.6f}".rstrip("0").rstrip(".") or "0"
+
+
 def shortfall_note(target: str, requested_pps: float, achieved_pps: float) -> str:
     """The one stderr line that says the sender could not keep up (a rate shortfall is not loss)."""
     return (f"{target}: the sender could not keep up: {achieved_pps:,.0f} packets/s achieved of "
@@ -300,8 +317,8 @@ def check_thresholds(targets: list[TargetResult], max_loss_pct: float | None,
             failed.append(f"{name}: stopped answering (no reply to the last {t.acc.trailing_lost} probes)")
         loss = t.acc.loss_pct or 0.0
         if max_loss_pct is not None and loss > max_loss_pct:
-            failed.append(f"{name}: loss {loss:.2f}% > max-loss {max_loss_pct:g}%")
+            failed.append(f"{name}: loss {loss:.2f}% > max-loss {_plain_number(max_loss_pct)}%")
         p95 = t.stats.p95
         if max_rtt_ms is not None and p95 is not None and p95 / NS_PER_MS > max_rtt_ms:
-            failed.append(f"{name}: rtt p95 {p95 / NS_PER_MS:.3f} ms > max-rtt {max_rtt_ms:g} ms")
+            failed.append(f"{name}: rtt p95 {p95 / NS_PER_MS:.3f} ms > max-rtt {_plain_number(max_rtt_ms)} ms")
     return Thresholds(max_loss_pct, max_rtt_ms, not failed, tuple(failed))

@@ -28,6 +28,7 @@ from netkit.core.latency_models import (
     ReflectorKind,
     TargetResult,
     Thresholds,
+    fell_short,
     local_drops_note,
     shortfall_note,
 )
@@ -173,7 +174,10 @@ class LatencyLiveView:
         self.targets = targets
 
     def draw(self) -> RenderableType:
-        width = self.screen.width if self.screen is not None else None
+        # One column short of the screen: a view that fills the last column leaves the cursor in a
+        # pending wrap, and the terminal's echo of ^C then lands on a new line, which the erase at
+        # the end does not know of, so a copy of the view would stay above the summary.
+        width = self.screen.width - 1 if self.screen is not None else None
         return live_table(self.method, self.total, self.targets, width)
 
     def __enter__(self) -> LatencyLiveView:
@@ -244,12 +248,14 @@ def summary_view(results: Sequence[TargetResult], thresholds: Thresholds, title:
 
     from netkit.render.tables import cell
 
-    parts: list[RenderableType] = [loss_table(results, title, width)]
+    loss = loss_table(results, title, width)
+    shown = {str(c.header) for c in loss.columns}
+    parts: list[RenderableType] = [loss]
     legend = []
-    if shows_direction(results):
-        legend.append("  fwd/ret: lost on the way there / back (counted by netkit's reflector)")
-    if any(r.acc.local_drops for r in results):
-        legend.append("  local: replies dropped by this host's socket buffer (not loss)")
+    if "fwd" in shown:
+        legend.append("  fwd/ret: lost on the way there / back")
+    if "local" in shown:
+        legend.append("  local: dropped by this host's socket buffer (not loss)")
     if legend:
         parts.append(Text("\n".join(legend), style="dim"))
     parts.append(Text(""))
@@ -320,6 +326,7 @@ def emit_summary(out: Output, doc: dict[str, Any], results: Sequence[TargetResul
             for r in results:
                 chart = histogram_text(r)
                 if chart.plain:
+                    out.print("")
                     out.print(chart)
     if out.format != "table":  # the table carries this note itself: say it once, not twice
         for r in results:
@@ -342,11 +349,9 @@ def print_latency(out: Output, result: LatencyResult, cfg: LatencyConfig, *, sam
                     else "a plain echo (round trip only)")
             out.info(f"netkit: {r.target}: answered by {kind}")
     if cfg.interval_s > 0:
-        from netkit.core.pacing import fell_behind
-
         wanted = 1.0 / cfg.interval_s
         for r in result.targets:
-            if fell_behind(wanted, r.achieved_pps):
+            if fell_short(r, wanted):
                 out.warn(shortfall_note(r.target, wanted, r.achieved_pps or 0.0))
     emit_summary(out, result.to_json(samples=samples), result.targets, result.thresholds,
                  _title(result.method))

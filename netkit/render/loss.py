@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netkit.core.latency_models import LossConfig, LossResult, ReflectorKind, shortfall_note
+from netkit.core.latency_models import LossConfig, LossResult, ReflectorKind, fell_short, shortfall_note
 from netkit.core.units import format_count, format_duration, format_rate
 from netkit.render.latency import emit_summary
 
@@ -24,12 +24,19 @@ if TYPE_CHECKING:  # pragma: no cover
 NS = 1_000_000_000
 
 
-def progress_text(target: str, rate_pps: float, duration_s: float, sent: int, received: int, lost_so_far: int,
-                  elapsed_ns: int) -> str:
-    """The live line: ``measure loss 127.0.0.1:9000 at 1,000 pps: sent 2,000 ...``."""
-    return (f"measure loss {target} at {format_rate(rate_pps, 'pps')}: sent {format_count(sent)}  "
-            f"received {format_count(received)}  lost so far {format_count(lost_so_far)}  "
-            f"{format_duration(elapsed_ns / NS)} of {format_duration(duration_s)}")
+def progress_text(target: str, duration_s: float, sent: int, received: int, lost_so_far: int, elapsed_ns: int,
+                  width: int | None = None) -> str:
+    """The live line, ``127.0.0.1:9000: sent 2,000  received 1,998  lost so far 0  2.00s of 10.0s``,
+    in the longest form that fits ``width`` (the figures stay whole: the words go first)."""
+    sent_s, received_s, lost_s = format_count(sent), format_count(received), format_count(lost_so_far)
+    time_s = f"{format_duration(elapsed_ns / NS)} of {format_duration(duration_s)}"
+    forms = [f"measure loss {target}: sent {sent_s}  received {received_s}  lost so far {lost_s}  {time_s}",
+             f"{target}: sent {sent_s}  received {received_s}  lost so far {lost_s}  {time_s}",
+             f"{target}: sent {sent_s}  recv {received_s}  lost {lost_s}  {time_s}",
+             f"{target}: sent {sent_s}  recv {received_s}  lost {lost_s}"]
+    if width is None:
+        return forms[0]
+    return next((f for f in forms if len(f) <= width), forms[-1])
 
 
 class LossProgress:
@@ -41,18 +48,21 @@ class LossProgress:
         self.out = out
         self.target = target
         self.cfg = cfg
-        self._line = progress_text(target, cfg.rate_pps, cfg.duration_s, 0, 0, 0, 0)
+        self._state = (0, 0, 0, 0)  # sent, received, lost so far, elapsed ns
         self._last_second = -1
         self.screen: LiveScreen | None = LiveScreen(out, self.draw) if out.format == "table" else None
 
     def draw(self) -> Text:
         from rich.text import Text
 
-        return Text(self._line, no_wrap=True, overflow="crop")
+        # One column short of the screen, as the latency view (a full last column puts ^C's echo
+        # on a new line, and the progress line would stay above the summary after Ctrl-C).
+        width = self.screen.width - 1 if self.screen is not None else None
+        return Text(progress_text(self.target, self.cfg.duration_s, *self._state, width=width),
+                    no_wrap=True, overflow="fold")
 
     def __call__(self, acc: Accounting, elapsed_ns: int) -> None:
-        self._line = progress_text(self.target, self.cfg.rate_pps, self.cfg.duration_s, acc.sent, acc.received,
-                                   acc.expired, elapsed_ns)
+        self._state = (acc.sent, acc.received, acc.expired, elapsed_ns)
         second = elapsed_ns // NS
         if self.out.format == "jsonl" and second != self._last_second:
             self._last_second = second
@@ -76,15 +86,13 @@ def loss_title(result: LossResult) -> str:
 
 def print_loss(out: Output, result: LossResult, *, samples: bool = False) -> None:
     """What ``measure loss`` says after the run: what answered (stderr), then the summary."""
-    from netkit.core.pacing import fell_behind
-
     res = result.target
     if res.reflector is ReflectorKind.PLAIN:
         out.info(f"netkit: {res.target}: plain UDP echo (not netkit's reflector): round trip only, "
                  "no per-direction loss")
     elif res.reflector is ReflectorKind.NETKIT and res.acc.lost_forward is None and res.acc.sent:
         out.info(f"netkit: {res.target}: the reflector's final count did not arrive: no per-direction loss")
-    if fell_behind(result.rate_pps, result.achieved_pps):
+    if fell_short(res, result.rate_pps):
         out.warn(shortfall_note(res.target, result.rate_pps, result.achieved_pps or 0.0))
     emit_summary(out, result.to_json(samples=samples), [res], result.thresholds, loss_title(result),
                  histograms=False)

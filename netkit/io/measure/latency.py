@@ -147,8 +147,8 @@ class UdpProber(LatencyProber):
 
     method = Method.UDP
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
+        super().__init__(label, host, port, cfg, sink)
         self.sock: socket.socket | None = None
         self.session = secrets.randbits(64)
         self.size = max(self.cfg.size, packet.HEADER_SIZE)
@@ -293,8 +293,8 @@ class TcpEchoProber(LatencyProber):
     method = Method.TCP_ECHO
     max_in_flight = 256  # at -i 0: at most this many probes' bytes queued behind the socket
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
+        super().__init__(label, host, port, cfg, sink)
         self.sock: socket.socket | None = None
         self.session = secrets.randbits(64)
         self.size = max(self.cfg.size, packet.HEADER_SIZE)
@@ -418,8 +418,8 @@ class TcpConnectProber(LatencyProber):
     method = Method.TCP_CONNECT
     max_in_flight = 64  # at -i 0: one descriptor per pending connect; half a default listen backlog
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
+        super().__init__(label, host, port, cfg, sink)
         self._pending: dict[int, socket.socket] = {}
         self._family: int = socket.AF_INET
         self._sockaddr: tuple = ()
@@ -514,8 +514,8 @@ class IcmpProber(LatencyProber):
 
     method = Method.ICMP
 
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
+    def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
+        super().__init__(label, host, port, cfg, sink)
         self.sock: socket.socket | None = None
         self.raw = False
         self.ident = secrets.randbits(16)

@@ -48,6 +48,8 @@ SPARK_MAX = 40
 SPARK_MIN = 8
 #: Columns between two columns of a fitted table.
 GAP = 2
+#: Columns a live view leaves free at its right: the terminal echoes Ctrl-C as ``^C``.
+ECHO_ROOM = 2
 
 
 # ----- small pieces ------------------------------------------------------------------------------
@@ -144,7 +146,8 @@ def live_table(method: Method | str, total: int | None, targets: Sequence[LiveTa
     shown_cols = [cols[i] for i in keep]
     shown_rows = [[r[i] for i in keep] for r in rows]
     if room >= SPARK_MIN:
-        shown_cols.append(Col("recent RTTs"))
+        header = "recent RTTs" if room >= len("recent RTTs") else "recent"  # never wider than its room
+        shown_cols.append(Col(header))
         for row, t in zip(shown_rows, targets, strict=True):
             row.append(sparkline(t.acc.rtts_ns[-room:]))
     return fitted_table(shown_cols, shown_rows, width=width, title=title)
@@ -174,10 +177,9 @@ class LatencyLiveView:
         self.targets = targets
 
     def draw(self) -> RenderableType:
-        # One column short of the screen: a view that fills the last column leaves the cursor in a
-        # pending wrap, and the terminal's echo of ^C then lands on a new line, which the erase at
-        # the end does not know of, so a copy of the view would stay above the summary.
-        width = self.screen.width - 1 if self.screen is not None else None
+        # Room for the terminal's echo of ^C after the last line: were it to wrap onto a new line,
+        # the erase at the end would miss the view's first line (its title, then seen twice).
+        width = self.screen.width - ECHO_ROOM if self.screen is not None else None
         return live_table(self.method, self.total, self.targets, width)
 
     def __enter__(self) -> LatencyLiveView:

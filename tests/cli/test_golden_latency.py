@@ -24,7 +24,7 @@ from netkit.core.latency_models import (
     TargetResult,
     check_thresholds,
 )
-from netkit.render.latency import live_table, print_latency
+from netkit.render.latency import ECHO_ROOM, live_table, print_latency
 from netkit.render.output import Output
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -136,14 +136,14 @@ def live_targets() -> list[LiveTarget]:
 def draw_live(width: int) -> str:
     console = Console(width=width, color_system=None, highlight=False, markup=False, emoji=False)
     with console.capture() as capture:
-        # as LatencyLiveView.draw does: one column short of the screen
-        console.print(live_table(Method.UDP, 10, live_targets(), width - 1))
+        # as LatencyLiveView.draw does: room for the echo of ^C at the right
+        console.print(live_table(Method.UDP, 10, live_targets(), width - ECHO_ROOM))
     return "\n".join(line.rstrip() for line in capture.get().splitlines()) + "\n"
 
 
 def test_live_view_at_70_columns_keeps_every_target_whole() -> None:
     text = draw_live(70)
-    assert_terminal_text(text, 69)
+    assert_terminal_text(text, 70 - ECHO_ROOM)
     assert "127.0.0.1:40001" in text and "127.0.0.2:40001" in text
     assert "0.433 ms" in text and "9.180 ms" in text  # the RTTs carry their unit
     assert text.count("measure latency") == 1
@@ -154,3 +154,12 @@ def test_live_view_sparkline_shrinks_before_anything_goes() -> None:
     wide, narrow = draw_live(100), draw_live(70)
     assert "recent RTTs" in wide and "▁" in wide
     assert "recent RTTs" not in narrow and "avg" in narrow and "p95" in narrow
+    # short targets leave the sparkline room at 70 columns: it shrinks, every figure stays
+    short = [LiveTarget("[::1]", accounting(RTTS_A)), LiveTarget("127.0.0.1", accounting(RTTS_B))]
+    console = Console(width=70, color_system=None)
+    with console.capture() as capture:
+        console.print(live_table(Method.ICMP, 100, short, 70 - ECHO_ROOM))
+    text = capture.get()
+    header = text.splitlines()[1].split()
+    assert header == ["target", "sent", "recv", "loss", "last", "avg", "p95", "recent"], text
+    assert all(len(line) <= 70 - ECHO_ROOM for line in text.splitlines())

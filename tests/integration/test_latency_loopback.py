@@ -120,7 +120,8 @@ def test_icmp_loopback_v4_and_v6() -> None:
 
 def test_icmp_no_permission_names_what_to_enable(monkeypatch: pytest.MonkeyPatch) -> None:
     from netkit.core.errors import RuntimeFailure
-    from netkit.io.measure import latency
+    from netkit.io.measure import latency_probers as latency
+
     class NoSocket:
         def __init__(self, *a: object, **k: object) -> None:
             raise PermissionError(1, "Operation not permitted")

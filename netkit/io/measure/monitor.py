@@ -87,7 +87,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
     ``on_cut`` gets the number sent so the caller can say so.
     """
-    from netkit.io.measure.latency import PROBERS, UdpProber, measure_target
+    from netkit.io.measure.latency import measure_target
+    from netkit.io.measure.latency_probers import PROBERS, UdpProber
     from netkit.io.measure.probe import ProbeOptions, Prober
 
     start = clock.now_ns()

@@ -355,5 +355,5 @@ def print_latency(out: Output, result: LatencyResult, cfg: LatencyConfig, *, sam
         for r in result.targets:
             if fell_short(r, wanted):
                 out.warn(shortfall_note(r.target, wanted, r.achieved_pps or 0.0))
-    emit_summary(out, result.to_json(samples=samples), result.targets, result.thresholds,
-                 _title(result.method))
+    title = _title(result.method) + (" (stopped early)" if result.interrupted else "")
+    emit_summary(out, result.to_json(samples=samples), result.targets, result.thresholds, title)

@@ -81,7 +81,8 @@ class LossProgress:
 
 def loss_title(result: LossResult) -> str:
     achieved = "-" if result.achieved_pps is None else format_rate(result.achieved_pps, "pps")
-    return f"measure loss: {format_rate(result.rate_pps, 'pps')} requested, {achieved} achieved"
+    stopped = " (stopped early)" if result.interrupted else ""
+    return f"measure loss: {format_rate(result.rate_pps, 'pps')} requested, {achieved} achieved{stopped}"
 
 
 def print_loss(out: Output, result: LossResult, *, samples: bool = False) -> None:

@@ -163,3 +163,11 @@ def test_live_view_sparkline_shrinks_before_anything_goes() -> None:
     header = text.splitlines()[1].split()
     assert header == ["target", "sent", "recv", "loss", "last", "avg", "p95", "recent"], text
     assert all(len(line) <= 70 - ECHO_ROOM for line in text.splitlines())
+
+
+def test_a_run_stopped_early_says_so_in_its_title(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    result, cfg = udp_result()
+    text, _err = render(replace(result, interrupted=True), cfg, terminal=False, monkeypatch=monkeypatch)
+    assert text.splitlines()[0] == "measure latency --method udp (stopped early)"

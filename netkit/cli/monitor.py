@@ -229,7 +229,7 @@ class Dashboard:
         self.live: Any = None
 
     def render(self) -> Any:
-        from netkit.cli.measure_latency import sparkline
+        from netkit.render.latency import sparkline
         from netkit.render.tables import add_row, cell, make_table, state_cell
 
         table = make_table(["target", "method", "state", ("rtt ms", "right"), ("loss %", "right"),

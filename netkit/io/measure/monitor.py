@@ -38,7 +38,7 @@ from typing import Any
 
 from netkit.core.backoff import Backoff
 from netkit.core.errors import InputError, NetkitError, RuntimeFailure
-from netkit.core.latency_models import LatencyConfig
+from netkit.core.latency_models import LatencyConfig, Method
 from netkit.core.monitor_config import CliSettings, config_from_text
 from netkit.core.monitor_models import (
     MonitorConfig,
@@ -87,7 +87,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
     ``on_cut`` gets the number sent so the caller can say so.
     """
-    from netkit.io.measure.latency import PROBERS, UdpProber, measure_target
+    from netkit.io.measure.latency import measure_target
+    from netkit.io.measure.latency_probers import PROBERS, UdpProber
     from netkit.io.measure.probe import ProbeOptions, Prober
 
     start = clock.now_ns()
@@ -108,8 +109,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
             return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
                                  address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
                                  duration_ns=clock.now_ns() - start)
-    cfg = LatencyConfig(method=t.method, count=t.packets, interval_s=t.packet_interval_s, timeout_s=t.timeout_s)
-    prober = PROBERS[t.method](t.name, t.host, t.port, cfg, None)
+    cfg = LatencyConfig(method=Method(t.method), count=t.packets, interval_s=t.packet_interval_s, timeout_s=t.timeout_s)
+    prober = PROBERS[cfg.method](t.name, t.host, t.port, cfg, None)
     # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
     # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
     prober.final_query = _no_final_query  # type: ignore[method-assign]

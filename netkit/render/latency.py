@@ -48,8 +48,6 @@ SPARK_MAX = 40
 SPARK_MIN = 8
 #: Columns between two columns of a fitted table.
 GAP = 2
-#: Columns a live view leaves free at its right: the terminal echoes Ctrl-C as ``^C``.
-ECHO_ROOM = 2
 
 
 # ----- small pieces ------------------------------------------------------------------------------
@@ -177,9 +175,7 @@ class LatencyLiveView:
         self.targets = targets
 
     def draw(self) -> RenderableType:
-        # Room for the terminal's echo of ^C after the last line: were it to wrap onto a new line,
-        # the erase at the end would miss the view's first line (its title, then seen twice).
-        width = self.screen.width - ECHO_ROOM if self.screen is not None else None
+        width = self.screen.width if self.screen is not None else None
         return live_table(self.method, self.total, self.targets, width)
 
     def __enter__(self) -> LatencyLiveView:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from netkit.core.latency_models import LossConfig, LossResult, ReflectorKind, fell_short, shortfall_note
 from netkit.core.units import format_count, format_duration, format_rate
-from netkit.render.latency import ECHO_ROOM, emit_summary
+from netkit.render.latency import emit_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.text import Text
@@ -55,9 +55,7 @@ class LossProgress:
     def draw(self) -> Text:
         from rich.text import Text
 
-        # Room for the terminal's echo of ^C, as the latency view leaves (were it to wrap, the
-        # progress line would stay above the summary after Ctrl-C).
-        width = self.screen.width - ECHO_ROOM if self.screen is not None else None
+        width = self.screen.width if self.screen is not None else None
         return Text(progress_text(self.target, self.cfg.duration_s, *self._state, width=width),
                     no_wrap=True, overflow="fold")
 

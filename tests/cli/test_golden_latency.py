@@ -24,7 +24,8 @@ from netkit.core.latency_models import (
     TargetResult,
     check_thresholds,
 )
-from netkit.render.latency import ECHO_ROOM, live_table, print_latency
+from netkit.render.latency import live_table, print_latency
+from netkit.render.live import ECHO_ROOM
 from netkit.render.output import Output
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

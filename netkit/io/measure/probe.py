@@ -197,37 +197,39 @@ async def _session(host: str, sock: socket.socket, address: str, connect_ns: int
         if opts.tls:
             ctx = tls_context_for(opts)
             try:
-                reader, writer = await asyncio.wait_for(
+                reader, stream = await asyncio.wait_for(
                     asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=host,
                                             ssl_handshake_timeout=timeout_s),
                     timeout_s,
                 )
             except asyncio.TimeoutError:
                 return ProbeAttempt(ProbeState.TLS_ERROR, address, connect_ns,
-                               f"TLS handshake timed out after {timeout_s:g}s")
+                                    f"TLS handshake timed out after {timeout_s:g}s")
             except (ssl.SSLError, ConnectionError, EOFError, OSError) as exc:
                 return ProbeAttempt(ProbeState.TLS_ERROR, address, connect_ns, tls_error_message(exc))
-            sslobj = writer.get_extra_info("ssl_object")
+            writer = stream
+            sslobj = stream.get_extra_info("ssl_object")
             tls_info = _describe_tls(sslobj, ctx.verify_mode != ssl.CERT_NONE)
             if (opts.min_cert_days is not None and tls_info.days_left is not None
                     and tls_info.days_left < opts.min_cert_days):
                 return ProbeAttempt(ProbeState.TLS_ERROR, address, connect_ns,
-                               f"certificate expires in {tls_info.days_left:.1f} days "
-                               f"(fewer than {opts.min_cert_days:g})", tls_info)
+                                    f"certificate expires in {tls_info.days_left:.1f} days "
+                                    f"(fewer than {opts.min_cert_days:g})", tls_info)
         else:
-            reader, writer = await asyncio.open_connection(sock=sock)
+            reader, stream = await asyncio.open_connection(sock=sock)
+            writer = stream
         if opts.send is not None:
-            writer.write(opts.send)
+            stream.write(opts.send)
             try:
-                await asyncio.wait_for(writer.drain(), timeout_s)
+                await asyncio.wait_for(stream.drain(), timeout_s)
             except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 return ProbeAttempt(ProbeState.MISMATCH if opts.expect else ProbeState.CLOSED, address,
-                               connect_ns, f"send failed: {exc}", tls_info)
+                                    connect_ns, f"send failed: {exc}", tls_info)
         if opts.expect is not None:
             matched, buf, why = await _read_until(reader, opts.expect, timeout_s)
             if not matched:
                 return ProbeAttempt(ProbeState.MISMATCH, address, connect_ns,
-                               _mismatch_words(opts.expect, buf, why), tls_info)
+                                    _mismatch_words(opts.expect, buf, why), tls_info)
         return ProbeAttempt(ProbeState.OPEN, address, connect_ns, None, tls_info)
     finally:
         if writer is not None:

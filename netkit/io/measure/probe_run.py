@@ -22,6 +22,7 @@ import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from netkit.core.errors import InputError
 from netkit.core.probe_models import (
@@ -242,7 +243,7 @@ async def _one_pass(targets: list[Target], config: ProbeRunConfig, prober: Targe
         on_result(i, r)
 
     work = asyncio.ensure_future(probe_many(targets, config.options, on_result=collect, prober=prober))
-    waiters: set[asyncio.Future[object]] = {work, asyncio.ensure_future(stop.wait())}
+    waiters: set[asyncio.Future[Any]] = {work, asyncio.ensure_future(stop.wait())}
     if enough is not None:
         waiters.add(asyncio.ensure_future(enough.wait()))
     try:

@@ -136,8 +136,10 @@ def summary_line(result: ProbeRunResult) -> str:
 
 
 def render_probe(out: Output, result: ProbeRunResult, config: ProbeRunConfig) -> None:
-    """The finished run as tables and the summary line (``--format table``)."""
-    out.print(probe_table(result.rows, result.repeated, width=out.width))
+    """The finished run as tables and the summary line (``--format table``); with no row to show
+    (``--only`` kept none), the summary alone."""
+    if result.rows:
+        out.print(probe_table(result.rows, result.repeated, width=out.width))
     if config.options.tls and any(r.tls is not None for r in result.rows):
         out.print(tls_table(result.rows, width=out.width))
     out.line(summary_line(result))
@@ -182,6 +184,7 @@ class ProbeReport:
         self.failures: dict[str, str] = {}  # the latest failure of each target not (yet) up
         self.started_at = time.monotonic()
         self._printed = ""
+        self.watched = False  # a live line was shown: the progress needs no log lines, not even at the end
         # A live line only where a person watches and nothing else is being written to the same screen.
         self.screen = LiveScreen(out, self._draw) if out.format == "table" or not out.stdout_is_tty else None
 
@@ -190,15 +193,12 @@ class ProbeReport:
         self.started_at = time.monotonic()
         if self.screen is not None:
             self.screen.__enter__()
+            self.watched = self.screen.active
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.screen is not None:
             self.screen.__exit__(*exc)
-
-    @property
-    def live(self) -> bool:
-        return self.screen is not None and self.screen.active
 
     def progress_line(self, elapsed_s: float) -> str:
         """What the run is doing, in one line: the wait, the round, or the pass."""
@@ -232,7 +232,7 @@ class ProbeReport:
 
     def _log_progress(self) -> None:
         """``--wait`` off a terminal: one line on stderr whenever the state changes."""
-        if self.live or self.out.quiet or not self.config.wait:
+        if self.watched or self.out.quiet or not self.config.wait:
             return
         text = self.progress_line(time.monotonic() - self.started_at)
         core = text.rsplit(" [", 1)[0]
@@ -277,14 +277,14 @@ class ProbeReport:
             self.csv_started = True
 
     def round_ended(self, round_no: int, up: int, total: int) -> None:
-        if not self.live and not self.out.machine:
+        if not self.watched and not self.out.machine:
             self.out.info(f"round {round_no}/{self.config.repeat}: {up}/{total} up")
 
     # ----- the end -----------------------------------------------------------------------------------
     def finish(self, result: ProbeRunResult) -> None:
         """Print the finished run in the chosen format (what was not streamed already)."""
         out = self.out
-        if self.config.wait and not self.live:
+        if self.config.wait and not self.watched:
             self._printed = ""
             self._log_progress()
         if out.format == "jsonl":

@@ -334,3 +334,70 @@ def test_80_column_terminal_keeps_targets_and_errors_whole() -> None:
     assert f"127.0.0.1:{up}" in text and f"127.0.0.1:{down}" in text, text
     assert "connection" in text and "refused" in text
     assert max(len(line) for line in text.splitlines()) <= 80, text
+
+
+def test_bad_lines_name_the_file_and_line_and_urls_get_a_hint(tmp_path: Path) -> None:
+    f = tmp_path / "targets.txt"
+    f.write_text("127.0.0.1:22\n# a comment\n\nhttp://localhost:8080/health\n")
+    r = support.invoke(["probe", "--targets-file", str(f)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert f"{f}:4: invalid target 'http://localhost:8080/health': a URL is not a target; give HOST:PORT, " \
+           "e.g. localhost:8080" in r.stderr
+    url = support.invoke(["probe", "https://example.test"])
+    assert url.exit_code == 2 and "IPv6" not in url.stderr and "e.g. example.test:443" in url.stderr
+    piped = support.invoke(["probe", "-"], input="127.0.0.1:1\nnohost\n")
+    assert piped.exit_code == 2 and "stdin:2: invalid target 'nohost': no port" in piped.stderr
+
+
+def test_silent_udp_port_is_open_filtered_not_up() -> None:
+    """Exit status and JSON unchanged (open|filtered passes); the summary line says what it is."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        table = support.invoke(["probe", "--udp", target, "--timeout", "200ms"])
+        js = support.invoke(["probe", "--udp", target, "--timeout", "200ms", "--format", "json"])
+    finally:
+        silent.close()
+    assert table.exit_code == 0 and js.exit_code == 0
+    assert table.stdout.splitlines()[-1] == "1 target: 0 open, 1 open|filtered (no reply), 0 failed"
+    assert "up" not in table.stdout.splitlines()[-1]
+    assert js.json()["summary"] == {"total": 1, "open": 0, "failed": 0, "success_rate": 1.0}
+
+
+def test_repeat_off_a_terminal_logs_every_round_including_the_last() -> None:
+    with ports() as (up, _down):
+        r = support.invoke(["probe", f"127.0.0.1:{up}", "--repeat", "3", "--interval", "10ms"])
+    assert r.exit_code == 0
+    assert [line for line in r.stderr.splitlines() if line.startswith("round")] == [
+        "round 1/3: 1/1 up", "round 2/3: 1/1 up", "round 3/3: 1/1 up"]
+    assert r.stdout.splitlines()[-1] == "1 target, 3/3 rounds: 1 open, 0 failed; success 100 %"
+
+
+def _screen_text(screen: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
+
+
+def test_retries_show_progress_on_a_terminal() -> None:
+    """``--retries`` on a failing target: the terminal shows what is going on long before the end."""
+    with ports() as (_up, down):
+        code, screen, _ = support.netkit_on_a_terminal("probe", f"127.0.0.1:{down}", "--retries", "2",
+                                                       "--backoff", "700ms", "--backoff-factor", "1")
+    text = _screen_text(screen)
+    assert code == 1
+    assert "probing: 0/1 done, 0 up" in text
+    assert f"attempt 1 of 3 failed: 127.0.0.1:{down} closed, connection refused; retrying" in text
+    assert text.rstrip().splitlines()[-1] == "1 target: 0 open, 1 failed"
+
+
+def test_repeat_rounds_on_the_live_line_not_as_new_lines() -> None:
+    with ports() as (up, _down):
+        code, screen, _ = support.netkit_on_a_terminal("probe", f"127.0.0.1:{up}", "--repeat", "4",
+                                                       "--interval", "300ms")
+    text = _screen_text(screen)
+    assert code == 0
+    assert "round 2/4: 1/1 done" in text
+    assert "round 1/4: 1/1 up" not in text  # the log lines are for a pipe
+    assert text.rstrip().splitlines()[-1] == "1 target, 4/4 rounds: 1 open, 0 failed; success 100 %"

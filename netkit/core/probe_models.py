@@ -16,6 +16,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from netkit.core.backoff import Backoff
+from netkit.core.escape import safe_text
 from netkit.core.targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,12 +62,23 @@ _ERRNO_STATES: dict[int, tuple[ProbeState, str]] = {
 }
 
 
+#: A TCP connect that landed on its own source port (same address and port): nobody listens there.
+SELF_CONNECT_ERROR = "self-connect: the socket connected to itself (nothing listening)"
+
+
 def classify_errno(err: int, strerror: str | None = None) -> tuple[ProbeState, str]:
     """Map a connect/recv errno to a state and a few words for the error column."""
     if err in _ERRNO_STATES:
         return _ERRNO_STATES[err]
     words = strerror or _errno.errorcode.get(err, f"errno {err}")
     return ProbeState.UNREACHABLE, words.lower() if strerror else words
+
+
+def mismatch_words(pattern: re.Pattern[str], reply: bytes, why: str | None) -> str:
+    """The error of a reply that did not match ``--expect``: ``expected /^SSH-/, got "HTTP/1.1 400"``,
+    the peer's bytes shown inert (escaped, at most 60 characters)."""
+    got = safe_text(reply, limit=60) if reply else "nothing"
+    return f"expected /{pattern.pattern}/, got \"{got}\"" + (f" ({why})" if why else "")
 
 
 def same_endpoint(local: Sequence[object], peer: Sequence[object]) -> bool:
@@ -327,6 +339,13 @@ class ProbeOptions:
     def plain_connect(self) -> bool:
         """A bare TCP connect: what the fast scan loop can do instead."""
         return not (self.tls or self.udp or self.send is not None or self.expect is not None)
+
+    def retryable(self, state: ProbeState) -> bool:
+        """Whether an attempt that ended in ``state`` is worth another: never once up; a failed
+        lookup only when waiting (a container's name often appears in DNS only when it starts)."""
+        if state.ok:
+            return False
+        return self.retry_dns if state is ProbeState.DNS_ERROR else True
 
 
 @dataclass(frozen=True)

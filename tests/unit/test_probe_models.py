@@ -20,7 +20,7 @@ def result(state: ProbeState, target: str = "h:1") -> ProbeResult:
     return ProbeResult(target, "h", 1, "127.0.0.1", state, 1, None, None, 1.0, None)
 
 
-def test_state_names_are_the_issues() -> None:
+def test_state_names_are_the_published_ones() -> None:
     assert {s.value for s in ProbeState} == {
         "open", "closed", "timeout", "unreachable", "dns-error", "tls-error", "mismatch", "open|filtered"}
 

@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netkit.core.backoff import RetryPlan
-from netkit.core.escape import safe_text
 from netkit.core.probe_models import (
+    SELF_CONNECT_ERROR,
     ProbeAttempt,
     ProbeOptions,
     ProbeResult,
     ProbeState,
     TlsInfo,
     classify_errno,
+    mismatch_words,
     ns_to_ms,
     same_endpoint,
 )
@@ -43,11 +44,11 @@ from netkit.io.resolve import PORT_UNREACHABLE, Resolved, ResolveError, resolve_
 NS = 1_000_000_000
 MAX_REPLY = 64 * 1024
 DEFAULT_UDP_PAYLOAD = b"netkit probe\n"
-SELF_CONNECT_ERROR = "self-connect: the socket connected to itself (nothing listening)"
 
 
 def is_self_connect(sock: socket.socket) -> bool:
-    """True when a connected TCP socket is connected to itself (see ANCHORS, the scan trap)."""
+    """True when a connected TCP socket is connected to itself: probing a port of this host's own
+    ephemeral range, a connect can pick that port as its source and "open" with nobody listening."""
     try:
         return same_endpoint(sock.getsockname(), sock.getpeername())
     except OSError:
@@ -151,11 +152,6 @@ async def _read_until(reader: asyncio.StreamReader, pattern: re.Pattern[str] | N
     return False, buf, "the peer closed the connection" if len(buf) < MAX_REPLY else "reply too long"
 
 
-def _mismatch_words(pattern: re.Pattern[str], buf: bytes, why: str | None) -> str:
-    got = safe_text(buf, limit=60) if buf else "nothing"
-    return f"expected /{pattern.pattern}/, got \"{got}\"" + (f" ({why})" if why else "")
-
-
 async def _tcp_attempt(host: str, addr: Resolved, port: int, opts: ProbeOptions, timeout_s: float,
                        clock: Clock) -> ProbeAttempt:
     loop = asyncio.get_running_loop()
@@ -229,7 +225,7 @@ async def _session(host: str, sock: socket.socket, address: str, connect_ns: int
             matched, buf, why = await _read_until(reader, opts.expect, timeout_s)
             if not matched:
                 return ProbeAttempt(ProbeState.MISMATCH, address, connect_ns,
-                                    _mismatch_words(opts.expect, buf, why), tls_info)
+                                    mismatch_words(opts.expect, buf, why), tls_info)
         return ProbeAttempt(ProbeState.OPEN, address, connect_ns, None, tls_info)
     finally:
         if writer is not None:
@@ -260,18 +256,10 @@ async def _udp_attempt(addr: Resolved, port: int, opts: ProbeOptions, timeout_s:
             return ProbeAttempt(state, address, None, words)
         rtt = clock.now_ns() - start
         if opts.expect is not None and not opts.expect.search(data.decode("utf-8", "replace")):
-            return ProbeAttempt(ProbeState.MISMATCH, address, rtt, _mismatch_words(opts.expect, data, None))
+            return ProbeAttempt(ProbeState.MISMATCH, address, rtt, mismatch_words(opts.expect, data, None))
         return ProbeAttempt(ProbeState.OPEN, address, rtt, None)
     finally:
         sock.close()
-
-
-def _retryable(state: ProbeState, opts: ProbeOptions) -> bool:
-    if state.ok:
-        return False
-    if state is ProbeState.DNS_ERROR:
-        return opts.retry_dns
-    return True
 
 
 def _target_text(target: Target) -> str:
@@ -358,7 +346,7 @@ class TargetProber:
                 last = await self._attempt(target, addrs, plan)
             if self.on_attempt is not None:
                 self.on_attempt(target, attempts, last)
-            if not _retryable(last.state, opts):
+            if not opts.retryable(last.state):
                 break
             now = self.clock.now_ns()
             nxt = plan.next_attempt_ns(attempts, now, self.rng)

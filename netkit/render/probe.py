@@ -284,9 +284,6 @@ class ProbeReport:
     def finish(self, result: ProbeRunResult) -> None:
         """Print the finished run in the chosen format (what was not streamed already)."""
         out = self.out
-        if self.config.wait and not self.watched:
-            self._printed = ""
-            self._log_progress()
         if out.format == "jsonl":
             return
         if out.format == "table":

@@ -12,6 +12,7 @@ drop, and nothing is cut with an ellipsis (an error wraps in its column).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -173,7 +174,9 @@ class ProbeReport:
         self.csv_started = False
         self.document = (StreamedJsonDocument(out, "targets", "summary")
                          if out.format == "json" and config.streaming else None)
-        # What the progress shows (written by the run, possibly from the scan thread; read when drawn).
+        # What the progress shows: written by the run (possibly from the scan thread) and read by the
+        # live view's refresh thread, so both hold the lock.
+        self._lock = threading.Lock()
         self.total: int | None = None
         self.done = 0
         self.up = 0
@@ -201,7 +204,11 @@ class ProbeReport:
             self.screen.__exit__(*exc)
 
     def progress_line(self, elapsed_s: float) -> str:
-        """What the run is doing, in one line: the wait, the round, or the pass."""
+        """What the run is doing, in one line (two when a failed attempt is about to be retried)."""
+        with self._lock:
+            return self._progress_line(elapsed_s)
+
+    def _progress_line(self, elapsed_s: float) -> str:
         total = "?" if self.total is None else format_count(self.total)
         clock = f"{elapsed_s:.1f} s"
         if self.config.wait:
@@ -242,28 +249,31 @@ class ProbeReport:
 
     # ----- the ProbeListener protocol ----------------------------------------------------------------
     def started(self, total: int | None) -> None:
-        self.passes += 1
-        self.round_no = self.passes
-        self.total, self.done, self.up = total, 0, 0
-        self.attempts.clear()
+        with self._lock:
+            self.passes += 1
+            self.round_no = self.passes
+            self.total, self.done, self.up = total, 0, 0
+            self.attempts.clear()
 
     def attempted(self, target: Target, attempts: int, attempt: ProbeAttempt) -> None:
         key = str(target)
-        self.attempts[key] = attempts
-        if attempt.state.ok:
-            self.up_targets.add(key)
-            self.failures.pop(key, None)
-        else:
-            self.failures[key] = _failure_words(key, attempt.state, attempt.error)
+        with self._lock:
+            self.attempts[key] = attempts
+            if attempt.state.ok:
+                self.up_targets.add(key)
+                self.failures.pop(key, None)
+            else:
+                self.failures[key] = _failure_words(key, attempt.state, attempt.error)
         self._log_progress()
 
     def result(self, index: int, result: ProbeResult, round_no: int | None,
                repeated: RepeatedResult | None) -> None:
-        self.done += 1
-        self.up += result.ok
-        self.attempts.pop(result.target, None)
-        if not self.config.wait:
-            self.failures.pop(result.target, None)
+        with self._lock:
+            self.done += 1
+            self.up += result.ok
+            self.attempts.pop(result.target, None)
+            if not self.config.wait:
+                self.failures.pop(result.target, None)
         if self.out.format == "jsonl" and self.config.shows(result.ok):
             record = result.record() if repeated is None else {"round": round_no, **repeated.record()}
             self.out.jsonl(record)

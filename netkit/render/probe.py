@@ -218,7 +218,8 @@ class ProbeReport:
                 text += f", {waiting} not yet; {next(iter(self.failures.values()))}"
             return text + f" [{clock} of {self.config.options.deadline_s:g} s]"
         head = f"round {self.round_no}/{self.config.repeat}: " if self.config.repeat is not None else "probing: "
-        text = f"{head}{format_count(self.done)}/{total} done, {format_count(self.up)} up [{clock}]"
+        of = "" if self.total is None else f"/{total}"  # a streaming run does not know its total
+        text = f"{head}{format_count(self.done)}{of} done, {format_count(self.up)} up [{clock}]"
         retries = self.config.options.retries
         pending = [k for k in self.failures if k in self.attempts]
         if retries and pending:

@@ -68,9 +68,9 @@ def probe(targets: tuple[str, ...], targets_file: str | None, **kw: Any) -> int:
 
     \b
     States: open, closed (refused), timeout, unreachable, dns-error, tls-error,
-    mismatch (--expect), open|filtered (UDP, silent: no reply and no refusal).
-    Exit status: 0 every target up (open, or open|filtered with --udp; --any: at least one),
-    1 otherwise, 2 bad input, 130 interrupted.
+    mismatch (--expect), open|filtered (UDP: no reply and no refusal).
+    Exit status: 0 when every target is up (open; with --udp also open|filtered),
+    or with --any when one is; 1 otherwise; 2 bad input; 130 interrupted.
 
     \b
     Examples:

@@ -46,23 +46,31 @@ LIVE_AFTER_S = 0.25
 
 
 # ----- the result table ----------------------------------------------------------------------------
-def _table_columns(rows: Sequence[ProbeResult], repeated: bool) -> tuple[list[Col], bool]:
-    """The columns (fewest dropped first: resolve, attempts, address, total) and whether resolve shows."""
+def _table_columns(rows: Sequence[ProbeResult], repeated: bool, *,
+                   terse: bool) -> tuple[list[Col], bool, bool]:
+    """The columns (dropped first when narrow: resolve, attempts, address, total), and whether the
+    resolve and address columns show. ``terse`` (a terminal): no address column when every address
+    is its target's own IP literal, so the error has the room instead."""
     show_resolve = any(not is_ip_literal(r.host) for r in rows)
-    cols = [Col("target"), Col("address", drop=3), Col("state"), Col("attempts", "right", drop=4),
-            Col("connect", "right")]
+    show_address = not terse or any(r.address not in (None, r.host) for r in rows)
+    cols = [Col("target")]
+    if show_address:
+        cols.append(Col("address", drop=3))
+    cols += [Col("state"), Col("attempts", "right", drop=4), Col("connect", "right")]
     if show_resolve:
         cols.append(Col("resolve", "right", drop=5))
     cols.append(Col("total", "right", drop=2))
     if repeated:
         cols += [Col("ok/rounds", "right"), Col("success", "right", drop=1)]
     cols.append(Col("error", fold=True))
-    return cols, show_resolve
+    return cols, show_resolve, show_address
 
 
-def _row_texts(r: ProbeResult, show_resolve: bool, a: RepeatedResult | None) -> list[str | None]:
+def _row_texts(r: ProbeResult, show_resolve: bool, show_address: bool,
+               a: RepeatedResult | None) -> list[str | None]:
     """One row's cells as text (None shows as '-'); figures carry their unit."""
-    vals: list[str | None] = [r.target, r.address, r.state.value, str(r.attempts), format_ms(r.connect_ms)]
+    vals: list[str | None] = [r.target, r.address] if show_address else [r.target]
+    vals += [r.state.value, str(r.attempts), format_ms(r.connect_ms)]
     if show_resolve:
         vals.append(format_ms(r.resolve_ms))
     vals.append(format_ms(r.elapsed_ms))
@@ -76,8 +84,9 @@ def _row_texts(r: ProbeResult, show_resolve: bool, a: RepeatedResult | None) -> 
 def probe_table(rows: Sequence[ProbeResult], repeated: Sequence[RepeatedResult] | None, *,
                 width: int | None) -> RenderableType:
     """The result table: a fitted Rich table for a screenful, plain aligned text for a large scan."""
-    cols, show_resolve = _table_columns(rows, repeated is not None)
-    data = [_row_texts(r, show_resolve, None if repeated is None else repeated[i]) for i, r in enumerate(rows)]
+    cols, show_resolve, show_address = _table_columns(rows, repeated is not None, terse=width is not None)
+    data = [_row_texts(r, show_resolve, show_address, None if repeated is None else repeated[i])
+            for i, r in enumerate(rows)]
     if len(data) > PLAIN_TABLE_ROWS:
         return _plain_table(cols, data, width)
     state_at = [c.name for c in cols].index("state")

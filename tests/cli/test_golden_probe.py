@@ -210,3 +210,16 @@ def test_progress_lines_say_what_is_happening() -> None:
     assert line == ("waiting: 1/2 up, 1 not yet; db:5432 dns-error, name not resolved (Name or service not known)"
                     " [2.0 s of 30 s]")
     assert "((" not in line and "))" not in line
+
+
+def test_issue_repro_on_a_terminal_gives_the_error_the_address_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``probe 127.0.0.1:1-3 no-such-host.invalid:80``: every address is its target's own literal (or
+    none), so a terminal shows no address column and the errors keep to one line or two."""
+    rows = [r for r in plain_result().rows if r.host != "localhost"][:4]
+    result = ProbeRunResult(summarize(rows), passed(rows), rows=rows)
+    screen = render(result, PLAIN, terminal=True, monkeypatch=monkeypatch)
+    piped = render(result, PLAIN, terminal=False, monkeypatch=monkeypatch)
+    assert_terminal_text(screen, 80)
+    assert "address" not in screen and "address" in piped
+    assert "connection refused" in screen and "no-such-host.invalid:80" in screen and "dns-error" in screen
+    check_golden("probe_literals_80.txt", screen)

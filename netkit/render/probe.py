@@ -33,7 +33,7 @@ from netkit.core.targets import Target, is_ip_literal
 from netkit.core.units import format_count, format_ms, format_percent
 from netkit.render.live import LiveScreen
 from netkit.render.output import Output, StreamedJsonDocument, to_jsonable
-from netkit.render.tables import Col, fit_columns, fitted_table, state_cell
+from netkit.render.tables import FOLD_MIN, Col, fit_columns, fitted_table, state_cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Above this many rows the table is plain aligned text: Rich needs ~0.5 ms a row.
 PLAIN_TABLE_ROWS = 2000
+#: Characters the error column should have on a terminal before it wraps ("connection refused" is 18).
+ERROR_ROOM = 24
 #: The live line stays blank this long, so a quick run does not flash a line on the terminal.
 LIVE_AFTER_S = 0.25
 
@@ -89,6 +91,13 @@ def probe_table(rows: Sequence[ProbeResult], repeated: Sequence[RepeatedResult] 
             for i, r in enumerate(rows)]
     if len(data) > PLAIN_TABLE_ROWS:
         return _plain_table(cols, data, width)
+    if width is not None:
+        # The error is what a failed row is read for: columns give way until it has ERROR_ROOM
+        # characters (the fitted table alone would stop at a narrower fold and wrap every error).
+        longest = max((len(vals[-1] or "-") for vals in data), default=0)
+        keep = fit_columns(cols, data, width - max(0, min(ERROR_ROOM, longest) - FOLD_MIN))
+        cols = [cols[i] for i in keep]
+        data = [[vals[i] for i in keep] for vals in data]
     state_at = [c.name for c in cols].index("state")
     cells = [[state_cell(v or "") if i == state_at else v for i, v in enumerate(vals)] for vals in data]
     return fitted_table(cols, cells, width=width)

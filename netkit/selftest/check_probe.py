@@ -7,9 +7,9 @@ import re
 import socket
 
 from netkit.core.backoff import Backoff
-from netkit.core.probe_models import ProbeState
+from netkit.core.probe_models import ProbeOptions, ProbeState
 from netkit.core.targets import Target
-from netkit.io.measure.probe import ProbeOptions, probe_many
+from netkit.io.measure.probe import probe_many
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 40

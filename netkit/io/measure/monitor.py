@@ -2,7 +2,7 @@
 
 One round for one target has two phases, both from the existing cores:
 
-1. reachability (tcp-connect, udp) through ``netkit.io.measure.probe.Prober``: the same attempts, retries
+1. reachability (tcp-connect, udp) through ``netkit.io.measure.probe.TargetProber``: the same attempts, retries
    and errno classification as ``netkit probe``. A target that does not come up ends its round
    here (no latency packets to a closed port);
 2. latency and loss through ``netkit.io.measure.latency``'s probers and ``measure_target``: ``packets``
@@ -89,7 +89,7 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     """
     from netkit.io.measure.latency import measure_target
     from netkit.io.measure.latency_probers import PROBERS, UdpProber
-    from netkit.io.measure.probe import ProbeOptions, Prober
+    from netkit.io.measure.probe import ProbeOptions, TargetProber
 
     start = clock.now_ns()
     deadline = start + int(t.budget_s * NS)
@@ -103,7 +103,7 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
             timeout_s=t.timeout_s, retries=t.retries, backoff=Backoff(step, 2.0, NS), deadline_s=t.budget_s,
             concurrency=1, udp=t.method == "udp", resolve_timeout_s=min(5.0, t.budget_s),
         )
-        res = await Prober(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
+        res = await TargetProber(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
         probe_state, attempts, probe_error, address = res.state.value, res.attempts, res.error, res.address
         if not res.state.ok:
             return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,

@@ -1,0 +1,174 @@
+"""Tables and lines of ``netkit info``: interfaces, connections and traffic rates.
+
+Every table is a :func:`netkit.render.tables.fitted_table`: on an 80-column terminal the
+identifying column (interface, socket endpoints) and the headline figures stay whole and the
+least important columns go first; off a terminal (``width`` None) every column is printed.
+Rates are bits per second (SI), like every rate netkit prints; ``in_bytes`` switches the
+traffic figures to bytes per second (IEC) for people who read counters that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from netkit.core.escape import safe_text
+from netkit.core.units import format_bitrate, format_byte_rate, format_bytes, format_count, format_rate
+from netkit.render.tables import Col, fitted_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+    from netkit.core.sysinfo_models import Connection, InterfaceInfo, TrafficSample
+
+
+# ----- interfaces --------------------------------------------------------------------------------
+INTERFACE_COLS = (
+    Col("interface"),
+    Col("state"),
+    Col("rx", "right"),
+    Col("tx", "right"),
+    Col("errors rx/tx", "right", drop=2),
+    Col("drops rx/tx", "right", drop=2),
+    Col("rx pkts", "right", drop=4),
+    Col("tx pkts", "right", drop=4),
+    Col("mtu", "right", drop=5),
+    Col("speed", "right", drop=6),
+    Col("duplex", drop=7),
+    Col("addresses", drop=1),
+)
+
+
+def _pair(a: int | None, b: int | None) -> str:
+    return f"{'-' if a is None else format_count(a)}/{'-' if b is None else format_count(b)}"
+
+
+def _opt(value: int | None, fmt: str = "count") -> str | None:
+    if value is None:
+        return None
+    return format_bytes(value) if fmt == "bytes" else format_count(value)
+
+
+def interface_table(ifaces: Sequence[InterfaceInfo], *, width: int | None) -> Table:
+    """One row per interface. On a terminal the addresses stack one per line; off it they are
+    joined on the row (``, ``) so each interface stays one line for grep and awk."""
+    rows = []
+    for i in ifaces:
+        addrs = [*i.ipv4, *i.ipv6, *([f"link {i.mac}"] if i.mac else [])]
+        joined = ("\n" if width is not None else ", ").join(addrs) if addrs else None
+        rows.append((
+            i.name, "up" if i.up else "down",
+            _opt(i.rx_bytes, "bytes"), _opt(i.tx_bytes, "bytes"),
+            _pair(i.rx_errors, i.tx_errors), _pair(i.rx_drops, i.tx_drops),
+            _opt(i.rx_packets), _opt(i.tx_packets),
+            i.mtu, format_bitrate(i.speed_mbps * 1e6) if i.speed_mbps else None, i.duplex, joined,
+        ))
+    return fitted_table(INTERFACE_COLS, _styled(rows, state_at=1), width=width)
+
+
+# ----- connections -------------------------------------------------------------------------------
+CONNECTION_COLS = (
+    Col("proto"),
+    Col("state"),
+    Col("local"),
+    Col("remote"),
+    Col("pid", "right", drop=2),
+    Col("process", drop=1, fold=True),
+)
+
+
+def endpoint(addr: str | None, port: int | None) -> str:
+    """``127.0.0.1:22``, ``[::1]:22``; ``*`` for no address, ``addr:*`` for no port."""
+    if addr is None:
+        return "*"
+    shown = f"[{addr}]" if ":" in addr else addr
+    return f"{shown}:{port if port else '*'}"
+
+
+def connection_table(conns: Sequence[Connection], *, width: int | None) -> Table:
+    rows = [(c.proto if c.family == "ipv4" else f"{c.proto}6", c.state, endpoint(c.local_address, c.local_port),
+             endpoint(c.remote_address, c.remote_port), c.pid, c.process) for c in conns]
+    return fitted_table(CONNECTION_COLS, rows, width=width)
+
+
+def hidden_owners_note(owners_hidden: int, processes_hidden: int) -> str:
+    return (f"netkit: note: {owners_hidden} socket(s) shown without PID and process: they belong to "
+            f"{processes_hidden} process(es) this user may not inspect (run as root to see them)")
+
+
+# ----- traffic -----------------------------------------------------------------------------------
+def traffic_rate(bytes_per_s: float, *, in_bytes: bool = False) -> str:
+    """A byte counter's rate: ``12.3 Mbit/s`` (SI bits, the default), or ``1.47 MiB/s`` (IEC bytes)."""
+    return format_byte_rate(bytes_per_s) if in_bytes else format_bitrate(bytes_per_s * 8)
+
+
+def _pps(value: float) -> str:
+    return format_rate(value, "pkt/s")
+
+
+TRAFFIC_COLS = (
+    Col("interface"),
+    Col("rx", "right"),
+    Col("tx", "right"),
+    Col("rx pkts", "right", drop=2),
+    Col("tx pkts", "right", drop=2),
+    Col("errors rx/tx", "right", drop=1),
+    Col("drops rx/tx", "right", drop=1),
+)
+
+
+def traffic_table(samples: Sequence[TrafficSample], *, width: int | None, title: str | None = None,
+                  in_bytes: bool = False) -> Table:
+    """Rates per interface (one interval, or the whole run); errors and drops are counts."""
+    rows = [(s.interface, traffic_rate(s.rx_bytes_per_s, in_bytes=in_bytes),
+             traffic_rate(s.tx_bytes_per_s, in_bytes=in_bytes), _pps(s.rx_packets_per_s), _pps(s.tx_packets_per_s),
+             _pair(s.rx_errors, s.tx_errors), _pair(s.rx_drops, s.tx_drops)) for s in samples]
+    return fitted_table(TRAFFIC_COLS, rows, width=width, title=title)
+
+
+def seconds_text(seconds: float) -> str:
+    """An interval as the user wrote it, without float noise: ``1s``, ``0.2s``, ``1.5s``."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def traffic_live_title(interval_s: float, rounds: int) -> str:
+    every = seconds_text(interval_s)
+    if rounds == 0:
+        return f"traffic every {every}: waiting for the first interval"
+    return f"traffic every {every}, interval {rounds} (Ctrl-C stops)"
+
+
+def traffic_summary_title(summary: Sequence[TrafficSample], interval_s: float, rounds: int) -> str:
+    elapsed = max((s.elapsed_s for s in summary), default=0.0)
+    return f"traffic averaged over {elapsed:.1f}s ({rounds} intervals of {seconds_text(interval_s)})"
+
+
+TRAFFIC_LINE_WIDTHS = (12, 15, 14, 13, 14, 13, 12, 12)
+
+
+def traffic_header() -> str:
+    """The header of the per-interval lines written off a terminal."""
+    names = ("time", "interface", "rx/s", "rx pkt/s", "tx/s", "tx pkt/s", "err rx/tx", "drop rx/tx")
+    return _line(names)
+
+
+def traffic_line(s: TrafficSample, *, in_bytes: bool = False) -> str:
+    """One interface in one interval, aligned under :func:`traffic_header` (a pipe or a file)."""
+    clock = (s.timestamp or "")[11:23]
+    return _line((clock, safe_text(s.interface), traffic_rate(s.rx_bytes_per_s, in_bytes=in_bytes),
+                  _pps(s.rx_packets_per_s), traffic_rate(s.tx_bytes_per_s, in_bytes=in_bytes),
+                  _pps(s.tx_packets_per_s), _pair(s.rx_errors, s.tx_errors), _pair(s.rx_drops, s.tx_drops)))
+
+
+def _line(values: Sequence[str]) -> str:
+    parts = [f"{v:<{w}}" if i < 2 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, TRAFFIC_LINE_WIDTHS,
+                                                                                    strict=True))]
+    return " ".join(parts).rstrip()
+
+
+def _styled(rows: list[tuple[object, ...]], *, state_at: int) -> list[tuple[object, ...]]:
+    """The state column coloured as everywhere (green up, red down)."""
+    from rich.text import Text
+
+    return [(*r[:state_at], Text(str(r[state_at]), style="green" if r[state_at] == "up" else "red"),
+             *r[state_at + 1:]) for r in rows]

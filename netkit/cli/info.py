@@ -117,8 +117,13 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...], in_b
     ends a run without --count normally (exit 0); one cut short before --count exits 130.
     """
     from netkit.core.sysinfo_models import TRAFFIC_FIELDS
-    from netkit.render.info import traffic_header, traffic_line, traffic_live_title, traffic_summary_title, \
-        traffic_table
+    from netkit.render.info import (
+        traffic_header,
+        traffic_line,
+        traffic_live_title,
+        traffic_summary_title,
+        traffic_table,
+    )
     from netkit.render.live import LiveScreen
     from netkit.sysinfo.traffic import watch_traffic
 

@@ -166,7 +166,7 @@ def _line(values: Sequence[str]) -> str:
     return " ".join(parts).rstrip()
 
 
-def _styled(rows: list[tuple[object, ...]], *, state_at: int) -> list[tuple[object, ...]]:
+def _styled(rows: Sequence[tuple[object, ...]], *, state_at: int) -> list[tuple[object, ...]]:
     """The state column coloured as everywhere (green up, red down)."""
     from rich.text import Text
 

@@ -18,7 +18,7 @@ from netkit.core.monitor_models import (
     round_record,
     summary_record,
 )
-from netkit.io.measure.monitor import Monitor
+from netkit.core.monitor_metrics import metric_families
 
 T = MonitorTarget("db", "127.0.0.1", 5432, "tcp-connect", 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
 
@@ -89,8 +89,22 @@ def test_reload_keeps_counters_of_targets_still_configured() -> None:
     assert ("127.0.0.1:2", "tcp-connect") not in state.totals
 
 
-def _families(monitor: Monitor) -> dict[str, object]:
-    text = generate_latest(monitor.registry).decode()
+class _StateCollector:
+    """The exposition of a hand-made state, as the monitor's collector produces it at a scrape."""
+
+    def __init__(self, state: MonitorState) -> None:
+        self.state = state
+
+    def collect(self) -> list[object]:
+        return metric_families(self.state, None)  # type: ignore[return-value]
+
+
+def _families(state: MonitorState) -> dict[str, object]:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(_StateCollector(state))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
@@ -98,16 +112,15 @@ def test_collector_exposition_parses_with_units_types_and_labels() -> None:
     cfg = config_from_text('labels = { site = "lab" }\nbuckets = [0.001, 0.01]\n[[targets]]\ntarget = "127.0.0.1:1"\n'
                            'name = "a"\nlabels = { role = "x" }\n[[targets]]\ntarget = "127.0.0.1:2"\nname = "b"\n',
                            CliSettings())
-    monitor = Monitor(cfg)
-    fams = _families(monitor)
+    state = MonitorState(cfg)
+    fams = _families(state)
     # Before a round: counters at zero, no success/duration sample yet (unknown is not 0).
     assert fams["netkit_probe_success"].samples == []  # type: ignore[attr-defined]
     a = cfg.targets[0]
-    with monitor.lock:
-        monitor.state.record(combine_round(a, probe_state="open", attempts=2, probe_error=None, address="127.0.0.1",
-                                           sent=3, received=2, lost=1, rtts_ns=(500_000, 2_000_000),
-                                           latency_error=None, duration_ns=300_000_000))
-    fams = _families(monitor)
+    state.record(combine_round(a, probe_state="open", attempts=2, probe_error=None, address="127.0.0.1",
+                               sent=3, received=2, lost=1, rtts_ns=(500_000, 2_000_000),
+                               latency_error=None, duration_ns=300_000_000))
+    fams = _families(state)
     types = {name: f.type for name, f in fams.items()}  # type: ignore[attr-defined]
     assert types == {"netkit_probe_success": "gauge", "netkit_probe_duration_seconds": "gauge",
                      "netkit_rtt_seconds": "histogram", "netkit_packets_sent": "counter",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from netkit.core.escape import safe_text
-from netkit.core.units import format_bitrate, format_byte_rate, format_bytes, format_count, format_rate
+from netkit.core.units import format_bitrate, format_byte_rate, format_bytes, format_count, format_rate, three_digits
 from netkit.render.tables import Col, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,10 +52,13 @@ def _opt(value: int | None, fmt: str = "count") -> str | None:
 def interface_table(ifaces: Sequence[InterfaceInfo], *, width: int | None) -> Table:
     """One row per interface. On a terminal the addresses stack one per line; off it they are
     joined on the row (``, ``) so each interface stays one line for grep and awk."""
+    from rich.text import Text
+
     rows = []
     for i in ifaces:
         addrs = [*i.ipv4, *i.ipv6, *([f"link {i.mac}"] if i.mac else [])]
-        joined = ("\n" if width is not None else ", ").join(addrs) if addrs else None
+        # Text, not str: a multi-line cell keeps its line breaks (each address made inert first).
+        joined = Text(("\n" if width is not None else ", ").join(safe_text(a) for a in addrs)) if addrs else None
         rows.append((
             i.name, "up" if i.up else "down",
             _opt(i.rx_bytes, "bytes"), _opt(i.tx_bytes, "bytes"),
@@ -73,7 +76,7 @@ CONNECTION_COLS = (
     Col("local"),
     Col("remote"),
     Col("pid", "right", drop=2),
-    Col("process", drop=1, fold=True),
+    Col("process", drop=1),
 )
 
 
@@ -110,10 +113,9 @@ TRAFFIC_COLS = (
     Col("interface"),
     Col("rx", "right"),
     Col("tx", "right"),
-    Col("rx pkts", "right", drop=2),
-    Col("tx pkts", "right", drop=2),
-    Col("errors rx/tx", "right", drop=1),
-    Col("drops rx/tx", "right", drop=1),
+    Col("packets rx/tx", "right", drop=2),
+    Col("err rx/tx", "right", drop=1),
+    Col("drop rx/tx", "right", drop=1),
 )
 
 
@@ -121,7 +123,8 @@ def traffic_table(samples: Sequence[TrafficSample], *, width: int | None, title:
                   in_bytes: bool = False) -> Table:
     """Rates per interface (one interval, or the whole run); errors and drops are counts."""
     rows = [(s.interface, traffic_rate(s.rx_bytes_per_s, in_bytes=in_bytes),
-             traffic_rate(s.tx_bytes_per_s, in_bytes=in_bytes), _pps(s.rx_packets_per_s), _pps(s.tx_packets_per_s),
+             traffic_rate(s.tx_bytes_per_s, in_bytes=in_bytes),
+             f"{three_digits(s.rx_packets_per_s)}/{three_digits(s.tx_packets_per_s)} pkt/s",
              _pair(s.rx_errors, s.tx_errors), _pair(s.rx_drops, s.tx_drops)) for s in samples]
     return fitted_table(TRAFFIC_COLS, rows, width=width, title=title)
 

@@ -67,14 +67,21 @@ def assert_piped_text(text: str) -> None:
         assert line == line.rstrip(), f"trailing spaces: {line!r}"
 
 
-def golden_pair(monkeypatch: pytest.MonkeyPatch, name: str, draw: Callable[[Output], None],
-                columns: int = 80) -> tuple[str, str]:
-    """Draw through ``draw(out)`` on a terminal and piped; check both against their golden files."""
+def golden_terminal(monkeypatch: pytest.MonkeyPatch, name: str, draw: Callable[[Output], None],
+                    columns: int = 80) -> str:
+    """Draw through ``draw(out)`` on a terminal ``columns`` wide; check it against ``NAME_COLUMNS.txt``."""
     out, stdout, _ = terminal_output(monkeypatch, columns)
     draw(out)
     tty = stdout.getvalue()
     assert_terminal_text(tty, columns)
     check_golden(f"{name}_{columns}", tty)
+    return tty
+
+
+def golden_pair(monkeypatch: pytest.MonkeyPatch, name: str, draw: Callable[[Output], None],
+                columns: int = 80) -> tuple[str, str]:
+    """Draw through ``draw(out)`` on a terminal and piped; check both against their golden files."""
+    tty = golden_terminal(monkeypatch, name, draw, columns)
     out, piped = piped_output()
     draw(out)
     text = piped.getvalue()

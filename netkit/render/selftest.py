@@ -29,7 +29,7 @@ def banner(only: Sequence[str] = ()) -> str:
 SELFTEST_COLS = (
     Col("check"),
     Col("result"),
-    Col("figure", "right"),
+    Col("figure"),
     Col("detail", fold=True),
 )
 

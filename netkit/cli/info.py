@@ -75,12 +75,13 @@ def connections(tcp: bool, udp: bool, listening: bool, state: tuple[str, ...], p
     other users' processes their sockets are still listed, without PID and process, and one
     line on stderr says how many were hidden.
     """
-    from netkit.core.sysinfo_models import CONNECTION_FIELDS, ConnectionFilter
+    from netkit.core.sysinfo_models import CONNECTION_FIELDS, ConnectionFilter, SocketProto
     from netkit.render.info import connection_table, hidden_owners_note
     from netkit.sysinfo.connections import list_connections
 
     out = get_output()
-    protos = frozenset({"tcp"} if tcp and not udp else {"udp"} if udp and not tcp else {"tcp", "udp"})
+    protos = frozenset({SocketProto.TCP} if tcp and not udp else {SocketProto.UDP} if udp and not tcp
+                       else SocketProto)
     flt = ConnectionFilter(protos=protos, listening=listening, states=frozenset(state),
                            ports=frozenset(port), pids=frozenset(pid))
     result = list_connections(flt)
@@ -125,6 +126,7 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...], in_b
         traffic_table,
     )
     from netkit.render.live import LiveScreen
+    from netkit.render.monitor import live_frame
     from netkit.sysinfo.traffic import watch_traffic
 
     out = get_output()
@@ -132,8 +134,8 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...], in_b
     rounds = 0
     live_view = out.format == "table" and out.stdout_is_tty and out.live_ok
     plain_lines = out.format == "table" and not live_view
-    screen = LiveScreen(out, lambda: traffic_table(latest, width=screen.width, in_bytes=in_bytes,
-                                                   title=traffic_live_title(interval, rounds)),
+    screen = LiveScreen(out, lambda: live_frame(traffic_table(latest, width=screen.width, in_bytes=in_bytes,
+                                                              title=traffic_live_title(interval, rounds))),
                         auto_refresh=False)
 
     def on_batch(batch: list[TrafficSample]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from netkit.core.escape import safe_text
+from netkit.core.sysinfo_models import IpFamily
 from netkit.core.units import format_bitrate, format_byte_rate, format_bytes, format_count, format_rate, three_digits
 from netkit.render.tables import Col, fitted_table
 
@@ -89,8 +90,9 @@ def endpoint(addr: str | None, port: int | None) -> str:
 
 
 def connection_table(conns: Sequence[Connection], *, width: int | None) -> Table:
-    rows = [(c.proto if c.family == "ipv4" else f"{c.proto}6", c.state, endpoint(c.local_address, c.local_port),
-             endpoint(c.remote_address, c.remote_port), c.pid, c.process) for c in conns]
+    rows = [(c.proto.value if c.family == IpFamily.IPV4 else f"{c.proto.value}6", str(c.state),
+             endpoint(c.local_address, c.local_port), endpoint(c.remote_address, c.remote_port), c.pid, c.process)
+            for c in conns]
     return fitted_table(CONNECTION_COLS, rows, width=width)
 
 

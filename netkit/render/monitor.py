@@ -20,6 +20,7 @@ from netkit.core.units import format_count, format_ms, format_ns_as_ms, format_p
 from netkit.render.tables import Col, cell, fit_columns, fitted_table, state_cell
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
@@ -162,12 +163,25 @@ def dashboard_table(rows: Sequence[DashboardRow], *, window: int, width: int | N
     return fitted_table(shown, [[c[i] for i in keep] for c in cells], width=width, title=title)
 
 
-def monitor_dashboard(state: MonitorState, lock: AbstractContextManager[Any], width: int | None) -> Table:
+def monitor_dashboard(state: MonitorState, lock: AbstractContextManager[Any], width: int | None) -> Group:
     """Draw the dashboard from the live state (copied under ``lock``, drawn outside it)."""
     with lock:
         rows = dashboard_rows(state)
         window = state.config.window
-    return dashboard_table(rows, window=window, width=width)
+    return live_frame(dashboard_table(rows, window=window, width=width))
+
+
+def live_frame(table: Table) -> Group:
+    """A live view's table with an empty last line under it.
+
+    The terminal echoes Ctrl-C as ``^C`` where the cursor is: at the end of a full-width last row it
+    would wrap onto a new line, and erasing the transient view would then leave its first line (the
+    title) on screen. On an empty line the echo stays within the view, which is erased whole.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(table, Text(""))
 
 
 # ----- the totals when stopped -------------------------------------------------------------------

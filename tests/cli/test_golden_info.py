@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from system_golden import golden_pair
 
-from netkit.core.sysinfo_models import Connection, InterfaceInfo, TrafficSample
+from netkit.core.sysinfo_models import Connection, InterfaceInfo, IpFamily, SocketProto, SocketState, TrafficSample
 from netkit.core.traffic import summarize_traffic
 from netkit.render.info import (
     connection_table,
@@ -30,13 +30,13 @@ IFACES = [
     InterfaceInfo("wlp2s0-down", False, 1500, None, None, None, (), (), 0, 0, 0, 0, 0, 0, 0, 0),
 ]
 
+TCP, UDP, V4, V6 = SocketProto.TCP, SocketProto.UDP, IpFamily.IPV4, IpFamily.IPV6
 CONNS = [
-    Connection("tcp", "ipv4", "127.0.0.1", 5432, None, None, "listen", 812, "postgres"),
-    Connection("tcp", "ipv4", "192.0.2.10", 44321, "198.18.0.7", 443, "established", 40123,
-               "firefox-esr-bin"),
-    Connection("tcp", "ipv6", "2001:db8::10", 22, "2001:db8::99", 51234, "established", None, None),
-    Connection("udp", "ipv4", "0.0.0.0", 5353, None, None, "unconn", 655, "avahi-daemon"),
-    Connection("tcp", "ipv4", "127.0.0.1", 33577, "127.0.0.1", 56852, "time-wait", None, None),
+    Connection(TCP, V4, "127.0.0.1", 5432, None, None, SocketState.LISTEN, 812, "postgres"),
+    Connection(TCP, V4, "192.0.2.10", 44321, "198.18.0.7", 443, SocketState.ESTABLISHED, 40123, "firefox-esr-bin"),
+    Connection(TCP, V6, "2001:db8::10", 22, "2001:db8::99", 51234, SocketState.ESTABLISHED, None, None),
+    Connection(UDP, V4, "0.0.0.0", 5353, None, None, SocketState.UNCONN, 655, "avahi-daemon"),
+    Connection(TCP, V4, "127.0.0.1", 33577, "127.0.0.1", 56852, SocketState.TIME_WAIT, None, None),
 ]
 
 
@@ -76,7 +76,7 @@ def _traffic(out: Output) -> None:
 
 
 def test_info_traffic_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    tty, piped = golden_pair(monkeypatch, "info_traffic", _traffic)
+    tty, _ = golden_pair(monkeypatch, "info_traffic", _traffic)
     # bits per second, as every rate in netkit
     assert "12.0 Gbit/s" in tty and "942 Mbit/s" in tty and "45,550/45,550 pkt/s" in tty and "GiB/s" not in tty
 

@@ -8,6 +8,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from netkit.core.monitor_config import CliSettings, config_from_text
+from netkit.core.monitor_metrics import metric_families
 from netkit.core.monitor_models import (
     MonitorState,
     MonitorTarget,
@@ -18,7 +19,6 @@ from netkit.core.monitor_models import (
     round_record,
     summary_record,
 )
-from netkit.core.monitor_metrics import metric_families
 
 T = MonitorTarget("db", "127.0.0.1", 5432, "tcp-connect", 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
 

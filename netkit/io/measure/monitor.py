@@ -56,6 +56,7 @@ from netkit.io.aio import StopSignal
 from netkit.io.clock import DEFAULT_CLOCK, Clock, wall_iso
 
 if TYPE_CHECKING:  # pragma: no cover
+    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
 __all__ = ["GroupRound", "MetricsServer", "Monitor", "MonitorCollector", "load_config", "probe_round", "run_monitor"]
@@ -160,7 +161,7 @@ class MonitorCollector:
 class MetricsServer:
     """``prometheus_client``'s threaded HTTP server for one registry, stoppable."""
 
-    def __init__(self, registry: Any, host: str, port: int) -> None:
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
         from prometheus_client import start_http_server
 
         where = format_host_port(host, port)
@@ -184,7 +185,7 @@ class MetricsServer:
         self.thread.join(timeout=2.0)
 
 
-def write_textfile(path: str, registry: Any) -> None:
+def write_textfile(path: str, registry: CollectorRegistry) -> None:
     """Atomically replace ``path`` (``prometheus_client`` writes a temporary file and renames it)."""
     from prometheus_client import write_to_textfile
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
     from rich.text import Text
 
-    from netkit.selftest.base import CheckResult
+    from netkit.core.selftest_models import CheckResult
 
 TITLE = "netkit selftest"
 

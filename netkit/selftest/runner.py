@@ -7,21 +7,12 @@ import importlib
 import pkgutil
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import netkit.selftest as pkg
-from netkit.selftest.base import CheckResult, SelftestEnv
+from netkit.core.selftest_models import CheckResult, SelftestReport
+from netkit.selftest.base import SelftestEnv
 
 CHECK_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True)
-class SelftestReport:
-    checks: list[CheckResult]
-
-    @property
-    def passed(self) -> bool:
-        return all(c.ok or c.skipped for c in self.checks)
 
 
 def check_names() -> list[str]:

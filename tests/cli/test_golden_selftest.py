@@ -7,9 +7,9 @@ import pytest
 import support
 from system_golden import golden_pair
 
+from netkit.core.selftest_models import CheckResult
 from netkit.render.output import Output
 from netkit.render.selftest import banner, selftest_table
-from netkit.selftest.base import CheckResult
 from netkit.selftest.runner import check_names
 
 CHECKS = [

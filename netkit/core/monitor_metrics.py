@@ -1,57 +1,97 @@
-"""The Prometheus metric families of ``netkit monitor``, built from its state: pure code.
+"""The metrics ``netkit monitor`` exports, computed from its state: pure data, no exporter.
 
-``prometheus_client``'s metric families are plain data (names, help, label values, samples); no
-socket, clock or thread is involved here. The I/O layer's collector calls :func:`metric_families`
-under the monitor's lock at each scrape, and tests call it on a hand-made state. The label set
-(``target``, ``method`` and the union of user labels) is computed per scrape because a reload may
-change it, which fixed-label ``Gauge``/``Counter`` objects cannot do.
+This module decides what is exported (names, types, help, label sets, values); the I/O layer's
+collector (``netkit.io.measure.monitor.MonitorCollector``) hands these families to
+``prometheus_client`` at each scrape, under the monitor's lock. The label set (``target``,
+``method`` and the union of user labels) is computed per scrape because a reload may change it,
+which fixed-label ``Gauge``/``Counter`` objects cannot do. Unknown is not zero: a target that has
+not finished a round has no ``success`` or ``duration`` sample.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from enum import Enum
 
 from netkit.core.monitor_models import RESERVED_LABELS, MonitorState
 
-if TYPE_CHECKING:  # pragma: no cover
-    from prometheus_client.metrics_core import Metric
+
+class MetricKind(str, Enum):
+    """The exposition type of a family (its ``# TYPE`` line)."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
 
 
-def metric_families(state: MonitorState, reload_ok: bool | None) -> list[Metric]:
+@dataclass(frozen=True)
+class MetricSeries:
+    """One labelled series: a value, or for a histogram its cumulative buckets and sum."""
+
+    labels: tuple[str, ...]
+    value: float = 0.0
+    buckets: tuple[tuple[str, int], ...] = ()
+    sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """A metric name with its type, help text, label names and series.
+
+    Counter names carry their ``_total`` suffix as exposed (``netkit_packets_sent_total``).
+    """
+
+    name: str
+    kind: MetricKind
+    help: str
+    label_names: tuple[str, ...]
+    series: tuple[MetricSeries, ...]
+
+
+def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricFamily]:
     """Every family exported at a scrape; ``reload_ok`` None means no SIGHUP reload happened yet."""
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
     cfg = state.config
-    names = list(cfg.label_names())
+    names = cfg.label_names()
     extra = names[len(RESERVED_LABELS):]
-    success = GaugeMetricFamily("netkit_probe_success",
-                                "1 when the last round got an answer from the target, else 0", labels=names)
-    duration = GaugeMetricFamily("netkit_probe_duration_seconds",
-                                 "How long the last round took for the target (probe and latency packets)",
-                                 labels=names)
-    rtt = HistogramMetricFamily("netkit_rtt_seconds", "Round-trip time of each latency packet", labels=names)
-    sent = CounterMetricFamily("netkit_packets_sent_total", "Latency packets sent", labels=names)
-    lost = CounterMetricFamily("netkit_packets_lost_total",
-                               "Latency packets not answered within the timeout", labels=names)
-    attempts = CounterMetricFamily("netkit_probe_attempts_total",
-                                   "Reachability attempts, retries included (icmp: one per round)", labels=names)
-    rounds = CounterMetricFamily("netkit_monitor_rounds_total", "Rounds completed for the target", labels=names)
+    success: list[MetricSeries] = []
+    duration: list[MetricSeries] = []
+    rtt: list[MetricSeries] = []
+    sent: list[MetricSeries] = []
+    lost: list[MetricSeries] = []
+    attempts: list[MetricSeries] = []
+    rounds: list[MetricSeries] = []
     for t in cfg.targets:
         tot = state.totals.get(t.key)
         if tot is None:
             continue
         own = dict(t.labels)
-        values = [t.name, t.method, *(own.get(n, "") for n in extra)]
+        values = (t.name, t.method, *(own.get(n, "") for n in extra))
         if tot.success is not None:
-            success.add_metric(values, 1.0 if tot.success else 0.0)
+            success.append(MetricSeries(values, 1.0 if tot.success else 0.0))
         if tot.duration_s is not None:
-            duration.add_metric(values, tot.duration_s)
-        rtt.add_metric(values, tot.cumulative(), tot.rtt_sum_s)
-        sent.add_metric(values, tot.sent_total)
-        lost.add_metric(values, tot.lost_total)
-        attempts.add_metric(values, tot.attempts_total)
-        rounds.add_metric(values, tot.rounds)
-    reload = GaugeMetricFamily("netkit_monitor_config_last_reload_successful",
-                               "1 when the last SIGHUP reload of --config succeeded, 0 when it failed")
-    reload.add_metric([], 1.0 if reload_ok is None or reload_ok else 0.0)
-    return [success, duration, rtt, sent, lost, attempts, rounds, reload]
+            duration.append(MetricSeries(values, tot.duration_s))
+        rtt.append(MetricSeries(values, buckets=tuple(tot.cumulative()), sum=tot.rtt_sum_s))
+        sent.append(MetricSeries(values, tot.sent_total))
+        lost.append(MetricSeries(values, tot.lost_total))
+        attempts.append(MetricSeries(values, tot.attempts_total))
+        rounds.append(MetricSeries(values, tot.rounds))
+    gauge, counter = MetricKind.GAUGE, MetricKind.COUNTER
+    return [
+        MetricFamily("netkit_probe_success", gauge, "1 when the last round got an answer from the target, else 0",
+                     names, tuple(success)),
+        MetricFamily("netkit_probe_duration_seconds", gauge,
+                     "How long the last round took for the target (probe and latency packets)", names,
+                     tuple(duration)),
+        MetricFamily("netkit_rtt_seconds", MetricKind.HISTOGRAM, "Round-trip time of each latency packet", names,
+                     tuple(rtt)),
+        MetricFamily("netkit_packets_sent_total", counter, "Latency packets sent", names, tuple(sent)),
+        MetricFamily("netkit_packets_lost_total", counter, "Latency packets not answered within the timeout", names,
+                     tuple(lost)),
+        MetricFamily("netkit_probe_attempts_total", counter,
+                     "Reachability attempts, retries included (icmp: one per round)", names, tuple(attempts)),
+        MetricFamily("netkit_monitor_rounds_total", counter, "Rounds completed for the target", names,
+                     tuple(rounds)),
+        MetricFamily("netkit_monitor_config_last_reload_successful", gauge,
+                     "1 when the last SIGHUP reload of --config succeeded, 0 when it failed", (),
+                     (MetricSeries((), 1.0 if reload_ok is None or reload_ok else 0.0),)),
+    ]

@@ -39,7 +39,7 @@ from netkit.core.backoff import Backoff
 from netkit.core.errors import InputError, NetkitError, RuntimeFailure
 from netkit.core.latency_models import LatencyConfig
 from netkit.core.monitor_config import CliSettings, config_from_text
-from netkit.core.monitor_metrics import metric_families
+from netkit.core.monitor_metrics import MetricFamily, MetricKind, metric_families
 from netkit.core.monitor_models import (
     GroupRound,
     MonitorConfig,
@@ -155,7 +155,27 @@ class MonitorCollector:
     def collect(self) -> Iterator[Metric]:
         with self.monitor.lock:
             families = metric_families(self.monitor.state, self.monitor.reload_ok)
-        yield from families
+        yield from (to_prometheus(f) for f in families)
+
+
+def to_prometheus(family: MetricFamily) -> Metric:
+    """One of :mod:`netkit.core.monitor_metrics`' families as ``prometheus_client`` exposes it."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    labels = list(family.label_names)
+    if family.kind is MetricKind.HISTOGRAM:
+        hist = HistogramMetricFamily(family.name, family.help, labels=labels)
+        for s in family.series:
+            hist.add_metric(list(s.labels), list(s.buckets), s.sum)
+        return hist
+    metric: GaugeMetricFamily | CounterMetricFamily
+    if family.kind is MetricKind.COUNTER:
+        metric = CounterMetricFamily(family.name, family.help, labels=labels)
+    else:
+        metric = GaugeMetricFamily(family.name, family.help, labels=labels)
+    for s in family.series:
+        metric.add_metric(list(s.labels), s.value)
+    return metric
 
 
 class MetricsServer:

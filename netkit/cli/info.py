@@ -7,9 +7,6 @@ the commands (start-up time).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import TYPE_CHECKING
-
 import click
 
 from netkit.cli.completion import complete_interface
@@ -17,9 +14,6 @@ from netkit.cli.context import get_output, output_options
 from netkit.cli.params import PORT, POSITIVE_DURATION, Count
 from netkit.core.exitcodes import ExitCode
 from netkit.core.sysinfo_models import ALL_STATES
-
-if TYPE_CHECKING:  # pragma: no cover
-    from netkit.core.sysinfo_models import TrafficSample
 
 
 @click.group(name="info")
@@ -117,53 +111,13 @@ def traffic(interval: float, count: int | None, interface: tuple[str, ...], in_b
     table of the whole run is printed; off a terminal one line per interface per interval. Ctrl-C
     ends a run without --count normally (exit 0); one cut short before --count exits 130.
     """
-    from netkit.core.sysinfo_models import TRAFFIC_FIELDS
-    from netkit.render.info import (
-        traffic_header,
-        traffic_line,
-        traffic_live_title,
-        traffic_summary_title,
-        traffic_table,
-    )
-    from netkit.render.live import LiveScreen
-    from netkit.render.monitor import live_frame
+    from netkit.render.info import TrafficView
     from netkit.sysinfo.traffic import watch_traffic
 
-    out = get_output()
-    latest: list[TrafficSample] = []
-    rounds = 0
-    live_view = out.format == "table" and out.stdout_is_tty and out.live_ok
-    plain_lines = out.format == "table" and not live_view
-    screen = LiveScreen(out, lambda: live_frame(traffic_table(latest, width=screen.width, in_bytes=in_bytes,
-                                                              title=traffic_live_title(interval, rounds))),
-                        auto_refresh=False)
-
-    def on_batch(batch: list[TrafficSample]) -> None:
-        nonlocal rounds
-        rounds += 1
-        latest[:] = batch
-        if live_view:
-            screen.refresh()
-        elif plain_lines:
-            for s in batch:
-                out.line(traffic_line(s, in_bytes=in_bytes))
-        elif out.format == "jsonl":
-            for s in batch:
-                out.jsonl(s)
-        elif out.format == "csv":
-            out.csv_rows(batch, TRAFFIC_FIELDS)
-
-    def on_start() -> None:
-        if plain_lines:
-            out.line(traffic_header())
-
-    with screen if live_view else nullcontext():
-        report = watch_traffic(interval, count, interface, on_batch, on_start)
-    if out.format == "json":
-        out.json(report)
-    elif live_view and report.summary:
-        out.print(traffic_table(report.summary, width=out.width, in_bytes=in_bytes,
-                                title=traffic_summary_title(report.summary, interval, rounds)))
-    if report.interrupted and count is not None and rounds < count:
+    view = TrafficView(get_output(), interval, in_bytes=in_bytes)
+    with view.screen():
+        report = watch_traffic(interval, count, interface, view.on_batch, view.on_start)
+    view.finish(report)
+    if report.interrupted and count is not None and view.rounds < count:
         return ExitCode.INTERRUPTED
     return ExitCode.OK

@@ -10,6 +10,7 @@ traffic figures to bytes per second (IEC) for people who read counters that way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from netkit.core.escape import safe_text
@@ -18,9 +19,11 @@ from netkit.core.units import format_bitrate, format_byte_rate, format_bytes, fo
 from netkit.render.tables import Col, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Group
     from rich.table import Table
 
-    from netkit.core.sysinfo_models import Connection, InterfaceInfo, TrafficSample
+    from netkit.core.sysinfo_models import Connection, InterfaceInfo, TrafficReport, TrafficSample
+    from netkit.render.output import Output
 
 
 # ----- interfaces --------------------------------------------------------------------------------
@@ -163,6 +166,63 @@ def traffic_line(s: TrafficSample, *, in_bytes: bool = False) -> str:
     return _line((clock, safe_text(s.interface), traffic_rate(s.rx_bytes_per_s, in_bytes=in_bytes),
                   _pps(s.rx_packets_per_s), traffic_rate(s.tx_bytes_per_s, in_bytes=in_bytes),
                   _pps(s.tx_packets_per_s), _pair(s.rx_errors, s.tx_errors), _pair(s.rx_drops, s.tx_drops)))
+
+
+class TrafficView:
+    """Everything ``info traffic`` shows, by format: the live table on a terminal (then the
+    whole-run table), plain lines off a terminal, jsonl/csv samples as they come, json at the end."""
+
+    def __init__(self, out: Output, interval_s: float, *, in_bytes: bool = False) -> None:
+        from netkit.render.live import LiveScreen
+
+        self.out = out
+        self.interval_s = interval_s
+        self.in_bytes = in_bytes
+        self.rounds = 0
+        self.latest: list[TrafficSample] = []
+        # The live table needs both streams on a terminal: the run's table follows it on stdout.
+        self.live_view = out.format == "table" and out.stdout_is_tty and out.live_ok
+        self.plain_lines = out.format == "table" and not self.live_view
+        self._screen = LiveScreen(out, self.draw, auto_refresh=False)
+
+    def draw(self) -> Group:
+        from netkit.render.monitor import live_frame
+
+        return live_frame(traffic_table(self.latest, width=self._screen.width, in_bytes=self.in_bytes,
+                                        title=traffic_live_title(self.interval_s, self.rounds)))
+
+    def screen(self) -> AbstractContextManager[object]:
+        """The live view's lifetime (nothing off a terminal)."""
+        return self._screen if self.live_view else nullcontext()
+
+    def on_start(self) -> None:
+        if self.plain_lines:
+            self.out.line(traffic_header())
+
+    def on_batch(self, batch: list[TrafficSample]) -> None:
+        from netkit.core.sysinfo_models import TRAFFIC_FIELDS
+
+        self.rounds += 1
+        self.latest[:] = batch
+        out = self.out
+        if self.live_view:
+            self._screen.refresh()
+        elif self.plain_lines:
+            for s in batch:
+                out.line(traffic_line(s, in_bytes=self.in_bytes))
+        elif out.format == "jsonl":
+            for s in batch:
+                out.jsonl(s)
+        elif out.format == "csv":
+            out.csv_rows(batch, TRAFFIC_FIELDS)
+
+    def finish(self, report: TrafficReport) -> None:
+        """The end of a run: the json document, or on a terminal the table of the whole run."""
+        if self.out.format == "json":
+            self.out.json(report)
+        elif self.live_view and report.summary:
+            self.out.print(traffic_table(report.summary, width=self.out.width, in_bytes=self.in_bytes,
+                                         title=traffic_summary_title(report.summary, self.interval_s, self.rounds)))
 
 
 def _line(values: Sequence[str]) -> str:

@@ -65,7 +65,7 @@ def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricF
         if tot is None:
             continue
         own = dict(t.labels)
-        values = (t.name, t.method, *(own.get(n, "") for n in extra))
+        values = (t.name, t.method.value, *(own.get(n, "") for n in extra))
         if tot.success is not None:
             success.append(MetricSeries(values, 1.0 if tot.success else 0.0))
         if tot.duration_s is not None:

@@ -21,7 +21,19 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-METHODS = ("tcp-connect", "udp", "icmp")
+
+class MonitorMethod(str, Enum):
+    """How a target is watched: a TCP connect, UDP probe packets (a reflector answers), ICMP echo."""
+
+    TCP_CONNECT = "tcp-connect"
+    UDP = "udp"
+    ICMP = "icmp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+METHODS: tuple[str, ...] = tuple(m.value for m in MonitorMethod)
 
 #: RTT histogram bounds in seconds: 100 us (loopback) to 2.5 s (a bad mobile link).
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -39,7 +51,7 @@ class MonitorTarget:
     name: str  # the ``target`` label: HOST:PORT as written, or the config's ``name``
     host: str
     port: int  # 0 for icmp
-    method: str
+    method: MonitorMethod
     interval_s: float
     timeout_s: float
     packets: int
@@ -48,7 +60,7 @@ class MonitorTarget:
     labels: tuple[tuple[str, str], ...] = ()
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> tuple[str, MonitorMethod]:
         """Identity across reloads: the same name and method keep their counters."""
         return (self.name, self.method)
 
@@ -106,7 +118,7 @@ class TargetRound:
     """One target's outcome in one round; the ``targets[]`` objects of a jsonl round line."""
 
     target: str
-    method: str
+    method: MonitorMethod
     host: str
     port: int
     address: str | None
@@ -128,7 +140,7 @@ class TargetRound:
         rtts = self.rtts_ns
         return {
             "target": self.target,
-            "method": self.method,
+            "method": self.method.value,
             "address": self.address,
             "success": self.success,
             "state": self.state.value,
@@ -284,7 +296,7 @@ def summary_record(t: MonitorTarget, tot: TargetTotals) -> dict[str, Any]:
     """One target's totals since start (the summary printed when the monitor stops)."""
     return {
         "target": t.name,
-        "method": t.method,
+        "method": t.method.value,
         "rounds": tot.rounds,
         "up_rounds": tot.up_rounds,
         "success": tot.success,

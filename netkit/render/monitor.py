@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from netkit.core.escape import safe_text
-from netkit.core.monitor_models import GroupRound, MonitorOutcome, MonitorState, TargetRound, round_record
+from netkit.core.monitor_models import (
+    GroupRound,
+    MonitorMethod,
+    MonitorOutcome,
+    MonitorState,
+    TargetRound,
+    round_record,
+)
 from netkit.core.units import format_count, format_ms, format_ns_as_ms, format_percent
 from netkit.render.tables import Col, cell, fit_columns, fitted_table, state_cell
 
@@ -30,7 +37,7 @@ CSV_FIELDS = ("time", "round", "target", "method", "address", "success", "state"
               "received", "lost", "loss_pct", "rtt_ms.min", "rtt_ms.avg", "rtt_ms.max", "rtt_ms.last", "error")
 SPARK = "▁▂▃▄▅▆▇█"
 #: Short method names for a narrow dashboard.
-SHORT_METHOD = {"tcp-connect": "tcp"}
+SHORT_METHOD = {MonitorMethod.TCP_CONNECT: "tcp"}
 #: The most RTTs the sparkline shows (the newest at the right).
 MAX_POINTS = 40
 _GAP = 2  # characters between two columns of a fitted table (render.tables draws them so)
@@ -59,7 +66,7 @@ def round_line(r: TargetRound) -> str:
     rtt = f" rtt={r.rtts_ns[-1] / 1e6:.3f}ms" if r.rtts_ns else ""
     loss = f" loss={r.lost}/{r.sent}" if r.sent else ""
     err = f" ({r.error})" if r.error else ""
-    return safe_text(f"{r.target} {r.method} {r.state.value}{rtt}{loss} attempts={r.attempts}{err}")
+    return safe_text(f"{r.target} {r.method.value} {r.state.value}{rtt}{loss} attempts={r.attempts}{err}")
 
 
 class RoundPrinter:
@@ -88,7 +95,7 @@ class DashboardRow:
     """One target's line of the dashboard, copied out of the state under its lock."""
 
     name: str
-    method: str
+    method: MonitorMethod
     last: TargetRound | None
     loss_pct: float | None
     up_rounds: int
@@ -125,7 +132,7 @@ def _dashboard_cells(rows: Sequence[DashboardRow], *, short: bool) -> list[list[
     for r in rows:
         last = r.last
         out.append([
-            cell(r.name), cell(SHORT_METHOD.get(r.method, r.method) if short else r.method),
+            cell(r.name), cell(SHORT_METHOD.get(r.method, r.method.value) if short else r.method.value),
             state_cell(last.state.value if last else "-"),
             cell(format_ns_as_ms(last.rtts_ns[-1]) if last and last.rtts_ns else None),
             cell(None if r.loss_pct is None else format_percent(r.loss_pct)), cell(f"{r.up_rounds}/{r.window_rounds}"),

@@ -14,6 +14,7 @@ from system_golden import assert_piped_text, check_golden, golden_pair, golden_t
 
 from netkit.core.monitor_models import (
     MonitorConfig,
+    MonitorMethod,
     MonitorOutcome,
     MonitorState,
     MonitorTarget,
@@ -25,7 +26,7 @@ from netkit.render.monitor import dashboard_rows, dashboard_table, monitor_dashb
 from netkit.render.output import Output
 
 
-def _target(name: str, method: str = "tcp-connect") -> MonitorTarget:
+def _target(name: str, method: MonitorMethod = MonitorMethod.TCP_CONNECT) -> MonitorTarget:
     host, _, port = name.rpartition(":") if ":" in name else (name, "", "0")
     return MonitorTarget(name, host, int(port), method, 10.0, 1.0, 5, 0.1, 0)
 
@@ -33,7 +34,7 @@ def _target(name: str, method: str = "tcp-connect") -> MonitorTarget:
 DB = _target("127.0.0.1:5432")
 WEB = _target("127.0.0.1:8443")
 DOWN = _target("127.0.0.1:9")
-DNS = _target("198.18.0.53", "icmp")
+DNS = _target("198.18.0.53", MonitorMethod.ICMP)
 CONFIG = MonitorConfig(targets=(DB, WEB, DOWN, DNS), listen=None, window=10)
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from netkit.core.monitor_config import CliSettings, config_from_text
 from netkit.core.monitor_metrics import MetricFamily, metric_families
 from netkit.core.monitor_models import (
+    MonitorMethod,
     MonitorState,
     MonitorTarget,
     TargetTotals,
@@ -18,7 +19,7 @@ from netkit.core.monitor_models import (
     summary_record,
 )
 
-T = MonitorTarget("db", "127.0.0.1", 5432, "tcp-connect", 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
+T = MonitorTarget("db", "127.0.0.1", 5432, MonitorMethod.TCP_CONNECT, 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
 
 
 def _round(**kw: object):

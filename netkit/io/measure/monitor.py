@@ -43,6 +43,7 @@ from netkit.core.monitor_metrics import MetricFamily, MetricKind, metric_familie
 from netkit.core.monitor_models import (
     GroupRound,
     MonitorConfig,
+    MonitorMethod,
     MonitorOutcome,
     MonitorState,
     MonitorTarget,
@@ -106,11 +107,11 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     attempts = 0
     probe_error: str | None = None
     address: str | None = None
-    if t.method != "icmp":
+    if t.method is not MonitorMethod.ICMP:
         step = min(int(t.timeout_s * NS), NS // 10)
         opts = ProbeOptions(
             timeout_s=t.timeout_s, retries=t.retries, backoff=Backoff(step, 2.0, NS), deadline_s=t.budget_s,
-            concurrency=1, udp=t.method == "udp", resolve_timeout_s=min(5.0, t.budget_s),
+            concurrency=1, udp=t.method is MonitorMethod.UDP, resolve_timeout_s=min(5.0, t.budget_s),
         )
         res = await Prober(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
         probe_state, attempts, probe_error, address = res.state.value, res.attempts, res.error, res.address
@@ -118,8 +119,9 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
             return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
                                  address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
                                  duration_ns=clock.now_ns() - start)
-    cfg = LatencyConfig(method=t.method, count=t.packets, interval_s=t.packet_interval_s, timeout_s=t.timeout_s)
-    prober = PROBERS[t.method](t.name, t.host, t.port, cfg, None)
+    cfg = LatencyConfig(method=t.method.value, count=t.packets, interval_s=t.packet_interval_s,
+                        timeout_s=t.timeout_s)
+    prober = PROBERS[t.method.value](t.name, t.host, t.port, cfg, None)
     # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
     # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
     prober.final_query = _no_final_query  # type: ignore[method-assign]

@@ -24,10 +24,10 @@ from netkit.core.monitor_models import (
     round_record,
 )
 from netkit.core.units import format_count, format_ms, format_ns_as_ms, format_percent
-from netkit.render.tables import Col, cell, fit_columns, fitted_table, state_cell
+from netkit.render.tables import FOLD_MIN, Col, cell, fit_columns, fitted_table, state_cell
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.console import Group
+    from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
 
@@ -141,14 +141,28 @@ def _dashboard_cells(rows: Sequence[DashboardRow], *, short: bool) -> list[list[
     return out
 
 
-def _natural(cols: Sequence[Col], cells: Sequence[Sequence[Text]], keep: Sequence[int]) -> int:
+def _needed(cols: Sequence[Col], cells: Sequence[Sequence[Text]], keep: Sequence[int], *, folded: bool) -> int:
+    """Columns ``keep`` side by side: at their natural widths, or with ``folded`` the free-text
+    columns at the narrowest they read well (``FOLD_MIN``)."""
     from rich.cells import cell_len
 
-    widths = [max([cell_len(cols[i].name)] + [cell_len(r[i].plain) for r in cells]) for i in keep]
+    widths = []
+    for i in keep:
+        natural = max([cell_len(cols[i].name)] + [cell_len(r[i].plain) for r in cells])
+        widths.append(min(natural, FOLD_MIN) if folded and cols[i].fold else natural)
     return sum(widths) + _GAP * (len(widths) - 1)
 
 
-def dashboard_table(rows: Sequence[DashboardRow], *, window: int, width: int | None) -> Table:
+@dataclass(frozen=True)
+class DashboardView:
+    """The dashboard as drawn for one width: the table, and the errors written under it when even
+    the narrowest error column would not fit beside the names (very long target names)."""
+
+    table: Table
+    notes: tuple[str, ...] = ()
+
+
+def dashboard_view(rows: Sequence[DashboardRow], *, window: int, width: int | None) -> DashboardView:
     """The dashboard for ``width`` columns (None: as wide as it needs, every column)."""
     title = f"netkit monitor (loss % and up over the last {window} rounds)"
     cols = list(DASHBOARD_COLS)
@@ -157,29 +171,43 @@ def dashboard_table(rows: Sequence[DashboardRow], *, window: int, width: int | N
     if len(keep) < len(cols):  # something would give way: first write the method short
         cells = _dashboard_cells(rows, short=True)
         keep = fit_columns(cols, cells, width)
+    error = cols.index(DASHBOARD_COLS[-1])
+    notes: tuple[str, ...] = ()
+    if width is not None and _needed(cols, cells, keep, folded=True) > width:
+        # Not even a narrow error column fits beside the names: the errors go under the table.
+        keep = [i for i in keep if i != error]
+        notes = tuple(safe_text(f"{r.name}: {r.last.error}") for r in rows if r.last and r.last.error)
     # The sparkline takes what is left once every other column, the error included, is whole:
     # the newest RTTs that fit, up to MAX_POINTS (cut by the table it would show the oldest).
-    room = MAX_POINTS if width is None else width - _natural(cols, cells, keep) - _GAP
+    room = MAX_POINTS if width is None else width - _needed(cols, cells, keep, folded=False) - _GAP
     if len(keep) == len(cols) and room >= max(len(SPARK_COL.name), 6):
         points = min(MAX_POINTS, room)
-        cols.insert(6, SPARK_COL)
+        cols.insert(error, SPARK_COL)
         for r, c in zip(rows, cells, strict=True):
-            c.insert(6, cell(sparkline(list(r.rtts_ns)[-points:]), style="cyan"))
+            c.insert(error, cell(sparkline(list(r.rtts_ns)[-points:]), style="cyan"))
         keep = list(range(len(cols)))
     shown = [cols[i] for i in keep]
-    return fitted_table(shown, [[c[i] for i in keep] for c in cells], width=width, title=title)
+    return DashboardView(fitted_table(shown, [[c[i] for i in keep] for c in cells], width=width, title=title), notes)
+
+
+def dashboard_table(rows: Sequence[DashboardRow], *, window: int, width: int | None) -> Table:
+    """The dashboard's table alone (see :func:`dashboard_view`)."""
+    return dashboard_view(rows, window=window, width=width).table
 
 
 def monitor_dashboard(state: MonitorState, lock: AbstractContextManager[Any], width: int | None) -> Group:
     """Draw the dashboard from the live state (copied under ``lock``, drawn outside it)."""
+    from rich.text import Text
+
     with lock:
         rows = dashboard_rows(state)
         window = state.config.window
-    return live_frame(dashboard_table(rows, window=window, width=width))
+    view = dashboard_view(rows, window=window, width=width)
+    return live_frame(view.table, *(Text(n, style="yellow") for n in view.notes))
 
 
-def live_frame(table: Table) -> Group:
-    """A live view's table with an empty last line under it.
+def live_frame(*parts: RenderableType) -> Group:
+    """A live view (a table, and any lines under it) with an empty last line.
 
     The terminal echoes Ctrl-C as ``^C`` where the cursor is: at the end of a full-width last row it
     would wrap onto a new line, and erasing the transient view would then leave its first line (the
@@ -188,7 +216,7 @@ def live_frame(table: Table) -> Group:
     from rich.console import Group
     from rich.text import Text
 
-    return Group(table, Text(""))
+    return Group(*parts, Text(""))
 
 
 # ----- the totals when stopped -------------------------------------------------------------------

@@ -102,3 +102,19 @@ def test_monitor_round_lines() -> None:
     text = "".join(line + "\n" for line in lines)
     assert_piped_text(text)
     check_golden("monitor_round_lines", text)
+
+
+def test_monitor_dashboard_long_names_put_errors_under_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name too long for an error column beside it: the name stays whole, the errors go below."""
+    long = _target("very-long-hostname.example.internal:5432")
+    silent = _target("127.0.0.1:1", MonitorMethod.UDP)
+    state = MonitorState(MonitorConfig(targets=(long, silent), listen=None))
+    state.record(combine_round(long, probe_state="dns-error", attempts=1, probe_error="name or service not known",
+                               address=None, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
+                               duration_ns=5_000_000))
+    state.record(combine_round(silent, probe_state="open|filtered", attempts=1, probe_error=None, address=None,
+                               sent=5, received=0, lost=5, rtts_ns=(), latency_error=None, duration_ns=5_000_000))
+    tty = golden_terminal(monkeypatch, "monitor_dashboard_long_names",
+                          lambda out: out.print(monitor_dashboard(state, threading.Lock(), out.width)), 70)
+    assert "very-long-hostname.example.internal:5432  dns-error" in tty and "open|filtered" in tty
+    assert "very-long-hostname.example.internal:5432: name or service not known" in tty

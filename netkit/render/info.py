@@ -92,11 +92,35 @@ def endpoint(addr: str | None, port: int | None) -> str:
     return f"{shown}:{port if port else '*'}"
 
 
+STACKED_CONNECTION_COLS = (
+    Col("proto"),
+    Col("state"),
+    Col("local / remote"),
+    Col("pid", "right", drop=2),
+    Col("process", drop=1),
+)
+
+
 def connection_table(conns: Sequence[Connection], *, width: int | None) -> Table:
+    """One row per socket. When the two addresses cannot stand side by side (long IPv6 addresses
+    on a narrow terminal), each row shows its local address above its remote one: never cut."""
+    from rich.text import Text
+
     rows = [(c.proto.value if c.family == IpFamily.IPV4 else f"{c.proto.value}6", str(c.state),
              endpoint(c.local_address, c.local_port), endpoint(c.remote_address, c.remote_port), c.pid, c.process)
             for c in conns]
-    return fitted_table(CONNECTION_COLS, rows, width=width)
+    if width is None or _widest(rows, 4) <= width:
+        return fitted_table(CONNECTION_COLS, rows, width=width)
+    stacked = [(p, st, Text(f"{safe_text(local)}\n{safe_text(remote)}"), pid, proc)
+               for p, st, local, remote, pid, proc in rows]
+    return fitted_table(STACKED_CONNECTION_COLS, stacked, width=width)
+
+
+def _widest(rows: Sequence[tuple[object, ...]], first: int) -> int:
+    """The width of the first ``first`` columns side by side (headers included, two-space gaps)."""
+    names = [c.name for c in CONNECTION_COLS[:first]]
+    widths = [max([len(n)] + [len(str(r[i])) for r in rows]) for i, n in enumerate(names)]
+    return sum(widths) + 2 * (len(widths) - 1)
 
 
 def hidden_owners_note(owners_hidden: int, processes_hidden: int) -> str:

@@ -94,3 +94,17 @@ def test_info_traffic_lines_off_a_terminal() -> None:
     text = "".join(line + "\n" for line in [traffic_header(), *(traffic_line(s) for s in SAMPLES)])
     assert_piped_text(text)
     check_golden("info_traffic_lines", text)
+
+
+def test_info_connections_long_ipv6_addresses_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two full IPv6 endpoints cannot stand side by side in 80 columns: each row stacks them, whole."""
+    conns = [
+        Connection(TCP, V6, "2001:db8:1234:5678:9abc:def0:1234:5678", 44321, "2001:db8:1234:5678:9abc:def0:1234:9999",
+                   443, SocketState.ESTABLISHED, 4242, "curl"),
+        Connection(TCP, V4, "127.0.0.1", 22, None, None, SocketState.LISTEN, 1, "sshd"),
+    ]
+    tty, piped = golden_pair(monkeypatch, "info_connections_long",
+                             lambda out: out.print(connection_table(conns, width=out.width)))
+    assert "[2001:db8:1234:5678:9abc:def0:1234:5678]:44321" in tty
+    assert "[2001:db8:1234:5678:9abc:def0:1234:9999]:443" in tty
+    assert piped.splitlines()[0].split() == ["proto", "state", "local", "remote", "pid", "process"]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import support
 from system_golden import golden_pair
@@ -53,3 +55,32 @@ def test_selftest_says_its_banner_once_and_prints_the_table() -> None:
     assert r.exit_code == 0, r.stderr
     assert r.stderr.count("netkit selftest") == 1 and r.stdout.count("netkit selftest") == 1
     assert r.stdout.splitlines()[0] == "netkit selftest" and "udp echo" in r.stdout
+
+
+def test_on_a_terminal_the_banner_shows_once(tmp_path: Path) -> None:
+    """In a real terminal (tmux, 80 columns) the final screen says "netkit selftest" once."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    session = f"netkit-selftest-{os.getpid()}"
+    done = tmp_path / "done"
+    cmd = " ".join(shlex.quote(a) for a in support.netkit_cmd("selftest", "--only", "udp", "--no-color"))
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in support.clean_env().items() if k in ("PATH", "PYTHONPATH"))
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                              timeout=10, check=True).stdout
+
+    try:
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "30",
+                        f"env {env} {cmd}; touch {shlex.quote(str(done))}; sleep 30"], check=True, timeout=10)
+        support.wait_until(done.exists, timeout=60, interval=0.1)
+        final = screen()
+        assert final.count("netkit selftest") == 1, final
+        assert "udp echo" in final and "pass" in final
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)

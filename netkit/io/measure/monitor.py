@@ -18,10 +18,12 @@ and a hard ``wait_for`` catches anything else. A target's exception becomes an
 
 Targets sharing an interval form a group whose rounds run together (one jsonl line per group
 round). Metrics come from :class:`MonitorCollector`, a ``prometheus_client`` custom collector
-over :class:`netkit.core.monitor_models.MonitorState`: the label set (``target``, ``method`` and
-the union of user labels) can change on a reload, which fixed-label ``Gauge``/``Counter``
-objects cannot do. The HTTP endpoint is ``prometheus_client``'s own threaded server; the
-collector reads the state under a lock that the event loop takes to record a round.
+that hands over the families :func:`netkit.core.monitor_metrics.metric_families` computes from
+:class:`netkit.core.monitor_models.MonitorState` (the label set can change on a reload, which
+fixed-label ``Gauge``/``Counter`` objects cannot do). The HTTP endpoint is ``prometheus_client``'s
+own threaded server; the collector reads the state under a lock that the event loop takes to
+record a round. :func:`run_monitor` is the command's one entry point: stop signals, the endpoint,
+the rounds, and the totals it returns.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The dashboard is drawn by :class:`netkit.render.live.LiveScreen` on stderr (tran
 the final screen is the totals table alone, printed once). It must stay readable at 70 columns:
 the target's name, its state and the headline figures (RTT, loss) are never cut; the sparkline
 goes first, then the method is abbreviated (``tcp`` for ``tcp-connect``), then the up count and
-the method are dropped; an error folds onto more lines instead of being cut.
+the method are dropped; an error folds onto more lines instead of being cut, and when a name
+leaves no room for even a narrow error column the errors are written under the table.
 """
 
 from __future__ import annotations

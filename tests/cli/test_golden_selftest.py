@@ -69,6 +69,7 @@ def test_on_a_terminal_the_banner_shows_once(tmp_path: Path) -> None:
     session = f"netkit-selftest-{os.getpid()}"
     done = tmp_path / "done"
     cmd = " ".join(shlex.quote(a) for a in support.netkit_cmd("selftest", "--only", "udp", "--no-color"))
+    # The pane's size, not the size a tmux server started from pytest inherited (COLUMNS=80).
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in support.clean_env().items() if k in ("PATH", "PYTHONPATH"))
 
     def screen() -> str:
@@ -77,7 +78,8 @@ def test_on_a_terminal_the_banner_shows_once(tmp_path: Path) -> None:
 
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "30",
-                        f"env {env} {cmd}; touch {shlex.quote(str(done))}; sleep 30"], check=True, timeout=10)
+                        f"env -u COLUMNS -u LINES {env} {cmd}; touch {shlex.quote(str(done))}; sleep 30"],
+                       check=True, timeout=10)
         support.wait_until(done.exists, timeout=60, interval=0.1)
         final = screen()
         assert final.count("netkit selftest") == 1, final

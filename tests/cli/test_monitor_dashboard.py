@@ -72,9 +72,11 @@ def test_ctrl_c_leaves_a_clean_screen_at_70_columns(tmp_path: Any) -> None:
     cmd = " ".join(shlex.quote(a) for a in support.netkit_cmd(
         "monitor", target, "127.0.0.1:1", "--interval", "300ms", "--timeout", "100ms", "--listen", "127.0.0.1:0",
         "--no-color"))
+    # The pane's size, not the size a tmux server started from pytest inherited (COLUMNS=80).
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in support.clean_env().items() if k in ("PATH", "PYTHONPATH"))
     try:
-        _tmux("new-session", "-d", "-s", session, "-x", "70", "-y", "30", f"env {env} {cmd}; sleep 30")
+        _tmux("new-session", "-d", "-s", session, "-x", "70", "-y", "30",
+              f"env -u COLUMNS -u LINES {env} {cmd}; sleep 30")
         live = support.wait_until(lambda: _screen_showing(session, "loss % and up", "2/2"), timeout=15,
                                   interval=0.1)
         assert target in live and "127.0.0.1:1 " in live and "closed" in live and "…" not in live

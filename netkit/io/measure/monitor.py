@@ -393,7 +393,7 @@ class Monitor:
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
 
-    def summary(self) -> list[dict[str, Any]]:
+    def target_totals(self) -> list[dict[str, Any]]:
         """Every configured target's totals since start (``summary_record`` objects), in config order."""
         with self.lock:
             return [summary_record(t, self.state.totals[t.key]) for t in self.config.targets
@@ -429,4 +429,4 @@ async def run_monitor(monitor: Monitor, *, rounds: int | None = None,
         finally:
             if server is not None:
                 server.close()
-    return MonitorOutcome(targets=monitor.summary(), interrupted=stop.interrupted, rounds_limited=rounds is not None)
+    return MonitorOutcome(targets=monitor.target_totals(), interrupted=stop.interrupted, rounds_limited=rounds is not None)

@@ -429,4 +429,5 @@ async def run_monitor(monitor: Monitor, *, rounds: int | None = None,
         finally:
             if server is not None:
                 server.close()
-    return MonitorOutcome(targets=monitor.target_totals(), interrupted=stop.interrupted, rounds_limited=rounds is not None)
+    return MonitorOutcome(targets=monitor.target_totals(), interrupted=stop.interrupted,
+                          rounds_limited=rounds is not None)

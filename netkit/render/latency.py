@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.render.live import LiveScreen
     from netkit.render.output import Output
 
-SPARK = "▁▂▃▄▅▆▇█"
 #: The live view's sparkline: at most this many recent RTTs, and none when fewer would fit.
 SPARK_MAX = 40
 SPARK_MIN = 8
@@ -51,17 +50,6 @@ GAP = 2
 
 
 # ----- small pieces ------------------------------------------------------------------------------
-def sparkline(values: Sequence[int]) -> str:
-    """Recent RTTs as block characters scaled between their min and max."""
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
-    span = hi - lo
-    if span == 0:
-        return SPARK[0] * len(values)
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) * len(SPARK) / span))] for v in values)
-
-
 def where(target: str, address: str | None) -> str:
     """The target as written, with the address it resolved to when that differs."""
     if not address or address in target:
@@ -123,7 +111,7 @@ def live_table(method: Method | str, total: int | None, targets: Sequence[LiveTa
     sparkline of the recent RTTs, which shrinks (then goes) before any other column on a narrow
     screen. The target and the loss and RTT figures always show whole."""
     from netkit.core.stats import percentile
-    from netkit.render.tables import Col, fit_columns, fitted_table
+    from netkit.render.tables import Col, fit_columns, fitted_table, sparkline
 
     cols = [Col("target"), Col("sent", "right", drop=2), Col("recv", "right", drop=2),
             Col("loss", "right"), Col("last", "right"), Col("avg", "right", drop=1), Col("p95", "right")]

@@ -146,3 +146,17 @@ def fitted_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], *, width: i
     for row in cells:
         table.add_row(*(row[i] for i in keep))
     return table
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Recent RTTs as block characters scaled between their min and max."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    if span == 0:
+        return SPARK[0] * len(values)
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) * len(SPARK) / span))] for v in values)

@@ -103,9 +103,10 @@ class CliSettings:
 def parse_toml(text: str) -> dict[str, Any]:
     """TOML text to a dict; a syntax error becomes one line with TOML's own position."""
     try:
-        return tomllib.loads(text)
+        document: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"invalid TOML: {exc}") from None
+    return document
 
 
 def parse_listen(text: str) -> tuple[str, int]:

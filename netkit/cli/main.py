@@ -107,6 +107,27 @@ def _usage_lines(exc: click.UsageError) -> str:
     return line
 
 
+def _command_path(args: list[str] | None, prog_name: str) -> str | None:
+    """The command the arguments name (``netkit measure latency``), found again after it failed.
+
+    Click's contexts are gone once an error left the command, so the arguments are walked down the
+    groups as shell completion walks them (resilient parsing: no callback fails, nothing runs).
+    """
+    words = list(sys.argv[1:] if args is None else args)
+    try:
+        ctx = cli.make_context(prog_name, words, resilient_parsing=True)
+        while isinstance(ctx.command, click.Group):
+            protected = getattr(ctx, "_protected_args", None)  # Click 8.2+; before: protected_args
+            rest = [*(ctx.protected_args if protected is None else protected), *ctx.args]
+            name, cmd, rest = ctx.command.resolve_command(ctx, rest)
+            if cmd is None or name is None:
+                break
+            ctx = cmd.make_context(name, rest, parent=ctx, resilient_parsing=True)
+        return ctx.command_path
+    except Exception:  # a hint is not worth a second failure
+        return None
+
+
 def _quiet_broken_pipe() -> int:
     # The reader went away (``| head -1``): point stdout at /dev/null so the interpreter's
     # final flush cannot raise again, and leave without a word.
@@ -120,7 +141,7 @@ def _quiet_broken_pipe() -> int:
 
 def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
     """Run the CLI and return the exit status instead of exiting (for tests and embedding)."""
-    from netkit.core.errors import NetkitError
+    from netkit.core.errors import NetkitError, UsageError
 
     # auto_envvar_prefix would let NETKIT_HELP=1 (or NETKIT_PROBE_HELP=1) turn every run into
     # --help: help is asked for on the command line only.
@@ -154,6 +175,10 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
         return _fail(_usage_lines(exc), ExitCode.USAGE)
     except click.ClickException as exc:
         return _fail(_one_line(exc.format_message()), ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+    except UsageError as exc:  # bad input on the command line itself: said as Click's usage errors are
+        path = _command_path(args, prog_name)
+        hint = f"\nTry '{path} --help' for help." if path else ""
+        return _fail(exc.message + hint, exc.exit_code)
     except NetkitError as exc:
         return _fail(exc.message, exc.exit_code)
     except (click.Abort, KeyboardInterrupt):

@@ -29,12 +29,12 @@ METHOD_WORDS = ("tcp-connect", "tcp-echo", "udp", "icmp")  # netkit.core.latency
 def parse_targets(out: Output, texts: tuple[str, ...], method: Method) -> list[Target]:
     """``HOST:PORT`` for every method but ICMP, which takes a host alone (a port is ignored, once said)."""
     from netkit.core.errors import InputError
-    from netkit.core.targets import parse_target
+    from netkit.core.targets import parse_target_argument
 
     if not texts:
         raise usage_error("no targets: give HOST:PORT (HOST for --method icmp)")
     if not method.has_ports:
-        targets = [parse_target(t, default_port=0) for t in texts]
+        targets = [parse_target_argument(t, default_port=0) for t in texts]
         with_port = [t for t, parsed in zip(texts, targets, strict=True) if parsed.port]
         if with_port:
             port = f":{targets[texts.index(with_port[0])].port}" if len(with_port) == 1 else ":PORT"
@@ -43,7 +43,7 @@ def parse_targets(out: Output, texts: tuple[str, ...], method: Method) -> list[T
     parsed: list[Target] = []
     for text in texts:
         try:
-            parsed.append(parse_target(text))
+            parsed.append(parse_target_argument(text))
         except InputError as exc:
             if "no port" in str(exc):
                 raise usage_error(f"{text}: no port: give HOST:PORT, or --method icmp for ICMP echo") from None

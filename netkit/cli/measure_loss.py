@@ -48,12 +48,12 @@ def loss(target: str, rate: float, duration: float, size: int, timeout: float, f
       netkit measure loss 127.0.0.1:9000 --rate 100k -d 10s --max-loss 0.5 --format json
     """
     from netkit.core.latency_models import LossConfig
-    from netkit.core.targets import parse_target
+    from netkit.core.targets import parse_target_argument
     from netkit.io.measure.loss import run_loss
     from netkit.render.loss import LossProgress, print_loss
 
     out = get_output()
-    tgt = parse_target(target)
+    tgt = parse_target_argument(target)
     cfg = LossConfig(rate_pps=float(rate), duration_s=duration, size=size, timeout_s=timeout, family=family,
                      key=load_key_option(key, key_file))
     with LossProgress(out, str(tgt), cfg) as progress:

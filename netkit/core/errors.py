@@ -30,6 +30,13 @@ class InputError(NetkitError, ValueError):
     exit_code = ExitCode.USAGE
 
 
+class UsageError(InputError):
+    """Bad input on the command line itself (an argument, an option's value): exit 2, and the CLI
+    adds the ``Try 'netkit CMD --help'`` line after the message, as for any usage error. Bad
+    content read from a file or from stdin stays an :class:`InputError` (its message names the
+    line; the help would not point at it)."""
+
+
 class RuntimeFailure(NetkitError):
     """The environment refused (cannot bind, permission, no such file): exit 3."""
 

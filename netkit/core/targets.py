@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from netkit.core.errors import InputError
+from netkit.core.errors import InputError, UsageError
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 MAX_PORTS_PER_SPEC = 65535
@@ -156,6 +156,14 @@ def parse_target(text: str, default_port: int | None = None) -> Target:
     return Target(host, parse_port(port_s))
 
 
+def parse_target_argument(text: str, default_port: int | None = None) -> Target:
+    """:func:`parse_target` for a command-line argument: a bad one is a :class:`UsageError` naming it."""
+    try:
+        return parse_target(text, default_port)
+    except InputError as exc:
+        raise at_line(None, exc, text) from None
+
+
 def expand_target(text: str, default_port: int | None = None) -> list[Target]:
     """``host:22,80,8000-8100`` -> one Target per port, in the order written."""
     host, port_s = split_host_port(text)
@@ -195,9 +203,16 @@ def numbered_target_lines(lines: Iterable[str], source: str) -> Iterator[tuple[s
                 yield f"{source}:{number}", text
 
 
-def at_line(where: str | None, exc: InputError) -> InputError:
-    """``exc`` with ``where`` (``targets.txt:3``) in front of its message; as is when ``where`` is None."""
-    return exc if where is None else InputError(f"{where}: {exc}")
+def at_line(where: str | None, exc: InputError, text: str | None = None) -> InputError:
+    """``exc`` with ``where`` (``targets.txt:3``) in front of its message. ``where`` None is a
+    command-line argument: a :class:`UsageError` that names the argument ``text`` when the message
+    does not already (``invalid target 'db:x': invalid port 'x': not a number``)."""
+    if where is not None:
+        return InputError(f"{where}: {exc}")
+    message = str(exc)
+    if text is not None and repr(text) not in message:
+        message = f"invalid target {text!r}: {message}"
+    return UsageError(message)
 
 
 def expand_texts(items: Iterable[tuple[str | None, str]]) -> Iterator[Target]:
@@ -207,7 +222,7 @@ def expand_texts(items: Iterable[tuple[str | None, str]]) -> Iterator[Target]:
         try:
             targets = expand_target(text)  # one text: at most 65535 targets
         except InputError as exc:
-            raise at_line(where, exc) from None
+            raise at_line(where, exc, text) from None
         yield from targets
 
 
@@ -221,6 +236,6 @@ def check_texts(items: Iterable[tuple[str | None, str]]) -> int:
                 raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
             parse_ports(port_s)
         except InputError as exc:
-            raise at_line(where, exc) from None
+            raise at_line(where, exc, text) from None
         count += 1
     return count

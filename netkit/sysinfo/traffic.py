@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from netkit.core.errors import InputError
+from netkit.core.errors import InputError, UsageError
 from netkit.core.sysinfo_models import CounterSnapshot, TrafficReport, TrafficSample
 from netkit.core.traffic import samples_between, summarize_traffic
 from netkit.io.clock import wall_iso
@@ -43,7 +43,7 @@ def choose_interfaces(requested: Sequence[str], available: Sequence[str], up: se
         unknown = [n for n in requested if n not in available]
         if unknown:
             known = ", ".join(available) or "none"
-            raise InputError(f"unknown interface {unknown[0]!r} (known: {known})")
+            raise UsageError(f"unknown interface {unknown[0]!r} (known: {known})")  # a --interface value
         return list(dict.fromkeys(requested))
     return [n for n in available if n in up]
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -479,3 +480,37 @@ def test_info_traffic_stopped_by_a_signal_prints_its_report(sig: int) -> None:
     assert proc.returncode == 0, err  # no --count: a signal is the normal end
     assert b"Traceback" not in err
     assert all(json.loads(line)["interface"] for line in out.splitlines())  # no line cut by the signal
+
+
+@pytest.mark.parametrize(("args", "line", "hint"), [
+    (["probe", "db:x"], "netkit: invalid target 'db:x': invalid port 'x': not a number", "netkit probe"),
+    (["probe", "127.0.0.1:22", "db"], "netkit: invalid target 'db': no port (write HOST:PORT)", "netkit probe"),
+    (["--format", "json", "probe", "http://127.0.0.1:8080"],
+     "netkit: invalid target 'http://127.0.0.1:8080': a URL is not a target; give HOST:PORT, e.g. 127.0.0.1:8080",
+     "netkit probe"),
+    (["probe"], "netkit: no targets: give HOST:PORT arguments, '-' or --targets-file", "netkit probe"),
+    (["measure", "latency", "db:99999"], "netkit: invalid target 'db:99999': invalid port '99999': must be 1-65535",
+     "netkit measure latency"),
+    (["measure", "latency", "-m", "icmp", "db:x"], "netkit: invalid target 'db:x': invalid port 'x': not a number",
+     "netkit measure latency"),
+    (["measure", "loss", "db"], "netkit: invalid target 'db': no port (write HOST:PORT)", "netkit measure loss"),
+    (["info", "traffic", "--interface", "no-such-if0", "-c", "1"], None, "netkit info traffic"),
+])
+def test_a_bad_target_argument_is_a_usage_error_with_the_help_hint(args: list[str], line: str | None,
+                                                                     hint: str) -> None:
+    # Bad input on the command line reads as Click's own usage errors do: the reason, then the help.
+    res = support.invoke(args)
+    assert res.exit_code == 2, res.stderr
+    got_line, got_hint = _usage_error(res)
+    if line is not None:
+        assert got_line == line
+    assert got_hint == f"Try '{hint} --help' for help."
+
+
+def test_a_bad_line_of_a_targets_file_names_the_line_without_the_help_hint(tmp_path: Path) -> None:
+    # The file is what to fix, not the command line: one line, with the file's name and line number.
+    listed = tmp_path / "targets.txt"
+    listed.write_text("127.0.0.1:22\n# a comment\nbad line\n")
+    res = support.invoke(["probe", "--targets-file", str(listed)])
+    assert res.exit_code == 2
+    assert res.stderr == f"netkit: {listed}:3: invalid target 'bad': no port (write HOST:PORT)\n"

@@ -1,6 +1,6 @@
 import pytest
 
-from netkit.core.errors import InputError
+from netkit.core.errors import InputError, UsageError
 from netkit.core.targets import Target, expand_target, parse_ports, parse_target, target_from_args
 
 
@@ -47,8 +47,14 @@ def test_lines_of_a_file_carry_their_place() -> None:
         for t in expand_texts(items):
             got.append(t)
     assert got == [Target("a", 1), Target("b", 2), Target("c", 3)]
-    with pytest.raises(InputError, match=r"^invalid port"):
-        list(expand_texts([(None, "a:99999")]))  # an argument: no place in front
+    # An argument: no place in front, but the argument named, and a usage error (the CLI adds "Try").
+    with pytest.raises(UsageError, match=r"^invalid target 'a:99999': invalid port '99999'"):
+        list(expand_texts([(None, "a:99999")]))
+    with pytest.raises(UsageError, match=r"^invalid target 'bad': no port"):
+        check_texts([(None, "bad")])
+    with pytest.raises(InputError) as from_file:
+        check_texts(items)
+    assert not isinstance(from_file.value, UsageError)  # a file's line is bad input, not bad usage
 
 
 def test_ip_literals() -> None:

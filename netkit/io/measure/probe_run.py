@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from netkit.core.errors import InputError
+from netkit.core.errors import InputError, UsageError
 from netkit.core.probe_models import (
     NS,
     ProbeAttempt,
@@ -91,7 +91,7 @@ class TargetSource:
     def check(self) -> None:
         """Parse every argument and line once (when they can be read again); none at all is exit 2."""
         if not self.reads_stdin and check_texts(self.texts()) == 0:
-            raise InputError(NO_TARGETS)
+            raise UsageError(NO_TARGETS)  # nothing on the command line (nor in --targets-file)
 
 
 def probe_targets(config: ProbeRunConfig, source: TargetSource, listener: ProbeListener) -> ProbeRunResult:

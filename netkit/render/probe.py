@@ -230,11 +230,16 @@ class ProbeReport:
         total = "?" if self.total is None else format_count(self.total)
         clock = f"{elapsed_s:.1f} s"
         if self.config.wait:
+            # The counts and the clock on the first line, the failure (free text of any length) under
+            # them: on one line it pushed the clock past the edge, to wrap between "20" and "s".
             waiting = (self.total or 0) - len(self.up_targets)
             text = f"waiting: {len(self.up_targets)}/{total} up"
             if waiting and self.failures:
-                text += f", {waiting} not yet; {next(iter(self.failures.values()))}"
-            return text + f" [{clock} of {self.config.options.deadline_s:g} s]"
+                text += f", {waiting} not yet"
+            text += f" [{clock} of {self.config.options.deadline_s:g} s]"
+            if waiting and self.failures:
+                text += f"\nnot up yet: {next(iter(self.failures.values()))}"
+            return text
         head = f"round {self.round_no}/{self.config.repeat}: " if self.config.repeat is not None else "probing: "
         of = "" if self.total is None else f"/{total}"  # a streaming run does not know its total
         text = f"{head}{format_count(self.done)}{of} done, {format_count(self.up)} up [{clock}]"
@@ -260,11 +265,13 @@ class ProbeReport:
         """``--wait`` off a terminal: one line on stderr whenever the state changes."""
         if self.watched or self.out.quiet or not self.config.wait:
             return
-        text = self.progress_line(time.monotonic() - self.started_at)
-        core = text.rsplit(" [", 1)[0]
+        head, _, failure = self.progress_line(time.monotonic() - self.started_at).partition("\n")
+        counts, _, clock = head.rpartition(" [")
+        # A log line, not a screen: the failure on the line it belongs to, the clock at the end.
+        core = counts + (f"; {failure.removeprefix('not up yet: ')}" if failure else "")
         if core != self._printed:
             self._printed = core
-            self.out.info(safe_text(text, limit=200))
+            self.out.info(safe_text(f"{core} [{clock}", limit=200))
 
     # ----- the ProbeListener protocol ----------------------------------------------------------------
     def started(self, total: int | None) -> None:

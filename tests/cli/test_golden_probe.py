@@ -207,9 +207,30 @@ def test_progress_lines_say_what_is_happening() -> None:
                                                           "name not resolved (Name or service not known)"))
     waiting.attempted(Target("127.0.0.1", 80), 1, ProbeAttempt(ProbeState.OPEN, "127.0.0.1", 50_000, None))
     line = waiting.progress_line(2.0)
-    assert line == ("waiting: 1/2 up, 1 not yet; db:5432 dns-error, name not resolved (Name or service not known)"
-                    " [2.0 s of 30 s]")
+    # The clock ends the first line (it never wraps between its figure and its unit), the failure
+    # of any length goes under it.
+    assert line == ("waiting: 1/2 up, 1 not yet [2.0 s of 30 s]\n"
+                    "not up yet: db:5432 dns-error, name not resolved (Name or service not known)")
     assert "((" not in line and "))" not in line
+
+
+def test_wait_live_line_fits_80_columns_with_its_clock_whole() -> None:
+    """``probe 127.0.0.1:1 127.0.0.1:PORT --wait --deadline 20s`` on an 80-column terminal: the line
+    once ran to 81 characters and wrapped as ``[2.3 s of 20`` / ``s]``."""
+    from rich.console import Console
+
+    out = Output(format="table", stdout=io.StringIO(), stderr=io.StringIO(), color=False)
+    waiting = ProbeReport(out, ProbeRunConfig(ProbeOptions(retries=None, deadline_s=20), wait=True))
+    waiting.started(2)
+    waiting.attempted(Target("127.0.0.1", 1), 5, ProbeAttempt(ProbeState.CLOSED, "127.0.0.1", None,
+                                                              "connection refused"))
+    waiting.attempted(Target("127.0.0.1", 58235), 1, ProbeAttempt(ProbeState.OPEN, "127.0.0.1", 50_000, None))
+    waiting.started_at -= 2.3
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(waiting._draw())
+    lines = console.file.getvalue().splitlines()
+    assert lines == ["waiting: 1/2 up, 1 not yet [2.3 s of 20 s]",
+                     "not up yet: 127.0.0.1:1 closed, connection refused"]
 
 
 def test_issue_repro_on_a_terminal_gives_the_error_the_address_room(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -267,13 +267,18 @@ class Output:
         for row in rows:
             flat = flatten(to_jsonable(row))
             if self._csv_writer is None:
-                self._csv_fields = list(fields) if fields is not None else list(flat)
-                self._csv_writer = csv.DictWriter(
-                    self.stdout, fieldnames=self._csv_fields, extrasaction="ignore", lineterminator="\n"
-                )
-                self._csv_writer.writeheader()
+                self._start_csv(list(fields) if fields is not None else list(flat))
             self._csv_writer.writerow({k: _csv_value(v) for k, v in flat.items()})
+        if self._csv_writer is None and fields is not None:
+            # No row (a filter that matched nothing): the header still says what the columns would be,
+            # so a reader of the file sees an empty table, not an empty file.
+            self._start_csv(list(fields))
         self.stdout.flush()
+
+    def _start_csv(self, fields: list[str]) -> None:
+        self._csv_fields = fields
+        self._csv_writer = csv.DictWriter(self.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        self._csv_writer.writeheader()
 
     def emit(
         self,

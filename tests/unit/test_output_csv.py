@@ -55,3 +55,18 @@ def test_csv_and_jsonl_carry_the_same_words() -> None:
         assert c["up"] == json.dumps(j["up"]) and c["tls"] == json.dumps(j["tls"])
         assert c["state"] == j["state"] == "open"  # an enum's value, not State.OPEN
         assert c["rtt_ms"] == ("" if j["rtt_ms"] is None else str(j["rtt_ms"]))  # null is an empty cell
+
+
+def test_csv_with_no_row_still_has_its_header() -> None:
+    """``info connections --pid N --format csv`` matching no socket printed nothing at all: an empty
+    file, where every reader of CSV expects the header of an empty table (as probe writes one)."""
+    buf = io.StringIO()
+    out = Output(format="csv", stdout=buf, stderr=io.StringIO())
+    out.emit({"rows": []}, rows=[], fields=["target", "up"])
+    assert buf.getvalue() == "target,up\n"
+    out.csv_rows([], ["target", "up"])  # a second empty batch: the header once
+    out.csv_rows([Row("127.0.0.1:22", True, False, 0.25, State.OPEN, [])], ["target", "up"])
+    assert buf.getvalue() == "target,up\n127.0.0.1:22,true\n"
+    quiet = Output(format="csv", stdout=io.StringIO(), stderr=io.StringIO(), quiet=True)
+    quiet.csv_rows([], ["target", "up"])
+    assert quiet.stdout.getvalue() == ""

@@ -172,7 +172,8 @@ def traffic_live_title(interval_s: float, rounds: int) -> str:
 
 def traffic_summary_title(summary: Sequence[TrafficSample], interval_s: float, rounds: int) -> str:
     elapsed = max((s.elapsed_s for s in summary), default=0.0)
-    return f"traffic averaged over {elapsed:.1f}s ({rounds} intervals of {seconds_text(interval_s)})"
+    intervals = "1 interval" if rounds == 1 else f"{format_count(rounds)} intervals"
+    return f"traffic averaged over {elapsed:.1f}s ({intervals} of {seconds_text(interval_s)})"
 
 
 TRAFFIC_LINE_WIDTHS = (12, 15, 14, 13, 14, 13, 12, 12)

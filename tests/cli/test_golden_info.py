@@ -108,3 +108,9 @@ def test_info_connections_long_ipv6_addresses_stack(monkeypatch: pytest.MonkeyPa
     assert "[2001:db8:1234:5678:9abc:def0:1234:5678]:44321" in tty
     assert "[2001:db8:1234:5678:9abc:def0:1234:9999]:443" in tty
     assert piped.splitlines()[0].split() == ["proto", "state", "local", "remote", "pid", "process"]
+
+
+def test_traffic_summary_title_counts_its_intervals_in_words() -> None:
+    """``info traffic -c 1`` said ``(1 intervals of 0.2s)``."""
+    assert traffic_summary_title([], 0.2, 1) == "traffic averaged over 0.0s (1 interval of 0.2s)"
+    assert traffic_summary_title([], 1.0, 1200) == "traffic averaged over 0.0s (1,200 intervals of 1s)"

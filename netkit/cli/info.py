@@ -26,7 +26,7 @@ def info() -> None:
 
 
 # ----- interfaces --------------------------------------------------------------------------------
-@info.command(name="interfaces")
+@info.command(name="interfaces", short_help="Interfaces: state, MTU, speed, addresses, counters.")
 @click.option("-a", "--all", "include_down", is_flag=True, help="Include interfaces that are down.")
 @output_options
 def interfaces(include_down: bool) -> int:
@@ -49,7 +49,7 @@ def interfaces(include_down: bool) -> int:
 
 
 # ----- connections -------------------------------------------------------------------------------
-@info.command(name="connections")
+@info.command(name="connections", short_help="TCP and UDP sockets and their processes, like ss -tunap.")
 @click.option("-t", "--tcp", is_flag=True, help="TCP sockets (default: TCP and UDP).")
 @click.option("-u", "--udp", is_flag=True, help="UDP sockets (default: TCP and UDP).")
 @click.option("-l", "--listening", is_flag=True, help="Only listening sockets (TCP listen, unconnected UDP).")
@@ -91,7 +91,7 @@ def connections(tcp: bool, udp: bool, listening: bool, state: tuple[str, ...], p
 
 
 # ----- traffic -----------------------------------------------------------------------------------
-@info.command(name="traffic")
+@info.command(name="traffic", short_help="Receive and transmit rates per interface, live.")
 @click.option("-i", "--interval", type=POSITIVE_DURATION, default="1s", show_default=True,
               help="Time between readings (e.g. 200ms, 1s).")
 @click.option("-c", "--count", type=Count(min=1), default=None,

@@ -98,7 +98,7 @@ def _raw_writer(out: Any) -> Any:
     return write
 
 
-@send.command("tcp")
+@send.command("tcp", short_help="Send over TCP, half-close, print the reply.")
 @click.argument("args", nargs=-1, metavar="HOST:PORT [MESSAGE]")
 @click.option("--file", "-f", "file", type=click.Path(dir_okay=False), help="Send this file's bytes.")
 @click.option("--wait", "-w", type=params.DURATION, default="5s", show_default=True,
@@ -161,7 +161,7 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
     return ExitCode.OK
 
 
-@send.command("udp")
+@send.command("udp", short_help="Send UDP datagrams; with --wait print the replies.")
 @click.argument("args", nargs=-1, metavar="HOST:PORT MESSAGE")
 @click.option("--file", "-f", "file", type=click.Path(dir_okay=False), help="Send this file's bytes.")
 @click.option("--count", "-c", type=params.Count(min=1), default="1", show_default=True,

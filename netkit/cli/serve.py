@@ -176,7 +176,7 @@ def _finish(out: Any, state: dict[str, Any], summary: Any, title: str) -> int:
     return ExitCode.OK
 
 
-@serve.command("tcp")
+@serve.command("tcp", short_help="Serve TCP: echo, discard, source or reply; TLS optional.")
 @click.option("--host", type=params.HOST, default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", "-p", type=params.LISTEN_PORT, default="8000", show_default=True,
               help="Port to bind; 0 picks a free one.")
@@ -267,7 +267,7 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns:
     return _finish(out, state, summary, "netkit serve tcp")
 
 
-@serve.command("udp")
+@serve.command("udp", short_help="Serve UDP: show each datagram, or echo it.")
 @click.option("--host", type=params.HOST, default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", "-p", type=params.LISTEN_PORT, default="8000", show_default=True,
               help="Port to bind; 0 picks a free one.")

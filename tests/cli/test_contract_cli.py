@@ -235,3 +235,14 @@ def test_per_command_format_from_the_environment() -> None:
     env = support.clean_env(NETKIT_PROBE_FORMAT="json")
     r = support.run_netkit(["probe", "--timeout", "1s", "127.0.0.1:1"], env=env)
     assert r.json()["summary"]["failed"] == 1
+
+
+@pytest.mark.parametrize("group", [[], ["serve"], ["send"], ["measure"], ["info"]])
+@pytest.mark.parametrize("columns", ["80", "70"])
+def test_a_group_help_lists_its_commands_without_cutting_their_lines(group: list[str], columns: str) -> None:
+    """``netkit info --help`` listed ``List TCP and UDP sockets with their owning process, like...``:
+    Click cuts a docstring's first sentence to fit one line; each command says it short instead."""
+    res = support.invoke([*group, "--help"], env={"COLUMNS": columns})
+    assert res.exit_code == 0
+    listing = res.stdout.split("Commands:", 1)[1]
+    assert "..." not in listing and "…" not in listing, listing

@@ -57,7 +57,7 @@ def interfaces(include_down: bool) -> int:
               help="Only sockets in this state (repeatable).")
 @click.option("--port", "port", type=PORT, multiple=True,
               help="Only sockets with this local or remote port (repeatable).")
-@click.option("--pid", "pid", type=click.IntRange(min=1), multiple=True,
+@click.option("--pid", "pid", type=Count(min=1), multiple=True, metavar="PID",
               help="Only sockets owned by this process (repeatable).")
 @output_options
 def connections(tcp: bool, udp: bool, listening: bool, state: tuple[str, ...], port: tuple[int, ...],

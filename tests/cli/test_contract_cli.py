@@ -246,3 +246,17 @@ def test_a_group_help_lists_its_commands_without_cutting_their_lines(group: list
     assert res.exit_code == 0
     listing = res.stdout.split("Commands:", 1)[1]
     assert "..." not in listing and "…" not in listing, listing
+
+
+def test_no_option_help_shows_clicks_own_type_names() -> None:
+    """``info connections --help`` showed ``--pid INTEGER RANGE ... [x>=1]``, Click's words, where every
+    other option names what it takes (``NUMBER``, ``PID``) and says its bounds in its error."""
+    from netkit.devtools import gendocs
+
+    for command in gendocs.iter_commands(gendocs.walk()):
+        res = support.invoke([*command.path[1:], "--help"])
+        assert res.exit_code == 0
+        for words in ("INTEGER", "FLOAT", "RANGE", "[x>", "[x<", "<=x"):
+            assert words not in res.stdout, (command.path, words)
+    res = support.invoke(["info", "connections", "--pid", "0"])
+    assert res.exit_code == 2 and "--pid" in res.stderr and "at least 1" in res.stderr

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 @click.option("--targets-file", "targets_file", metavar="FILE",
               help="Read targets from FILE (or '-' for stdin), one a line; '#' starts a comment.")
 @click.option("--retries", type=Count(min=0, max=1_000_000), default="0", show_default=True,
-              help="Retry a failed target up to N times (never past --deadline).")
+              help="Retry a failed target up to N times (never past --deadline; a dns-error only with --wait).")
 @timeout_option("--timeout", default="2s", help="Timeout of one attempt (connect, handshake, reply).")
 @click.option("--backoff", type=DURATION, default="0.5s", show_default=True,
               help="Delay before the first retry.")

@@ -401,3 +401,14 @@ def test_repeat_rounds_on_the_live_line_not_as_new_lines() -> None:
     assert "round 2/4: 1/1 done" in text
     assert "round 1/4: 1/1 up" not in text  # the log lines are for a pipe
     assert text.rstrip().splitlines()[-1] == "1 target, 4/4 rounds: 1 open, 0 failed; success 100 %"
+
+
+def test_retries_leave_a_name_that_does_not_resolve_as_the_help_says() -> None:
+    """``--retries 2`` on a name that does not resolve makes one attempt (the README's table said so,
+    ``--help`` did not)."""
+    res = support.invoke(["probe", "no-such-host.invalid:80", "--retries", "2", "--backoff", "10ms",
+                          "--format", "json"])
+    assert res.exit_code == 1
+    assert [(t["state"], t["attempts"]) for t in res.json()["targets"]] == [("dns-error", 1)]
+    helped = support.invoke(["probe", "--help"]).stdout
+    assert "a dns-error only with --wait" in " ".join(helped.split())

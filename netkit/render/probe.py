@@ -49,16 +49,17 @@ LIVE_AFTER_S = 0.25
 
 # ----- the result table ----------------------------------------------------------------------------
 def _table_columns(rows: Sequence[ProbeResult], repeated: bool, *,
-                   terse: bool) -> tuple[list[Col], bool, bool]:
+                   terse: bool, udp: bool = False) -> tuple[list[Col], bool, bool]:
     """The columns (dropped first when narrow: resolve, attempts, address, total), and whether the
     resolve and address columns show. ``terse`` (a terminal): no address column when every address
-    is its target's own IP literal, so the error has the room instead."""
+    is its target's own IP literal, so the error has the room instead. ``udp``: nothing connects,
+    the time is the reply's (``connect_ms`` in json/csv)."""
     show_resolve = any(not is_ip_literal(r.host) for r in rows)
     show_address = not terse or any(r.address not in (None, r.host) for r in rows)
     cols = [Col("target")]
     if show_address:
         cols.append(Col("address", drop=3))
-    cols += [Col("state"), Col("attempts", "right", drop=4), Col("connect", "right")]
+    cols += [Col("state"), Col("attempts", "right", drop=4), Col("reply" if udp else "connect", "right")]
     if show_resolve:
         cols.append(Col("resolve", "right", drop=5))
     cols.append(Col("total", "right", drop=2))
@@ -84,9 +85,10 @@ def _row_texts(r: ProbeResult, show_resolve: bool, show_address: bool,
 
 
 def probe_table(rows: Sequence[ProbeResult], repeated: Sequence[RepeatedResult] | None, *,
-                width: int | None) -> RenderableType:
+                width: int | None, udp: bool = False) -> RenderableType:
     """The result table: a fitted Rich table for a screenful, plain aligned text for a large scan."""
-    cols, show_resolve, show_address = _table_columns(rows, repeated is not None, terse=width is not None)
+    cols, show_resolve, show_address = _table_columns(rows, repeated is not None, terse=width is not None,
+                                                      udp=udp)
     data = [_row_texts(r, show_resolve, show_address, None if repeated is None else repeated[i])
             for i, r in enumerate(rows)]
     if len(data) > PLAIN_TABLE_ROWS:
@@ -158,7 +160,7 @@ def render_probe(out: Output, result: ProbeRunResult, config: ProbeRunConfig) ->
     """The finished run as tables and the summary line (``--format table``); with no row to show
     (``--only`` kept none), the summary alone."""
     if result.rows:
-        out.print(probe_table(result.rows, result.repeated, width=out.width))
+        out.print(probe_table(result.rows, result.repeated, width=out.width, udp=config.options.udp))
     if config.options.tls and any(r.tls is not None for r in result.rows):
         out.print(tls_table(result.rows, width=out.width))
     out.line(summary_line(result))

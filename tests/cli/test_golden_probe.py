@@ -121,6 +121,7 @@ def render(result: ProbeRunResult, config: ProbeRunConfig, *, terminal: bool,
 
 
 PLAIN = ProbeRunConfig(ProbeOptions())
+UDP = ProbeRunConfig(ProbeOptions(udp=True))
 
 
 def test_plain_run_at_80_columns_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,8 +159,11 @@ def test_repeat_at_80_columns_and_piped(monkeypatch: pytest.MonkeyPatch) -> None
 def test_udp_silence_is_not_called_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """A silent UDP port is open|filtered: it passes the exit rule, but the summary does not call it up."""
     result = udp_result()
-    screen = render(result, PLAIN, terminal=True, monkeypatch=monkeypatch)
-    piped = render(result, PLAIN, terminal=False, monkeypatch=monkeypatch)
+    screen = render(result, UDP, terminal=True, monkeypatch=monkeypatch)
+    piped = render(result, UDP, terminal=False, monkeypatch=monkeypatch)
+    # Nothing connects over UDP: the time in that column is the reply's.
+    for text in (screen, piped):
+        assert "reply" in text.splitlines()[0].split() and "connect" not in text
     assert_terminal_text(screen, 80)
     assert_piped_text(piped)
     for text in (screen, piped):

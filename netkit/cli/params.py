@@ -77,6 +77,13 @@ class BitRate(_CoreType):
         return units.parse_bitrate(value)
 
 
+def _bound(x: float) -> str:
+    """A bound as a person reads it: ``10,000,000``, ``0.001``, ``100`` (never ``1e+07``)."""
+    if x == int(x):
+        return f"{int(x):,}"
+    return f"{x:,.6f}".rstrip("0")
+
+
 class Count(_CoreType):
     """A non-negative quantity with decimal suffixes: ``100k``."""
 
@@ -92,9 +99,9 @@ class Count(_CoreType):
                 raise InputError(f"invalid number {value!r}: must be a whole number")
             n = int(n)
         if n < self.min:
-            raise InputError(f"invalid number {value!r}: must be at least {self.min}")
+            raise InputError(f"invalid number {value!r}: must be at least {_bound(self.min)}")
         if self.max is not None and n > self.max:
-            raise InputError(f"invalid number {value!r}: must be at most {self.max}")
+            raise InputError(f"invalid number {value!r}: must be at most {_bound(self.max)}")
         return n
 
 
@@ -118,9 +125,9 @@ class Number(_CoreType):
             raise InputError(f"invalid number {value!r}: must be a finite number")
         if self.min is not None and (n <= self.min if self.min_open else n < self.min):
             word = "more than" if self.min_open else "at least"
-            raise InputError(f"invalid number {value!r}: must be {word} {self.min:g}")
+            raise InputError(f"invalid number {value!r}: must be {word} {_bound(self.min)}")
         if self.max is not None and n > self.max:
-            raise InputError(f"invalid number {value!r}: must be at most {self.max:g}")
+            raise InputError(f"invalid number {value!r}: must be at most {_bound(self.max)}")
         return n
 
 

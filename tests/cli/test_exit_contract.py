@@ -514,3 +514,15 @@ def test_a_bad_line_of_a_targets_file_names_the_line_without_the_help_hint(tmp_p
     res = support.invoke(["probe", "--targets-file", str(listed)])
     assert res.exit_code == 2
     assert res.stderr == f"netkit: {listed}:3: invalid target 'bad': no port (write HOST:PORT)\n"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["measure", "loss", "127.0.0.1:9", "-r", "1e9"], "invalid number '1e9': must be at most 10,000,000"),
+    (["probe", "127.0.0.1:9", "--retries", "2000000"], "invalid number '2000000': must be at most 1,000,000"),
+    (["probe", "127.0.0.1:9", "--backoff-factor", "0.5"], "invalid number '0.5': must be at least 1"),
+])
+def test_an_option_bound_reads_with_separators_never_in_e_notation(args: list[str], words: str) -> None:
+    res = support.invoke(args)
+    assert res.exit_code == 2
+    line, _hint = _usage_error(res)
+    assert line.endswith(words) and "e+" not in line

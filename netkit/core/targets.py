@@ -146,12 +146,20 @@ def split_host_port(text: str) -> tuple[str, str | None]:
     return validate_host(host), (port if sep else None)
 
 
+def _no_port(text: str) -> InputError:
+    """A target without a port; a bare IPv6 literal is told how to add one (``::1:22`` is an address)."""
+    if text.count(":") > 1:
+        return InputError(f"invalid target {text!r}: no port (an IPv6 address takes one in brackets: "
+                          "[IPV6]:PORT)")
+    return InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+
+
 def parse_target(text: str, default_port: int | None = None) -> Target:
     """Exactly one ``HOST:PORT`` (or ``HOST`` with ``default_port``)."""
     host, port_s = split_host_port(text)
     if port_s is None:
         if default_port is None:
-            raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+            raise _no_port(text)
         return Target(host, default_port)
     return Target(host, parse_port(port_s))
 
@@ -169,7 +177,7 @@ def expand_target(text: str, default_port: int | None = None) -> list[Target]:
     host, port_s = split_host_port(text)
     if port_s is None:
         if default_port is None:
-            raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+            raise _no_port(text)
         return [Target(host, default_port)]
     return [Target(host, p) for p in parse_ports(port_s)]
 
@@ -233,7 +241,7 @@ def check_texts(items: Iterable[tuple[str | None, str]]) -> int:
         try:
             _host, port_s = split_host_port(text)
             if port_s is None:
-                raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+                raise _no_port(text)
             parse_ports(port_s)
         except InputError as exc:
             raise at_line(where, exc, text) from None

@@ -62,3 +62,15 @@ def test_ip_literals() -> None:
 
     assert is_ip_literal("127.0.0.1") and is_ip_literal("::1") and is_ip_literal("fe80::1%eth0")
     assert not is_ip_literal("localhost") and not is_ip_literal("999.1.1.1")
+
+
+@pytest.mark.parametrize("text", ["::1:5", "fe80::1", "[::1]"])
+def test_an_ipv6_address_without_a_port_is_told_about_brackets(text: str) -> None:
+    # "::1:5" is an address, not ::1 port 5: say how a port is written, not only that it is missing.
+    from netkit.core.targets import check_texts
+
+    for parse in (parse_target, expand_target, lambda t: check_texts([(None, t)])):
+        with pytest.raises(InputError, match=r"no port \(an IPv6 address takes one in brackets: \[IPV6\]:PORT\)"):
+            parse(text)
+    with pytest.raises(InputError, match=r"no port \(write HOST:PORT\)$"):
+        parse_target("localhost")

@@ -83,7 +83,7 @@ def _alike(typed: str, option: str) -> float:
     return difflib.SequenceMatcher(None, typed.lstrip("-"), option.lstrip("-")).ratio()
 
 
-def _usage_lines(exc: click.UsageError) -> str:
+def _usage_lines(exc: click.UsageError, args: list[str] | None = None, prog_name: str = "netkit") -> str:
     """A usage error: the one ``netkit: ...`` line every failure has, then where to read more.
 
     The hint is the second line (as in GNU tools) so that the first stays the whole reason.
@@ -102,30 +102,34 @@ def _usage_lines(exc: click.UsageError) -> str:
         line = f"no such option {exc.option_name!r}."
         if close:
             line += " Did you mean " + " or ".join(repr(p) for p in close) + "?"
-    if exc.ctx is not None:
-        line += f"\nTry '{exc.ctx.command_path} --help' for help."
-    return line
+    # Click's parser raises some errors (an option missing its value) before any context exists.
+    path = exc.ctx.command_path if exc.ctx is not None else _command_path(args, prog_name)
+    return f"{line}\nTry '{path} --help' for help."
 
 
-def _command_path(args: list[str] | None, prog_name: str) -> str | None:
-    """The command the arguments name (``netkit measure latency``), found again after it failed.
+def _command_path(args: list[str] | None, prog_name: str) -> str:
+    """The command the arguments name (``netkit measure latency``), found again after it failed
+    (the root, when not even that much parses).
 
     Click's contexts are gone once an error left the command, so the arguments are walked down the
     groups as shell completion walks them (resilient parsing: no callback fails, nothing runs).
     """
     words = list(sys.argv[1:] if args is None else args)
+    path = prog_name
     try:
         ctx = cli.make_context(prog_name, words, resilient_parsing=True)
+        path = ctx.command_path
         while isinstance(ctx.command, click.Group):
             protected = getattr(ctx, "_protected_args", None)  # Click 8.2+; before: protected_args
             rest = [*(ctx.protected_args if protected is None else protected), *ctx.args]
             name, cmd, rest = ctx.command.resolve_command(ctx, rest)
             if cmd is None or name is None:
                 break
+            path = f"{ctx.command_path} {name}"
             ctx = cmd.make_context(name, rest, parent=ctx, resilient_parsing=True)
-        return ctx.command_path
-    except Exception:  # a hint is not worth a second failure
-        return None
+    except Exception:  # a hint is not worth a second failure: the deepest command found so far
+        pass
+    return path
 
 
 def _quiet_broken_pipe() -> int:
@@ -172,13 +176,11 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
             except BrokenPipeError:
                 return _quiet_broken_pipe()
             return int(ExitCode.USAGE)
-        return _fail(_usage_lines(exc), ExitCode.USAGE)
+        return _fail(_usage_lines(exc, args, prog_name), ExitCode.USAGE)
     except click.ClickException as exc:
         return _fail(_one_line(exc.format_message()), ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
     except UsageError as exc:  # bad input on the command line itself: said as Click's usage errors are
-        path = _command_path(args, prog_name)
-        hint = f"\nTry '{path} --help' for help." if path else ""
-        return _fail(exc.message + hint, exc.exit_code)
+        return _fail(f"{exc.message}\nTry '{_command_path(args, prog_name)} --help' for help.", exc.exit_code)
     except NetkitError as exc:
         return _fail(exc.message, exc.exit_code)
     except (click.Abort, KeyboardInterrupt):

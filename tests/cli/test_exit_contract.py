@@ -526,3 +526,18 @@ def test_an_option_bound_reads_with_separators_never_in_e_notation(args: list[st
     assert res.exit_code == 2
     line, _hint = _usage_error(res)
     assert line.endswith(words) and "e+" not in line
+
+
+@pytest.mark.parametrize(("args", "option", "hint"), [
+    (["measure", "latency", "127.0.0.1:9", "--count"], "--count", "netkit measure latency"),
+    (["probe", "127.0.0.1:9", "--timeout"], "--timeout", "netkit probe"),
+    (["info", "traffic", "-i"], "-i", "netkit info traffic"),
+    (["--format"], "--format", "netkit"),
+])
+def test_an_option_without_its_value_gets_the_help_hint_too(args: list[str], option: str, hint: str) -> None:
+    # Click's parser raises this one before any context exists: the hint came out missing.
+    res = support.invoke(args)
+    assert res.exit_code == 2
+    line, got_hint = _usage_error(res)
+    assert option in line and "requires an argument" in line
+    assert got_hint == f"Try '{hint} --help' for help."

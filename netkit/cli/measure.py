@@ -16,4 +16,4 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
 
 @click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS)
 def measure() -> None:
-    """Measure latency, loss, throughput and request load."""
+    """Measure latency, loss, throughput, requests."""

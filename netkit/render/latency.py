@@ -238,8 +238,10 @@ def summary_view(results: Sequence[TargetResult], thresholds: Thresholds, title:
     shown = {str(c.header) for c in loss.columns}
     parts: list[RenderableType] = [loss]
     legend = []
-    if "fwd" in shown:
+    if "fwd" in shown and "ret" in shown:
         legend.append("  fwd/ret: lost on the way there / back")
+    elif "fwd" in shown:  # a narrow screen left out ret (same drop rank, the rightmost goes first)
+        legend.append("  fwd: lost on the way there")
     if "local" in shown:
         legend.append("  local: dropped by this host's socket buffer (not loss)")
     if legend:

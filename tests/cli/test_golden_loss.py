@@ -94,3 +94,26 @@ def test_progress_line_fits_and_keeps_its_figures() -> None:
     for width in (79, 69, 50):
         line = progress_text("127.0.0.1:40001", 10.0, 2_000, 1_998, 2, 2_000_000_000, width=width)
         assert len(line) <= width and "2,000" in line and "1,998" in line
+
+
+def test_the_direction_legend_names_only_the_columns_shown() -> None:
+    """At 70 columns ``localhost:43326 (127.0.0.1)`` left room for ``fwd`` but not ``ret``, and the
+    legend under the table still read ``fwd/ret: lost on the way there / back``."""
+    from rich.console import Console
+
+    from netkit.render.latency import summary_view
+
+    result = loss_result()
+    seen = set()
+    for width in range(50, 100):
+        console = Console(file=io.StringIO(), width=width, color_system=None)
+        console.print(summary_view([result.target], result.thresholds, "measure loss", width))
+        text = console.file.getvalue()
+        header = text.splitlines()[1].split()
+        legend = [line.strip() for line in text.splitlines() if line.strip().startswith(("fwd", "ret"))]
+        shown = tuple(name for name in ("fwd", "ret") if name in header)
+        seen.add(shown)
+        expected = {("fwd", "ret"): ["fwd/ret: lost on the way there / back"],
+                    ("fwd",): ["fwd: lost on the way there"], (): []}[shown]
+        assert legend == expected, (width, text)
+    assert ("fwd",) in seen and ("fwd", "ret") in seen

@@ -46,8 +46,9 @@ def test_table_mode_lines_and_summary() -> None:
         code, out, err = srv.stop()
     assert code == 0
     assert re.search(r"open +#1 127\.0\.0\.1:\d+", out)
-    assert re.search(r"close +#1 .* in=1000 out=0 .* eof", out)
-    assert "peak_concurrent" in out and "bytes_in" in out
+    assert re.search(r"close +#1 .* in 1000 B, out 0 B, .* ms, eof", out)
+    assert "peak concurrent" in out and "bytes in   " in out and "1000 B" in out
+    assert re.search(r"elapsed +\d", out) and "elapsed_ms" not in out
     assert err.count("listening on") == 1
 
 

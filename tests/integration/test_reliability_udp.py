@@ -339,13 +339,14 @@ def test_reliability_udp_replayed_keyed_query_is_not_answered() -> None:
 
 def test_reliability_udp_replayed_keyed_query_after_the_window() -> None:
     """The recorded attack (a query replayed every 20 s through t+380 s), on the guard's clocks."""
-    from netkit.io.servers.server_guard import Guard, GuardedReflector
+    from netkit.core.guard import Guard, GuardedReflector
+    from netkit.io.servers.reflector import Reflector
 
     key = keyed.derive_key("window-test")
     start_wall = 1_900_000_000 * NS
     clock = {"wall": start_wall}
     guard = Guard(limits.Limits(), key, wall_clock=lambda: clock["wall"])
-    reflector = GuardedReflector(guard)
+    reflector = GuardedReflector(guard, Reflector())
     session = keyed.new_session_id(start_wall, 12345)
     probe, query = bytearray(keyed.KEYED_MIN_SIZE), bytearray(keyed.KEYED_MIN_SIZE)
     packet.encode_into(probe, session, 0, 1)

@@ -22,7 +22,7 @@ from netkit.core.throughput_models import (
     summarize,
 )
 from netkit.io.measure.throughput import tick_times
-from netkit.io.servers.tcp_sessions import MAGIC_LEN, sniff
+from netkit.core.session_header import MAGIC_LEN, sniff
 
 
 def test_header_is_iperf3_cookie_sized():

@@ -1,39 +1,9 @@
 """``netkit serve tcp``: an asyncio Protocol server (uvloop when installed) with limits.
 
-Public API of :class:`TcpServer` (the ``server`` object handed to measurement sessions,
-``netkit.io.servers.tcp_sessions.open_session(transport, first_bytes, server)``):
-
-``server.config``
-    A frozen :class:`netkit.core.serve_models.TcpServerConfig`: ``host``, ``port``, ``mode``
-    (echo|discard|source|reply), ``reply`` (bytes), ``max_conns``, ``idle_timeout`` (seconds or
-    None), ``max_bytes`` (bytes in + out per connection, or None), ``once``, ``high_water``
-    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``),
-    ``max_request`` (largest request frame or reply of a request session), ``sink_threads``.
-``server.sink_pool``
-    The :class:`netkit.io.servers.tcp_sessions.SinkPool` of receive threads shared by plain-TCP sinks.
-``server.record(transport) -> ConnRecord | None``
-    The bookkeeping record of an accepted connection: ``id``, ``peer`` ("host:port"),
-    ``opened_ns``, ``bytes_in``, ``bytes_out``. The server creates it when the connection is
-    accepted (before the session header is sniffed), so a session never "opens" a connection.
-``server.add_bytes(transport, bytes_in=0, bytes_out=0) -> bool``
-    Count bytes on that connection (they feed the summary, the close event and the idle timer).
-    Returns False when the connection is now over ``max_bytes``: the server has already counted
-    the limit and logged it; the caller should close the transport (``transport.close()``).
-``server.emit(event: str, **fields) -> None``
-    One event for ``--format jsonl`` on stdout: ``{"event": event, "time": ISO-8601, **fields}``.
-    Fields must be JSON values (str, int, float, bool, None, lists, dicts).
-``server.closed(transport, reason: str = "eof", error: str | None = None) -> None``
-    Connection-close bookkeeping: call it from the session protocol's ``connection_lost``.
-    Emits the ``close`` event (peer, bytes in/out, duration) once; idempotent.
-    ``reason`` is one of ``CLOSE_REASONS`` ("eof", "reset", "error", ...); ``error`` counts as an
-    error in the summary when not None.
-``server.error(message: str) -> None``
-    Count an error and show it at ``-v``.
-``server.stopping -> bool``
-    True once the server is shutting down (sessions should stop producing data).
-
-The server keeps tracking a connection after its hand-over: the idle timeout (fed by
-``add_bytes``) and the shutdown (``transport.close()`` for every open connection) still apply.
+:class:`TcpServer` is the :class:`netkit.io.servers.session_host.SessionHost` that measurement
+sessions (``netkit.io.servers.tcp_sessions.open_session(transport, first_bytes, server)``) are
+handed: ``config``, ``guard``, ``sink_pool``, ``stopping``, ``record``, ``add_bytes``, ``emit``,
+``closed``, ``error`` and ``hit_limit``, documented there.
 
 Limits first: ``--max-conns``, ``--allow/--deny`` and the per-source rate are checked when a
 connection is accepted, before any TLS work. With ``--tls`` an admitted connection's socket is
@@ -57,9 +27,8 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netkit.core.errors import RuntimeFailure
 from netkit.core.serve_models import (
     TLS_HANDSHAKE_TIMEOUT_S,
     TLS_SHUTDOWN_TIMEOUT_S,
@@ -69,8 +38,16 @@ from netkit.core.serve_models import (
     empty_limits,
     ms,
 )
+from netkit.core.session_header import sniff
 from netkit.core.targets import format_host_port
 from netkit.io.clock import wall_iso
+from netkit.io.servers.listen import bind_failure
+from netkit.io.servers.session_host import ConnRecord
+from netkit.io.servers.throughput_session import SinkPool
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.io.aio import StopSignal
+    from netkit.io.servers.server_guard import Guard
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -87,26 +64,6 @@ def peer_text(transport: asyncio.BaseTransport) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return format_host_port(str(peer[0]), int(peer[1]))
     return str(peer) if peer else "?"
-
-
-class ConnRecord:
-    """Per-connection counters. Plain attributes: they are updated on every read."""
-
-    __slots__ = ("_active_ns", "_snap", "bytes_in", "bytes_out", "closed", "id", "opened_ns", "peer",
-                 "reason", "session", "transport")
-
-    def __init__(self, conn_id: int, peer: str, opened_ns: int, transport: asyncio.BaseTransport) -> None:
-        self.id = conn_id
-        self.peer = peer
-        self.opened_ns = opened_ns
-        self.transport = transport
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.closed = False
-        self.session = False
-        self.reason: str | None = None  # set by whoever decides to close (limits, stop)
-        self._snap = 0
-        self._active_ns = opened_ns
 
 
 # ----- per-mode protocols (the hot path) -----------------------------------------------------
@@ -134,7 +91,7 @@ class _ModeProtocol(asyncio.Protocol):
         self.server._lost(self.transport, exc)
 
     def _over(self) -> None:
-        self.server._limit(self.rec, "max_bytes")
+        self.server.hit_limit(self.rec, "max_bytes")
         self.transport.close()
 
 
@@ -252,7 +209,7 @@ class _Sniff(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.rec is not None:  # the TLS transport of a connection admitted at accept
-            self.server._tls_ready(self.rec, transport)
+            self.server._tls_ready(self.rec, transport)  # type: ignore[arg-type]  # uvloop's is not a subclass
             self.begin(transport)  # type: ignore[arg-type]
             return
         self.transport = raw = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -284,11 +241,9 @@ class _Sniff(asyncio.Protocol):
         if self.decided:
             return
         self.buf += data
-        verdict = self.server._sniff(self.buf)
+        verdict = sniff(self.buf)
         if verdict is None:
-            if len(self.buf) < self.server._magic_len:
-                return
-            verdict = False  # a sniffer that cannot decide on a whole header: plain client
+            return  # a prefix of the session magic: wait for more (at most SNIFF_WAIT_S)
         self._switch(verdict)
 
     def _switch(self, session: bool) -> None:
@@ -304,7 +259,7 @@ class _Sniff(asyncio.Protocol):
         if session:
             self.server._hand_over(transport, rec, first)
             return
-        guard = self.server.guard  # issue 10: a keyed server serves keyed sessions only
+        guard = self.server.guard  # a keyed server serves keyed sessions only: a plain client is refused
         if guard is not None and guard.key is not None:
             guard.reject("rejected_by_key", "no-key", transport.get_extra_info("peername") or rec.peer,
                          time.perf_counter_ns())
@@ -355,10 +310,10 @@ class TcpServer:
         tls: ssl.SSLContext | None = None,
         on_event: EventSink | None = None,
         on_debug: Callable[[str], None] | None = None,
-        guard: Any = None,
+        guard: Guard | None = None,
     ) -> None:
         self.config = config
-        self.guard = guard  # issue 10: netkit.io.servers.server_guard.Guard (keys, limits) or None
+        self.guard = guard  # keys and limits (--key, --allow/--deny, rates, sessions), or None
         self.tls = tls
         self.on_event = on_event
         self.on_debug = on_debug
@@ -367,7 +322,7 @@ class TcpServer:
         self.stopping = False
         self.done = asyncio.Event()  # set by --once after its connection closes
         self._server: asyncio.AbstractServer | None = None
-        self._conns: dict[asyncio.BaseTransport, ConnRecord] = {}
+        self._conns: dict[asyncio.BaseTransport, ConnRecord] = {}  # keyed by the connection's current transport
         self._next_id = 1
         self._peak = 0
         self._total_conns = 0
@@ -378,12 +333,10 @@ class TcpServer:
         self._limits = empty_limits()
         self._start_ns = 0
         self._sweeper: asyncio.Task[None] | None = None
-        self._sniff_fn: Callable[[bytes], bool | None] | None = None
-        self._magic_len = 64
         self._tls_failed = 0
         self._handshakes: set[asyncio.Task[None]] = set()
         self._refusal_event_ns: int | None = None
-        self.sink_pool: Any = None  # tcp_sessions.SinkPool: receive threads shared by plain sinks
+        self.sink_pool: SinkPool | None = None  # receive threads shared by plain-TCP throughput sinks
 
     # ----- public API for sessions ------------------------------------------------------------
     def record(self, transport: asyncio.BaseTransport) -> ConnRecord | None:
@@ -398,7 +351,7 @@ class TcpServer:
         limit = self.config.max_bytes
         if limit is not None and rec.bytes_in + rec.bytes_out > limit:
             if rec.reason is None:
-                self._limit(rec, "max_bytes")
+                self.hit_limit(rec, "max_bytes")
             return False
         return True
 
@@ -438,13 +391,7 @@ class TcpServer:
     async def start(self) -> tuple[str, int]:
         """Bind and listen; return the real (host, port). Bind failures raise RuntimeFailure."""
         loop = asyncio.get_running_loop()
-        try:
-            from netkit.io.servers import tcp_sessions
-            self._sniff_fn = tcp_sessions.sniff
-            self._magic_len = int(getattr(tcp_sessions, "MAGIC_LEN", 64))
-            self.sink_pool = tcp_sessions.SinkPool(self.config.sink_threads)
-        except ImportError:  # pragma: no cover - sessions are part of the package
-            self._sniff_fn = None
+        self.sink_pool = SinkPool(self.config.sink_threads)
         try:
             # Plain TCP even with --tls: _Sniff starts TLS itself once the limits admitted the
             # connection (see _start_tls), so --max-conns and the guard count at accept.
@@ -453,10 +400,7 @@ class TcpServer:
                 backlog=self.config.backlog, reuse_address=True,
             )
         except OSError as exc:
-            where = format_host_port(self.config.host, self.config.port)
-            raise RuntimeFailure(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        except socket.gaierror as exc:  # pragma: no cover - gaierror is an OSError
-            raise RuntimeFailure(f"cannot resolve {self.config.host}: {exc.strerror}") from None
+            raise bind_failure(self.config.host, self.config.port, exc) from None
         sock = self._server.sockets[0]
         name = sock.getsockname()
         self.host, self.port = str(name[0]), int(name[1])
@@ -505,7 +449,9 @@ class TcpServer:
             host=self.host, port=self.port, mode=self.config.mode, tls=self.tls is not None,
             connections=self._total_conns, peak_concurrent=self._peak,
             bytes_in=self._closed_in + open_in, bytes_out=self._closed_out + open_out,
-            errors=self._errors, limits_hit=dict(self._limits), sessions=self._sessions,
+            errors=self._errors, sessions=self._sessions,
+            # The guard's refusals (keys, --allow/--deny, rates, sessions) count as limits hit too.
+            limits_hit={**self._limits, **(self.guard.stats() if self.guard is not None else {})},
             elapsed_ms=ms(time.perf_counter_ns() - self._start_ns) if self._start_ns else 0.0,
             stopped_by=stopped_by, tls_handshake_failed=self._tls_failed,
         )
@@ -529,7 +475,7 @@ class TcpServer:
                               count=self._limits["max_conns"])
             transport.close()  # a clean FIN (plain TCP: TLS has not started), not a reset
             return None
-        # issue 10: --allow/--deny and the per-source rate (counted and logged by the guard)
+        # --allow/--deny and the per-source rate, at accept (counted and logged by the guard)
         if self.guard is not None and not self.guard.admit(transport.get_extra_info("peername") or peer,
                                                            time.perf_counter_ns()):
             transport.close()
@@ -545,18 +491,9 @@ class TcpServer:
             self._server.close()  # serve this one connection only
         return rec
 
-    def _sniff(self, prefix: bytes) -> bool | None:
-        if self._sniff_fn is None:
-            return False
-        try:
-            return self._sniff_fn(prefix)
-        except Exception as exc:  # a broken sniffer must not break plain clients
-            self.error(f"session sniff failed: {type(exc).__name__}: {exc}")
-            self._sniff_fn = None
-            return False
-
     def _hand_over(self, transport: asyncio.Transport, rec: ConnRecord, first: bytes) -> None:
-        from netkit.io.servers import tcp_sessions
+        from netkit.io.servers import tcp_sessions  # looked up per call: tests replace open_session
+
         rec.session = True
         self._sessions += 1
         try:
@@ -566,7 +503,8 @@ class TcpServer:
             self.error(f"connection {rec.id} {rec.peer}: session failed: {type(exc).__name__}: {exc}")
             transport.close()
 
-    def _limit(self, rec: ConnRecord, which: str) -> None:
+    def hit_limit(self, rec: ConnRecord, which: str) -> None:
+        """A limit ends this connection: count it in ``limits_hit`` and log a ``limit`` event."""
         rec.reason = which.replace("_", "-")
         self._limits[which] = self._limits.get(which, 0) + 1
         from netkit.core.serve_models import REQUEST_AMPLIFICATION
@@ -621,7 +559,7 @@ class TcpServer:
             rec.reason = "tls-handshake"
             self.closed(raw, "tls-handshake")
 
-    def _tls_ready(self, rec: ConnRecord, tls: asyncio.BaseTransport) -> None:
+    def _tls_ready(self, rec: ConnRecord, tls: asyncio.Transport) -> None:
         """The handshake is done: the connection is now its TLS transport for sessions and limits."""
         old = rec.transport
         self._conns.pop(old, None)
@@ -657,7 +595,7 @@ class TcpServer:
                         # closing it does nothing; the handshake's own 5 s bound ends it, and it
                         # is counted there, not as closed by the idle timeout.
                         continue
-                    self._limit(rec, "idle_timeout")
+                    self.hit_limit(rec, "idle_timeout")
                     if getattr(t, "get_write_buffer_size", lambda: 0)():
                         t.abort()  # a client that stopped reading: nothing would drain
                     else:
@@ -671,10 +609,15 @@ async def serve_tcp(
     on_event: EventSink | None = None,
     on_ready: Callable[[TcpServer], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
-    stop: Any = None,
-    guard: Any = None,
+    stop: StopSignal | None = None,
+    guard: Guard | None = None,
+    on_stop: Callable[[StopSignal], None] | None = None,
 ) -> TcpServeSummary:
-    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done."""
+    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done.
+
+    ``on_stop`` is handed the stop event once it exists, for whoever else may end the run (the
+    CLI's stdout guard sets it when the reader of the events goes away).
+    """
     from netkit.io.aio import StopSignal
 
     raise_nofile_limit((config.max_conns or 65536) + 64)
@@ -685,6 +628,9 @@ async def serve_tcp(
     stop_cm = StopSignal() if own_stop else None
     if stop_cm is not None:
         stop = await stop_cm.__aenter__()
+    assert stop is not None
+    if on_stop is not None:
+        on_stop(stop)
     stopped_by: str | None = None
     try:
         await server.start()

@@ -57,18 +57,51 @@ def event_line(event: Mapping[str, Any]) -> str:
     peer = safe_text(str(event.get("peer", "")))
     if kind == "open":
         return f"{t} open   #{event['id']} {peer}"
+    who = f"#{event['id']} " if event.get("id") is not None else ""
     if kind == "close":
-        return (f"{t} close  #{event['id']} {peer} in {format_bytes(event['bytes_in'])}, "
-                f"out {format_bytes(event['bytes_out'])}, {format_ms(event['duration_ms'])}, "
+        return (f"{t} close  {who}{peer} in {format_bytes(event['bytes_in'])}, "
+                f"out {format_bytes(event['bytes_out'])}, {_elapsed(event['duration_ms'])}, "
                 f"{safe_text(str(event['reason']))}")
     if kind == "limit":
-        who = f"#{event['id']} " if event.get("id") is not None else ""
-        why = f" {safe_text(str(event['reason']))}" if event.get("reason") else ""
-        return f"{t} limit  {event['limit']}{why} {who}{peer} (limit {_value(event.get('value'))})".rstrip()
+        name = safe_text(str(event["limit"]))
+        why = f" ({safe_text(str(event['reason']))})" if event.get("reason") else ""
+        value = event.get("value")
+        bound = f", limit {_limit_value(name, value)}" if value is not None else ""
+        count = f", {format_count(event['count'])} so far" if event.get("count") else ""
+        return f"{t} limit  {who}{peer} {name}{why}{bound}{count}"
     if kind == "datagram":
-        return f"{t} {peer} {format_bytes(event['size'])} {safe_text(str(event.get('preview', '')))}"
-    rest = " ".join(f"{k}={_value(v)}" for k, v in event.items() if k not in ("event", "time"))
-    return f"{t} {safe_text(kind)} {rest}"
+        preview = safe_text(str(event.get("preview", "")))
+        return f"{t} {peer} {format_bytes(event['size'])}" + (f" {preview}" if preview else "")
+    if kind == "session":
+        what = [safe_text(str(event.get(k))) for k in ("kind", "direction") if event.get(k) is not None]
+        if event.get("bytes") is not None:
+            what.append(format_bytes(event["bytes"]))
+        if event.get("requests") is not None:
+            what.append(f"{format_count(event['requests'])} requests")
+        if event.get("cut"):
+            what.append(f"cut at {safe_text(str(event['cut']))}")
+        return f"{t} session {who}{' '.join(what)}".rstrip()
+    rest = " ".join(f"{safe_text(str(k))}={_value(v)}" for k, v in event.items() if k not in ("event", "time"))
+    return f"{t} {safe_text(kind)} {rest}".rstrip()
+
+
+def _elapsed(ms: float) -> str:
+    """Milliseconds below a second (``0.412 ms``, ``812 ms``), then a duration (``33m54s``)."""
+    return format_ms(ms) if ms < 1000 else format_duration(ms / 1000)
+
+
+#: Limits whose value is a size in bytes, and those that are seconds.
+_SIZE_LIMITS = ("max_bytes", "max_request", "max_packet", "amplification_bytes")
+_TIME_LIMITS = ("idle_timeout", "max_duration", "min_interval")
+
+
+def _limit_value(name: str, value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if name in _SIZE_LIMITS:
+            return format_bytes(value)
+        if name in _TIME_LIMITS:
+            return format_duration(float(value))
+    return _value(value)
 
 
 def _value(v: Any) -> str:

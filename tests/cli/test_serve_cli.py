@@ -7,6 +7,7 @@ import re
 import socket
 import ssl
 
+import pytest
 import support
 
 from netkit.io.tls import fingerprint
@@ -103,3 +104,17 @@ def test_reply_without_mode_reply_is_a_usage_error() -> None:
     assert res.exit_code == 2
     assert res.stderr.startswith("netkit: ") and "--mode reply" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("proto", "mode"), [("tcp", "echo"), ("udp", "show"), ("udp", "echo")])
+def test_a_port_in_use_is_one_line_naming_the_reason(proto: str, mode: str) -> None:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if proto == "tcp":
+            taken.listen()
+        port = taken.getsockname()[1]
+        res = support.run_netkit(["serve", proto, "--port", str(port), "--mode", mode], timeout=30)
+    assert res.exit_code == 3
+    assert res.stderr == f"netkit: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert res.stdout == ""

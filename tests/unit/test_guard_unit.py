@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import typing
 
+from netkit.core import guard as sg
 from netkit.core import keyed, packet
 from netkit.core import session_header as sh
 from netkit.core.limits import NS, Limits
-from netkit.core import guard as sg
 
 WALL = 1_764_000_000 * NS
 KEY = keyed.derive_key("k1")

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netkit.core import session_header as sh
+from netkit.core.session_header import MAGIC_LEN, sniff
 from netkit.core.throughput_models import (
     NS,
     RECV,
@@ -22,7 +23,6 @@ from netkit.core.throughput_models import (
     summarize,
 )
 from netkit.io.measure.throughput import tick_times
-from netkit.core.session_header import MAGIC_LEN, sniff
 
 
 def test_header_is_iperf3_cookie_sized():

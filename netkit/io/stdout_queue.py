@@ -17,6 +17,10 @@ place of stdout instead:
 
 Text is written as each ``write`` gave it, in order; one ``write`` is one event line, so a drop
 never cuts a line in two.
+
+:class:`ServerStdout` is what a server command uses: the queued stream, the one broken-pipe guard
+around its event writer (a reader that went away stops the server like a signal, and the command
+then leaves with the quiet exit 141) and the warnings about dropped events (:func:`notice`).
 """
 
 from __future__ import annotations

@@ -73,16 +73,22 @@ def event_line(event: Mapping[str, Any]) -> str:
         preview = safe_text(str(event.get("preview", "")))
         return f"{t} {peer} {format_bytes(event['size'])}" + (f" {preview}" if preview else "")
     if kind == "session":
-        what = [safe_text(str(event.get(k))) for k in ("kind", "direction") if event.get(k) is not None]
+        what = [_SESSION_KINDS.get(str(event.get("kind")), safe_text(str(event.get("kind"))))]
+        if event.get("direction") is not None:
+            what.append(safe_text(str(event["direction"])))
         if event.get("bytes") is not None:
             what.append(format_bytes(event["bytes"]))
         if event.get("requests") is not None:
             what.append(f"{format_count(event['requests'])} requests")
         if event.get("cut"):
             what.append(f"cut at {safe_text(str(event['cut']))}")
-        return f"{t} session {who}{' '.join(what)}".rstrip()
+        return f"{t} session {who}{what[0]}" + "".join(f", {w}" for w in what[1:])
     rest = " ".join(f"{safe_text(str(k))}={_value(v)}" for k, v in event.items() if k not in ("event", "time"))
     return f"{t} {safe_text(kind)} {rest}".rstrip()
+
+
+#: How a session's kind reads in a line (the jsonl ``kind`` values stay as they are).
+_SESSION_KINDS = {"throughput": "throughput", "requests": "request/response"}
 
 
 def _elapsed(ms: float) -> str:

@@ -12,8 +12,7 @@ from netkit.cli.context import get_output, output_options
 from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from netkit.core.serve_models import TcpServeSummary, UdpServeSummary
-    from netkit.io.servers.tcp_server import EventSink
+    from netkit.core.serve_models import ServerEventSink, TcpServeSummary, UdpServeSummary
     from netkit.io.stdout_queue import ServerStdout
     from netkit.render.output import Output
 
@@ -27,7 +26,7 @@ def serve() -> None:
     """
 
 
-def _serving(out: Output) -> tuple[ServerStdout, EventSink]:
+def _serving(out: Output) -> tuple[ServerStdout, ServerEventSink]:
     """Stdout for a running server (events never block serving) and the guarded event sink."""
     from netkit.io.stdout_queue import ServerStdout
     from netkit.render.serve import print_event

@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 from netkit.core import keyed, packet
 from netkit.core.limits import CidrFilter, Counters, Limits, SessionTable, SourceLimiter
+from netkit.core.serve_models import ServerEventSink
 from netkit.core.units import format_wall_iso
 
-EventSink = Callable[[dict[str, Any]], None]
 EVENT_INTERVAL_NS = 1_000_000_000
 WRONG_KEY_MESSAGE = "the server did not answer keyed probes: check the key"
 
@@ -83,7 +83,7 @@ class Guard:
     """Keys and limits of one server (see module docstring). Clocks are passed in or injected."""
 
     def __init__(self, limits: Limits | None = None, key: keyed.Key | None = None, *,
-                 wall_clock: Callable[[], int], on_event: EventSink | None = None,
+                 wall_clock: Callable[[], int], on_event: ServerEventSink | None = None,
                  freshness_ns: int = keyed.DEFAULT_FRESHNESS_NS) -> None:
         self.limits = limits or Limits()
         self.key = key

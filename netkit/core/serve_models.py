@@ -6,8 +6,12 @@ names are the dataclass field names (documented in README, "netkit serve").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Where a server's events go (``{"event": kind, "time": ISO-8601, **fields}``, JSON values only).
+ServerEventSink = Callable[[dict[str, Any]], None]
 
 TCP_MODES = ("echo", "discard", "source", "reply")
 UDP_MODES = ("show", "echo")

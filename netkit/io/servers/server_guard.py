@@ -18,8 +18,9 @@ from collections.abc import Mapping
 
 from netkit.core import keyed
 from netkit.core.errors import InputError
-from netkit.core.guard import WRONG_KEY_MESSAGE, EventSink, Guard, GuardedReflector, exposure_warning
+from netkit.core.guard import WRONG_KEY_MESSAGE, Guard, GuardedReflector, exposure_warning
 from netkit.core.limits import Limits
+from netkit.core.serve_models import ServerEventSink
 
 __all__ = ["KEY_ENV", "WRONG_KEY_MESSAGE", "Guard", "GuardedReflector", "exposure_warning", "guarded_reflector",
            "load_key", "new_guard", "new_keyed_session"]
@@ -27,7 +28,7 @@ __all__ = ["KEY_ENV", "WRONG_KEY_MESSAGE", "Guard", "GuardedReflector", "exposur
 KEY_ENV = "NETKIT_KEY"
 
 
-def new_guard(limits: Limits | None, key: keyed.Key | None, on_event: EventSink | None = None) -> Guard:
+def new_guard(limits: Limits | None, key: keyed.Key | None, on_event: ServerEventSink | None = None) -> Guard:
     """The guard of a running server: its wall clock is the system's."""
     return Guard(limits, key, wall_clock=time.time_ns, on_event=on_event)
 

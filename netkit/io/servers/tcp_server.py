@@ -12,11 +12,10 @@ then handed to a TLS transport (``connect_accepted_socket``) whose handshake mus
 handshake is counted (``errors``, ``tls_handshake_failed``) and ends with a ``close`` event whose
 reason is ``tls-handshake``.
 
-Hot path: after the first bytes are sniffed the connection switches (``set_protocol``) to a
-small protocol per mode whose ``data_received`` does the least possible work; per-connection
-counters are plain attributes and the server's totals are summed on demand. Backpressure:
-``pause_writing`` pauses reading from that client, ``resume_writing`` resumes it, so a client that
-sends but does not read makes the server hold at most ``high_water`` bytes for it.
+Every connection starts in :class:`_Sniff`: bookkeeping and limits at accept, TLS if asked, then
+its first bytes decide (:func:`netkit.core.session_header.sniff`) between a measurement session
+(:mod:`netkit.io.servers.tcp_sessions`) and the plain mode's protocol
+(:mod:`netkit.io.servers.tcp_modes`, the hot path). The server's totals are summed on demand.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from netkit.core.serve_models import (
     TLS_HANDSHAKE_TIMEOUT_S,
     TLS_SHUTDOWN_TIMEOUT_S,
+    ServerEventSink,
     TcpServerConfig,
     TcpServeSummary,
     close_reason,
@@ -43,17 +43,15 @@ from netkit.core.targets import format_host_port
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure
 from netkit.io.servers.session_host import ConnRecord
+from netkit.io.servers.tcp_modes import MODE_PROTOCOLS, EchoUnlimited, Source
 from netkit.io.servers.throughput_session import SinkPool
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.aio import StopSignal
     from netkit.io.servers.server_guard import Guard
 
-EventSink = Callable[[dict[str, Any]], None]
 
 SNIFF_WAIT_S = 0.1  # a plain client sending fewer bytes than the header waits at most this long
-SOURCE_CHUNK = bytes(range(256)) * 256  # 64 KiB pattern for --mode source
-SOURCE_BURST = 16  # chunks written per loop turn before yielding (bounded loop)
 STOP_GRACE_S = 1.0  # after close(), connections still open are aborted
 REFUSAL_EVENT_INTERVAL_NS = 1_000_000_000  # a flood of refusals logs one event per second (with the count)
 
@@ -64,135 +62,6 @@ def peer_text(transport: asyncio.BaseTransport) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return format_host_port(str(peer[0]), int(peer[1]))
     return str(peer) if peer else "?"
-
-
-# ----- per-mode protocols (the hot path) -----------------------------------------------------
-
-class _ModeProtocol(asyncio.Protocol):
-    """Shared plumbing: backpressure, EOF, close bookkeeping, the max-bytes check."""
-
-    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
-        self.server = server
-        self.transport = transport
-        self.rec = rec
-        self.limit = server.config.max_bytes
-
-    def pause_writing(self) -> None:
-        self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.resume_reading()
-
-    def eof_received(self) -> bool:
-        return False  # close once our writes are flushed
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server._lost(self.transport, exc)
-
-    def _over(self) -> None:
-        self.server.hit_limit(self.rec, "max_bytes")
-        self.transport.close()
-
-
-class _Echo(_ModeProtocol):
-    def data_received(self, data: bytes) -> None:
-        n = len(data)
-        rec = self.rec
-        rec.bytes_in += n
-        if self.limit is not None and rec.bytes_in + rec.bytes_out + n > self.limit:
-            self._over()
-            return
-        self.transport.write(data)
-        rec.bytes_out += n
-
-
-class _EchoUnlimited(_ModeProtocol):
-    """Echo without --max-bytes: the hottest path in netkit, kept to the bare minimum."""
-
-    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
-        super().__init__(server, transport, rec)
-        self.write = transport.write
-
-    def data_received(self, data: bytes) -> None:
-        self.write(data)
-        rec = self.rec
-        n = len(data)
-        rec.bytes_in += n
-        rec.bytes_out += n
-
-
-class _Discard(_ModeProtocol):
-    def data_received(self, data: bytes) -> None:
-        rec = self.rec
-        rec.bytes_in += len(data)
-        if self.limit is not None and rec.bytes_in + rec.bytes_out > self.limit:
-            self._over()
-
-
-class _Reply(_ModeProtocol):
-    def data_received(self, data: bytes) -> None:
-        rec = self.rec
-        rec.bytes_in += len(data)
-        reply = self.server.config.reply
-        if self.limit is not None and rec.bytes_in + rec.bytes_out + len(reply) > self.limit:
-            self._over()
-            return
-        self.transport.write(reply)
-        rec.bytes_out += len(reply)
-
-
-class _Source(_ModeProtocol):
-    """Writes a pattern as fast as the client reads: produce until the buffer is full."""
-
-    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
-        super().__init__(server, transport, rec)
-        self.paused = False
-        self.scheduled = False
-
-    def start(self) -> None:
-        self._pump()
-
-    def _pump(self) -> None:
-        self.scheduled = False
-        t = self.transport
-        rec = self.rec
-        for _ in range(SOURCE_BURST):
-            if self.paused or t.is_closing() or self.server.stopping:
-                return
-            chunk = SOURCE_CHUNK
-            if self.limit is not None:
-                room = self.limit - rec.bytes_in - rec.bytes_out
-                if room <= 0:
-                    self._over()
-                    return
-                chunk = chunk[:room]
-            t.write(chunk)
-            rec.bytes_out += len(chunk)
-        # The kernel took everything without filling our buffer: yield, then go on.
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if not self.scheduled:
-            self._pump()
-
-    def data_received(self, data: bytes) -> None:
-        self.rec.bytes_in += len(data)  # read and drop what the client sends
-
-    def eof_received(self) -> bool:
-        # The client may half-close and keep reading; TLS has no half-close (asyncio would warn).
-        return self.server.tls is None
-
-
-MODE_PROTOCOLS: dict[str, type[_ModeProtocol]] = {
-    "echo": _Echo, "discard": _Discard, "reply": _Reply, "source": _Source,
-}
 
 
 class _Sniff(asyncio.Protocol):
@@ -267,12 +136,12 @@ class _Sniff(asyncio.Protocol):
             transport.close()
             return
         mode = self.server.config.mode
-        cls = _EchoUnlimited if mode == "echo" and self.limit_free else MODE_PROTOCOLS[mode]
+        cls = EchoUnlimited if mode == "echo" and self.limit_free else MODE_PROTOCOLS[mode]
         proto = cls(self.server, transport, rec)
         transport.set_protocol(proto)
         if first:
             proto.data_received(first)
-        if isinstance(proto, _Source):
+        if isinstance(proto, Source):
             proto.start()
         if self._eof:
             self._keep_open = bool(proto.eof_received())
@@ -308,7 +177,7 @@ class TcpServer:
         config: TcpServerConfig,
         *,
         tls: ssl.SSLContext | None = None,
-        on_event: EventSink | None = None,
+        on_event: ServerEventSink | None = None,
         on_debug: Callable[[str], None] | None = None,
         guard: Guard | None = None,
     ) -> None:
@@ -606,7 +475,7 @@ async def serve_tcp(
     config: TcpServerConfig,
     *,
     tls: ssl.SSLContext | None = None,
-    on_event: EventSink | None = None,
+    on_event: ServerEventSink | None = None,
     on_ready: Callable[[TcpServer], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
     stop: StopSignal | None = None,

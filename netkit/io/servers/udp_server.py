@@ -19,12 +19,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netkit.core.escape import safe_text
-from netkit.core.serve_models import UdpServerConfig, UdpServeSummary, ms
+from netkit.core.serve_models import ServerEventSink, UdpServerConfig, UdpServeSummary, ms
 from netkit.core.targets import format_host_port
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure, bound_udp_socket
 from netkit.io.servers.reflector import Reflecting
-from netkit.io.servers.tcp_server import EventSink
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.aio import StopSignal
@@ -37,7 +36,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self,
         config: UdpServerConfig,
         *,
-        on_event: EventSink | None = None,
+        on_event: ServerEventSink | None = None,
         on_debug: Callable[[str], None] | None = None,
         reflector: Reflecting | None = None,
     ) -> None:
@@ -185,7 +184,7 @@ class UdpServer(asyncio.DatagramProtocol):
 async def serve_udp(
     config: UdpServerConfig,
     *,
-    on_event: EventSink | None = None,
+    on_event: ServerEventSink | None = None,
     on_ready: Callable[[UdpServer], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
     stop: StopSignal | None = None,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from netkit.core.escape import safe_text
 from netkit.core.serve_models import TcpServeSummary, UdpServeSummary
 from netkit.core.targets import format_host_port
-from netkit.core.units import format_bytes, format_count, format_duration, format_ms
+from netkit.core.units import format_bytes, format_count, format_duration, format_ms, format_rate
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -66,7 +66,7 @@ def event_line(event: Mapping[str, Any]) -> str:
         name = safe_text(str(event["limit"]))
         why = f" ({safe_text(str(event['reason']))})" if event.get("reason") else ""
         value = event.get("value")
-        bound = f", limit {_limit_value(name, value)}" if value is not None else ""
+        bound = f", limit {_limit_value(str(event.get('reason') or name), value)}" if value is not None else ""
         count = f", {format_count(event['count'])} so far" if event.get("count") else ""
         return f"{t} limit  {who}{peer} {name}{why}{bound}{count}"
     if kind == "datagram":
@@ -101,12 +101,15 @@ _SIZE_LIMITS = ("max_bytes", "max_request", "max_packet", "amplification_bytes")
 _TIME_LIMITS = ("idle_timeout", "max_duration", "min_interval")
 
 
-def _limit_value(name: str, value: Any) -> str:
+def _limit_value(which: str, value: Any) -> str:
+    """A limit's value in its unit; ``which`` is the limit (or, for a guard's counter, its reason)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if name in _SIZE_LIMITS:
+        if which in _SIZE_LIMITS:
             return format_bytes(value)
-        if name in _TIME_LIMITS:
+        if which in _TIME_LIMITS:
             return format_duration(float(value))
+        if which == "per-source":
+            return format_rate(float(value), "per s")
     return _value(value)
 
 

@@ -6,8 +6,9 @@ Kept apart so a server or client command gains them with one decorator and one c
   ``--key-file PATH``; ``NETKIT_KEY`` is read when neither is given.
 - ``@limit_options``: ``--max-duration``, ``--min-interval``, ``--max-pps-per-source``,
   ``--max-packet``, ``--max-sessions``, ``--allow CIDR``, ``--deny CIDR`` (repeatable).
-- :func:`make_guard`: options -> a :class:`netkit.core.guard.Guard` (or None when no key
-  and no limit is set, so an unguarded server keeps its fast path), printing the exposure warning.
+- :func:`server_limits`: the limit options -> :class:`netkit.core.limits.Limits` (the server
+  runs a :class:`netkit.core.guard.Guard` only when a key or a limit is set), printing the
+  exposure warning.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import click
 from netkit.cli import params
 
 if TYPE_CHECKING:  # pragma: no cover
-    from netkit.core.guard import Guard
     from netkit.core.keyed import Key
+    from netkit.core.limits import Limits
     from netkit.render.output import Output
 
 LIMIT_KEYS = ("max_duration", "min_interval", "max_pps_per_source", "max_packet", "max_sessions",
@@ -77,13 +78,12 @@ def load_key_option(key: str | None, key_file: str | None) -> Key | None:
     return load_key(key, key_file)
 
 
-def make_guard(out: Output, host: str, proto: str, key: Key | None, limits: dict[str, Any],
-               on_event: Callable[[dict[str, Any]], None] | None) -> Guard | None:
-    """A Guard for a server, or None when neither a key nor a limit is set. Warns when exposed."""
+def server_limits(out: Output, host: str, proto: str, key: Key | None, limits: dict[str, Any]) -> Limits:
+    """The limit options as :class:`netkit.core.limits.Limits` (bad CIDRs are usage errors); warns
+    on stderr when the server is reachable beyond this host."""
     from netkit.core.errors import InputError
     from netkit.core.guard import exposure_warning
     from netkit.core.limits import Limits, parse_cidr
-    from netkit.io.servers.server_guard import new_guard
 
     warning = exposure_warning(host, proto, key)
     if warning is not None:
@@ -99,12 +99,9 @@ def make_guard(out: Output, host: str, proto: str, key: Key | None, limits: dict
     def ns(v: float | None) -> int | None:
         return None if v is None or v <= 0 else int(v * 1e9)
 
-    lim = Limits(
+    return Limits(
         max_duration_ns=ns(limits.get("max_duration")), min_interval_ns=ns(limits.get("min_interval")),
         max_pps_per_source=limits.get("max_pps_per_source") or None, max_packet=limits.get("max_packet") or None,
         max_sessions=limits.get("max_sessions") or None, allow=tuple(limits.get("allow") or ()),
         deny=tuple(limits.get("deny") or ()),
     )
-    if key is None and lim == Limits():
-        return None
-    return new_guard(lim, key, on_event)

@@ -107,24 +107,17 @@ def serve_tcp_cmd(host: str, port: int, mode: str, reply_text: bytes, max_conns:
         raise params.usage_error("--cert/--key need --tls", "--cert")
     if tls_key and not os.path.isfile(tls_key):
         raise params.usage_error(f"TLS key file {tls_key!r} does not exist", "--key")
+    mkey = guard_options.load_key_option(hmac_text, key_file)
     config = TcpServerConfig(
         host=host, port=port, mode=mode, reply=reply_text, max_conns=max_conns or None,
         idle_timeout=idle_timeout or None, max_bytes=max_bytes or None, once=once,
-        max_request=max(1, max_request),
+        max_request=max(1, max_request), tls=tls, tls_cert=cert, tls_key=tls_key, key=mkey,
+        limits=guard_options.server_limits(out, host, "tcp", mkey, limits),
     )
-    ctx = None
-    if tls:
-        from netkit.io.tls import server_context
-
-        server_tls = server_context(cert, tls_key, host=host)
-        ctx = server_tls.context
-        print_tls_certificate(out, server_tls.ephemeral, server_tls.fingerprint_sha256)
     serving, sink = _serving(out)
-    # Keys and limits: None when neither is set, so an unguarded server keeps its fast path.
-    guard = guard_options.make_guard(out, host, "tcp", guard_options.load_key_option(hmac_text, key_file),
-                                     limits, sink)
-    summary = serve_tcp_sync(config, tls=ctx, on_event=sink, on_ready=lambda srv: print_ready(out, srv.address),
-                             on_debug=out.debug, guard=guard, on_stop=serving.bind)
+    summary = serve_tcp_sync(config, on_event=sink, on_ready=lambda srv: print_ready(out, srv.address),
+                             on_tls=lambda ephemeral, fp: print_tls_certificate(out, ephemeral, fp),
+                             on_debug=out.debug, on_stop=serving.bind)
     return _finish(out, serving, summary, "netkit serve tcp")
 
 
@@ -153,18 +146,12 @@ def serve_udp_cmd(host: str, port: int, mode: str, preview: int, key: str | None
     from netkit.render.serve import print_ready
 
     out = get_output()
-    config = UdpServerConfig(host=host, port=port, mode=mode, preview=preview)
-    serving, sink = _serving(out)
-    # In echo mode the reflector sits behind a Guard: key, limits, and never a reply larger than
-    # its request (a forged source cannot use the server to amplify a flood).
-    guard = guard_options.make_guard(out, host, "udp", guard_options.load_key_option(key, key_file), limits, sink)
-    reflector = None
-    if guard is not None and mode == "echo":
-        from netkit.io.servers.server_guard import guarded_reflector
-
-        reflector = guarded_reflector(guard)
-    elif guard is not None:
+    mkey = guard_options.load_key_option(key, key_file)
+    config = UdpServerConfig(host=host, port=port, mode=mode, preview=preview, key=mkey,
+                             limits=guard_options.server_limits(out, host, "udp", mkey, limits))
+    if mode != "echo" and (mkey is not None or config.limits != UdpServerConfig().limits):
         out.warn("--key and the limits apply to --mode echo only (show mode never answers)")
+    serving, sink = _serving(out)
     summary = serve_udp_sync(config, on_event=sink, on_ready=lambda srv: print_ready(out, srv.address),
-                             on_debug=out.debug, reflector=reflector, on_stop=serving.bind)
+                             on_debug=out.debug, on_stop=serving.bind)
     return _finish(out, serving, summary, "netkit serve udp")

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netkit.core.keyed import Key
+from netkit.core.limits import Limits
+
 #: Where a server's events go (``{"event": kind, "time": ISO-8601, **fields}``, JSON values only).
 ServerEventSink = Callable[[dict[str, Any]], None]
 
@@ -61,6 +64,14 @@ class TcpServerConfig:
     max_request: int = DEFAULT_MAX_REQUEST
     #: Receive threads shared by plain-TCP throughput sinks (the rest are served on the event loop).
     sink_threads: int = 4
+    #: ``--tls``: serve TLS with ``tls_cert``/``tls_key`` (PEM files), or an ephemeral self-signed
+    #: certificate when they are None.
+    tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: ``--key`` (derived) and the limits a client cannot raise; with neither, no guard is run.
+    key: Key | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.mode not in TCP_MODES:
@@ -74,6 +85,9 @@ class UdpServerConfig:
     mode: str = "show"
     preview: int = 64  # characters of escaped preview per datagram
     max_senders: int = 1_000_000  # bound on the distinct-sender set
+    #: ``--key`` (derived) and the limits: they guard the reflector (echo mode); with neither, none.
+    key: Key | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.mode not in UDP_MODES:

@@ -4,7 +4,8 @@ The decisions are pure and live in :mod:`netkit.core.guard` (:class:`Guard`,
 :class:`GuardedReflector`, :func:`exposure_warning`); this module reads what they need:
 
 - :func:`load_key`: ``--key``, else ``--key-file``, else ``NETKIT_KEY``.
-- :func:`new_guard`: a :class:`Guard` on the wall clock.
+- :func:`new_guard`: a :class:`Guard` on the wall clock; :func:`guard_for`: one only when a key or
+  a limit is set.
 - :func:`guarded_reflector`: netkit's :class:`~netkit.io.servers.reflector.Reflector` behind a guard.
 - :func:`new_keyed_session`: a session id for a keyed client (wall clock and random bits).
 """
@@ -22,8 +23,8 @@ from netkit.core.guard import WRONG_KEY_MESSAGE, Guard, GuardedReflector, exposu
 from netkit.core.limits import Limits
 from netkit.core.serve_models import ServerEventSink
 
-__all__ = ["KEY_ENV", "WRONG_KEY_MESSAGE", "Guard", "GuardedReflector", "exposure_warning", "guarded_reflector",
-           "load_key", "new_guard", "new_keyed_session"]
+__all__ = ["KEY_ENV", "WRONG_KEY_MESSAGE", "Guard", "GuardedReflector", "exposure_warning", "guard_for",
+           "guarded_reflector", "load_key", "new_guard", "new_keyed_session"]
 
 KEY_ENV = "NETKIT_KEY"
 
@@ -31,6 +32,13 @@ KEY_ENV = "NETKIT_KEY"
 def new_guard(limits: Limits | None, key: keyed.Key | None, on_event: ServerEventSink | None = None) -> Guard:
     """The guard of a running server: its wall clock is the system's."""
     return Guard(limits, key, wall_clock=time.time_ns, on_event=on_event)
+
+
+def guard_for(key: keyed.Key | None, limits: Limits, on_event: ServerEventSink | None = None) -> Guard | None:
+    """The guard of a server with a key or a limit; None for neither (the fast path stays as it is)."""
+    if key is None and limits == Limits():
+        return None
+    return new_guard(limits, key, on_event)
 
 
 def guarded_reflector(guard: Guard) -> GuardedReflector:

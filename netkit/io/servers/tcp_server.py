@@ -481,14 +481,28 @@ async def serve_tcp(
     stop: StopSignal | None = None,
     guard: Guard | None = None,
     on_stop: Callable[[StopSignal], None] | None = None,
+    on_tls: Callable[[bool, str], None] | None = None,
 ) -> TcpServeSummary:
     """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done.
 
-    ``on_stop`` is handed the stop event once it exists, for whoever else may end the run (the
-    CLI's stdout guard sets it when the reader of the events goes away).
+    The TLS context (``config.tls``) and the guard (``config.key``, ``config.limits``) are built
+    here unless given (``tls``, ``guard``); ``on_tls(ephemeral, sha256_fingerprint)`` then names
+    the certificate a client may pin. ``on_stop`` is handed the stop event once it exists, for
+    whoever else may end the run (the CLI's stdout guard sets it when the reader goes away).
     """
     from netkit.io.aio import StopSignal
 
+    if tls is None and config.tls:
+        from netkit.io.tls import server_context
+
+        server_tls = server_context(config.tls_cert, config.tls_key, host=config.host)
+        tls = server_tls.context
+        if on_tls is not None:
+            on_tls(server_tls.ephemeral, server_tls.fingerprint_sha256)
+    if guard is None:
+        from netkit.io.servers.server_guard import guard_for
+
+        guard = guard_for(config.key, config.limits, on_event)
     raise_nofile_limit((config.max_conns or 65536) + 64)
     server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug, guard=guard)
     loop = asyncio.get_running_loop()

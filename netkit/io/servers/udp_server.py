@@ -193,10 +193,22 @@ async def serve_udp(
 ) -> UdpServeSummary:
     """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires; return the summary.
 
+    In echo mode with a key or limits (``config.key``, ``config.limits``) the reflector sits behind
+    a guard: key, limits, and never a reply larger than its request (a forged source cannot use
+    the server to amplify a flood). ``reflector`` replaces the reflector altogether.
+
     ``on_stop`` is handed the stop event once it exists (see :func:`netkit.io.servers.tcp_server.serve_tcp`).
     """
     from netkit.io.aio import StopSignal
 
+    if reflector is None and config.mode == "echo":
+        from netkit.io.servers.server_guard import guard_for
+
+        guard = guard_for(config.key, config.limits, on_event)
+        if guard is not None:
+            from netkit.io.servers.server_guard import guarded_reflector
+
+            reflector = guarded_reflector(guard)
     server = UdpServer(config, on_event=on_event, on_debug=on_debug, reflector=reflector)
     own = stop is None
     cm = StopSignal() if own else None

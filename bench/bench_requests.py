@@ -60,7 +60,7 @@ def netkit_cpu_per_request(port: int) -> float:
     """CPU seconds per request of the load generator itself (library, in this process)."""
     import time
 
-    from netkit.core.request_models import RequestsConfig
+    from netkit.core.requests_config import RequestsConfig
     from netkit.io.aio import run
     from netkit.io.measure.request_load import run_requests
 

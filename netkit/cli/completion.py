@@ -84,7 +84,16 @@ def completion_script(shell: str, prog_name: str = "netkit") -> str:
         f"# `python -m netkit.devtools.gendocs`; printed by `{prog_name} completion {shell}`.\n"
         f"# Install: {INSTALL_HINTS[shell]}\n"
     )
-    return header + body.strip("\n") + "\n"
+    body = body.strip("\n")
+    if shell == "zsh":
+        # compinit reads only the FIRST line of each file on fpath for its "#compdef" tag: a file
+        # that opens with a comment is never registered. The tag comes first, the header after it.
+        tag = f"#compdef {prog_name}"
+        lines = body.split("\n")
+        if lines[0].startswith("#compdef"):
+            lines = lines[1:]
+        return tag + "\n" + header + "\n".join(lines).lstrip("\n") + "\n"
+    return header + body + "\n"
 
 
 def complete_interface(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:

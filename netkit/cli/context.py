@@ -17,6 +17,53 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT_CHOICES = ("table", "json", "jsonl", "csv")
 
+#: The spellings of on and off an environment variable may use for a count (``NETKIT_VERBOSE=true``).
+_TRUE = frozenset({"true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"false", "no", "off", "n", "f", ""})
+
+
+class VerbosityCount(click.ParamType):
+    """``-v``'s count, which ``NETKIT_VERBOSE`` may also give as a number or as a boolean.
+
+    ``-vv`` counts 2 on the command line; from the environment ``2`` is 2, ``true``/``yes``/``on``
+    is 1 and ``false``/``no``/``off``/``0`` is 0, as every other boolean variable reads.
+    """
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int):
+            return max(value, 0)
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return 1
+        if text in _FALSE:
+            return 0
+        try:
+            count = int(text)
+        except ValueError:
+            count = -1
+        if count < 0:
+            # Only the environment hands a count over as text (-vv arrives as the number 2).
+            self.fail(f"{value!r}{_from_env(param, ctx)} is not a count (a whole number, or true/false, "
+                      "yes/no, on/off)", param, ctx)
+        return count
+
+
+def _from_env(param: click.Parameter | None, ctx: click.Context | None) -> str:
+    """`` in NETKIT_VERBOSE``: the variable a value came from, so the message points at the right place."""
+    if param is None:
+        return ""
+    name = param.envvar if isinstance(param.envvar, str) else None
+    if name is None and ctx is not None and ctx.auto_envvar_prefix and param.name:
+        name = f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+    return f" in {name}" if name else ""
+
+
+VERBOSITY = VerbosityCount()
+
 
 @dataclass
 class AppContext:
@@ -69,7 +116,7 @@ def output_options(f: Any) -> Any:
         help="Disable colour (NO_COLOR is honoured too).",
     )(f)
     f = click.option(
-        "-v", "--verbose", count=True, expose_value=False, callback=_set("verbose"),
+        "-v", "--verbose", count=True, type=VERBOSITY, expose_value=False, callback=_set("verbose"),
         help="More detail on stderr.",
     )(f)
     f = click.option(

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from netkit import __version__
-from netkit.cli.context import FORMAT_CHOICES, AppContext
+from netkit.cli.context import FORMAT_CHOICES, VERBOSITY, AppContext
 from netkit.cli.lazy import LazyGroup
 from netkit.core.exitcodes import ExitCode
 
@@ -46,7 +46,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix":
 )
 @click.option("--no-color", is_flag=True, help="Disable colour (NO_COLOR is honoured too).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; only the exit status tells.")
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (repeatable).")
+@click.option("-v", "--verbose", count=True, type=VERBOSITY, help="More detail on stderr (repeatable).")
 @click.pass_context
 def cli(ctx: click.Context, format_: str, no_color: bool, quiet: bool, verbose: int) -> None:
     """netkit: network diagnostics with honest numbers.
@@ -73,11 +73,37 @@ def _one_line(text: str) -> str:
     return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-def _usage_line(exc: click.UsageError) -> str:
-    """A usage error as every failure is shown: one line, naming where to read more."""
+#: How alike a mistyped option and a real one must be (difflib ratio, dashes set aside) to suggest it.
+OPTION_HINT_CUTOFF = 0.6
+
+
+def _alike(typed: str, option: str) -> float:
+    import difflib
+
+    return difflib.SequenceMatcher(None, typed.lstrip("-"), option.lstrip("-")).ratio()
+
+
+def _usage_lines(exc: click.UsageError) -> str:
+    """A usage error: the one ``netkit: ...`` line every failure has, then where to read more.
+
+    The hint is the second line (as in GNU tools) so that the first stays the whole reason.
+    """
     line = _one_line(exc.format_message())
+    no_such_command = getattr(click.exceptions, "NoSuchCommand", None)  # Click 8.4+
+    if no_such_command is not None and isinstance(exc, no_such_command):
+        # A plain click.Group's wording, said as LazyGroup says it (one voice whatever the group).
+        line = f"no such command {exc.command_name!r}."
+        if exc.possibilities:
+            line += " Did you mean " + " or ".join(repr(p) for p in exc.possibilities) + "?"
+    if isinstance(exc, click.NoSuchOption):
+        # Click offers every option within difflib's loose default ("--bogus": "--verbose"?): keep
+        # only those close to what was typed once the dashes every option shares are set aside.
+        close = [p for p in exc.possibilities or () if _alike(exc.option_name, p) >= OPTION_HINT_CUTOFF]
+        line = f"no such option {exc.option_name!r}."
+        if close:
+            line += " Did you mean " + " or ".join(repr(p) for p in close) + "?"
     if exc.ctx is not None:
-        line += f" (see '{exc.ctx.command_path} --help')"
+        line += f"\nTry '{exc.ctx.command_path} --help' for help."
     return line
 
 
@@ -125,7 +151,7 @@ def run(args: list[str] | None = None, prog_name: str = "netkit") -> int:
             except BrokenPipeError:
                 return _quiet_broken_pipe()
             return int(ExitCode.USAGE)
-        return _fail(_usage_line(exc), ExitCode.USAGE)
+        return _fail(_usage_lines(exc), ExitCode.USAGE)
     except click.ClickException as exc:
         return _fail(_one_line(exc.format_message()), ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
     except NetkitError as exc:

@@ -1,30 +1,23 @@
 """``netkit monitor``: probe targets every interval and export Prometheus metrics.
 
 Options -> ``CliSettings`` -> ``netkit.core.monitor_config`` (with ``--config`` TOML) ->
-``MonitorConfig`` -> ``netkit.io.measure.monitor.Monitor`` (rounds, metrics endpoint, textfile) ->
-per-round output (live dashboard on a terminal's stderr; jsonl/csv/plain lines on stdout) ->
-a summary when stopped -> exit code. Heavy imports happen inside functions.
+``MonitorConfig`` -> ``netkit.io.measure.monitor.run_monitor`` (rounds, metrics endpoint, textfile,
+stop signals) -> ``MonitorOutcome`` -> ``netkit.render.monitor`` (per-round output, the live
+dashboard on a terminal's stderr, the totals when stopped) -> exit code. Heavy imports happen
+inside functions.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.cli.params import POSITIVE_DURATION, Count
 from netkit.core.exitcodes import ExitCode
-
-if TYPE_CHECKING:  # pragma: no cover
-    from netkit.core.monitor_config import CliSettings
-    from netkit.core.monitor_models import MonitorConfig, TargetRound
-    from netkit.io.measure.monitor import GroupRound, Monitor
-    from netkit.render.output import Output
-
-METHOD_CHOICES = ("tcp-connect", "udp", "icmp")
-CSV_FIELDS = ("time", "round", "target", "method", "address", "success", "state", "attempts", "duration_s", "sent",
-              "received", "lost", "loss_pct", "rtt_ms.min", "rtt_ms.avg", "rtt_ms.max", "rtt_ms.last", "error")
+from netkit.core.monitor_models import METHODS as METHOD_CHOICES
 
 
 class ListenAddress(click.ParamType):
@@ -94,7 +87,9 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
     """
     from netkit.core.monitor_config import CliSettings
     from netkit.io.aio import run
-    from netkit.io.measure.monitor import load_config
+    from netkit.io.measure.monitor import Monitor, load_config, run_monitor
+    from netkit.render.live import LiveScreen
+    from netkit.render.monitor import RoundPrinter, dashboard_on, emit_outcome, monitor_dashboard, textfile_name_warning
 
     out = get_output()
     overrides = {"interval": interval, "method": method, "timeout": timeout, "packets": packets,
@@ -102,172 +97,21 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
                  "window": window}
     cli = CliSettings(tuple(targets), {k: v for k, v in overrides.items() if v is not None})
     config = load_config(config_path, cli)
-    return run(_main(out, config, config_path, cli, rounds))
+    if config.textfile and (warning := textfile_name_warning(config.textfile)):
+        out.warn(warning)
+    monitor = Monitor(config, on_round=RoundPrinter(out).on_round, on_warning=out.warn, on_info=out.info)
 
+    def view() -> AbstractContextManager[object]:
+        if not dashboard_on(out):
+            return nullcontext()
+        screen = LiveScreen(out, lambda: monitor_dashboard(monitor.state, monitor.lock, screen.width))
+        return screen
 
-async def _main(out: Output, config: MonitorConfig, config_path: str | None, cli: CliSettings,
-                rounds: int | None) -> ExitCode:
-    import signal
-
-    from netkit.io.aio import StopSignal
-    from netkit.io.measure.monitor import MetricsServer, Monitor, load_config
-
-    renderer = RoundRenderer(out)
-    monitor = Monitor(config, on_round=renderer.on_round, on_warning=out.warn, on_info=out.info)
-    renderer.monitor = monitor
-    if config.textfile and not config.textfile.endswith(".prom"):
-        out.warn(f"{config.textfile}: node_exporter's textfile collector reads only files named *.prom")
-    loader = (lambda: load_config(config_path, cli)) if config_path else None
-    # Signals first: a SIGTERM that arrives right after the ready line is already a clean stop.
-    # SIGHUP is not among them: it re-reads the configuration (Monitor.run handles it).
-    async with StopSignal(signals=(signal.SIGINT, signal.SIGTERM)) as stop:
-        monitor.write_textfile(strict=True)
-        server = MetricsServer(monitor.registry, *config.listen) if config.listen else None
-        try:
-            if server is not None:
-                out.info(f"netkit monitor: listening on {server.address} (http://{server.address}/metrics)")
-            if config.textfile:
-                out.info(f"netkit monitor: writing metrics to {config.textfile}")
-            n = len(config.targets)
-            out.info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; SIGHUP reloads"
-                     + (f" {config_path}" if config_path else " (no --config)") + ", SIGTERM stops")
-            with Dashboard(out, monitor) if dashboard_on(out) else _Null():
-                await monitor.run(stop, loader=loader, rounds=rounds)
-        finally:
-            if server is not None:
-                server.close()
-    emit_summary(out, monitor)
-    if stop.interrupted:
+    outcome = run(run_monitor(monitor, rounds=rounds, config_path=config_path, view=view,
+                              loader=(lambda: load_config(config_path, cli)) if config_path else None))
+    emit_outcome(out, outcome)
+    if outcome.interrupted:
         return ExitCode.INTERRUPTED
-    if rounds is not None:
-        ok = all(t.success for t in monitor.state.totals.values())
-        return ExitCode.OK if ok else ExitCode.CHECK_FAILED
+    if outcome.rounds_limited:
+        return ExitCode.OK if outcome.all_up else ExitCode.CHECK_FAILED
     return ExitCode.OK
-
-
-# ----- rendering ------------------------------------------------------------------------------
-def dashboard_on(out: Output) -> bool:
-    """The live view runs when stderr is a terminal, unless per-round lines (jsonl, csv) go to
-    that same terminal on stdout, where the two would overwrite each other."""
-    return out.live_ok and not (out.format in ("jsonl", "csv") and out.stdout_is_tty)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def round_line(r: TargetRound) -> str:
-    """A plain line per target per round (a pipe or a file with the default format)."""
-    rtt = f" rtt={r.rtts_ns[-1] / 1e6:.3f}ms" if r.rtts_ns else ""
-    loss = f" loss={r.lost}/{r.sent}" if r.sent else ""
-    err = f" ({r.error})" if r.error else ""
-    return f"{r.target} {r.method} {r.state}{rtt}{loss} attempts={r.attempts}{err}"
-
-
-class RoundRenderer:
-    """What each round writes to stdout, by format (the dashboard is separate, on stderr)."""
-
-    def __init__(self, out: Output) -> None:
-        self.out = out
-        self.monitor: Monitor | None = None
-
-    def on_round(self, gr: GroupRound) -> None:
-        from netkit.core.escape import safe_text
-        from netkit.core.monitor_models import round_record
-        from netkit.render.output import flatten
-
-        out = self.out
-        if out.format == "jsonl":
-            out.jsonl(round_record(gr.round, gr.time_iso, gr.interval_s, gr.results))
-        elif out.format == "csv":
-            out.csv_rows([flatten({"time": gr.time_iso, "round": gr.round, **r.to_json()}) for r in gr.results],
-                         CSV_FIELDS)
-        elif out.format == "table" and not (dashboard_on(out) and out.stdout_is_tty):
-            for r in gr.results:
-                out.line(f"{gr.time_iso} " + safe_text(round_line(r)))
-
-
-def summary_records(monitor: Monitor) -> list[dict[str, Any]]:
-    from netkit.core.monitor_models import summary_record
-
-    with monitor.lock:
-        return [summary_record(t, monitor.state.totals[t.key]) for t in monitor.config.targets
-                if t.key in monitor.state.totals]
-
-
-def emit_summary(out: Output, monitor: Monitor) -> None:
-    """When stopped: one row per target with its totals (json: the document; jsonl: one line)."""
-    records = summary_records(monitor)
-    if out.format == "json":
-        out.json({"targets": records})
-    elif out.format == "jsonl":
-        out.jsonl({"event": "summary", "targets": records})
-    elif out.format == "table":
-        from netkit.render.tables import add_row, make_table, state_cell
-
-        table = make_table(["target", "method", ("rounds", "right"), ("up", "right"), "last",
-                            ("sent", "right"), ("lost", "right"), ("loss %", "right"), ("avg rtt ms", "right")],
-                           title="netkit monitor", compact=True)
-        for rec in records:
-            last = "-" if rec["success"] is None else ("ok" if rec["success"] else "fail")
-            add_row(table, rec["target"], rec["method"], rec["rounds"], rec["up_rounds"], state_cell(last),
-                    rec["sent"], rec["lost"], "-" if rec["loss_pct"] is None else f"{rec['loss_pct']:.2f}",
-                    "-" if rec["rtt_avg_ms"] is None else f"{rec['rtt_avg_ms']:.3f}")
-        out.print(table)
-
-
-class Dashboard:
-    """The live view on stderr: one row per target, refreshed four times a second."""
-
-    def __init__(self, out: Output, monitor: Monitor) -> None:
-        self.out = out
-        self.monitor = monitor
-        self.live: Any = None
-
-    def render(self) -> Any:
-        from netkit.cli.measure_latency import sparkline
-        from netkit.render.tables import add_row, cell, make_table, state_cell
-
-        table = make_table(["target", "method", "state", ("rtt ms", "right"), ("loss %", "right"),
-                            ("up", "right"), "recent RTTs", "error"], compact=True,
-                           title=f"netkit monitor (loss % and up over the last {self.monitor.config.window} rounds)")
-        with self.monitor.lock:
-            rows = []
-            for t in self.monitor.config.targets:
-                win = self.monitor.state.windows.get(t.key)
-                if win is None:
-                    continue
-                last = win.last
-                rows.append((t, last, win.loss_pct, win.up_rounds, len(win.rounds), list(win.rtts_ns)))
-        # Names are what tell the rows apart: they keep their width, and the sparkline and the
-        # error give way on a narrow terminal ("127.0.0.…" could be any of several targets).
-        for col, width in ((0, max((len(r[0].name) for r in rows), default=0)),
-                           (1, max((len(r[0].method) for r in rows), default=0))):
-            table.columns[col].min_width = min(width, 40)
-        # The sparkline shows the most recent RTTs that fit (the newest at the right): 6 on an
-        # 80-column terminal, up to its 40 on a wide one; cut by the table it would show the oldest.
-        points = max(6, min(40, self.out.err_console.width - 74))
-        table.columns[6].max_width = points
-        table.columns[7].min_width = 10  # "connection" / "refused": an error read in words, not letters
-        for t, last, loss, up, n, rtts in rows:
-            add_row(table, t.name, t.method, state_cell(last.state if last else "-"),
-                    f"{rtts[-1] / 1e6:.3f}" if rtts and last and last.rtts_ns else "-",
-                    "-" if loss is None else f"{loss:.1f}", f"{up}/{n}", cell(sparkline(rtts[-points:]), style="cyan"),
-                    cell(last.error if last and last.error else None, style="yellow"))
-        return table
-
-    def __enter__(self) -> Dashboard:
-        from rich.live import Live
-
-        self.live = Live(get_renderable=self.render, console=self.out.err_console, refresh_per_second=4,
-                         transient=False, redirect_stdout=False, redirect_stderr=False)
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(None, None, None)

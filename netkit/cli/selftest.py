@@ -1,4 +1,8 @@
-"""``netkit selftest``: the README's first command."""
+"""``netkit selftest``: the README's first command.
+
+Options -> ``SelftestEnv`` -> ``netkit.selftest.runner.run_all`` -> ``SelftestReport`` ->
+``netkit.render.selftest`` -> exit code (1 when a row failed).
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,38 @@ import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.core.exitcodes import ExitCode
+from netkit.selftest.runner import check_names
+
+CHECKS = check_names()
 
 
 @click.command()
-@click.option("--only", multiple=True, help="Run only these checks (by module name, e.g. tcp).")
+@click.option("--only", multiple=True, type=click.Choice(CHECKS), metavar="CHECK",
+              help="Run only this check (repeatable): " + ", ".join(CHECKS) + ".")
 @click.option("--quick", is_flag=True, help="Smaller transfers (e.g. 8 MiB instead of 64 MiB) for slow machines.")
 @output_options
 def selftest(only: tuple[str, ...], quick: bool) -> int:
     """Start netkit's own servers on loopback and run every capability against them."""
     from netkit.io.aio import run
-    from netkit.render.tables import add_row, make_table, state_cell
+    from netkit.render.live import LiveScreen
+    from netkit.render.selftest import banner, progress_line, selftest_records, selftest_table
     from netkit.selftest.base import SelftestEnv
     from netkit.selftest.runner import run_all
 
     out = get_output()
-    out.info("netkit selftest: running every capability against netkit's own servers on 127.0.0.1")
-    report = run(run_all(SelftestEnv(quick=quick), only=list(only) or None))
+    progress: tuple[str | None, int, int] = (None, 0, 0)
+    screen = LiveScreen(out, lambda: progress_line(*progress))
 
-    def table():  # type: ignore[no-untyped-def]
-        t = make_table(["check", "result", ("figure", "right"), "detail"], title="netkit selftest")
-        for c in report.checks:
-            add_row(t, c.check, state_cell(c.result), c.figure, c.detail)
-        return t
+    def on_check(name: str, done: int, total: int) -> None:
+        nonlocal progress
+        progress = (name, done, total)
+        screen.refresh()
 
-    out.emit(
-        {"passed": report.passed, "checks": [
-            {"check": c.check, "result": c.result, "figure": c.figure, "detail": c.detail}
-            for c in report.checks
-        ]},
-        table=table,
-        rows=[{"check": c.check, "result": c.result, "figure": c.figure, "detail": c.detail}
-              for c in report.checks],
-    )
+    with screen:
+        if not screen.active:
+            out.info(banner(only))
+        report = run(run_all(SelftestEnv(quick=quick), only=list(only) or None, on_check=on_check))
+    records = selftest_records(report.checks)
+    out.emit({"passed": report.passed, "checks": records},
+             table=lambda: selftest_table(report.checks, width=out.width), rows=records)
     return ExitCode.OK if report.passed and report.checks else ExitCode.CHECK_FAILED

@@ -35,8 +35,9 @@ from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
-from netkit.core.stats import StreamingStats, Summary
+from netkit.core.stats import RttSummary, StreamingStats
 
 # Per-sequence state in a bytearray (one byte each).
 _PENDING = 0
@@ -45,12 +46,26 @@ _EXPIRED = 2
 _LATE = 3
 
 
+class ProbeOutcome(str, Enum):
+    """What became of one probe; the values are the words of the jsonl ``kind`` field."""
+
+    OK = "ok"
+    LATE = "late"  # answered after its timeout: not received, not lost
+    DUPLICATE = "duplicate"  # a second answer to a probe already answered
+    UNKNOWN = "unknown"  # an answer to a sequence never sent
+    TIMEOUT = "timeout"  # no answer within the timeout (so far: a late one may still come)
+    ERROR = "error"  # the probe failed at once (connection refused, ...)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyEvent:
-    """What one reply meant. ``kind``: "ok", "late", "duplicate" or "unknown" (never sent)."""
+    """What one reply meant: ``kind`` is OK, LATE, DUPLICATE or UNKNOWN (never sent)."""
 
     seq: int
-    kind: str
+    kind: ProbeOutcome
     rtt_ns: int | None = None
     reordered: bool = False
 
@@ -70,7 +85,7 @@ class AccountingSummary:
     rtts_ns: Sequence[int] = field(default_factory=list, repr=False)
     #: False when more RTTs arrived than were kept: use ``streamed`` for the statistics.
     samples_complete: bool = True
-    streamed: Summary | None = field(default=None, repr=False)
+    streamed: RttSummary | None = field(default=None, repr=False)
     #: Probes at the end of the run with no reply, in a row: a peer that went away mid-run.
     trailing_lost: int = 0
     #: Replies dropped by this host's socket buffer (not in ``lost``); None when not measured.
@@ -131,11 +146,11 @@ class Accounting:
             self.on_reflector_count(refl_count, final=False)
         if not 0 <= seq < self.sent:
             self.unknown += 1
-            return ReplyEvent(seq, "unknown")
+            return ReplyEvent(seq, ProbeOutcome.UNKNOWN)
         state = self._state[seq]
         if state in (_RECEIVED, _LATE):
             self.duplicates += 1
-            return ReplyEvent(seq, "duplicate")
+            return ReplyEvent(seq, ProbeOutcome.DUPLICATE)
         reordered = seq < self.highest
         if reordered:
             self.reordered += 1
@@ -145,7 +160,7 @@ class Accounting:
             self._state[seq] = _LATE
             self.expired -= 1
             self.late += 1
-            return ReplyEvent(seq, "late", None, reordered)
+            return ReplyEvent(seq, ProbeOutcome.LATE, None, reordered)
         send = self._send_ns.pop(seq)
         if rtt_ns is None:
             rtt_ns = t_ns - send
@@ -153,7 +168,7 @@ class Accounting:
             # Answered after its deadline but before expire() ran: late all the same.
             self._state[seq] = _LATE
             self.late += 1
-            return ReplyEvent(seq, "late", None, reordered)
+            return ReplyEvent(seq, ProbeOutcome.LATE, None, reordered)
         self._state[seq] = _RECEIVED
         self.received += 1
         if self.keep_rtts:
@@ -165,7 +180,7 @@ class Accounting:
                     for x in self.rtts_ns:
                         self.stream.add(x)
                 self.stream.add(rtt_ns)
-        return ReplyEvent(seq, "ok", rtt_ns, reordered)
+        return ReplyEvent(seq, ProbeOutcome.OK, rtt_ns, reordered)
 
     def on_error(self, seq: int) -> bool:
         """The probe failed for sure before its timeout (a refused connect): lost now.

@@ -1,6 +1,6 @@
 """Configuration and result models for ``netkit measure latency`` and ``measure loss`` (pure).
 
-The JSON field names are exactly those of issue 4 (see README, "netkit measure latency");
+The JSON field names are the published schema (see README, "netkit measure latency");
 ``to_json`` builds them explicitly so that extra in-memory facts (which reflector answered,
 whether kernel timestamps were used, an error text) never leak into the schema.
 """
@@ -9,22 +9,52 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from netkit.core.accounting import AccountingSummary
-from netkit.core.stats import Summary, summarize
+from netkit.core.accounting import Accounting, AccountingSummary, ProbeOutcome
+from netkit.core.stats import RttSummary, summarize_rtts
 
-METHODS = ("tcp-connect", "tcp-echo", "udp", "icmp")
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.keyed import Key
+    from netkit.core.targets import Target
+
 NS_PER_MS = 1_000_000
 
-#: What answered a UDP probe stream.
-REFLECTOR_NETKIT = "netkit"
-REFLECTOR_PLAIN = "plain-echo"
+
+class Method(str, Enum):
+    """How ``measure latency`` takes a round trip; the values are the ``--method`` words and JSON."""
+
+    TCP_CONNECT = "tcp-connect"  # handshake time
+    TCP_ECHO = "tcp-echo"  # request/response on one connection to an echo server
+    UDP = "udp"  # probe packets to a reflector
+    ICMP = "icmp"  # echo request
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def has_ports(self) -> bool:
+        """False for ICMP: a target is a host alone."""
+        return self is not Method.ICMP
+
+
+METHODS = tuple(m.value for m in Method)
+
+
+class ReflectorKind(str, Enum):
+    """What answered a UDP probe stream."""
+
+    NETKIT = "netkit"  # netkit's reflector: it counts what it received, so loss splits by direction
+    PLAIN = "plain-echo"  # any other UDP echo: round trip only
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    method: str = "tcp-connect"
+    method: Method = Method.TCP_CONNECT
     count: int | None = 10
     duration_s: float | None = None
     interval_s: float = 1.0
@@ -32,11 +62,14 @@ class LatencyConfig:
     size: int = 64
     family: int = 0  # socket.AF_UNSPEC
     kernel_timestamps: bool = True
-    key: Any = None  # issue 10 (--key, method udp): a netkit.core.keyed.Key; probes are then signed
+    #: A measurement key (``--key``, method udp only): probes are signed so a keyed reflector answers.
+    key: Key | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}")
+        try:  # callers may pass the method's word ("udp"): hold the Enum member
+            object.__setattr__(self, "method", Method(self.method))
+        except ValueError:
+            raise ValueError(f"unknown method {self.method!r}") from None
 
 
 @dataclass(frozen=True)
@@ -46,7 +79,37 @@ class LossConfig:
     size: int = 64
     timeout_s: float = 1.0
     family: int = 0
-    key: Any = None  # issue 10 (--key): a netkit.core.keyed.Key; probes are then signed
+    #: A measurement key (``--key``): probes are signed so a keyed reflector answers.
+    key: Key | None = None
+
+
+def target_label(target: Target, method: Method | str) -> str:
+    """How a target is named in output: ``HOST:PORT``, or the host alone for ICMP (no ports)."""
+    if Method(method) is Method.ICMP:
+        return f"[{target.host}]" if ":" in target.host else target.host
+    return str(target)
+
+
+@dataclass(frozen=True)
+class ProbeEvent:
+    """One thing that happened to one probe, as it happens: a reply (any kind), a timeout or an error."""
+
+    target: str
+    address: str | None
+    seq: int
+    kind: ProbeOutcome  # OK, LATE, DUPLICATE, TIMEOUT or ERROR (e.g. connection refused)
+    rtt_ns: int | None
+    reordered: bool
+    size: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveTarget:
+    """One target while a run goes on: its label and its running accounting (read by a live view)."""
+
+    label: str
+    acc: Accounting
 
 
 @dataclass(frozen=True)
@@ -57,6 +120,11 @@ class Thresholds:
     max_rtt_ms: float | None = None
     passed: bool = True
     failed: tuple[str, ...] = ()
+
+    @property
+    def given(self) -> bool:
+        """True when the run was given a threshold (--max-loss or --max-rtt) to check."""
+        return self.max_loss_pct is not None or self.max_rtt_ms is not None
 
     def to_json(self) -> dict[str, Any]:
         return {"max_loss_pct": self.max_loss_pct, "max_rtt_ms": self.max_rtt_ms,
@@ -74,13 +142,13 @@ class TargetResult:
     target: str
     address: str | None
     acc: AccountingSummary
-    reflector: str | None = None  # REFLECTOR_NETKIT, REFLECTOR_PLAIN or None (not UDP / no reply)
+    reflector: ReflectorKind | None = None  # None: not UDP, or no reply
     kernel_timestamps: bool = False
     error: str | None = None
     elapsed_ns: int = 0
     #: How it was measured, for -v (e.g. "icmp datagram socket"); not part of the JSON schema.
     detail: str | None = None
-    stats: Summary = field(default=None)  # type: ignore[assignment]
+    stats: RttSummary = field(default=None)  # type: ignore[assignment]
     #: How long the probes took to send (the span the achieved rate is over); 0: unknown.
     send_ns: int = 0
 
@@ -88,7 +156,7 @@ class TargetResult:
         if self.stats is None:
             a = self.acc
             exact = a.samples_complete or a.streamed is None
-            object.__setattr__(self, "stats", summarize(a.rtts_ns) if exact else a.streamed)
+            object.__setattr__(self, "stats", summarize_rtts(a.rtts_ns) if exact else a.streamed)
 
     @property
     def loss_pct(self) -> float | None:
@@ -133,14 +201,14 @@ class TargetResult:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    method: str
+    method: Method
     targets: list[TargetResult]
     thresholds: Thresholds
     interrupted: bool = False
 
     def to_json(self, *, samples: bool = False) -> dict[str, Any]:
         return {
-            "method": self.method,
+            "method": self.method.value,
             "targets": [t.to_json(samples=samples) for t in self.targets],
             "thresholds": self.thresholds.to_json(),
             "interrupted": self.interrupted,
@@ -157,7 +225,7 @@ class LossResult:
 
     def to_json(self, *, samples: bool = False) -> dict[str, Any]:
         return {
-            "method": "udp",
+            "method": Method.UDP.value,
             "targets": [self.target.to_json(samples=samples)],
             "thresholds": self.thresholds.to_json(),
             "rate_pps": self.rate_pps,
@@ -180,6 +248,23 @@ def achieved_rate(sent: int, send_ns: int) -> float | None:
     if sent <= 0 or send_ns <= 0:
         return None
     return sent * 1e9 / send_ns
+
+
+#: Fewer probes than this say nothing about the rate: one late timer wake-up among three probes
+#: 5 ms apart reads as "86 packets/s of 100 asked".
+RATE_JUDGED_FROM = 20
+
+
+def fell_short(result: TargetResult, asked_pps: float) -> bool:
+    """True when the sender could not keep up with the asked rate (judged over enough probes)."""
+    from netkit.core.pacing import fell_behind
+
+    return result.acc.sent >= RATE_JUDGED_FROM and fell_behind(asked_pps, result.achieved_pps)
+
+
+def _plain_number(x: float) -> str:
+    """A limit the user gave, as written: ``0.5``, ``5``, ``0.000001`` (never ``1e-06``)."""
+    return f"{x:.6f}".rstrip("0").rstrip(".") or "0"
 
 
 def shortfall_note(target: str, requested_pps: float, achieved_pps: float) -> str:
@@ -232,8 +317,8 @@ def check_thresholds(targets: list[TargetResult], max_loss_pct: float | None,
             failed.append(f"{name}: stopped answering (no reply to the last {t.acc.trailing_lost} probes)")
         loss = t.acc.loss_pct or 0.0
         if max_loss_pct is not None and loss > max_loss_pct:
-            failed.append(f"{name}: loss {loss:.2f}% > max-loss {max_loss_pct:g}%")
+            failed.append(f"{name}: loss {loss:.2f}% > max-loss {_plain_number(max_loss_pct)}%")
         p95 = t.stats.p95
         if max_rtt_ms is not None and p95 is not None and p95 / NS_PER_MS > max_rtt_ms:
-            failed.append(f"{name}: rtt p95 {p95 / NS_PER_MS:.3f} ms > max-rtt {max_rtt_ms:g} ms")
+            failed.append(f"{name}: rtt p95 {p95 / NS_PER_MS:.3f} ms > max-rtt {_plain_number(max_rtt_ms)} ms")
     return Thresholds(max_loss_pct, max_rtt_ms, not failed, tuple(failed))

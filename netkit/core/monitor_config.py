@@ -53,6 +53,7 @@ from netkit.core.monitor_models import (
     METHODS,
     RESERVED_LABELS,
     MonitorConfig,
+    MonitorMethod,
     MonitorTarget,
 )
 from netkit.core.targets import format_host_port, parse_port, split_host_port, validate_host
@@ -102,9 +103,10 @@ class CliSettings:
 def parse_toml(text: str) -> dict[str, Any]:
     """TOML text to a dict; a syntax error becomes one line with TOML's own position."""
     try:
-        return tomllib.loads(text)
+        document: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"invalid TOML: {exc}") from None
+    return document
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -147,10 +149,10 @@ def _int(key: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def _method(key: str, value: Any) -> str:
+def _method(key: str, value: Any) -> MonitorMethod:
     if value not in METHODS:
         raise _err(key, f"unknown method {value!r} (one of {', '.join(METHODS)})")
-    return str(value)
+    return MonitorMethod(value)
 
 
 def _labels(key: str, value: Any) -> dict[str, str]:
@@ -224,7 +226,8 @@ def _resolve(name: str, layers: list[_Layer]) -> tuple[Any, str] | None:
 def _make_target(where: str, name: str | None, host: str, port: int, labels: dict[str, str],
                  layers: list[_Layer]) -> MonitorTarget:
     interval, interval_key = _resolve("interval", layers) or (DEFAULT_INTERVAL_S, "interval")
-    method, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
+    found, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
+    method = MonitorMethod(found)
     packets, _ = _resolve("packets", layers) or (DEFAULT_PACKETS, "packets")
     # Unset spacing and timeout shrink with a short interval, so the defaults always fit a round.
     spacing, spacing_key = (_resolve("packet_interval", layers)
@@ -245,11 +248,11 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
                                 f"{format_duration(timeout)} timeout take {format_duration(train)}: more than the "
                                 f"round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
                                 f"{where}; see {interval_key})")
-    if method != "icmp" and port == 0:
+    if method is not MonitorMethod.ICMP and port == 0:
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
-    if method == "icmp":
+    if method is MonitorMethod.ICMP:
         port = 0
-    label = name or (host if method == "icmp" else format_host_port(host, port))
+    label = name or (host if method is MonitorMethod.ICMP else format_host_port(host, port))
     return MonitorTarget(
         name=label, host=host, port=port, method=method, interval_s=float(interval), timeout_s=float(timeout),
         packets=packets, packet_interval_s=float(spacing), retries=retries,

@@ -18,9 +18,22 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-METHODS = ("tcp-connect", "udp", "icmp")
+
+class MonitorMethod(str, Enum):
+    """How a target is watched: a TCP connect, UDP probe packets (a reflector answers), ICMP echo."""
+
+    TCP_CONNECT = "tcp-connect"
+    UDP = "udp"
+    ICMP = "icmp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+METHODS: tuple[str, ...] = tuple(m.value for m in MonitorMethod)
 
 #: RTT histogram bounds in seconds: 100 us (loopback) to 2.5 s (a bad mobile link).
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -38,7 +51,7 @@ class MonitorTarget:
     name: str  # the ``target`` label: HOST:PORT as written, or the config's ``name``
     host: str
     port: int  # 0 for icmp
-    method: str
+    method: MonitorMethod
     interval_s: float
     timeout_s: float
     packets: int
@@ -47,7 +60,7 @@ class MonitorTarget:
     labels: tuple[tuple[str, str], ...] = ()
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> tuple[str, MonitorMethod]:
         """Identity across reloads: the same name and method keep their counters."""
         return (self.name, self.method)
 
@@ -80,17 +93,37 @@ class MonitorConfig:
         return out
 
 
+class RoundState(str, Enum):
+    """How a target's round ended: the probe's states, plus ``error`` for a round that could not run.
+
+    str-valued: JSON, CSV and the Prometheus labels show the value, exactly the words of ``probe``.
+    """
+
+    OPEN = "open"
+    CLOSED = "closed"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    DNS_ERROR = "dns-error"
+    TLS_ERROR = "tls-error"
+    MISMATCH = "mismatch"
+    OPEN_FILTERED = "open|filtered"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class TargetRound:
     """One target's outcome in one round; the ``targets[]`` objects of a jsonl round line."""
 
     target: str
-    method: str
+    method: MonitorMethod
     host: str
     port: int
     address: str | None
     success: bool
-    state: str
+    state: RoundState
     attempts: int
     duration_ns: int
     sent: int
@@ -107,10 +140,10 @@ class TargetRound:
         rtts = self.rtts_ns
         return {
             "target": self.target,
-            "method": self.method,
+            "method": self.method.value,
             "address": self.address,
             "success": self.success,
-            "state": self.state,
+            "state": self.state.value,
             "attempts": self.attempts,
             "duration_s": round(self.duration_ns / 1e9, 6),
             "sent": self.sent,
@@ -125,6 +158,31 @@ class TargetRound:
             },
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class GroupRound:
+    """One round of a group of targets (sharing an interval): what each round hands its renderer."""
+
+    round: int
+    time_iso: str
+    interval_s: float
+    results: list[TargetRound]
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    """How a monitor run ended: the per-target totals (``summary_record`` objects, the published
+    JSON), whether SIGINT stopped it, and whether ``--rounds`` bounded it."""
+
+    targets: list[dict[str, Any]]
+    interrupted: bool
+    rounds_limited: bool
+
+    @property
+    def all_up(self) -> bool:
+        """Every target answered in its last round (the verdict of a ``--rounds`` run)."""
+        return all(t["success"] for t in self.targets)
 
 
 def _ms(ns: float) -> float:
@@ -165,11 +223,11 @@ def combine_round(
     rtts = tuple(rtts_ns)
     success = (probe_state == "open") or received > 0
     if success:
-        state = "open"
+        state = RoundState.OPEN
     elif probe_state is not None:
-        state = probe_state  # closed, timeout, unreachable, dns-error, or open|filtered (silent UDP)
+        state = RoundState(probe_state)  # closed, timeout, unreachable, dns-error, or open|filtered (silent UDP)
     else:
-        state = "unreachable" if latency_error else "timeout"
+        state = RoundState.UNREACHABLE if latency_error else RoundState.TIMEOUT
     error = None if success else (probe_error or latency_error or ("no reply" if sent else None))
     if probe_state is None:
         attempts = 1  # icmp: the round's echo train is the one attempt
@@ -184,7 +242,7 @@ def error_round(t: MonitorTarget, error: str, duration_ns: int, attempts: int = 
     """A round that could not run (an exception, an overrun): failure, nothing measured."""
     return TargetRound(
         target=t.name, method=t.method, host=t.host, port=t.port, address=None, success=False,
-        state="error", attempts=attempts, duration_ns=duration_ns, sent=0, received=0, lost=0,
+        state=RoundState.ERROR, attempts=attempts, duration_ns=duration_ns, sent=0, received=0, lost=0,
         rtts_ns=(), error=error,
     )
 
@@ -238,7 +296,7 @@ def summary_record(t: MonitorTarget, tot: TargetTotals) -> dict[str, Any]:
     """One target's totals since start (the summary printed when the monitor stops)."""
     return {
         "target": t.name,
-        "method": t.method,
+        "method": t.method.value,
         "rounds": tot.rounds,
         "up_rounds": tot.up_rounds,
         "success": tot.success,

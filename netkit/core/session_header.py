@@ -8,7 +8,7 @@ Pure wire format (no sockets, no clock). Three messages, all fixed-size and big-
     duration_ms u32 | omit_ms u32 | block_size u32 | cookie (12) | reserved u8
 
   ``kind`` picks the session: 1 throughput (this module's messages), 2 request/response
-  (``measure requests``, framed by :mod:`netkit.core.request_models`).
+  (``measure requests``, framed by :mod:`netkit.core.request_framing`).
 
   The length is 37 on purpose: an ``iperf3 -s`` reads exactly 37 bytes as its cookie and answers
   with one state byte (PARAM_EXCHANGE), so a single probe tells a netkit server, an iperf3 server

@@ -72,7 +72,7 @@ def ipdv(samples: Sequence[float]) -> float | None:
 
 
 @dataclass(frozen=True)
-class Summary:
+class RttSummary:
     """Statistics of a sample set, in the samples' unit (ns for RTTs). None where undefined."""
 
     count: int
@@ -96,13 +96,13 @@ class Summary:
         return out
 
 
-def summarize(samples: Sequence[float]) -> Summary:
+def summarize_rtts(samples: Sequence[float]) -> RttSummary:
     """All statistics of ``samples`` (in arrival order) in one pass over a sorted copy."""
     ordered = sorted(samples)
     n = len(samples)
     if n == 0:
-        return Summary(0, None, None, None, None, None, None, None, None, None, None)
-    return Summary(
+        return RttSummary(0, None, None, None, None, None, None, None, None, None, None)
+    return RttSummary(
         count=n,
         min=float(ordered[0]),
         avg=mean(samples),
@@ -122,7 +122,7 @@ class LogHistogram:
 
     ``buckets_per_octave`` buckets per doubling (8 -> about 9% relative width), so 1 ns .. 1 hour
     needs about 340 counters whatever the number of samples. Percentiles from it are approximate
-    (within one bucket); exact ones come from :func:`summarize` on kept samples.
+    (within one bucket); exact ones come from :func:`summarize_rtts` on kept samples.
     """
 
     def __init__(self, buckets_per_octave: int = 8) -> None:
@@ -158,7 +158,7 @@ class LogHistogram:
 
 
 class StreamingStats:
-    """The statistics of :func:`summarize` in O(1) memory, for streams too long to keep.
+    """The statistics of :func:`summarize_rtts` in O(1) memory, for streams too long to keep.
 
     min, max, avg and mdev (Welford's algorithm, population variance), jitter and ipdv are exact;
     percentiles come from a :class:`LogHistogram` (the upper bound of the bucket, within ~9%).
@@ -191,12 +191,12 @@ class StreamingStats:
         self._prev = x
         self.hist.add(x)
 
-    def summary(self) -> Summary:
+    def summary(self) -> RttSummary:
         n = self.count
         if n == 0:
-            return summarize([])
+            return summarize_rtts([])
         h = self.hist
-        return Summary(
+        return RttSummary(
             count=n, min=float(self.min), avg=self._mean, max=float(self.max),  # type: ignore[arg-type]
             mdev=math.sqrt(self._m2 / n),
             p50=h.percentile(50), p90=h.percentile(90), p95=h.percentile(95), p99=h.percentile(99),

@@ -9,32 +9,77 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class SocketProto(str, Enum):
+    """A socket's transport (JSON ``proto``)."""
+
+    TCP = "tcp"
+    UDP = "udp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class IpFamily(str, Enum):
+    """A socket's address family (JSON ``family``)."""
+
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SocketState(str, Enum):
+    """ss(8)'s state names, lower-case (JSON ``state``); ``unconn`` is a UDP socket without a peer."""
+
+    ESTABLISHED = "established"
+    SYN_SENT = "syn-sent"
+    SYN_RECV = "syn-recv"
+    FIN_WAIT_1 = "fin-wait-1"
+    FIN_WAIT_2 = "fin-wait-2"
+    TIME_WAIT = "time-wait"
+    CLOSE = "close"
+    CLOSE_WAIT = "close-wait"
+    LAST_ACK = "last-ack"
+    LISTEN = "listen"
+    CLOSING = "closing"
+    UNCONN = "unconn"
+
+    def __str__(self) -> str:
+        return self.value
+
 
 # ss(8)'s state names, lower-case. psutil reports "NONE" for every UDP socket: a UDP socket with a
 # peer is shown as "established" (ss says ESTAB) and one without as "unconn" (ss says UNCONN).
-TCP_STATES: tuple[str, ...] = (
-    "established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait", "close",
-    "close-wait", "last-ack", "listen", "closing",
-)
-UDP_STATES: tuple[str, ...] = ("established", "unconn")
-ALL_STATES: tuple[str, ...] = (*TCP_STATES, "unconn")
+TCP_STATES: tuple[str, ...] = tuple(s.value for s in SocketState if s is not SocketState.UNCONN)
+UDP_STATES: tuple[str, ...] = (SocketState.ESTABLISHED.value, SocketState.UNCONN.value)
+ALL_STATES: tuple[str, ...] = tuple(s.value for s in SocketState)
 #: States that count as "listening" for ``--listening``, as ``ss -l`` shows them.
-LISTENING_STATES: frozenset[str] = frozenset({"listen", "unconn"})
+LISTENING_STATES: frozenset[SocketState] = frozenset({SocketState.LISTEN, SocketState.UNCONN})
 #: States a socket can be in with no process holding it (orphans the kernel finishes alone),
 #: so a missing PID there is not a sign of missing rights.
-ORPHAN_STATES: frozenset[str] = frozenset({"time-wait", "fin-wait-2", "syn-recv", "last-ack", "closing"})
+ORPHAN_STATES: frozenset[SocketState] = frozenset({SocketState.TIME_WAIT, SocketState.FIN_WAIT_2,
+                                                   SocketState.SYN_RECV, SocketState.LAST_ACK, SocketState.CLOSING})
 
 _PSUTIL_STATE = {
-    "ESTABLISHED": "established", "SYN_SENT": "syn-sent", "SYN_RECV": "syn-recv",
-    "FIN_WAIT1": "fin-wait-1", "FIN_WAIT2": "fin-wait-2", "TIME_WAIT": "time-wait", "CLOSE": "close",
-    "CLOSE_WAIT": "close-wait", "LAST_ACK": "last-ack", "LISTEN": "listen", "CLOSING": "closing",
+    "ESTABLISHED": SocketState.ESTABLISHED, "SYN_SENT": SocketState.SYN_SENT, "SYN_RECV": SocketState.SYN_RECV,
+    "FIN_WAIT1": SocketState.FIN_WAIT_1, "FIN_WAIT2": SocketState.FIN_WAIT_2, "TIME_WAIT": SocketState.TIME_WAIT,
+    "CLOSE": SocketState.CLOSE, "CLOSE_WAIT": SocketState.CLOSE_WAIT, "LAST_ACK": SocketState.LAST_ACK,
+    "LISTEN": SocketState.LISTEN, "CLOSING": SocketState.CLOSING,
 }
 
 
-def socket_state(proto: str, raw_state: str, has_peer: bool) -> str:
-    """Map psutil's state name to ss's (lower-case); UDP gets ``established`` or ``unconn``."""
-    if proto == "udp":
-        return "established" if has_peer else "unconn"
+def socket_state(proto: str, raw_state: str, has_peer: bool) -> SocketState | str:
+    """Map psutil's state name to ss's (lower-case); UDP gets ``established`` or ``unconn``.
+
+    A state psutil reports only on other systems (``NONE``, ``BOUND``, ``IDLE``) stays as its own
+    lower-case word: shown as the system names it rather than forced into a Linux state.
+    """
+    if proto == SocketProto.UDP:
+        return SocketState.ESTABLISHED if has_peer else SocketState.UNCONN
     return _PSUTIL_STATE.get(raw_state, raw_state.lower().replace("_", "-"))
 
 
@@ -95,13 +140,13 @@ INTERFACE_FIELDS: tuple[str, ...] = (
 class Connection:
     """One socket, like a row of ``ss -tunap``. ``pid``/``process`` are None when not visible."""
 
-    proto: str  # "tcp" | "udp"
-    family: str  # "ipv4" | "ipv6"
+    proto: SocketProto
+    family: IpFamily
     local_address: str
     local_port: int
     remote_address: str | None
     remote_port: int | None
-    state: str
+    state: SocketState | str
     pid: int | None
     process: str | None
 
@@ -116,7 +161,7 @@ CONNECTION_FIELDS: tuple[str, ...] = (
 class ConnectionFilter:
     """What ``--tcp/--udp/--listening/--state/--port/--pid`` keep. Empty means "everything"."""
 
-    protos: frozenset[str] = frozenset({"tcp", "udp"})
+    protos: frozenset[SocketProto] = frozenset(SocketProto)
     listening: bool = False
     states: frozenset[str] = frozenset()
     ports: frozenset[int] = frozenset()
@@ -157,7 +202,7 @@ def count_hidden_owners(conns: Iterable[Connection], processes_hidden: int) -> i
 
 def sort_key(conn: Connection) -> tuple[object, ...]:
     """ss's order, roughly: protocol, family, local port, local address, remote."""
-    return (conn.proto, conn.family, conn.local_port, conn.local_address, conn.remote_address or "",
+    return (conn.proto.value, conn.family.value, conn.local_port, conn.local_address, conn.remote_address or "",
             conn.remote_port or 0, conn.pid or 0)
 
 

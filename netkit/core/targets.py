@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from netkit.core.errors import InputError
 
@@ -31,6 +32,33 @@ class Target:
 def format_host_port(host: str, port: int) -> str:
     """``host:port``, with IPv6 literals bracketed: ``[::1]:8000``."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_ip_literal(host: str) -> bool:
+    """An IP address as written, IPv6 zone allowed (no lookup happens for it, so no resolution time)."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+#: Ports that a URL's scheme implies when it names none (for the hint only).
+_SCHEME_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21, "ssh": 22, "smtp": 25,
+                 "imap": 143, "imaps": 993, "ldap": 389, "ldaps": 636, "redis": 6379, "postgres": 5432,
+                 "postgresql": 5432, "mysql": 3306, "mongodb": 27017, "amqp": 5672, "dns": 53}
+
+
+def _url_hint(text: str) -> str:
+    """``invalid target 'http://h:8080/x': a URL is not a target; give HOST:PORT, e.g. h:8080``."""
+    try:
+        parts = urlsplit(text)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    port = port if port is not None else _SCHEME_PORTS.get(parts.scheme.lower()) if host else None
+    example = f", e.g. {format_host_port(host, port)}" if host and port else ""
+    return f"invalid target {text!r}: a URL is not a target; give HOST:PORT{example}"
 
 
 def validate_host(host: str) -> str:
@@ -96,6 +124,8 @@ def split_host_port(text: str) -> tuple[str, str | None]:
     text = text.strip()
     if not text:
         raise InputError("empty target")
+    if "://" in text:
+        raise InputError(_url_hint(text))
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -108,6 +138,9 @@ def split_host_port(text: str) -> tuple[str, str | None]:
         return validate_host(host), rest[1:]
     if text.count(":") > 1:
         # An unbracketed IPv6 literal: no way to tell a port apart, so there is none.
+        bare = text.split("%", 1)[0]
+        if not is_ip_literal(bare):
+            raise InputError(f"invalid target {text!r}: give HOST:PORT, or [IPV6]:PORT for an IPv6 address")
         return validate_host(text), None
     host, sep, port = text.partition(":")
     return validate_host(host), (port if sep else None)
@@ -148,7 +181,46 @@ def target_from_args(args: Iterable[str]) -> Target:
 
 def read_target_lines(lines: Iterable[str]) -> Iterator[str]:
     """Target texts from a file or stdin: one a line, ``#`` starts a comment, blanks skipped."""
-    for raw in lines:
+    for _where, text in numbered_target_lines(lines, "-"):
+        yield text
+
+
+def numbered_target_lines(lines: Iterable[str], source: str) -> Iterator[tuple[str, str]]:
+    """``(where, text)`` for every target text of a file: ``where`` is ``SOURCE:LINE`` (1-based),
+    the prefix of any error about that text, so a bad line is found at once (``targets.txt:3: ...``)."""
+    for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
         if line:
-            yield from line.split()
+            for text in line.split():
+                yield f"{source}:{number}", text
+
+
+def at_line(where: str | None, exc: InputError) -> InputError:
+    """``exc`` with ``where`` (``targets.txt:3``) in front of its message; as is when ``where`` is None."""
+    return exc if where is None else InputError(f"{where}: {exc}")
+
+
+def expand_texts(items: Iterable[tuple[str | None, str]]) -> Iterator[Target]:
+    """Targets of ``(where, text)`` items (``where`` None for a command-line argument), lazily:
+    a bad text raises ``InputError`` with its ``where`` in front (``targets.txt:3: invalid ...``)."""
+    for where, text in items:
+        try:
+            targets = expand_target(text)  # one text: at most 65535 targets
+        except InputError as exc:
+            raise at_line(where, exc) from None
+        yield from targets
+
+
+def check_texts(items: Iterable[tuple[str | None, str]]) -> int:
+    """Parse every text once without building its targets; returns how many texts there were."""
+    count = 0
+    for where, text in items:
+        try:
+            _host, port_s = split_host_port(text)
+            if port_s is None:
+                raise InputError(f"invalid target {text!r}: no port (write HOST:PORT)")
+            parse_ports(port_s)
+        except InputError as exc:
+            raise at_line(where, exc) from None
+        count += 1
+    return count

@@ -1,6 +1,6 @@
 """What ``netkit measure throughput`` asks for and what it finds. Pure data and arithmetic.
 
-Field names are the JSON schema of issue 5: the top level has ``protocol``, ``streams``,
+Field names are the published JSON schema (kept stable for scripts): the top level has ``protocol``, ``streams``,
 ``reverse``, ``duration_s``, ``intervals``, ``summary``, ``counted_by`` (then a few extra fields);
 each interval ``start_s``, ``end_s``, ``bytes``, ``bits_per_second`` (plus ``omitted`` and the
 per-stream split); the summary ``sent_bytes``, ``received_bytes``, ``sent_bits_per_second``,
@@ -15,19 +15,64 @@ streams start together), never a sum of per-stream rates over different times.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING
 
 from netkit.core.pacing import fell_behind
 from netkit.core.units import format_bitrate
 
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.keyed import Key
+
 NS = 1_000_000_000
 
-SERVER_KINDS = ("auto", "netkit", "iperf3", "plain")
 
-SEND = "send"  # the client sends on this stream (forward)
-RECV = "recv"  # the client receives on this stream (--reverse)
+class _Word(str, Enum):
+    """A kind whose value is the word JSON, CSV and tables show (``str(x)`` and ``f"{x}"`` too)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Direction(_Word):
+    """Which way a stream's data flows, seen from the client."""
+
+    SEND = "send"  # the client sends on this stream (forward)
+    RECV = "recv"  # the client receives on this stream (--reverse)
+    ECHO = "echo"  # UDP through an echo reflector: out and back on one stream
+
+
+SEND = Direction.SEND
+RECV = Direction.RECV
+
+
+class ServerKind(_Word):
+    """What answers the client: asked for with ``--iperf3``/``--plain`` or found out (``auto``)."""
+
+    AUTO = "auto"  # find out from the first stream's answer
+    NETKIT = "netkit"  # netkit serve tcp / serve udp --mode echo: the receiver reports its count
+    IPERF3 = "iperf3"  # iperf3 -s: its control protocol, its results
+    PLAIN = "plain"  # any other service: sender-side counting
+
+
+SERVER_KINDS = tuple(k.value for k in ServerKind)
+
+
+class CountedBy(_Word):
+    """Whose count a received figure is: the receiver's (what arrived) or the sender's (what was queued)."""
+
+    RECEIVER = "receiver"
+    SENDER = "sender"
+
+
+class Transport(_Word):
+    TCP = "tcp"
+    UDP = "udp"
 
 
 @dataclass(frozen=True)
@@ -43,19 +88,22 @@ class ThroughputConfig:
     block_size: int = 128 * 1024
     interval_s: float = 1.0
     omit_s: float = 0.0
-    server: str = "auto"  # auto | netkit | iperf3 | plain
+    server: ServerKind = ServerKind.AUTO
     udp: bool = False
     rate_bps: float | None = None
     connect_timeout_s: float = 5.0
     detect_timeout_s: float = 1.0  # how long "auto" waits for a netkit/iperf3 answer
-    #: issue 10: a ``netkit.core.keyed.Key`` (``--key``): keyed session headers and UDP probes.
-    key: Any = None
+    #: ``--key``: sign session headers and UDP probes, for a server that accepts only keyed clients.
+    key: Key | None = None
+    #: ``--min-rate``: the result fails its check below this headline rate (bits/s).
+    min_rate_bps: float | None = None
 
     def __post_init__(self) -> None:
         if self.server not in SERVER_KINDS:
             raise ValueError(f"unknown server kind {self.server!r}")
+        object.__setattr__(self, "server", ServerKind(self.server))  # a plain word given: its kind
 
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         """The direction of each stream the client opens, in order (iperf3's order for bidir)."""
         if self.bidir:
             return [SEND] * self.parallel + [RECV] * self.parallel
@@ -64,14 +112,16 @@ class ThroughputConfig:
 
 @dataclass(frozen=True)
 class StreamInterval:
+    """One stream's bytes in one reporting interval."""
+
     id: int
-    direction: str
+    direction: Direction
     bytes: int
     bits_per_second: float
 
 
 @dataclass(frozen=True)
-class IntervalRow:
+class ThroughputInterval:
     """One reporting interval as the client saw it (bytes it sent, or bytes it received)."""
 
     start_s: float
@@ -92,14 +142,14 @@ class StreamResult:
     """One stream's totals after the omit period. ``None`` where nobody counted."""
 
     id: int
-    direction: str
+    direction: Direction
     sent_bytes: int | None
     received_bytes: int | None
     sent_bits_per_second: float | None
     received_bits_per_second: float | None
     retransmits: int | None
     rtt_ms: float | None
-    counted_by: str  # "receiver" or "sender"
+    counted_by: CountedBy
     #: The measured time behind each rate (after the omit period); None where nobody measured it.
     sent_seconds: float | None = None
     received_seconds: float | None = None
@@ -113,7 +163,7 @@ class StreamResult:
 class DirectionSum:
     """The streams of one direction summed (``--bidir`` reports the two directions apart)."""
 
-    direction: str  # SEND (the client sends: tx) or RECV (the client receives: rx)
+    direction: Direction  # SEND (the client sends: tx) or RECV (the client receives: rx)
     streams: int
     sent_bytes: int | None
     received_bytes: int | None
@@ -123,7 +173,9 @@ class DirectionSum:
 
 
 @dataclass(frozen=True)
-class Summary:
+class ThroughputSummary:
+    """Every stream's totals after the omit period, and the streams themselves."""
+
     sent_bytes: int | None
     received_bytes: int | None
     sent_bits_per_second: float | None
@@ -174,15 +226,15 @@ class ThroughputThresholds:
 
 @dataclass(frozen=True)
 class ThroughputResult:
-    protocol: str
+    protocol: Transport
     streams: int
     reverse: bool
     duration_s: float
-    intervals: tuple[IntervalRow, ...]
-    summary: Summary
-    counted_by: str
+    intervals: tuple[ThroughputInterval, ...]
+    summary: ThroughputSummary
+    counted_by: CountedBy
     target: str = ""
-    server: str = "netkit"  # netkit | iperf3 | plain
+    server: ServerKind = ServerKind.NETKIT  # the kind that answered (never AUTO)
     bidir: bool = False
     omit_s: float = 0.0
     block_size: int = 0
@@ -214,9 +266,9 @@ def bps(nbytes: int | None, elapsed_ns: int | None) -> float | None:
 def interval_row(
     start_ns: int,
     end_ns: int,
-    deltas: Sequence[tuple[int, str, int]],
+    deltas: Sequence[tuple[int, Direction, int]],
     omitted: bool = False,
-) -> IntervalRow:
+) -> ThroughputInterval:
     """Build one interval from per-stream byte deltas ``(id, direction, bytes)``.
 
     ``start_ns``/``end_ns`` are relative to the start of the test (of the measured part, after
@@ -230,14 +282,14 @@ def interval_row(
     if any(d == SEND for _, d, _ in deltas) and any(d == RECV for _, d, _ in deltas):
         tx = sum(n for _, d, n in deltas if d == SEND)
         rx = sum(n for _, d, n in deltas if d == RECV)
-    return IntervalRow(round(start_ns / NS, 6), round(end_ns / NS, 6), total, bps(total, span) or 0.0,
+    return ThroughputInterval(round(start_ns / NS, 6), round(end_ns / NS, 6), total, bps(total, span) or 0.0,
                        omitted, streams, tx, None if tx is None else bps(tx, span) or 0.0,
                        rx, None if rx is None else bps(rx, span) or 0.0)
 
 
 def stream_result(
     sid: int,
-    direction: str,
+    direction: Direction,
     *,
     sent_bytes: int | None,
     sent_ns: int | None,
@@ -245,7 +297,7 @@ def stream_result(
     received_ns: int | None,
     retransmits: int | None,
     rtt_us: int | None,
-    counted_by: str,
+    counted_by: CountedBy,
     sent_start_ns: int = 0,
     received_start_ns: int = 0,
 ) -> StreamResult:
@@ -293,7 +345,7 @@ def common_rate(nbytes: Sequence[int | None], seconds: Sequence[float | None],
     return _rate_sum(rates)
 
 
-def _direction_sum(direction: str, streams: Sequence[StreamResult]) -> DirectionSum | None:
+def _direction_sum(direction: Direction, streams: Sequence[StreamResult]) -> DirectionSum | None:
     mine = [s for s in streams if s.direction == direction]
     if not mine:
         return None
@@ -308,17 +360,17 @@ def _direction_sum(direction: str, streams: Sequence[StreamResult]) -> Direction
     )
 
 
-def summarize(
+def summarize_streams(
     streams: Sequence[StreamResult],
     cpu_seconds: float | None,
     wall_ns: int,
-) -> Summary:
+) -> ThroughputSummary:
     """Totals over every stream: bytes add up; rates are total bytes over the common interval."""
     rtts = [s.rtt_ms for s in streams if s.rtt_ms is not None]
     cpu_percent = None
     if cpu_seconds is not None and wall_ns > 0:
         cpu_percent = round(100.0 * cpu_seconds * NS / wall_ns, 1)
-    return Summary(
+    return ThroughputSummary(
         sent_bytes=_sum_opt([s.sent_bytes for s in streams]),
         received_bytes=_sum_opt([s.received_bytes for s in streams]),
         sent_bits_per_second=common_rate([s.sent_bytes for s in streams], [s.sent_seconds for s in streams],
@@ -376,11 +428,37 @@ def check_thresholds(result: ThroughputResult, min_rate_bps: float | None) -> Th
     return ThroughputThresholds(min_rate_bps, not failed, tuple(failed))
 
 
-def overall_counted_by(streams: Sequence[StreamResult]) -> str:
-    """"receiver" only when every stream's received count came from its receiver."""
-    if streams and all(s.counted_by == "receiver" for s in streams):
-        return "receiver"
-    return "sender"
+def overall_counted_by(streams: Sequence[StreamResult]) -> CountedBy:
+    """The receiver only when every stream's received count came from its receiver."""
+    if streams and all(s.counted_by == CountedBy.RECEIVER for s in streams):
+        return CountedBy.RECEIVER
+    return CountedBy.SENDER
+
+
+def seconds_text(seconds: float) -> str:
+    """A time from settings or limits in messages: ``5s``, ``0.3s``, ``10us`` (never ``e-05``)."""
+    if seconds < 0.001:
+        from netkit.core.units import format_duration
+
+        return format_duration(seconds)
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def tick_times(duration_ns: int, interval_ns: int, omit_ns: int) -> Iterator[int]:
+    """Interval boundaries relative to the start: every interval through the omit period, one at
+    its end, then every interval after it, and the end of the test last."""
+    t = 0
+    if omit_ns > 0:
+        while t + interval_ns < omit_ns:
+            t += interval_ns
+            yield t
+        t = omit_ns
+        yield t
+    while t + interval_ns < duration_ns:
+        t += interval_ns
+        yield t
+    if t < duration_ns:
+        yield duration_ns
 
 
 # ----- UDP pacing ------------------------------------------------------------------------------
@@ -405,6 +483,22 @@ def rate_reached(asked_bps: float, sent_bytes: int, sent_ns: int) -> bool:
     """Did a paced sender reach the asked rate over its measured sending time?"""
     got = bps(sent_bytes, sent_ns)
     return got is not None and not fell_behind(asked_bps, got)
+
+
+def shortfall_warning(rate_bps: float, streams: Sequence[tuple[int, int]]) -> str:
+    """One line for a sender that could not keep up; ``streams`` as (bytes sent, sending ns)."""
+    got = [bps(b, ns) or 0.0 for b, ns in streams]
+    each = "" if len(got) == 1 else " per stream"
+    return (f"the sender could not keep up with {format_bitrate(rate_bps)}{each}: it sent "
+            f"{format_bitrate(min(got))}{'' if len(got) == 1 else ' on the slowest stream'} "
+            "(a shortfall of this host's sending rate, not loss)")
+
+
+def local_drop_count(before: Sequence[int | None], after: Sequence[int | None], failures: int) -> int | None:
+    """Datagrams this host dropped: receive-buffer drops over the run plus sends it refused."""
+    if any(b is None for b in before) or any(a is None for a in after):
+        return None
+    return failures + sum(max(0, (a or 0) - (b or 0)) for a, b in zip(after, before, strict=True))
 
 
 # ----- TCP_INFO -----------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def samples_between(prev: Mapping[str, CounterSnapshot], cur: Mapping[str, Count
     return [sample_between(prev[n], cur[n], seq=seq, timestamp=timestamp) for n in names if n in prev and n in cur]
 
 
-def summarize(samples: Sequence[TrafficSample]) -> list[TrafficSample]:
+def summarize_traffic(samples: Sequence[TrafficSample]) -> list[TrafficSample]:
     """One row per interface for the whole run: summed counts over summed elapsed time.
 
     Summing the per-interval deltas (not last minus first) keeps wraps and resets handled.

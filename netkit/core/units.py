@@ -132,11 +132,22 @@ def parse_count(text: str) -> float:
     return _finite(value * factor, text, "number")
 
 
+#: What every formatter prints for a figure that is not a number (NaN, infinity): a table's "none".
+NO_FIGURE = "-"
+
+
+def _finite_number(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
 def three_digits(x: float) -> str:
     """Three significant digits in fixed notation, never ``e+``: ``2.50``, ``24.0``, ``999``, ``12,345``.
 
     Trailing zeros stay, so figures of one column line up and read with the same precision.
+    Thousands separators from 1,000 on; below 0.005 the figure reads ``0.00``, never ``5e-03``.
     """
+    if not _finite_number(x):
+        return NO_FIGURE
     magnitude = abs(x)
     if magnitude >= 99.95:
         return f"{x:,.0f}"
@@ -147,29 +158,37 @@ def three_digits(x: float) -> str:
 
 def format_duration(seconds: float) -> str:
     """Short human form: ``850us``, ``12.3ms``, ``2.50s``, ``3m20s``."""
+    if not _finite_number(seconds):
+        return NO_FIGURE
     if seconds < 0:
         return "-" + format_duration(-seconds)
-    if seconds < 1e-3:
+    if seconds * 1e6 < 999.5:  # 0.9996 ms rounds to "1.00ms", not "1000us"
         return f"{seconds * 1e6:.0f}us"
     if seconds * 1e3 < 999.5:  # below that, 3 significant digits cannot round up to an "e+03"
         return f"{seconds * 1e3:.3g}ms"
     if seconds < 60:
         return f"{seconds:.2f}s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:02.0f}s"
+    # Whole seconds first: 239.6 s is 4m00s, not 3m60s.
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes:,}m{rest:02d}s"
 
 
 def format_bytes(n: float) -> str:
-    """Binary multiples, as iperf3 prints transfer sizes: ``1.50 MiB``."""
+    """Binary multiples, as iperf3 prints transfer sizes: ``1.50 MiB``, ``2,048.00 TiB``."""
+    if not _finite_number(n):
+        return NO_FIGURE
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        # 1023.996 KiB would print as "1024.00 KiB": round first, then choose the unit.
+        if abs(round(n, 2 if unit != "B" else 0)) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
 
 
 def format_bitrate(bps: float) -> str:
     """Decimal multiples, as iperf3 prints rates: ``21.3 Gbit/s``, ``24.0 Gbit/s``, ``1,250 Tbit/s``."""
+    if not _finite_number(bps):
+        return NO_FIGURE
     for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"):
         if abs(bps) < 999.5 or unit == "Tbit/s":
             return f"{bps:.0f} {unit}" if unit == "bit/s" else f"{three_digits(bps)} {unit}"
@@ -179,19 +198,23 @@ def format_bitrate(bps: float) -> str:
 
 def format_count(n: float) -> str:
     """A count with thousands separators: ``368,917``; a float count is rounded to a whole one."""
+    if not _finite_number(n):
+        return NO_FIGURE
     return f"{round(n):,}"
 
 
 def format_rate(per_s: float, unit: str) -> str:
     """Events per second with three significant digits and separators: ``112,634 req/s``, ``8.20 pps``."""
+    if not _finite_number(per_s):
+        return NO_FIGURE
     return f"{three_digits(per_s)} {unit}"
 
 
 def format_ms(ms: float | None) -> str:
     """Milliseconds for tables: three decimals below 10 ms (``0.053 ms``), then three significant
     digits (``12.3 ms``, ``1,234 ms``); None as ``-``. Never ``e+``."""
-    if ms is None or ms != ms:
-        return "-"
+    if ms is None or not math.isfinite(ms):
+        return NO_FIGURE
     if abs(ms) < 9.9995:
         return f"{ms:.3f} ms"
     return f"{three_digits(ms)} ms"
@@ -203,14 +226,17 @@ def format_ns_as_ms(ns: float | None) -> str:
 
 
 def format_percent(pct: float | None) -> str:
-    """``0.0 %``, ``12.5 %``, ``100 %`` (one decimal below 100); None as ``-``."""
-    if pct is None or pct != pct:
-        return "-"
-    return "100 %" if pct >= 99.95 else f"{pct:.1f} %"
+    """``0.0 %``, ``12.5 %``, ``100 %``, ``250 %`` (one decimal below 100, whole from 100 on: a CPU
+    share over several cores passes 100); None as ``-``."""
+    if pct is None or not math.isfinite(pct):
+        return NO_FIGURE
+    return f"{pct:,.0f} %" if abs(pct) >= 99.95 else f"{pct:.1f} %"
 
 
 def format_byte_rate(bytes_per_s: float) -> str:
     """Binary multiples per second for byte counters (``info traffic`` in bytes): ``1.50 MiB/s``."""
+    if not _finite_number(bytes_per_s):
+        return NO_FIGURE
     return format_bytes(bytes_per_s) + "/s"
 
 

@@ -16,7 +16,7 @@ import asyncio
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # optional: absent off CPython/Unix
     except ImportError:
         return None
     return uvloop.new_event_loop
@@ -153,20 +153,3 @@ class StopSignal:
     def interrupted(self) -> bool:
         return self.signum == signal.SIGINT
 
-
-async def wait_first(aw: Awaitable[T], stop: StopSignal) -> T | None:
-    """Await ``aw`` unless ``stop`` fires first (then cancel it and return None)."""
-    task = asyncio.ensure_future(aw)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
-            pass
-        return None
-    finally:
-        stopper.cancel()

@@ -1,24 +1,21 @@
-"""Kernel receive timestamps (``SO_TIMESTAMPNS``) and how to pair them with send times.
+"""Kernel receive timestamps (``SO_TIMESTAMPNS``) on a socket: switching them on and reading them.
 
-The kernel stamps a packet when it arrives (CLOCK_REALTIME, as iputils ping uses), so the time
-Python takes to wake up and read it does not inflate the RTT. Because the stamp is wall-clock
-time, the send time must be read from the same clock (``time.time_ns()``) right before the send.
-A wall-clock step (NTP) between send and receive would give nonsense, so each kernel RTT is
-checked against the monotonic RTT of the same probe and used only when ``0 < kernel <= monotonic``
-(the kernel stamp is always earlier than our read); otherwise the monotonic RTT is used.
+How a kernel stamp is paired with the send time (and when it is not trusted) is pure code in
+``netkit.core.kernel_rtt``; the send time must be read from the wall clock (``time.time_ns()``)
+right before the send, since the kernel stamps in CLOCK_REALTIME.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import sys
+
+from netkit.core.kernel_rtt import TIMESPEC, decode_timespec
 
 #: Linux value of SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python's socket module does not export it.
 SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
-_TIMESPEC = struct.Struct("@qq")
 #: Ancillary buffer size for one timespec.
-CMSG_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+CMSG_SIZE = socket.CMSG_SPACE(TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 def enable(sock: socket.socket) -> bool:
@@ -35,16 +32,8 @@ def enable(sock: socket.socket) -> bool:
 def from_ancdata(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     """The receive timestamp in CLOCK_REALTIME ns from ``recvmsg`` ancillary data, or None."""
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            sec, nsec = _TIMESPEC.unpack_from(data)
-            return sec * 1_000_000_000 + nsec
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            stamp = decode_timespec(data)
+            if stamp is not None:
+                return stamp
     return None
-
-
-def pick_rtt(mono_rtt_ns: int, kernel_rx_real_ns: int | None, send_real_ns: int | None) -> tuple[int, bool]:
-    """``(rtt_ns, used_kernel)``: the kernel RTT when it is sane, else the monotonic one."""
-    if kernel_rx_real_ns is not None and send_real_ns is not None:
-        k = kernel_rx_real_ns - send_real_ns
-        if 0 < k <= mono_rtt_ns:
-            return k, True
-    return mono_rtt_ns, False

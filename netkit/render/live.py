@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.render.output import Output
 
 
+#: Columns a live view leaves free at its right for the terminal's echo of Ctrl-C.
+ECHO_ROOM = 2
+
+
 class LiveScreen:
     """``with LiveScreen(out, draw) as screen: ... screen.refresh()``.
 
@@ -40,8 +44,10 @@ class LiveScreen:
 
     @property
     def width(self) -> int:
-        """Columns the view may use."""
-        return int(self.out.err_console.width)
+        """Columns the view may use: the terminal's, less room for the terminal's echo of Ctrl-C
+        (``^C``). Were that echo to wrap onto a new line, the erase at the end would miss the view's
+        first line, and its title would be seen twice above the final result."""
+        return max(int(self.out.err_console.width) - ECHO_ROOM, 20)
 
     def __enter__(self) -> LiveScreen:
         if self.out.live_ok:

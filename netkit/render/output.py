@@ -75,10 +75,21 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
-def _csv_value(v: Any) -> Any:
-    """CSV cells are printed as they are: escape control characters in text (peer bytes)."""
+def _csv_scalar(v: Any) -> Any:
+    """A value spelled as JSON spells it (``true``/``false``; null as an empty cell), so that a
+    script reading CSV and one reading JSON compare against the same words."""
     if v is None:
         return ""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    return v
+
+
+def _csv_value(v: Any) -> Any:
+    """One CSV cell: :func:`_csv_scalar`, with control characters in text escaped (peer bytes)."""
+    v = _csv_scalar(v)
     return safe_text(v) if isinstance(v, str) else v
 
 
@@ -90,7 +101,7 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, Mapping):
             out.update(flatten(value, name + "."))
         elif isinstance(value, list):
-            out[name] = ";".join("" if v is None else str(v) for v in value)
+            out[name] = ";".join(str(_csv_scalar(v)) for v in value)
         else:
             out[name] = value
     return out

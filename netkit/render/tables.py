@@ -102,6 +102,15 @@ def _text_width(value: Any) -> int:
     return max((cell_len(line) for line in plain.splitlines()), default=0)
 
 
+def _needed_width(cols: Sequence[Col], natural: Sequence[int], shown: Sequence[int]) -> int:
+    widths = [min(natural[i], FOLD_MIN) if cols[i].fold else natural[i] for i in shown]
+    return sum(widths) + _GAP * (len(shown) - 1)
+
+
+def _natural_widths(cols: Sequence[Col], rows: Sequence[Sequence[Any]]) -> list[int]:
+    return [max([_text_width(c.name)] + [_text_width(r[i]) for r in rows]) for i, c in enumerate(cols)]
+
+
 def fit_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int | None) -> list[int]:
     """The indexes of the columns to show so that the rows fit in ``width`` characters.
 
@@ -111,15 +120,10 @@ def fit_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int |
     keep = list(range(len(cols)))
     if width is None:
         return keep
-    natural = [max([_text_width(c.name)] + [_text_width(r[i]) for r in rows]) for i, c in enumerate(cols)]
-
-    def needed(shown: list[int]) -> int:
-        widths = [min(natural[i], FOLD_MIN) if cols[i].fold else natural[i] for i in shown]
-        return sum(widths) + _GAP * (len(shown) - 1)
-
+    natural = _natural_widths(cols, rows)
     droppable = sorted((i for i, c in enumerate(cols) if c.drop > 0), key=lambda i: (-cols[i].drop, -i))
     for i in droppable:
-        if needed(keep) <= width:
+        if _needed_width(cols, natural, keep) <= width:
             break
         keep.remove(i)
     return keep
@@ -137,12 +141,30 @@ def fitted_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], *, width: i
 
     cells = [[v if hasattr(v, "__rich_console__") else cell(v) for v in row] for row in rows]
     keep = fit_columns(cols, cells, width)
+    # When the columns that are never dropped are still wider than the screen, a no_wrap cell
+    # would be cropped by Rich without a mark (an IPv6 address cut in the middle): let every
+    # cell wrap whole onto more lines instead.
+    too_wide = width is not None and _needed_width(cols, _natural_widths(cols, cells), keep) > width
     table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", title_justify="left",
                   show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
     for i in keep:
         c = cols[i]
-        table.add_column(c.name, justify=c.justify, no_wrap=not c.fold, overflow="fold",
+        table.add_column(c.name, justify=c.justify, no_wrap=not (c.fold or too_wide), overflow="fold",
                          min_width=FOLD_MIN if c.fold else None)
     for row in cells:
         table.add_row(*(row[i] for i in keep))
     return table
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Recent RTTs as block characters scaled between their min and max."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    if span == 0:
+        return SPARK[0] * len(values)
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) * len(SPARK) / span))] for v in values)

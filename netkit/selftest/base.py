@@ -1,4 +1,4 @@
-"""Types shared by selftest checks."""
+"""Types shared by selftest checks (``CheckResult`` lives in ``netkit.core.selftest_models``)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netkit.core.selftest_models import CheckResult
 
-@dataclass(frozen=True)
-class CheckResult:
-    """One row of the selftest table."""
-
-    check: str
-    ok: bool
-    figure: str = ""
-    detail: str = ""
-    skipped: bool = False
-
-    @property
-    def result(self) -> str:
-        return "skip" if self.skipped else ("pass" if self.ok else "fail")
+__all__ = ["CheckResult", "SelftestEnv"]
 
 
 @dataclass

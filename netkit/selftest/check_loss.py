@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from netkit.core.latency_models import LossConfig
 from netkit.core.targets import Target
+from netkit.core.units import format_count, format_rate
 from netkit.io.measure.loss import measure_loss
 from netkit.io.servers.reflector_server import ReflectorServer
 from netkit.selftest.base import CheckResult, SelftestEnv
@@ -21,7 +22,8 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
     finally:
         server.close()
     a = r.acc
-    achieved = a.sent / (r.elapsed_ns / 1e9) if r.elapsed_ns else 0.0
+    achieved = r.achieved_pps or 0.0
     ok = a.sent == round(rate * duration) and a.lost == 0 and a.lost_forward == 0 and a.lost_return == 0
-    return [CheckResult("loss udp", ok, f"{a.received}/{a.sent} at {achieved:,.0f} pps",
+    figure = f"{format_count(a.received)}/{format_count(a.sent)} at {format_rate(achieved, 'pps')}"
+    return [CheckResult("loss udp", ok, figure,
                         f"lost {a.lost} (forward {a.lost_forward}, return {a.lost_return})")]

@@ -11,6 +11,7 @@ import socket
 import urllib.request
 
 from netkit.core.serve_models import TcpServerConfig
+from netkit.core.units import format_count
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 60
@@ -59,6 +60,11 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
     lost = values.get(("netkit_packets_lost_total", open_t))
     ok = up == 1.0 and down == 0.0 and sent == 3.0 and lost == 0.0
     return [CheckResult(
-        "monitor /metrics", ok, f"{len(text)} bytes scraped",
-        f"success open={up} closed={down}, packets sent={sent} lost={lost}",
+        "monitor /metrics", ok, f"{format_count(len(text))} bytes scraped",
+        f"success open={_sample(up)} closed={_sample(down)}, packets sent={_sample(sent)} lost={_sample(lost)}",
     )]
+
+
+def _sample(value: float | None) -> str:
+    """A scraped sample as a person reads it: ``1``, ``0``, ``3`` (``-`` when it was missing)."""
+    return "-" if value is None else format_count(value)

@@ -7,9 +7,9 @@ import re
 import socket
 
 from netkit.core.backoff import Backoff
-from netkit.core.probe_models import ProbeState
+from netkit.core.probe_models import ProbeOptions, ProbeState
 from netkit.core.targets import Target
-from netkit.io.measure.probe import ProbeOptions, probe_many
+from netkit.io.measure.probe import probe_many
 from netkit.selftest.base import CheckResult, SelftestEnv
 
 ORDER = 40
@@ -47,14 +47,14 @@ async def _plain(env: SelftestEnv) -> CheckResult:
 
 
 async def _tls(env: SelftestEnv) -> CheckResult:
-    from netkit.io.tls import client_context, server_context
+    from netkit.io.tls import server_context
 
     cert = env.workdir / "probe-cert.pem"
     tls = server_context(host=env.host, keep_cert_at=cert)
     server = await asyncio.start_server(_banner, env.host, 0, ssl=tls.context)
     try:
         port = server.sockets[0].getsockname()[1]
-        opts = ProbeOptions(timeout_s=3, tls=True, tls_context=client_context(cafile=cert), min_cert_days=0.5)
+        opts = ProbeOptions(timeout_s=3, tls=True, tls_cafile=str(cert), min_cert_days=0.5)
         res = (await probe_many([Target(env.host, port)], opts))[0]
     finally:
         server.close()

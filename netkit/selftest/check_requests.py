@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from netkit.core.backoff import Backoff
-from netkit.core.request_models import RequestsConfig
+from netkit.core.requests_config import RequestsConfig
 from netkit.core.serve_models import TcpServerConfig
+from netkit.core.units import format_count, format_ms, format_rate
 from netkit.io.measure.request_load import run_requests
 from netkit.io.servers.tcp_server import TcpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
@@ -26,9 +27,9 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
         errors = sum(r.errors.values())
         ok = r.requests > 0 and errors == 0 and r.bytes_received >= r.requests * 64
         rps = r.requests_per_s or 0.0
-        p99 = "-" if r.latency.p99 is None else f"{r.latency.p99:.3f}"
-        rows.append(CheckResult("requests closed loop", ok, f"{rps:,.0f} req/s, p99 {p99} ms",
-                                f"10 connections, {r.requests} requests, {errors} errors"))
+        rows.append(CheckResult("requests closed loop", ok,
+                                f"{format_rate(rps, 'req/s')}, p99 {format_ms(r.latency.p99)}",
+                                f"10 connections, {format_count(r.requests)} requests, {format_count(errors)} errors"))
 
         # The server goes away and comes back on the same port: the pool must reconnect.
         cfg = RequestsConfig(host=host, port=port, connections=4, duration_s=1.5, backoff=FAST_BACKOFF,
@@ -44,7 +45,7 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
         recovered = last is not None and last.open_connections == 4 and last.requests > 0
         ok = r.drops >= 4 and r.reconnects >= 4 and recovered
         rows.append(CheckResult("requests reconnect", ok, f"{r.drops} drops, {r.reconnects} reconnects",
-                                f"server restarted mid-run; {r.requests} requests completed"))
+                                f"server restarted mid-run; {format_count(r.requests)} requests completed"))
     finally:
         await server.stop()
     return rows

@@ -7,10 +7,11 @@ receiver) equals what the client sent, and the rate is above a floor no working 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from netkit.core.serve_models import TcpServerConfig
-from netkit.core.throughput_models import ThroughputConfig, ThroughputResult
-from netkit.core.units import format_bitrate
+from netkit.core.throughput_models import CountedBy, ServerKind, ThroughputConfig, ThroughputResult
+from netkit.core.units import format_bitrate, format_count
 from netkit.io.measure.throughput import measure_throughput
 from netkit.io.servers.tcp_server import TcpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
@@ -21,10 +22,11 @@ FLOOR_BPS = 100e6  # loopback moves tens of Gbit/s; below 100 Mbit/s something i
 
 def _row(name: str, r: ThroughputResult) -> CheckResult:
     s = r.summary
-    ok = (r.server == "netkit" and r.counted_by == "receiver" and s.received_bytes is not None
+    ok = (r.server == ServerKind.NETKIT and r.counted_by == CountedBy.RECEIVER and s.received_bytes is not None
           and s.received_bytes == s.sent_bytes and (r.rate_bps or 0) >= FLOOR_BPS)
     figure = format_bitrate(r.rate_bps) if r.rate_bps else ""
-    detail = f"{s.received_bytes} bytes counted by the {r.counted_by} ({r.server} server)"
+    got = "-" if s.received_bytes is None else format_count(s.received_bytes)
+    detail = f"{got} bytes counted by the {r.counted_by} ({r.server} server)"
     return CheckResult(name, ok, figure, detail)
 
 
@@ -37,8 +39,8 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
     try:
         for name, reverse in (("throughput", False), ("throughput reverse", True)):
             cfg = ThroughputConfig(server.host, server.port, duration_s=duration, interval_s=duration,
-                                   reverse=reverse, server="netkit")
-            result = await loop.run_in_executor(None, lambda c=cfg: measure_throughput(c))
+                                   reverse=reverse, server=ServerKind.NETKIT)
+            result = await loop.run_in_executor(None, functools.partial(measure_throughput, cfg))
             rows.append(_row(name, result))
     finally:
         await server.stop()

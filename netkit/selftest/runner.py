@@ -6,21 +6,19 @@ import asyncio
 import importlib
 import pkgutil
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import netkit.selftest as pkg
-from netkit.selftest.base import CheckResult, SelftestEnv
+from netkit.core.selftest_models import CheckResult, SelftestReport
+from netkit.selftest.base import SelftestEnv
 
 CHECK_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
-class SelftestReport:
-    checks: list[CheckResult]
-
-    @property
-    def passed(self) -> bool:
-        return all(c.ok or c.skipped for c in self.checks)
+def check_names() -> list[str]:
+    """The names ``--only`` takes (``tcp`` for ``check_tcp.py``), sorted; nothing is imported."""
+    return sorted(info.name[len("check_"):] for info in pkgutil.iter_modules(pkg.__path__)
+                  if info.name.startswith("check_"))
 
 
 def discover() -> list[tuple[int, str]]:
@@ -32,14 +30,17 @@ def discover() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-async def run_all(env: SelftestEnv | None = None, only: list[str] | None = None) -> SelftestReport:
+async def run_all(env: SelftestEnv | None = None, only: list[str] | None = None,
+                  on_check: Callable[[str, int, int], None] | None = None) -> SelftestReport:
+    """Run the checks (``only``: those names) in ORDER; ``on_check(name, done, total)`` before each."""
     env = env or SelftestEnv()
     results: list[CheckResult] = []
     try:
-        for _, modname in discover():
-            short = modname.rsplit(".check_", 1)[-1]
-            if only and short not in only:
-                continue
+        chosen = [(modname, modname.rsplit(".check_", 1)[-1]) for _, modname in discover()]
+        chosen = [(m, short) for m, short in chosen if not only or short in only]
+        for done, (modname, short) in enumerate(chosen):
+            if on_check is not None:
+                on_check(short, done, len(chosen))
             mod = importlib.import_module(modname)
             try:
                 results.extend(await asyncio.wait_for(mod.run(env), CHECK_TIMEOUT_S))

@@ -6,6 +6,6 @@ Each adapter returns frozen dataclasses from ``netkit.core.sysinfo_models``; not
 
 from netkit.sysinfo.connections import list_connections
 from netkit.sysinfo.interfaces import interface_names, list_interfaces
-from netkit.sysinfo.traffic import read_counters, sample_traffic
+from netkit.sysinfo.traffic import read_counters, sample_traffic, watch_traffic
 
-__all__ = ["interface_names", "list_connections", "list_interfaces", "read_counters", "sample_traffic"]
+__all__ = ["interface_names", "list_connections", "list_interfaces", "read_counters", "sample_traffic", "watch_traffic"]

@@ -15,6 +15,8 @@ from netkit.core.sysinfo_models import (
     Connection,
     ConnectionFilter,
     ConnectionTable,
+    IpFamily,
+    SocketProto,
     count_hidden_owners,
     socket_state,
     sort_key,
@@ -41,8 +43,8 @@ def count_uninspectable_processes(proc: str = "/proc") -> int:
 def _from_psutil(c: Any, pid: int | None, names: dict[int, str | None]) -> Connection:
     import psutil
 
-    proto = "tcp" if c.type == socket.SOCK_STREAM else "udp"
-    family = "ipv6" if c.family == socket.AF_INET6 else "ipv4"
+    proto = SocketProto.TCP if c.type == socket.SOCK_STREAM else SocketProto.UDP
+    family = IpFamily.IPV6 if c.family == socket.AF_INET6 else IpFamily.IPV4
     raddr = c.raddr if c.raddr else None
     pid = pid or None
     if pid is not None and pid not in names:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from netkit.core.errors import InputError
 from netkit.core.sysinfo_models import CounterSnapshot, TrafficReport, TrafficSample
-from netkit.core.traffic import samples_between, summarize
+from netkit.core.traffic import samples_between, summarize_traffic
 from netkit.io.clock import wall_iso
 
 NS_PER_S = 1_000_000_000
@@ -46,7 +46,6 @@ def choose_interfaces(requested: Sequence[str], available: Sequence[str], up: se
             raise InputError(f"unknown interface {unknown[0]!r} (known: {known})")
         return list(dict.fromkeys(requested))
     return [n for n in available if n in up]
-
 
 
 def iter_traffic(interval_s: float, count: int | None = None, interfaces: Sequence[str] = (), *,
@@ -91,4 +90,41 @@ def sample_traffic(interval_s: float = 1.0, count: int = 1, interfaces: Sequence
     samples: list[TrafficSample] = []
     for batch in iter_traffic(interval_s, count, interfaces):
         samples.extend(batch)
-    return TrafficReport(interval_s=interval_s, samples=tuple(samples), summary=tuple(summarize(samples)))
+    return TrafficReport(interval_s=interval_s, samples=tuple(samples), summary=tuple(summarize_traffic(samples)))
+
+
+class _Stopped(Exception):
+    """SIGINT, SIGTERM or SIGHUP arrived: raised from the sampling loop's sleep, so the report is kept."""
+
+
+def watch_traffic(interval_s: float, count: int | None, interfaces: Sequence[str],
+                  on_batch: Callable[[list[TrafficSample]], None],
+                  on_start: Callable[[], None] | None = None) -> TrafficReport:
+    """``info traffic``'s one entry point: sample until ``count`` intervals or a stop signal.
+
+    ``on_batch`` gets each interval's samples as they are measured (the live view or the per-line
+    output). SIGINT, SIGTERM and SIGHUP end the run between readings through the one
+    :class:`netkit.io.aio.StopSignal` mechanism; the report then holds every completed interval
+    and ``interrupted`` is set. An unknown interface raises ``InputError`` before ``on_start`` (the
+    place for a header), so a bad ``--interface`` fails before any output.
+    """
+    from netkit.io.aio import StopSignal
+
+    samples: list[TrafficSample] = []
+    interrupted = False
+    with StopSignal() as signals:
+        def sleep(delay_s: float) -> None:
+            if signals.flag.wait(delay_s):
+                raise _Stopped()
+
+        batches = iter_traffic(interval_s, count, interfaces, sleep=sleep)
+        if on_start is not None:
+            on_start()
+        try:
+            for batch in batches:
+                samples.extend(batch)
+                on_batch(batch)
+        except (KeyboardInterrupt, _Stopped):
+            interrupted = True
+    return TrafficReport(interval_s=interval_s, samples=tuple(samples), summary=tuple(summarize_traffic(samples)),
+                         interrupted=interrupted)

@@ -191,3 +191,58 @@ def test_zsh_protocol_returns_described_candidates() -> None:
     proc = subprocess.run(support.netkit_cmd(), capture_output=True, text=True, timeout=30, env=env)
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["plain", "connections"] and "sockets" in lines[2]
+
+
+# ----- each shell loads the file the way it loads an installed one ------------------------------
+
+def _path_with(netkit_bin: Path) -> dict[str, str]:
+    return support.clean_env(PATH=f"{netkit_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_zsh_file_starts_with_its_compdef_tag() -> None:
+    """compinit reads only the first line of each file on fpath: the tag must be that line."""
+    text = (ROOT / "completions" / "_netkit").read_text()
+    assert text.splitlines()[0] == "#compdef netkit"
+    assert completion_script("zsh").splitlines()[0] == "#compdef netkit"
+    assert text.count("#compdef") == 1
+
+
+def test_zsh_compinit_registers_the_file_from_fpath_and_it_completes(netkit_bin: Path, tmp_path: Path) -> None:
+    """``fpath+=(dir); autoload -U compinit; compinit``: what a user's ~/.zshrc does.
+
+    compinit must map ``netkit`` to ``_netkit`` (``$_comps``); calling that autoloaded function
+    then runs the script's autoload branch, with zsh's completion builtins stubbed to print.
+    """
+    zsh = support.require_tool("zsh")
+    program = (
+        f"fpath=('{ROOT / 'completions'}' $fpath)\n"
+        f"autoload -U compinit; compinit -u -D -d '{tmp_path / 'zcompdump'}'\n"
+        "print -r -- \"registered=$_comps[netkit]\"\n"
+        "compadd() { local name=$5; print -rl -- \"${(@P)name}\" }\n"
+        "_describe() { local name=$3; print -rl -- \"${(@P)name}\" }\n"
+        "words=(netkit meas); CURRENT=2\n"
+        "$_comps[netkit]\n"
+    )
+    proc = subprocess.run([zsh, "-f", "-c", program], capture_output=True, text=True, timeout=30,
+                          env=_path_with(netkit_bin))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["registered=_netkit", "measure:Measure latency, loss and throughput."]
+
+
+def test_bash_source_registers_the_completion(netkit_bin: Path) -> None:
+    bash = support.require_tool("bash")
+    script = ROOT / "completions" / "netkit.bash"
+    proc = subprocess.run([bash, "--norc", "--noprofile", "-c", f"source '{script}' && complete -p netkit"],
+                          capture_output=True, text=True, timeout=30, env=_path_with(netkit_bin))
+    assert proc.returncode == 0, proc.stderr
+    assert "-F _netkit_completion" in proc.stdout and proc.stdout.rstrip().endswith(" netkit")
+
+
+def test_fish_loads_the_file_from_its_completion_path(netkit_bin: Path) -> None:
+    """Not sourced: fish finds ``netkit.fish`` on ``$fish_complete_path`` by itself, as once installed."""
+    fish = support.require_tool("fish")
+    program = f"set -p fish_complete_path '{ROOT / 'completions'}'; complete -C 'netkit me'"
+    proc = subprocess.run([fish, "--no-config", "-c", program], capture_output=True, text=True, timeout=30,
+                          env=_path_with(netkit_bin))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == ["measure"]

@@ -65,8 +65,11 @@ def test_help_everywhere(args: list[str]) -> None:
 def test_bad_input_is_usage_error_naming_the_argument(args: list[str], names: str) -> None:
     res = support.invoke(args)
     assert res.exit_code == 2, res.stderr
-    assert names in res.stderr
     assert "Traceback" not in res.stderr
+    # One line that says what was wrong, one that says where to read more.
+    first, hint = res.stderr.strip().splitlines()
+    assert first.startswith("netkit: ") and names in first
+    assert hint == f"Try 'netkit {args[0]} {args[1]} --help' for help."
 
 
 def test_durations_in_every_spelling_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:

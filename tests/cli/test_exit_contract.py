@@ -287,8 +287,56 @@ def test_a_closed_stdout_is_141_in_every_format(fmt: str) -> None:
 def test_every_bad_option_value_is_exit_2_in_one_line(args: list[str], option: str) -> None:
     res = support.run_netkit(args, timeout=30)
     assert res.exit_code == 2, res.stderr
-    line = _one_line(res)
+    line, hint = _usage_error(res)
     assert line.startswith("netkit: ") and option in line
+    path = []
+    for word in args:  # the command path: the words before the first target or option
+        if word.startswith("-") or ":" in word:
+            break
+        path.append(word)
+    assert hint == f"Try 'netkit {' '.join(path)} --help' for help."
+
+
+def _usage_error(res: support.CliResult) -> tuple[str, str]:
+    """A usage error's two lines: ``netkit: <what was wrong>``, then where to read more."""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+    assert lines[0].startswith("netkit: ") and lines[1].startswith("Try 'netkit")
+    return lines[0], lines[1]
+
+
+@pytest.mark.parametrize(("args", "line", "hint"), [
+    (["latncy"], "netkit: no such command 'latncy'. Did you mean 'measure latency'?", "netkit"),
+    (["latency"], "netkit: no such command 'latency'. Did you mean 'measure latency'?", "netkit"),
+    (["measure", "latncy"], "netkit: no such command 'latncy'. Did you mean 'latency'?", "netkit measure"),
+    (["prbe", "127.0.0.1:9"], "netkit: no such command 'prbe'. Did you mean 'probe'?", "netkit"),
+    (["tcp"], "netkit: no such command 'tcp'. Did you mean 'send tcp' or 'serve tcp'?", "netkit"),
+    (["info", "trafic"], "netkit: no such command 'trafic'. Did you mean 'traffic'?", "netkit info"),
+    (["xyzzy"], "netkit: no such command 'xyzzy'.", "netkit"),
+])
+def test_an_unknown_command_gets_did_you_mean_and_the_help_hint(args: list[str], line: str, hint: str) -> None:
+    res = support.run_netkit(args, timeout=30)
+    assert res.exit_code == 2, res.stderr
+    assert _usage_error(res) == (line, f"Try '{hint} --help' for help.")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["probe", "--tiemout", "1s", "127.0.0.1:9"], "netkit: no such option '--tiemout'. Did you mean '--timeout'?"),
+    (["probe", "--retry", "3", "127.0.0.1:9"], "netkit: no such option '--retry'. Did you mean '--retries'?"),
+    (["probe", "--bogus", "127.0.0.1:9"], "netkit: no such option '--bogus'."),  # not "--verbose"
+])
+def test_an_unknown_option_gets_only_close_suggestions(args: list[str], line: str) -> None:
+    res = support.run_netkit(args, timeout=30)
+    assert res.exit_code == 2
+    assert _usage_error(res) == (line, "Try 'netkit probe --help' for help.")
+
+
+def test_a_usage_error_inside_a_command_names_that_command_in_the_hint() -> None:
+    res = support.run_netkit(["serve", "tcp", "--port", "70000"], timeout=30)
+    assert res.exit_code == 2
+    line, hint = _usage_error(res)
+    assert "--port" in line and hint == "Try 'netkit serve tcp --help' for help."
 
 
 def _exchange(port: int, data: bytes) -> bytes:
@@ -355,6 +403,13 @@ BOOM = ("import sys\n"
     (["-vv"], {}, True),
     (["--verbose"], {}, True),
     ([], {"NETKIT_VERBOSE": "1"}, True),
+    ([], {"NETKIT_VERBOSE": "true"}, True),
+    ([], {"NETKIT_VERBOSE": "yes"}, True),
+    ([], {"NETKIT_VERBOSE": "on"}, True),
+    ([], {"NETKIT_VERBOSE": "false"}, False),
+    ([], {"NETKIT_VERBOSE": "off"}, False),
+    ([], {"NETKIT_VERBOSE": "0"}, False),
+    ([], {"NETKIT_SEND_TCP_VERBOSE": "yes"}, True),
     (["LEAF-v"], {}, True),
 ])
 def test_verbose_shows_the_traceback_of_an_internal_error_however_it_is_given(
@@ -369,6 +424,22 @@ def test_verbose_shows_the_traceback_of_an_internal_error_however_it_is_given(
     assert last.startswith("netkit: internal error: RuntimeError: boom")
     assert ("Traceback" in proc.stderr) is traceback, proc.stderr
     assert ("-v shows detail" in last) is not traceback, last  # no pointer to -v when -v is on
+
+
+@pytest.mark.parametrize("value", ["bogus", "-1", "2x"])
+def test_a_verbose_env_var_that_is_no_count_is_a_usage_error(value: str) -> None:
+    res = support.run_netkit(["info", "interfaces"], env=support.clean_env(NETKIT_VERBOSE=value), timeout=30)
+    assert res.exit_code == 2
+    line, _ = _usage_error(res)
+    assert "--verbose" in line and f"{value!r} in NETKIT_VERBOSE" in line
+
+
+@pytest.mark.parametrize(("value", "count"), [("true", 1), ("Yes", 1), ("ON", 1), ("no", 0), ("off", 0),
+                                              ("false", 0), ("0", 0), ("3", 3)])
+def test_verbose_env_var_reads_booleans_and_counts(value: str, count: int) -> None:
+    from netkit.cli.context import VERBOSITY
+
+    assert VERBOSITY.convert(value, None, None) == count
 
 
 def test_ctrl_c_while_send_tcp_waits_for_stdin_exits_at_once() -> None:

@@ -58,7 +58,7 @@ def test_plain_lines_off_terminal_and_quiet(refl: str) -> None:
     res = support.run_netkit(["measure", "latency", "-m", "udp", refl, "-c", "3", "-i", "5ms"])
     lines = [ln for ln in res.stdout.splitlines() if " bytes from " in ln]
     assert len(lines) == 3 and "seq=0 time=" in lines[0] and lines[0].endswith(" ms")
-    assert "RTT (ms)" in res.stdout
+    assert "round-trip time" in res.stdout and "┃" not in res.stdout and "─" not in res.stdout
     quiet = support.run_netkit(["measure", "latency", "-m", "udp", refl, "-c", "2", "-i", "5ms", "-q"])
     assert quiet.exit_code == 0 and quiet.stdout == ""
 
@@ -123,3 +123,39 @@ def test_closed_stdout_ends_quietly(refl: str) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=10) == 141
     assert "Traceback" not in err and "Exception" not in err
+
+
+def test_no_port_hints_at_icmp() -> None:
+    res = support.invoke(["measure", "latency", "127.0.0.1"])
+    assert res.exit_code == 2
+    assert "127.0.0.1: no port: give HOST:PORT, or --method icmp for ICMP echo" in res.stderr
+
+
+def test_icmp_with_a_port_warns_once_and_measures_the_host() -> None:
+    res = support.run_netkit(["measure", "latency", "-m", "icmp", "127.0.0.1:80", "localhost:80", "-c", "1",
+                              "--format", "json"])
+    if res.exit_code == 3:
+        pytest.skip("no ICMP socket here: " + res.stderr)
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.count("netkit: warning: --method icmp has no ports; ignoring :") == 1
+    assert [t["target"] for t in res.json()["targets"]] == ["127.0.0.1", "localhost"]
+
+
+def test_tcp_connect_table_has_no_direction_columns_and_no_verdict_without_thresholds(listener: str) -> None:
+    res = support.run_netkit(["measure", "latency", listener, "-c", "2", "-i", "5ms"])
+    assert res.exit_code == 0, res.stderr
+    assert "fwd" not in res.stdout and "thresholds" not in res.stdout and "answered by" not in res.stderr
+    assert "0.0 %" in res.stdout and " ms" in res.stdout
+
+
+def test_notes_on_stderr_say_netkit(refl: str) -> None:
+    res = support.run_netkit(["measure", "latency", "-m", "udp", refl, "-c", "2", "-i", "5ms"])
+    assert f"netkit: {refl}: answered by netkit's reflector (per-direction loss)" in res.stderr
+    assert "fwd/ret: lost on the way there / back" in res.stdout
+    assert all(line.startswith("netkit: ") for line in res.stderr.splitlines()), res.stderr
+
+
+def test_help_says_what_quiet_does() -> None:
+    res = support.invoke(["measure", "latency", "--help"])
+    text = " ".join(res.stdout.split())
+    assert "summary only" not in text and "with -q nothing is printed and the exit status tells" in text

@@ -97,7 +97,7 @@ def test_jsonl_csv_and_only() -> None:
     assert [t["port"] for t in doc["targets"]] == [up] and doc["summary"]["total"] == 2
     assert [x["port"] for x in only_failed.jsonl()] == [down]
     assert "closed" in table.stdout and f":{up} " not in table.stdout
-    for word in ("target", "address", "state", "attempts", "connect ms", "total ms", "error"):
+    for word in ("target", "address", "state", "attempts", "connect", "total", "error"):
         assert word in table.stdout
 
 
@@ -154,7 +154,8 @@ def test_repeat_reports_success_rate() -> None:
     assert (down_t["rounds"], down_t["opens"], down_t["success_rate"]) == (3, 0, 0.0)
     assert doc["summary"]["success_rate"] == 0.5
     assert r.exit_code == 1
-    assert t.exit_code == 0 and "2/2" in t.stdout and "100.0%" in t.stdout
+    assert t.exit_code == 0 and "2/2" in t.stdout and "100 %" in t.stdout
+    assert t.stdout.splitlines()[-1] == "1 target, 2/2 rounds: 1 open, 0 failed; success 100 %"
 
 
 def test_wait_exits_as_soon_as_the_listener_is_up() -> None:
@@ -309,18 +310,17 @@ def test_self_connect_is_never_open(engine: str) -> None:
 
 
 def test_large_tables_are_plain_aligned_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    import netkit.cli.probe as probe_cli
+    import netkit.render.probe as probe_render
 
-    monkeypatch.setattr(probe_cli, "PLAIN_TABLE_ROWS", 1)
+    monkeypatch.setattr(probe_render, "PLAIN_TABLE_ROWS", 1)
     with ports() as (up, down):
         r = support.invoke(["probe", f"127.0.0.1:{up},{down}", "localhost:1"])
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["target", "address", "state", "attempts", "connect", "ms", "resolve", "ms", "total",
-                                "ms", "error"]
-    assert set(lines[1].replace(" ", "")) == {"-"}
-    assert lines[2].split()[:3] == [f"127.0.0.1:{up}", "127.0.0.1", "open"]
-    assert lines[3].split()[2] == "closed" and lines[3].endswith("connection refused")
-    assert lines[-1].startswith("3 targets: 1 open, 2 failed")
+    assert lines[0].split() == ["target", "address", "state", "attempts", "connect", "resolve", "total", "error"]
+    assert lines[1].split()[:3] == [f"127.0.0.1:{up}", "127.0.0.1", "open"]
+    assert lines[2].split()[2] == "closed" and lines[2].endswith("connection refused")
+    assert lines[-1] == "3 targets: 1 open, 2 failed"
+    assert all(line == line.rstrip() for line in lines)
 
 
 def test_80_column_terminal_keeps_targets_and_errors_whole() -> None:
@@ -329,8 +329,75 @@ def test_80_column_terminal_keeps_targets_and_errors_whole() -> None:
         _, screen, _ = support.netkit_on_a_terminal("probe", f"127.0.0.1:{down}", f"127.0.0.1:{up}")
     import re
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", screen).replace("\r", "")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
     assert "…" not in text, text
     assert f"127.0.0.1:{up}" in text and f"127.0.0.1:{down}" in text, text
     assert "connection" in text and "refused" in text
     assert max(len(line) for line in text.splitlines()) <= 80, text
+
+
+def test_bad_lines_name_the_file_and_line_and_urls_get_a_hint(tmp_path: Path) -> None:
+    f = tmp_path / "targets.txt"
+    f.write_text("127.0.0.1:22\n# a comment\n\nhttp://localhost:8080/health\n")
+    r = support.invoke(["probe", "--targets-file", str(f)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert f"{f}:4: invalid target 'http://localhost:8080/health': a URL is not a target; give HOST:PORT, " \
+           "e.g. localhost:8080" in r.stderr
+    url = support.invoke(["probe", "https://example.test"])
+    assert url.exit_code == 2 and "IPv6" not in url.stderr and "e.g. example.test:443" in url.stderr
+    piped = support.invoke(["probe", "-"], input="127.0.0.1:1\nnohost\n")
+    assert piped.exit_code == 2 and "stdin:2: invalid target 'nohost': no port" in piped.stderr
+
+
+def test_silent_udp_port_is_open_filtered_not_up() -> None:
+    """Exit status and JSON unchanged (open|filtered passes); the summary line says what it is."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        table = support.invoke(["probe", "--udp", target, "--timeout", "200ms"])
+        js = support.invoke(["probe", "--udp", target, "--timeout", "200ms", "--format", "json"])
+    finally:
+        silent.close()
+    assert table.exit_code == 0 and js.exit_code == 0
+    assert table.stdout.splitlines()[-1] == "1 target: 0 open, 1 open|filtered (no reply), 0 failed"
+    assert "up" not in table.stdout.splitlines()[-1]
+    assert js.json()["summary"] == {"total": 1, "open": 0, "failed": 0, "success_rate": 1.0}
+
+
+def test_repeat_off_a_terminal_logs_every_round_including_the_last() -> None:
+    with ports() as (up, _down):
+        r = support.invoke(["probe", f"127.0.0.1:{up}", "--repeat", "3", "--interval", "10ms"])
+    assert r.exit_code == 0
+    assert [line for line in r.stderr.splitlines() if line.startswith("round")] == [
+        "round 1/3: 1/1 up", "round 2/3: 1/1 up", "round 3/3: 1/1 up"]
+    assert r.stdout.splitlines()[-1] == "1 target, 3/3 rounds: 1 open, 0 failed; success 100 %"
+
+
+def _screen_text(screen: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
+
+
+def test_retries_show_progress_on_a_terminal() -> None:
+    """``--retries`` on a failing target: the terminal shows what is going on long before the end."""
+    with ports() as (_up, down):
+        code, screen, _ = support.netkit_on_a_terminal("probe", f"127.0.0.1:{down}", "--retries", "2",
+                                                       "--backoff", "700ms", "--backoff-factor", "1")
+    text = _screen_text(screen)
+    assert code == 1
+    assert "probing: 0/1 done, 0 up" in text
+    assert f"attempt 1 of 3 failed: 127.0.0.1:{down} closed, connection refused; retrying" in text
+    assert text.rstrip().splitlines()[-1] == "1 target: 0 open, 1 failed"
+
+
+def test_repeat_rounds_on_the_live_line_not_as_new_lines() -> None:
+    with ports() as (up, _down):
+        code, screen, _ = support.netkit_on_a_terminal("probe", f"127.0.0.1:{up}", "--repeat", "4",
+                                                       "--interval", "300ms")
+    text = _screen_text(screen)
+    assert code == 0
+    assert "round 2/4: 1/1 done" in text
+    assert "round 1/4: 1/1 up" not in text  # the log lines are for a pipe
+    assert text.rstrip().splitlines()[-1] == "1 target, 4/4 rounds: 1 open, 0 failed; success 100 %"

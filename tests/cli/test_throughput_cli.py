@@ -106,14 +106,14 @@ class _TTY(__import__("io").StringIO):
 
 
 def test_live_view_on_a_terminal_and_plain_lines_off_it():
-    from netkit.cli.measure_throughput import _View, interval_lines
     from netkit.core.throughput_models import SEND, interval_row
     from netkit.render.output import Output
+    from netkit.render.throughput import ThroughputView, interval_lines
 
     row = interval_row(0, 500_000_000, [(0, SEND, 1_000_000), (1, SEND, 3_000_000)])
     out = Output(format="table", stdout=__import__("io").StringIO(), stderr=_TTY())
     assert out.live_ok
-    with _View(out, 1.0, multi=True) as view:
+    with ThroughputView(out, 1.0, multi=True) as view:
         view.progress(0.25)
         view.interval(row)
     assert "Mbit/s" in out.stderr.getvalue()  # the live view drew the interval on stderr

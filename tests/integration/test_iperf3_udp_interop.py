@@ -13,7 +13,7 @@ import support
 
 from netkit.core.errors import CheckFailed
 from netkit.core.throughput_models import ThroughputConfig, ThroughputResult
-from netkit.io.measure.throughput_udp import measure_udp_throughput
+from netkit.io.measure.throughput import measure_throughput
 
 pytestmark = pytest.mark.usefixtures("no_socket_leak")
 
@@ -22,7 +22,7 @@ def run_against_iperf3(**kw: object) -> tuple[ThroughputResult, dict]:
     with support.iperf3_one_off() as (port, report):
         cfg = ThroughputConfig("127.0.0.1", port, duration_s=1.0, interval_s=0.5, udp=True, block_size=1400,
                                **kw)  # type: ignore[arg-type]
-        result = measure_udp_throughput(cfg)
+        result = measure_throughput(cfg)
         return result, report()
 
 
@@ -75,7 +75,7 @@ def test_iperf3_udp_port_blocked_is_one_failure() -> None:
                                connect_timeout_s=0.6)
         t0 = time.monotonic()
         with pytest.raises(CheckFailed) as exc:
-            measure_udp_throughput(cfg)
+            measure_throughput(cfg)
     assert time.monotonic() - t0 < 3
     msg = str(exc.value)
     assert "connect datagram" in msg or "ICMP port unreachable" in msg

@@ -11,7 +11,7 @@ import time
 import pytest
 import support
 
-from netkit.core.latency_models import REFLECTOR_NETKIT, REFLECTOR_PLAIN, LatencyConfig, LossConfig
+from netkit.core.latency_models import LatencyConfig, LossConfig, ReflectorKind
 from netkit.core.targets import Target
 from netkit.io.measure.latency import measure_latency_sync
 from netkit.io.measure.loss import measure_loss_sync
@@ -27,7 +27,7 @@ def _cfg(method: str, **kw: object) -> LatencyConfig:
 def test_udp_against_netkit_reflector(no_socket_leak: None) -> None:
     with reflector_in_thread() as srv:
         r = measure_latency_sync([Target(*srv.address)], _cfg("udp"))[0]
-    assert r.reflector == REFLECTOR_NETKIT
+    assert r.reflector is ReflectorKind.NETKIT
     assert (r.acc.sent, r.acc.received, r.acc.lost) == (20, 20, 0)
     assert (r.acc.lost_forward, r.acc.lost_return) == (0, 0)
     assert r.stats.p50 is not None and 0 < r.stats.p50 < 50_000_000
@@ -63,7 +63,7 @@ def test_udp_against_plain_socat_echo() -> None:
     finally:
         proc.kill()
         proc.wait()
-    assert r.reflector == REFLECTOR_PLAIN
+    assert r.reflector is ReflectorKind.PLAIN
     assert r.acc.received == 10
     assert r.acc.lost_forward is None and r.acc.lost_return is None
 
@@ -120,7 +120,8 @@ def test_icmp_loopback_v4_and_v6() -> None:
 
 def test_icmp_no_permission_names_what_to_enable(monkeypatch: pytest.MonkeyPatch) -> None:
     from netkit.core.errors import RuntimeFailure
-    from netkit.io.measure import latency
+    from netkit.io.measure import latency_probers as latency
+
     class NoSocket:
         def __init__(self, *a: object, **k: object) -> None:
             raise PermissionError(1, "Operation not permitted")

@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from netkit.core.backoff import Backoff
-from netkit.core.request_models import LengthFramer, PoolConfig
+from netkit.core.pool_config import PoolConfig
+from netkit.core.request_framing import LengthFramer
 from netkit.core.serve_models import TcpServerConfig
 from netkit.io.aio import run
 from netkit.io.clients.pool import ConnectionPool, PoolClosed, PoolConnectError, PoolTimeout

@@ -19,7 +19,7 @@ import support
 from netkit.core.backoff import Backoff
 from netkit.core.probe_models import ProbeState
 from netkit.core.targets import Target
-from netkit.io.measure.probe import ProbeOptions, Prober, is_self_connect, probe_many
+from netkit.io.measure.probe import ProbeOptions, TargetProber, is_self_connect, probe_many
 
 MS = 1_000_000
 
@@ -193,14 +193,13 @@ def tls_server(tmp: Path) -> Iterator[tuple[int, Path]]:
 def test_tls_against_our_own_server(tmp_path: Path) -> None:
     import re
 
-    from netkit.io.tls import client_context
 
     with tls_server(tmp_path) as (port, cert):
         t = [Target("127.0.0.1", port)]
-        ok = run(probe_many(t, ProbeOptions(tls=True, tls_context=client_context(cafile=cert),
+        ok = run(probe_many(t, ProbeOptions(tls=True, tls_cafile=str(cert),
                                             expect=re.compile("^hello"))))[0]
-        unverified = run(probe_many(t, ProbeOptions(tls=True, tls_context=client_context())))[0]
-        expiring = run(probe_many(t, ProbeOptions(tls=True, tls_context=client_context(cafile=cert),
+        unverified = run(probe_many(t, ProbeOptions(tls=True)))[0]
+        expiring = run(probe_many(t, ProbeOptions(tls=True, tls_cafile=str(cert),
                                                   min_cert_days=2)))[0]
     assert ok.state is ProbeState.OPEN, ok.error
     assert ok.tls is not None and ok.tls.verified
@@ -215,12 +214,11 @@ def test_tls_against_our_own_server(tmp_path: Path) -> None:
 def test_tls_against_netkit_serve_tls() -> None:
     import re
 
-    from netkit.io.tls import client_context
 
     with support.netkit_server("serve", "tcp", "--tls", "--port", "0") as server:
         m = re.search(r"fingerprint ([0-9A-F:]{95})", server.ready_line)
         res = run(probe_many([Target(server.host, server.port)], ProbeOptions(
-            tls=True, tls_context=client_context(insecure=True), send=b"echo me\n", expect=re.compile("^echo me"))))[0]
+            tls=True, tls_insecure=True, send=b"echo me\n", expect=re.compile("^echo me"))))[0]
     assert res.state is ProbeState.OPEN, res.error
     assert res.tls is not None and res.tls.protocol in ("TLSv1.2", "TLSv1.3")
     if m:  # the server prints its certificate's fingerprint: the probe saw the same certificate
@@ -229,13 +227,12 @@ def test_tls_against_netkit_serve_tls() -> None:
 
 def test_tls_against_ncat_ssl() -> None:
     support.require_tool("ncat")
-    from netkit.io.tls import client_context
 
     port = free_port()
     with tool(["ncat", "--ssl", "-l", "-k", "127.0.0.1", str(port)], port):
         t = [Target("127.0.0.1", port)]
-        ok = run(probe_many(t, ProbeOptions(tls=True, tls_context=client_context(insecure=True))))[0]
-        strict = run(probe_many(t, ProbeOptions(tls=True, tls_context=client_context())))[0]
+        ok = run(probe_many(t, ProbeOptions(tls=True, tls_insecure=True)))[0]
+        strict = run(probe_many(t, ProbeOptions(tls=True)))[0]
     assert ok.state is ProbeState.OPEN and ok.tls is not None and not ok.tls.verified
     assert ok.tls.days_left is not None and ok.tls.days_left > 1
     assert strict.state is ProbeState.TLS_ERROR
@@ -243,12 +240,11 @@ def test_tls_against_ncat_ssl() -> None:
 
 def test_tls_against_a_plain_listener_is_a_tls_error() -> None:
     support.require_tool("ncat")
-    from netkit.io.tls import client_context
 
     port = free_port()
     with tool(["ncat", "-l", "-k", "127.0.0.1", str(port), "--sh-exec", "echo SSH-2.0-test"], port):
         res = run(probe_many([Target("127.0.0.1", port)],
-                             ProbeOptions(timeout_s=2, tls=True, tls_context=client_context(insecure=True))))[0]
+                             ProbeOptions(timeout_s=2, tls=True, tls_insecure=True)))[0]
     assert res.state is ProbeState.TLS_ERROR and res.connect_ms is not None
 
 
@@ -301,7 +297,7 @@ def test_small_concurrency_keeps_input_order() -> None:
     with listener() as up, closed_port() as down:
         targets = [Target("127.0.0.1", up if i % 3 == 0 else down) for i in range(200)]
         opts = ProbeOptions(concurrency=7)
-        res = run(probe_many(targets, opts, prober=Prober(opts)))
+        res = run(probe_many(targets, opts, prober=TargetProber(opts)))
     assert [r.state is ProbeState.OPEN for r in res] == [i % 3 == 0 for i in range(200)]
 
 

@@ -22,7 +22,7 @@ import pytest
 import support
 
 from netkit.core import session_header as sh
-from netkit.core.request_models import REP_HEADER, REQ_HEADER, session_preamble
+from netkit.core.request_framing import REP_HEADER, REQ_HEADER, session_preamble
 
 FULL = os.environ.get("RELIABILITY_SCALE") == "full"
 HEADER_CONNS = 1_000 if FULL else 250

@@ -13,7 +13,7 @@ import pytest
 import support
 
 from netkit.core.backoff import Backoff
-from netkit.core.request_models import RequestsConfig
+from netkit.core.requests_config import RequestsConfig
 from netkit.core.serve_models import TcpServerConfig
 from netkit.io.aio import run
 from netkit.io.measure.request_load import run_requests

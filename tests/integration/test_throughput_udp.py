@@ -6,7 +6,7 @@ import pytest
 import support
 
 from netkit.core.throughput_models import ThroughputConfig
-from netkit.io.measure.throughput_udp import measure_udp_throughput
+from netkit.io.measure.throughput import measure_throughput
 
 
 def test_udp_paced_rate_and_accounting():
@@ -14,7 +14,7 @@ def test_udp_paced_rate_and_accounting():
         cfg = ThroughputConfig(srv.host, srv.port, duration_s=1.0, interval_s=0.5, udp=True, rate_bps=20e6,
                                block_size=1000)
         rows = []
-        r = measure_udp_throughput(cfg, rows.append)
+        r = measure_throughput(cfg, rows.append)
     u = r.udp
     assert r.protocol == "udp" and u is not None
     assert u.packets_sent == pytest.approx(20e6 / 8 / 1000, rel=0.05)  # paced: 2500 packets in 1 s
@@ -38,12 +38,12 @@ def test_udp_cli_json():
 
 def test_own_receive_buffer_overflow_is_local_drops_not_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     """A receive buffer far too small for the rate: what this host's socket dropped is not network loss."""
-    import netkit.io.measure.throughput_udp as tu
+    import netkit.io.measure.udp_streams as us
 
-    monkeypatch.setattr(tu, "udp_buffer_bytes", lambda rate_bps: 4096)  # a few datagrams at most
+    monkeypatch.setattr(us, "udp_buffer_bytes", lambda rate_bps: 4096)  # a few datagrams at most
     with support.netkit_server("serve", "udp", "--mode", "echo", "--port", "0") as srv:
         cfg = ThroughputConfig(srv.host, srv.port, duration_s=1.0, udp=True, rate_bps=300e6, block_size=1400)
-        r = measure_udp_throughput(cfg)
+        r = measure_throughput(cfg)
     u = r.udp
     assert u is not None and u.local_drops is not None
     assert u.local_drops > 0, u  # the socket's own drop counter saw them

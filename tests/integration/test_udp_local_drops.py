@@ -23,6 +23,7 @@ import pytest
 import support
 
 import netkit.io.measure.latency as latency_io
+import netkit.io.measure.latency_probers as probers_io
 from netkit.core.latency_models import LatencyConfig, check_thresholds, stall_probes
 from netkit.core.targets import Target
 
@@ -62,7 +63,7 @@ def _tiny_buffer(sock: socket.socket, size: int = 0) -> None:
 
 
 def test_replies_dropped_here_are_local_drops_not_loss(burst_peer: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(latency_io, "tune_buffers", _tiny_buffer)
+    monkeypatch.setattr(probers_io, "tune_buffers", _tiny_buffer)
     blocked = {"done": False}
 
     def sink(ev: latency_io.ProbeEvent) -> None:

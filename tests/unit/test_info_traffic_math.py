@@ -14,7 +14,7 @@ from netkit.core.sysinfo_models import (
     prefix_length,
     socket_state,
 )
-from netkit.core.traffic import counter_delta, rate, sample_between, samples_between, summarize
+from netkit.core.traffic import counter_delta, rate, sample_between, samples_between, summarize_traffic
 
 NS = 1_000_000_000
 
@@ -103,15 +103,15 @@ def test_samples_between_skips_interfaces_that_came_or_went() -> None:
     assert [s.interface for s in out] == ["lo"]
 
 
-def test_summarize_sums_deltas_over_summed_time() -> None:
+def test_summarize_traffic_sums_deltas_over_summed_time() -> None:
     s1 = sample_between(snap("lo", 0), snap("lo", NS, rx_bytes=100, rx_packets=1), seq=1)
     s2 = sample_between(snap("lo", NS, rx_bytes=2**32 - 50), snap("lo", 3 * NS, rx_bytes=250), seq=2)
-    (total,) = summarize([s1, s2])
+    (total,) = summarize_traffic([s1, s2])
     assert total.rx_bytes == 100 + 300
     assert total.elapsed_s == 3.0
     assert total.rx_bytes_per_s == pytest.approx(400 / 3)
     assert total.wrapped == ("rx_bytes",)
-    assert summarize([]) == []
+    assert summarize_traffic([]) == []
 
 
 # ----- models ------------------------------------------------------------------------------------

@@ -75,39 +75,33 @@ def test_local_drops_trip_neither_max_loss_nor_stopped_answering() -> None:
     assert any("max-loss" in f for f in verdict.failed)
 
 
-def test_the_table_shows_local_drops_apart_and_only_when_there_are_some() -> None:
+def _render_summary(results: list[TargetResult]) -> str:
     from rich.console import Console
 
-    from netkit.cli.measure_latency import summary_tables
+    from netkit.render.latency import summary_view
 
-    def render(r: TargetResult) -> str:
-        console = Console(width=80, record=True, color_system=None)
-        console.print(summary_tables([r], check_thresholds([r], None, None), "t", wide=False))
-        return console.export_text()
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_view(results, check_thresholds(results, None, None), "t", 80))
+    return console.export_text()
 
-    text = render(_result(100, 70, 30))
-    assert " local" in text.splitlines()[2]  # the loss table's header row
+
+def test_the_table_shows_local_drops_apart_and_only_when_there_are_some() -> None:
+    text = _render_summary([_result(100, 70, 30)])
+    assert " local" in text.splitlines()[1]  # the loss table's header row
     assert "30 replies dropped by this host's socket buffer, not counted as loss" in text
     assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
-    clean = render(_result(100, 100, 0))
+    clean = _render_summary([_result(100, 100, 0)])
     assert "local" not in clean and "dropped" not in clean
 
 
-def test_a_long_target_wraps_and_every_figure_stays_whole_at_80_columns() -> None:
+def test_a_long_target_and_every_figure_stay_whole_at_80_columns() -> None:
     from dataclasses import replace
-
-    from rich.console import Console
-
-    from netkit.cli.measure_latency import summary_tables
 
     # a name that resolved (shown with its address) and 5-digit counts, as -i 0 gives
     named = replace(_result(20_000, 19_000, 0), target="localhost.localdomain:39481")
     plain = replace(_result(20_000, 20_000, 0), target="127.0.0.1:35807")
-    console = Console(width=80, record=True, color_system=None)
-    console.print(summary_tables([named, plain], check_thresholds([named, plain], None, None), "t", wide=False))
-    text = console.export_text()
+    text = _render_summary([named, plain])
     assert "…" not in text  # no figure cut to "100…" or "0.3…"
     assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
-    # the name folds onto a second line, every character kept
-    assert "localhost.localdomain" in text and "9481" in text and "(127.0.0.1)" in text
-    assert "5.00" in text and "20000" in text and "jitter" in text
+    assert "localhost.localdomain:39481 (127.0.0.1)" in text and "127.0.0.1:35807" in text
+    assert "5.0 %" in text and "20,000" in text and " ms" in text

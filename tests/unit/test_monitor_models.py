@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from netkit.core.monitor_config import CliSettings, config_from_text
+from netkit.core.monitor_metrics import MetricFamily, metric_families
 from netkit.core.monitor_models import (
+    MonitorMethod,
     MonitorState,
     MonitorTarget,
     TargetTotals,
@@ -18,9 +18,8 @@ from netkit.core.monitor_models import (
     round_record,
     summary_record,
 )
-from netkit.io.measure.monitor import Monitor
 
-T = MonitorTarget("db", "127.0.0.1", 5432, "tcp-connect", 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
+T = MonitorTarget("db", "127.0.0.1", 5432, MonitorMethod.TCP_CONNECT, 10.0, 1.0, 3, 0.1, 0, (("role", "db"),))
 
 
 def _round(**kw: object):
@@ -89,44 +88,42 @@ def test_reload_keeps_counters_of_targets_still_configured() -> None:
     assert ("127.0.0.1:2", "tcp-connect") not in state.totals
 
 
-def _families(monitor: Monitor) -> dict[str, object]:
-    text = generate_latest(monitor.registry).decode()
-    return {f.name: f for f in text_string_to_metric_families(text)}
+def _by_name(state: MonitorState, reload_ok: bool | None = None) -> dict[str, MetricFamily]:
+    return {f.name: f for f in metric_families(state, reload_ok)}
 
 
-def test_collector_exposition_parses_with_units_types_and_labels() -> None:
+def test_metric_families_types_labels_and_values() -> None:
     cfg = config_from_text('labels = { site = "lab" }\nbuckets = [0.001, 0.01]\n[[targets]]\ntarget = "127.0.0.1:1"\n'
                            'name = "a"\nlabels = { role = "x" }\n[[targets]]\ntarget = "127.0.0.1:2"\nname = "b"\n',
                            CliSettings())
-    monitor = Monitor(cfg)
-    fams = _families(monitor)
+    state = MonitorState(cfg)
+    fams = _by_name(state)
     # Before a round: counters at zero, no success/duration sample yet (unknown is not 0).
-    assert fams["netkit_probe_success"].samples == []  # type: ignore[attr-defined]
+    assert fams["netkit_probe_success"].series == ()
+    assert fams["netkit_monitor_config_last_reload_successful"].series[0].value == 1.0
     a = cfg.targets[0]
-    with monitor.lock:
-        monitor.state.record(combine_round(a, probe_state="open", attempts=2, probe_error=None, address="127.0.0.1",
-                                           sent=3, received=2, lost=1, rtts_ns=(500_000, 2_000_000),
-                                           latency_error=None, duration_ns=300_000_000))
-    fams = _families(monitor)
-    types = {name: f.type for name, f in fams.items()}  # type: ignore[attr-defined]
-    assert types == {"netkit_probe_success": "gauge", "netkit_probe_duration_seconds": "gauge",
-                     "netkit_rtt_seconds": "histogram", "netkit_packets_sent": "counter",
-                     "netkit_packets_lost": "counter", "netkit_probe_attempts": "counter",
-                     "netkit_monitor_rounds": "counter", "netkit_monitor_config_last_reload_successful": "gauge"}
-    samples = {(s.name, s.labels.get("target"), s.labels.get("le")): s for f in fams.values()
-               for s in f.samples}  # type: ignore[attr-defined]
-    ok = samples[("netkit_probe_success", "a", None)]
-    assert ok.value == 1.0 and ok.labels == {"target": "a", "method": "tcp-connect", "role": "x", "site": "lab"}
+    state.record(combine_round(a, probe_state="open", attempts=2, probe_error=None, address="127.0.0.1",
+                               sent=3, received=2, lost=1, rtts_ns=(500_000, 2_000_000),
+                               latency_error=None, duration_ns=300_000_000))
+    fams = _by_name(state, reload_ok=False)
+    assert {n: f.kind.value for n, f in fams.items()} == {
+        "netkit_probe_success": "gauge", "netkit_probe_duration_seconds": "gauge", "netkit_rtt_seconds": "histogram",
+        "netkit_packets_sent_total": "counter", "netkit_packets_lost_total": "counter",
+        "netkit_probe_attempts_total": "counter", "netkit_monitor_rounds_total": "counter",
+        "netkit_monitor_config_last_reload_successful": "gauge"}
     # Every series carries the same label names; a label a target lacks is empty.
-    assert samples[("netkit_packets_sent_total", "b", None)].labels["role"] == ""
-    assert samples[("netkit_probe_duration_seconds", "a", None)].value == 0.3
-    assert samples[("netkit_packets_sent_total", "a", None)].value == 3
-    assert samples[("netkit_packets_lost_total", "a", None)].value == 1
-    assert samples[("netkit_probe_attempts_total", "a", None)].value == 2
-    assert samples[("netkit_rtt_seconds_bucket", "a", "0.001")].value == 1
-    assert samples[("netkit_rtt_seconds_bucket", "a", "+Inf")].value == 2
-    assert samples[("netkit_rtt_seconds_count", "a", None)].value == 2
-    assert ("netkit_probe_success", "b", None) not in samples
+    assert fams["netkit_packets_sent_total"].label_names == ("target", "method", "role", "site")
+    series = {(n, s.labels[0]): s for n, f in fams.items() for s in f.series if s.labels}
+    assert series[("netkit_probe_success", "a")].labels == ("a", "tcp-connect", "x", "lab")
+    assert series[("netkit_packets_sent_total", "b")].labels == ("b", "tcp-connect", "", "lab")
+    assert series[("netkit_probe_success", "a")].value == 1.0
+    assert series[("netkit_probe_duration_seconds", "a")].value == 0.3
+    assert series[("netkit_packets_sent_total", "a")].value == 3
+    assert series[("netkit_packets_lost_total", "a")].value == 1
+    assert series[("netkit_probe_attempts_total", "a")].value == 2
+    assert series[("netkit_rtt_seconds", "a")].buckets == (("0.001", 1), ("0.01", 2), ("+Inf", 2))
+    assert ("netkit_probe_success", "b") not in series
+    assert fams["netkit_monitor_config_last_reload_successful"].series[0].value == 0.0
 
 
 @given(st.lists(st.lists(st.integers(min_value=1, max_value=5_000_000_000), max_size=20), max_size=10))

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netkit.core import packet
-from netkit.core.packet import HEADER_SIZE, PacketError, Probe
+from netkit.core.packet import HEADER_SIZE, PacketError, ProbePacket
 
 u64 = st.integers(min_value=0, max_value=packet.U64)
 
@@ -17,7 +17,7 @@ u64 = st.integers(min_value=0, max_value=packet.U64)
        size=st.integers(min_value=HEADER_SIZE, max_value=2000))
 def test_encode_decode_round_trip(session: int, seq: int, send: int, count: int, rrecv: int, rsend: int,
                                   flags: int, size: int) -> None:
-    p = Probe(session, seq, send, flags, count, rrecv, rsend, size)
+    p = ProbePacket(session, seq, send, flags, count, rrecv, rsend, size)
     data = packet.encode(p)
     assert len(data) == size
     assert packet.decode(data) == p
@@ -51,7 +51,7 @@ def test_malformed_reasons(data: bytes, reason: str) -> None:
 
 
 def test_bad_header_length_and_flags() -> None:
-    good = bytearray(packet.encode(Probe(1, 2, 3)))
+    good = bytearray(packet.encode(ProbePacket(1, 2, 3)))
     bad = bytearray(good)
     bad[6:8] = (99).to_bytes(2, "big")
     assert "header length" in packet.try_decode(bad)[1]
@@ -61,7 +61,7 @@ def test_bad_header_length_and_flags() -> None:
 
 
 def test_reflect_into_sets_fields_in_place_and_keeps_size() -> None:
-    buf = bytearray(packet.encode(Probe(7, 9, 11, size=100)))
+    buf = bytearray(packet.encode(ProbePacket(7, 9, 11, size=100)))
     buf[80] = 0xAB  # padding content survives
     packet.reflect_into(buf, 5, 1000, 1500)
     p = packet.decode(buf)
@@ -72,7 +72,7 @@ def test_reflect_into_sets_fields_in_place_and_keeps_size() -> None:
 
 def test_size_and_range_checks() -> None:
     with pytest.raises(ValueError):
-        packet.encode(Probe(1, 1, 1, size=HEADER_SIZE - 1))
+        packet.encode(ProbePacket(1, 1, 1, size=HEADER_SIZE - 1))
     with pytest.raises(ValueError):
-        packet.encode(Probe(-1, 1, 1))
+        packet.encode(ProbePacket(-1, 1, 1))
     assert HEADER_SIZE == 56

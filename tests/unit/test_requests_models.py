@@ -8,24 +8,21 @@ from hypothesis import strategies as st
 
 from netkit.core import session_header as sh
 from netkit.core.errors import InputError
-from netkit.core.request_models import (
-    ERROR_KINDS,
+from netkit.core.escape import unescape
+from netkit.core.latency_histogram import LatencyHistogram, LatencyMs
+from netkit.core.request_framing import (
     DelimiterFramer,
     FramingError,
     HeaderFramer,
-    LatencyHistogram,
-    LatencyMs,
     LengthFramer,
     RequestParser,
-    RequestsConfig,
-    RequestsResult,
-    check_thresholds,
     encode_reply,
     encode_request,
     is_requests_header,
     session_preamble,
-    unescape,
 )
+from netkit.core.requests_config import RequestsConfig
+from netkit.core.requests_result import ERROR_KINDS, RequestsResult, check_requests_thresholds
 
 
 def feed_split(framer, data: bytes, cuts: list[int]) -> list[bytes]:
@@ -116,10 +113,10 @@ def _result(**kw) -> RequestsResult:
 
 def test_thresholds_and_schema() -> None:
     r = _result()
-    assert check_thresholds(r, 400, 5).passed
-    t = check_thresholds(r, 600, 2)
+    assert check_requests_thresholds(r, 400, 5).passed
+    t = check_requests_thresholds(r, 600, 2)
     assert not t.passed and len(t.failed) == 2
-    assert not check_thresholds(_result(requests=0), None, None).passed
+    assert not check_requests_thresholds(_result(requests=0), None, None).passed
     doc = r.to_json()
     assert doc["requests_per_s"] == 500.0
     assert list(doc["latency_ms"]) == ["min", "avg", "p50", "p90", "p99", "p99_9", "max"]
@@ -153,3 +150,25 @@ def test_bulk_add_matches_loghistogram_buckets() -> None:
     zero = LatencyHistogram()
     zero.add_many([0, 5])  # a zero sample takes the slow path (bucket 0)
     assert zero.hist.counts == {0: 1, LogHistogram(32)._index(5): 1}
+
+
+def test_kinds_are_enums_and_json_keeps_their_strings() -> None:
+    import json
+
+    from netkit.core.request_framing import FramingKind
+    from netkit.core.requests_result import LoadMode
+
+    r = _result(mode="open-loop", framing="header")
+    assert r.mode is LoadMode.OPEN_LOOP and r.framing is FramingKind.HEADER
+    doc = r.to_json()
+    assert type(doc["mode"]) is str and type(doc["framing"]) is str
+    assert '"mode": "open-loop", "framing": "header"' in json.dumps(doc)
+    assert RequestsConfig(host="h", port=1, framing="delimiter", delimiter=b"\n").framing is FramingKind.DELIMITER
+    with pytest.raises(ValueError, match="unknown framing"):
+        RequestsConfig(host="h", port=1, framing="lines")
+
+
+def test_threshold_sentences_use_plain_numbers() -> None:
+    t = check_requests_thresholds(_result(), 1_000_000, 0.001)
+    assert t.failed == ("500 requests/s < min-rps 1,000,000", "latency p99 3.000 ms > max-p99 0.001 ms")
+    assert all("e+" not in f for f in t.failed)

@@ -11,7 +11,7 @@ from netkit.core import stats
 
 def test_ping_mdev_is_population_std() -> None:
     # 1, 2, 3, 4: mean 2.5, squared deviations 2.25+0.25+0.25+2.25 = 5, /4 = 1.25.
-    s = stats.summarize([1, 2, 3, 4])
+    s = stats.summarize_rtts([1, 2, 3, 4])
     assert (s.min, s.avg, s.max) == (1, 2.5, 4)
     assert s.mdev == pytest.approx(math.sqrt(1.25))
 
@@ -19,7 +19,7 @@ def test_ping_mdev_is_population_std() -> None:
 def test_percentiles_linear_interpolation() -> None:
     xs = [10, 20, 30, 40, 50]
     # h = (n-1) p / 100: p50 -> 2 -> 30; p90 -> 3.6 -> 40 + 0.6*10 = 46; p95 -> 3.8 -> 48; p99 -> 3.96 -> 49.6
-    s = stats.summarize(xs)
+    s = stats.summarize_rtts(xs)
     assert s.p50 == 30
     assert s.p90 == pytest.approx(46)
     assert s.p95 == pytest.approx(48)
@@ -44,13 +44,13 @@ def test_ipdv_mean_absolute_difference() -> None:
 
 
 def test_empty_summary_is_all_none() -> None:
-    s = stats.summarize([])
+    s = stats.summarize_rtts([])
     assert s.count == 0
     assert all(v is None for v in s.scaled(1e-6).values())
 
 
 def test_summary_scaled_to_ms() -> None:
-    s = stats.summarize([1_000_000, 3_000_000])
+    s = stats.summarize_rtts([1_000_000, 3_000_000])
     assert s.scaled(1e-6)["avg"] == pytest.approx(2.0)
 
 
@@ -78,7 +78,7 @@ def test_streaming_stats_match_exact_ones() -> None:
     st = stats.StreamingStats()
     for x in xs:
         st.add(x)
-    exact, streamed = stats.summarize(xs), st.summary()
+    exact, streamed = stats.summarize_rtts(xs), st.summary()
     for name in ("min", "avg", "max", "mdev", "jitter", "ipdv"):
         assert getattr(streamed, name) == pytest.approx(getattr(exact, name), rel=1e-9)
     for name in ("p50", "p90", "p95", "p99"):  # histogram bucket upper bound: within ~9% above

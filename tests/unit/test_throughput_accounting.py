@@ -21,7 +21,7 @@ from netkit.core.throughput_models import (
     common_rate,
     interval_row,
     stream_result,
-    summarize,
+    summarize_streams,
 )
 
 
@@ -35,7 +35,7 @@ def test_total_rate_is_total_bytes_over_the_common_interval():
     # arrive at different times. Together they moved 30 MB in 5 s: 48 Mbit/s, whatever each got.
     streams = [_stream(0, SEND, 7_500_000, 4.6), _stream(1, SEND, 7_500_000, 4.8),
                _stream(2, SEND, 7_500_000, 4.9), _stream(3, SEND, 7_500_000, 5.0)]
-    s = summarize(streams, cpu_seconds=None, wall_ns=5 * NS)
+    s = summarize_streams(streams, cpu_seconds=None, wall_ns=5 * NS)
     assert s.received_bits_per_second == pytest.approx(30_000_000 * 8 / 5.0)
     per_stream_sum = sum(x.received_bits_per_second for x in streams)
     assert per_stream_sum > s.received_bits_per_second  # the old way reported more than the link carried
@@ -80,16 +80,16 @@ def test_bidir_interval_sums_each_direction_apart():
 
 
 def test_bidir_summary_sums_each_direction_apart():
-    s = summarize([_stream(1, SEND, 1_000_000, 2.0), _stream(3, RECV, 3_000_000, 2.0)], None, 2 * NS)
+    s = summarize_streams([_stream(1, SEND, 1_000_000, 2.0), _stream(3, RECV, 3_000_000, 2.0)], None, 2 * NS)
     assert s.tx is not None and s.rx is not None
     assert (s.tx.streams, s.tx.received_bytes, s.tx.received_bits_per_second) == (1, 1_000_000, 4e6)
     assert (s.rx.streams, s.rx.received_bytes, s.rx.received_bits_per_second) == (1, 3_000_000, 12e6)
-    forward = summarize([_stream(0, SEND, 1, 1.0)], None, NS)
+    forward = summarize_streams([_stream(0, SEND, 1, 1.0)], None, NS)
     assert forward.tx is not None and forward.rx is None
 
 
 def _result(streams: list, bidir: bool = False) -> ThroughputResult:
-    return ThroughputResult("tcp", 1, False, 2.0, (), summarize(streams, None, 2 * NS), "receiver", bidir=bidir)
+    return ThroughputResult("tcp", 1, False, 2.0, (), summarize_streams(streams, None, 2 * NS), "receiver", bidir=bidir)
 
 
 def test_min_rate_is_a_threshold_in_the_result():
@@ -117,6 +117,6 @@ def test_common_interval_spans_streams_that_started_apart():
                       retransmits=None, rtt_us=None, counted_by="receiver")
     b = stream_result(1, SEND, sent_bytes=None, sent_ns=None, received_bytes=1_000_000, received_ns=5 * NS,
                       retransmits=None, rtt_us=None, counted_by="receiver", received_start_ns=NS // 10)
-    s = summarize([a, b], None, 5 * NS)
+    s = summarize_streams([a, b], None, 5 * NS)
     assert s.received_bits_per_second == pytest.approx(2_000_000 * 8 / 5.1)
     assert (a.received_start_s, b.received_start_s) == (0.0, 0.1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from netkit.cli.measure_throughput import intervals_table, summary_table
 from netkit.core.throughput_models import (
     NS,
     RECV,
@@ -15,8 +14,9 @@ from netkit.core.throughput_models import (
     ThroughputResult,
     interval_row,
     stream_result,
-    summarize,
+    summarize_streams,
 )
+from netkit.render.throughput import intervals_table, summary_table
 
 
 def _render(renderable: object) -> str:
@@ -35,12 +35,12 @@ def _bidir_result(counted_by: str = "receiver") -> ThroughputResult:
     size = 1_052_508_160  # 1003.75 MiB
     streams = [_stream(1, SEND, size, counted_by), _stream(3, SEND, size), _stream(4, RECV, size),
                _stream(5, RECV, size)]
-    return ThroughputResult("tcp", 2, False, 2.0, (), summarize(streams, None, 2 * NS), "receiver",
+    return ThroughputResult("tcp", 2, False, 2.0, (), summarize_streams(streams, None, 2 * NS), "receiver",
                             target="127.0.0.1:5201", server="iperf3", bidir=True)
 
 
 def test_bidir_summary_keeps_one_line_per_row_at_80_columns() -> None:
-    text = _render(summary_table(_bidir_result()))
+    text = _render(summary_table(_bidir_result(), width=80))
     lines = text.splitlines()
     assert all(len(line.rstrip()) <= 80 for line in lines)
     rows = [line for line in lines if line.split() and line.split()[0] in {"1", "3", "4", "5", "SUM"}]
@@ -50,15 +50,15 @@ def test_bidir_summary_keeps_one_line_per_row_at_80_columns() -> None:
 
 
 def test_counted_by_column_shows_only_when_streams_differ() -> None:
-    assert "counted by  " not in _render(summary_table(_bidir_result()))
-    mixed = _render(summary_table(_bidir_result(counted_by="sender")))
+    assert "counted by  " not in _render(summary_table(_bidir_result(), width=80))
+    mixed = _render(summary_table(_bidir_result(counted_by="sender"), width=80))
     first_row = next(line for line in mixed.splitlines() if line.startswith("1 "))
     assert first_row.rstrip().endswith("sender")  # the stream counted by its sender says so
 
 
 def test_bidir_interval_rows_list_only_their_own_streams() -> None:
     row = interval_row(0, NS, [(1, SEND, 100), (3, SEND, 100), (4, RECV, 900), (5, RECV, 900)])
-    text = _render(intervals_table([row]))
+    text = _render(intervals_table([row], width=80))
     send = next(line for line in text.splitlines() if " send " in line)
     recv = next(line for line in text.splitlines() if " recv " in line)
     assert "1:" in send and "3:" in send and "4:" not in send and "5:" not in send
@@ -67,16 +67,24 @@ def test_bidir_interval_rows_list_only_their_own_streams() -> None:
 
 def test_interval_rows_keep_each_stream_rate_with_its_unit_at_80_columns() -> None:
     gbit = 1_000_000_000 // 8  # bytes in one second at 1 Gbit/s
-    row = interval_row(0, NS, [(0, SEND, 4 * gbit), (1, SEND, 4 * gbit), (2, RECV, 4 * gbit), (3, RECV, 4 * gbit)],
-                       omitted=True)
-    lines = [line for line in _render(intervals_table([row])).splitlines() if line.strip()]
+    deltas = [(0, SEND, 4 * gbit), (1, SEND, 4 * gbit), (2, RECV, 4 * gbit), (3, RECV, 4 * gbit)]
+    lines = [line for line in _render(intervals_table([interval_row(0, NS, deltas)], width=80)).splitlines()
+             if line.strip()]
     body = lines[3:]  # title, header, rule, then the rows
     assert len(body) == 2  # send and recv, one line each
-    assert all(line.count("Gbit/s") == 3 and "omitted" in line for line in body)
+    assert all(line.count("Gbit/s") == 3 for line in body)
+    # with the "omitted" column there is no room for both streams' rates on one line: they go on
+    # two, broken between streams, never between a figure and its unit
+    omitted = interval_row(0, NS, deltas, omitted=True)
+    lines = [line for line in _render(intervals_table([omitted], width=80)).splitlines() if line.strip()]
+    body = lines[3:]
+    assert len(body) == 4 and all(len(line.rstrip()) <= 80 for line in lines)
+    assert all(line.count("Gbit/s") == line.count(":") + ("omitted" in line) for line in body)
+    assert [line.split()[-2:] for line in body[1::2]] == [["1:4.00", "Gbit/s"], ["3:4.00", "Gbit/s"]]
 
 
 def test_bidir_csv_gives_each_direction_its_own_rows() -> None:
-    from netkit.cli.measure_throughput import csv_rows
+    from netkit.render.throughput import csv_rows
 
     row = interval_row(0, NS, [(1, SEND, 100), (3, RECV, 900)])
     result = _bidir_result()
@@ -85,5 +93,5 @@ def test_bidir_csv_gives_each_direction_its_own_rows() -> None:
     assert [r["bytes"] for r in rows[:2]] == [100, 900]  # never their sum
     assert rows[2]["bytes"] == 2 * 1_052_508_160 and rows[3]["bytes"] == 2 * 1_052_508_160
     forward = csv_rows(ThroughputResult("tcp", 1, False, 1.0, (interval_row(0, NS, [(0, SEND, 5)]),),
-                                        summarize([_stream(0, SEND, 5)], None, NS), "receiver"))
+                                        summarize_streams([_stream(0, SEND, 5)], None, NS), "receiver"))
     assert [r["kind"] for r in forward] == ["interval", "summary"]

@@ -38,13 +38,14 @@ import random
 import socket
 import ssl as ssl_mod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from netkit.core.backoff import Backoff, RetryPlan
 from netkit.core.errors import CheckFailed
-from netkit.core.request_models import Framer, PoolConfig, PoolStats
+from netkit.core.pool_config import PoolConfig, PoolStats
+from netkit.core.request_framing import Framer
 from netkit.io.clock import now_ns
 from netkit.io.resolve import failure_reason
 
@@ -80,7 +81,7 @@ class PoolConnection(asyncio.Protocol):
     override ``connection_made``/``connection_lost`` without calling ``super()``.
     """
 
-    def __init__(self, pool: ConnectionPool, slot: int) -> None:
+    def __init__(self, pool: ConnectionPool[Any], slot: int) -> None:
         self.pool = pool
         self.slot = slot
         self.transport: asyncio.Transport | None = None
@@ -93,7 +94,8 @@ class PoolConnection(asyncio.Protocol):
 
     # ----- asyncio callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # A stream transport (uvloop's does not subclass asyncio.Transport, but offers its methods).
+        self.transport = cast(asyncio.Transport, transport)
         self.alive = True
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -168,11 +170,20 @@ class PoolConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-HealthCheck = Callable[[PoolConnection], Awaitable[bool]]
+C = TypeVar("C", bound=PoolConnection)
+
+HealthCheck = Callable[[C], Awaitable[bool]]
+#: Makes the protocol object of one slot: ``factory(pool, slot)`` (a :class:`PoolConnection`
+#: subclass itself, or a function that also hands the connection its owner's state).
+ConnectionFactory = Callable[["ConnectionPool[C]", int], C]
 
 
-class ConnectionPool:
-    """A fixed number of connections to one ``host:port`` (see the module docstring)."""
+class ConnectionPool(Generic[C]):
+    """A fixed number of connections to one ``host:port`` (see the module docstring).
+
+    Generic in its connection type: ``ConnectionPool[MyConn]`` built with ``connection_class=MyConn``
+    hands out ``MyConn`` objects from ``acquire()`` and to ``on_ready``.
+    """
 
     def __init__(
         self,
@@ -182,10 +193,10 @@ class ConnectionPool:
         *,
         ssl: ssl_mod.SSLContext | None = None,
         server_hostname: str | None = None,
-        connection_class: type[PoolConnection] = PoolConnection,
-        on_ready: Callable[[PoolConnection], bool] | None = None,
+        connection_class: ConnectionFactory[C] | None = None,
+        on_ready: Callable[[C], bool] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
-        health_check: HealthCheck | None = None,
+        health_check: HealthCheck[C] | None = None,
         preamble: bytes | Callable[[], bytes] | None = None,
         family: int = 0,
         rng: Callable[[], float] = random.random,
@@ -199,17 +210,19 @@ class ConnectionPool:
         self.config = config or PoolConfig()
         self.ssl = ssl
         self.server_hostname = server_hostname if ssl is not None else None
-        self.connection_class = connection_class
+        # Without a factory the pool holds plain PoolConnection objects (C is PoolConnection then).
+        self.connection_class: ConnectionFactory[C] = (
+            connection_class if connection_class is not None else cast("ConnectionFactory[C]", PoolConnection))
         self.on_ready = on_ready
         self.on_event = on_event
         self.health_check = health_check
         self.preamble = preamble
         self.family = family
         self.rng = rng
-        self._conns: list[PoolConnection | None] = [None] * self.config.size
+        self._conns: list[C | None] = [None] * self.config.size
         self._streak: list[int] = [0] * self.config.size
-        self._idle: deque[PoolConnection] = deque()
-        self._waiters: deque[asyncio.Future[PoolConnection]] = deque()
+        self._idle: deque[C] = deque()
+        self._waiters: deque[asyncio.Future[C]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -276,7 +289,7 @@ class ConnectionPool:
             await asyncio.sleep(0.01)
         self._idle.clear()
 
-    async def __aenter__(self) -> ConnectionPool:
+    async def __aenter__(self) -> ConnectionPool[C]:
         await self.start()
         return self
 
@@ -284,7 +297,7 @@ class ConnectionPool:
         await self.close()
 
     # ----- acquire / release ---------------------------------------------------------------------
-    def acquire_nowait(self) -> PoolConnection | None:
+    def acquire_nowait(self) -> C | None:
         """A free connection, or None at once."""
         while self._idle:
             conn = self._idle.popleft()
@@ -293,14 +306,14 @@ class ConnectionPool:
                 return conn
         return None
 
-    async def acquire(self, timeout: float | None = None) -> PoolConnection:
+    async def acquire(self, timeout: float | None = None) -> C:
         """A free connection, waiting at most ``timeout`` (default ``acquire_timeout_s``)."""
         if self._closing:
             raise PoolClosed("pool closed")
         conn = self.acquire_nowait()
         if conn is not None:
             return conn
-        fut: asyncio.Future[PoolConnection] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[C] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         wait = self.config.acquire_timeout_s if timeout is None else timeout
         try:
@@ -312,7 +325,7 @@ class ConnectionPool:
             if fut in self._waiters:
                 self._waiters.remove(fut)
 
-    def release(self, conn: PoolConnection) -> None:
+    def release(self, conn: C) -> None:
         """Give a connection back (a dead one is ignored: its slot is reconnecting)."""
         conn.in_use = False
         if not conn.alive or self._closing or self._conns[conn.slot] is not conn:
@@ -326,7 +339,7 @@ class ConnectionPool:
         self._idle.append(conn)
 
     @asynccontextmanager
-    async def connection(self, timeout: float | None = None) -> AsyncIterator[PoolConnection]:
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[C]:
         """``async with pool.connection() as conn``: acquire, then release even on error."""
         conn = await self.acquire(timeout)
         try:
@@ -344,7 +357,7 @@ class ConnectionPool:
         return sum(1 for c in self._conns if c is not None and c.alive)
 
     @property
-    def connections(self) -> list[PoolConnection]:
+    def connections(self) -> list[C]:
         """The open connections (in slot order)."""
         return [c for c in self._conns if c is not None and c.alive]
 
@@ -368,7 +381,7 @@ class ConnectionPool:
         if self.on_event is not None:
             self.on_event(name, fields)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -414,14 +427,14 @@ class ConnectionPool:
         self.last_error = message
         self._event("connect-failed", slot=slot, error=message)
 
-    def _ready(self, conn: PoolConnection) -> None:
+    def _ready(self, conn: C) -> None:
         if self.on_ready is not None:
             conn.in_use = True  # the hook owns it now; it may keep it or release() it itself
             if self.on_ready(conn):
                 return
         self.release(conn)
 
-    def _lost(self, conn: PoolConnection, exc: Exception | None) -> None:
+    def _lost(self, conn: C, exc: Exception | None) -> None:
         if self._conns[conn.slot] is not conn:
             return
         self._conns[conn.slot] = None
@@ -496,7 +509,7 @@ class ConnectionPool:
                     conn.in_use = False
                     self._health_failed(conn, "health check failed")
 
-    def _health_failed(self, conn: PoolConnection, why: str) -> None:
+    def _health_failed(self, conn: C, why: str) -> None:
         self._health_failures += 1
         self._event("health-failed", slot=conn.slot, error=why)
         conn.abort()  # connection_lost -> _lost -> reconnect

@@ -12,9 +12,8 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
-from netkit.core import packet
+from netkit.core import keyed, packet
 
 NS = 1_000_000_000
 QUERY_ATTEMPTS = 5
@@ -23,20 +22,18 @@ STOP_GRACE_S = 0.2
 
 
 async def ask_reflector_count(
-    sock: socket.socket, session: int, key: Any, changed: asyncio.Event,
+    sock: socket.socket, session: int, key: keyed.Key | None, changed: asyncio.Event,
     answer: Callable[[], int | None], *, timeout_s: float, hurry: bool = False,
 ) -> int | None:
     """Send count queries until ``answer()`` has a value or the attempts run out.
 
     ``hurry`` (after Ctrl-C): two short tries instead of five.
     """
-    from netkit.core import keyed  # issue 10: a keyed query carries a tag too
-
     q = bytearray(packet.HEADER_SIZE if key is None else keyed.KEYED_MIN_SIZE)
     wait_s = min(max(timeout_s, 0.05), STOP_GRACE_S if hurry else 1.0)
     for attempt in range(2 if hurry else QUERY_ATTEMPTS):
         packet.encode_into(q, session, attempt, time.perf_counter_ns(), flags=packet.FLAG_QUERY)
-        if key is not None:
+        if key is not None:  # a keyed reflector answers only a query it can verify
             keyed.sign_probe_into(key, q)
         try:
             sock.send(q)

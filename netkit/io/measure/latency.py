@@ -1,640 +1,37 @@
-"""``measure latency``: probers for tcp-connect, tcp-echo, udp and icmp, and the scheduler.
+"""``measure latency``: the scheduler and the command's one entry point.
 
-Each prober owns its socket(s) and turns replies into accounting events (``netkit.core.accounting``);
-the scheduler (:func:`measure_target`) sends probe ``i`` at ``start + i * interval`` by the
-monotonic clock, expires timeouts, waits for the last replies and, against netkit's reflector,
-asks for the reflector's final count (per-direction loss). Several targets run concurrently.
+:func:`measure_target` drives one prober (``netkit.io.measure.latency_probers``): it sends probe
+``i`` at ``start + i * interval`` by the monotonic clock, expires timeouts, waits for the last
+replies and, against netkit's reflector, asks for the reflector's final count (per-direction
+loss). :func:`measure_latency` runs several targets concurrently.
 
-Sockets are non-blocking and read with ``loop.add_reader`` + ``recvmsg`` so that the kernel's
-receive timestamps (``netkit.io.timestamps``) are available; asyncio's protocols would drop them.
+:func:`run_latency` is the command's one entry point: it runs the probers under the stop signal,
+streams every reply to the caller's ``on_reply`` (a closed reader ends the run), checks the
+thresholds and returns the :class:`LatencyResult`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import secrets
-import socket
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from netkit.core import packet
-from netkit.core.accounting import Accounting, ReplyEvent
-from netkit.core.errors import CheckFailed, RuntimeFailure
+from netkit.core.errors import CheckFailed
 from netkit.core.latency_models import (
-    REFLECTOR_NETKIT,
-    REFLECTOR_PLAIN,
     LatencyConfig,
+    LatencyResult,
+    LiveTarget,
+    Method,
+    ProbeEvent,
     TargetResult,
-    receive_buffer_bytes,
+    check_thresholds,
+    stall_probes,
+    target_label,
 )
 from netkit.core.targets import Target
-from netkit.io import timestamps
-from netkit.io.clients.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
-from netkit.io.resolve import failure_reason, resolve
-from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
-
-
-@dataclass(frozen=True)
-class ProbeEvent:
-    """One thing that happened to one probe, for live output: a reply (any kind) or a timeout."""
-
-    target: str
-    address: str | None
-    seq: int
-    kind: str  # "ok", "late", "duplicate", "timeout", "error" (e.g. connection refused)
-    rtt_ns: int | None
-    reordered: bool
-    size: int
-    error: str | None = None
-
-
-EventSink = Callable[[ProbeEvent], None]
-
-
-class Prober:
-    """Base class: one target, one method. Subclasses implement open/send/close."""
-
-    method = ""
-    #: At ``-i 0``, the most probes outstanding at once (None: no cap). TCP methods cap it: each
-    #: probe holds a file descriptor (tcp-connect) or bytes in a send buffer (tcp-echo).
-    max_in_flight: int | None = None
-
-    def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
-        self.label = label
-        self.host = host
-        self.port = port
-        self.cfg = cfg
-        self.sink = sink
-        self.acc = Accounting(max(1, round(cfg.timeout_s * NS)))
-        self.address: str | None = None
-        self.error: str | None = None
-        self.reflector: str | None = None
-        self.kernel_ts_used = 0
-        self.changed = asyncio.Event()
-        self._send_real: dict[int, int] = {}
-        self.loop = asyncio.get_running_loop()
-
-    # ----- subclass interface ------------------------------------------------------------
-    async def open(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def send(self, seq: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def close(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    async def final_query(self, hurry: bool = False) -> None:
-        """Ask the reflector for its count (udp against netkit's reflector only)."""
-
-    def on_expired(self, seqs: list[int]) -> None:
-        for s in seqs:
-            self._send_real.pop(s, None)
-            self._emit(s, "timeout", None, False)
-
-    def local_drops(self) -> int | None:
-        """Replies this host's socket buffer dropped since ``open`` (None: not measured)."""
-        return None
-
-    # ----- helpers -----------------------------------------------------------------------
-    def _emit(self, seq: int, kind: str, rtt_ns: int | None, reordered: bool) -> None:
-        if self.sink is not None:
-            self.sink(ProbeEvent(self.label, self.address, seq, kind, rtt_ns, reordered, self.cfg.size,
-                                 self.error if kind == "error" else None))
-
-    def _record_send(self, seq: int, t_mono: int, t_real: int) -> None:
-        self.acc.on_sent(seq, t_mono)
-        self._send_real[seq] = t_real
-
-    def _deliver(self, seq: int, t_mono: int, kernel_real: int | None, refl_count: int | None = None) -> ReplyEvent:
-        send_mono = self.acc.send_time(seq)
-        rtt: int | None = None
-        if send_mono is not None:
-            rtt, used = timestamps.pick_rtt(t_mono - send_mono, kernel_real, self._send_real.get(seq))
-            self.kernel_ts_used += used
-        self._send_real.pop(seq, None)
-        ev = self.acc.on_reply(seq, t_mono, rtt, refl_count)
-        self._emit(seq, ev.kind, ev.rtt_ns, ev.reordered)
-        self.changed.set()
-        return ev
-
-    def _add_reader(self, sock: socket.socket, cb: Callable[[], None]) -> None:
-        self.loop.add_reader(sock.fileno(), cb)
-
-    def _remove_reader(self, sock: socket.socket | None) -> None:
-        if sock is None or sock.fileno() < 0:
-            return
-        try:
-            self.loop.remove_reader(sock.fileno())
-        except (ValueError, OSError, RuntimeError):
-            pass
-
-    def result(self, elapsed_ns: int, send_ns: int = 0) -> TargetResult:
-        summary = self.acc.finish(local_drops=self.local_drops())
-        return TargetResult(
-            target=self.label, address=self.address, acc=summary, reflector=self.reflector,
-            kernel_timestamps=self.kernel_ts_used > 0, error=self.error, elapsed_ns=elapsed_ns,
-            detail=self.describe(), send_ns=send_ns,
-        )
-
-    def describe(self) -> str:
-        """How this prober measured, in a few words (shown with -v)."""
-        stamps = "kernel receive timestamps" if self.kernel_ts_used else "user-space timestamps"
-        return f"{self.method}, {stamps}"
-
-
-# ----- UDP ----------------------------------------------------------------------------------
-class UdpProber(Prober):
-    """Probe packets to a reflector; works against netkit's (full accounting) or a plain echo."""
-
-    method = "udp"
-
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
-        self.sock: socket.socket | None = None
-        self.session = secrets.randbits(64)
-        self.size = max(self.cfg.size, packet.HEADER_SIZE)
-        # issue 10 (--key): a keyed session id and room for the 16-byte tag (netkit.core.keyed)
-        self.key = getattr(self.cfg, "key", None)
-        if self.key is not None:
-            from netkit.core.keyed import KEYED_MIN_SIZE
-            from netkit.io.servers.server_guard import new_keyed_session
-
-            self.session = new_keyed_session()
-            self.size = max(self.size, KEYED_MIN_SIZE)
-        self._buf = bytearray(self.size)
-        self._query_count: int | None = None
-        self.foreign = 0
-        self._turnaround: list[int] = []  # reflector's hold time per reply (last 10,000), for -v
-        self._drops_at_open: int | None = None
-        self.rcvbuf = 0
-        #: Read the socket's drop counter at open and at the end (a scan of /proc/net/udp each:
-        #: cheap for one run, not for a monitor's thousands of rounds, which turns it off).
-        self.count_local_drops = True
-
-    async def open(self) -> None:
-        res = await resolve(self.host, self.port, family=self.cfg.family, type=socket.SOCK_DGRAM)
-        self.address = res.address
-        sock = socket.socket(res.family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            # Room for the replies of a burst while this process is not scheduled: an overflow
-            # here would read as loss on the way back (it is reported apart, from the drop counter).
-            rate = 1.0 / self.cfg.interval_s if self.cfg.interval_s > 0 else None
-            tune_buffers(sock, receive_buffer_bytes(rate, self.size, BUFFER_BYTES))
-            self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            sock.connect(res.sockaddr)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-        self._drops_at_open = socket_drops(sock) if self.count_local_drops else None
-        if self.cfg.kernel_timestamps:
-            timestamps.enable(sock)
-        self._add_reader(sock, self._readable)
-
-    def send(self, seq: int) -> None:
-        assert self.sock is not None
-        buf = self._buf
-        t_mono = time.perf_counter_ns()
-        packet.encode_into(buf, self.session, seq, t_mono)
-        if self.key is not None:  # issue 10: sign after encoding (the send time changes)
-            from netkit.core.keyed import sign_probe_into
-
-            sign_probe_into(self.key, buf)
-        # Read the wall clock last and record after the send: the reply cannot be handled before
-        # this returns to the loop, and nothing else sits between the timestamp and the send.
-        t_real = time.time_ns()
-        try:
-            self.sock.send(buf)
-        except ConnectionRefusedError:
-            self.error = "port unreachable (nothing listening)"
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
-        self._record_send(seq, t_mono, t_real)
-
-    def _readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        for _ in range(1024):
-            try:
-                data, anc, _flags, _addr = sock.recvmsg(65536, timestamps.CMSG_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionRefusedError:
-                self.error = "port unreachable (nothing listening)"
-                continue
-            except OSError as exc:
-                self.error = exc.strerror or str(exc)
-                return
-            t = time.perf_counter_ns()
-            probe, _reason = packet.try_decode(data)
-            if probe is None or probe.session != self.session:
-                self.foreign += 1
-                continue
-            if probe.query:
-                if probe.reflected:
-                    self._query_count = probe.refl_count
-                    self.changed.set()
-                continue
-            if probe.reflected:
-                self.reflector = REFLECTOR_NETKIT
-                if len(self._turnaround) < 10_000:
-                    self._turnaround.append(probe.refl_send_ns - probe.refl_recv_ns)
-            elif self.reflector is None:
-                self.reflector = REFLECTOR_PLAIN
-            self._deliver(probe.seq, t, timestamps.from_ancdata(anc),
-                          probe.refl_count if probe.reflected else None)
-
-    async def final_query(self, hurry: bool = False) -> None:
-        """Ask netkit's reflector how many probes it received (exact per-direction loss).
-
-        The query is header-only (56 bytes), so a firewall rule can tell it from probes.
-        ``hurry`` (after Ctrl-C): two short tries instead of five.
-        """
-        if self.reflector != REFLECTOR_NETKIT or self.sock is None:
-            return
-        count = await ask_reflector_count(
-            self.sock, self.session, self.key, self.changed, lambda: self._query_count,
-            timeout_s=self.cfg.timeout_s, hurry=hurry,
-        )
-        if count is not None:
-            self.acc.on_reflector_count(count, final=True)
-
-    def local_drops(self) -> int | None:
-        if self.sock is None or self._drops_at_open is None:
-            return None
-        now = socket_drops(self.sock)
-        return None if now is None else max(0, now - self._drops_at_open)
-
-    def describe(self) -> str:
-        text = super().describe()
-        text += f", a {self.rcvbuf // 1024:,} KiB receive buffer"
-        if self._turnaround:
-            held = sorted(self._turnaround)[len(self._turnaround) // 2]
-            text += f", the reflector held each probe {held / 1e3:.1f} us (median, its own clock)"
-        return text
-
-    def result(self, elapsed_ns: int, send_ns: int = 0) -> TargetResult:
-        if self.foreign and self.error is None:
-            self.error = f"{self.foreign} replies were not echoes of netkit's probes (not an echo service?)"
-        return super().result(elapsed_ns, send_ns)
-
-    def close(self) -> None:
-        self._remove_reader(self.sock)
-        if self.sock is not None:
-            self.sock.close()
-
-
-# ----- TCP echo -----------------------------------------------------------------------------
-class TcpEchoProber(Prober):
-    """Request/response over one connection to an echo server: each probe is a probe packet."""
-
-    method = "tcp-echo"
-    max_in_flight = 256  # at -i 0: at most this many probes' bytes queued behind the socket
-
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
-        self.sock: socket.socket | None = None
-        self.session = secrets.randbits(64)
-        self.size = max(self.cfg.size, packet.HEADER_SIZE)
-        self._buf = bytearray(self.size)
-        self._in = bytearray()
-        self._out = bytearray()
-        self._writer = False
-
-    async def open(self) -> None:
-        res = await resolve(self.host, self.port, family=self.cfg.family, type=socket.SOCK_STREAM)
-        self.address = res.address
-        sock = socket.socket(res.family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            await asyncio.wait_for(self.loop.sock_connect(sock, res.sockaddr), max(self.cfg.timeout_s, 3.0))
-        except asyncio.TimeoutError:
-            sock.close()
-            raise CheckFailed(f"{self.label}: connect timed out") from None
-        except OSError as exc:
-            sock.close()
-            raise CheckFailed(f"{self.label}: {_os_reason(exc)}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        if self.cfg.kernel_timestamps:
-            timestamps.enable(sock)
-        self._add_reader(sock, self._readable)
-
-    def send(self, seq: int) -> None:
-        buf = self._buf
-        t_mono = time.perf_counter_ns()
-        packet.encode_into(buf, self.session, seq, t_mono)
-        t_real = time.time_ns()
-        if self.sock is None or self._out:
-            self._record_send(seq, t_mono, t_real)
-            if self.sock is not None:
-                self._out += buf
-            return
-        try:
-            n = self.sock.send(buf)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError as exc:
-            self._record_send(seq, t_mono, t_real)
-            self.error = _os_reason(exc)
-            self._drop()
-            return
-        self._record_send(seq, t_mono, t_real)
-        if n < len(buf):
-            self._out += buf[n:]
-            if not self._writer:
-                self.loop.add_writer(self.sock.fileno(), self._writable)
-                self._writer = True
-
-    def _writable(self) -> None:
-        if self.sock is None:
-            return
-        try:
-            n = self.sock.send(self._out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self.error = _os_reason(exc)
-            self._drop()
-            return
-        del self._out[:n]
-        if not self._out:
-            self.loop.remove_writer(self.sock.fileno())
-            self._writer = False
-
-    def _readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            data, anc, _flags, _addr = sock.recvmsg(262144, timestamps.CMSG_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self.error = _os_reason(exc)
-            self._drop()
-            return
-        if not data:
-            self.error = "connection closed by peer"
-            self._drop()
-            return
-        t = time.perf_counter_ns()
-        kts = timestamps.from_ancdata(anc)
-        self._in += data
-        size = self.size
-        while len(self._in) >= size:
-            frame = bytes(self._in[:size])
-            del self._in[:size]
-            probe, _reason = packet.try_decode(frame)
-            if probe is None or probe.session != self.session:
-                self.error = "peer does not echo what it receives (not an echo server?)"
-                self._drop()
-                return
-            self._deliver(probe.seq, t, kts)
-
-    def _drop(self) -> None:
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            self._remove_reader(sock)
-            if self._writer:
-                try:
-                    self.loop.remove_writer(sock.fileno())
-                except (ValueError, OSError):
-                    pass
-                self._writer = False
-            sock.close()
-        self.changed.set()
-
-    def close(self) -> None:
-        self._drop()
-
-
-# ----- TCP connect --------------------------------------------------------------------------
-class TcpConnectProber(Prober):
-    """The handshake time of a new connection per probe (like tcping)."""
-
-    method = "tcp-connect"
-    max_in_flight = 64  # at -i 0: one descriptor per pending connect; half a default listen backlog
-
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
-        self._pending: dict[int, socket.socket] = {}
-        self._family: int = socket.AF_INET
-        self._sockaddr: tuple = ()
-
-    async def open(self) -> None:
-        res = await resolve(self.host, self.port, family=self.cfg.family, type=socket.SOCK_STREAM)
-        self.address = res.address
-        self._family, self._sockaddr = res.family, res.sockaddr
-
-    def send(self, seq: int) -> None:
-        try:
-            sock = socket.socket(self._family, socket.SOCK_STREAM)
-        except OSError as exc:  # out of file descriptors (a flood with --interval 0): this probe fails
-            self._record_send(seq, time.perf_counter_ns(), time.time_ns())
-            self._failed(seq, exc.errno or errno.EMFILE)
-            return
-        sock.setblocking(False)
-        t0 = time.perf_counter_ns()
-        self._record_send(seq, t0, time.time_ns())
-        err = sock.connect_ex(self._sockaddr)
-        if err == 0:
-            self._deliver(seq, time.perf_counter_ns(), None)
-            sock.close()
-            return
-        if err not in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-            sock.close()
-            self._failed(seq, err)
-            return
-        self._pending[seq] = sock
-        self.loop.add_writer(sock.fileno(), self._connected, seq)
-
-    def _connected(self, seq: int) -> None:
-        t = time.perf_counter_ns()
-        sock = self._pending.pop(seq, None)
-        if sock is None:
-            return
-        self.loop.remove_writer(sock.fileno())
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        sock.close()
-        if err == 0:
-            self._deliver(seq, t, None)
-        else:
-            self._failed(seq, err)
-
-    def _failed(self, seq: int, err: int) -> None:
-        self.error = os.strerror(err).lower()
-        self._send_real.pop(seq, None)
-        if self.acc.on_error(seq):
-            self._emit(seq, "error", None, False)
-        self.changed.set()
-
-    def on_expired(self, seqs: list[int]) -> None:
-        for s in seqs:
-            sock = self._pending.pop(s, None)
-            if sock is not None:
-                self.loop.remove_writer(sock.fileno())
-                sock.close()
-        super().on_expired(seqs)
-
-    def close(self) -> None:
-        for sock in self._pending.values():
-            try:
-                self.loop.remove_writer(sock.fileno())
-            except (ValueError, OSError):
-                pass
-            sock.close()
-        self._pending.clear()
-
-
-# ----- ICMP ---------------------------------------------------------------------------------
-_ICMP_HDR = struct.Struct("!BBHHH")
-ICMP_HINT = ('ICMP needs an unprivileged ICMP socket or root: run `sysctl -w net.ipv4.ping_group_range="0 '
-             '2147483647"` (allows every group) or run as root (raw socket)')
-
-
-def icmp_checksum(data: bytes | bytearray) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def open_icmp_socket(family: int) -> tuple[socket.socket, bool]:
-    """``(socket, raw)``: a datagram ICMP socket where allowed, else raw as root, else RuntimeFailure."""
-    proto = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
-    try:
-        return socket.socket(family, socket.SOCK_DGRAM, proto), False
-    except (PermissionError, OSError) as exc:
-        dgram_error = exc
-    try:
-        return socket.socket(family, socket.SOCK_RAW, proto), True
-    except PermissionError:
-        raise RuntimeFailure(ICMP_HINT) from None
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot open an ICMP socket: {exc.strerror or dgram_error}") from None
-
-
-class IcmpProber(Prober):
-    """ICMP echo requests; the probe packet rides in the payload when ``--size`` >= 56."""
-
-    method = "icmp"
-
-    def __init__(self, *a: object, **kw: object) -> None:
-        super().__init__(*a, **kw)  # type: ignore[arg-type]
-        self.sock: socket.socket | None = None
-        self.raw = False
-        self.ident = secrets.randbits(16)
-        self.session = secrets.randbits(64)
-        self.v6 = False
-        self._sockaddr: tuple = ()
-        self._payload = bytearray(self.cfg.size)
-
-    async def open(self) -> None:
-        res = await resolve(self.host, 0, family=self.cfg.family, type=socket.SOCK_DGRAM)
-        self.address = res.address
-        self.v6 = res.family == socket.AF_INET6
-        self.sock, self.raw = open_icmp_socket(res.family)
-        self.sock.setblocking(False)
-        rate = 1.0 / self.cfg.interval_s if self.cfg.interval_s > 0 else None
-        tune_buffers(self.sock, receive_buffer_bytes(rate, self.cfg.size + 8, BUFFER_BYTES))
-        self._sockaddr = res.sockaddr
-        if not self.raw:
-            try:
-                self.sock.connect(res.sockaddr)
-            except OSError:
-                pass
-            self.ident = self.sock.getsockname()[1] & 0xFFFF
-        if self.cfg.kernel_timestamps:
-            timestamps.enable(self.sock)
-        self._add_reader(self.sock, self._readable)
-
-    def send(self, seq: int) -> None:
-        assert self.sock is not None
-        payload = self._payload
-        kind = 128 if self.v6 else 8
-        t_mono = time.perf_counter_ns()
-        if len(payload) >= packet.HEADER_SIZE:
-            packet.encode_into(payload, self.session, seq, t_mono)
-        hdr = _ICMP_HDR.pack(kind, 0, 0, self.ident, seq & 0xFFFF)
-        msg = bytearray(hdr + payload)
-        if not self.v6:
-            struct.pack_into("!H", msg, 2, icmp_checksum(msg))
-        t_real = time.time_ns()
-        try:
-            if self.raw:
-                self.sock.sendto(msg, self._sockaddr)
-            else:
-                self.sock.send(msg)
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
-        self._record_send(seq, t_mono, t_real)
-
-    def _readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        for _ in range(1024):
-            try:
-                data, anc, _flags, addr = sock.recvmsg(65536, timestamps.CMSG_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.error = exc.strerror or str(exc)
-                return
-            t = time.perf_counter_ns()
-            if self.raw and not self.v6 and data:
-                data = data[(data[0] & 0x0F) * 4:]
-            if len(data) < 8:
-                continue
-            kind, _code, _ck, ident, seq16 = _ICMP_HDR.unpack_from(data)
-            if kind != (129 if self.v6 else 0):
-                continue
-            if self.raw:
-                if ident != self.ident or addr[0].split("%")[0] != (self.address or "").split("%")[0]:
-                    continue
-            ids = packet.peek_seq(data[8:])
-            if ids is not None:
-                if ids[0] != self.session:
-                    continue
-                seq = ids[1]
-            else:
-                sent = self.acc.sent
-                if sent == 0:
-                    continue
-                seq = (sent - 1) - (((sent - 1) - seq16) & 0xFFFF)
-            self._deliver(seq, t, timestamps.from_ancdata(anc))
-
-    def describe(self) -> str:
-        kind = "raw" if self.raw else "datagram"
-        return f"icmp {kind} socket, " + super().describe().split(", ", 1)[1]
-
-    def close(self) -> None:
-        self._remove_reader(self.sock)
-        if self.sock is not None:
-            self.sock.close()
-
-
-PROBERS: dict[str, type[Prober]] = {
-    "udp": UdpProber,
-    "tcp-echo": TcpEchoProber,
-    "tcp-connect": TcpConnectProber,
-    "icmp": IcmpProber,
-}
-
-
-def _os_reason(exc: OSError) -> str:
-    return failure_reason(exc)
+from netkit.io.clients.reflector_query import NS, STOP_GRACE_S
+from netkit.io.measure.latency_probers import PROBERS, EventSink, LatencyProber
+from netkit.io.resolve import failure_reason
 
 
 async def _wait(ev: asyncio.Event, seconds: float) -> None:
@@ -653,7 +50,7 @@ CATCH_UP_NS = 50_000_000
 FLOOD_GAP_NS = 10_000_000
 
 
-async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
+async def measure_target(prober: LatencyProber, stop: asyncio.Event, *, deadline_ns: int | None = None) -> TargetResult:
     """Run one prober to the end (count, duration or ``stop``) and return its result.
 
     ``stop`` is an Event (set by the StopSignal watcher): set, it ends sending at once and
@@ -679,7 +76,7 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
             prober.error = str(exc).split(": ", 1)[-1]
             return prober.result(0)
         except OSError as exc:
-            prober.error = _os_reason(exc)
+            prober.error = failure_reason(exc)
             return prober.result(0)
         interval_ns = max(0, round(cfg.interval_s * NS))
         cap = prober.max_in_flight if interval_ns == 0 else None
@@ -770,17 +167,17 @@ async def measure_target(prober: Prober, stop: asyncio.Event, *, deadline_ns: in
 
 async def measure_latency(targets: list[Target], cfg: LatencyConfig, *, stop: asyncio.Event | None = None,
                           sink: EventSink | None = None, labels: list[str] | None = None,
-                          on_start: Callable[[list[Prober]], None] | None = None) -> list[TargetResult]:
+                          on_start: Callable[[list[LiveTarget]], None] | None = None) -> list[TargetResult]:
     """Measure every target concurrently; results in input order.
 
-    ``sink`` receives every reply and timeout as it happens; ``on_start`` gets the probers
-    (a live view reads their running accounting).
+    ``sink`` receives every reply and timeout as it happens; ``on_start`` gets each target's
+    running accounting (a live view reads it).
     """
     stop = stop or asyncio.Event()
-    cls = PROBERS[cfg.method]
+    cls = PROBERS[Method(cfg.method)]
     probers = [cls(labels[i] if labels else str(t), t.host, t.port, cfg, sink) for i, t in enumerate(targets)]
     if on_start is not None:
-        on_start(probers)
+        on_start([LiveTarget(p.label, p.acc) for p in probers])
 
     async def relay() -> None:
         await stop.wait()
@@ -799,3 +196,59 @@ def measure_latency_sync(targets: list[Target], cfg: LatencyConfig) -> list[Targ
     from netkit.io.aio import run
 
     return run(measure_latency(targets, cfg))
+
+
+def run_latency(targets: list[Target], cfg: LatencyConfig, *, max_loss_pct: float | None = None,
+                max_rtt_ms: float | None = None, on_reply: EventSink | None = None,
+                on_start: Callable[[list[LiveTarget]], None] | None = None) -> LatencyResult:
+    """``netkit measure latency`` from its config to its result: every target at once, until the
+    count or duration is done or SIGINT/SIGTERM/SIGHUP arrives (then ``interrupted`` is True and
+    the result holds what was measured).
+
+    ``on_reply`` gets every reply and timeout as it happens (the per-reply lines and jsonl events);
+    when it raises BrokenPipeError (the reader of stdout went away) the run stops at once and the
+    error is raised again after it, so the command ends quietly. ``on_start`` gets each target's
+    running accounting for a live view. Raises CheckFailed when a keyed run got nothing back
+    (the reflector's key differs: it drops what it cannot verify).
+    """
+    from netkit.io.aio import StopSignal, run
+
+    labels = [target_label(t, cfg.method) for t in targets]
+    reader_gone = False
+    stop_event: asyncio.Event | None = None
+
+    def sink(ev: ProbeEvent) -> None:
+        # Runs inside socket callbacks: an exception here would be logged by the loop, not raised.
+        nonlocal reader_gone
+        if reader_gone or on_reply is None:
+            return
+        try:
+            on_reply(ev)
+        except BrokenPipeError:
+            reader_gone = True
+            if stop_event is not None:
+                stop_event.set()
+
+    async def main() -> tuple[list[TargetResult], bool]:
+        nonlocal stop_event
+        stop = stop_event = asyncio.Event()
+        async with StopSignal() as sig:
+            watcher = asyncio.ensure_future(sig.wait())
+            watcher.add_done_callback(lambda _f: stop.set())
+            try:
+                results = await measure_latency(targets, cfg, stop=stop, sink=sink, labels=labels,
+                                                on_start=on_start)
+            finally:
+                watcher.cancel()
+            return results, sig.signum is not None
+
+    results, interrupted = run(main())
+    if reader_gone:
+        raise BrokenPipeError  # the reader went away: the CLI ends quietly (141)
+    if cfg.key is not None and not interrupted and all(
+            r.acc.sent and not r.acc.received and not r.error for r in results):
+        from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE
+
+        raise CheckFailed(WRONG_KEY_MESSAGE)
+    thresholds = check_thresholds(results, max_loss_pct, max_rtt_ms, stall_after=stall_probes(cfg.interval_s))
+    return LatencyResult(Method(cfg.method), results, thresholds, interrupted)

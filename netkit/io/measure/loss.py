@@ -18,6 +18,9 @@ RTTs feed only jitter, and the monotonic receive time of the batch is good enoug
 The receive buffer is sized for the rate (``receive_buffer_bytes``), and the socket's own drop
 counter, read before and after, says how many replies this host dropped: reported apart, never
 as loss.
+
+:func:`run_loss` is the command's one entry point: the stream under the stop signal, then the
+thresholds, as a :class:`LossResult`.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from netkit.core import packet
 from netkit.core.accounting import Accounting
 from netkit.core.errors import CheckFailed
 from netkit.core.latency_models import (
-    REFLECTOR_NETKIT,
-    REFLECTOR_PLAIN,
     LossConfig,
+    LossResult,
+    ReflectorKind,
     TargetResult,
+    check_thresholds,
     receive_buffer_bytes,
+    stall_probes,
 )
 from netkit.core.targets import Target
 from netkit.io.clients.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
@@ -60,8 +65,9 @@ class LossStream:
         self.acc = Accounting(max(1, round(cfg.timeout_s * NS)))
         self.session = secrets.randbits(64)
         self.size = max(cfg.size, packet.HEADER_SIZE)
-        # issue 10 (--key): a keyed session id and room for the 16-byte tag (netkit.core.keyed)
-        self.key = getattr(cfg, "key", None)
+        # --key: a keyed reflector answers only signed probes of a session id it can check
+        # (netkit.core.keyed), and the probe needs room for the 16-byte tag
+        self.key = cfg.key
         if self.key is not None:
             from netkit.core.keyed import KEYED_MIN_SIZE
             from netkit.io.servers.server_guard import new_keyed_session
@@ -70,7 +76,7 @@ class LossStream:
             self.size = max(self.size, KEYED_MIN_SIZE)
         self.sock: socket.socket | None = None
         self.address: str | None = None
-        self.reflector: str | None = None
+        self.reflector: ReflectorKind | None = None
         self.error: str | None = None
         self.send_blocked = 0
         self._query_count: int | None = None
@@ -118,11 +124,11 @@ class LossStream:
                     self._query_count = int.from_bytes(buf[32:40], "big")
                 continue
             if reflected:
-                self.reflector = REFLECTOR_NETKIT
+                self.reflector = ReflectorKind.NETKIT
                 acc.on_reply(ids[1], now, None, int.from_bytes(buf[32:40], "big"))
             else:
                 if self.reflector is None:
-                    self.reflector = REFLECTOR_PLAIN
+                    self.reflector = ReflectorKind.PLAIN
                 acc.on_reply(ids[1], now)
         self.changed.set()
 
@@ -145,7 +151,7 @@ class LossStream:
         buf = bytearray(self.size)
         encode = packet.encode_into
         session = self.session
-        key = self.key  # issue 10: sign each probe after encoding it
+        key = self.key  # sign each probe after encoding it: the tag covers the send time
         from netkit.core.keyed import sign_probe_into as sign
         clock = time.perf_counter_ns
         start = clock()
@@ -219,7 +225,7 @@ class LossStream:
         return self._result(self.send_elapsed_ns)
 
     async def _final_query(self, hurry: bool = False) -> None:
-        if self.reflector != REFLECTOR_NETKIT or self.sock is None:
+        if self.reflector is not ReflectorKind.NETKIT or self.sock is None:
             return
         count = await ask_reflector_count(
             self.sock, self.session, self.key, self.changed, lambda: self._query_count,
@@ -273,3 +279,32 @@ def measure_loss_sync(target: Target, cfg: LossConfig) -> TargetResult:
     from netkit.io.aio import run
 
     return run(measure_loss(target, cfg))
+
+
+def run_loss(target: Target, cfg: LossConfig, *, max_loss_pct: float | None = None,
+             max_rtt_ms: float | None = None, progress: Progress | None = None) -> LossResult:
+    """``netkit measure loss`` from its config to its result: one paced stream until the duration
+    ends or SIGINT/SIGTERM/SIGHUP arrives (then ``interrupted`` is True and the result holds what
+    was measured). ``progress(acc, elapsed_ns)`` is called about four times a second while sending.
+    Raises CheckFailed when a keyed run got nothing back (the reflector's key differs).
+    """
+    from netkit.io.aio import StopSignal, run
+
+    async def main() -> tuple[TargetResult, bool]:
+        stop = asyncio.Event()
+        async with StopSignal() as sig:
+            watcher = asyncio.ensure_future(sig.wait())
+            watcher.add_done_callback(lambda _f: stop.set())
+            try:
+                res = await measure_loss(target, cfg, stop=stop, progress=progress)
+            finally:
+                watcher.cancel()
+        return res, sig.signum is not None
+
+    res, interrupted = run(main())
+    if cfg.key is not None and res.acc.sent and not res.acc.received and not interrupted and not res.error:
+        from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE
+
+        raise CheckFailed(WRONG_KEY_MESSAGE)
+    thresholds = check_thresholds([res], max_loss_pct, max_rtt_ms, stall_after=stall_probes(1.0 / cfg.rate_pps))
+    return LossResult(res, thresholds, cfg.rate_pps, res.achieved_pps, interrupted)

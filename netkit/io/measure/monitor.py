@@ -2,7 +2,7 @@
 
 One round for one target has two phases, both from the existing cores:
 
-1. reachability (tcp-connect, udp) through ``netkit.io.measure.probe.Prober``: the same attempts, retries
+1. reachability (tcp-connect, udp) through ``netkit.io.measure.probe.TargetProber``: the same attempts, retries
    and errno classification as ``netkit probe``. A target that does not come up ends its round
    here (no latency packets to a closed port);
 2. latency and loss through ``netkit.io.measure.latency``'s probers and ``measure_target``: ``packets``
@@ -18,10 +18,12 @@ and a hard ``wait_for`` catches anything else. A target's exception becomes an
 
 Targets sharing an interval form a group whose rounds run together (one jsonl line per group
 round). Metrics come from :class:`MonitorCollector`, a ``prometheus_client`` custom collector
-over :class:`netkit.core.monitor_models.MonitorState`: the label set (``target``, ``method`` and
-the union of user labels) can change on a reload, which fixed-label ``Gauge``/``Counter``
-objects cannot do. The HTTP endpoint is ``prometheus_client``'s own threaded server; the
-collector reads the state under a lock that the event loop takes to record a round.
+that hands over the families :func:`netkit.core.monitor_metrics.metric_families` computes from
+:class:`netkit.core.monitor_models.MonitorState` (the label set can change on a reload, which
+fixed-label ``Gauge``/``Counter`` objects cannot do). The HTTP endpoint is ``prometheus_client``'s
+own threaded server; the collector reads the state under a lock that the event loop takes to
+record a round. :func:`run_monitor` is the command's one entry point: stop signals, the endpoint,
+the rounds, and the totals it returns.
 """
 
 from __future__ import annotations
@@ -32,24 +34,35 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from netkit.core.backoff import Backoff
 from netkit.core.errors import InputError, NetkitError, RuntimeFailure
-from netkit.core.latency_models import LatencyConfig
+from netkit.core.latency_models import LatencyConfig, Method
 from netkit.core.monitor_config import CliSettings, config_from_text
+from netkit.core.monitor_metrics import MetricFamily, MetricKind, metric_families
 from netkit.core.monitor_models import (
+    GroupRound,
     MonitorConfig,
+    MonitorMethod,
+    MonitorOutcome,
     MonitorState,
     MonitorTarget,
     TargetRound,
     combine_round,
     error_round,
+    summary_record,
 )
 from netkit.core.targets import Target, format_host_port
-from netkit.io.clock import DEFAULT_CLOCK, Clock
+from netkit.io.aio import StopSignal
+from netkit.io.clock import DEFAULT_CLOCK, Clock, wall_iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+__all__ = ["GroupRound", "MetricsServer", "Monitor", "MonitorCollector", "load_config", "probe_round", "run_monitor"]
 
 NS = 1_000_000_000
 DEFAULT_CONCURRENCY = 256
@@ -87,8 +100,9 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
     ``on_cut`` gets the number sent so the caller can say so.
     """
-    from netkit.io.measure.latency import PROBERS, UdpProber, measure_target
-    from netkit.io.measure.probe import ProbeOptions, Prober
+    from netkit.io.measure.latency import measure_target
+    from netkit.io.measure.latency_probers import PROBERS, UdpProber
+    from netkit.io.measure.probe import ProbeOptions, TargetProber
 
     start = clock.now_ns()
     deadline = start + int(t.budget_s * NS)
@@ -96,20 +110,21 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     attempts = 0
     probe_error: str | None = None
     address: str | None = None
-    if t.method != "icmp":
+    if t.method is not MonitorMethod.ICMP:
         step = min(int(t.timeout_s * NS), NS // 10)
         opts = ProbeOptions(
             timeout_s=t.timeout_s, retries=t.retries, backoff=Backoff(step, 2.0, NS), deadline_s=t.budget_s,
-            concurrency=1, udp=t.method == "udp", resolve_timeout_s=min(5.0, t.budget_s),
+            concurrency=1, udp=t.method is MonitorMethod.UDP, resolve_timeout_s=min(5.0, t.budget_s),
         )
-        res = await Prober(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
+        res = await TargetProber(opts, clock=clock, start_ns=start).probe(Target(t.host, t.port))
         probe_state, attempts, probe_error, address = res.state.value, res.attempts, res.error, res.address
         if not res.state.ok:
             return combine_round(t, probe_state=probe_state, attempts=attempts, probe_error=probe_error,
                                  address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
                                  duration_ns=clock.now_ns() - start)
-    cfg = LatencyConfig(method=t.method, count=t.packets, interval_s=t.packet_interval_s, timeout_s=t.timeout_s)
-    prober = PROBERS[t.method](t.name, t.host, t.port, cfg, None)
+    cfg = LatencyConfig(method=Method(t.method.value), count=t.packets, interval_s=t.packet_interval_s,
+                        timeout_s=t.timeout_s)
+    prober = PROBERS[cfg.method](t.name, t.host, t.port, cfg, None)
     # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
     # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
     prober.final_query = _no_final_query  # type: ignore[method-assign]
@@ -138,62 +153,40 @@ class MonitorCollector:
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
-    def describe(self) -> list[Any]:
+    def describe(self) -> list[Metric]:
         # Names are fixed, but label sets change on reload: describe nothing (no clash checks).
         return []
 
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
+    def collect(self) -> Iterator[Metric]:
         with self.monitor.lock:
-            state = self.monitor.state
-            cfg = state.config
-            names = list(cfg.label_names())
-            extra = names[len(("target", "method")):]
-            rows = []
-            for t in cfg.targets:
-                tot = state.totals.get(t.key)
-                if tot is None:
-                    continue
-                own = dict(t.labels)
-                values = [t.name, t.method, *(own.get(n, "") for n in extra)]
-                rows.append((values, tot.success, tot.duration_s, tot.attempts_total, tot.sent_total,
-                             tot.lost_total, tot.rounds, tot.cumulative(), tot.rtt_sum_s))
-            reload_ok = self.monitor.reload_ok
+            families = metric_families(self.monitor.state, self.monitor.reload_ok)
+        yield from (to_prometheus(f) for f in families)
 
-        success = GaugeMetricFamily("netkit_probe_success",
-                                    "1 when the last round got an answer from the target, else 0", labels=names)
-        duration = GaugeMetricFamily("netkit_probe_duration_seconds",
-                                     "How long the last round took for the target (probe and latency packets)",
-                                     labels=names)
-        rtt = HistogramMetricFamily("netkit_rtt_seconds", "Round-trip time of each latency packet", labels=names)
-        sent = CounterMetricFamily("netkit_packets_sent_total", "Latency packets sent", labels=names)
-        lost = CounterMetricFamily("netkit_packets_lost_total",
-                                   "Latency packets not answered within the timeout", labels=names)
-        attempts = CounterMetricFamily("netkit_probe_attempts_total",
-                                       "Reachability attempts, retries included (icmp: one per round)", labels=names)
-        rounds = CounterMetricFamily("netkit_monitor_rounds_total", "Rounds completed for the target", labels=names)
-        for values, ok, dur, att, snt, lst, rnd, buckets, rtt_sum in rows:
-            if ok is not None:
-                success.add_metric(values, 1.0 if ok else 0.0)
-            if dur is not None:
-                duration.add_metric(values, dur)
-            rtt.add_metric(values, buckets, rtt_sum)
-            sent.add_metric(values, snt)
-            lost.add_metric(values, lst)
-            attempts.add_metric(values, att)
-            rounds.add_metric(values, rnd)
-        yield from (success, duration, rtt, sent, lost, attempts, rounds)
-        reload = GaugeMetricFamily("netkit_monitor_config_last_reload_successful",
-                                   "1 when the last SIGHUP reload of --config succeeded, 0 when it failed")
-        reload.add_metric([], 1.0 if reload_ok is None or reload_ok else 0.0)
-        yield reload
+
+def to_prometheus(family: MetricFamily) -> Metric:
+    """One of :mod:`netkit.core.monitor_metrics`' families as ``prometheus_client`` exposes it."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    labels = list(family.label_names)
+    if family.kind is MetricKind.HISTOGRAM:
+        hist = HistogramMetricFamily(family.name, family.help, labels=labels)
+        for s in family.series:
+            hist.add_metric(list(s.labels), list(s.buckets), s.sum)
+        return hist
+    metric: GaugeMetricFamily | CounterMetricFamily
+    if family.kind is MetricKind.COUNTER:
+        metric = CounterMetricFamily(family.name, family.help, labels=labels)
+    else:
+        metric = GaugeMetricFamily(family.name, family.help, labels=labels)
+    for s in family.series:
+        metric.add_metric(list(s.labels), s.value)
+    return metric
 
 
 class MetricsServer:
     """``prometheus_client``'s threaded HTTP server for one registry, stoppable."""
 
-    def __init__(self, registry: Any, host: str, port: int) -> None:
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
         from prometheus_client import start_http_server
 
         where = format_host_port(host, port)
@@ -217,7 +210,7 @@ class MetricsServer:
         self.thread.join(timeout=2.0)
 
 
-def write_textfile(path: str, registry: Any) -> None:
+def write_textfile(path: str, registry: CollectorRegistry) -> None:
     """Atomically replace ``path`` (``prometheus_client`` writes a temporary file and renames it)."""
     from prometheus_client import write_to_textfile
 
@@ -225,16 +218,6 @@ def write_textfile(path: str, registry: Any) -> None:
 
 
 # ----- the monitor ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GroupRound:
-    """One round of a group of targets (sharing an interval), for the renderers."""
-
-    round: int
-    time_iso: str
-    interval_s: float
-    results: list[TargetRound]
-
-
 class Monitor:
     """Runs the rounds, keeps the state, exports it; ``run`` returns when stopped."""
 
@@ -327,7 +310,7 @@ class Monitor:
                     pass
             if restart.is_set():
                 return
-            wall = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            wall = wall_iso()
             results = list(await asyncio.gather(*(self._safe_round(t, sem) for t in targets)))
             with self.lock:
                 for r in results:
@@ -360,7 +343,7 @@ class Monitor:
         self.on_info(f"netkit monitor: reloaded: {len(new.targets)} targets ({added} added, {removed} removed)")
         return True
 
-    async def run(self, stop: Any, *, loader: Callable[[], MonitorConfig] | None = None,
+    async def run(self, stop: StopSignal | asyncio.Event, *, loader: Callable[[], MonitorConfig] | None = None,
                   rounds: int | None = None) -> None:
         """Run until ``stop`` (a StopSignal or Event) is set, or every group did ``rounds`` rounds.
 
@@ -376,7 +359,7 @@ class Monitor:
             hup = True
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):
             pass
-        stopper = asyncio.ensure_future(stop.wait())
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         groups: list[asyncio.Future[None]] = []
         all_done: asyncio.Future[Any] | None = None
         try:
@@ -387,12 +370,13 @@ class Monitor:
                           for iv, ts in self.config.groups().items()]
                 all_done = asyncio.gather(*groups)
                 while True:
-                    reloader = asyncio.ensure_future(reload_ev.wait())
+                    reloader: asyncio.Future[Any] = asyncio.ensure_future(reload_ev.wait())
                     done, _ = await asyncio.wait({all_done, stopper, reloader}, return_when=asyncio.FIRST_COMPLETED)
                     reloader.cancel()
                     if stopper in done or (all_done in done and not restart.is_set()):
-                        if all_done in done and all_done.exception() is not None:
-                            raise all_done.exception()  # type: ignore[misc]
+                        failure = all_done.exception() if all_done in done else None
+                        if failure is not None:
+                            raise failure
                         return
                     if all_done in done:
                         break  # every group left after the reload: start the new schedule
@@ -409,3 +393,42 @@ class Monitor:
             await asyncio.gather(*pending, return_exceptions=True)  # retrieves every outcome
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
+
+    def target_totals(self) -> list[dict[str, Any]]:
+        """Every configured target's totals since start (``summary_record`` objects), in config order."""
+        with self.lock:
+            return [summary_record(t, self.state.totals[t.key]) for t in self.config.targets
+                    if t.key in self.state.totals]
+
+
+# ----- the command's one entry point ----------------------------------------------------------
+async def run_monitor(monitor: Monitor, *, rounds: int | None = None,
+                      loader: Callable[[], MonitorConfig] | None = None, config_path: str | None = None,
+                      view: Callable[[], AbstractContextManager[object]] = nullcontext) -> MonitorOutcome:
+    """``netkit monitor``: serve /metrics, run the rounds until stopped, and return the totals.
+
+    SIGINT and SIGTERM stop it through one :class:`StopSignal`, installed before the first status
+    line, so a SIGTERM that arrives right after "listening on" is already a clean stop; SIGHUP is
+    not among them: it re-reads the configuration through ``loader`` (``Monitor.run``). The first
+    textfile write is strict (a path that cannot be written is an error at start, not a warning).
+    ``view`` is entered around the rounds only, after the status lines (the live dashboard).
+    """
+    config = monitor.config
+    async with StopSignal(signals=(signal.SIGINT, signal.SIGTERM)) as stop:
+        monitor.write_textfile(strict=True)
+        server = MetricsServer(monitor.registry, *config.listen) if config.listen else None
+        try:
+            if server is not None:
+                monitor.on_info(f"netkit monitor: listening on {server.address} (http://{server.address}/metrics)")
+            if config.textfile:
+                monitor.on_info(f"netkit monitor: writing metrics to {config.textfile}")
+            n = len(config.targets)
+            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; SIGHUP reloads"
+                            + (f" {config_path}" if config_path else " (no --config)") + ", SIGTERM stops")
+            with view():
+                await monitor.run(stop, loader=loader, rounds=rounds)
+        finally:
+            if server is not None:
+                server.close()
+    return MonitorOutcome(targets=monitor.target_totals(), interrupted=stop.interrupted,
+                          rounds_limited=rounds is not None)

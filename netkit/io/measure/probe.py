@@ -15,71 +15,40 @@ per-connection overhead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from netkit.core.backoff import Backoff, RetryPlan
-from netkit.core.escape import safe_text
+from netkit.core.backoff import RetryPlan
 from netkit.core.probe_models import (
+    SELF_CONNECT_ERROR,
+    ProbeAttempt,
+    ProbeOptions,
     ProbeResult,
     ProbeState,
     TlsInfo,
     classify_errno,
+    mismatch_words,
     ns_to_ms,
     same_endpoint,
 )
-from netkit.core.targets import Target, format_host_port
+from netkit.core.targets import Target, format_host_port, is_ip_literal
 from netkit.io.clock import DEFAULT_CLOCK, Clock
 from netkit.io.resolve import PORT_UNREACHABLE, Resolved, ResolveError, resolve_all
 
 NS = 1_000_000_000
 MAX_REPLY = 64 * 1024
 DEFAULT_UDP_PAYLOAD = b"netkit probe\n"
-SELF_CONNECT_ERROR = "self-connect: the socket connected to itself (nothing listening)"
-
-
-@dataclass(frozen=True)
-class ProbeOptions:
-    """Everything one probe needs to know; built by the CLI from its options."""
-
-    timeout_s: float = 2.0
-    retries: int | None = 0  # None: until the deadline (--wait)
-    backoff: Backoff = field(default_factory=lambda: Backoff(500_000_000, 2.0, 10 * NS))
-    deadline_s: float = 30.0
-    concurrency: int = 256
-    family: int = socket.AF_UNSPEC
-    send: bytes | None = None
-    expect: re.Pattern[str] | None = None
-    tls: bool = False
-    tls_context: ssl.SSLContext | None = None
-    min_cert_days: float | None = None
-    udp: bool = False
-    retry_dns: bool = False
-    resolve_timeout_s: float = 5.0
-
-    @property
-    def plain_connect(self) -> bool:
-        """A bare TCP connect: what the fast scan loop can do instead."""
-        return not (self.tls or self.udp or self.send is not None or self.expect is not None)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt's outcome (internal): the state, the address tried, timings, words."""
-
-    state: ProbeState
-    address: str | None
-    connect_ns: int | None
-    error: str | None
-    tls: TlsInfo | None = None
 
 
 def is_self_connect(sock: socket.socket) -> bool:
-    """True when a connected TCP socket is connected to itself (see ANCHORS, the scan trap)."""
+    """True when a connected TCP socket is connected to itself: probing a port of this host's own
+    ephemeral range, a connect can pick that port as its source and "open" with nobody listening."""
     try:
         return same_endpoint(sock.getsockname(), sock.getpeername())
     except OSError:
@@ -120,18 +89,19 @@ class Resolver:
             raise
 
 
-def is_ip_literal(host: str) -> bool:
-    """An IP address as written (no lookup happens for it, so there is no resolution time)."""
-    import ipaddress
+@functools.lru_cache(maxsize=8)
+def _client_context(insecure: bool, cafile: str | None) -> ssl.SSLContext:
+    from netkit.io.tls import client_context
 
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
+    return client_context(insecure=insecure, cafile=cafile)
 
 
-def with_port(resolved: Resolved, port: int) -> tuple:
+def tls_context_for(opts: ProbeOptions) -> ssl.SSLContext:
+    """The client context of ``opts`` (made once per setting); a bad ``--cafile`` raises InputError."""
+    return _client_context(opts.tls_insecure, opts.tls_cafile)
+
+
+def with_port(resolved: Resolved, port: int) -> tuple[Any, ...]:
     sa = resolved.sockaddr
     return (sa[0], port, *sa[2:])
 
@@ -182,13 +152,8 @@ async def _read_until(reader: asyncio.StreamReader, pattern: re.Pattern[str] | N
     return False, buf, "the peer closed the connection" if len(buf) < MAX_REPLY else "reply too long"
 
 
-def _mismatch_words(pattern: re.Pattern[str], buf: bytes, why: str | None) -> str:
-    got = safe_text(buf, limit=60) if buf else "nothing"
-    return f"expected /{pattern.pattern}/, got \"{got}\"" + (f" ({why})" if why else "")
-
-
 async def _tcp_attempt(host: str, addr: Resolved, port: int, opts: ProbeOptions, timeout_s: float,
-                       clock: Clock) -> Attempt:
+                       clock: Clock) -> ProbeAttempt:
     loop = asyncio.get_running_loop()
     address = addr.address
     sock = socket.socket(addr.family, socket.SOCK_STREAM)
@@ -198,27 +163,27 @@ async def _tcp_attempt(host: str, addr: Resolved, port: int, opts: ProbeOptions,
         await asyncio.wait_for(loop.sock_connect(sock, with_port(addr, port)), timeout_s)
     except asyncio.TimeoutError:
         sock.close()
-        return Attempt(ProbeState.TIMEOUT, address, None, f"no answer within {timeout_s:g}s")
+        return ProbeAttempt(ProbeState.TIMEOUT, address, None, f"no answer within {timeout_s:g}s")
     except OSError as exc:
         sock.close()
         state, words = classify_errno(exc.errno or 0, exc.strerror)
-        return Attempt(state, address, None, words)
+        return ProbeAttempt(state, address, None, words)
     except BaseException:
         sock.close()
         raise
     connect_ns = clock.now_ns() - start
     if is_self_connect(sock):
         _linger_close(sock)
-        return Attempt(ProbeState.CLOSED, address, None, SELF_CONNECT_ERROR)
+        return ProbeAttempt(ProbeState.CLOSED, address, None, SELF_CONNECT_ERROR)
     if opts.plain_connect:
         _linger_close(sock)
-        return Attempt(ProbeState.OPEN, address, connect_ns, None)
+        return ProbeAttempt(ProbeState.OPEN, address, connect_ns, None)
     left = max(0.001, timeout_s - connect_ns / NS)
     return await _session(host, sock, address, connect_ns, opts, left)
 
 
 async def _session(host: str, sock: socket.socket, address: str, connect_ns: int, opts: ProbeOptions,
-                   timeout_s: float) -> Attempt:
+                   timeout_s: float) -> ProbeAttempt:
     """TLS handshake and/or send/expect over a connected socket (which this closes)."""
     from netkit.io.tls import tls_error_message
 
@@ -226,41 +191,42 @@ async def _session(host: str, sock: socket.socket, address: str, connect_ns: int
     writer: asyncio.StreamWriter | None = None
     try:
         if opts.tls:
-            ctx = opts.tls_context
-            assert ctx is not None
+            ctx = tls_context_for(opts)
             try:
-                reader, writer = await asyncio.wait_for(
+                reader, stream = await asyncio.wait_for(
                     asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=host,
                                             ssl_handshake_timeout=timeout_s),
                     timeout_s,
                 )
             except asyncio.TimeoutError:
-                return Attempt(ProbeState.TLS_ERROR, address, connect_ns,
-                               f"TLS handshake timed out after {timeout_s:g}s")
+                return ProbeAttempt(ProbeState.TLS_ERROR, address, connect_ns,
+                                    f"TLS handshake timed out after {timeout_s:g}s")
             except (ssl.SSLError, ConnectionError, EOFError, OSError) as exc:
-                return Attempt(ProbeState.TLS_ERROR, address, connect_ns, tls_error_message(exc))
-            sslobj = writer.get_extra_info("ssl_object")
+                return ProbeAttempt(ProbeState.TLS_ERROR, address, connect_ns, tls_error_message(exc))
+            writer = stream
+            sslobj = stream.get_extra_info("ssl_object")
             tls_info = _describe_tls(sslobj, ctx.verify_mode != ssl.CERT_NONE)
             if (opts.min_cert_days is not None and tls_info.days_left is not None
                     and tls_info.days_left < opts.min_cert_days):
-                return Attempt(ProbeState.TLS_ERROR, address, connect_ns,
-                               f"certificate expires in {tls_info.days_left:.1f} days "
-                               f"(fewer than {opts.min_cert_days:g})", tls_info)
+                return ProbeAttempt(ProbeState.TLS_ERROR, address, connect_ns,
+                                    f"certificate expires in {tls_info.days_left:.1f} days "
+                                    f"(fewer than {opts.min_cert_days:g})", tls_info)
         else:
-            reader, writer = await asyncio.open_connection(sock=sock)
+            reader, stream = await asyncio.open_connection(sock=sock)
+            writer = stream
         if opts.send is not None:
-            writer.write(opts.send)
+            stream.write(opts.send)
             try:
-                await asyncio.wait_for(writer.drain(), timeout_s)
+                await asyncio.wait_for(stream.drain(), timeout_s)
             except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
-                return Attempt(ProbeState.MISMATCH if opts.expect else ProbeState.CLOSED, address,
-                               connect_ns, f"send failed: {exc}", tls_info)
+                return ProbeAttempt(ProbeState.MISMATCH if opts.expect else ProbeState.CLOSED, address,
+                                    connect_ns, f"send failed: {exc}", tls_info)
         if opts.expect is not None:
             matched, buf, why = await _read_until(reader, opts.expect, timeout_s)
             if not matched:
-                return Attempt(ProbeState.MISMATCH, address, connect_ns,
-                               _mismatch_words(opts.expect, buf, why), tls_info)
-        return Attempt(ProbeState.OPEN, address, connect_ns, None, tls_info)
+                return ProbeAttempt(ProbeState.MISMATCH, address, connect_ns,
+                                    mismatch_words(opts.expect, buf, why), tls_info)
+        return ProbeAttempt(ProbeState.OPEN, address, connect_ns, None, tls_info)
     finally:
         if writer is not None:
             writer.transport.abort()
@@ -269,7 +235,7 @@ async def _session(host: str, sock: socket.socket, address: str, connect_ns: int
 
 
 async def _udp_attempt(addr: Resolved, port: int, opts: ProbeOptions, timeout_s: float,
-                       clock: Clock) -> Attempt:
+                       clock: Clock) -> ProbeAttempt:
     """Send one datagram and wait for any reply; ICMP port unreachable comes back as ECONNREFUSED."""
     loop = asyncio.get_running_loop()
     address = addr.address
@@ -282,26 +248,18 @@ async def _udp_attempt(addr: Resolved, port: int, opts: ProbeOptions, timeout_s:
             await loop.sock_sendall(sock, opts.send if opts.send is not None else DEFAULT_UDP_PAYLOAD)
             data = await asyncio.wait_for(loop.sock_recv(sock, MAX_REPLY), timeout_s)
         except asyncio.TimeoutError:
-            return Attempt(ProbeState.OPEN_FILTERED, address, None, f"no reply within {timeout_s:g}s")
+            return ProbeAttempt(ProbeState.OPEN_FILTERED, address, None, f"no reply within {timeout_s:g}s")
         except ConnectionRefusedError:
-            return Attempt(ProbeState.CLOSED, address, None, PORT_UNREACHABLE)
+            return ProbeAttempt(ProbeState.CLOSED, address, None, PORT_UNREACHABLE)
         except OSError as exc:
             state, words = classify_errno(exc.errno or 0, exc.strerror)
-            return Attempt(state, address, None, words)
+            return ProbeAttempt(state, address, None, words)
         rtt = clock.now_ns() - start
         if opts.expect is not None and not opts.expect.search(data.decode("utf-8", "replace")):
-            return Attempt(ProbeState.MISMATCH, address, rtt, _mismatch_words(opts.expect, data, None))
-        return Attempt(ProbeState.OPEN, address, rtt, None)
+            return ProbeAttempt(ProbeState.MISMATCH, address, rtt, mismatch_words(opts.expect, data, None))
+        return ProbeAttempt(ProbeState.OPEN, address, rtt, None)
     finally:
         sock.close()
-
-
-def _retryable(state: ProbeState, opts: ProbeOptions) -> bool:
-    if state.ok:
-        return False
-    if state is ProbeState.DNS_ERROR:
-        return opts.retry_dns
-    return True
 
 
 def _target_text(target: Target) -> str:
@@ -309,7 +267,7 @@ def _target_text(target: Target) -> str:
 
 
 @dataclass
-class Prober:
+class TargetProber:
     """Probes targets under one options set and one deadline, sharing a resolver cache."""
 
     opts: ProbeOptions
@@ -318,7 +276,7 @@ class Prober:
     start_ns: int | None = None
     resolver: Resolver | None = None
     #: called after every attempt (the --wait progress line reads it)
-    on_attempt: Callable[[Target, int, Attempt], None] | None = None
+    on_attempt: Callable[[Target, int, ProbeAttempt], None] | None = None
 
     def __post_init__(self) -> None:
         if self.start_ns is None:
@@ -335,12 +293,12 @@ class Prober:
         return RetryPlan(self.opts.backoff, self.opts.retries, self.start_ns + int(self.opts.deadline_s * NS),
                          last_call)
 
-    async def _attempt(self, target: Target, addrs: list[Resolved], plan: RetryPlan) -> Attempt:
+    async def _attempt(self, target: Target, addrs: list[Resolved], plan: RetryPlan) -> ProbeAttempt:
         """Try each address in preference order; the first that opens wins, else the first failure.
 
         Each address gets ``--timeout``, cut at the deadline; none starts once it has passed.
         """
-        first: Attempt | None = None
+        first: ProbeAttempt | None = None
         for addr in addrs:
             timeout_ns = plan.attempt_timeout_ns(int(self.opts.timeout_s * NS), self.clock.now_ns())
             if timeout_ns <= 0 and first is not None:
@@ -366,7 +324,7 @@ class Prober:
         attempts = 0
         addrs: list[Resolved] | None = None
         resolve_ns: int | None = None
-        last = Attempt(ProbeState.TIMEOUT, None, None, "the deadline passed before the first attempt")
+        last = ProbeAttempt(ProbeState.TIMEOUT, None, None, "the deadline passed before the first attempt")
         if begin >= plan.deadline_ns:
             return self._result(target, last, 0, None, None, begin)
         while True:
@@ -378,7 +336,7 @@ class Prober:
                     addrs = await self.resolver.resolve(target.host, sock_type, left_s)
                     resolve_ns = None if is_ip_literal(target.host) else addrs[0].resolve_ns
                 except ResolveError as exc:
-                    last = Attempt(ProbeState.DNS_ERROR, None, None, exc.reason)
+                    last = ProbeAttempt(ProbeState.DNS_ERROR, None, None, exc.reason)
             if addrs is not None:
                 now = self.clock.now_ns()
                 timeout_ns = plan.attempt_timeout_ns(int(opts.timeout_s * NS), now)
@@ -388,7 +346,7 @@ class Prober:
                 last = await self._attempt(target, addrs, plan)
             if self.on_attempt is not None:
                 self.on_attempt(target, attempts, last)
-            if not _retryable(last.state, opts):
+            if not opts.retryable(last.state):
                 break
             now = self.clock.now_ns()
             nxt = plan.next_attempt_ns(attempts, now, self.rng)
@@ -401,7 +359,7 @@ class Prober:
                 now = self.clock.now_ns()
         return self._result(target, last, attempts, last.connect_ns, resolve_ns, begin)
 
-    def _result(self, target: Target, att: Attempt, attempts: int, connect_ns: int | None,
+    def _result(self, target: Target, att: ProbeAttempt, attempts: int, connect_ns: int | None,
                 resolve_ns: int | None, begin: int) -> ProbeResult:
         return ProbeResult(
             target=_target_text(target),
@@ -423,10 +381,10 @@ async def probe_many(
     opts: ProbeOptions,
     *,
     on_result: Callable[[int, ProbeResult], None] | None = None,
-    prober: Prober | None = None,
+    prober: TargetProber | None = None,
 ) -> list[ProbeResult]:
     """Probe every target, at most ``opts.concurrency`` at once; results in input order."""
-    prober = prober or Prober(opts)
+    prober = prober or TargetProber(opts)
     results: list[ProbeResult | None] = [None] * len(targets)
     indices = iter(range(len(targets)))
 
@@ -448,7 +406,7 @@ async def probe_many(
 
 async def probe_one(target: Target, opts: ProbeOptions) -> ProbeResult:
     """One target (the library's simplest entry point)."""
-    return await Prober(opts).probe(target)
+    return await TargetProber(opts).probe(target)
 
 
 def probe_sync(target: Target, opts: ProbeOptions) -> ProbeResult:

@@ -45,13 +45,15 @@ class EngineConn(Protocol):
 
     fd: int  # the engine's duplicate descriptor while it owns the connection, else -1
     busy: bool
-    transport: Any
+    transport: asyncio.Transport | None
+
+    def abort(self) -> None: ...
 
 
 class EngineRun(Protocol):
     """What the engine reports back to the load run."""
 
-    def engine_lost(self, conn: Any, kind: str, message: str) -> None: ...
+    def engine_lost(self, conn: EngineConn, kind: str, message: str) -> None: ...
 
 
 def available() -> bool:
@@ -98,8 +100,10 @@ class EpollEngine:
     def adopt(self, conn: EngineConn) -> bool:
         """Take over ``conn``'s reads and writes and send its first request; False: not possible."""
         transport = conn.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None or transport.is_closing():
+        if transport is None or transport.is_closing():
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
             return False
         try:
             own = socket.socket(fileno=os.dup(sock.fileno()))
@@ -221,7 +225,7 @@ class EpollEngine:
         whole request first, so handing the tail to the transport keeps the byte order.
         """
         conn = self.conn_of[fd]
-        assert conn is not None
+        assert conn is not None and conn.transport is not None
         conn.transport.write(self.req[n:])
 
     def _lost(self, fd: int, kind: str, message: str) -> None:

@@ -22,31 +22,33 @@ emits an interval row.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from netkit.core.request_models import (
-    ERROR_KINDS,
-    NS,
+from netkit.core.errors import CheckFailed
+from netkit.core.latency_histogram import LatencyHistogram
+from netkit.core.pool_config import PoolConfig
+from netkit.core.request_framing import (
     REQ_HEADER_LEN,
     DelimiterFramer,
+    Framer,
     FramingError,
+    FramingKind,
     HeaderFramer,
-    IntervalRow,
-    LatencyHistogram,
     LengthFramer,
-    PoolConfig,
-    RequestsConfig,
-    RequestsResult,
     encode_request,
     session_preamble,
 )
+from netkit.core.requests_config import RequestsConfig
+from netkit.core.requests_result import ERROR_KINDS, NS, LoadMode, RequestsInterval, RequestsResult
 from netkit.core.targets import format_host_port
+from netkit.io.aio import StopSignal, run_until_stopped
 from netkit.io.clients.pool import ConnectionPool, PoolConnection
-from netkit.io.measure.request_engine import EpollEngine
+from netkit.io.measure.request_engine import EngineConn, EpollEngine
 from netkit.io.measure.request_engine import available as engine_available
 
 perf_ns = time.perf_counter_ns
@@ -54,7 +56,37 @@ MAX_TICK_DISPATCH = 2048  # scheduled requests handled per timer tick: replies a
 MAX_BACKLOG = 1_000_000
 KEEP_INTERVALS = 3600  # per-second rows kept for the json result (the last hour)
 
-RowSink = Callable[[IntervalRow], None]
+#: Called with each interval as it ends (jsonl lines, the live view, plain lines).
+IntervalSink = Callable[[RequestsInterval], None]
+
+
+class Stopper(Protocol):
+    """What ends a run early: a :class:`netkit.io.aio.StopSignal` or an ``asyncio.Event``."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self) -> Coroutine[Any, Any, Any]: ...
+
+
+def measure_requests(cfg: RequestsConfig, *, sink: IntervalSink | None = None) -> RequestsResult:
+    """``measure requests``' one entry point: run the load in an event loop until it ends or a signal
+    (Ctrl-C, SIGTERM, SIGHUP) stops it; the result then says ``interrupted`` (and ``by_sigint`` for
+    Ctrl-C). Raises :class:`netkit.io.clients.pool.PoolConnectError` when no connection can be made,
+    and :class:`netkit.core.errors.CheckFailed` when a keyed server refused every session.
+    """
+
+    async def load(stop: StopSignal | None) -> RequestsResult:
+        return await run_requests(cfg, sink=sink, stop=stop)
+
+    stop = StopSignal()
+    result = run_until_stopped(load, stop)
+    if cfg.key is not None and result.requests == 0 and stop.signum is None:
+        # A keyed server closes a session whose header it cannot verify, every time: no request
+        # can complete, and the one useful thing to say is which key to check.
+        raise CheckFailed("the server refused the keyed session header: check the key")
+    if stop.interrupted:
+        result = dataclasses.replace(result, by_sigint=True)
+    return result
 
 
 class _LoadConn(PoolConnection):
@@ -65,9 +97,8 @@ class _LoadConn(PoolConnection):
     request limit, no --expect) bytes and sends are derived from that count, not added up per read.
     """
 
-    def __init__(self, pool: ConnectionPool, slot: int) -> None:
+    def __init__(self, pool: ConnectionPool[_LoadConn], slot: int, run: _Run) -> None:
         super().__init__(pool, slot)
-        run: _Run = pool.run  # type: ignore[attr-defined]
         self.run = run
         self.need = run.reply_len
         self.req = run.req
@@ -79,16 +110,14 @@ class _LoadConn(PoolConnection):
         self.bytes_in = 0  # counted per read outside the fast path only
         self.samples: list[int] = []
         self.record = self.samples.append
-        self.write_ = None
+        self.write_: Callable[[bytes], object] = self.write  # the transport's own write once connected
         self.seq = 0
         self.fd = -1  # the engine's duplicate descriptor while the engine owns the connection
-        self.framer: Any = run.make_framer()
-        if self.framer is not None:
-            self.data_received = self._data_framed  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.write_ = transport.write  # type: ignore[attr-defined]
+        assert self.transport is not None
+        self.write_ = self.transport.write
 
     # ----- sending -------------------------------------------------------------------------------
     def send(self, t_sched: int) -> None:
@@ -108,7 +137,7 @@ class _LoadConn(PoolConnection):
         self.t_sent = now
         self.busy = True
         run.sent += 1
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.write_(data)
 
     # ----- receiving -------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -119,7 +148,7 @@ class _LoadConn(PoolConnection):
             self.got = 0
             self.record(now - self.t_sched)
             self.t_sched = now
-            self.write_(self.req)  # type: ignore[misc]
+            self.write_(self.req)
             return
         if got < self.need:
             self.got = got
@@ -141,8 +170,16 @@ class _LoadConn(PoolConnection):
                 run.outcome()
         run.kick(self, now)
 
-    def _data_framed(self, data: bytes) -> None:
-        """Delimiter or header framing, or --expect: whole replies through a framer."""
+
+class _FramedLoadConn(_LoadConn):
+    """A connection whose replies go through a framer: delimiter or header framing, or --expect."""
+
+    def __init__(self, pool: ConnectionPool[_LoadConn], slot: int, run: _Run, framer: Framer) -> None:
+        super().__init__(pool, slot, run)
+        self.framer = framer
+
+    def data_received(self, data: bytes) -> None:
+        """Whole replies through the framer."""
         self.bytes_in += len(data)
         run = self.run
         try:
@@ -167,36 +204,21 @@ class _LoadConn(PoolConnection):
                 run.outcome()
         run.kick(self, now)
 
-    def abort(self) -> None:
-        if self.fd >= 0 and self.run.engine is not None:
-            self.run.engine.forget(self)  # before the transport goes: no reply may be read after
-        super().abort()
-
-    def on_lost(self, exc: Exception | None) -> None:
-        run = self.run
-        if self.busy:
-            self.busy = False
-            if run.recording:
-                run.count_error("connection-lost", str(exc) if exc else "closed by the peer")
-                if run.limited:
-                    run.outcome()
-        run.retire(self)
-
 
 class _Run:
     """The shared state of one load run (counters, backlog, the schedule)."""
 
-    def __init__(self, cfg: RequestsConfig, sink: RowSink | None) -> None:
+    def __init__(self, cfg: RequestsConfig, sink: IntervalSink | None) -> None:
         self.cfg = cfg
         self.sink = sink
-        self.header = cfg.framing == "header"
+        self.header = cfg.framing is FramingKind.HEADER
         self.req = cfg.request_body()
         self.reply_len = cfg.expected_reply_size()
         self.expect = re.compile(cfg.expect.encode()) if cfg.expect else None
         self.closed_loop = cfg.rate is None
         self.limited = cfg.requests is not None
         #: The fast closed loop (see _LoadConn); ``fast`` is on only while recording.
-        self.fast_run = self.closed_loop and not self.limited and cfg.framing == "length" and not cfg.expect
+        self.fast_run = self.closed_loop and not self.limited and cfg.framing is FramingKind.LENGTH and not cfg.expect
         self.fast = False
         self.frame_len = len(self.req) + (REQ_HEADER_LEN if self.header else 0)
         self.left: int | None = cfg.requests  # requests still to send (None: no limit)
@@ -216,16 +238,17 @@ class _Run:
         # Scheduled requests this generator never got to send (it fell more than --timeout behind
         # its own schedule): a shortfall of the sender, never counted as the server's errors.
         self.unsent = 0
-        self.pool: ConnectionPool | None = None
+        self.pool: ConnectionPool[_LoadConn] | None = None
         self.engine: EpollEngine | None = None
         self.finished: asyncio.Event = asyncio.Event()
         self.timeout_ns = int(cfg.timeout_s * NS)
 
-    def make_framer(self) -> Any:
+    def make_framer(self) -> Framer | None:
+        """A fresh framer for a new connection; None: the length hot path counts bytes itself."""
         cfg = self.cfg
-        if cfg.framing == "header":
+        if cfg.framing is FramingKind.HEADER:
             return HeaderFramer(ack=True)
-        if cfg.framing == "delimiter":
+        if cfg.framing is FramingKind.DELIMITER:
             assert cfg.delimiter is not None
             return DelimiterFramer(cfg.delimiter)
         if self.expect is not None:
@@ -260,7 +283,7 @@ class _Run:
         conn.busy = False
         conn.abort()
 
-    def engine_lost(self, conn: _LoadConn, kind: str, message: str) -> None:
+    def engine_lost(self, conn: EngineConn, kind: str, message: str) -> None:
         """The engine saw a connection end (EOF, reset) or a broken reply: count it, replace it."""
         if conn.busy:
             conn.busy = False
@@ -283,12 +306,18 @@ class _Run:
             c.fast = self.fast
 
     # ----- the pool's hooks -----------------------------------------------------------------------
-    def on_ready(self, conn: PoolConnection) -> bool:
-        c: _LoadConn = conn  # type: ignore[assignment]
-        self.conns.add(c)
+    def new_connection(self, pool: ConnectionPool[_LoadConn], slot: int) -> _LoadConn:
+        """The pool's connection factory: each connection knows this run."""
+        framer = self.make_framer()
+        if framer is None:
+            return _LoadConn(pool, slot, self)
+        return _FramedLoadConn(pool, slot, self, framer)
+
+    def on_ready(self, conn: _LoadConn) -> bool:
+        self.conns.add(conn)
         if not self.started:
             return self.closed_loop  # open loop: idle in the pool until the schedule starts
-        self.kick(c)
+        self.kick(conn)
         return True
 
     def on_pool_event(self, name: str, fields: dict[str, Any]) -> None:
@@ -326,7 +355,7 @@ class _Run:
         assert self.pool is not None
         conn = self.pool.acquire_nowait()
         if conn is not None:
-            conn.send(t_sched)  # type: ignore[attr-defined]
+            conn.send(t_sched)
         elif len(self.backlog) < self.max_backlog:
             self.backlog.append(t_sched)
         else:
@@ -373,7 +402,7 @@ def _preamble(cfg: RequestsConfig) -> bytes | Callable[[], bytes]:
     return lambda: session_preamble(cfg.key, now_ms=time.time_ns() // 1_000_000, nonce=os.urandom(8))
 
 
-async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop: Any = None,
+async def run_requests(cfg: RequestsConfig, *, sink: IntervalSink | None = None, stop: Stopper | None = None,
                        address: str | None = None) -> RequestsResult:
     """Run the load described by ``cfg``; ``stop`` (an asyncio.Event or StopSignal) ends it early.
 
@@ -389,10 +418,10 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
     pool_cfg = PoolConfig(size=cfg.connections, connect_timeout_s=cfg.connect_timeout_s,
                           acquire_timeout_s=cfg.timeout_s, health_interval_s=1.0, backoff=cfg.backoff,
                           jitter=cfg.jitter, reconnect_window_s=max(60.0, (cfg.duration_s or 0) + 1))
-    pool = ConnectionPool(cfg.host, cfg.port, pool_cfg, ssl=ssl_ctx, server_hostname=cfg.server_name,
-                          connection_class=_LoadConn, on_ready=run.on_ready, on_event=run.on_pool_event,
-                          preamble=_preamble(cfg) if run.header else None, family=cfg.family)
-    pool.run = run  # type: ignore[attr-defined]  # read by _LoadConn.__init__
+    pool: ConnectionPool[_LoadConn] = ConnectionPool(
+        cfg.host, cfg.port, pool_cfg, ssl=ssl_ctx, server_hostname=cfg.server_name,
+        connection_class=run.new_connection, on_ready=run.on_ready, on_event=run.on_pool_event,
+        preamble=_preamble(cfg) if run.header else None, family=cfg.family)
     run.pool = pool
     if run.fast_run and not cfg.tls and engine_available():
         run.engine = EpollEngine(loop, run, run.req, run.reply_len)
@@ -455,13 +484,15 @@ async def run_requests(cfg: RequestsConfig, *, sink: RowSink | None = None, stop
             collector.final(t_end)
         stats = pool.stats()
         await pool.close()
-    c = collector
+    totals = collector
     return RequestsResult(
-        target=target, address=address, tls=cfg.tls, mode="open-loop" if cfg.rate is not None else "closed-loop",
+        target=target, address=address, tls=cfg.tls,
+        mode=LoadMode.OPEN_LOOP if cfg.rate is not None else LoadMode.CLOSED_LOOP,
         framing=cfg.framing, connections=cfg.connections, rate_rps=cfg.rate, elapsed_ns=t_end - t0,
-        requests=c.done, sent=c.sent, bytes_sent=c.sent * run.frame_len, bytes_received=c.bytes_in,
-        latency=c.hist.summary_ms(), errors=dict(run.errors), reconnects=stats.reconnects, drops=stats.drops,
-        intervals=tuple(c.rows), interrupted=interrupted, error=run.last_error, unsent=run.unsent,
+        requests=totals.done, sent=totals.sent, bytes_sent=totals.sent * run.frame_len,
+        bytes_received=totals.bytes_in, latency=totals.hist.summary_ms(), errors=dict(run.errors),
+        reconnects=stats.reconnects, drops=stats.drops, intervals=tuple(totals.rows), interrupted=interrupted,
+        error=run.last_error, unsent=run.unsent,
     )
 
 
@@ -527,7 +558,7 @@ def _start_schedule(run: _Run, loop: asyncio.AbstractEventLoop, t0: int) -> None
     tick()
 
 
-async def _timeouts(run: _Run, pool: ConnectionPool) -> None:
+async def _timeouts(run: _Run, pool: ConnectionPool[_LoadConn]) -> None:
     """Close connections whose request is older than the timeout (the pool reconnects them),
     expire backlog entries nobody could send in time, and end a run no connection can serve."""
     period = min(max(run.cfg.timeout_s / 4, 0.01), 0.25)
@@ -561,14 +592,14 @@ async def _timeouts(run: _Run, pool: ConnectionPool) -> None:
 class _Collector:
     """Per-second rows and the run's totals; folds each second's samples into the histogram."""
 
-    def __init__(self, run: _Run, pool: ConnectionPool, t0: int) -> None:
+    def __init__(self, run: _Run, pool: ConnectionPool[_LoadConn], t0: int) -> None:
         self.run = run
         self.pool = pool
         self.t0 = t0
         self.hist = LatencyHistogram()
         # The last KEEP_INTERVALS rows only: a day-long run must not grow without bound
         # (jsonl and the live view see every row as it happens).
-        self.rows: deque[IntervalRow] = deque(maxlen=KEEP_INTERVALS)
+        self.rows: deque[RequestsInterval] = deque(maxlen=KEEP_INTERVALS)
         self.done = self.sent = self.bytes_in = 0
         self.last_ns = t0
         self.last_errors = 0
@@ -584,7 +615,7 @@ class _Collector:
         self.sent += sent
         return done, sent, bin_, h
 
-    def row(self, now: int) -> IntervalRow:
+    def row(self, now: int) -> RequestsInterval:
         done, sent, bin_, h = self.fold()
         bout = sent * self.run.frame_len
         span = (now - self.last_ns) / NS
@@ -597,7 +628,7 @@ class _Collector:
         def per_s(n: int) -> float:
             return round(n / span, 3) if span > 0 else 0.0
 
-        row = IntervalRow(
+        row = RequestsInterval(
             start_s=round((self.last_ns - self.t0) / NS, 6), end_s=round((now - self.t0) / NS, 6), requests=done,
             requests_per_s=per_s(done), bytes_per_s={"sent": per_s(bout), "received": per_s(bin_)},
             latency_ms={"p50": ms(h.percentile(50)), "p99": ms(h.percentile(99)), "max": ms(h.max)},

@@ -1,18 +1,9 @@
-"""The UDP data path of ``netkit measure throughput --udp``.
+"""UDP throughput through netkit's echo reflector (``netkit serve udp --mode echo``, or any echo service).
 
-Two kinds of server answer UDP throughput tests:
-
-- netkit's echo reflector (``netkit serve udp --mode echo``, or any echo service): paced probe
-  packets go out and come back; a final count query asks the reflector how many arrived, which
-  splits loss by direction. This module.
-- ``iperf3 -s``: iperf3's own UDP test through its TCP control connection, with iperf3's datagram
-  header; the server reports what it received. :mod:`netkit.io.measure.iperf3_udp`. With ``server="auto"``
-  a short TCP probe finds out whether an iperf3 server listens on the port.
-
-Both share :class:`PacedSender`, a thread that sends fixed-size datagrams at a rate and stops at
-the deadline even while catching up (a sender that cannot reach the rate ends on time and says
-so: a shortfall is not loss). The main thread is the clock (:func:`netkit.io.measure.throughput.run_clock`),
-exactly as for TCP streams.
+Paced probe packets (:class:`netkit.io.measure.udp_streams.PacedSender`) go out and come back; a
+final count query asks the reflector how many arrived, which splits loss by direction. (An
+``iperf3 -s`` runs iperf3's own UDP test instead: :mod:`netkit.io.measure.iperf3_udp`; which one
+answers is decided in :mod:`netkit.io.measure.throughput`.)
 
 Local drops are never network loss: socket buffers are sized for the rate, the socket's own drop
 counter (``/proc/net/udp``) is read before and after the run, and datagrams this host dropped are
@@ -27,203 +18,50 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from netkit.core import packet
+from netkit.core.accounting import Accounting
 from netkit.core.errors import CheckFailed
-from netkit.core.keyed import sign_probe_into
+from netkit.core.keyed import Key, sign_probe_into
 from netkit.core.targets import format_host_port
 from netkit.core.throughput_models import (
     NS,
+    CountedBy,
+    Direction,
+    ServerKind,
     ThroughputConfig,
+    ThroughputInterval,
     ThroughputResult,
+    Transport,
     UdpSummary,
-    bps,
-    rate_reached,
+    local_drop_count,
+    seconds_text,
+    shortfall_warning,
     stream_result,
-    summarize,
-    udp_buffer_bytes,
+    summarize_streams,
 )
-from netkit.io.measure.throughput import IntervalSink, ProgressSink, run_clock, send_queue_bytes, set_kernel_timeouts
-from netkit.io.resolve import PORT_UNREACHABLE, resolve_error
-from netkit.io.udp_buffers import socket_drops, tune_buffers
+from netkit.io.measure.streams import IntervalSink, ProgressSink, RunClock, run_clock
+from netkit.io.measure.udp_streams import SENDER_STOP_S, PacedSender, open_udp
+from netkit.io.resolve import PORT_UNREACHABLE
+from netkit.io.udp_buffers import socket_drops
 
 UDP_DEFAULT_SIZE = 1400
 UDP_REPLY_TIMEOUT_NS = 1_000_000_000  # a reply later than this counts as late, not received
 UDP_TAIL_S = 0.5  # after the last send, wait at most this long for replies still on their way
-SOCKET_TIMEOUT_S = 0.2  # every send/recv returns within this (the threads re-check their flags)
-UNPACED_BATCH = 64  # unpaced: datagrams per look at the clock (the deadline is still checked for each)
-MAX_SLEEP_NS = 50_000_000  # the pacing sleep never outlasts this: the deadline is re-checked
 TAIL_QUIET_MIN_NS = 50_000_000  # replies stopped for this long (or 4 RTTs): the rest are lost
 TAIL_NO_RTT_NS = 200_000_000  # nothing answered during the whole run: a short last chance
 STALL_S = 3.0  # no reply for this long: the UDP path has stopped answering (a failure)
-SENDER_STOP_S = 2.0  # a sender checks its deadline every datagram: this is a generous bound
 
-
-class PacedSender:
-    """A thread that sends ``size``-byte datagrams on a connected socket at ``rate_bps``.
-
-    Pacing is by slot: slot ``n`` is due ``n * gap`` after the start. A sender that falls behind
-    sends the overdue slots back to back, but checks the deadline before *every* datagram, so the
-    run ends on time whatever the rate. ``rate_bps`` 0 sends as fast as the kernel takes them
-    (iperf3's ``-b 0``). Subclasses write their header in :meth:`_stamp`.
-
-    Counters are written by the sender thread only: ``accepted`` datagrams (and ``sent_bytes``)
-    the kernel took, ``send_failures`` it refused (own socket buffer full, or an ICMP error
-    reported on this socket: ``refused``).
-    """
-
-    direction = "send"
-
-    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float) -> None:
-        self.id = sid
-        self.sock = sock
-        self.size = size
-        self.rate_bps = rate_bps
-        self.gap_ns = max(1, int(size * 8 * NS / rate_bps)) if rate_bps > 0 else 0  # 0: unpaced
-        self.accepted = 0
-        self.sent_bytes = 0
-        self.send_failures = 0
-        self.refused = False
-        self.bytes_at_omit = 0
-        self.start_ns = 0
-        self.deadline_ns = 0
-        self.stop_ns = 0  # set when the send loop has ended, never left at 0 after the thread ends
-        self.stopping = False
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._send_loop, name=f"netkit-udp-send-{sid}", daemon=True)
-
-    def start(self, start_ns: int, deadline_ns: int) -> None:
-        self.start_ns = start_ns
-        self.deadline_ns = deadline_ns
-        self.thread.start()
-
-    # ----- what subclasses put in each datagram ------------------------------------------------
-    def _stamp(self, buf: bytearray, slot: int, t_ns: int) -> None:
-        """Write the header of the datagram for ``slot`` sent at ``t_ns`` into ``buf``."""
-
-    def _failed(self, slot: int) -> None:
-        """The kernel did not take the datagram of ``slot``."""
-
-    # ----- the hot loop ------------------------------------------------------------------------
-    def _send_loop(self) -> None:
-        buf = bytearray(self.size)
-        send = self.sock.send
-        now = time.perf_counter_ns
-        stamp, failed = self._stamp, self._failed
-        gap, t0, size = self.gap_ns, self.start_ns, self.size
-        slot = 0
-        try:
-            while not self.stopping:
-                t = now()
-                if t >= self.deadline_ns:
-                    break
-                due = (t - t0) // gap + 1 if gap else slot + UNPACED_BATCH  # slots that should have left by now
-                ended = False
-                while slot < due:
-                    ts = now()
-                    if ts >= self.deadline_ns or self.stopping:
-                        ended = True  # the deadline holds inside the catch-up too
-                        break
-                    stamp(buf, slot, ts)
-                    try:
-                        send(buf)
-                    except (BlockingIOError, TimeoutError, InterruptedError):
-                        self.send_failures += 1  # our own socket buffer stayed full
-                        failed(slot)
-                    except ConnectionRefusedError:
-                        self.refused = True  # an ICMP port unreachable came back for an earlier one
-                        self.send_failures += 1
-                        failed(slot)
-                    else:
-                        self.accepted += 1
-                        self.sent_bytes += size
-                    slot += 1
-                if ended:
-                    break
-                if not gap:
-                    continue
-                wait = t0 + slot * gap - now()
-                if wait > 200_000:
-                    time.sleep(min(wait - 100_000, MAX_SLEEP_NS) / NS)
-                elif wait > 0:
-                    time.sleep(0)
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
-        finally:
-            self.stop_ns = now()
-
-    # ----- after the run -----------------------------------------------------------------------
-    def join(self, timeout: float) -> None:
-        self.thread.join(timeout)
-
-    def stop_time(self, fallback_ns: int) -> int:
-        """When sending ended: the sender's own stop time, or ``fallback_ns`` if it never took one."""
-        return self.stop_ns or fallback_ns
-
-    def reached(self, fallback_ns: int) -> bool:
-        if self.rate_bps <= 0:
-            return True  # unpaced: whatever it sent is the rate
-        return rate_reached(self.rate_bps, self.sent_bytes, max(self.stop_time(fallback_ns) - self.start_ns, 1))
-
-
-def open_udp(cfg: ThroughputConfig, rate_bps: float) -> socket.socket:
-    """A UDP socket connected to the target, buffers sized for ``rate_bps``, kernel timeouts set."""
-    where = format_host_port(cfg.host, cfg.port)
-    try:
-        info = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)[0]
-    except socket.gaierror as exc:
-        raise resolve_error(cfg.host, cfg.port, exc) from None
-    sock = socket.socket(info[0], socket.SOCK_DGRAM)
-    try:
-        tune_buffers(sock, udp_buffer_bytes(rate_bps))
-        set_kernel_timeouts(sock, SOCKET_TIMEOUT_S)
-        sock.connect(info[4])
-    except OSError as exc:
-        sock.close()
-        raise CheckFailed(f"{where}: {exc.strerror or exc}") from None
-    return sock
-
-
-def shortfall_warning(rate_bps: float, streams: list[tuple[int, int]]) -> str:
-    """One line for a sender that could not keep up; ``streams`` as (bytes sent, sending ns)."""
-    from netkit.core.units import format_bitrate
-
-    got = [bps(b, ns) or 0.0 for b, ns in streams]
-    each = "" if len(got) == 1 else " per stream"
-    return (f"the sender could not keep up with {format_bitrate(rate_bps)}{each}: it sent "
-            f"{format_bitrate(min(got))}{'' if len(got) == 1 else ' on the slowest stream'} "
-            "(a shortfall of this host's sending rate, not loss)")
-
-
-def wait_sent(socks: list[socket.socket], timeout_s: float) -> None:
-    """Wait until every datagram of ``socks`` has left this host (or ``timeout_s`` passes)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any((send_queue_bytes(s) or 0) > 0 for s in socks):
-        time.sleep(0.002)
-
-
-def local_drop_count(before: list[int | None], after: list[int | None], failures: int) -> int | None:
-    """Datagrams this host dropped: receive-buffer drops over the run plus sends it refused."""
-    if any(b is None for b in before) or any(a is None for a in after):
-        return None
-    return failures + sum(max(0, (a or 0) - (b or 0)) for a, b in zip(after, before, strict=True))
-
-
-# ----- netkit's echo reflector -----------------------------------------------------------------------
 
 class UdpWorker(PacedSender):
     """One UDP stream through an echo reflector: the paced sender plus a receiver thread.
 
-    Duck-types the parts of :class:`~netkit.io.measure.throughput.StreamWorker` that ``run_clock`` uses.
     ``bytes`` counts what came back from the reflector (interval rows show the round-trip goodput).
     """
 
-    direction = "echo"
+    direction = Direction.ECHO
 
-    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float, key: Any = None) -> None:
-        from netkit.core.accounting import Accounting
-
+    def __init__(self, sid: int, sock: socket.socket, size: int, rate_bps: float, key: Key | None = None) -> None:
         super().__init__(sid, sock, size, rate_bps)
         self.session = secrets.randbits(63)
         self.key = key  # sign every probe (and the query) with this netkit.core.keyed.Key
@@ -366,10 +204,10 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
                 failure.append(f"{where}: {PORT_UNREACHABLE}")
             elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
                 if w.last_reply_ns:
-                    failure.append(f"{where}: the UDP path stopped answering: no reply for {STALL_S:g}s "
+                    failure.append(f"{where}: the UDP path stopped answering: no reply for {seconds_text(STALL_S)} "
                                    f"after {(w.last_reply_ns - w.start_ns) / NS:.1f}s of the test")
                 else:
-                    failure.append(f"{where}: nothing answered UDP for {STALL_S:g}s (no echo reflector "
+                    failure.append(f"{where}: nothing answered UDP for {seconds_text(STALL_S)} (no echo reflector "
                                    "or iperf3 server there, or the path drops UDP)")
             if failure:
                 for x in workers:
@@ -380,25 +218,17 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
     return watch
 
 
-def measure_udp_throughput(
+def measure_reflector(
     cfg: ThroughputConfig,
     on_interval: IntervalSink | None = None,
     *,
     on_progress: ProgressSink | None = None,
     stop: threading.Event | None = None,
-    on_info: Callable[[str], None] | None = None,
 ) -> ThroughputResult:
-    """UDP at ``cfg.rate_bps`` per stream through an echo reflector, or iperf3's UDP test."""
+    """UDP at ``cfg.rate_bps`` per stream through an echo reflector."""
     size = cfg.block_size
     if not packet.HEADER_SIZE <= size <= packet.MAX_SIZE:
         raise CheckFailed(f"UDP datagram size must be {packet.HEADER_SIZE}..{packet.MAX_SIZE} bytes")
-    if cfg.server in ("auto", "iperf3") and cfg.key is None:
-        from netkit.io.measure import iperf3_udp
-        ctrl = iperf3_udp.detect(cfg) if cfg.server == "auto" else None
-        if cfg.server == "iperf3" or ctrl is not None:
-            if ctrl is not None and on_info is not None:
-                on_info("the server is an iperf3 server: running iperf3's UDP test")
-            return iperf3_udp.run_iperf3_udp(cfg, on_interval, on_progress=on_progress, stop=stop, ctrl=ctrl)
     rate = 1e6 if cfg.rate_bps is None else cfg.rate_bps  # iperf3's default; 0: unpaced
     where = format_host_port(cfg.host, cfg.port)
     workers: list[UdpWorker] = []
@@ -407,7 +237,7 @@ def measure_udp_throughput(
         for i in range(cfg.parallel):
             workers.append(UdpWorker(i, open_udp(cfg, rate), size, rate, key=cfg.key))
         drops_before = [socket_drops(w.sock) for w in workers]
-        rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop,  # type: ignore[arg-type]
+        rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop,
                                 watch=_stall_watch(workers, failure, where))
         for w in workers:
             w.join(SENDER_STOP_S)
@@ -439,7 +269,8 @@ def measure_udp_throughput(
     return _reflector_result(cfg, workers, rows, clock, rate, drops_before, drops_after, senders_stopped)
 
 
-def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: list[Any], clock: Any, rate: float,
+def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: list[ThroughputInterval],
+                      clock: RunClock, rate: float,
                       drops_before: list[int | None], drops_after: list[int | None],
                       senders_stopped: bool) -> ThroughputResult:
     size = cfg.block_size
@@ -453,10 +284,10 @@ def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: lis
         # what arrived kept arriving after the last send (queues drain): until the last echo came back
         received_ns = max(sent_ns, w.last_reply_ns - clock.start_ns)
         results.append(stream_result(
-            w.id, "echo", sent_bytes=w.sent_bytes, sent_ns=sent_ns, received_bytes=arrived * size,
+            w.id, Direction.ECHO, sent_bytes=w.sent_bytes, sent_ns=sent_ns, received_bytes=arrived * size,
             received_ns=received_ns, retransmits=None, rtt_us=round(w.rtt_sum_ns / w.rtt_n / 1000) if w.rtt_n else None,
-            counted_by="receiver"))
-    summary = summarize(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
+            counted_by=CountedBy.RECEIVER))
+    summary = summarize_streams(results, clock.cpu_seconds, max(clock.end_ns - clock.start_ns, 1))
     failures = sum(w.send_failures for w in workers)
     recv_drops = local_drop_count(drops_before, drops_after, 0)
     local = None if recv_drops is None else recv_drops + failures
@@ -495,9 +326,9 @@ def _reflector_result(cfg: ThroughputConfig, workers: list[UdpWorker], rows: lis
     if errors:
         note += "; " + "; ".join(errors)
     return ThroughputResult(
-        protocol="udp", streams=cfg.parallel, reverse=False, duration_s=cfg.duration_s, intervals=tuple(rows),
-        summary=summary, counted_by="receiver", target=format_host_port(cfg.host, cfg.port),
-        server="netkit" if udp.lost_forward is not None else "plain", bidir=False, omit_s=cfg.omit_s,
+        protocol=Transport.UDP, streams=cfg.parallel, reverse=False, duration_s=cfg.duration_s, intervals=tuple(rows),
+        summary=summary, counted_by=CountedBy.RECEIVER, target=format_host_port(cfg.host, cfg.port),
+        server=ServerKind.NETKIT if udp.lost_forward is not None else ServerKind.PLAIN, bidir=False, omit_s=cfg.omit_s,
         block_size=size, interrupted=clock.interrupted, note=note, udp=udp, warnings=tuple(warnings),
     )
 

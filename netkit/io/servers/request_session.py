@@ -1,7 +1,7 @@
 """Request/response sessions on ``netkit serve tcp`` (``measure requests --netkit-header``).
 
 A client opens with the netkit session header of kind ``KIND_REQUESTS`` (see
-:mod:`netkit.core.request_models`); the server answers with the usual 8-byte ack and then, for
+:mod:`netkit.core.request_framing`); the server answers with the usual 8-byte ack and then, for
 every request frame ``body_len | reply_len | seq | body``, writes a reply frame
 ``body_len | seq | body`` with ``reply_len`` bytes of body. The client thus recognises each reply
 by its header and may ask for any reply size up to the server's ``--max-request``.
@@ -30,7 +30,7 @@ from collections import deque
 
 from netkit.core import session_header as sh
 from netkit.core.limits import FrameTooLarge, RequestFrameReader
-from netkit.core.request_models import REP_HEADER, is_requests_header, pattern
+from netkit.core.request_framing import REP_HEADER, is_requests_header, pattern
 from netkit.core.serve_models import close_reason, output_room, reply_credit
 from netkit.io.servers.session_host import SessionHost
 

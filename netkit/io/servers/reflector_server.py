@@ -129,7 +129,7 @@ def own_addresses(bound_host: str) -> frozenset[str]:
     """The addresses a socket bound to ``bound_host`` receives on: itself, or every local address."""
     if bound_host not in ("0.0.0.0", "::"):
         return frozenset({bound_host})
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     try:
         found = {a.address.split("%", 1)[0] for addrs in psutil.net_if_addrs().values() for a in addrs

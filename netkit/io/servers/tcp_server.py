@@ -24,6 +24,7 @@ import asyncio
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -405,10 +406,13 @@ class TcpServer:
     async def _handshake(self, dup: socket.socket, raw: asyncio.BaseTransport, rec: ConnRecord) -> None:
         assert self.tls is not None
         loop = asyncio.get_running_loop()
+        # The close's bound is an argument from Python 3.11 (and uvloop) on; 3.10 keeps its default.
+        shutdown: dict[str, Any] = {"ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT_S} \
+            if sys.version_info >= (3, 11) or type(loop).__module__.startswith("uvloop") else {}
         try:
             await loop.connect_accepted_socket(
-                lambda: _Sniff(self, rec), dup, ssl=self.tls,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S,
+                lambda: _Sniff(self, rec), dup, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+                **shutdown,
             )
         except asyncio.CancelledError:  # the server is stopping
             self.closed(raw, "server-stop")

@@ -419,7 +419,7 @@ class ThroughputSession(asyncio.BufferedProtocol):
         if nbytes:
             self._sink_progress(nbytes)
         if parked and self.state == StreamState.SINK and not self.transport.is_closing():
-            self.transport.resume_reading()  # type: ignore[attr-defined]
+            self.transport.resume_reading()
             return
         if not eof or self.state == StreamState.DONE:
             return

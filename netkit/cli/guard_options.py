@@ -25,9 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.limits import Limits
     from netkit.render.output import Output
 
-LIMIT_KEYS = ("max_duration", "min_interval", "max_pps_per_source", "max_packet", "max_sessions",
-              "allow", "deny")
-
 
 def key_options(with_key: bool = True) -> Callable[[Any], Any]:
     """Add ``--key`` (when ``with_key``) and ``--key-file`` to a command."""
@@ -64,11 +61,6 @@ def limit_options(f: Any) -> Any:
     for o in reversed(opts):
         f = o(f)
     return f
-
-
-def pop_limits(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Take the limit options out of a command's kwargs."""
-    return {k: kwargs.pop(k, None) for k in LIMIT_KEYS}
 
 
 def load_key_option(key: str | None, key_file: str | None) -> Key | None:

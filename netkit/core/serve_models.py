@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from netkit.core.keyed import Key
@@ -20,9 +21,24 @@ TCP_MODES = ("echo", "discard", "source", "reply")
 UDP_MODES = ("show", "echo")
 DEFAULT_REPLY = "Message received"
 
+class CloseReason(str, Enum):
+    """Why a connection ended, as the ``close`` event's ``reason`` names it (the value is published)."""
+
+    EOF = "eof"  # the client closed cleanly
+    RESET = "reset"  # a reset or a broken pipe
+    ERROR = "error"
+    IDLE_TIMEOUT = "idle-timeout"
+    MAX_BYTES = "max-bytes"
+    SERVER_STOP = "server-stop"
+    SESSION = "session"
+    TLS_HANDSHAKE = "tls-handshake"
+    MAX_REQUEST = "max-request"
+    AMPLIFICATION = "amplification"
+    REJECTED_BY_KEY = "rejected-by-key"  # a plain client on a keyed server
+
+
 #: Reasons a connection ends, as they appear in ``close`` events.
-CLOSE_REASONS = ("eof", "reset", "error", "idle-timeout", "max-bytes", "server-stop", "session",
-                 "tls-handshake", "max-request", "amplification")
+CLOSE_REASONS = tuple(r.value for r in CloseReason)
 #: Limits a server counts in ``limits_hit``.
 LIMITS = ("max_conns", "idle_timeout", "max_bytes", "max_request", "amplification")
 
@@ -134,14 +150,14 @@ class UdpServeSummary:
     stopped_by: str | None = None
 
 
-def close_reason(exc: BaseException | None) -> tuple[str, str | None]:
+def close_reason(exc: BaseException | None) -> tuple[CloseReason, str | None]:
     """(reason, error) of a connection that ended with ``exc`` (``connection_lost``'s argument):
     ``eof`` for a clean close, ``reset`` for a reset or broken pipe, else ``error`` and its text."""
     if exc is None:
-        return "eof", None
+        return CloseReason.EOF, None
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-        return "reset", None
-    return "error", f"{type(exc).__name__}: {exc}"
+        return CloseReason.RESET, None
+    return CloseReason.ERROR, f"{type(exc).__name__}: {exc}"
 
 
 def output_room(max_bytes: int | None, bytes_in: int, bytes_out: int) -> int | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from netkit.core import keyed
 from netkit.core import session_header as sh
+from netkit.core.serve_models import CloseReason
 from netkit.io.servers.session_host import ConnRecord, SessionHost
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +71,8 @@ class GatedSessionHost:
     def hit_limit(self, rec: ConnRecord, which: str) -> None:
         self._server.hit_limit(rec, which)
 
-    def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
+    def closed(self, transport: asyncio.BaseTransport, reason: CloseReason = CloseReason.EOF,
+               error: str | None = None) -> None:
         if not self._freed:
             self._freed = True
             self._guard.session_closed()
@@ -152,4 +154,4 @@ class KeyGate(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()
-        self.server.closed(self.transport, "eof" if exc is None else "reset")
+        self.server.closed(self.transport, CloseReason.EOF if exc is None else CloseReason.RESET)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
+from netkit.core.serve_models import CloseReason
+
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.serve_models import TcpServerConfig
     from netkit.io.servers.server_guard import Guard
@@ -40,7 +42,7 @@ class ConnRecord:
         self.bytes_out = 0
         self.closed = False
         self.session = False
-        self.reason: str | None = None  # set by whoever decides to close (limits, stop)
+        self.reason: CloseReason | None = None  # set by whoever decides to close (limits, stop)
         self._snap = 0
         self._active_ns = opened_ns
 
@@ -77,7 +79,8 @@ class SessionHost(Protocol):
     def emit(self, event: str, **fields: Any) -> None:
         """One event for ``--format jsonl``: ``{"event": event, "time": ISO-8601, **fields}`` (JSON values)."""
 
-    def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
+    def closed(self, transport: asyncio.BaseTransport, reason: CloseReason = CloseReason.EOF,
+               error: str | None = None) -> None:
         """Close bookkeeping, from the session's ``connection_lost``: the ``close`` event, once."""
 
     def error(self, message: str) -> None:

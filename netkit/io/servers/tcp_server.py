@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from netkit.core.serve_models import (
     TLS_HANDSHAKE_TIMEOUT_S,
     TLS_SHUTDOWN_TIMEOUT_S,
+    CloseReason,
     ServerEventSink,
     TcpServerConfig,
     TcpServeSummary,
@@ -133,7 +134,7 @@ class _Sniff(asyncio.Protocol):
         if guard is not None and guard.key is not None:
             guard.reject("rejected_by_key", "no-key", transport.get_extra_info("peername") or rec.peer,
                          time.perf_counter_ns())
-            rec.reason = "rejected-by-key"
+            rec.reason = CloseReason.REJECTED_BY_KEY
             transport.close()
             return
         mode = self.server.config.mode
@@ -229,7 +230,8 @@ class TcpServer:
         if self.on_event is not None:
             self.on_event({"event": event, "time": wall_iso(), **fields})
 
-    def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
+    def closed(self, transport: asyncio.BaseTransport, reason: CloseReason = CloseReason.EOF,
+               error: str | None = None) -> None:
         rec = self._conns.pop(transport, None)
         if rec is None or rec.closed:
             return
@@ -241,13 +243,13 @@ class TcpServer:
                 # The server chose to close (a limit, idle, stop) and the close itself ended badly,
                 # typically the TLS close_notify cut at its own 2 s bound by a peer that no longer
                 # reads: already counted under its reason, not a second time as an error.
-                self.on_debug(f"connection {rec.id} {rec.peer}: while closing ({rec.reason}): {error}")
+                self.on_debug(f"connection {rec.id} {rec.peer}: while closing ({rec.reason.value}): {error}")
         reason = rec.reason or reason
         self._closed_in += rec.bytes_in
         self._closed_out += rec.bytes_out
         self.emit(
             "close", id=rec.id, peer=rec.peer, bytes_in=rec.bytes_in, bytes_out=rec.bytes_out,
-            duration_ms=ms(time.perf_counter_ns() - rec.opened_ns), reason=reason,
+            duration_ms=ms(time.perf_counter_ns() - rec.opened_ns), reason=CloseReason(reason).value,
         )
         if self.config.once:
             self.done.set()
@@ -294,7 +296,7 @@ class TcpServer:
         if self._server is not None:
             self._server.close()
         for rec in list(self._conns.values()):
-            rec.reason = rec.reason or "server-stop"
+            rec.reason = rec.reason or CloseReason.SERVER_STOP
             rec.transport.close()
         deadline = time.monotonic() + STOP_GRACE_S
         while self._conns and time.monotonic() < deadline:
@@ -305,7 +307,7 @@ class TcpServer:
         while self._conns and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for transport in list(self._conns):  # never reported lost: account for them anyway
-            self.closed(transport, "server-stop")
+            self.closed(transport, CloseReason.SERVER_STOP)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), STOP_GRACE_S)
@@ -369,13 +371,13 @@ class TcpServer:
         try:
             tcp_sessions.open_session(transport, first, self)
         except Exception as exc:
-            rec.reason = "error"
+            rec.reason = CloseReason.ERROR
             self.error(f"connection {rec.id} {rec.peer}: session failed: {type(exc).__name__}: {exc}")
             transport.close()
 
     def hit_limit(self, rec: ConnRecord, which: str) -> None:
         """A limit ends this connection: count it in ``limits_hit`` and log a ``limit`` event."""
-        rec.reason = which.replace("_", "-")
+        rec.reason = CloseReason(which.replace("_", "-"))
         self._limits[which] = self._limits.get(which, 0) + 1
         from netkit.core.serve_models import REQUEST_AMPLIFICATION
 
@@ -394,7 +396,7 @@ class TcpServer:
         try:
             dup = socket.socket(fileno=os.dup(sock.fileno()))
         except (AttributeError, OSError, ValueError) as exc:
-            rec.reason = "error"
+            rec.reason = CloseReason.ERROR
             raw.close()
             self.error(f"connection {rec.id} {rec.peer}: cannot start TLS: {exc}")
             return
@@ -415,7 +417,7 @@ class TcpServer:
                 **shutdown,
             )
         except asyncio.CancelledError:  # the server is stopping
-            self.closed(raw, "server-stop")
+            self.closed(raw, CloseReason.SERVER_STOP)
             raise
         except Exception as exc:  # a failed or timed-out handshake: counted, shown, closed
             if raw not in self._conns:
@@ -429,8 +431,8 @@ class TcpServer:
                 why = tls_error_message(exc)
             # Counted in errors whatever else ended it (an idle timeout during the handshake too).
             self.error(f"connection {rec.id} {rec.peer}: {why}")
-            rec.reason = "tls-handshake"
-            self.closed(raw, "tls-handshake")
+            rec.reason = CloseReason.TLS_HANDSHAKE
+            self.closed(raw, CloseReason.TLS_HANDSHAKE)
 
     def _tls_ready(self, rec: ConnRecord, tls: asyncio.Transport) -> None:
         """The handshake is done: the connection is now its TLS transport for sessions and limits."""

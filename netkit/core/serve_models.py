@@ -17,8 +17,24 @@ from netkit.core.limits import Limits
 #: Where a server's events go (``{"event": kind, "time": ISO-8601, **fields}``, JSON values only).
 ServerEventSink = Callable[[dict[str, Any]], None]
 
-TCP_MODES = ("echo", "discard", "source", "reply")
-UDP_MODES = ("show", "echo")
+class TcpMode(str, Enum):
+    """What ``serve tcp`` does with a plain client's bytes (``--mode``)."""
+
+    ECHO = "echo"  # send them back
+    DISCARD = "discard"  # read and drop
+    SOURCE = "source"  # ignore them and write a pattern as fast as the client reads
+    REPLY = "reply"  # answer each received chunk with ``--reply``
+
+
+class UdpMode(str, Enum):
+    """What ``serve udp`` does with a datagram (``--mode``)."""
+
+    SHOW = "show"  # a ``datagram`` event, no answer
+    ECHO = "echo"  # through the reflector, back to its sender
+
+
+TCP_MODES = tuple(m.value for m in TcpMode)
+UDP_MODES = tuple(m.value for m in UdpMode)
 DEFAULT_REPLY = "Message received"
 
 class CloseReason(str, Enum):
@@ -66,7 +82,7 @@ class TcpServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    mode: str = "echo"
+    mode: TcpMode | str = TcpMode.ECHO  # a plain string ("echo") is turned into its TcpMode
     reply: bytes = DEFAULT_REPLY.encode()
     max_conns: int | None = 1024
     idle_timeout: float | None = 300.0  # seconds without a byte in either direction
@@ -92,13 +108,14 @@ class TcpServerConfig:
     def __post_init__(self) -> None:
         if self.mode not in TCP_MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
+        object.__setattr__(self, "mode", TcpMode(self.mode))
 
 
 @dataclass(frozen=True)
 class UdpServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    mode: str = "show"
+    mode: UdpMode | str = UdpMode.SHOW  # a plain string ("show") is turned into its UdpMode
     preview: int = 64  # characters of escaped preview per datagram
     max_senders: int = 1_000_000  # bound on the distinct-sender set
     #: ``--key`` (derived) and the limits: they guard the reflector (echo mode); with neither, none.
@@ -108,6 +125,7 @@ class UdpServerConfig:
     def __post_init__(self) -> None:
         if self.mode not in UDP_MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
+        object.__setattr__(self, "mode", UdpMode(self.mode))
 
 
 def empty_limits() -> dict[str, int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from netkit.core.serve_models import close_reason
+from netkit.core.serve_models import TcpMode, close_reason
 from netkit.io.servers.session_host import ConnRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,6 +146,6 @@ class Source(ModeProtocol):
         return self.server.tls is None
 
 
-MODE_PROTOCOLS: dict[str, type[ModeProtocol]] = {
-    "echo": Echo, "discard": Discard, "reply": Reply, "source": Source,
+MODE_PROTOCOLS: dict[TcpMode, type[ModeProtocol]] = {
+    TcpMode.ECHO: Echo, TcpMode.DISCARD: Discard, TcpMode.REPLY: Reply, TcpMode.SOURCE: Source,
 }

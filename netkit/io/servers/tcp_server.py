@@ -34,6 +34,7 @@ from netkit.core.serve_models import (
     TLS_SHUTDOWN_TIMEOUT_S,
     CloseReason,
     ServerEventSink,
+    TcpMode,
     TcpServerConfig,
     TcpServeSummary,
     close_reason,
@@ -137,8 +138,8 @@ class _Sniff(asyncio.Protocol):
             rec.reason = CloseReason.REJECTED_BY_KEY
             transport.close()
             return
-        mode = self.server.config.mode
-        cls = EchoUnlimited if mode == "echo" and self.limit_free else MODE_PROTOCOLS[mode]
+        mode = self.server.mode
+        cls = EchoUnlimited if mode is TcpMode.ECHO and self.limit_free else MODE_PROTOCOLS[mode]
         proto = cls(self.server, transport, rec)
         transport.set_protocol(proto)
         if first:
@@ -184,6 +185,7 @@ class TcpServer:
         guard: Guard | None = None,
     ) -> None:
         self.config = config
+        self.mode = TcpMode(config.mode)
         self.guard = guard  # keys and limits (--key, --allow/--deny, rates, sessions), or None
         self.tls = tls
         self.on_event = on_event
@@ -318,7 +320,7 @@ class TcpServer:
         open_in = sum(r.bytes_in for r in self._conns.values())
         open_out = sum(r.bytes_out for r in self._conns.values())
         return TcpServeSummary(
-            host=self.host, port=self.port, mode=self.config.mode, tls=self.tls is not None,
+            host=self.host, port=self.port, mode=self.mode.value, tls=self.tls is not None,
             connections=self._total_conns, peak_concurrent=self._peak,
             bytes_in=self._closed_in + open_in, bytes_out=self._closed_out + open_out,
             errors=self._errors, sessions=self._sessions,

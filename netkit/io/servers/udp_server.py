@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netkit.core.escape import safe_text
-from netkit.core.serve_models import ServerEventSink, UdpServerConfig, UdpServeSummary, ms
+from netkit.core.serve_models import ServerEventSink, UdpMode, UdpServerConfig, UdpServeSummary, ms
 from netkit.core.targets import format_host_port
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure, bound_udp_socket
@@ -41,6 +41,7 @@ class UdpServer(asyncio.DatagramProtocol):
         reflector: Reflecting | None = None,
     ) -> None:
         self.config = config
+        self.mode = UdpMode(config.mode)
         self.on_event = on_event
         self.on_debug = on_debug
         self.host, self.port = config.host, config.port
@@ -56,7 +57,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self._rserver: Any = None
         self._not_answered: dict[str, int] = {}
         self.reflector = reflector
-        if config.mode == "echo" and reflector is None:
+        if self.mode is UdpMode.ECHO and reflector is None:
             from netkit.io.servers.reflector import Reflector
 
             self.reflector = Reflector()
@@ -115,7 +116,7 @@ class UdpServer(asyncio.DatagramProtocol):
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        if self.config.mode == "echo":
+        if self.mode is UdpMode.ECHO:
             return self._start_reflector()
         sock = bound_udp_socket(self.config.host, self.config.port)
         try:
@@ -172,7 +173,7 @@ class UdpServer(asyncio.DatagramProtocol):
         if stats or self._not_answered:
             stats = {**(stats or {}), **self._not_answered}
         return UdpServeSummary(
-            host=self.host, port=self.port, mode=self.config.mode, datagrams=self.datagrams,
+            host=self.host, port=self.port, mode=self.mode.value, datagrams=self.datagrams,
             bytes_in=self.bytes_in, datagrams_out=self.datagrams_out, bytes_out=self.bytes_out,
             senders=len(self.senders) + self.senders_overflow, errors=self.errors,
             reflector=dict(stats) if stats else {},
@@ -201,7 +202,7 @@ async def serve_udp(
     """
     from netkit.io.aio import StopSignal
 
-    if reflector is None and config.mode == "echo":
+    if reflector is None and UdpMode(config.mode) is UdpMode.ECHO:
         from netkit.io.servers.server_guard import guard_for
 
         guard = guard_for(config.key, config.limits, on_event)

@@ -14,7 +14,7 @@ from benchlib import Row
 from netkit.core import keyed, packet
 from netkit.core.limits import Limits
 from netkit.io.servers.reflector import Reflector
-from netkit.io.servers.server_guard import Guard, GuardedReflector, new_keyed_session
+from netkit.io.servers.server_guard import guarded_reflector, new_guard, new_keyed_session
 
 N = 100_000
 ADDR = ("127.0.0.1", 40000)
@@ -44,8 +44,8 @@ def reflector_guard_overhead() -> list[Row]:
     plain, signed = _datagrams(None), _datagrams(key)
     bare = _rate(Reflector().reflect, plain)
     limits = Limits(max_pps_per_source=10**9, max_sessions=1000, max_duration_ns=10**12, deny=("10.0.0.0/8",))
-    limited = _rate(GuardedReflector(Guard(limits)).reflect, plain)
-    keyed_rate = _rate(GuardedReflector(Guard(limits, key)).reflect, signed)
+    limited = _rate(guarded_reflector(new_guard(limits, None)).reflect, plain)
+    keyed_rate = _rate(guarded_reflector(new_guard(limits, key)).reflect, signed)
     t0 = time.perf_counter_ns()
     for d in signed[:20_000]:
         keyed.verify_probe(key, d)

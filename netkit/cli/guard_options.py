@@ -1,4 +1,4 @@
-"""Click options for keys and server limits (issue 10), shared by ``serve`` and the clients.
+"""Click options for keys and server limits, shared by ``serve`` and the clients.
 
 Kept apart so a server or client command gains them with one decorator and one call:
 
@@ -6,21 +6,24 @@ Kept apart so a server or client command gains them with one decorator and one c
   ``--key-file PATH``; ``NETKIT_KEY`` is read when neither is given.
 - ``@limit_options``: ``--max-duration``, ``--min-interval``, ``--max-pps-per-source``,
   ``--max-packet``, ``--max-sessions``, ``--allow CIDR``, ``--deny CIDR`` (repeatable).
-- :func:`make_guard`: options -> a :class:`netkit.io.servers.server_guard.Guard` (or None when no key
-  and no limit is set, so an unguarded server keeps its fast path), printing the exposure warning.
+- :func:`server_limits`: the limit options -> :class:`netkit.core.limits.Limits` (the server
+  runs a :class:`netkit.core.guard.Guard` only when a key or a limit is set), printing the
+  exposure warning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from netkit.cli import params
 
-LIMIT_KEYS = ("max_duration", "min_interval", "max_pps_per_source", "max_packet", "max_sessions",
-              "allow", "deny")
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.keyed import Key
+    from netkit.core.limits import Limits
+    from netkit.render.output import Output
 
 
 def key_options(with_key: bool = True) -> Callable[[Any], Any]:
@@ -60,24 +63,19 @@ def limit_options(f: Any) -> Any:
     return f
 
 
-def pop_limits(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Take the limit options out of a command's kwargs."""
-    return {k: kwargs.pop(k, None) for k in LIMIT_KEYS}
-
-
-def load_key_option(key: str | None, key_file: str | None) -> Any:
+def load_key_option(key: str | None, key_file: str | None) -> Key | None:
     """The derived key from ``--key``/``--key-file``/``NETKIT_KEY`` (None when none)."""
     from netkit.io.servers.server_guard import load_key
 
     return load_key(key, key_file)
 
 
-def make_guard(out: Any, host: str, proto: str, key: Any, limits: dict[str, Any],
-               on_event: Callable[[dict[str, Any]], None] | None) -> Any:
-    """A Guard for a server, or None when neither a key nor a limit is set. Warns when exposed."""
+def server_limits(out: Output, host: str, proto: str, key: Key | None, limits: dict[str, Any]) -> Limits:
+    """The limit options as :class:`netkit.core.limits.Limits` (bad CIDRs are usage errors); warns
+    on stderr when the server is reachable beyond this host."""
     from netkit.core.errors import InputError
+    from netkit.core.guard import exposure_warning
     from netkit.core.limits import Limits, parse_cidr
-    from netkit.io.servers.server_guard import Guard, exposure_warning
 
     warning = exposure_warning(host, proto, key)
     if warning is not None:
@@ -93,21 +91,9 @@ def make_guard(out: Any, host: str, proto: str, key: Any, limits: dict[str, Any]
     def ns(v: float | None) -> int | None:
         return None if v is None or v <= 0 else int(v * 1e9)
 
-    lim = Limits(
+    return Limits(
         max_duration_ns=ns(limits.get("max_duration")), min_interval_ns=ns(limits.get("min_interval")),
         max_pps_per_source=limits.get("max_pps_per_source") or None, max_packet=limits.get("max_packet") or None,
         max_sessions=limits.get("max_sessions") or None, allow=tuple(limits.get("allow") or ()),
         deny=tuple(limits.get("deny") or ()),
     )
-    if key is None and lim == Limits():
-        return None
-    return Guard(lim, key, on_event=on_event)
-
-
-def with_guard_counts(summary: Any, guard: Any) -> Any:
-    """The server summary with the guard's counters added to ``limits_hit`` (TCP)."""
-    import dataclasses
-
-    if guard is None or not hasattr(summary, "limits_hit"):
-        return summary
-    return dataclasses.replace(summary, limits_hit={**summary.limits_hit, **guard.stats()})

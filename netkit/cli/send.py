@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from netkit.cli import params
 from netkit.cli.context import get_output, output_options
+from netkit.cli.options import family_options
 from netkit.core.exitcodes import ExitCode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.targets import Target
 
 
 @click.group()
@@ -16,7 +20,7 @@ def send() -> None:
     """Send a message, a file or stdin over TCP or UDP and show the reply (like nc)."""
 
 
-def _target_and_message(args: tuple[str, ...]) -> tuple[Any, str | None]:
+def _target_and_message(args: tuple[str, ...]) -> tuple[Target, str | None]:
     """``HOST:PORT [MESSAGE]`` or ``HOST PORT [MESSAGE]``; bad input is a usage error (exit 2)."""
     from netkit.core.errors import InputError
     from netkit.core.targets import Target, parse_port, split_host_port
@@ -63,39 +67,13 @@ def _payload(message: str | None, file: str | None, *, allow_stream: bool) -> by
     return stdin if allow_stream else stdin.read()
 
 
-def _binary(name: str) -> Any:
-    """The binary stream under sys.stdin/sys.stdout (click.get_binary_stream is deprecated in 8.5)."""
+def _binary(name: str) -> IO[bytes]:
+    """The binary stream under sys.stdin (click.get_binary_stream is deprecated in 8.5)."""
     import sys
 
-    stream = getattr(sys, name)
-    return getattr(stream, "buffer", stream)
-
-
-def _raw_writer(out: Any) -> Any:
-    """Write reply bytes to stdout, flushing each chunk.
-
-    Into a pipe or a file the bytes go verbatim (binary safe, like nc). Onto a terminal they are
-    shown to a person, so control characters and escape sequences are made visible (newlines and
-    tabs kept): a peer must not be able to retitle, clear or reprogram the user's terminal.
-    """
-    import codecs
-
-    stream = _binary("stdout")
-    tty = out.stdout_is_tty
-    decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
-
-    def write(chunk: bytes, *_: Any) -> None:
-        if out.quiet:
-            return
-        if tty:
-            from netkit.core.escape import safe_text
-
-            stream.write(safe_text(decoder.decode(chunk), keep_newlines=True).encode())
-        else:
-            stream.write(chunk)
-        stream.flush()
-
-    return write
+    stream: Any = getattr(sys, name)
+    binary: IO[bytes] = getattr(stream, "buffer", stream)
+    return binary
 
 
 @send.command("tcp", short_help="Send over TCP, half-close, print the reply.")
@@ -109,11 +87,10 @@ def _raw_writer(out: Any) -> Any:
 @click.option("--insecure", "-k", is_flag=True, help="With --tls: do not verify the certificate.")
 @click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="With --tls: trust this CA (PEM).")
 @click.option("--server-name", help="With --tls: name to send (SNI) and verify (default: HOST).")
-@click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
-@click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
+@family_options
 @output_options
 def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: float, tls: bool,
-                 insecure: bool, cafile: str | None, server_name: str | None, ipv4: bool, ipv6: bool) -> int:
+                 insecure: bool, cafile: str | None, server_name: str | None, family: int) -> int:
     """Send MESSAGE (or --file, or stdin) over TCP, half-close, print the reply.
 
     The reply's raw bytes go to stdout (binary safe, like nc); with --format json a document
@@ -128,7 +105,7 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
     from netkit.core.send_models import TcpSendConfig
     from netkit.io.aio import StopSignal
     from netkit.io.clients.tcp_client import send_tcp_sync
-    from netkit.io.resolve import family_of
+    from netkit.render.send import print_result, reply_writer
 
     out = get_output()
     target, message = _target_and_message(args)
@@ -139,19 +116,16 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
     data = _payload(message, file, allow_stream=True)
     config = TcpSendConfig(
         host=target.host, port=target.port, timeout=timeout, wait=wait, tls=tls, insecure=insecure,
-        cafile=cafile, server_name=server_name, family=family_of(ipv4, ipv6),
+        cafile=cafile, server_name=server_name, family=family,
     )
-    raw = out.format == "table"
     stop = StopSignal()
     try:
-        result = send_tcp_sync(config, data, on_reply=_raw_writer(out) if raw else None, stop=stop)
+        result = send_tcp_sync(config, data, on_reply=reply_writer(out) if out.format == "table" else None,
+                               stop=stop)
     finally:
-        if hasattr(data, "close") and data is not _binary("stdin"):
-            data.close()  # type: ignore[union-attr]
-    out.debug(f"{result.target}: sent {result.sent_bytes} B, received {result.received_bytes} B, "
-              f"connect {result.connect_ms:.3f} ms, elapsed {result.elapsed_ms:.3f} ms")
-    if not raw:
-        out.emit(result)
+        if not isinstance(data, bytes) and data is not _binary("stdin"):
+            data.close()
+    print_result(out, result)
     if stop.interrupted:
         return ExitCode.INTERRUPTED
     if result.error is not None:
@@ -170,11 +144,10 @@ def send_tcp_cmd(args: tuple[str, ...], file: str | None, wait: float, timeout: 
               help="Time between datagrams.")
 @click.option("--wait", "-w", type=params.DURATION, default="0s", show_default=True,
               help="Listen this long after the last datagram and print replies (0: do not).")
-@click.option("-4", "ipv4", is_flag=True, help="IPv4 only.")
-@click.option("-6", "ipv6", is_flag=True, help="IPv6 only.")
+@family_options
 @output_options
 def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: float, wait: float,
-                 ipv4: bool, ipv6: bool) -> int:
+                 family: int) -> int:
     """Send MESSAGE (or --file, or stdin) as UDP datagrams; with --wait print the replies.
 
     Replies' raw bytes go to stdout (table format) or into the JSON document. With --wait, exit 1
@@ -189,7 +162,7 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
     from netkit.core.send_models import UdpSendConfig
     from netkit.io.aio import StopSignal
     from netkit.io.clients.udp_client import send_udp_sync
-    from netkit.io.resolve import family_of
+    from netkit.render.send import print_result, reply_writer
 
     out = get_output()
     target, message = _target_and_message(args)
@@ -199,15 +172,10 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
         raise params.usage_error(f"message of {len(data)} bytes does not fit a UDP datagram (max 65507)",
                                  "MESSAGE")
     config = UdpSendConfig(host=target.host, port=target.port, count=count, interval=interval, wait=wait,
-                           family=family_of(ipv4, ipv6))
-    raw = out.format == "table"
+                           family=family)
     stop = StopSignal()
-    result = send_udp_sync(config, data, on_reply=_raw_writer(out) if raw else None, stop=stop)
-    out.debug(f"{result.target}: sent {result.datagrams_sent} datagrams, received {result.datagrams_received}")
-    if not raw:
-        # CSV has no room for the list of replies; jsonl is the json document on one line, replies included.
-        csv_rows = [{k: v for k, v in _flat(result).items() if k != "replies"}] if out.format == "csv" else None
-        out.emit(result, rows=csv_rows)
+    result = send_udp_sync(config, data, on_reply=reply_writer(out) if out.format == "table" else None, stop=stop)
+    print_result(out, result)
     if stop.interrupted:
         return ExitCode.INTERRUPTED
     if wait > 0 and stop.signum is None:  # stopped by SIGTERM/SIGHUP: the wait was cut, not failed
@@ -216,9 +184,3 @@ def send_udp_cmd(args: tuple[str, ...], file: str | None, count: int, interval: 
         if result.datagrams_received == 0:
             raise CheckFailed(f"{result.target}: no reply within {wait:g}s")
     return ExitCode.OK
-
-
-def _flat(result: Any) -> dict[str, Any]:
-    from netkit.render.output import to_jsonable
-
-    return to_jsonable(result)

@@ -166,10 +166,6 @@ def reflect_into(buf: bytearray, refl_count: int, refl_recv_ns: int, refl_send_n
     _REFL.pack_into(buf, _REFL_OFFSET, refl_count & U64, refl_recv_ns & U64, refl_send_ns & U64)
 
 
-#: The old name of :class:`ProbePacket`, for callers outside ``measure latency/loss`` that still use
-#: it (other packages' tests); new code says ``ProbePacket``.
-Probe = ProbePacket
-
 
 # ----- ICMP echo (``measure latency --method icmp``) -----------------------------------------------
 ICMP_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence

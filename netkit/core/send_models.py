@@ -25,7 +25,7 @@ class TcpSendConfig:
 
 @dataclass(frozen=True)
 class TcpSendResult:
-    """``send tcp --format json``: the fields the issue publishes, never renamed."""
+    """``send tcp --format json``: published fields, never renamed (new ones are only appended)."""
 
     target: str
     sent_bytes: int

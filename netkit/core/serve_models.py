@@ -6,16 +6,55 @@ names are the dataclass field names (documented in README, "netkit serve").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-TCP_MODES = ("echo", "discard", "source", "reply")
-UDP_MODES = ("show", "echo")
+from netkit.core.keyed import Key
+from netkit.core.limits import Limits
+
+#: Where a server's events go (``{"event": kind, "time": ISO-8601, **fields}``, JSON values only).
+ServerEventSink = Callable[[dict[str, Any]], None]
+
+class TcpMode(str, Enum):
+    """What ``serve tcp`` does with a plain client's bytes (``--mode``)."""
+
+    ECHO = "echo"  # send them back
+    DISCARD = "discard"  # read and drop
+    SOURCE = "source"  # ignore them and write a pattern as fast as the client reads
+    REPLY = "reply"  # answer each received chunk with ``--reply``
+
+
+class UdpMode(str, Enum):
+    """What ``serve udp`` does with a datagram (``--mode``)."""
+
+    SHOW = "show"  # a ``datagram`` event, no answer
+    ECHO = "echo"  # through the reflector, back to its sender
+
+
+TCP_MODES = tuple(m.value for m in TcpMode)
+UDP_MODES = tuple(m.value for m in UdpMode)
 DEFAULT_REPLY = "Message received"
 
+class CloseReason(str, Enum):
+    """Why a connection ended, as the ``close`` event's ``reason`` names it (the value is published)."""
+
+    EOF = "eof"  # the client closed cleanly
+    RESET = "reset"  # a reset or a broken pipe
+    ERROR = "error"
+    IDLE_TIMEOUT = "idle-timeout"
+    MAX_BYTES = "max-bytes"
+    SERVER_STOP = "server-stop"
+    SESSION = "session"
+    TLS_HANDSHAKE = "tls-handshake"
+    MAX_REQUEST = "max-request"
+    AMPLIFICATION = "amplification"
+    REJECTED_BY_KEY = "rejected-by-key"  # a plain client on a keyed server
+
+
 #: Reasons a connection ends, as they appear in ``close`` events.
-CLOSE_REASONS = ("eof", "reset", "error", "idle-timeout", "max-bytes", "server-stop", "session",
-                 "tls-handshake", "max-request", "amplification")
+CLOSE_REASONS = tuple(r.value for r in CloseReason)
 #: Limits a server counts in ``limits_hit``.
 LIMITS = ("max_conns", "idle_timeout", "max_bytes", "max_request", "amplification")
 
@@ -43,7 +82,7 @@ class TcpServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    mode: str = "echo"
+    mode: TcpMode | str = TcpMode.ECHO  # a plain string ("echo") is turned into its TcpMode
     reply: bytes = DEFAULT_REPLY.encode()
     max_conns: int | None = 1024
     idle_timeout: float | None = 300.0  # seconds without a byte in either direction
@@ -57,23 +96,36 @@ class TcpServerConfig:
     max_request: int = DEFAULT_MAX_REQUEST
     #: Receive threads shared by plain-TCP throughput sinks (the rest are served on the event loop).
     sink_threads: int = 4
+    #: ``--tls``: serve TLS with ``tls_cert``/``tls_key`` (PEM files), or an ephemeral self-signed
+    #: certificate when they are None.
+    tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: ``--key`` (derived) and the limits a client cannot raise; with neither, no guard is run.
+    key: Key | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.mode not in TCP_MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
+        object.__setattr__(self, "mode", TcpMode(self.mode))
 
 
 @dataclass(frozen=True)
 class UdpServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    mode: str = "show"
+    mode: UdpMode | str = UdpMode.SHOW  # a plain string ("show") is turned into its UdpMode
     preview: int = 64  # characters of escaped preview per datagram
     max_senders: int = 1_000_000  # bound on the distinct-sender set
+    #: ``--key`` (derived) and the limits: they guard the reflector (echo mode); with neither, none.
+    key: Key | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.mode not in UDP_MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
+        object.__setattr__(self, "mode", UdpMode(self.mode))
 
 
 def empty_limits() -> dict[str, int]:
@@ -116,14 +168,14 @@ class UdpServeSummary:
     stopped_by: str | None = None
 
 
-def close_reason(exc: BaseException | None) -> tuple[str, str | None]:
+def close_reason(exc: BaseException | None) -> tuple[CloseReason, str | None]:
     """(reason, error) of a connection that ended with ``exc`` (``connection_lost``'s argument):
     ``eof`` for a clean close, ``reset`` for a reset or broken pipe, else ``error`` and its text."""
     if exc is None:
-        return "eof", None
+        return CloseReason.EOF, None
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-        return "reset", None
-    return "error", f"{type(exc).__name__}: {exc}"
+        return CloseReason.RESET, None
+    return CloseReason.ERROR, f"{type(exc).__name__}: {exc}"
 
 
 def output_room(max_bytes: int | None, bytes_in: int, bytes_out: int) -> int | None:

@@ -45,7 +45,7 @@ GO = b"G"
 
 STATUS_OK = 0
 STATUS_UNSUPPORTED = 1
-STATUS_REFUSED = 2  # over a server limit (--max-sessions); issue 10
+STATUS_REFUSED = 2  # over a server limit (--max-sessions)
 
 UNKNOWN_U32 = 0xFFFFFFFF
 
@@ -57,6 +57,28 @@ HEADER_LEN = _HEADER.size
 ACK_LEN = _ACK.size
 REPORT_LEN = _REPORT.size
 COOKIE_LEN = 12
+
+#: How many bytes :func:`sniff` needs at most to decide.
+MAGIC_LEN = len(MAGIC)
+#: Where the session kind sits in a header: after the magic and the version byte.
+KIND_OFFSET = MAGIC_LEN + 1
+
+
+def sniff(prefix: bytes) -> bool | None:
+    """Do the first bytes of a connection open a netkit session?
+
+    True when ``prefix`` begins with the session magic, False when it cannot, None when more bytes
+    are needed to tell (a prefix of the magic). A plain client's bytes are never consumed by this.
+    """
+    n = min(len(prefix), MAGIC_LEN)
+    if prefix[:n] != MAGIC[:n]:
+        return False
+    return True if n == MAGIC_LEN else None
+
+
+def session_kind(head: bytes | bytearray) -> int | None:
+    """The kind byte of a header that begins ``head``; None until that byte has arrived."""
+    return head[KIND_OFFSET] if len(head) > KIND_OFFSET else None
 
 assert HEADER_LEN == 37, HEADER_LEN  # iperf3's COOKIE_SIZE, see the module docstring
 assert REPORT_LEN == 40, REPORT_LEN

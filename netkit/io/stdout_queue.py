@@ -17,6 +17,10 @@ place of stdout instead:
 
 Text is written as each ``write`` gave it, in order; one ``write`` is one event line, so a drop
 never cuts a line in two.
+
+:class:`ServerStdout` is what a server command uses: the queued stream, the one broken-pipe guard
+around its event writer (a reader that went away stops the server like a signal, and the command
+then leaves with the quiet exit 141) and the warnings about dropped events (:func:`notice`).
 """
 
 from __future__ import annotations
@@ -175,3 +179,123 @@ class QueuedWriter:
                     break
                 self._cond.wait(min(wait, 0.05))
             return not (self._queue or self._busy) and not self.broken
+
+
+def notice(stderr: IO[str], message: str, wait_s: float = 0.5) -> None:
+    """``netkit: warning: MESSAGE`` on stderr without ever holding the server.
+
+    stderr may be the very pipe that stalled (``2>&1 | less``): a thread of its own writes the
+    line with ``os.write`` (no Python lock held while blocked), and we wait for it at most ``wait_s``.
+    A stream without a descriptor (tests) is written directly: it never blocks.
+    """
+    try:
+        fd = stderr.fileno()
+        stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        try:
+            stderr.write(f"netkit: warning: {message}\n")
+            stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return
+    data = f"netkit: warning: {message}\n".encode(errors="replace")
+
+    def write() -> None:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=write, name="netkit-notice", daemon=True)
+    writer.start()
+    writer.join(wait_s)
+
+
+class ServerStdout:
+    """A server's stdout, and the one guard for a reader that goes away.
+
+    ``stream`` is what events are written to: a :class:`QueuedWriter` over stdout's descriptor
+    (so printing never blocks serving), or stdout itself when it has no descriptor (tests).
+    :meth:`guarded` wraps an event writer: once the reader is gone (EPIPE seen by the writer's
+    thread, or ``BrokenPipeError`` from a direct write) nothing more is written and the server's
+    stop event is set, as a signal would. :meth:`close` raises ``BrokenPipeError`` in that case,
+    which the CLI's entry point turns into the quiet exit 141.
+    """
+
+    def __init__(self, stdout: IO[str], stderr: IO[str]) -> None:
+        self.stderr = stderr
+        self.broken = False
+        self._loop: Any = None
+        self._stop: Any = None
+        self.writer = QueuedWriter.replacing(stdout, on_first_drop=self._first_drop, on_broken=self._reader_gone)
+        self.stream: IO[str] = self.writer if self.writer is not None else stdout  # type: ignore[assignment]
+
+    def bind(self, stop: Any) -> None:
+        """``stop``: the running server's stop event (an ``asyncio.Event``), set when the reader goes."""
+        import asyncio
+
+        self._loop, self._stop = asyncio.get_running_loop(), stop
+        if self.broken:
+            stop.set()
+
+    def guarded(self, write: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        """``write`` (one event) made safe: nothing after the reader went away, and that stops the server."""
+
+        def sink(event: dict[str, Any]) -> None:
+            if self.broken:
+                return
+            try:
+                write(event)
+            except BrokenPipeError:
+                self._reader_gone()
+
+        return sink
+
+    @property
+    def dropped(self) -> int | None:
+        """Events dropped while the reader stalled; None when stdout is not queued."""
+        return None if self.writer is None else self.writer.dropped
+
+    def _first_drop(self) -> None:
+        notice(self.stderr, "stdout is not keeping up: events are dropped while it stalls (counted in events_dropped)")
+
+    def _reader_gone(self) -> None:
+        """From the writer's thread or the loop's: stop like a signal would."""
+        self.broken = True
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(stop.set)
+        except RuntimeError:
+            pass  # the loop already ended
+
+    def check(self) -> None:
+        """Raise ``BrokenPipeError`` when the reader went away (leave quietly, exit 141)."""
+        if self.broken:
+            raise BrokenPipeError
+
+    def summary_next(self) -> None:
+        """The summary comes next: one document, queued whole whatever the bound."""
+        if self.writer is not None:
+            self.writer.droppable = False
+
+    def close(self, idle_s: float = CLOSE_IDLE_S, max_s: float = CLOSE_MAX_S, *, final: bool = True) -> None:
+        """Give queued output its chance (see :meth:`QueuedWriter.close`) and say what was lost.
+
+        ``final`` False (an error ended the command): no warnings, no ``BrokenPipeError``.
+        """
+        if self.writer is None:
+            if final:
+                self.check()
+            return
+        written = self.writer.close(idle_s=idle_s, max_s=max_s)
+        if not final:
+            return
+        if self.writer.broken:
+            raise BrokenPipeError
+        if not written:
+            # A stalled reader: the server stopped at once all the same; say what was lost.
+            notice(self.stderr, "stdout is not being read: the summary (and any queued events) were not written")
+        elif self.writer.dropped:
+            notice(self.stderr, f"{self.writer.dropped} events were dropped while stdout was not read")

@@ -8,7 +8,9 @@ import os
 import time
 from typing import Any
 
+from netkit.core.escape import safe_text
 from netkit.core.serve_models import TcpServerConfig
+from netkit.core.units import format_bitrate, format_ms
 from netkit.io.servers.tcp_server import TcpServer
 from netkit.selftest.base import CheckResult, SelftestEnv
 
@@ -64,7 +66,7 @@ async def echo_integrity(host: str, port: int, total: int, ssl_ctx: Any = None,
 
 
 def rate_text(nbytes: int, seconds: float) -> str:
-    return f"{nbytes * 8 / seconds / 1e9:.2f} Gbit/s" if seconds > 0 else "-"
+    return format_bitrate(nbytes * 8 / seconds) if seconds > 0 else "-"
 
 
 async def run(env: SelftestEnv) -> list[CheckResult]:
@@ -79,7 +81,7 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
         ok, elapsed, digest = await echo_integrity(host, port, total)
         rows.append(CheckResult(
             "tcp echo integrity", ok, f"{total >> 20} MiB, {rate_text(2 * total, elapsed)}",
-            f"sha256 {'matches' if ok else 'DIFFERS'} ({digest}…)",
+            f"sha256 {'matches' if ok else 'DIFFERS'} ({digest})",
         ))
     finally:
         await server.stop()
@@ -89,8 +91,8 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
     try:
         result = await send_tcp(TcpSendConfig(host=host, port=port, wait=2.0), b"hello")
         ok = result.reply == "Message received"
-        rows.append(CheckResult("tcp reply", ok, f"{result.elapsed_ms:.2f} ms",
-                                f"reply {result.reply[:40]!r}, connect {result.connect_ms:.3f} ms"))
+        rows.append(CheckResult("tcp reply", ok, format_ms(result.elapsed_ms),
+                                f'reply "{safe_text(result.reply, limit=40)}", connect {format_ms(result.connect_ms)}'))
     finally:
         await server.stop()
     return rows

@@ -24,6 +24,6 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
         await server.stop()
     return [CheckResult(
         "tls echo", ok, f"{TLS_BYTES >> 20} MiB, {rate_text(2 * TLS_BYTES, elapsed)}",
-        f"certificate verified (SHA-256 {stls.fingerprint_sha256[:11]}…), sha256 "
+        f"certificate verified (SHA-256 begins {stls.fingerprint_sha256[:11]}), sha256 "
         f"{'matches' if ok else 'DIFFERS'}",
     )]

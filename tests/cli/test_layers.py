@@ -38,10 +38,6 @@ def _imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-# The issue-16 branches move these tests' pure code to core/ (or the tests to integration/):
-# remove this marker when they have landed, so the rule holds from then on.
-@pytest.mark.xfail(reason="unit tests still importing netkit.io are being moved by the other branches",
-                   strict=False)
 def test_no_unit_test_imports_the_io_layer() -> None:
     """Unit tests exercise pure code: anything that needs ``netkit.io`` is an integration test."""
     offenders = [

@@ -69,6 +69,7 @@ def test_csv_and_jsonl_formats(echo_server: support.Server) -> None:
     assert lines[0] == "target,sent_bytes,received_bytes,connect_ms,elapsed_ms,reply,error,interrupted"
     res = support.invoke(["send", "tcp", echo_server.addr, "x", "--format", "jsonl"])
     assert len(res.jsonl()) == 1 and res.jsonl()[0]["reply"] == "x"
+    assert next(iter(res.jsonl()[0])) == "event" and res.jsonl()[0]["event"] == "summary"
 
 
 def test_wait_bounds_a_silent_peer() -> None:
@@ -203,5 +204,6 @@ def test_send_udp_jsonl_keeps_the_replies_csv_leaves_them_out() -> None:
         res = support.invoke(["send", "udp", srv.addr, "hey", "-w", "1s", "--format", "jsonl"])
         [line] = res.jsonl()
         assert line["replies"][0]["reply"] == "hey" and line["datagrams_received"] == 1
+        assert line["event"] == "summary"
         res = support.invoke(["send", "udp", srv.addr, "hey", "-w", "1s", "--format", "csv"])
         assert "replies" not in res.stdout.splitlines()[0]

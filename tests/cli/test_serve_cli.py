@@ -7,6 +7,7 @@ import re
 import socket
 import ssl
 
+import pytest
 import support
 
 from netkit.io.tls import fingerprint
@@ -46,8 +47,9 @@ def test_table_mode_lines_and_summary() -> None:
         code, out, err = srv.stop()
     assert code == 0
     assert re.search(r"open +#1 127\.0\.0\.1:\d+", out)
-    assert re.search(r"close +#1 .* in=1000 out=0 .* eof", out)
-    assert "peak_concurrent" in out and "bytes_in" in out
+    assert re.search(r"close +#1 .* in 1,000 B, out 0 B, .* ms, eof", out)
+    assert "peak concurrent" in out and "bytes in   " in out and "1,000 B" in out
+    assert re.search(r"elapsed +\d", out) and "elapsed_ms" not in out
     assert err.count("listening on") == 1
 
 
@@ -100,5 +102,20 @@ def test_selftest_rows_for_serve_and_send() -> None:
 def test_reply_without_mode_reply_is_a_usage_error() -> None:
     res = support.invoke(["serve", "tcp", "--port", "0", "--reply", "hi"])
     assert res.exit_code == 2
-    assert res.stderr.startswith("netkit: ") and "--mode reply" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+    first, *rest = res.stderr.strip().splitlines()
+    assert first.startswith("netkit: ") and "--mode reply" in first
+    assert all(line.startswith("Try 'netkit serve tcp --help'") for line in rest) and len(rest) <= 1
+
+
+@pytest.mark.parametrize(("proto", "mode"), [("tcp", "echo"), ("udp", "show"), ("udp", "echo")])
+def test_a_port_in_use_is_one_line_naming_the_reason(proto: str, mode: str) -> None:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if proto == "tcp":
+            taken.listen()
+        port = taken.getsockname()[1]
+        res = support.run_netkit(["serve", proto, "--port", str(port), "--mode", mode], timeout=30)
+    assert res.exit_code == 3
+    assert res.stderr == f"netkit: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert res.stdout == ""

@@ -135,7 +135,7 @@ def test_faults_latency_udp_forged_probes(record_property: Record) -> None:
         p, _ = packet.try_decode(d)
         if p is None:
             return None
-        return packet.encode(packet.Probe(p.session ^ 1, p.seq + 10**9, p.client_send_ns, size=len(d)))
+        return packet.encode(packet.ProbePacket(p.session ^ 1, p.seq + 10**9, p.client_send_ns, size=len(d)))
 
     with udp_peer(forge) as port:
         r, took = timed(["--format", "json", "measure", "latency", "--method", "udp", "-c", "5", "-i", "20ms",

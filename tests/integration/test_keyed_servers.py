@@ -1,4 +1,4 @@
-"""Issue 10 on real servers over loopback: keyed sessions, no amplification, enforced limits."""
+"""Keys and limits on real servers over loopback: keyed sessions, no amplification, enforced limits."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import support
 from netkit.core import keyed, packet
 from netkit.io.servers.server_guard import WRONG_KEY_MESSAGE, new_keyed_session
 
-KEY_TEXT = "issue-10 test key"
+KEY_TEXT = "keyed-servers test key"
 KEY = keyed.derive_key(KEY_TEXT)
 
 
@@ -340,7 +340,7 @@ def test_deny_refuses_that_source_in_a_namespace() -> None:
 
 
 def test_keyed_requests_client_measures_and_wrong_key_gets_one_clear_line() -> None:
-    """measure requests --netkit-header --key against a keyed serve tcp (issue 10, client side)."""
+    """measure requests --netkit-header --key against a keyed serve tcp (the client side of the key)."""
     with support.netkit_server("serve", "tcp", "--port", "0", "--key", "sekrit") as srv:
         ok = support.run_netkit(["--format", "json", "measure", "requests", srv.addr, "--netkit-header",
                                  "--key", "sekrit", "-d", "500ms", "-c", "2"])

@@ -37,14 +37,14 @@ def reflector() -> Iterator[support.Server]:
 
 
 def probe_roundtrip(port: int, session: int, seqs: range, timeout: float = 1.0,
-                    tries: int = 3) -> dict[int, packet.Probe]:
+                    tries: int = 3) -> dict[int, packet.ProbePacket]:
     """Send valid probes and collect the reflected ones (each probe retried up to ``tries`` times)."""
-    got: dict[int, packet.Probe] = {}
+    got: dict[int, packet.ProbePacket] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         for seq in seqs:
             for _ in range(tries):
-                s.sendto(packet.encode(packet.Probe(session, seq, time.perf_counter_ns(), size=64)),
+                s.sendto(packet.encode(packet.ProbePacket(session, seq, time.perf_counter_ns(), size=64)),
                          ("127.0.0.1", port))
                 try:
                     while True:
@@ -71,7 +71,7 @@ def measure_ok(server: support.Server) -> dict:
 def test_reliability_udp_malformed_and_truncated(reflector: support.Server, record_property: Record) -> None:
     """Random datagrams, truncated probes, wrong versions and flags: reflected verbatim or dropped."""
     rng = random.Random(7)
-    good = packet.encode(packet.Probe(1234, 1, 99, size=64))
+    good = packet.encode(packet.ProbePacket(1234, 1, 99, size=64))
     bad: list[bytes] = [b"", b"\x00", packet.MAGIC, good[:8], good[:55], good[:4] + b"\x09" + good[5:],
                         good[:5] + b"\xff" + good[6:], good[:6] + b"\x00\x01" + good[8:]]
     bad += [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 600))) for _ in range(300)]
@@ -111,7 +111,7 @@ def test_reliability_udp_spoofed_sessions(reflector: support.Server, record_prop
     n = 200_000 if FULL else 20_000
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.setblocking(False)
-        buf = bytearray(packet.encode(packet.Probe(0, 0, 0, size=64)))
+        buf = bytearray(packet.encode(packet.ProbePacket(0, 0, 0, size=64)))
         for i in range(n):
             packet.encode_into(buf, random.getrandbits(64), i, 0)
             try:
@@ -135,7 +135,7 @@ def test_reliability_udp_session_spoofed_from_other_sender(reflector: support.Se
     session = 0xABCDEF
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoofer:
         for seq in range(100, 150):
-            spoofer.sendto(packet.encode(packet.Probe(session, seq, 0, size=64)), ("127.0.0.1", reflector.port))
+            spoofer.sendto(packet.encode(packet.ProbePacket(session, seq, 0, size=64)), ("127.0.0.1", reflector.port))
     got = probe_roundtrip(reflector.port, session, range(5))
     record_property("held", "one real session")
     record_property("injected", "50 probes with the same session id from another socket")
@@ -145,7 +145,7 @@ def test_reliability_udp_session_spoofed_from_other_sender(reflector: support.Se
 
 def _flood(port: int, k: int, stop: Any, sent: Any) -> None:
     """One flooding process: random and probe-shaped datagrams, as fast as the socket takes them."""
-    payloads = [os.urandom(64), packet.encode(packet.Probe(k, 0, 0, size=1200)), os.urandom(1400)]
+    payloads = [os.urandom(64), packet.encode(packet.ProbePacket(k, 0, 0, size=1200)), os.urandom(1400)]
     n = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.setblocking(False)
@@ -253,9 +253,9 @@ def keyed_query(key_text: str) -> bytes:
 
 PAYLOADS = {
     "plain": b"one spoofed datagram",
-    "probe": packet.encode(packet.Probe(77, 0, 1, size=64)),
+    "probe": packet.encode(packet.ProbePacket(77, 0, 1, size=64)),
     # truncated, REFLECTED already set: not a probe, so it comes back verbatim, flag and all
-    "malformed-probe": packet.encode(packet.Probe(77, 0, 1, flags=packet.FLAG_REFLECTED, size=64))[:40],
+    "malformed-probe": packet.encode(packet.ProbePacket(77, 0, 1, flags=packet.FLAG_REFLECTED, size=64))[:40],
     "keyed-query": b"",  # built per run (the session id carries the time)
 }
 
@@ -339,13 +339,14 @@ def test_reliability_udp_replayed_keyed_query_is_not_answered() -> None:
 
 def test_reliability_udp_replayed_keyed_query_after_the_window() -> None:
     """The recorded attack (a query replayed every 20 s through t+380 s), on the guard's clocks."""
-    from netkit.io.servers.server_guard import Guard, GuardedReflector
+    from netkit.core.guard import Guard, GuardedReflector
+    from netkit.io.servers.reflector import Reflector
 
     key = keyed.derive_key("window-test")
     start_wall = 1_900_000_000 * NS
     clock = {"wall": start_wall}
     guard = Guard(limits.Limits(), key, wall_clock=lambda: clock["wall"])
-    reflector = GuardedReflector(guard)
+    reflector = GuardedReflector(guard, Reflector())
     session = keyed.new_session_id(start_wall, 12345)
     probe, query = bytearray(keyed.KEYED_MIN_SIZE), bytearray(keyed.KEYED_MIN_SIZE)
     packet.encode_into(probe, session, 0, 1)
@@ -388,7 +389,7 @@ def test_reliability_udp_failed_send_is_not_counted_as_sent() -> None:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
             for seq in range(10):
-                c.sendto(packet.encode(packet.Probe(5, seq, 0, size=100)), real.getsockname())
+                c.sendto(packet.encode(packet.ProbePacket(5, seq, 0, size=100)), real.getsockname())
             support.wait_until(lambda: (server._on_readable(), server.datagrams_in)[1] >= 10, timeout=5)
     finally:
         server.sock = real

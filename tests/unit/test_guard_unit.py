@@ -1,17 +1,14 @@
-"""The server guard (netkit.io.servers.server_guard) driven in memory with fake clocks: no sockets."""
+"""The server guard (netkit.core.guard) driven in memory with fake clocks: no sockets, no files."""
 
 from __future__ import annotations
 
 import os
 import typing
 
-import pytest
-
+from netkit.core import guard as sg
 from netkit.core import keyed, packet
 from netkit.core import session_header as sh
-from netkit.core.errors import InputError
 from netkit.core.limits import NS, Limits
-from netkit.io.servers import server_guard as sg
 
 WALL = 1_764_000_000 * NS
 KEY = keyed.derive_key("k1")
@@ -27,6 +24,18 @@ def probe(key: keyed.Key | None, session: int, seq: int, size: int = 80, flags: 
     return bytes(buf)
 
 
+class Echo:
+    """The inner reflector: answers with the request itself and counts netkit probes."""
+
+    def __init__(self) -> None:
+        self.stats = {"probes": 0}
+
+    def reflect(self, data: bytes, addr: object, recv_ns: int) -> bytes:
+        if packet.peek_seq(data) is not None:
+            self.stats["probes"] += 1
+        return data
+
+
 def guard(limits: Limits | None = None, key: keyed.Key | None = KEY, events: list | None = None) -> sg.Guard:
     return sg.Guard(limits, key, wall_clock=lambda: WALL,
                     on_event=None if events is None else events.append)
@@ -34,7 +43,7 @@ def guard(limits: Limits | None = None, key: keyed.Key | None = KEY, events: lis
 
 def test_keyed_reflector_answers_keyed_probes_only() -> None:
     events: list = []
-    r = sg.GuardedReflector(guard(events=events))
+    r = sg.GuardedReflector(guard(events=events), Echo())
     sess = keyed.new_session_id(WALL, 7)
     good = probe(KEY, sess, 0)
     reply = r.reflect(good, A, 1)
@@ -59,7 +68,7 @@ def test_replay_from_an_earlier_session_rejected_after_it_is_forgotten() -> None
 
 
 def test_unkeyed_guard_passes_plain_echo_and_limits_size() -> None:
-    r = sg.GuardedReflector(guard(Limits(max_packet=100), key=None))
+    r = sg.GuardedReflector(guard(Limits(max_packet=100), key=None), Echo())
     assert r.reflect(b"x" * 100, A, 1) == b"x" * 100
     assert r.reflect(b"x" * 101, A, 2) is None
     assert r.stats["over_limit"] == 1
@@ -108,20 +117,6 @@ def test_tcp_header_checks() -> None:
     g.session_closed()
     assert g.session_opened(B, 0)
     assert g.cap_duration_s(10) == 3 and g.cap_duration_s(1) == 1
-
-
-def test_load_key_precedence(tmp_path: os.PathLike) -> None:
-    f = os.path.join(tmp_path, "k")
-    with open(f, "w") as fh:
-        fh.write("from-file\n")
-    assert sg.load_key("a", f, {"NETKIT_KEY": "e"}) == keyed.derive_key("a")
-    assert sg.load_key(None, f, {"NETKIT_KEY": "e"}) == keyed.derive_key("from-file")
-    assert sg.load_key(None, None, {"NETKIT_KEY": "e"}) == keyed.derive_key("e")
-    assert sg.load_key(None, None, {}) is None
-    with pytest.raises(InputError, match="empty"):
-        sg.load_key("  ", None, {})
-    with pytest.raises(InputError, match="cannot read"):
-        sg.load_key(None, f + ".missing", {})
 
 
 def test_exposure_warning() -> None:

@@ -242,7 +242,7 @@ def test_whole_command_line_parse_is_value_or_exit_2(argv: list[str]) -> None:
 def _probe_bytes() -> st.SearchStrategy[bytes]:
     u64 = st.integers(min_value=0, max_value=packet.U64)
     valid = st.builds(
-        lambda s, q, t, f, c, r, w, size: packet.encode(packet.Probe(s, q, t, f, c, r, w, size)),
+        lambda s, q, t, f, c, r, w, size: packet.encode(packet.ProbePacket(s, q, t, f, c, r, w, size)),
         u64, u64, u64, st.sampled_from([0, 1, 2, 3]), u64, u64, u64,
         st.integers(min_value=packet.HEADER_SIZE, max_value=packet.HEADER_SIZE + 64),
     )

@@ -13,8 +13,8 @@ from netkit.core.limits import (
 )
 
 NS = 1_000_000_000
-PROBE = packet.encode(packet.Probe(1, 2, 3, size=64))
-REPLY = packet.encode(packet.Probe(1, 2, 3, flags=packet.FLAG_REFLECTED, size=64))
+PROBE = packet.encode(packet.ProbePacket(1, 2, 3, size=64))
+REPLY = packet.encode(packet.ProbePacket(1, 2, 3, flags=packet.FLAG_REFLECTED, size=64))
 
 
 def test_never_answers_its_own_address() -> None:

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from netkit.cli.serve import _event_line
 from netkit.core.escape import is_safe, safe_text
 from netkit.core.send_models import TcpSendResult, UdpSendResult
 from netkit.core.serve_models import (
@@ -19,6 +18,7 @@ from netkit.core.serve_models import (
     ms,
 )
 from netkit.render.output import dumps
+from netkit.render.serve import event_line
 
 
 def test_configs_reject_unknown_modes() -> None:
@@ -55,11 +55,13 @@ def test_send_results_field_names_are_published_ones() -> None:
 def test_event_lines_are_inert() -> None:
     ev = {"event": "datagram", "time": "2026-01-01T00:00:00.000Z", "peer": "127.0.0.1:1", "size": 9,
           "preview": safe_text(b"\x1b[2J[red]x")}
-    line = _event_line(ev, safe_text)
-    assert is_safe(line) and "\\x1b[2J[red]x" in line
-    line = _event_line({"event": "close", "time": "2026-01-01T00:00:00.000Z", "id": 3, "peer": "p",
-                        "bytes_in": 1, "bytes_out": 2, "duration_ms": 1.5, "reason": "eof"}, safe_text)
-    assert "#3" in line and "in=1 out=2" in line and line.endswith("eof")
+    line = event_line(ev)
+    assert is_safe(line) and "\\x1b[2J[red]x" in line and " 9 B " in line
+    line = event_line({"event": "close", "time": "2026-01-01T00:00:00.000Z", "id": 3, "peer": "p",
+                       "bytes_in": 1, "bytes_out": 2048, "duration_ms": 1.5, "reason": "eof"})
+    assert line == "00:00:00.000 close  #3 p in 1 B, out 2.00 KiB, 1.500 ms, eof"
+    hostile = event_line({"event": "open", "time": "", "id": 1, "peer": "\x1b]0;pwned\x07"})
+    assert is_safe(hostile)
 
 
 def test_close_reason_names_how_a_connection_ended() -> None:

@@ -23,6 +23,9 @@ from collections import OrderedDict
 from typing import Any
 
 from netkit.core import packet
+from netkit.core.guard import Reflecting
+
+__all__ = ["DEFAULT_MAX_SESSIONS", "Reflecting", "Reflector"]
 
 DEFAULT_MAX_SESSIONS = 65536
 

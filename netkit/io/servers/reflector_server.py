@@ -31,7 +31,8 @@ from typing import Any
 
 from netkit.core import packet
 from netkit.core.limits import DEFAULT_REPLIES_PER_SOURCE, ReplyPolicy
-from netkit.io.servers.reflector import Reflector
+from netkit.io.servers.listen import bound_udp_socket
+from netkit.io.servers.reflector import Reflecting, Reflector
 from netkit.io.udp_buffers import tune_buffers
 
 _BATCH = 256  # datagrams per wake-up before yielding to the loop
@@ -43,13 +44,10 @@ class ReflectorServer:
     ``replies_per_source``: the per-source reply bound (None: none; for benchmarks only).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, reflector: Reflector | None = None, *,
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, reflector: Reflecting | None = None, *,
                  replies_per_source: float | None = DEFAULT_REPLIES_PER_SOURCE) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
+        self.sock = bound_udp_socket(host, port)  # a failure: "cannot listen on HOST:PORT: reason"
         tune_buffers(self.sock)
-        self.sock.bind((host, port))
         self.reflector = reflector or Reflector()
         self._buf = bytearray(65536)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,9 +147,13 @@ def reflector_in_thread(host: str = "127.0.0.1", port: int = 0,
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
+    def begin() -> None:
+        server.start()
+        started.set()
+
     def _run() -> None:
         asyncio.set_event_loop(loop)
-        loop.call_soon(lambda: (server.start(), started.set()))
+        loop.call_soon(begin)
         loop.run_forever()
 
     thread = threading.Thread(target=_run, name="netkit-reflector", daemon=True)
@@ -171,7 +173,8 @@ async def serve(host: str, port: int, stop: Any = None) -> dict[str, int]:
     """Serve until ``stop`` (a StopSignal) fires; return the reflector's counters."""
     from netkit.io.aio import StopSignal
 
-    server = ReflectorServer(host, port)
+    reflector = Reflector()
+    server = ReflectorServer(host, port, reflector)
     server.start()
     h, p = server.address
     shown = f"[{h}]" if ":" in h else h
@@ -185,7 +188,7 @@ async def serve(host: str, port: int, stop: Any = None) -> dict[str, int]:
             await stop.wait()
     finally:
         server.close()
-    return {**server.reflector.stats, **server.not_answered, "datagrams_in": server.datagrams_in,
+    return {**reflector.stats, **server.not_answered, "datagrams_in": server.datagrams_in,
             "datagrams_out": server.datagrams_out, "send_errors": server.send_errors}
 
 

@@ -19,20 +19,20 @@ What a client can make the session spend is the server's choice, never the clien
 - Accounting: bytes out are counted when the kernel has taken them (queued minus what still
   waits in the write buffer), so ``--idle-timeout`` sees a client that stopped reading.
 
-``netkit.io.servers.tcp_sessions.open_session`` hands a connection here when ``wants(first_bytes)`` is
-True (a one-line dispatch there; the throughput sessions are untouched).
+``netkit.io.servers.tcp_sessions.start_session`` hands a connection here when ``wants(first_bytes)`` is
+True; the session talks to the server through :class:`netkit.io.servers.session_host.SessionHost`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
 
 from netkit.core import session_header as sh
 from netkit.core.limits import FrameTooLarge, RequestFrameReader
 from netkit.core.request_framing import REP_HEADER, is_requests_header, pattern
-from netkit.core.serve_models import DEFAULT_MAX_REQUEST, close_reason, output_room, reply_credit
+from netkit.core.serve_models import close_reason, output_room, reply_credit
+from netkit.io.servers.session_host import SessionHost
 
 #: Parsed requests waiting for their reply; beyond this the session stops reading.
 MAX_PENDING = 64
@@ -50,8 +50,8 @@ def wants(first_bytes: bytes) -> bool:
     return bool(is_requests_header(first_bytes))
 
 
-def open_session(transport: asyncio.BaseTransport, first_bytes: bytes, server: Any) -> asyncio.BaseProtocol:
-    proto = RequestSession(transport, server)  # type: ignore[arg-type]
+def open_session(transport: asyncio.Transport, first_bytes: bytes, server: SessionHost) -> asyncio.BaseProtocol:
+    proto = RequestSession(transport, server)
     transport.set_protocol(proto)
     proto.data_received(first_bytes)
     return proto
@@ -60,13 +60,13 @@ def open_session(transport: asyncio.BaseTransport, first_bytes: bytes, server: A
 class RequestSession(asyncio.Protocol):
     """Answers header-framed requests in order, within the connection's budget (module docstring)."""
 
-    def __init__(self, transport: asyncio.Transport, server: Any) -> None:
+    def __init__(self, transport: asyncio.Transport, server: SessionHost) -> None:
         self.transport = transport
         self.server = server
-        config = getattr(server, "config", None)
-        self.max_request = int(getattr(config, "max_request", DEFAULT_MAX_REQUEST))
-        self.max_bytes: int | None = getattr(config, "max_bytes", None)
-        self.high_water = int(getattr(config, "high_water", 256 * 1024))
+        config = server.config
+        self.max_request = config.max_request
+        self.max_bytes: int | None = config.max_bytes
+        self.high_water = config.high_water
         self.head = bytearray()
         self.in_header = True
         self.reader = RequestFrameReader(self.max_request)
@@ -189,8 +189,8 @@ class RequestSession(asyncio.Protocol):
 
     def _limit(self, which: str) -> None:
         rec = self.server.record(self.transport)
-        if rec is not None and rec.reason is None and hasattr(self.server, "_limit"):
-            self.server._limit(rec, which)
+        if rec is not None and rec.reason is None:
+            self.server.hit_limit(rec, which)
         self._end()
 
     def _end(self) -> None:

@@ -1,39 +1,9 @@
 """``netkit serve tcp``: an asyncio Protocol server (uvloop when installed) with limits.
 
-Public API of :class:`TcpServer` (the ``server`` object handed to measurement sessions,
-``netkit.io.servers.tcp_sessions.open_session(transport, first_bytes, server)``):
-
-``server.config``
-    A frozen :class:`netkit.core.serve_models.TcpServerConfig`: ``host``, ``port``, ``mode``
-    (echo|discard|source|reply), ``reply`` (bytes), ``max_conns``, ``idle_timeout`` (seconds or
-    None), ``max_bytes`` (bytes in + out per connection, or None), ``once``, ``high_water``
-    (write-buffer high-water mark in bytes; use it with ``transport.set_write_buffer_limits``),
-    ``max_request`` (largest request frame or reply of a request session), ``sink_threads``.
-``server.sink_pool``
-    The :class:`netkit.io.servers.tcp_sessions.SinkPool` of receive threads shared by plain-TCP sinks.
-``server.record(transport) -> ConnRecord | None``
-    The bookkeeping record of an accepted connection: ``id``, ``peer`` ("host:port"),
-    ``opened_ns``, ``bytes_in``, ``bytes_out``. The server creates it when the connection is
-    accepted (before the session header is sniffed), so a session never "opens" a connection.
-``server.add_bytes(transport, bytes_in=0, bytes_out=0) -> bool``
-    Count bytes on that connection (they feed the summary, the close event and the idle timer).
-    Returns False when the connection is now over ``max_bytes``: the server has already counted
-    the limit and logged it; the caller should close the transport (``transport.close()``).
-``server.emit(event: str, **fields) -> None``
-    One event for ``--format jsonl`` on stdout: ``{"event": event, "time": ISO-8601, **fields}``.
-    Fields must be JSON values (str, int, float, bool, None, lists, dicts).
-``server.closed(transport, reason: str = "eof", error: str | None = None) -> None``
-    Connection-close bookkeeping: call it from the session protocol's ``connection_lost``.
-    Emits the ``close`` event (peer, bytes in/out, duration) once; idempotent.
-    ``reason`` is one of ``CLOSE_REASONS`` ("eof", "reset", "error", ...); ``error`` counts as an
-    error in the summary when not None.
-``server.error(message: str) -> None``
-    Count an error and show it at ``-v``.
-``server.stopping -> bool``
-    True once the server is shutting down (sessions should stop producing data).
-
-The server keeps tracking a connection after its hand-over: the idle timeout (fed by
-``add_bytes``) and the shutdown (``transport.close()`` for every open connection) still apply.
+:class:`TcpServer` is the :class:`netkit.io.servers.session_host.SessionHost` that measurement
+sessions (``netkit.io.servers.tcp_sessions.open_session(transport, first_bytes, server)``) are
+handed: ``config``, ``guard``, ``sink_pool``, ``stopping``, ``record``, ``add_bytes``, ``emit``,
+``closed``, ``error`` and ``hit_limit``, documented there.
 
 Limits first: ``--max-conns``, ``--allow/--deny`` and the per-source rate are checked when a
 connection is accepted, before any TLS work. With ``--tls`` an admitted connection's socket is
@@ -42,11 +12,10 @@ then handed to a TLS transport (``connect_accepted_socket``) whose handshake mus
 handshake is counted (``errors``, ``tls_handshake_failed``) and ends with a ``close`` event whose
 reason is ``tls-handshake``.
 
-Hot path: after the first bytes are sniffed the connection switches (``set_protocol``) to a
-small protocol per mode whose ``data_received`` does the least possible work; per-connection
-counters are plain attributes and the server's totals are summed on demand. Backpressure:
-``pause_writing`` pauses reading from that client, ``resume_writing`` resumes it, so a client that
-sends but does not read makes the server hold at most ``high_water`` bytes for it.
+Every connection starts in :class:`_Sniff`: bookkeeping and limits at accept, TLS if asked, then
+its first bytes decide (:func:`netkit.core.session_header.sniff`) between a measurement session
+(:mod:`netkit.io.servers.tcp_sessions`) and the plain mode's protocol
+(:mod:`netkit.io.servers.tcp_modes`, the hot path). The server's totals are summed on demand.
 """
 
 from __future__ import annotations
@@ -55,28 +24,37 @@ import asyncio
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netkit.core.errors import RuntimeFailure
 from netkit.core.serve_models import (
     TLS_HANDSHAKE_TIMEOUT_S,
     TLS_SHUTDOWN_TIMEOUT_S,
+    CloseReason,
+    ServerEventSink,
+    TcpMode,
     TcpServerConfig,
     TcpServeSummary,
     close_reason,
     empty_limits,
     ms,
 )
+from netkit.core.session_header import sniff
 from netkit.core.targets import format_host_port
 from netkit.io.clock import wall_iso
+from netkit.io.servers.listen import bind_failure
+from netkit.io.servers.session_host import ConnRecord
+from netkit.io.servers.tcp_modes import MODE_PROTOCOLS, EchoUnlimited, Source
+from netkit.io.servers.throughput_session import SinkPool
 
-EventSink = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.io.aio import StopSignal
+    from netkit.io.servers.server_guard import Guard
+
 
 SNIFF_WAIT_S = 0.1  # a plain client sending fewer bytes than the header waits at most this long
-SOURCE_CHUNK = bytes(range(256)) * 256  # 64 KiB pattern for --mode source
-SOURCE_BURST = 16  # chunks written per loop turn before yielding (bounded loop)
 STOP_GRACE_S = 1.0  # after close(), connections still open are aborted
 REFUSAL_EVENT_INTERVAL_NS = 1_000_000_000  # a flood of refusals logs one event per second (with the count)
 
@@ -87,155 +65,6 @@ def peer_text(transport: asyncio.BaseTransport) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return format_host_port(str(peer[0]), int(peer[1]))
     return str(peer) if peer else "?"
-
-
-class ConnRecord:
-    """Per-connection counters. Plain attributes: they are updated on every read."""
-
-    __slots__ = ("_active_ns", "_snap", "bytes_in", "bytes_out", "closed", "id", "opened_ns", "peer",
-                 "reason", "session", "transport")
-
-    def __init__(self, conn_id: int, peer: str, opened_ns: int, transport: asyncio.BaseTransport) -> None:
-        self.id = conn_id
-        self.peer = peer
-        self.opened_ns = opened_ns
-        self.transport = transport
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.closed = False
-        self.session = False
-        self.reason: str | None = None  # set by whoever decides to close (limits, stop)
-        self._snap = 0
-        self._active_ns = opened_ns
-
-
-# ----- per-mode protocols (the hot path) -----------------------------------------------------
-
-class _ModeProtocol(asyncio.Protocol):
-    """Shared plumbing: backpressure, EOF, close bookkeeping, the max-bytes check."""
-
-    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
-        self.server = server
-        self.transport = transport
-        self.rec = rec
-        self.limit = server.config.max_bytes
-
-    def pause_writing(self) -> None:
-        self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.resume_reading()
-
-    def eof_received(self) -> bool:
-        return False  # close once our writes are flushed
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server._lost(self.transport, exc)
-
-    def _over(self) -> None:
-        self.server._limit(self.rec, "max_bytes")
-        self.transport.close()
-
-
-class _Echo(_ModeProtocol):
-    def data_received(self, data: bytes) -> None:
-        n = len(data)
-        rec = self.rec
-        rec.bytes_in += n
-        if self.limit is not None and rec.bytes_in + rec.bytes_out + n > self.limit:
-            self._over()
-            return
-        self.transport.write(data)
-        rec.bytes_out += n
-
-
-class _EchoUnlimited(_ModeProtocol):
-    """Echo without --max-bytes: the hottest path in netkit, kept to the bare minimum."""
-
-    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
-        super().__init__(server, transport, rec)
-        self.write = transport.write
-
-    def data_received(self, data: bytes) -> None:
-        self.write(data)
-        rec = self.rec
-        n = len(data)
-        rec.bytes_in += n
-        rec.bytes_out += n
-
-
-class _Discard(_ModeProtocol):
-    def data_received(self, data: bytes) -> None:
-        rec = self.rec
-        rec.bytes_in += len(data)
-        if self.limit is not None and rec.bytes_in + rec.bytes_out > self.limit:
-            self._over()
-
-
-class _Reply(_ModeProtocol):
-    def data_received(self, data: bytes) -> None:
-        rec = self.rec
-        rec.bytes_in += len(data)
-        reply = self.server.config.reply
-        if self.limit is not None and rec.bytes_in + rec.bytes_out + len(reply) > self.limit:
-            self._over()
-            return
-        self.transport.write(reply)
-        rec.bytes_out += len(reply)
-
-
-class _Source(_ModeProtocol):
-    """Writes a pattern as fast as the client reads: produce until the buffer is full."""
-
-    def __init__(self, server: TcpServer, transport: asyncio.Transport, rec: ConnRecord) -> None:
-        super().__init__(server, transport, rec)
-        self.paused = False
-        self.scheduled = False
-
-    def start(self) -> None:
-        self._pump()
-
-    def _pump(self) -> None:
-        self.scheduled = False
-        t = self.transport
-        rec = self.rec
-        for _ in range(SOURCE_BURST):
-            if self.paused or t.is_closing() or self.server.stopping:
-                return
-            chunk = SOURCE_CHUNK
-            if self.limit is not None:
-                room = self.limit - rec.bytes_in - rec.bytes_out
-                if room <= 0:
-                    self._over()
-                    return
-                chunk = chunk[:room]
-            t.write(chunk)
-            rec.bytes_out += len(chunk)
-        # The kernel took everything without filling our buffer: yield, then go on.
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if not self.scheduled:
-            self._pump()
-
-    def data_received(self, data: bytes) -> None:
-        self.rec.bytes_in += len(data)  # read and drop what the client sends
-
-    def eof_received(self) -> bool:
-        # The client may half-close and keep reading; TLS has no half-close (asyncio would warn).
-        return self.server.tls is None
-
-
-MODE_PROTOCOLS: dict[str, type[_ModeProtocol]] = {
-    "echo": _Echo, "discard": _Discard, "reply": _Reply, "source": _Source,
-}
 
 
 class _Sniff(asyncio.Protocol):
@@ -252,7 +81,7 @@ class _Sniff(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.rec is not None:  # the TLS transport of a connection admitted at accept
-            self.server._tls_ready(self.rec, transport)
+            self.server._tls_ready(self.rec, transport)  # type: ignore[arg-type]  # uvloop's is not a subclass
             self.begin(transport)  # type: ignore[arg-type]
             return
         self.transport = raw = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -284,11 +113,9 @@ class _Sniff(asyncio.Protocol):
         if self.decided:
             return
         self.buf += data
-        verdict = self.server._sniff(self.buf)
+        verdict = sniff(self.buf)
         if verdict is None:
-            if len(self.buf) < self.server._magic_len:
-                return
-            verdict = False  # a sniffer that cannot decide on a whole header: plain client
+            return  # a prefix of the session magic: wait for more (at most SNIFF_WAIT_S)
         self._switch(verdict)
 
     def _switch(self, session: bool) -> None:
@@ -304,20 +131,20 @@ class _Sniff(asyncio.Protocol):
         if session:
             self.server._hand_over(transport, rec, first)
             return
-        guard = self.server.guard  # issue 10: a keyed server serves keyed sessions only
+        guard = self.server.guard  # a keyed server serves keyed sessions only: a plain client is refused
         if guard is not None and guard.key is not None:
             guard.reject("rejected_by_key", "no-key", transport.get_extra_info("peername") or rec.peer,
                          time.perf_counter_ns())
-            rec.reason = "rejected-by-key"
+            rec.reason = CloseReason.REJECTED_BY_KEY
             transport.close()
             return
-        mode = self.server.config.mode
-        cls = _EchoUnlimited if mode == "echo" and self.limit_free else MODE_PROTOCOLS[mode]
+        mode = self.server.mode
+        cls = EchoUnlimited if mode is TcpMode.ECHO and self.limit_free else MODE_PROTOCOLS[mode]
         proto = cls(self.server, transport, rec)
         transport.set_protocol(proto)
         if first:
             proto.data_received(first)
-        if isinstance(proto, _Source):
+        if isinstance(proto, Source):
             proto.start()
         if self._eof:
             self._keep_open = bool(proto.eof_received())
@@ -353,12 +180,13 @@ class TcpServer:
         config: TcpServerConfig,
         *,
         tls: ssl.SSLContext | None = None,
-        on_event: EventSink | None = None,
+        on_event: ServerEventSink | None = None,
         on_debug: Callable[[str], None] | None = None,
-        guard: Any = None,
+        guard: Guard | None = None,
     ) -> None:
         self.config = config
-        self.guard = guard  # issue 10: netkit.io.servers.server_guard.Guard (keys, limits) or None
+        self.mode = TcpMode(config.mode)
+        self.guard = guard  # keys and limits (--key, --allow/--deny, rates, sessions), or None
         self.tls = tls
         self.on_event = on_event
         self.on_debug = on_debug
@@ -367,7 +195,7 @@ class TcpServer:
         self.stopping = False
         self.done = asyncio.Event()  # set by --once after its connection closes
         self._server: asyncio.AbstractServer | None = None
-        self._conns: dict[asyncio.BaseTransport, ConnRecord] = {}
+        self._conns: dict[asyncio.BaseTransport, ConnRecord] = {}  # keyed by the connection's current transport
         self._next_id = 1
         self._peak = 0
         self._total_conns = 0
@@ -378,12 +206,10 @@ class TcpServer:
         self._limits = empty_limits()
         self._start_ns = 0
         self._sweeper: asyncio.Task[None] | None = None
-        self._sniff_fn: Callable[[bytes], bool | None] | None = None
-        self._magic_len = 64
         self._tls_failed = 0
         self._handshakes: set[asyncio.Task[None]] = set()
         self._refusal_event_ns: int | None = None
-        self.sink_pool: Any = None  # tcp_sessions.SinkPool: receive threads shared by plain sinks
+        self.sink_pool: SinkPool | None = None  # receive threads shared by plain-TCP throughput sinks
 
     # ----- public API for sessions ------------------------------------------------------------
     def record(self, transport: asyncio.BaseTransport) -> ConnRecord | None:
@@ -398,7 +224,7 @@ class TcpServer:
         limit = self.config.max_bytes
         if limit is not None and rec.bytes_in + rec.bytes_out > limit:
             if rec.reason is None:
-                self._limit(rec, "max_bytes")
+                self.hit_limit(rec, "max_bytes")
             return False
         return True
 
@@ -406,7 +232,8 @@ class TcpServer:
         if self.on_event is not None:
             self.on_event({"event": event, "time": wall_iso(), **fields})
 
-    def closed(self, transport: asyncio.BaseTransport, reason: str = "eof", error: str | None = None) -> None:
+    def closed(self, transport: asyncio.BaseTransport, reason: CloseReason = CloseReason.EOF,
+               error: str | None = None) -> None:
         rec = self._conns.pop(transport, None)
         if rec is None or rec.closed:
             return
@@ -418,13 +245,13 @@ class TcpServer:
                 # The server chose to close (a limit, idle, stop) and the close itself ended badly,
                 # typically the TLS close_notify cut at its own 2 s bound by a peer that no longer
                 # reads: already counted under its reason, not a second time as an error.
-                self.on_debug(f"connection {rec.id} {rec.peer}: while closing ({rec.reason}): {error}")
+                self.on_debug(f"connection {rec.id} {rec.peer}: while closing ({rec.reason.value}): {error}")
         reason = rec.reason or reason
         self._closed_in += rec.bytes_in
         self._closed_out += rec.bytes_out
         self.emit(
             "close", id=rec.id, peer=rec.peer, bytes_in=rec.bytes_in, bytes_out=rec.bytes_out,
-            duration_ms=ms(time.perf_counter_ns() - rec.opened_ns), reason=reason,
+            duration_ms=ms(time.perf_counter_ns() - rec.opened_ns), reason=CloseReason(reason).value,
         )
         if self.config.once:
             self.done.set()
@@ -438,13 +265,7 @@ class TcpServer:
     async def start(self) -> tuple[str, int]:
         """Bind and listen; return the real (host, port). Bind failures raise RuntimeFailure."""
         loop = asyncio.get_running_loop()
-        try:
-            from netkit.io.servers import tcp_sessions
-            self._sniff_fn = tcp_sessions.sniff
-            self._magic_len = int(getattr(tcp_sessions, "MAGIC_LEN", 64))
-            self.sink_pool = tcp_sessions.SinkPool(self.config.sink_threads)
-        except ImportError:  # pragma: no cover - sessions are part of the package
-            self._sniff_fn = None
+        self.sink_pool = SinkPool(self.config.sink_threads)
         try:
             # Plain TCP even with --tls: _Sniff starts TLS itself once the limits admitted the
             # connection (see _start_tls), so --max-conns and the guard count at accept.
@@ -453,10 +274,7 @@ class TcpServer:
                 backlog=self.config.backlog, reuse_address=True,
             )
         except OSError as exc:
-            where = format_host_port(self.config.host, self.config.port)
-            raise RuntimeFailure(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        except socket.gaierror as exc:  # pragma: no cover - gaierror is an OSError
-            raise RuntimeFailure(f"cannot resolve {self.config.host}: {exc.strerror}") from None
+            raise bind_failure(self.config.host, self.config.port, exc) from None
         sock = self._server.sockets[0]
         name = sock.getsockname()
         self.host, self.port = str(name[0]), int(name[1])
@@ -480,7 +298,7 @@ class TcpServer:
         if self._server is not None:
             self._server.close()
         for rec in list(self._conns.values()):
-            rec.reason = rec.reason or "server-stop"
+            rec.reason = rec.reason or CloseReason.SERVER_STOP
             rec.transport.close()
         deadline = time.monotonic() + STOP_GRACE_S
         while self._conns and time.monotonic() < deadline:
@@ -491,7 +309,7 @@ class TcpServer:
         while self._conns and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for transport in list(self._conns):  # never reported lost: account for them anyway
-            self.closed(transport, "server-stop")
+            self.closed(transport, CloseReason.SERVER_STOP)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), STOP_GRACE_S)
@@ -502,10 +320,12 @@ class TcpServer:
         open_in = sum(r.bytes_in for r in self._conns.values())
         open_out = sum(r.bytes_out for r in self._conns.values())
         return TcpServeSummary(
-            host=self.host, port=self.port, mode=self.config.mode, tls=self.tls is not None,
+            host=self.host, port=self.port, mode=self.mode.value, tls=self.tls is not None,
             connections=self._total_conns, peak_concurrent=self._peak,
             bytes_in=self._closed_in + open_in, bytes_out=self._closed_out + open_out,
-            errors=self._errors, limits_hit=dict(self._limits), sessions=self._sessions,
+            errors=self._errors, sessions=self._sessions,
+            # The guard's refusals (keys, --allow/--deny, rates, sessions) count as limits hit too.
+            limits_hit={**self._limits, **(self.guard.stats() if self.guard is not None else {})},
             elapsed_ms=ms(time.perf_counter_ns() - self._start_ns) if self._start_ns else 0.0,
             stopped_by=stopped_by, tls_handshake_failed=self._tls_failed,
         )
@@ -529,7 +349,7 @@ class TcpServer:
                               count=self._limits["max_conns"])
             transport.close()  # a clean FIN (plain TCP: TLS has not started), not a reset
             return None
-        # issue 10: --allow/--deny and the per-source rate (counted and logged by the guard)
+        # --allow/--deny and the per-source rate, at accept (counted and logged by the guard)
         if self.guard is not None and not self.guard.admit(transport.get_extra_info("peername") or peer,
                                                            time.perf_counter_ns()):
             transport.close()
@@ -545,29 +365,21 @@ class TcpServer:
             self._server.close()  # serve this one connection only
         return rec
 
-    def _sniff(self, prefix: bytes) -> bool | None:
-        if self._sniff_fn is None:
-            return False
-        try:
-            return self._sniff_fn(prefix)
-        except Exception as exc:  # a broken sniffer must not break plain clients
-            self.error(f"session sniff failed: {type(exc).__name__}: {exc}")
-            self._sniff_fn = None
-            return False
-
     def _hand_over(self, transport: asyncio.Transport, rec: ConnRecord, first: bytes) -> None:
-        from netkit.io.servers import tcp_sessions
+        from netkit.io.servers import tcp_sessions  # looked up per call: tests replace open_session
+
         rec.session = True
         self._sessions += 1
         try:
             tcp_sessions.open_session(transport, first, self)
         except Exception as exc:
-            rec.reason = "error"
+            rec.reason = CloseReason.ERROR
             self.error(f"connection {rec.id} {rec.peer}: session failed: {type(exc).__name__}: {exc}")
             transport.close()
 
-    def _limit(self, rec: ConnRecord, which: str) -> None:
-        rec.reason = which.replace("_", "-")
+    def hit_limit(self, rec: ConnRecord, which: str) -> None:
+        """A limit ends this connection: count it in ``limits_hit`` and log a ``limit`` event."""
+        rec.reason = CloseReason(which.replace("_", "-"))
         self._limits[which] = self._limits.get(which, 0) + 1
         from netkit.core.serve_models import REQUEST_AMPLIFICATION
 
@@ -586,7 +398,7 @@ class TcpServer:
         try:
             dup = socket.socket(fileno=os.dup(sock.fileno()))
         except (AttributeError, OSError, ValueError) as exc:
-            rec.reason = "error"
+            rec.reason = CloseReason.ERROR
             raw.close()
             self.error(f"connection {rec.id} {rec.peer}: cannot start TLS: {exc}")
             return
@@ -598,13 +410,16 @@ class TcpServer:
     async def _handshake(self, dup: socket.socket, raw: asyncio.BaseTransport, rec: ConnRecord) -> None:
         assert self.tls is not None
         loop = asyncio.get_running_loop()
+        # The close's bound is an argument from Python 3.11 (and uvloop) on; 3.10 keeps its default.
+        shutdown: dict[str, Any] = {"ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT_S} \
+            if sys.version_info >= (3, 11) or type(loop).__module__.startswith("uvloop") else {}
         try:
             await loop.connect_accepted_socket(
-                lambda: _Sniff(self, rec), dup, ssl=self.tls,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S, ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S,
+                lambda: _Sniff(self, rec), dup, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+                **shutdown,
             )
         except asyncio.CancelledError:  # the server is stopping
-            self.closed(raw, "server-stop")
+            self.closed(raw, CloseReason.SERVER_STOP)
             raise
         except Exception as exc:  # a failed or timed-out handshake: counted, shown, closed
             if raw not in self._conns:
@@ -618,10 +433,10 @@ class TcpServer:
                 why = tls_error_message(exc)
             # Counted in errors whatever else ended it (an idle timeout during the handshake too).
             self.error(f"connection {rec.id} {rec.peer}: {why}")
-            rec.reason = "tls-handshake"
-            self.closed(raw, "tls-handshake")
+            rec.reason = CloseReason.TLS_HANDSHAKE
+            self.closed(raw, CloseReason.TLS_HANDSHAKE)
 
-    def _tls_ready(self, rec: ConnRecord, tls: asyncio.BaseTransport) -> None:
+    def _tls_ready(self, rec: ConnRecord, tls: asyncio.Transport) -> None:
         """The handshake is done: the connection is now its TLS transport for sessions and limits."""
         old = rec.transport
         self._conns.pop(old, None)
@@ -657,7 +472,7 @@ class TcpServer:
                         # closing it does nothing; the handshake's own 5 s bound ends it, and it
                         # is counted there, not as closed by the idle timeout.
                         continue
-                    self._limit(rec, "idle_timeout")
+                    self.hit_limit(rec, "idle_timeout")
                     if getattr(t, "get_write_buffer_size", lambda: 0)():
                         t.abort()  # a client that stopped reading: nothing would drain
                     else:
@@ -668,15 +483,34 @@ async def serve_tcp(
     config: TcpServerConfig,
     *,
     tls: ssl.SSLContext | None = None,
-    on_event: EventSink | None = None,
+    on_event: ServerEventSink | None = None,
     on_ready: Callable[[TcpServer], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
-    stop: Any = None,
-    guard: Any = None,
+    stop: StopSignal | None = None,
+    guard: Guard | None = None,
+    on_stop: Callable[[StopSignal], None] | None = None,
+    on_tls: Callable[[bool, str], None] | None = None,
 ) -> TcpServeSummary:
-    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done."""
+    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires or ``--once`` is done.
+
+    The TLS context (``config.tls``) and the guard (``config.key``, ``config.limits``) are built
+    here unless given (``tls``, ``guard``); ``on_tls(ephemeral, sha256_fingerprint)`` then names
+    the certificate a client may pin. ``on_stop`` is handed the stop event once it exists, for
+    whoever else may end the run (the CLI's stdout guard sets it when the reader goes away).
+    """
     from netkit.io.aio import StopSignal
 
+    if tls is None and config.tls:
+        from netkit.io.tls import server_context
+
+        server_tls = server_context(config.tls_cert, config.tls_key, host=config.host)
+        tls = server_tls.context
+        if on_tls is not None:
+            on_tls(server_tls.ephemeral, server_tls.fingerprint_sha256)
+    if guard is None:
+        from netkit.io.servers.server_guard import guard_for
+
+        guard = guard_for(config.key, config.limits, on_event)
     raise_nofile_limit((config.max_conns or 65536) + 64)
     server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug, guard=guard)
     loop = asyncio.get_running_loop()
@@ -685,6 +519,9 @@ async def serve_tcp(
     stop_cm = StopSignal() if own_stop else None
     if stop_cm is not None:
         stop = await stop_cm.__aenter__()
+    assert stop is not None
+    if on_stop is not None:
+        on_stop(stop)
     stopped_by: str | None = None
     try:
         await server.start()

@@ -16,14 +16,17 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netkit.core.errors import RuntimeFailure
 from netkit.core.escape import safe_text
-from netkit.core.serve_models import UdpServerConfig, UdpServeSummary, ms
+from netkit.core.serve_models import ServerEventSink, UdpMode, UdpServerConfig, UdpServeSummary, ms
 from netkit.core.targets import format_host_port
 from netkit.io.clock import wall_iso
-from netkit.io.servers.tcp_server import EventSink
+from netkit.io.servers.listen import bind_failure, bound_udp_socket
+from netkit.io.servers.reflector import Reflecting
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.io.aio import StopSignal
 
 
 class UdpServer(asyncio.DatagramProtocol):
@@ -33,11 +36,12 @@ class UdpServer(asyncio.DatagramProtocol):
         self,
         config: UdpServerConfig,
         *,
-        on_event: EventSink | None = None,
+        on_event: ServerEventSink | None = None,
         on_debug: Callable[[str], None] | None = None,
-        reflector: Any = None,
+        reflector: Reflecting | None = None,
     ) -> None:
         self.config = config
+        self.mode = UdpMode(config.mode)
         self.on_event = on_event
         self.on_debug = on_debug
         self.host, self.port = config.host, config.port
@@ -53,7 +57,7 @@ class UdpServer(asyncio.DatagramProtocol):
         self._rserver: Any = None
         self._not_answered: dict[str, int] = {}
         self.reflector = reflector
-        if config.mode == "echo" and reflector is None:
+        if self.mode is UdpMode.ECHO and reflector is None:
             from netkit.io.servers.reflector import Reflector
 
             self.reflector = Reflector()
@@ -79,7 +83,8 @@ class UdpServer(asyncio.DatagramProtocol):
         self.bytes_in += len(data)
         self._count_sender(addr)
         try:
-            return self.reflector.reflect(data, addr, recv_ns)  # type: ignore[no-any-return]
+            assert self.reflector is not None  # echo mode always has one
+            return self.reflector.reflect(data, addr, recv_ns)
         except Exception as exc:  # a reflector bug is an error count, not a crash
             self._error(f"reflector: {type(exc).__name__}: {exc}")
             return None
@@ -111,13 +116,14 @@ class UdpServer(asyncio.DatagramProtocol):
     # ----- lifecycle ----------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        if self.config.mode == "echo":
+        if self.mode is UdpMode.ECHO:
             return self._start_reflector()
+        sock = bound_udp_socket(self.config.host, self.config.port)
         try:
-            await loop.create_datagram_endpoint(lambda: self, local_addr=(self.config.host, self.config.port))
+            await loop.create_datagram_endpoint(lambda: self, sock=sock)
         except OSError as exc:
-            where = format_host_port(self.config.host, self.config.port)
-            raise RuntimeFailure(f"cannot listen on {where} (udp): {exc.strerror or exc}") from None
+            sock.close()
+            raise bind_failure(self.config.host, self.config.port, exc) from None
         assert self.transport is not None
         name = self.transport.get_extra_info("sockname")
         self.host, self.port = str(name[0]), int(name[1])
@@ -130,10 +136,9 @@ class UdpServer(asyncio.DatagramProtocol):
         from netkit.io.servers.reflector_server import ReflectorServer
 
         try:
-            self._rserver = ReflectorServer(self.config.host, self.config.port, reflector=self)  # type: ignore[arg-type]
+            self._rserver = ReflectorServer(self.config.host, self.config.port, reflector=self)
         except OSError as exc:
-            where = format_host_port(self.config.host, self.config.port)
-            raise RuntimeFailure(f"cannot listen on {where} (udp): {exc.strerror or exc}") from None
+            raise bind_failure(self.config.host, self.config.port, exc) from None
         self._rserver.start()
         self.host, self.port = self._rserver.address
         self._start_ns = time.perf_counter_ns()
@@ -168,7 +173,7 @@ class UdpServer(asyncio.DatagramProtocol):
         if stats or self._not_answered:
             stats = {**(stats or {}), **self._not_answered}
         return UdpServeSummary(
-            host=self.host, port=self.port, mode=self.config.mode, datagrams=self.datagrams,
+            host=self.host, port=self.port, mode=self.mode.value, datagrams=self.datagrams,
             bytes_in=self.bytes_in, datagrams_out=self.datagrams_out, bytes_out=self.bytes_out,
             senders=len(self.senders) + self.senders_overflow, errors=self.errors,
             reflector=dict(stats) if stats else {},
@@ -180,20 +185,39 @@ class UdpServer(asyncio.DatagramProtocol):
 async def serve_udp(
     config: UdpServerConfig,
     *,
-    on_event: EventSink | None = None,
+    on_event: ServerEventSink | None = None,
     on_ready: Callable[[UdpServer], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
-    stop: Any = None,
-    reflector: Any = None,
+    stop: StopSignal | None = None,
+    reflector: Reflecting | None = None,
+    on_stop: Callable[[StopSignal], None] | None = None,
 ) -> UdpServeSummary:
-    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires; return the summary."""
+    """Serve until ``stop`` (a :class:`netkit.io.aio.StopSignal`) fires; return the summary.
+
+    In echo mode with a key or limits (``config.key``, ``config.limits``) the reflector sits behind
+    a guard: key, limits, and never a reply larger than its request (a forged source cannot use
+    the server to amplify a flood). ``reflector`` replaces the reflector altogether.
+
+    ``on_stop`` is handed the stop event once it exists (see :func:`netkit.io.servers.tcp_server.serve_tcp`).
+    """
     from netkit.io.aio import StopSignal
 
+    if reflector is None and UdpMode(config.mode) is UdpMode.ECHO:
+        from netkit.io.servers.server_guard import guard_for
+
+        guard = guard_for(config.key, config.limits, on_event)
+        if guard is not None:
+            from netkit.io.servers.server_guard import guarded_reflector
+
+            reflector = guarded_reflector(guard)
     server = UdpServer(config, on_event=on_event, on_debug=on_debug, reflector=reflector)
     own = stop is None
     cm = StopSignal() if own else None
     if cm is not None:
         stop = await cm.__aenter__()
+    assert stop is not None
+    if on_stop is not None:
+        on_stop(stop)
     try:
         await server.start()
         if on_ready is not None:

@@ -204,7 +204,8 @@ def summary_table(result: ThroughputResult, *, width: int | None) -> RenderableT
     if all(r[6] == "-" for r in rows):  # no retransmit count (UDP)
         cols, rows = cols[:6] + cols[7:], [r[:6] + r[7:] for r in rows]
     table = fitted_table(cols, rows, width=width,
-                         title=f"throughput {result.target} ({result.server} server, {result.protocol})")
+                         title=f"throughput {result.target} ({result.server} server, {result.protocol}"
+                               + (", stopped early)" if result.interrupted else ")"))
     parts: list[RenderableType] = [table, *notes_under(result)]
     return Group(*parts)
 
@@ -376,5 +377,6 @@ def emit_result(out: Output, result: ThroughputResult, *, streamed: bool) -> Non
         if not streamed:
             out.print(intervals_table(result.intervals, width=out.width))
         out.print(summary_table(result, width=out.width))
-    for f in result.thresholds.failed:
-        out.info(f"netkit: check failed: {f}")
+    if not out.table_on_screen:  # the table under the figures already lists each failed check
+        for f in result.thresholds.failed:
+            out.info(f"netkit: check failed: {f}")

@@ -96,3 +96,12 @@ def test_short_intervals_send_every_packet() -> None:
                 sent = [(t["sent"], t["received"]) for r in rounds for t in r["targets"]]
                 assert sent == [(3, 3)] * 3, (method, interval, sent)
                 assert "warning" not in res.stderr
+
+
+def test_status_lines_fit_70_columns_and_name_sighup_only_with_a_config() -> None:
+    res = support.run_netkit(["monitor", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--rounds", "1",
+                              "--timeout", "0.2s"], timeout=30)
+    status = [line for line in res.stderr.splitlines() if line.startswith("netkit monitor:")]
+    assert any("listening on 127.0.0.1:" in line and line.endswith("(/metrics)") for line in status), status
+    assert "netkit monitor: 1 target; SIGTERM stops" in status  # no --config: SIGHUP has nothing to re-read
+    assert all(len(line) <= 70 for line in status), status

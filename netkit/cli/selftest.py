@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from netkit.cli.context import get_output, output_options
+from netkit.cli.params import Choice
 from netkit.core.exitcodes import ExitCode
 from netkit.selftest.runner import check_names
 
@@ -16,7 +17,7 @@ CHECKS = check_names()
 
 
 @click.command()
-@click.option("--only", multiple=True, type=click.Choice(CHECKS), metavar="CHECK",
+@click.option("--only", multiple=True, type=Choice(CHECKS), metavar="CHECK",
               help="Run only this check (repeatable): " + ", ".join(CHECKS) + ".")
 @click.option("--quick", is_flag=True, help="Smaller transfers (e.g. 8 MiB instead of 64 MiB) for slow machines.")
 @output_options

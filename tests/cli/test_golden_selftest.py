@@ -100,3 +100,12 @@ def test_tcp_checks_read_as_every_table_does() -> None:
     assert reply["detail"].startswith('reply "Message received", connect '), reply
     assert re.search(r"connect \d+\.\d{3} ms$", reply["detail"]), reply
     assert re.search(r"\d+(\.\d+)? [kMGT]?bit/s$", rows["tcp echo integrity"]["figure"]), rows
+
+
+@pytest.mark.parametrize(("typed", "hint"), [("tcp-echo", "'tcp'"), ("thro", "'throughput'"), ("ltency", "'latency'")])
+def test_a_mistyped_check_gets_a_did_you_mean(typed: str, hint: str) -> None:
+    r = support.invoke(["selftest", "--only", typed])
+    assert r.exit_code == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("netkit: ") and lines[0].endswith(f"Did you mean {hint}?")
+    assert lines[1] == "Try 'netkit selftest --help' for help."

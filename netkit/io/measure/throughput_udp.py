@@ -237,7 +237,10 @@ def measure_reflector(
         for i in range(cfg.parallel):
             workers.append(UdpWorker(i, open_udp(cfg, rate), size, rate, key=cfg.key))
         drops_before = [socket_drops(w.sock) for w in workers]
-        rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop,
+        # once the watch has found the run failed, its cut-short interval is no result to show: the
+        # error is (a "0 B 0 bit/s" line on stdout above "port unreachable" read as a measurement)
+        sink = None if on_interval is None else (lambda row: None if failure else on_interval(row))
+        rows, clock = run_clock(workers, cfg, sink, on_progress, stop,
                                 watch=_stall_watch(workers, failure, where))
         for w in workers:
             w.join(SENDER_STOP_S)

@@ -109,3 +109,10 @@ def test_a_mistyped_check_gets_a_did_you_mean(typed: str, hint: str) -> None:
     lines = r.stderr.splitlines()
     assert len(lines) == 2 and lines[0].startswith("netkit: ") and lines[0].endswith(f"Did you mean {hint}?")
     assert lines[1] == "Try 'netkit selftest --help' for help."
+
+
+def test_help_says_the_exit_status_and_shows_examples() -> None:
+    r = support.invoke(["selftest", "--help"])
+    assert r.exit_code == 0
+    assert "Exit status: 0 no check failed, 1 a check failed" in r.stdout
+    assert "netkit selftest --only tcp --only throughput" in r.stdout

@@ -217,3 +217,14 @@ def test_a_run_stopped_early_says_so_in_its_title(monkeypatch: pytest.MonkeyPatc
     assert "throughput 127.0.0.1:5000 (netkit server, tcp, stopped early)" in text
     text, _ = on_terminal(tcp_single(), monkeypatch)
     assert "stopped early" not in text
+
+
+def test_csv_summary_of_a_run_stopped_early_spans_what_it_measured() -> None:
+    import dataclasses
+
+    from netkit.render.throughput import csv_rows
+
+    whole = csv_rows(tcp_single())
+    assert whole[-1]["kind"] == "summary" and whole[-1]["end_s"] == 3.0
+    cut = dataclasses.replace(tcp_single(), duration_s=10.0, interrupted=True)  # -t 10s, Ctrl-C after 3 s
+    assert csv_rows(cut)[-1]["end_s"] == cut.intervals[-1].end_s == 3.0

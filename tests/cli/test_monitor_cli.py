@@ -19,6 +19,10 @@ def test_help_lists_the_options() -> None:
 def test_no_targets_is_a_usage_error() -> None:
     res = support.invoke(["monitor"])
     assert res.exit_code == 2 and "no targets" in res.stderr
+    # a command-line mistake reads as every usage error: the reason, then where to read more
+    assert res.stderr.splitlines()[1:] == ["Try 'netkit monitor --help' for help."]
+    res = support.invoke(["monitor", "127.0.0.1"])
+    assert res.stderr.splitlines()[1:] == ["Try 'netkit monitor --help' for help."]
 
 
 def test_bad_listen_names_the_option() -> None:
@@ -73,8 +77,8 @@ def test_a_round_that_cannot_hold_its_packets_is_refused_at_load() -> None:
     # 10 packets 20 ms apart plus the 50 ms timeout need 230 ms; a 200 ms interval's round has 180.
     res = support.invoke(["monitor", "127.0.0.1:22", "--interval", "200ms", "--packets", "10"])
     assert res.exit_code == 2
-    line = res.stderr.strip()
-    assert len(line.splitlines()) == 1
+    line, hint = res.stderr.strip().splitlines()  # the reason, then the "Try" line every usage error has
+    assert hint == "Try 'netkit monitor --help' for help."
     assert "10 packets 20ms apart plus the 50ms timeout take 230ms: more than the round's 180ms" in line
     res = support.invoke(["monitor", "127.0.0.1:22", "--interval", "1s", "--packet-interval", "300ms",
                           "--timeout", "500ms"])

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from netkit.cli.params import Choice
+
 SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_NETKIT_COMPLETE"
 #: Where each shell looks for a completion file (shown in the help and in the scripts' header).
@@ -113,7 +115,7 @@ def complete_interface(ctx: click.Context, param: click.Parameter, incomplete: s
 
 
 @click.command(name="completion")
-@click.argument("shell", type=click.Choice(SHELLS))
+@click.argument("shell", type=Choice(SHELLS), metavar="SHELL")  # errors name SHELL, not {bash|zsh|fish}
 def completion(shell: str) -> None:
     """Print the shell completion script for SHELL (bash, zsh or fish).
 

@@ -77,7 +77,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     if iperf3_ and plain:
         raise usage_error("use either --iperf3 or --plain, not both")
     if rate is not None and not udp:
-        raise usage_error("--rate paces UDP only: add --udp", "--rate")
+        raise usage_error("-b/--rate paces UDP only: add --udp")  # said once, not "Invalid value for --rate: --rate"
     if udp and (plain or bidir or reverse):
         raise usage_error("--udp works with `netkit serve udp --mode echo` or `iperf3 -s` only "
                           "(no --plain/--bidir/--reverse)")

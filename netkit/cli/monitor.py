@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from netkit.cli.context import get_output, output_options
-from netkit.cli.params import POSITIVE_DURATION, Count
+from netkit.cli.params import POSITIVE_DURATION, Count, usage_error
 from netkit.core.exitcodes import ExitCode
 from netkit.core.monitor_models import METHODS as METHOD_CHOICES
 
@@ -85,6 +85,7 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
       netkit monitor --config monitor.toml --listen 0.0.0.0:9464
       netkit monitor 127.0.0.1:22 --textfile /var/lib/node_exporter/netkit.prom --rounds 1
     """
+    from netkit.core.errors import InputError
     from netkit.core.monitor_config import CliSettings
     from netkit.io.aio import run
     from netkit.io.measure.monitor import Monitor, load_config, run_monitor
@@ -96,7 +97,12 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
                  "packet_interval": packet_interval, "retries": retries, "listen": listen, "textfile": textfile,
                  "window": window}
     cli = CliSettings(tuple(targets), {k: v for k, v in overrides.items() if v is not None})
-    config = load_config(config_path, cli)
+    try:
+        config = load_config(config_path, cli)
+    except InputError as exc:
+        if config_path:  # the file's content: its own line names the file and key; --help won't fix it
+            raise
+        raise usage_error(exc.message) from None  # all from the command line: with the "Try" hint
     if config.textfile and (warning := textfile_name_warning(config.textfile)):
         out.warn(warning)
     monitor = Monitor(config, on_round=RoundPrinter(out).on_round, on_warning=out.warn, on_info=out.info)

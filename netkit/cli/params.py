@@ -219,6 +219,23 @@ TARGET = TargetType()
 BYTES = Bytes()
 
 
+class Choice(click.Choice):
+    """``click.Choice`` whose error names the closest choice: ``--only tcp-echo`` gets
+    "Did you mean 'tcp'?", as a mistyped command or option does."""
+
+    def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
+        import difflib
+
+        message = super().get_invalid_choice_message(value, ctx)
+        typed = str(value).lower()
+        names = [str(c) for c in self.choices]
+        close = ([n for n in names if typed.startswith(n.lower()) or n.lower().startswith(typed)]
+                 or difflib.get_close_matches(typed, names, n=2, cutoff=0.6))
+        if typed and 0 < len(close) <= 2:
+            message += " Did you mean " + " or ".join(repr(n) for n in close) + "?"
+        return message
+
+
 def usage_error(message: str, param_hint: str | None = None) -> click.UsageError:
     """A Click usage error (exit 2) for checks that span several options."""
     if param_hint:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from netkit.cli.context import get_output, output_options
+from netkit.cli.params import Choice
 from netkit.core.exitcodes import ExitCode
 from netkit.selftest.runner import check_names
 
@@ -16,12 +17,24 @@ CHECKS = check_names()
 
 
 @click.command()
-@click.option("--only", multiple=True, type=click.Choice(CHECKS), metavar="CHECK",
+@click.option("--only", multiple=True, type=Choice(CHECKS), metavar="CHECK",
               help="Run only this check (repeatable): " + ", ".join(CHECKS) + ".")
 @click.option("--quick", is_flag=True, help="Smaller transfers (e.g. 8 MiB instead of 64 MiB) for slow machines.")
 @output_options
 def selftest(only: tuple[str, ...], quick: bool) -> int:
-    """Start netkit's own servers on loopback and run every capability against them."""
+    """Start netkit's own servers on loopback and run every capability against them.
+
+    Each row is one check: pass, fail or skip (ICMP without the privilege, say), with its
+    figure and what it verified. No traffic leaves 127.0.0.1.
+
+    Exit status: 0 no check failed, 1 a check failed, 2 usage, 130 interrupted by Ctrl-C.
+
+    \b
+    Examples:
+      netkit selftest
+      netkit selftest --only tcp --only throughput
+      netkit --format json selftest --quick
+    """
     from netkit.io.aio import run
     from netkit.render.live import LiveScreen
     from netkit.render.selftest import banner, progress_line, selftest_records, selftest_table

@@ -227,9 +227,18 @@ def format_ns_as_ms(ns: float | None) -> str:
 
 def format_percent(pct: float | None) -> str:
     """``0.0 %``, ``12.5 %``, ``100 %``, ``250 %`` (one decimal below 100, whole from 100 on: a CPU
-    share over several cores passes 100); None as ``-``."""
+    share over several cores passes 100); None as ``-``.
+
+    A share that is not zero never reads as zero: below 0.05 it keeps two significant digits, so
+    2 lost of 35,711 is ``0.0056 %`` (as iperf3 says), not ``0.0 %`` beside "2 lost"."""
     if pct is None or not math.isfinite(pct):
         return NO_FIGURE
+    if 0 < abs(pct) < 0.05:
+        decimals = min(9, 1 - math.floor(math.log10(abs(pct))))
+        text = f"{pct:.{decimals}f}"
+        if float(text) == 0:  # below a billionth of a percent: the smallest figure that is not zero
+            text = f"{math.copysign(1e-9, pct):.9f}"
+        return f"{text} %"
     return f"{pct:,.0f} %" if abs(pct) >= 99.95 else f"{pct:.1f} %"
 
 

@@ -159,6 +159,12 @@ class Output:
         """A live view (on stderr) is allowed: stderr is a terminal and we are not quiet."""
         return self.stderr_is_tty and not self.quiet
 
+    @property
+    def table_on_screen(self) -> bool:
+        """The result is a table printed on a terminal: what it shows (a failed check, say) the
+        person has just read, so a stderr line that repeats it would say it twice."""
+        return self.format == "table" and self.stdout_is_tty and not self.quiet
+
     # ----- Rich consoles (lazy) ----------------------------------------------------------
     def _make_console(self, stream: IO[str]) -> Console:
         from rich.console import Console

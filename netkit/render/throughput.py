@@ -204,7 +204,8 @@ def summary_table(result: ThroughputResult, *, width: int | None) -> RenderableT
     if all(r[6] == "-" for r in rows):  # no retransmit count (UDP)
         cols, rows = cols[:6] + cols[7:], [r[:6] + r[7:] for r in rows]
     table = fitted_table(cols, rows, width=width,
-                         title=f"throughput {result.target} ({result.server} server, {result.protocol})")
+                         title=f"throughput {result.target} ({result.server} server, {result.protocol}"
+                               + (", stopped early)" if result.interrupted else ")"))
     parts: list[RenderableType] = [table, *notes_under(result)]
     return Group(*parts)
 
@@ -256,6 +257,9 @@ def csv_rows(result: ThroughputResult) -> list[dict[str, Any]]:
     (``interval-send``/``interval-recv``, ``summary-send``/``summary-recv``): a sum of both
     directions is not a throughput of either."""
     rows: list[dict[str, Any]] = []
+    # a run stopped early ends where its last interval did, not at -t: the summary row's span is
+    # what its bytes were counted over
+    end_s = result.intervals[-1].end_s if result.interrupted and result.intervals else result.duration_s
     for r in result.intervals:
         if result.bidir and r.tx_bytes is not None and r.rx_bytes is not None:
             for label, n, rate in (("send", r.tx_bytes, r.tx_bits_per_second),
@@ -269,12 +273,12 @@ def csv_rows(result: ThroughputResult) -> list[dict[str, Any]]:
     if result.bidir and s.tx is not None and s.rx is not None:
         for label, d in (("send", s.tx), ("recv", s.rx)):
             counted = d.received_bytes is not None
-            rows.append({"kind": f"summary-{label}", "start_s": 0.0, "end_s": result.duration_s,
+            rows.append({"kind": f"summary-{label}", "start_s": 0.0, "end_s": end_s,
                          "bytes": d.received_bytes if counted else d.sent_bytes,
                          "bits_per_second": d.received_bits_per_second if counted else d.sent_bits_per_second,
                          "omitted": False})
         return rows
-    rows.append({"kind": "summary", "start_s": 0.0, "end_s": result.duration_s,
+    rows.append({"kind": "summary", "start_s": 0.0, "end_s": end_s,
                  "bytes": s.received_bytes if s.received_bytes is not None else s.sent_bytes,
                  "bits_per_second": result.rate_bps, "omitted": False})
     return rows
@@ -376,5 +380,6 @@ def emit_result(out: Output, result: ThroughputResult, *, streamed: bool) -> Non
         if not streamed:
             out.print(intervals_table(result.intervals, width=out.width))
         out.print(summary_table(result, width=out.width))
-    for f in result.thresholds.failed:
-        out.info(f"netkit: check failed: {f}")
+    if not out.table_on_screen:  # the table under the figures already lists each failed check
+        for f in result.thresholds.failed:
+            out.info(f"netkit: check failed: {f}")

@@ -246,3 +246,10 @@ def test_fish_loads_the_file_from_its_completion_path(netkit_bin: Path) -> None:
                           env=_path_with(netkit_bin))
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == ["measure"]
+
+
+def test_an_unknown_shell_is_named_shell_with_a_hint() -> None:
+    r = support.invoke(["completion", "zhs"])
+    assert r.exit_code == 2
+    first = r.stderr.splitlines()[0]
+    assert "'SHELL'" in first and "{bash|zsh|fish}" not in first and first.endswith("Did you mean 'zsh'?")

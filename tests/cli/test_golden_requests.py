@@ -7,6 +7,7 @@ Output whose stdout is a fake 80-column terminal, or a plain pipe.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -141,3 +142,18 @@ def test_live_view_keeps_time_rate_and_percentiles(width: int) -> None:
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
     for figure in ("368,917 req/s", "1,234 ms", "12,346 ms", "4.0 s"):
         assert figure in text
+
+
+def test_a_failed_check_is_said_once_on_a_terminal() -> None:
+    out, stdout = _output(terminal=True)
+    render_requests(out, OPEN)
+    assert stdout.getvalue().count("> max-p99") == 1
+    assert "check failed" not in out.stderr.getvalue()  # type: ignore[attr-defined]
+    out, stdout = _output(terminal=False)  # piped: the table went elsewhere, stderr says it
+    render_requests(out, OPEN)
+    assert out.stderr.getvalue().count("netkit: check failed:") == 2  # type: ignore[attr-defined]
+
+
+def test_a_run_stopped_early_says_so_in_its_title() -> None:
+    text = _summary(dataclasses.replace(CLOSED, interrupted=True), terminal=True)
+    assert text.splitlines()[0].strip() == "measure requests 127.0.0.1:9000 (closed-loop, stopped early)"

@@ -86,3 +86,33 @@ def test_on_a_terminal_the_banner_shows_once(tmp_path: Path) -> None:
         assert "udp echo" in final and "pass" in final
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=10)
+
+
+def test_tcp_checks_read_as_every_table_does() -> None:
+    """No Python repr ('Message received') in a human column; times and rates through core.units."""
+    import re
+
+    r = support.invoke(["--format", "json", "selftest", "--only", "tcp"])
+    assert r.exit_code == 0, r.stderr
+    rows = {c["check"]: c for c in r.json()["checks"]}
+    reply = rows["tcp reply"]
+    assert re.fullmatch(r"\d+\.\d{3} ms|\d[\d,.]* ms", reply["figure"]), reply
+    assert reply["detail"].startswith('reply "Message received", connect '), reply
+    assert re.search(r"connect \d+\.\d{3} ms$", reply["detail"]), reply
+    assert re.search(r"\d+(\.\d+)? [kMGT]?bit/s$", rows["tcp echo integrity"]["figure"]), rows
+
+
+@pytest.mark.parametrize(("typed", "hint"), [("tcp-echo", "'tcp'"), ("thro", "'throughput'"), ("ltency", "'latency'")])
+def test_a_mistyped_check_gets_a_did_you_mean(typed: str, hint: str) -> None:
+    r = support.invoke(["selftest", "--only", typed])
+    assert r.exit_code == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("netkit: ") and lines[0].endswith(f"Did you mean {hint}?")
+    assert lines[1] == "Try 'netkit selftest --help' for help."
+
+
+def test_help_says_the_exit_status_and_shows_examples() -> None:
+    r = support.invoke(["selftest", "--help"])
+    assert r.exit_code == 0
+    assert "Exit status: 0 no check failed, 1 a check failed" in r.stdout
+    assert "netkit selftest --only tcp --only throughput" in r.stdout

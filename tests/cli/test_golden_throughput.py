@@ -198,3 +198,33 @@ def test_live_view_fits_70_columns() -> None:
     few = Console(width=70, record=True, color_system=None, file=io.StringIO())
     few.print(view.draw(width=70, height=10))
     assert len(few.export_text().splitlines()) <= 10  # the latest intervals that fit the screen
+
+
+def test_a_failed_check_is_said_once_on_a_terminal_and_on_stderr_when_piped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    result = tcp_parallel_bidir()  # --min-rate 1T: both directions fail
+    assert not result.thresholds.passed
+    text, err = on_terminal(result, monkeypatch)
+    assert text.count("is below --min-rate") == 2 and "check failed" not in err  # the table says it, once
+    text, err = piped(result)  # the table went to a file: the person at the terminal still hears it
+    assert err.count("netkit: check failed:") == 2
+
+
+def test_a_run_stopped_early_says_so_in_its_title(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    text, _ = on_terminal(dataclasses.replace(tcp_single(), interrupted=True), monkeypatch)
+    assert "throughput 127.0.0.1:5000 (netkit server, tcp, stopped early)" in text
+    text, _ = on_terminal(tcp_single(), monkeypatch)
+    assert "stopped early" not in text
+
+
+def test_csv_summary_of_a_run_stopped_early_spans_what_it_measured() -> None:
+    import dataclasses
+
+    from netkit.render.throughput import csv_rows
+
+    whole = csv_rows(tcp_single())
+    assert whole[-1]["kind"] == "summary" and whole[-1]["end_s"] == 3.0
+    cut = dataclasses.replace(tcp_single(), duration_s=10.0, interrupted=True)  # -t 10s, Ctrl-C after 3 s
+    assert csv_rows(cut)[-1]["end_s"] == cut.intervals[-1].end_s == 3.0

@@ -19,6 +19,10 @@ def test_help_lists_the_options() -> None:
 def test_no_targets_is_a_usage_error() -> None:
     res = support.invoke(["monitor"])
     assert res.exit_code == 2 and "no targets" in res.stderr
+    # a command-line mistake reads as every usage error: the reason, then where to read more
+    assert res.stderr.splitlines()[1:] == ["Try 'netkit monitor --help' for help."]
+    res = support.invoke(["monitor", "127.0.0.1"])
+    assert res.stderr.splitlines()[1:] == ["Try 'netkit monitor --help' for help."]
 
 
 def test_bad_listen_names_the_option() -> None:
@@ -73,8 +77,8 @@ def test_a_round_that_cannot_hold_its_packets_is_refused_at_load() -> None:
     # 10 packets 20 ms apart plus the 50 ms timeout need 230 ms; a 200 ms interval's round has 180.
     res = support.invoke(["monitor", "127.0.0.1:22", "--interval", "200ms", "--packets", "10"])
     assert res.exit_code == 2
-    line = res.stderr.strip()
-    assert len(line.splitlines()) == 1
+    line, hint = res.stderr.strip().splitlines()  # the reason, then the "Try" line every usage error has
+    assert hint == "Try 'netkit monitor --help' for help."
     assert "10 packets 20ms apart plus the 50ms timeout take 230ms: more than the round's 180ms" in line
     res = support.invoke(["monitor", "127.0.0.1:22", "--interval", "1s", "--packet-interval", "300ms",
                           "--timeout", "500ms"])
@@ -96,3 +100,12 @@ def test_short_intervals_send_every_packet() -> None:
                 sent = [(t["sent"], t["received"]) for r in rounds for t in r["targets"]]
                 assert sent == [(3, 3)] * 3, (method, interval, sent)
                 assert "warning" not in res.stderr
+
+
+def test_status_lines_fit_70_columns_and_name_sighup_only_with_a_config() -> None:
+    res = support.run_netkit(["monitor", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--rounds", "1",
+                              "--timeout", "0.2s"], timeout=30)
+    status = [line for line in res.stderr.splitlines() if line.startswith("netkit monitor:")]
+    assert any("listening on 127.0.0.1:" in line and line.endswith("(/metrics)") for line in status), status
+    assert "netkit monitor: 1 target; SIGTERM stops" in status  # no --config: SIGHUP has nothing to re-read
+    assert all(len(line) <= 70 for line in status), status

@@ -169,3 +169,10 @@ def test_tls_server_closing_at_once_is_named_not_only_the_key():
     assert res.exit_code == 1
     assert res.stderr.startswith("netkit: ") and len(res.stderr.strip().splitlines()) == 1
     assert "TLS server" in res.stderr and "--key" in res.stderr
+
+
+def test_rate_without_udp_says_the_reason_once():
+    r = support.invoke(["measure", "throughput", "127.0.0.1:9", "-b", "10M"])
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == ["netkit: -b/--rate paces UDP only: add --udp",
+                                     "Try 'netkit measure throughput --help' for help."]

@@ -34,7 +34,8 @@ def _one_failure_line(res: support.CliResult, words: str) -> None:
 
 def test_closed_udp_port_fails_at_once() -> None:
     res, took = _timed(["measure", "throughput", f"127.0.0.1:{_closed_udp_port()}", "--udp", "-t", "10s"])
-    _one_failure_line(res, "port unreachable (nothing listening)")
+    _one_failure_line(res, "port unreachable (nothing listening); --udp needs `netkit serve udp --mode echo` "
+                           "or `iperf3 -s` there")
     assert took < 1 + MARGIN_S
 
 
@@ -103,3 +104,11 @@ def test_omit_through_the_reflector_says_the_totals_cover_the_whole_run() -> Non
     # two seconds of 1 Mbit/s went out and the totals hold them all: the note must say so
     assert doc["summary"]["sent_bytes"] > 1.5 * 1_000_000 / 8
     assert "--omit marks the first intervals only" in doc["note"] and "--omit" in res.stderr
+
+
+def test_a_failed_run_prints_no_interval_before_its_error() -> None:
+    """Piped, intervals go to stdout as they come: the cut-short one of a run found failed is no
+    measurement ("0 B 0 bit/s" above "port unreachable")."""
+    res, _ = _timed(["measure", "throughput", f"127.0.0.1:{_closed_udp_port()}", "--udp", "-t", "10s"])
+    _one_failure_line(res, "port unreachable")
+    assert res.stdout == ""

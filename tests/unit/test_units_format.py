@@ -114,6 +114,10 @@ def test_three_digits_examples(value: float, text: str) -> None:
     (units.format_ns_as_ms, 12_345_678, "12.3 ms"),
     (units.format_percent, 12.46, "12.5 %"),
     (units.format_percent, 99.96, "100 %"),
+    (units.format_percent, 2 / 35_711 * 100, "0.0056 %"),  # 2 lost: never "0.0 %"
+    (units.format_percent, 0.049, "0.049 %"),
+    (units.format_percent, 1e-30, "0.000000001 %"),
+    (units.format_percent, 0.0, "0.0 %"),
     (units.format_count, 368_917, "368,917"),
     (units.format_duration, 239.6, "4m00s"),  # whole seconds first: never "3m60s"
     (units.format_duration, 0.0009996, "1ms"),  # never "1000us"

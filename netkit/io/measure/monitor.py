@@ -419,12 +419,14 @@ async def run_monitor(monitor: Monitor, *, rounds: int | None = None,
         server = MetricsServer(monitor.registry, *config.listen) if config.listen else None
         try:
             if server is not None:
-                monitor.on_info(f"netkit monitor: listening on {server.address} (http://{server.address}/metrics)")
+                # short enough for a 70-column terminal; "listening on HOST:PORT" is what scripts wait for
+                monitor.on_info(f"netkit monitor: listening on {server.address} (/metrics)")
             if config.textfile:
                 monitor.on_info(f"netkit monitor: writing metrics to {config.textfile}")
             n = len(config.targets)
-            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; SIGHUP reloads"
-                            + (f" {config_path}" if config_path else " (no --config)") + ", SIGTERM stops")
+            # SIGHUP is named only when it does something: without --config there is nothing to re-read
+            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; "
+                            + (f"SIGHUP reloads {config_path}, " if config_path else "") + "SIGTERM stops")
             with view():
                 await monitor.run(stop, loader=loader, rounds=rounds)
         finally:

@@ -201,7 +201,9 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
         now = time.perf_counter_ns()
         for w in workers:
             if w.refused or w.recv_refused:
-                failure.append(f"{where}: {PORT_UNREACHABLE}")
+                # what to start there, as "nothing answered" says: the usual slip is a TCP server's port
+                failure.append(f"{where}: {PORT_UNREACHABLE}; --udp needs `netkit serve udp --mode echo` "
+                               "or `iperf3 -s` there")
             elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
                 if w.last_reply_ns:
                     failure.append(f"{where}: the UDP path stopped answering: no reply for {seconds_text(STALL_S)} "
@@ -237,7 +239,10 @@ def measure_reflector(
         for i in range(cfg.parallel):
             workers.append(UdpWorker(i, open_udp(cfg, rate), size, rate, key=cfg.key))
         drops_before = [socket_drops(w.sock) for w in workers]
-        rows, clock = run_clock(workers, cfg, on_interval, on_progress, stop,
+        # once the watch has found the run failed, its cut-short interval is no result to show: the
+        # error is (a "0 B 0 bit/s" line on stdout above "port unreachable" read as a measurement)
+        sink = None if on_interval is None else (lambda row: None if failure else on_interval(row))
+        rows, clock = run_clock(workers, cfg, sink, on_progress, stop,
                                 watch=_stall_watch(workers, failure, where))
         for w in workers:
             w.join(SENDER_STOP_S)

@@ -201,9 +201,8 @@ def _stall_watch(workers: list[UdpWorker], failure: list[str], where: str) -> Ca
         now = time.perf_counter_ns()
         for w in workers:
             if w.refused or w.recv_refused:
-                # what to start there, as "nothing answered" says: the usual slip is a TCP server's port
-                failure.append(f"{where}: {PORT_UNREACHABLE}; --udp needs `netkit serve udp --mode echo` "
-                               "or `iperf3 -s` there")
+                # every command words this failure the same way, so scripts can match it
+                failure.append(f"{where}: {PORT_UNREACHABLE}")
             elif now - (w.last_reply_ns or w.start_ns) > max(STALL_S * NS, 3 * w.gap_ns):  # slow rates: 3 gaps
                 if w.last_reply_ns:
                     failure.append(f"{where}: the UDP path stopped answering: no reply for {seconds_text(STALL_S)} "

@@ -174,13 +174,17 @@ def format_duration(seconds: float) -> str:
 
 
 def format_bytes(n: float) -> str:
-    """Binary multiples, as iperf3 prints transfer sizes: ``1.50 MiB``, ``2,048.00 TiB``."""
+    """Binary multiples with three significant digits, as iperf3 prints transfer sizes and as every
+    other figure reads: ``1.50 MiB``, ``956 MiB``, ``2.06 GiB``, ``2,048 TiB``; bytes whole: ``512 B``."""
     if not _finite_number(n):
         return NO_FIGURE
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        # 1023.996 KiB would print as "1024.00 KiB": round first, then choose the unit.
-        if abs(round(n, 2 if unit != "B" else 0)) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        if unit == "B":
+            if abs(round(n)) < 1024:
+                return f"{n:,.0f} B"
+        # 1023.6 KiB would print as "1,024 KiB" (three digits round it up): take the next unit.
+        elif abs(n) < 1023.5 or unit == "TiB":
+            return f"{three_digits(n)} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
 

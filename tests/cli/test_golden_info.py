@@ -57,7 +57,7 @@ def test_info_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
     tty, piped = golden_pair(monkeypatch, "info_interfaces",
                              lambda out: out.print(interface_table(IFACES, width=out.width)))
     # the name whole and the byte counters with their units, on every row
-    assert "enp0s31f6" in tty and "wlp2s0-down" in tty and "1.12 TiB" in tty and "34.47 GiB" in tty
+    assert "enp0s31f6" in tty and "wlp2s0-down" in tty and "1.12 TiB" in tty and "34.5 GiB" in tty
     # piped: every column, one line per interface
     assert "433,976,123" in piped and "2001:db8::10/64, fe80::8e16:45ff:feaa:bbcc/64" in piped
     assert len(piped.splitlines()) == 1 + len(IFACES)

@@ -106,7 +106,8 @@ def test_three_digits_examples(value: float, text: str) -> None:
     (units.format_bitrate, 999.7e6, "1.00 Gbit/s"),
     (units.format_bitrate, 1e18, "1,000,000 Tbit/s"),
     (units.format_bytes, 1023.999, "1.00 KiB"),  # never "1024.00 KiB"
-    (units.format_bytes, 2**50, "1,024.00 TiB"),
+    (units.format_bytes, 2**50, "1,024 TiB"),
+    (units.format_bytes, 956 * 2**20, "956 MiB"),  # three digits, as iperf3 and every other figure
     (units.format_byte_rate, 1536, "1.50 KiB/s"),
     (units.format_rate, 112_634.2, "112,634 pps"),
     (units.format_ms, 0.0534, "0.053 ms"),

@@ -323,7 +323,10 @@ def emit_summary(out: Output, doc: dict[str, Any], results: Sequence[TargetResul
     # A target that failed outright (name not resolved, refused) reads as every command says it.
     failed_outright = {f"{r.target}: {r.error}" for r in results if r.acc.received == 0 and r.error}
     for f in thresholds.failed:
-        out.info(f"netkit: {f}" if f in failed_outright else f"netkit: check failed: {f}")
+        if f in failed_outright:
+            out.info(f"netkit: {f}")
+        elif not out.table_on_screen:  # on a terminal the table's thresholds lines just said it
+            out.info(f"netkit: check failed: {f}")
 
 
 def print_latency(out: Output, result: LatencyResult, cfg: LatencyConfig, *, samples: bool = False) -> None:

@@ -435,15 +435,6 @@ def overall_counted_by(streams: Sequence[StreamResult]) -> CountedBy:
     return CountedBy.SENDER
 
 
-def seconds_text(seconds: float) -> str:
-    """A time from settings or limits in messages: ``5s``, ``0.3s``, ``10us`` (never ``e-05``)."""
-    if seconds < 0.001:
-        from netkit.core.units import format_duration
-
-        return format_duration(seconds)
-    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
-
-
 def tick_times(duration_ns: int, interval_ns: int, omit_ns: int) -> Iterator[int]:
     """Interval boundaries relative to the start: every interval through the omit period, one at
     its end, then every interval after it, and the end of the test last."""

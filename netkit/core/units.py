@@ -262,3 +262,10 @@ def format_wall_iso(epoch_ns: int) -> str:
 
     stamp = dt.datetime.fromtimestamp(epoch_ns / 1e9, tz=dt.timezone.utc)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_text(seconds: float) -> str:
+    """A time from settings or limits, as a user writes it: ``5s``, ``0.3s``, ``10us`` (never ``e-05``)."""
+    if seconds < 0.001:
+        return format_duration(seconds)
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"

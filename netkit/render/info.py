@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 from netkit.core.escape import safe_text
 from netkit.core.sysinfo_models import IpFamily
-from netkit.core.units import format_bitrate, format_byte_rate, format_bytes, format_count, format_rate, three_digits
+from netkit.core.units import (
+    format_bitrate,
+    format_byte_rate,
+    format_bytes,
+    format_count,
+    format_rate,
+    seconds_text,
+    three_digits,
+)
 from netkit.render.tables import Col, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,11 +164,6 @@ def traffic_table(samples: Sequence[TrafficSample], *, width: int | None, title:
              f"{three_digits(s.rx_packets_per_s)}/{three_digits(s.tx_packets_per_s)} pkt/s",
              _pair(s.rx_errors, s.tx_errors), _pair(s.rx_drops, s.tx_drops)) for s in samples]
     return fitted_table(TRAFFIC_COLS, rows, width=width, title=title)
-
-
-def seconds_text(seconds: float) -> str:
-    """An interval as the user wrote it, without float noise: ``1s``, ``0.2s``, ``1.5s``."""
-    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
 
 
 def traffic_live_title(interval_s: float, rounds: int) -> str:

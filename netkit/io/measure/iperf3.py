@@ -34,10 +34,10 @@ from netkit.core.throughput_models import (
     Transport,
     after_omit,
     overall_counted_by,
-    seconds_text,
     stream_result,
     summarize_streams,
 )
+from netkit.core.units import seconds_text
 from netkit.io.measure import streams as eng
 
 CTRL_TIMEOUT_S = 10.0

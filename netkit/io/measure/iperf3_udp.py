@@ -40,11 +40,11 @@ from netkit.core.throughput_models import (
     ThroughputResult,
     Transport,
     UdpSummary,
-    seconds_text,
     shortfall_warning,
     stream_result,
     summarize_streams,
 )
+from netkit.core.units import seconds_text
 from netkit.io.measure import streams as eng
 from netkit.io.measure import udp_streams as us
 from netkit.io.measure.iperf3 import CLIENT_VERSION, Iperf3Control, open_control

@@ -45,9 +45,9 @@ from netkit.core.throughput_models import (
     ThroughputInterval,
     interval_row,
     parse_tcp_info,
-    seconds_text,
     tick_times,
 )
+from netkit.core.units import seconds_text
 from netkit.io.resolve import resolve_error
 
 IntervalSink = Callable[[ThroughputInterval], None]

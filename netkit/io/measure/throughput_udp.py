@@ -35,11 +35,11 @@ from netkit.core.throughput_models import (
     Transport,
     UdpSummary,
     local_drop_count,
-    seconds_text,
     shortfall_warning,
     stream_result,
     summarize_streams,
 )
+from netkit.core.units import seconds_text
 from netkit.io.measure.streams import IntervalSink, ProgressSink, RunClock, run_clock
 from netkit.io.measure.udp_streams import SENDER_STOP_S, PacedSender, open_udp
 from netkit.io.resolve import PORT_UNREACHABLE

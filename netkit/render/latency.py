@@ -32,6 +32,7 @@ from netkit.core.latency_models import (
     local_drops_note,
     shortfall_note,
 )
+from netkit.core.packet import ICMP_ECHO_HEADER
 from netkit.core.units import format_count, format_ns_as_ms, format_percent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +76,9 @@ def reply_line(ev: ProbeEvent, method: Method | str = Method.UDP) -> str:
         tags += " (reordered)"
     if Method(method) is Method.TCP_CONNECT:
         return f"connected to {at}: seq={ev.seq}{rtt}{tags}"
-    return f"{ev.size} bytes from {at}: seq={ev.seq}{rtt}{tags}"
+    # ping counts the ICMP header in its "64 bytes from" (56 of payload): say what it says
+    size = ev.size + ICMP_ECHO_HEADER.size if Method(method) is Method.ICMP else ev.size
+    return f"{size} bytes from {at}: seq={ev.seq}{rtt}{tags}"
 
 
 def reply_json(ev: ProbeEvent) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def selftest(only: tuple[str, ...], quick: bool) -> int:
       netkit selftest --only tcp --only throughput
       netkit --format json selftest --quick
     """
-    from netkit.io.aio import run
+    from netkit.io.aio import StopSignal, run_until_stopped
     from netkit.render.live import LiveScreen
     from netkit.render.selftest import banner, progress_line, selftest_records, selftest_table
     from netkit.selftest.base import SelftestEnv
@@ -53,8 +53,14 @@ def selftest(only: tuple[str, ...], quick: bool) -> int:
     with screen:
         if not screen.active:
             out.info(banner(only))
-        report = run(run_all(SelftestEnv(quick=quick), only=list(only) or None, on_check=on_check))
+        stop = StopSignal()
+        report = run_until_stopped(
+            lambda s: run_all(SelftestEnv(quick=quick), only=list(only) or None, on_check=on_check, stop=s), stop)
     records = selftest_records(report.checks)
-    out.emit({"passed": report.passed, "checks": records},
+    out.emit({"passed": report.passed, "checks": records, "interrupted": bool(report.not_run)},
              table=lambda: selftest_table(report.checks, width=out.width), rows=records)
-    return ExitCode.OK if report.passed and report.checks else ExitCode.CHECK_FAILED
+    if report.not_run:
+        out.info(f"netkit: interrupted: not run: {', '.join(report.not_run)}")
+        if stop.interrupted:
+            return ExitCode.INTERRUPTED
+    return ExitCode.OK if report.passed and report.checks and not report.not_run else ExitCode.CHECK_FAILED

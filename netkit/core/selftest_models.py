@@ -22,9 +22,10 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class SelftestReport:
-    """Every row, in the order the checks ran."""
+    """Every row, in the order the checks ran. ``not_run``: checks a stop (Ctrl-C) left out."""
 
     checks: list[CheckResult]
+    not_run: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from netkit.core.escape import safe_text
 from netkit.core.pacing import fell_behind
 from netkit.core.requests_result import RequestsInterval, RequestsResult
-from netkit.core.units import format_byte_rate, format_count, format_ms, format_rate, three_digits
+from netkit.core.units import format_bitrate, format_count, format_ms, format_rate, three_digits
 from netkit.render.live import LiveScreen
 from netkit.render.tables import Col, cell, fitted_table
 
@@ -161,8 +161,9 @@ def requests_summary_table(result: RequestsResult, *, width: int | None = None) 
         RATE_COLUMNS,
         [[format_count(result.requests), "-" if rps is None else format_rate(rps, "req/s"),
           format_count(result.errors_total), format_count(result.connections),
-          "-" if bps["sent"] is None else format_byte_rate(bps["sent"]),
-          "-" if bps["received"] is None else format_byte_rate(bps["received"]),
+          # in bits per second, as every rate netkit shows (JSON keeps bytes_per_s)
+          "-" if bps["sent"] is None else format_bitrate(bps["sent"] * 8),
+          "-" if bps["received"] is None else format_bitrate(bps["received"] * 8),
           format_count(result.reconnects)]],
         width=width, title=f"measure requests {target} ({result.mode.value}"
         + (", stopped early)" if result.interrupted else ")"))

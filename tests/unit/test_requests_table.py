@@ -21,7 +21,7 @@ def test_every_figure_keeps_its_full_width_at_80_columns() -> None:
     text = console.export_text()
     assert "…" not in text  # no figure or name cut short
     assert "measure requests 127.0.0.1:35807, tls (closed-loop)" in text
-    assert "250,000 req/s" in text and "15,000,000" in text and "14.9 GiB/s" in text
+    assert "250,000 req/s" in text and "15,000,000" in text and "128 Gbit/s" in text
     assert "1.500 ms" in text  # p99 with its unit
     assert max(len(line) for line in text.splitlines()) <= 80
 

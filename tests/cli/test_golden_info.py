@@ -7,7 +7,7 @@ text is deterministic; ``NETKIT_UPDATE_GOLDEN=1`` rewrites ``tests/golden/info_*
 from __future__ import annotations
 
 import pytest
-from system_golden import golden_pair
+from golden_support import golden_pair
 
 from netkit.core.sysinfo_models import Connection, InterfaceInfo, IpFamily, SocketProto, SocketState, TrafficSample
 from netkit.core.traffic import summarize_traffic
@@ -89,7 +89,7 @@ def test_info_traffic_bytes_option(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_info_traffic_lines_off_a_terminal() -> None:
-    from system_golden import assert_piped_text, check_golden
+    from golden_support import assert_piped_text, check_golden
 
     text = "".join(line + "\n" for line in [traffic_header(), *(traffic_line(s) for s in SAMPLES)])
     assert_piped_text(text)

@@ -8,10 +8,9 @@ under tests/golden/ after a deliberate change of the screen; review the diff bef
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
+from golden_support import FakeTerminal, assert_piped_text, assert_terminal_text, check_golden
 from rich.console import Console
 
 from netkit.core.accounting import Accounting
@@ -28,34 +27,7 @@ from netkit.render.latency import live_table, print_latency
 from netkit.render.live import ECHO_ROOM
 from netkit.render.output import Output
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 MS = 1_000_000
-#: Read at import: the autouse fixture hides NETKIT_* variables from the tests themselves.
-UPDATE = os.environ.get("NETKIT_UPDATE_GOLDEN") == "1"
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╇╈╉╊╋")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with NETKIT_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
-
-
-def assert_terminal_text(text: str, width: int) -> None:
-    assert all(len(line) <= width for line in text.splitlines()), text
-    assert "…" not in text
-
-
-def assert_piped_text(text: str) -> None:
-    assert "…" not in text and not BOX & set(text)
-    assert not text.startswith("\n") and all(line == line.rstrip() for line in text.splitlines())
 
 
 def accounting(rtts_ms: list[float], *, lost: int = 0, reflector_count: int | None = None) -> Accounting:

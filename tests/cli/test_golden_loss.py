@@ -8,34 +8,16 @@ tests/golden/ after a deliberate change of the screen; review the diff before co
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
+from golden_support import BOX, FakeTerminal, check_golden
 
 from netkit.core.accounting import Accounting
 from netkit.core.latency_models import LossResult, ReflectorKind, TargetResult, check_thresholds
 from netkit.render.loss import print_loss, progress_text
 from netkit.render.output import Output
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-#: Read at import: the autouse fixture hides NETKIT_* variables from the tests themselves.
-UPDATE = os.environ.get("NETKIT_UPDATE_GOLDEN") == "1"
 US = 1_000
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╇╈╉╊╋")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with NETKIT_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
 
 
 def loss_result(*, local_drops: int = 0) -> LossResult:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from system_golden import assert_piped_text, check_golden, golden_pair, golden_terminal
+from golden_support import assert_piped_text, check_golden, golden_pair, golden_terminal
 
 from netkit.core.monitor_models import (
     MonitorConfig,

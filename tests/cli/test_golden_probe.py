@@ -8,10 +8,9 @@ tests/golden/ after a deliberate change of the screen; review the diff before co
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
+from golden_support import FakeTerminal, assert_piped_text, assert_terminal_text, check_golden
 
 from netkit.core.probe_models import (
     ProbeAttempt,
@@ -30,35 +29,6 @@ from netkit.core.probe_models import (
 from netkit.core.targets import Target
 from netkit.render.output import Output
 from netkit.render.probe import ProbeReport, render_probe
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-#: Read at import: the autouse fixture hides NETKIT_* variables from the tests themselves.
-UPDATE = os.environ.get("NETKIT_UPDATE_GOLDEN") == "1"
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╇╈╉╊╋")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with NETKIT_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
-
-
-def assert_terminal_text(text: str, width: int) -> None:
-    assert all(len(line) <= width for line in text.splitlines()), text
-    assert "…" not in text
-
-
-def assert_piped_text(text: str) -> None:
-    assert "…" not in text and not BOX & set(text)
-    assert not text.startswith("\n") and all(line == line.rstrip() for line in text.splitlines())
 
 
 def row(target: str, host: str, port: int, address: str | None, state: ProbeState, *, attempts: int = 1,

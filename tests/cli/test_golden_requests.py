@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-from pathlib import Path
 
 import pytest
+from golden_support import BOX, FakeTerminal, check_golden
 
 from netkit.core.latency_histogram import LatencyMs
 from netkit.core.requests_result import RequestsInterval, RequestsResult, RequestThresholds
 from netkit.render.output import Output
 from netkit.render.requests import RequestsProgress, render_requests
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-# Read at import: the tests' own environment is cleaned of NETKIT_* variables (tests/conftest.py).
-UPDATE = bool(os.environ.get("NETKIT_UPDATE_GOLDEN"))
-BOX = set("─│┌┐└┘├┤┬┴┼━┃╇╈╋═║╔╗╚╝╠╣╦╩╬╭╮╯╰")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -104,10 +93,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str, terminal: bool) -> None:
     text = CASES[case](terminal)
-    path = GOLDEN / f"requests_{case}_{'tty80' if terminal else 'piped'}.txt"
-    if UPDATE:
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8")
+    check_golden(f"requests_{case}_{'tty80' if terminal else 'piped'}", text)
     lines = text.splitlines()
     assert "…" not in text
     assert lines and lines[0].strip(), "no blank first line"
@@ -135,10 +121,7 @@ def test_live_view_keeps_time_rate_and_percentiles(width: int) -> None:
     console = Console(width=width, record=True, color_system=None, file=io.StringIO())
     console.print(requests_live_table(INTERVALS, width=width))
     text = console.export_text()
-    path = GOLDEN / f"requests_live_{width}.txt"
-    if UPDATE:
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8")
+    check_golden(f"requests_live_{width}", text)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
     for figure in ("368,917 req/s", "1,234 ms", "12,346 ms", "4.0 s"):
         assert figure in text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import support
-from system_golden import golden_pair
+from golden_support import golden_pair
 
 from netkit.core.selftest_models import CheckResult
 from netkit.render.output import Output

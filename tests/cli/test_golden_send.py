@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from pathlib import Path
 
 import pytest
+from golden_support import BOX, FakeTerminal, check_golden
 
 from netkit.core.escape import is_safe, safe_text
 from netkit.core.send_models import TcpSendResult, UdpReply, UdpSendResult
 from netkit.render.output import Output
 from netkit.render.send import print_result, reply_writer
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-#: Read at import: the autouse fixture hides NETKIT_* variables from the tests themselves.
-UPDATE = os.environ.get("NETKIT_UPDATE_GOLDEN") == "1"
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╇╈╉╊╋")
 
 # A reply in three chunks: an HTTP-ish head, a colour escape, markup, a bell, and "é" cut in two.
 CHUNKS = [b"HTTP/1.0 200 OK\r\nServer: peer\r\n\r\n", b"\x1b[31m[bold]red[/bold]\x07 caf\xc3", b"\xa9\n"]
@@ -34,19 +28,6 @@ UDP = UdpSendResult(target="[::1]:9000", datagrams_sent=3, sent_bytes=15, datagr
                     received_bytes=sum(map(len, DATAGRAMS)), elapsed_ms=2004.5,
                     replies=[UdpReply("[::1]:9000", len(d), 1.25 * (i + 1), safe_text(d))
                              for i, d in enumerate(DATAGRAMS)])
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with NETKIT_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
 
 
 def render(result: TcpSendResult | UdpSendResult, *, terminal: bool, monkeypatch: pytest.MonkeyPatch,

@@ -9,45 +9,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from golden_support import FakeTerminal, assert_piped_text, assert_terminal_text, check_golden
 
 from netkit.core.serve_models import TcpServeSummary, UdpServeSummary, empty_limits
 from netkit.render.output import Output
 from netkit.render.serve import print_event, print_summary
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-#: Read at import: the autouse fixture hides NETKIT_* variables from the tests themselves.
-UPDATE = os.environ.get("NETKIT_UPDATE_GOLDEN") == "1"
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╇╈╉╊╋")
 T = "2026-11-25T20:07:53.666Z"
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with NETKIT_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
-
-
-def assert_terminal_text(text: str, width: int) -> None:
-    assert all(len(line) <= width for line in text.splitlines()), text
-    assert "…" not in text
-
-
-def assert_piped_text(text: str) -> None:
-    assert "…" not in text and not BOX & set(text)
-    assert not text.startswith("\n") and all(line == line.rstrip() for line in text.splitlines())
 
 
 TCP_EVENTS: list[dict[str, Any]] = [

@@ -8,10 +8,9 @@ Hand-made results (no sockets, no clock) go through the command's renderer
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
+from golden_support import BOX, FakeTerminal, check_golden
 
 from netkit.core.throughput_models import (
     NS,
@@ -31,15 +30,6 @@ from netkit.core.throughput_models import (
 )
 from netkit.render.output import Output
 from netkit.render.throughput import ThroughputView, emit_result, print_notes
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-UPDATE = bool(os.environ.get("NETKIT_UPDATE_GOLDEN"))  # read before conftest hides NETKIT_* from tests
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╔╗╚╝╠╣╦╩╬")
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def _tcp_stream(sid: int, direction: str, nbytes: int, seconds: float, retr: int | None,
@@ -108,7 +98,7 @@ def on_terminal(result: ThroughputResult, monkeypatch: pytest.MonkeyPatch) -> tu
     """What a terminal of 80 columns shows after the live view is gone: intervals and summary."""
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
-    out = Output(format="table", stdout=_Terminal(), stderr=io.StringIO(), color=False)
+    out = Output(format="table", stdout=FakeTerminal(), stderr=io.StringIO(), color=False)
     assert out.width == 80
     print_notes(out, result)
     emit_result(out, result, streamed=False)
@@ -126,17 +116,10 @@ def piped(result: ThroughputResult) -> tuple[str, str]:
     return out.stdout.getvalue(), out.stderr.getvalue()  # type: ignore[attr-defined]
 
 
-def _compare(name: str, text: str) -> None:
-    path = GOLDEN / f"throughput_{name}.txt"
-    if UPDATE:
-        path.write_text(text)
-    assert text == path.read_text()
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_on_an_80_column_terminal(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     text, _ = on_terminal(CASES[case](), monkeypatch)
-    _compare(f"{case}_80", text)
+    check_golden(f"throughput_{case}_80", text)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "…" not in text and "e+" not in text
 
@@ -144,7 +127,7 @@ def test_golden_on_an_80_column_terminal(case: str, monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_piped(case: str) -> None:
     text, _ = piped(CASES[case]())
-    _compare(f"{case}_piped", text)
+    check_golden(f"throughput_{case}_piped", text)
     assert "…" not in text and "e+" not in text
     assert not BOX & set(text)
     assert all(line == line.rstrip() for line in text.splitlines())

@@ -1,4 +1,4 @@
-"""Golden-text helpers for the ``info``, ``monitor`` and ``selftest`` renderers.
+"""Golden-text helpers for every command's ``--format table`` screens.
 
 A renderer's table goes through a real :class:`netkit.render.output.Output` twice: once to a fake
 terminal 80 (or 70) columns wide with colour off, once to a plain StringIO (a pipe). The text is
@@ -19,7 +19,7 @@ from netkit.render.output import Output
 GOLDEN = Path(__file__).parent / "golden"
 # Read at import: the autouse fixture in conftest.py clears NETKIT_* variables before each test.
 UPDATE = os.environ.get("NETKIT_UPDATE_GOLDEN") == "1"
-BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╔╗╚╝╠╣╦╩╬")
+BOX = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰═║╔╗╚╝╠╣╦╩╬╇╈╉╊╋")
 
 
 class FakeTerminal(io.StringIO):
@@ -44,10 +44,13 @@ def piped_output() -> tuple[Output, io.StringIO]:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / f"{name}.txt"
-    if UPDATE or not path.exists():
+    """``text`` equals ``tests/golden/NAME`` (``.txt`` added when NAME has none); a missing file
+    fails unless ``NETKIT_UPDATE_GOLDEN=1`` writes it."""
+    path = GOLDEN / (name if name.endswith(".txt") else f"{name}.txt")
+    if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run with NETKIT_UPDATE_GOLDEN=1"
     assert text == path.read_text(encoding="utf-8"), f"{path} differs (NETKIT_UPDATE_GOLDEN=1 rewrites it)"
 
 

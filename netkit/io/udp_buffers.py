@@ -58,3 +58,12 @@ def socket_drops(sock: socket.socket) -> int | None:
     except OSError:
         return None
     return udp_socket_drops(text, inode)
+
+
+def drops_since(sock: socket.socket | None, at_open: int | None) -> int | None:
+    """Datagrams the kernel dropped on ``sock`` since ``at_open`` (its :func:`socket_drops` when
+    the run began); None when either reading is unknown or the socket is gone."""
+    if sock is None or at_open is None:
+        return None
+    now = socket_drops(sock)
+    return None if now is None else max(0, now - at_open)

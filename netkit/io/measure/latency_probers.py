@@ -36,7 +36,7 @@ from netkit.core.latency_models import (
 from netkit.io import timestamps
 from netkit.io.clients.reflector_query import NS, ask_reflector_count
 from netkit.io.resolve import failure_reason, resolve
-from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
+from netkit.io.udp_buffers import BUFFER_BYTES, drops_since, socket_drops, tune_buffers
 
 EventSink = Callable[[ProbeEvent], None]
 
@@ -254,10 +254,7 @@ class UdpProber(LatencyProber):
             self.acc.on_reflector_count(count, final=True)
 
     def local_drops(self) -> int | None:
-        if self.sock is None or self._drops_at_open is None:
-            return None
-        now = socket_drops(self.sock)
-        return None if now is None else max(0, now - self._drops_at_open)
+        return drops_since(self.sock, self._drops_at_open)
 
     def describe(self) -> str:
         text = super().describe()

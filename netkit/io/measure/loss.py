@@ -46,7 +46,7 @@ from netkit.core.latency_models import (
 from netkit.core.targets import Target
 from netkit.io.clients.reflector_query import NS, STOP_GRACE_S, ask_reflector_count
 from netkit.io.resolve import resolve
-from netkit.io.udp_buffers import BUFFER_BYTES, socket_drops, tune_buffers
+from netkit.io.udp_buffers import BUFFER_BYTES, drops_since, socket_drops, tune_buffers
 
 MIN_SLEEP_S = 0.001  # uvloop timers have 1 ms resolution: shorter sleeps would spin
 MAX_BURST_S = 0.05  # after a stall, catch up at most this much of the schedule at once
@@ -236,10 +236,7 @@ class LossStream:
 
     def local_drops(self) -> int | None:
         """Replies this host's socket buffer dropped since ``open`` (None: not measured)."""
-        if self.sock is None or self._drops_at_open is None:
-            return None
-        now = socket_drops(self.sock)
-        return None if now is None else max(0, now - self._drops_at_open)
+        return drops_since(self.sock, self._drops_at_open)
 
     def _result(self, elapsed_ns: int) -> TargetResult:
         return TargetResult(

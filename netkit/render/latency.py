@@ -34,6 +34,7 @@ from netkit.core.latency_models import (
 )
 from netkit.core.packet import ICMP_ECHO_HEADER
 from netkit.core.units import format_count, format_ns_as_ms, format_percent
+from netkit.render.live import ScreenView
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -142,7 +143,7 @@ def live_table(method: Method | str, total: int | None, targets: Sequence[LiveTa
     return fitted_table(shown_cols, shown_rows, width=width, title=title)
 
 
-class LatencyLiveView:
+class LatencyLiveView(ScreenView):
     """The live view while probes run: ``with view: run_latency(..., on_start=view.attach)``.
 
     It shows only on a terminal running ``--format table`` (and not ``-q``); :attr:`active` says
@@ -168,15 +169,6 @@ class LatencyLiveView:
     def draw(self) -> RenderableType:
         width = self.screen.width if self.screen is not None else None
         return live_table(self.method, self.total, self.targets, width)
-
-    def __enter__(self) -> LatencyLiveView:
-        if self.screen is not None:
-            self.screen.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.screen is not None:
-            self.screen.__exit__(*exc)
 
 
 # ----- the summary -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ it is the clean last screen, never a frozen copy of the live view above it or a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -68,3 +68,22 @@ class LiveScreen:
         live, self._live = self._live, None
         if live is not None:
             live.__exit__(None, None, None)
+
+
+ViewT = TypeVar("ViewT", bound="ScreenView")
+
+
+class ScreenView:
+    """A command's progress view that may own a :class:`LiveScreen` (None where nothing is drawn
+    live): ``with view:`` shows the screen, and leaving, Ctrl-C included, erases it."""
+
+    screen: LiveScreen | None = None
+
+    def __enter__(self: ViewT) -> ViewT:
+        if self.screen is not None:
+            self.screen.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.screen is not None:
+            self.screen.__exit__(*exc)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from netkit.core.latency_models import LossConfig, LossResult, ReflectorKind, fell_short, shortfall_note
 from netkit.core.units import format_count, format_duration, format_rate
 from netkit.render.latency import emit_summary
+from netkit.render.live import ScreenView
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.text import Text
@@ -39,7 +40,7 @@ def progress_text(target: str, duration_s: float, sent: int, received: int, lost
     return next((f for f in forms if len(f) <= width), forms[-1])
 
 
-class LossProgress:
+class LossProgress(ScreenView):
     """``with LossProgress(out, target, cfg) as progress: run_loss(..., progress=progress)``."""
 
     def __init__(self, out: Output, target: str, cfg: LossConfig) -> None:
@@ -66,15 +67,6 @@ class LossProgress:
             self._last_second = second
             self.out.jsonl({"event": "progress", "target": self.target, "elapsed_s": round(elapsed_ns / NS, 3),
                             "sent": acc.sent, "received": acc.received, "lost_so_far": acc.expired})
-
-    def __enter__(self) -> LossProgress:
-        if self.screen is not None:
-            self.screen.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.screen is not None:
-            self.screen.__exit__(*exc)
 
 
 def loss_title(result: LossResult) -> str:

@@ -31,7 +31,7 @@ from netkit.core.probe_models import (
 )
 from netkit.core.targets import Target, is_ip_literal
 from netkit.core.units import format_count, format_ms, format_percent
-from netkit.render.live import LiveScreen
+from netkit.render.live import LiveScreen, ScreenView
 from netkit.render.output import Output, StreamedJsonDocument, to_jsonable
 from netkit.render.tables import FOLD_MIN, Col, fit_columns, fitted_table, state_cell
 
@@ -180,7 +180,7 @@ def _failure_words(target: Target | str, state: ProbeState, error: str | None) -
     return f"{target} {state.value}" + (f", {error}" if error else "")
 
 
-class ProbeReport:
+class ProbeReport(ScreenView):
     """Reports one run as it goes and prints it at the end (see the module docstring).
 
     Use as ``with ProbeReport(out, config) as report: result = run(..., report)``, then
@@ -214,14 +214,10 @@ class ProbeReport:
     # ----- the live screen ---------------------------------------------------------------------------
     def __enter__(self) -> ProbeReport:
         self.started_at = time.monotonic()
+        super().__enter__()
         if self.screen is not None:
-            self.screen.__enter__()
             self.watched = self.screen.active
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.screen is not None:
-            self.screen.__exit__(*exc)
 
     def progress_line(self, elapsed_s: float) -> str:
         """What the run is doing, in one line (two when a failed attempt is about to be retried)."""

@@ -20,7 +20,7 @@ from netkit.core.escape import safe_text
 from netkit.core.pacing import fell_behind
 from netkit.core.requests_result import RequestsInterval, RequestsResult
 from netkit.core.units import format_bitrate, format_count, format_ms, format_rate, three_digits
-from netkit.render.live import LiveScreen
+from netkit.render.live import LiveScreen, ScreenView
 from netkit.render.tables import Col, cell, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,7 +87,7 @@ def requests_live_table(rows: Sequence[RequestsInterval], *, width: int | None) 
     return fitted_table(LIVE_COLUMNS, cells, width=width, title="measure requests (live)")
 
 
-class RequestsProgress:
+class RequestsProgress(ScreenView):
     """Where intervals go while the run lasts: jsonl events, the live view, or plain lines.
 
     ``with RequestsProgress(out) as progress: measure_requests(cfg, sink=progress.add)``.
@@ -116,15 +116,6 @@ class RequestsProgress:
             self.screen.refresh()
         else:
             out.line(requests_interval_line(row, width=out.width))
-
-    def __enter__(self) -> RequestsProgress:
-        if self.screen is not None:
-            self.screen.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.screen is not None:
-            self.screen.__exit__(*exc)
 
 
 # ----- the summary ------------------------------------------------------------------------------

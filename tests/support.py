@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 READY = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?|[^\s:]+):(\d+)")
 
 
@@ -44,6 +42,8 @@ def is_root() -> bool:
 
 
 def require_tool(name: str) -> str:
+    import pytest  # here, not at the top: bench/ imports this module (through netns_chain) without pytest
+
     path = shutil.which(name)
     if path is None:
         pytest.skip(f"{name} is not installed")
@@ -51,6 +51,8 @@ def require_tool(name: str) -> str:
 
 
 def require_root_netns() -> None:
+    import pytest
+
     if not is_root():
         pytest.skip("needs root for network namespaces")
     if shutil.which("ip") is None or shutil.which("unshare") is None:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("netkit.cli.send:send", "Send a message, a file or stdin over TCP or UDP (like nc)."),
     "probe": ("netkit.cli.probe:probe", "Check reachability with retries and backoff; wait until up."),
     "measure": ("netkit.cli.measure:measure", "Measure latency, loss, throughput, requests."),
+    "trace": ("netkit.cli.trace:trace", "Trace the path hop by hop, like mtr, without privileges."),
     "monitor": ("netkit.cli.monitor:monitor", "Probe continuously and export Prometheus metrics."),
     "info": ("netkit.cli.info:info", "Interfaces, sockets and traffic counters."),
     "selftest": ("netkit.cli.selftest:selftest", "Run every capability against netkit's own servers."),

@@ -229,6 +229,30 @@ PAGES: dict[str, dict[str, Any]] = {
         ),
     },
     # ----- monitor -------------------------------------------------------------------------------
+    # ----- trace ---------------------------------------------------------------------------------
+    "trace": {
+        "exit_status": (
+            (0, "Every target's destination answered, within --max-loss and --max-rtt when given "
+                "(also after Ctrl-C)."),
+            (1, "A destination was not reached (or its name did not resolve), or its loss or p95 RTT "
+                "breached a threshold; intermediate hops are not judged."),
+            _USAGE,
+            (3, "Runtime error, for example --method icmp without net.ipv4.ping_group_range, or --method "
+                "tcp without CAP_NET_RAW."),
+        ),
+        "examples": (
+            ("The path to a host, 10 rounds a second apart, live on a terminal (like mtr):",
+             "netkit trace example.test"),
+            ("One round, numeric (the path in milliseconds, like traceroute -n):",
+             "netkit trace -n -c 1 198.18.0.9"),
+            ("The path MTU and the hops where it drops (like tracepath):", "netkit trace --pmtu -n 198.18.0.9"),
+            ("Fail when the destination loses more than 1% or its p95 RTT exceeds 20 ms:",
+             "netkit -q trace -c 20 -i 100ms 198.18.0.9 --max-loss 1 --max-rtt 20ms"),
+            ("Follow a long trace as JSON lines, one per probe:",
+             "netkit --format jsonl trace -d 1h -i 10s 198.18.0.9 >> path.jsonl"),
+        ),
+        "see_also": ("mtr(8)", "traceroute(8)", "tracepath(8)"),
+    },
     "monitor": {
         "exit_status": (
             (0, "Stopped with SIGTERM, or --rounds done with every target up in its last round."),

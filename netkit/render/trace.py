@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from netkit.render.live import LiveScreen
     from netkit.render.output import Output
+    from netkit.render.tables import Col
 
 #: The Host cell of a hop that never answered (as mtr and traceroute show it).
 SILENT = "???"
@@ -119,6 +120,11 @@ class HostCell:
         label = f"{self.name} ({self.address})" if self.name and self.name != self.address else self.address
         return label + (f"  {self.share}" if self.share else "")
 
+    def one_line_width(self) -> int:
+        from rich.cells import cell_len
+
+        return cell_len(safe_text(self.one_line()))
+
     def short_width(self) -> int:
         """The width of its narrowest form's widest line but for the name (which may fold)."""
         from rich.cells import cell_len
@@ -138,8 +144,12 @@ class HostCell:
             return cell(whole, style="dim")
         if room is None or cell_len(safe_text(whole)) <= room or not self.name or self.name == self.address:
             return cell(whole, style=self.style)
-        tail = f"({self.address})" + (f"  {self.share}" if self.share else "")
-        lines = [*wrap_name(safe_text(self.name), room), safe_text(tail)]
+        tail = safe_text(f"({self.address})" + (f"  {self.share}" if self.share else ""))
+        lines = wrap_name(safe_text(self.name), room)
+        if cell_len(f"{lines[-1]} {tail}") <= room:  # the address after the name's last line
+            lines[-1] = f"{lines[-1]} {tail}"
+        else:
+            lines.append(tail)
         return Text("\n".join(lines), style=self.style)
 
 
@@ -193,31 +203,52 @@ def hop_rows(h: HopResult) -> list[list[Any]]:
 HOST = 1  # the Host column's index
 
 
-def hop_table(t: TargetTrace, width: int | None, *, stopped: bool = False) -> Table:
-    """The table of one target (see the module's docstring).
+#: Figures a table keeps before it gives a Host cell a second line: the headline figures (Avg, p95).
+HEADLINE_DROP = 1
+
+
+def _host_budget_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int) -> list[int]:
+    """The columns to show: the Host column as wide as the widest one-line host that still leaves
+    room for the headline figures (so a hop reads on one line, as in mtr, where that costs only the
+    minor figures), else as narrow as the addresses allow (names on lines of their own)."""
+    from netkit.render.tables import fit_columns
+
+    hosts = [r[HOST] for r in rows]
+    one_line = sorted({h.one_line_width() for h in hosts}, reverse=True)
+    for budget in one_line:
+        placeholder = [[("x" * max(min(h.one_line_width(), budget), h.short_width()) if i == HOST else v)
+                        for i, v in enumerate(r)] for r, h in zip(rows, hosts, strict=True)]
+        keep = fit_columns(cols, placeholder, width)
+        if all(i in keep for i, c in enumerate(cols) if c.drop <= HEADLINE_DROP):
+            return keep
+    narrow = [[("x" * r[HOST].short_width()) if i == HOST else v for i, v in enumerate(r)] for r in rows]
+    return fit_columns(cols, narrow, width)
+
+
+def hop_table(t: TargetTrace, width: int | None) -> Table:
+    """The table of one target's hops (see the module's docstring); its title is :func:`trace_title`,
+    a line of its own above it (a table's title would wrap at the table's width).
 
     On a terminal the figures kept are those that fit beside the Host column at its narrowest
     (addresses whole, names on a line of their own); the Host column then takes the rest of the
     width, and a name that is wider still folds within it, never cut."""
     from rich.cells import cell_len
 
-    from netkit.render.tables import Col, fit_columns, fitted_table
+    from netkit.render.tables import Col, fitted_table
 
     cols = [Col("Hop", "right"), Col("Host"), Col("Loss%", "right"), Col("Sent", "right", drop=2),
             Col("Recv", "right", drop=4), *(Col(name, "right", drop=drop) for name, _a, drop in FIGURES)]
     rows: list[list[Any]] = []
     for h in t.hops:
         rows += hop_rows(h)
-    title = trace_title(t, stopped=stopped)
     if width is None:
         return fitted_table(cols, [[r[HOST].text(None) if i == HOST else v for i, v in enumerate(r)] for r in rows],
-                            width=None, title=title)
-    narrow = [[("x" * r[HOST].short_width()) if i == HOST else v for i, v in enumerate(r)] for r in rows]
-    keep = fit_columns(cols, narrow, width)
+                            width=None)
+    keep = _host_budget_columns(cols, rows, width)
     others = sum(max([cell_len(cols[i].name), *(cell_len(str(r[i])) for r in rows)]) for i in keep if i != HOST)
     room = max(width - others - 2 * (len(keep) - 1), min(r[HOST].short_width() for r in rows) if rows else 4)
     laid = [[r[i].text(room) if i == HOST else r[i] for i in keep] for r in rows]
-    return fitted_table([replace(cols[i], drop=0) for i in keep], laid, width=width, title=title)
+    return fitted_table([replace(cols[i], drop=0) for i in keep], laid, width=width)
 
 
 def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
@@ -256,11 +287,9 @@ def target_view(t: TargetTrace, width: int | None, *, stopped: bool = False) -> 
 
     from netkit.render.tables import cell
 
-    parts: list[RenderableType] = []
+    parts: list[RenderableType] = [Text(trace_title(t, stopped=stopped), style="bold")]
     if t.hops:
-        parts.append(hop_table(t, width, stopped=stopped))
-    else:
-        parts.append(Text(trace_title(t, stopped=stopped), style="bold"))
+        parts.append(hop_table(t, width))
     if t.error:
         parts.append(Text.assemble(("  ", ""), cell(t.error, style="yellow")))
     if t.pmtu is not None:

@@ -225,26 +225,42 @@ def _host_budget_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], wid
     return fit_columns(cols, narrow, width)
 
 
-def hop_table(t: TargetTrace, width: int | None) -> Table:
-    """The table of one target's hops (see the module's docstring); its title is :func:`trace_title`,
-    a line of its own above it (a table's title would wrap at the table's width).
-
-    On a terminal the figures kept are those that fit beside the Host column at its narrowest
-    (addresses whole, names on a line of their own); the Host column then takes the rest of the
-    width, and a name that is wider still folds within it, never cut."""
-    from rich.cells import cell_len
-
-    from netkit.render.tables import Col, fitted_table
+def _columns_and_rows(t: TargetTrace) -> tuple[list[Col], list[list[Any]]]:
+    from netkit.render.tables import Col
 
     cols = [Col("Hop", "right"), Col("Host"), Col("Loss%", "right"), Col("Sent", "right", drop=2),
             Col("Recv", "right", drop=4), *(Col(name, "right", drop=drop) for name, _a, drop in FIGURES)]
     rows: list[list[Any]] = []
     for h in t.hops:
         rows += hop_rows(h)
+    return cols, rows
+
+
+def shared_columns(targets: Sequence[TargetTrace], width: int | None) -> list[int] | None:
+    """The columns every target's table shows: those that fit in each (the tables of several
+    targets read side by side with the same figures). None off a terminal: every column."""
+    if width is None:
+        return None
+    keeps = [set(_host_budget_columns(*_columns_and_rows(t), width)) for t in targets if t.hops]
+    return sorted(set.intersection(*keeps)) if keeps else None
+
+
+def hop_table(t: TargetTrace, width: int | None, keep: list[int] | None = None) -> Table:
+    """The table of one target's hops (see the module's docstring); its title is :func:`trace_title`,
+    a line of its own above it (a table's title would wrap at the table's width).
+
+    On a terminal the columns are ``keep`` (see :func:`shared_columns`) or those that fit; the Host
+    column then takes the rest of the width, and a name wider still takes more lines."""
+    from rich.cells import cell_len
+
+    from netkit.render.tables import fitted_table
+
+    cols, rows = _columns_and_rows(t)
     if width is None:
         return fitted_table(cols, [[r[HOST].text(None) if i == HOST else v for i, v in enumerate(r)] for r in rows],
                             width=None)
-    keep = _host_budget_columns(cols, rows, width)
+    if keep is None:
+        keep = _host_budget_columns(cols, rows, width)
     others = sum(max([cell_len(cols[i].name), *(cell_len(str(r[i])) for r in rows)]) for i in keep if i != HOST)
     room = max(width - others - 2 * (len(keep) - 1), min(r[HOST].short_width() for r in rows) if rows else 4)
     laid = [[r[i].text(room) if i == HOST else r[i] for i in keep] for r in rows]
@@ -280,7 +296,8 @@ def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
     return text
 
 
-def target_view(t: TargetTrace, width: int | None, *, stopped: bool = False) -> RenderableType:
+def target_view(t: TargetTrace, width: int | None, *, stopped: bool = False,
+                keep: list[int] | None = None) -> RenderableType:
     """One target: its table (or its error when nothing was traced), its PMTU section."""
     from rich.console import Group
     from rich.text import Text
@@ -289,7 +306,7 @@ def target_view(t: TargetTrace, width: int | None, *, stopped: bool = False) -> 
 
     parts: list[RenderableType] = [Text(trace_title(t, stopped=stopped), style="bold")]
     if t.hops:
-        parts.append(hop_table(t, width))
+        parts.append(hop_table(t, width, keep))
     if t.error:
         parts.append(Text.assemble(("  ", ""), cell(t.error, style="yellow")))
     if t.pmtu is not None:
@@ -305,10 +322,11 @@ def report_view(result: TraceResult, width: int | None) -> RenderableType:
     from netkit.render.tables import cell
 
     parts: list[RenderableType] = []
+    keep = shared_columns(result.targets, width)
     for i, t in enumerate(result.targets):
         if i:
             parts.append(Text(""))
-        parts.append(target_view(t, width, stopped=result.interrupted))
+        parts.append(target_view(t, width, stopped=result.interrupted, keep=keep))
     if any(t.rate_limited_hops for t in result.targets):
         parts.append(Text(""))
         parts.append(Text(f"{RATE_LIMIT_MARK} {result.notes[0] if result.notes else ''}".rstrip(), style="dim"))
@@ -369,10 +387,11 @@ class TraceLiveView(ScreenView):
         if not shown:
             return Text("trace: starting...", style="dim")
         parts: list[RenderableType] = []
+        keep = shared_columns(shown, width)
         for i, t in enumerate(shown):
             if i:
                 parts.append(Text(""))
-            parts.append(target_view(t, width))
+            parts.append(target_view(t, width, keep=keep))
         if any(t.rate_limited_hops for t in shown):
             parts.append(Text(f"{RATE_LIMIT_MARK} loss at this hop only: the router's ICMP rate limit",
                               style="dim"))

@@ -118,3 +118,55 @@ def test_exit_1_when_a_threshold_is_breached() -> None:
     assert res.exit_code == 1
     assert "thresholds: FAIL" in res.stdout
     assert "netkit: check failed: 127.0.0.1: rtt p95" in res.stderr
+
+
+@pytest.mark.usefixtures("engine")
+def test_on_a_terminal_the_live_view_goes_and_the_report_shows_once() -> None:
+    code, screen, _ = support.netkit_on_a_terminal("trace", "127.0.0.1", "-c", "3", "-i", "50ms", "-n")
+    assert code == 0, screen
+    assert screen.count("Ctrl-C stops") >= 1  # the live view was drawn
+    final = screen.rsplit("\x1b[2K", 1)[-1]  # after the live view's last erase: the report alone
+    assert final.count("trace 127.0.0.1 udp: reached in 1 hop, 3 rounds") == 1
+    assert "Ctrl-C stops" not in final
+
+
+@pytest.mark.usefixtures("engine")
+def test_ctrl_c_on_a_terminal_prints_the_report_so_far() -> None:
+    import os
+    import select
+    import signal
+    import subprocess
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(support.netkit_cmd("trace", "127.0.0.1", "-c", "10000", "-i", "20ms", "-n"),
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                            env=support.clean_env(COLUMNS="80", LINES="40", TERM="xterm"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"round 3" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 65536)
+        assert b"round 3" in seen, seen[-500:]
+        proc.send_signal(signal.SIGINT)
+        while True:
+            if not select.select([master], [], [], 5)[0]:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            seen += data
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert code == 0, text[-800:]
+    assert "(stopped early)" in text and "Traceback" not in text

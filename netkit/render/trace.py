@@ -106,19 +106,24 @@ def _figure(h: HopResult, attr: str) -> str:
 class HostCell:
     """A Host cell: the reverse name (if any), the address and the share of an ECMP responder.
 
-    :meth:`lines` gives it on one line (``name (address)  60.0 %``) or, where that is wider than
-    the room, on two (``name`` then ``(address)  60.0 %``), so that a long name costs lines, not
+    :meth:`lines` gives it on one line (``name (address) [60.0 %]``) or, where that is wider than
+    the room, on two (``name`` then ``(address) [60.0 %]``), so that a long name costs lines, not
     the figures beside it."""
 
     def __init__(self, address: str | None, name: str | None = None, share: str = "", *,
                  style: str = "") -> None:
         self.address, self.name, self.share, self.style = address, name, share, style
 
+    @property
+    def share_suffix(self) -> str:
+        """`` [60.0 %]``: in brackets, so that a share never reads as the loss in the next column."""
+        return f" [{self.share}]" if self.share else ""
+
     def one_line(self) -> str:
         if self.address is None:
             return SILENT
         label = f"{self.name} ({self.address})" if self.name and self.name != self.address else self.address
-        return label + (f"  {self.share}" if self.share else "")
+        return label + self.share_suffix
 
     def one_line_width(self) -> int:
         from rich.cells import cell_len
@@ -131,7 +136,7 @@ class HostCell:
 
         if self.address is None or not self.name or self.name == self.address:
             return cell_len(safe_text(self.one_line()))
-        return cell_len(safe_text(f"({self.address})" + (f"  {self.share}" if self.share else "")))
+        return cell_len(safe_text(f"({self.address})" + self.share_suffix))
 
     def text(self, room: int | None) -> Text:
         from rich.cells import cell_len
@@ -144,7 +149,7 @@ class HostCell:
             return cell(whole, style="dim")
         if room is None or cell_len(safe_text(whole)) <= room or not self.name or self.name == self.address:
             return cell(whole, style=self.style)
-        tail = safe_text(f"({self.address})" + (f"  {self.share}" if self.share else ""))
+        tail = safe_text(f"({self.address})" + self.share_suffix)
         lines = wrap_name(safe_text(self.name), room)
         if cell_len(f"{lines[-1]} {tail}") <= room:  # the address after the name's last line
             lines[-1] = f"{lines[-1]} {tail}"
@@ -276,7 +281,8 @@ def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
     text = Text()
     first = "" if p.first_mtu is None else f" (first link {format_count(p.first_mtu)} bytes)"
     if p.mtu is None:
-        text.append(f"path MTU: not found (destination not reached){first}")
+        why = "" if t.reached else " (destination not reached)"
+        text.append(f"path MTU: not found{why}{first}")
     else:
         text.append(f"path MTU {format_count(p.mtu)} bytes{first}")
     by_ttl = {h.ttl: h for h in t.hops}

@@ -121,10 +121,10 @@ def test_one_target_ecmp_silent_rate_limited_long_name(monkeypatch: pytest.Monke
     for text in (tty, piped):
         assert text.splitlines()[0].rstrip() == "trace server.lab.test (198.18.0.9) udp: reached in 6 hops, 10 rounds"
         assert "???" in text
-        assert "(198.18.2.1)  60.0 %" in text and "(198.18.2.129)  40.0 %" in text
+        assert "(198.18.2.1) [60.0 %]" in text and "(198.18.2.129) [40.0 %]" in text
         assert "30.0 %*" in text  # the rate-limited hop's mark
         assert " ".join(text.split()).count(RATE_LIMIT_NOTE) == 1
-    assert "r2a.lab.test (198.18.2.1)  60.0 %" in piped and "r2b.lab.test (198.18.2.129)  40.0 %" in piped
+    assert "r2a.lab.test (198.18.2.1) [60.0 %]" in piped and "r2b.lab.test (198.18.2.129) [40.0 %]" in piped
     assert "xe-0-0-12.core-router-5.frankfurt.example.test (198.18.5.1)" in piped
     # at 80 columns a long name takes lines of its own, broken after a dot, and the figures stay
     assert "xe-0-0-12.core-router-5.\n" in "\n".join(line.split("  ")[1].strip() if line.startswith("  5") else

@@ -69,8 +69,7 @@ def parse_targets(out: Output, texts: tuple[str, ...], method: str, port: int | 
         raise usage_error(f"{given[other]} names port {other} but --port is {port}: give one", "--port")
     if len(given) > 1:
         a, b = list(given)[:2]
-        raise usage_error(f"{given[a]} and {given[b]} name different ports: a trace probes one port "
-                          "(run one trace per port, or give --port)")
+        raise usage_error(f"{given[a]} and {given[b]} name different ports: one trace probes one port")
     chosen = port if port is not None else next(iter(given), None)
     default = (80 if method == "tcp" else 33434) if chosen is None else chosen
     return [Target(h, default) for h in hosts], chosen

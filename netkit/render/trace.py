@@ -304,7 +304,7 @@ def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
 
 def target_view(t: TargetTrace, width: int | None, *, stopped: bool = False,
                 keep: list[int] | None = None) -> RenderableType:
-    """One target: its table (or its error when nothing was traced), its PMTU section."""
+    """One target: its title, its table and what stopped it (when it got anywhere), its PMTU section."""
     from rich.console import Group
     from rich.text import Text
 
@@ -313,7 +313,7 @@ def target_view(t: TargetTrace, width: int | None, *, stopped: bool = False,
     parts: list[RenderableType] = [Text(trace_title(t, stopped=stopped), style="bold")]
     if t.hops:
         parts.append(hop_table(t, width, keep))
-    if t.error:
+    if t.error and t.hops:  # a target that failed outright is said once, on stderr, as every failure is
         parts.append(Text.assemble(("  ", ""), cell(t.error, style="yellow")))
     if t.pmtu is not None:
         parts.append(pmtu_text(t.pmtu, t))

@@ -193,7 +193,13 @@ def test_a_target_that_did_not_resolve_is_one_line_and_a_stderr_failure() -> Non
     stdout, stderr = io.StringIO(), io.StringIO()
     print_trace(Output(format="table", stdout=stdout, stderr=stderr), result(path_trace(), bad))
     assert "trace nowhere.invalid udp: not reached, 0 rounds" in stdout.getvalue()
+    assert "name not resolved" not in stdout.getvalue()  # said once, on stderr, as every failure is
     assert "netkit: nowhere.invalid: name not resolved" in stderr.getvalue()
+    # a trace that got somewhere before it stopped says why under its table
+    partial = replace(unreached_trace(), error="network unreachable (!N) from 2001:db8:2::1")
+    stdout = io.StringIO()
+    print_trace(Output(format="table", stdout=stdout, stderr=io.StringIO()), result(partial))
+    assert "  network unreachable (!N) from 2001:db8:2::1" in stdout.getvalue()
 
 
 # ----- machine formats ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ with percentiles within one log bucket).
 
 Loss at an intermediate hop that does not carry on to the hops after it cannot be packets lost in
 forwarding (those would be missing further on too): it is the router limiting its ICMP replies.
-:func:`rate_limited` flags a hop whose loss is significantly above the loss of every hop after it
-taken together (a binomial test at four standard deviations, so random forwarding loss spread over
-several hops is not mistaken for it).
+:func:`rate_limited` flags a hop whose loss is significantly above the loss
+at the end of the path (a binomial test at four standard deviations, so random forwarding loss,
+which every later hop shares, is not mistaken for it).
 """
 
 from __future__ import annotations
@@ -91,17 +91,19 @@ class HopTable:
         """Every TTL from the lowest probed to the destination (or the last one probed), in order."""
         if not self._hops:
             return ()
-        top = self.dest_ttl if self.dest_ttl is not None else max(self._hops)
+        top = self.dest_ttl if self.dest_ttl is not None else max(list(self._hops))
         if self.dest_ttl is None and self.unreachable_ttl is not None:
             top = min(top, self.unreachable_ttl)
-        names = names or {}
+        names = dict(names or {})
         results: list[HopResult] = []
-        for ttl in range(min(self._hops), top + 1):
-            h = self._hops.get(ttl)
+        hops = dict(self._hops)  # one atomic copy: a live view may read while the loop records
+        for ttl in range(min(hops), top + 1):
+            h = hops.get(ttl)
             if h is None:
                 continue
+            replies = list(h.replies.items())
             responders = tuple(Responder(a, names.get(a), n)
-                               for a, n in sorted(h.replies.items(), key=lambda kv: (-kv[1], kv[0])))
+                               for a, n in sorted(replies, key=lambda kv: (-kv[1], kv[0])))
             stats = summarize_rtts(h.samples) if h.received <= MAX_EXACT_SAMPLES else h.streaming.summary()
             results.append(HopResult(ttl=ttl, sent=h.sent, received=h.received, responders=responders,
                                      rtt=stats, last_ns=h.last_ns, other_replies=h.other,
@@ -122,13 +124,18 @@ def _significantly_above(lost: int, sent: int, ref_lost: int, ref_sent: int) -> 
 
 
 def rate_limited(hops: tuple[HopResult, ...], index: int) -> bool:
-    """Is hop ``index``'s loss the router's ICMP rate limit? Only when hops after it answered, and its
-    loss is significantly above theirs taken together."""
+    """Is hop ``index``'s loss the router's ICMP rate limit? Only when its loss is significantly above
+    the loss of the end of the path: the destination, or else the furthest hop that answered.
+
+    The end alone is the reference, not every later hop: later routers may be rate limiting too,
+    and their loss would hide this one's."""
     hop = hops[index]
-    later = [h for h in hops[index + 1:] if h.received > 0]
-    if not later or hop.destination or hop.received == 0:
+    if hop.destination or hop.received == 0:
         return False  # a silent hop (``???``) sends no Time Exceeded at all: not a rate limit
-    return _significantly_above(hop.lost, hop.sent, sum(h.lost for h in later), sum(h.sent for h in later))
+    end = next((h for h in reversed(hops[index + 1:]) if h.received > 0), None)
+    if end is None:
+        return False
+    return _significantly_above(hop.lost, hop.sent, end.lost, end.sent)
 
 
 def flag_rate_limited(hops: tuple[HopResult, ...]) -> tuple[HopResult, ...]:

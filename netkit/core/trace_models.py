@@ -254,6 +254,12 @@ RATE_LIMIT_NOTE = ("loss at a hop that does not carry on to later hops is the ro
                    "replies, not packets lost in forwarding; --max-loss is judged on the destination")
 
 
+#: The note when udp rounds come faster than a Linux destination answers port-unreachable.
+UDP_DESTINATION_NOTE = ("with udp at more than one round a second, a destination's port-unreachable answers "
+                        "may be rate limited by its own kernel (Linux: about one a second), so its loss may "
+                        "not be real: --method icmp measures loss at that rate")
+
+
 @dataclass(frozen=True)
 class TraceResult:
     targets: tuple[TargetTrace, ...]
@@ -264,7 +270,13 @@ class TraceResult:
 
     @property
     def notes(self) -> tuple[str, ...]:
-        return (RATE_LIMIT_NOTE,) if any(t.rate_limited_hops for t in self.targets) else ()
+        notes: list[str] = []
+        if any(t.rate_limited_hops for t in self.targets):
+            notes.append(RATE_LIMIT_NOTE)
+        if self.config.method is TraceMethod.UDP and self.config.interval_s < 1.0 and any(
+                t.destination is not None and t.destination.lost for t in self.targets):
+            notes.append(UDP_DESTINATION_NOTE)
+        return tuple(notes)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -161,12 +161,10 @@ class TracePlan:
             if self.dest_ttl is None or ttl < self.dest_ttl:
                 self.dest_ttl = ttl
             if rnd is not None:
-                rnd.closed = True
-                rnd.limit = min(rnd.limit, ttl)
+                self._close(rnd, ttl)
         elif answer is Answer.UNREACHABLE:
             if rnd is not None:
-                rnd.closed = True
-                rnd.limit = min(rnd.limit, ttl)
+                self._close(rnd, ttl)
         elif answer is Answer.TIME_EXCEEDED:
             self.frontier = max(self.frontier, ttl)
             if self.dest_ttl is not None and ttl >= self.dest_ttl:
@@ -178,6 +176,16 @@ class TracePlan:
             rnd.allowed = max(rnd.allowed, ttl + self.window)
             self._retire_if_done(rnd)
         return HopEvent(o.round, ttl, seq, address, rtt_ns, answer, mtu)
+
+    def _close(self, rnd: _Round, ttl: int) -> None:
+        """The path ends at ``ttl`` in this round: its probes beyond it answer nothing new (they went
+        to the same end), so they are forgotten rather than waited for (a rate-limited destination
+        would otherwise hold the round for a whole timeout)."""
+        rnd.closed = True
+        rnd.limit = min(rnd.limit, ttl)
+        for seq in [s for s in rnd.pending if s in self._out and self._out[s].ttl > ttl]:
+            rnd.pending.discard(seq)
+            del self._out[seq]
 
     def expire(self, now_ns: int) -> list[HopEvent]:
         """Timeouts: every outstanding probe older than the timeout."""

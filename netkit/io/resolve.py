@@ -14,8 +14,8 @@ same error with :func:`resolve_error`.
 
 from __future__ import annotations
 
-import asyncio
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -55,9 +55,18 @@ class ResolveError(CheckFailed):
         self.host, self.port, self.reason = host, port, reason
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A lookup that ran out of time. asyncio's TimeoutError is a class of its own before Python 3.11,
+    and asyncio is imported only by the code that uses it (a command without it starts faster)."""
+    if isinstance(exc, TimeoutError):
+        return True
+    aio = sys.modules.get("asyncio")
+    return aio is not None and isinstance(exc, aio.TimeoutError)
+
+
 def not_resolved_reason(exc: BaseException, timeout: float | None = None) -> str:
     """The one wording of a failed lookup, from what getaddrinfo raised."""
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    if _is_timeout(exc):
         return "name not resolved (timed out" + (f" after {timeout:g}s)" if timeout is not None else ")")
     if isinstance(exc, UnicodeError):
         return "name not resolved (invalid name)"
@@ -79,7 +88,7 @@ def failure_reason(exc: BaseException, *, udp: bool = False, timeout: float | No
         return not_resolved_reason(exc)
     if isinstance(exc, ConnectionRefusedError):
         return PORT_UNREACHABLE if udp else REFUSED
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    if _is_timeout(exc):
         return "connect timed out" + (f" after {timeout:g}s" if timeout is not None else "")
     if isinstance(exc, OSError):
         return (exc.strerror or str(exc)).lower()
@@ -113,6 +122,8 @@ async def resolve_all(
     timeout: float = 5.0,
 ) -> list[Resolved]:
     """Every address for ``host`` (in getaddrinfo's preference order), each with the lookup time."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     start = time.perf_counter_ns()
     try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from netkit.core.escape import safe_text
 from netkit.core.trace_models import (
+    RATE_LIMIT_NOTE,
     HopEvent,
     HopResult,
     PmtuResult,
@@ -333,9 +334,10 @@ def report_view(result: TraceResult, width: int | None) -> RenderableType:
         if i:
             parts.append(Text(""))
         parts.append(target_view(t, width, stopped=result.interrupted, keep=keep))
-    if any(t.rate_limited_hops for t in result.targets):
+    for note in result.notes:
+        mark = f"{RATE_LIMIT_MARK} " if note == RATE_LIMIT_NOTE else "note: "
         parts.append(Text(""))
-        parts.append(Text(f"{RATE_LIMIT_MARK} {result.notes[0] if result.notes else ''}".rstrip(), style="dim"))
+        parts.append(Text(f"{mark}{note}", style="dim"))
     th = result.thresholds
     if th.max_loss_pct is not None or th.max_rtt_ms is not None:
         parts.append(Text(""))

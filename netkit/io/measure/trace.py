@@ -3,18 +3,28 @@
 The probe plan and the matching of answers (``netkit.core.trace_plan``), the per-hop statistics
 (``netkit.core.trace_hops``) and the ICMP error formats (``netkit.core.icmp_errors``) are pure; this
 module owns the loop: it sends what the plan says is due, feeds answers and timeouts back, and
-sleeps until the next round, timeout or answer. The sockets are ``trace_probers``'.
+sleeps in ``select`` until the next round, timeout or answer. The sockets are ``trace_probers``'.
+
+The loop is a plain selector, not asyncio, for two reasons: every answer arrives on a socket's
+error queue, which the kernel announces as POLLERR, and libuv (uvloop) stops watching a socket
+that reports it; and the first complete path of a near target takes milliseconds, so importing
+asyncio would be most of the command's time. :func:`trace_targets` wraps the loop for asyncio
+callers (``netkit monitor``) by running it in a thread.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import queue
+import selectors
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from netkit.core.kernel_rtt import pick_rtt
 from netkit.core.targets import Target
@@ -31,12 +41,18 @@ from netkit.core.trace_models import (
 )
 from netkit.core.trace_plan import TracePlan
 from netkit.io.measure.trace_probers import PROBERS, TcpTraceProber, TraceProber
-from netkit.io.resolve import ResolveError, resolve
+from netkit.io.resolve import ResolveError, resolve_sync
+
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
 
 #: Reverse lookups: at most this many addresses per run, this many at once, this long at the end.
 MAX_NAMES = 256
 NAME_WORKERS = 4
 NAME_WAIT_S = 1.0
+#: The longest one wait in the loop: a stop asked from another thread is seen within it.
+MAX_WAIT_S = 0.1
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -49,6 +65,61 @@ class LiveTrace:
 
 #: Gets every probe outcome as it happens (jsonl events): the target's label and the event.
 EventSink = Callable[[str, HopEvent], None]
+
+
+class SelectorPoller:
+    """The few loop methods the probers use (asyncio's names), over one ``selectors`` selector."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self._callbacks: dict[int, dict[int, tuple[Callable[..., Any], tuple[Any, ...]]]] = {}
+
+    def _set(self, fd: Any, event: int, entry: tuple[Callable[..., Any], tuple[Any, ...]] | None) -> None:
+        key = fd if isinstance(fd, int) else fd.fileno()
+        entries = self._callbacks.setdefault(key, {})
+        if entry is None:
+            entries.pop(event, None)
+        else:
+            entries[event] = entry
+        mask = 0
+        for e in entries:
+            mask |= e
+        try:
+            if mask == 0:
+                self._callbacks.pop(key, None)
+                self.selector.unregister(key)
+            elif key in self.selector.get_map():
+                self.selector.modify(key, mask)
+            else:
+                self.selector.register(key, mask)
+        except (KeyError, ValueError, OSError):
+            self._callbacks.pop(key, None)
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._set(fd, selectors.EVENT_READ, (callback, args))
+
+    def remove_reader(self, fd: Any) -> bool:
+        self._set(fd, selectors.EVENT_READ, None)
+        return True
+
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._set(fd, selectors.EVENT_WRITE, (callback, args))
+
+    def remove_writer(self, fd: Any) -> bool:
+        self._set(fd, selectors.EVENT_WRITE, None)
+        return True
+
+    def poll(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` and run the callbacks of what became ready."""
+        for key, mask in self.selector.select(timeout_s):
+            entries = self._callbacks.get(key.fd, {})
+            for event in (selectors.EVENT_READ, selectors.EVENT_WRITE):
+                entry = entries.get(event)
+                if mask & event and entry is not None:
+                    entry[0](*entry[1])
+
+    def close(self) -> None:
+        self.selector.close()
 
 
 class ReverseNames:
@@ -85,7 +156,7 @@ class ReverseNames:
             self.names[address] = name if name != address else None
 
     def pending(self) -> bool:
-        return any(a not in self.names for a in self._asked)
+        return any(a not in self.names for a in list(self._asked))
 
 
 class _TargetRun:
@@ -103,7 +174,7 @@ class _TargetRun:
         self.prober: TraceProber | None = None
         self.plan: TracePlan | None = None
         self.error: str | None = None
-        self.kick = asyncio.Event()
+        self.finished = False
         self._sent_real: dict[int, int] = {}
         self.kernel_used = 0
         self.answers = 0
@@ -111,11 +182,12 @@ class _TargetRun:
         self.end_ns: int | None = None
         self.pmtu: PmtuResult | None = None
 
-    async def open(self) -> None:
+    def open(self, poller: SelectorPoller) -> None:
         try:
-            res = await resolve(self.target.host, 0, family=self.cfg.family, type=socket.SOCK_DGRAM)
+            res = resolve_sync(self.target.host, 0, family=self.cfg.family, type=socket.SOCK_DGRAM)
         except ResolveError as exc:
             self.error = exc.reason
+            self.finished = True
             return
         self.address = res.address
         prober_type = PROBERS[self.cfg.method]
@@ -125,9 +197,10 @@ class _TargetRun:
         self.plan = TracePlan(start_ns=self.start_ns, first_hop=cfg.first_hop, max_hops=cfg.max_hops,
                               window=cfg.window, timeout_ns=int(cfg.timeout_s * 1e9),
                               interval_ns=int(cfg.interval_s * 1e9), rounds=cfg.count, deadline_ns=deadline)
-        prober = prober_type(res.address, res.family, cfg, match=self.plan.match, on_answer=self._on_answer)
-        prober.open()  # RuntimeFailure (no permission) goes up: the whole run cannot be done here
+        prober = prober_type(res.address, res.family, cfg, match=self.plan.match, on_answer=self._on_answer,
+                             poller=poller)
         self.prober = prober
+        prober.open()  # RuntimeFailure (no permission) goes up: the whole run cannot be done here
 
     def _on_answer(self, seq: int, address: str, answer: Answer, rx_mono: int, rx_real: int | None,
                    mtu: int | None) -> None:
@@ -137,8 +210,8 @@ class _TargetRun:
         if answer is Answer.FRAG_NEEDED:
             return  # trace probes are small and may fragment; path MTU work has its own probes
         sent_mono = plan.sent_ns_of(seq)
-        if sent_mono is None:
-            return
+        if sent_mono is None or rx_mono - sent_mono > plan.timeout_ns:
+            return  # late (e.g. the answer to the kernel's own SYN retry): the timeout settles it
         rtt, used_kernel = pick_rtt(rx_mono - sent_mono, rx_real, self._sent_real.pop(seq, None))
         ev = plan.answer(seq, address, answer, rtt, mtu=mtu)
         if ev is None:
@@ -146,7 +219,6 @@ class _TargetRun:
         self.answers += 1
         self.kernel_used += used_kernel
         self._record(ev)
-        self.kick.set()
 
     def _record(self, ev: HopEvent) -> None:
         if not self.table.record(ev):
@@ -156,42 +228,40 @@ class _TargetRun:
         if self.sink is not None:
             self.sink(self.label, ev)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def step(self, now: int) -> int | None:
+        """Settle timeouts and send what is due; when to come back (None: this target is done)."""
         plan, prober = self.plan, self.prober
-        if plan is None or prober is None:
-            return
+        if plan is None or prober is None or self.finished:
+            self.finished = True
+            return None
         tcp = prober if isinstance(prober, TcpTraceProber) else None
-        while True:
-            now = time.monotonic_ns()
-            for ev in plan.expire(now):
-                self._sent_real.pop(ev.seq, None)
-                if tcp is not None:
-                    tcp.expired(ev.seq)
-                self._record(ev)
-            for spec in plan.to_send(now):
-                stamp = prober.send(spec)
-                if stamp is None:
-                    plan.unsent(spec.seq)
-                    continue
-                plan.sent(spec.seq, stamp[0])
-                self._sent_real[spec.seq] = stamp[1]
-            now = time.monotonic_ns()
-            if plan.finished(now):
-                break
-            wake = plan.next_wakeup_ns(now)
-            self.kick.clear()
-            waits = [asyncio.ensure_future(self.kick.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waits, timeout=None if wake is None else max(0.0, (wake - now) / 1e9),
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-            if stop.is_set():
-                plan.stop()
-                plan.drop_outstanding()
-                break
-        self.end_ns = time.monotonic_ns()
+        for ev in plan.expire(now):
+            self._sent_real.pop(ev.seq, None)
+            if tcp is not None:
+                tcp.expired(ev.seq)
+            self._record(ev)
+        for spec in plan.to_send(now):
+            stamp = prober.send(spec)
+            if stamp is None:
+                plan.unsent(spec.seq)
+                continue
+            plan.sent(spec.seq, stamp[0])
+            self._sent_real[spec.seq] = stamp[1]
+        now = time.monotonic_ns()
+        if plan.finished(now):
+            self.finished = True
+            self.end_ns = now
+            return None
+        return plan.next_wakeup_ns(now)
+
+    def abort(self) -> None:
+        """Stop now: no more rounds, probes in flight forgotten (an interrupted run does not wait)."""
+        if self.plan is not None:
+            self.plan.stop()
+            self.plan.drop_outstanding()
+        if not self.finished:
+            self.finished = True
+            self.end_ns = time.monotonic_ns()
 
     def close(self) -> None:
         if self.prober is not None:
@@ -220,31 +290,142 @@ def target_label(target: Target, method: TraceMethod) -> str:
     return target.host
 
 
-async def trace_targets(targets: list[Target], cfg: TraceConfig, *, stop: asyncio.Event,
-                        sink: EventSink | None = None,
-                        on_start: Callable[[list[LiveTrace]], None] | None = None) -> list[TargetTrace]:
-    """Trace every target at once; the results in the targets' order."""
+def trace_sync(targets: list[Target], cfg: TraceConfig, *, stopped: Callable[[], bool],
+               sink: EventSink | None = None, on_start: Callable[[list[LiveTrace]], None] | None = None,
+               poller: SelectorPoller | None = None) -> list[TargetTrace]:
+    """Trace every target at once until done or ``stopped()``; the results in the targets' order.
+
+    ``stopped`` is asked at least every MAX_WAIT_S and after every wakeup of ``poller`` (which a
+    caller may give with its own wakeup descriptor registered)."""
     names = ReverseNames(cfg.resolve_names)
     runs = [_TargetRun(t, target_label(t, cfg.method), cfg, names, sink) for t in targets]
+    own_poller = poller is None
+    poll = poller if poller is not None else SelectorPoller()
     try:
-        await asyncio.gather(*(r.open() for r in runs))
+        for r in runs:
+            r.open(poll)
         if on_start is not None:
             on_start([LiveTrace(r.label, r.snapshot) for r in runs])
-        await asyncio.gather(*(r.run(stop) for r in runs))
-        if cfg.pmtu and not stop.is_set():
-            from netkit.io.measure.trace_pmtu import discover_pmtu
-
+        active = [r for r in runs if not r.finished]
+        while active and not stopped():
+            now = time.monotonic_ns()
+            wakes = [w for w in (r.step(now) for r in active) if w is not None]
+            active = [r for r in active if not r.finished]
+            if not active:
+                break
+            wait = max(0.0, (min(wakes) - time.monotonic_ns()) / 1e9) if wakes else MAX_WAIT_S
+            poll.poll(min(wait, MAX_WAIT_S))
+        if stopped():
             for r in runs:
-                if r.address is not None and r.table.reached and r.plan is not None:
-                    r.pmtu = await discover_pmtu(r.address, cfg, r.table, stop)
-        if names.pending():
-            deadline = time.monotonic() + NAME_WAIT_S
-            while names.pending() and time.monotonic() < deadline and not stop.is_set():
-                await asyncio.sleep(0.01)
+                r.abort()
+        if cfg.pmtu and not stopped():
+            for r in runs:
+                if r.address is not None and r.table.reached:
+                    r.pmtu = _pmtu_of(r.address, cfg, r.table, stopped)
+        deadline = time.monotonic() + NAME_WAIT_S
+        while names.pending() and time.monotonic() < deadline and not stopped():
+            time.sleep(0.01)
     finally:
         for r in runs:
             r.close()
+        if own_poller:
+            poll.close()
     return [r.snapshot() for r in runs]
+
+
+def _pmtu_of(address: str, cfg: TraceConfig, table: HopTable, stopped: Callable[[], bool]) -> PmtuResult:
+    """``--pmtu`` after the trace (its probes wait on answers one size at a time, so asyncio is worth
+    its import here): on asyncio's own loop, ended early when ``stopped()``."""
+    import asyncio
+
+    from netkit.io.measure.trace_pmtu import discover_pmtu
+
+    async def main() -> PmtuResult:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stopped():
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            return await discover_pmtu(address, cfg, table, stop)
+        finally:
+            watcher.cancel()
+
+    return asyncio.run(main())
+
+
+async def trace_targets(targets: list[Target], cfg: TraceConfig, *, stop: asyncio.Event,
+                        sink: EventSink | None = None,
+                        on_start: Callable[[list[LiveTrace]], None] | None = None) -> list[TargetTrace]:
+    """:func:`trace_sync` for asyncio callers: the loop runs in a thread, ``stop`` ends it."""
+    import asyncio
+
+    done = threading.Event()
+
+    def stopped() -> bool:
+        return stop.is_set() or done.is_set()
+
+    try:
+        return await asyncio.to_thread(trace_sync, targets, cfg, stopped=stopped, sink=sink, on_start=on_start)
+    finally:
+        done.set()  # a cancelled caller: the thread sees it within MAX_WAIT_S and closes its sockets
+
+
+class _SignalStop:
+    """SIGINT, SIGTERM and SIGHUP stop the run instead of killing it: the handler notes the signal,
+    and the wakeup descriptor makes the loop's ``select`` return at once to see it."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        self._old_wakeup = -1
+        self._pipe: tuple[int, int] | None = None
+
+    def install(self, poller: SelectorPoller) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        poller.add_reader(r, self._drain)
+        self._old_wakeup = signal.set_wakeup_fd(w)
+        for sig in STOP_SIGNALS:
+            self._old[sig] = signal.signal(sig, self._note)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def _drain(self) -> None:
+        if self._pipe is not None:
+            try:
+                os.read(self._pipe[0], 512)
+            except OSError:
+                pass
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_wakeup)
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
+
+
+@contextmanager
+def _stop_on_signals(poller: SelectorPoller) -> Iterator[_SignalStop]:
+    stop = _SignalStop()
+    stop.install(poller)
+    try:
+        yield stop
+    finally:
+        stop.restore()
 
 
 def run_trace(targets: list[Target], cfg: TraceConfig, *, max_loss_pct: float | None = None,
@@ -254,10 +435,7 @@ def run_trace(targets: list[Target], cfg: TraceConfig, *, max_loss_pct: float | 
     duration are done or SIGINT/SIGTERM/SIGHUP arrives (then ``interrupted`` is True and the result
     holds what was measured). ``on_event`` raising BrokenPipeError stops the run; the error is raised
     again after it. Raises RuntimeFailure (exit 3) when the method cannot run here (no permission)."""
-    from netkit.io.aio import StopSignal, run
-
     reader_gone = False
-    stop_event: asyncio.Event | None = None
 
     def sink(label: str, ev: HopEvent) -> None:
         nonlocal reader_gone
@@ -267,25 +445,16 @@ def run_trace(targets: list[Target], cfg: TraceConfig, *, max_loss_pct: float | 
             on_event(label, ev)
         except BrokenPipeError:
             reader_gone = True
-            if stop_event is not None:
-                stop_event.set()
-
-    async def main() -> tuple[list[TargetTrace], bool]:
-        nonlocal stop_event
-        stop = stop_event = asyncio.Event()
-        async with StopSignal() as sig:
-            watcher = asyncio.ensure_future(sig.wait())
-            watcher.add_done_callback(lambda _f: stop.set())
-            try:
-                results = await trace_targets(targets, cfg, stop=stop, sink=sink, on_start=on_start)
-            finally:
-                watcher.cancel()
-            return results, sig.signum is not None
 
     start = time.monotonic_ns()
-    # Not uvloop: libuv stops watching a socket whose poll says POLLERR, and every answer here
-    # arrives on an error queue, which the kernel announces exactly so.
-    results, interrupted = run(main(), use_uvloop=False)
+    poller = SelectorPoller()
+    try:
+        with _stop_on_signals(poller) as sig:
+            results = trace_sync(targets, cfg, stopped=lambda: reader_gone or sig.signum is not None,
+                                 sink=sink, on_start=on_start, poller=poller)
+            interrupted = sig.signum is not None
+    finally:
+        poller.close()
     if reader_gone:
         raise BrokenPipeError
     found = tuple(results)

@@ -16,14 +16,13 @@ is outstanding. Everything else (late, forged, unrelated) is dropped here.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
-import secrets
 import socket
 import struct
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from netkit.core import icmp_errors as ie
 from netkit.core import packet
@@ -75,6 +74,16 @@ PENDING_ERRORS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUN
                             errno.EPROTO, errno.ENOPROTOOPT, errno.EACCES})
 
 
+class Poller(Protocol):
+    """What a prober needs from the loop that drives it: asyncio's loop has exactly these methods,
+    and so has ``netkit.io.measure.trace``'s selector loop (the command's, which spares asyncio)."""
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None: ...
+    def remove_reader(self, fd: Any) -> Any: ...
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None: ...
+    def remove_writer(self, fd: Any) -> Any: ...
+
+
 def send_datagram(sock: socket.socket, data: bytes | bytearray, where: tuple[str, int]) -> None:
     """``sendto`` that does not mistake an earlier probe's pending error for this one's."""
     for _ in range(4):
@@ -94,14 +103,16 @@ def _bare(address: str) -> str:
 class TraceProber:
     """The sockets of one target. ``open`` after construction, ``close`` at the end."""
 
-    def __init__(self, address: str, family: int, cfg: TraceConfig, *, match: Matcher, on_answer: AnswerSink) -> None:
+    def __init__(self, address: str, family: int, cfg: TraceConfig, *, match: Matcher, on_answer: AnswerSink,
+                 poller: Poller) -> None:
+        self.poller = poller
         self.address = address
         self.family = family
         self.v6 = family == socket.AF_INET6
         self.cfg = cfg
         self.match = match
         self.on_answer = on_answer
-        self.session = secrets.randbits(32)
+        self.session = int.from_bytes(os.urandom(4), "big")
         self.kernel_rx = False
         self.error: str | None = None  # a send error, for the report
         self.detail = ""
@@ -117,10 +128,9 @@ class TraceProber:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def close(self) -> None:
-        loop = asyncio.get_running_loop()
         for s in self._readers:
             try:
-                loop.remove_reader(s)
+                self.poller.remove_reader(s)
             except (ValueError, OSError):
                 pass
             s.close()
@@ -129,7 +139,7 @@ class TraceProber:
     # ----- shared ---------------------------------------------------------------------------
     def _watch(self, sock: socket.socket, cb: Callable[[socket.socket], None]) -> None:
         sock.setblocking(False)
-        asyncio.get_running_loop().add_reader(sock, cb, sock)
+        self.poller.add_reader(sock, cb, sock)
         self._readers.append(sock)
 
     def _set_ttl(self, sock: socket.socket, ttl: int) -> None:
@@ -274,7 +284,7 @@ class IcmpTraceProber(TraceProber):
         self._stamps(sock)
         self._payload_len = payload_size(TraceMethod.ICMP, self.family, self.size)
         if self.raw:
-            self.ident = secrets.randbits(16)
+            self.ident = int.from_bytes(os.urandom(2), "big")
             self.detail = "raw icmp socket"
         else:
             self._recverr(sock)
@@ -408,7 +418,7 @@ class TcpTraceProber(TraceProber):
             return None
         fd = sock.fileno()
         self._by_fd[fd] = (spec.seq, sock)
-        asyncio.get_running_loop().add_writer(sock, self._settled, fd)
+        self.poller.add_writer(sock, self._settled, fd)
         return mono, real
 
     def _forget(self, fd: int) -> None:
@@ -417,7 +427,7 @@ class TcpTraceProber(TraceProber):
             return
         sock = item[1]
         try:
-            asyncio.get_running_loop().remove_writer(sock)
+            self.poller.remove_writer(sock)
         except (ValueError, OSError, RuntimeError):
             pass
         # An abortive close: no FIN handshake lingers after a probe that reached a listener.

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from netkit.core.accounting import Accounting, AccountingSummary, ProbeOutcome
+from netkit.core.kernel_rtt import Timestamps
 from netkit.core.stats import RttSummary, summarize_rtts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,6 +152,8 @@ class TargetResult:
     stats: RttSummary = field(default=None)  # type: ignore[assignment]
     #: How long the probes took to send (the span the achieved rate is over); 0: unknown.
     send_ns: int = 0
+    #: Which clocks timed most replies (kernel-both, kernel-rx, user); None without a reply.
+    timestamps: Timestamps | None = None
 
     def __post_init__(self) -> None:
         if self.stats is None:
@@ -196,6 +199,7 @@ class TargetResult:
             "samples_ms": [round(x, 6) for x in self.samples_ms] if samples else None,
             "local_drops": a.local_drops,
             "achieved_pps": None if self.achieved_pps is None else round(self.achieved_pps, 3),
+            "timestamps": None if self.timestamps is None else self.timestamps.value,
         }
 
 

@@ -166,7 +166,9 @@ def drain_errqueue(sock: socket.socket, *, bufsize: int = 2048, limit: int = 102
     """Empty ``sock``'s error queue (at most ``limit`` records); every record it held, decoded.
 
     Never blocks on a non-blocking socket or one without a timeout. ``bufsize`` bounds the quoted
-    datagram kept with an ICMP error. Messages that carry no extended error are skipped.
+    datagram kept with an ICMP error. Messages that carry no extended error are skipped. An ICMP
+    error also sets the socket's pending error, which the next ``send`` on it would raise
+    (ECONNREFUSED, EHOSTUNREACH...) instead of sending; reading the last ICMP error here clears it.
     """
     out: list[ErrQueueRecord] = []
     for _ in range(limit):

@@ -10,7 +10,7 @@ import asyncio
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import support
@@ -18,6 +18,26 @@ import support
 from netkit.core.errqueue import SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, ErrQueueRecord, QueuedError, TxStamp
 from netkit.core.kernel_rtt import Timestamps, TxStampBook
 from netkit.io import timestamps
+
+
+@pytest.fixture(autouse=True, scope="module")
+def stamps_switched_on() -> Iterator[None]:
+    """The kernel switches receive stamping on for the whole host a moment after the first socket
+    asks (a deferred static key): until then datagrams arrive unstamped. Hold one stamped socket
+    open for the module and wait until a datagram to itself arrives stamped."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if not timestamps.enable(sock):
+            pytest.skip("no kernel receive timestamps on this platform")
+        sock.bind(("127.0.0.1", 0))
+        sock.connect(sock.getsockname())
+        sock.settimeout(2)
+
+        def stamped() -> bool:
+            sock.send(b"x")
+            return timestamps.from_ancdata(sock.recvmsg(16, timestamps.CMSG_SIZE)[1]) is not None
+
+        support.wait_until(stamped, timeout=5)
+        yield
 
 
 def _stamped_udp(family: int) -> socket.socket:
@@ -137,6 +157,7 @@ def test_a_watch_keeps_reading_while_stamps_queue_up_on_any_loop(loop_kind: str)
                 if seen == [n, n]:
                     done.set()
 
+            fds = support.open_fds()
             watch = timestamps.ErrQueueWatch(loop, sock, readable)
             try:
                 for seq in range(n):
@@ -145,9 +166,9 @@ def test_a_watch_keeps_reading_while_stamps_queue_up_on_any_loop(loop_kind: str)
                 await asyncio.wait_for(done.wait(), 5)
             finally:
                 watch.close()
+            assert support.open_fds() == fds  # the watch's epoll set is closed with it
             return seen[0], seen[1]
 
-    fds = support.open_fds()
     if loop_kind == "uvloop":
         import uvloop
 
@@ -155,4 +176,3 @@ def test_a_watch_keeps_reading_while_stamps_queue_up_on_any_loop(loop_kind: str)
     else:
         result = asyncio.run(run())
     assert result == (n, n)
-    assert support.open_fds() == fds  # the watch's epoll set is closed with it

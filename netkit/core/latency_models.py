@@ -2,7 +2,8 @@
 
 The JSON field names are the published schema (see README, "netkit measure latency");
 ``to_json`` builds them explicitly so that extra in-memory facts (which reflector answered,
-whether kernel timestamps were used, an error text) never leak into the schema.
+how the prober measured, an error text) never leak into the schema; which clocks timed the
+replies is published, as ``timestamps``.
 """
 
 from __future__ import annotations

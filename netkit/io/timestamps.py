@@ -11,7 +11,7 @@ Two levels, best first, each falling back to the next where the platform lacks i
 - ``enable(sock)``: ``SO_TIMESTAMPNS`` receive stamps only (``Timestamps.KERNEL_RX``).
 - neither: the caller times in user space (``Timestamps.USER``).
 
-Sending: ``send_stamped(sock, data, addr, book)`` passes the probe's key with the datagram
+Sending: ``send_stamped(sock, data, addr, seq, book)`` passes the probe's key with the datagram
 (``SCM_TS_OPT_ID``, Linux 6.13+) where the kernel takes it, and otherwise tells the
 ``netkit.core.kernel_rtt.TxStampBook`` to follow the kernel's own counter; it records the send in the
 book either way. Pairing stamps with probes, and checking them against the monotonic RTT, is pure
@@ -19,9 +19,9 @@ code in ``netkit.core.kernel_rtt``.
 
 Reading the error queue: ``drain_errqueue(sock)`` empties it and returns every record decoded
 (``netkit.core.errqueue``): ``TxStamp`` (origin ``SO_EE_ORIGIN_TIMESTAMPING``) for the stamps, and
-``QueuedError`` for ICMP errors (origin ICMP/ICMP6, on a socket with ``IP_RECVERR``/``IPV6_RECVERR``)
-and local errors, with the offender, the quoted datagram and the error's receive stamp, for the
-caller to interpret.
+``QueuedError`` for ICMP errors (origin ICMP/ICMP6, on a socket with ``IP_RECVERR``/``IPV6_RECVERR``,
+see ``enable_recverr``) and local errors, with the offender, the quoted datagram and the error's
+receive stamp, for the caller to interpret.
 
 Watching such a socket: a socket with records queued polls EPOLLERR. asyncio's selector loops call
 the reader for it, but libuv (uvloop) takes EPOLLERR on a watched descriptor for a dead one and
@@ -109,6 +109,19 @@ def enable_tx_rx(sock: socket.socket) -> Timestamps:
         except OSError:
             pass
     return Timestamps.KERNEL_RX if enable(sock) else Timestamps.USER
+
+
+def enable_recverr(sock: socket.socket) -> bool:
+    """Queue ICMP errors about what ``sock`` sends on its error queue (``IP_RECVERR`` or
+    ``IPV6_RECVERR`` by the socket's family; ``drain_errqueue`` hands them on); False where not."""
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(SOL_IPV6, IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    except OSError:
+        return False
+    return True
 
 
 def from_ancdata(ancdata: list[tuple[int, int, bytes]]) -> int | None:

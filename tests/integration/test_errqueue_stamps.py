@@ -74,10 +74,7 @@ def test_one_drain_gives_the_stamps_and_hands_on_the_icmp_errors(family: int, ho
                                                                  unreach: tuple[int, int]) -> None:
     port = _closed_port(family, host)
     with _stamped_udp(family) as sock:
-        if family == socket.AF_INET:
-            sock.setsockopt(socket.IPPROTO_IP, timestamps.IP_RECVERR, 1)
-        else:
-            sock.setsockopt(timestamps.SOL_IPV6, timestamps.IPV6_RECVERR, 1)
+        assert timestamps.enable_recverr(sock)
         sock.connect((host, port))
         book = TxStampBook(explicit=True)
         before = time.time_ns()

@@ -7,7 +7,8 @@ default; netkit sends at a fixed interval, so sockperf also runs at the same rat
 The machine is shared: each pair is measured ROUNDS times, alternating netkit and the
 reference, and the row shows the median of the per-round medians (all rounds in the note).
 
-Run: ``python bench/run.py latency`` (about 2.5 minutes).
+Run: ``python bench/run.py latency`` (about 3 minutes); the ICMP case alone:
+``python bench/run.py icmp_rtt_vs_ping`` (about 40 s).
 """
 
 from __future__ import annotations
@@ -117,24 +118,85 @@ def tcp_echo_rtt_vs_sockperf() -> list[Row]:
     return _rtt_case("tcp-echo", tcp=True)
 
 
+ICMP_N = 1000
+ICMP_ROUNDS = 5
+PING_ARGV = ["ping", "-c", str(ICMP_N), "-i", "0.002", "127.0.0.1"]
+
+
+def _netkit_icmp() -> tuple[float, float, str] | None:
+    """netkit's (p50 us, mean us, timestamps) for ICMP_N echoes to 127.0.0.1 every 2 ms."""
+    out = subprocess.run(netkit_argv("measure", "latency", "--method", "icmp", "-i", "2ms", "-c", str(ICMP_N),
+                                     "127.0.0.1", "--format", "json"), capture_output=True, text=True, timeout=120)
+    t = json.loads(out.stdout)["targets"][0]
+    if t["rtt_ms"]["p50"] is None:
+        return None
+    return t["rtt_ms"]["p50"] * 1000.0, t["rtt_ms"]["avg"] * 1000.0, str(t.get("timestamps"))
+
+
+def _ping_figures(out: str) -> tuple[float, float] | None:
+    """ping's (p50 us, mean us) from its reply lines."""
+    times = [float(x) * 1000.0 for x in re.findall(r"time=([0-9.]+) ms", out)]
+    return (statistics.median(times), statistics.fmean(times)) if times else None
+
+
+def _ping_icmp() -> tuple[float, float] | None:
+    return _ping_figures(subprocess.run(PING_ARGV, capture_output=True, text=True, timeout=120).stdout)
+
+
+def _icmp_round(concurrent: bool, ping_first: bool) -> tuple[float, float, float, float, str] | None:
+    """One round: (netkit p50, ping p50, netkit mean, ping mean, netkit's timestamps)."""
+    nk: tuple[float, float, str] | None
+    ref: tuple[float, float] | None
+    if concurrent:  # both at once: the same machine state for both (each sleeps 2 ms between echoes)
+        proc = subprocess.Popen(PING_ARGV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            nk = _netkit_icmp()
+        finally:
+            out, _ = proc.communicate(timeout=120)
+        ref = _ping_figures(out)
+    elif ping_first:
+        ref, nk = _ping_icmp(), _netkit_icmp()
+    else:
+        nk, ref = _netkit_icmp(), _ping_icmp()
+    if nk is None or ref is None:
+        return None
+    return nk[0], ref[0], nk[1], ref[1], nk[2]
+
+
 def icmp_rtt_vs_ping() -> list[Row]:
+    """netkit's ICMP p50 against ping's on loopback, ICMP_ROUNDS rounds each way.
+
+    "at once": ping runs while netkit runs (the same moments of the machine); "in turn": one after
+    the other, the order alternating. netkit times kernel to kernel (transmit stamp from the error
+    queue, receive stamp with the reply: ``timestamps`` "kernel-both" in its JSON); ping from
+    gettimeofday() before its send to the kernel's receive stamp. ping prints whole microseconds below
+    1 ms (``time=0.005 ms``), so its p50 is a whole number of us, and one us moves the ratio by about
+    0.2 at 5 us: the means (finer) are in the last row.
+    """
     if shutil.which("ping") is None:
         return [Row("icmp p50 RTT", None, None, "us", note="ping not installed")]
-    nks: list[float] = []
-    refs: list[float] = []
-    for _ in range(ROUNDS):
-        v = _netkit_p50_us("--method", "icmp", "127.0.0.1", "-c", str(N), "-i", "2ms")
-        if v is not None:
-            nks.append(v)
-        out = subprocess.run(["ping", "-c", str(N), "-i", "0.002", "127.0.0.1"], capture_output=True, text=True,
-                             timeout=120).stdout
-        times = [float(x) * 1000.0 for x in re.findall(r"time=([0-9.]+) ms", out)]
-        if times:
-            refs.append(statistics.median(times))
-    note = ("ping -i 0.002 (prints 3 decimals of ms); rounds netkit " + "/".join(f"{v:.1f}" for v in nks)
-            + ", ping " + "/".join(f"{v:.1f}" for v in refs))
-    return [Row("icmp p50 RTT, 2 ms interval", statistics.median(nks) if nks else None,
-                statistics.median(refs) if refs else None, "us", note=note)]
+    rows: list[Row] = []
+    for label, concurrent in (("at once", True), ("in turn", False)):
+        rounds = [r for i in range(ICMP_ROUNDS) if (r := _icmp_round(concurrent, i % 2 == 1)) is not None]
+        if not rounds:
+            rows.append(Row(f"icmp p50 RTT, 2 ms interval, {label}", None, None, "us", note="no round gave both"))
+            continue
+        ratios = [r[0] / r[1] for r in rounds if r[1]]
+        kinds = "/".join(sorted({r[4] for r in rounds}))
+        per_round = "; ".join(f"{r[0]:.1f}/{r[1]:.0f}" for r in rounds)
+        rows.append(Row(
+            f"icmp p50 RTT, 2 ms interval, {label}", statistics.median(r[0] for r in rounds),
+            statistics.median(r[1] for r in rounds), "us",
+            note=(f"ping -i 0.002 -c {ICMP_N}; {len(rounds)} rounds netkit/ping p50 {per_round}; ratio range "
+                  f"{min(ratios):.2f}-{max(ratios):.2f} (target <= 1.2); netkit timestamps {kinds}")))
+        if concurrent:
+            mean_ratios = [r[2] / r[3] for r in rounds if r[3]]
+            rows.append(Row(
+                f"icmp mean RTT, 2 ms interval, {label}", statistics.median(r[2] for r in rounds),
+                statistics.median(r[3] for r in rounds), "us",
+                note=(f"means (ping's whole-us samples average finer); ratio range {min(mean_ratios):.2f}-"
+                      f"{max(mean_ratios):.2f}; " + "; ".join(f"{r[2]:.1f}/{r[3]:.1f}" for r in rounds))))
+    return rows
 
 
 def loss_100k_pps() -> list[Row]:

@@ -2,7 +2,8 @@
 
 The JSON field names are the published schema (see README, "netkit measure latency");
 ``to_json`` builds them explicitly so that extra in-memory facts (which reflector answered,
-whether kernel timestamps were used, an error text) never leak into the schema.
+how the prober measured, an error text) never leak into the schema; which clocks timed the
+replies is published, as ``timestamps``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from netkit.core.accounting import Accounting, AccountingSummary, ProbeOutcome
+from netkit.core.kernel_rtt import Timestamps
 from netkit.core.stats import RttSummary, summarize_rtts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,6 +153,8 @@ class TargetResult:
     stats: RttSummary = field(default=None)  # type: ignore[assignment]
     #: How long the probes took to send (the span the achieved rate is over); 0: unknown.
     send_ns: int = 0
+    #: Which clocks timed most replies (kernel-both, kernel-rx, user); None without a reply.
+    timestamps: Timestamps | None = None
 
     def __post_init__(self) -> None:
         if self.stats is None:
@@ -196,6 +200,7 @@ class TargetResult:
             "samples_ms": [round(x, 6) for x in self.samples_ms] if samples else None,
             "local_drops": a.local_drops,
             "achieved_pps": None if self.achieved_pps is None else round(self.achieved_pps, 3),
+            "timestamps": None if self.timestamps is None else self.timestamps.value,
         }
 
 

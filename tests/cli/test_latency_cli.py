@@ -12,7 +12,7 @@ from netkit.io.servers.reflector_server import reflector_in_thread
 
 TARGET_KEYS = ["target", "address", "sent", "received", "lost", "loss_pct", "lost_forward", "lost_return",
                "duplicates", "reordered", "late", "rtt_ms", "jitter_ms", "ipdv_ms", "samples_ms", "local_drops",
-               "achieved_pps"]
+               "achieved_pps", "timestamps"]
 RTT_KEYS = ["min", "avg", "max", "mdev", "p50", "p90", "p95", "p99"]
 
 
@@ -42,6 +42,7 @@ def test_json_schema_exact_with_nulls(listener: str) -> None:
     assert list(t["rtt_ms"]) == RTT_KEYS
     assert t["lost_forward"] is None and t["lost_return"] is None and t["samples_ms"] is None
     assert t["local_drops"] is None  # TCP: no socket buffer that drops replies
+    assert t["timestamps"] == "user"  # a handshake is timed by this process's clock
     assert (t["sent"], t["received"], t["lost"], t["loss_pct"]) == (3, 3, 0, 0.0)
     assert doc["thresholds"] == {"max_loss_pct": None, "max_rtt_ms": None, "passed": True, "failed": []}
 

@@ -18,13 +18,15 @@ import errno
 import os
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Callable
 
 from netkit.core import packet
 from netkit.core.accounting import Accounting, ProbeOutcome, ReplyEvent
 from netkit.core.errors import CheckFailed, RuntimeFailure
-from netkit.core.kernel_rtt import pick_rtt
+from netkit.core.errqueue import TxStamp
+from netkit.core.kernel_rtt import Timestamps, TxStampBook, pick_rtt_stamped, prevailing
 from netkit.core.latency_models import (
     LatencyConfig,
     Method,
@@ -60,6 +62,8 @@ class LatencyProber:
         self.error: str | None = None
         self.reflector: ReflectorKind | None = None
         self.kernel_ts_used = 0
+        #: Replies timed each way (kernel-both, kernel-rx, user): the JSON's ``timestamps``.
+        self.stamp_counts: dict[Timestamps, int] = dict.fromkeys(Timestamps, 0)
         self.changed = asyncio.Event()
         self._send_real: dict[int, int] = {}
         self.loop = asyncio.get_running_loop()
@@ -96,12 +100,14 @@ class LatencyProber:
         self.acc.on_sent(seq, t_mono)
         self._send_real[seq] = t_real
 
-    def _deliver(self, seq: int, t_mono: int, kernel_real: int | None, refl_count: int | None = None) -> ReplyEvent:
+    def _deliver(self, seq: int, t_mono: int, kernel_real: int | None, refl_count: int | None = None,
+                 kernel_tx: int | None = None) -> ReplyEvent:
         send_mono = self.acc.send_time(seq)
         rtt: int | None = None
         if send_mono is not None:
-            rtt, used = pick_rtt(t_mono - send_mono, kernel_real, self._send_real.get(seq))
-            self.kernel_ts_used += used
+            rtt, kind = pick_rtt_stamped(t_mono - send_mono, self._send_real.get(seq), kernel_tx, kernel_real)
+            self.stamp_counts[kind] += 1
+            self.kernel_ts_used += kind is not Timestamps.USER
         self._send_real.pop(seq, None)
         ev = self.acc.on_reply(seq, t_mono, rtt, refl_count)
         self._emit(seq, ev.kind, ev.rtt_ns, ev.reordered)
@@ -124,12 +130,18 @@ class LatencyProber:
         return TargetResult(
             target=self.label, address=self.address, acc=summary, reflector=self.reflector,
             kernel_timestamps=self.kernel_ts_used > 0, error=self.error, elapsed_ns=elapsed_ns,
-            detail=self.describe(), send_ns=send_ns,
+            detail=self.describe(), send_ns=send_ns, timestamps=prevailing(self.stamp_counts),
         )
 
     def describe(self) -> str:
         """How this prober measured, in a few words (shown with -v)."""
-        stamps = "kernel receive timestamps" if self.kernel_ts_used else "user-space timestamps"
+        kind = prevailing(self.stamp_counts)
+        if kind is Timestamps.KERNEL_BOTH:
+            stamps = "kernel transmit and receive timestamps"
+        elif kind is Timestamps.KERNEL_RX:
+            stamps = "kernel receive timestamps"
+        else:
+            stamps = "user-space timestamps"
         return f"{self.method}, {stamps}"
 
 
@@ -498,8 +510,38 @@ def open_icmp_socket(family: int) -> tuple[socket.socket, bool]:
         raise RuntimeFailure(f"cannot open an ICMP socket: {exc.strerror or dgram_error}") from None
 
 
+#: Raw ICMP sockets get every ICMP message the host receives, this process's own echo requests
+#: included (on loopback each one would wake the process up before its reply is even made). The
+#: kernel filter keeps only echo replies, as iputils ping does: ``ICMP_FILTER`` (SOL_RAW) is a
+#: 32-bit mask of IPv4 types to block; ``ICMP6_FILTER`` a 256-bit one (``struct icmp6_filter``).
+SOL_RAW = 255
+ICMP_FILTER = 1
+ICMP6_FILTER = 1
+
+
+def keep_only_echo_replies(sock: socket.socket, v6: bool) -> bool:
+    """Have the kernel pass only echo replies to raw ICMP socket ``sock``; False where it cannot."""
+    try:
+        if v6:
+            words = [0xFFFF_FFFF] * 8
+            t = packet.ICMPV6_ECHO_REPLY
+            words[t >> 5] &= ~(1 << (t & 31)) & 0xFFFF_FFFF
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *words))
+        else:
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", ~(1 << packet.ICMP_ECHO_REPLY) & 0xFFFF_FFFF))
+    except OSError:
+        return False
+    return True
+
+
 class IcmpProber(LatencyProber):
-    """ICMP echo requests; the probe packet rides in the payload when ``--size`` >= 56."""
+    """ICMP echo requests; the probe packet rides in the payload when ``--size`` >= 56.
+
+    Timed kernel to kernel where the platform allows (``netkit.io.timestamps.enable_tx_rx``): the
+    transmit stamp of each request comes back on the socket's error queue, which ``_readable``
+    drains before it reads replies (a request's stamp is queued when it leaves, so before its reply
+    can arrive).
+    """
 
     method = Method.ICMP
 
@@ -512,6 +554,10 @@ class IcmpProber(LatencyProber):
         self.v6 = False
         self._sockaddr: tuple = ()
         self._payload = bytearray(self.cfg.size)
+        self.stamping = Timestamps.USER
+        #: Transmit stamps to probes (only with kernel transmit stamps).
+        self.book: TxStampBook | None = None
+        self._watch: timestamps.ErrQueueWatch | None = None
 
     async def open(self) -> None:
         res = await resolve(self.host, 0, family=self.cfg.family, type=socket.SOCK_DGRAM)
@@ -522,15 +568,22 @@ class IcmpProber(LatencyProber):
         rate = 1.0 / self.cfg.interval_s if self.cfg.interval_s > 0 else None
         tune_buffers(self.sock, receive_buffer_bytes(rate, self.cfg.size + 8, BUFFER_BYTES))
         self._sockaddr = res.sockaddr
-        if not self.raw:
+        if self.raw:
+            keep_only_echo_replies(self.sock, self.v6)
+        else:
             try:
                 self.sock.connect(res.sockaddr)
             except OSError:
                 pass
             self.ident = self.sock.getsockname()[1] & 0xFFFF
         if self.cfg.kernel_timestamps:
-            timestamps.enable(self.sock)
-        self._add_reader(self.sock, self._readable)
+            self.stamping = timestamps.enable_tx_rx(self.sock)
+            if self.stamping is Timestamps.KERNEL_BOTH:
+                self.book = TxStampBook(explicit=True)
+        if self.book is not None:  # the error queue is read too: a watch any loop copes with
+            self._watch = timestamps.ErrQueueWatch(self.loop, self.sock, self._readable)
+        else:
+            self._add_reader(self.sock, self._readable)
 
     def send(self, seq: int) -> None:
         assert self.sock is not None
@@ -539,20 +592,34 @@ class IcmpProber(LatencyProber):
         if len(payload) >= packet.HEADER_SIZE:
             packet.encode_into(payload, self.session, seq, t_mono)
         msg = packet.icmp_echo_request(self.ident, seq, payload, v6=self.v6)
+        addr = self._sockaddr if self.raw else None
         t_real = time.time_ns()
         try:
-            if self.raw:
-                self.sock.sendto(msg, self._sockaddr)
+            if self.book is not None:
+                timestamps.send_stamped(self.sock, msg, addr, seq, self.book)
+            elif addr is not None:
+                self.sock.sendto(msg, addr)
             else:
                 self.sock.send(msg)
         except OSError as exc:
             self.error = exc.strerror or str(exc)
         self._record_send(seq, t_mono, t_real)
 
+    def _take_stamps(self, sock: socket.socket) -> None:
+        """Move the transmit stamps queued on ``sock`` into the book (ICMP errors: not asked for)."""
+        book = self.book
+        if book is None:
+            return
+        for rec in timestamps.drain_errqueue(sock, bufsize=0):
+            if isinstance(rec, TxStamp):
+                book.on_stamp(rec.key, rec.stamp_ns)
+
     def _readable(self) -> None:
         sock = self.sock
         if sock is None:
             return
+        self._take_stamps(sock)
+        book = self.book
         for _ in range(1024):
             try:
                 data, anc, _flags, addr = sock.recvmsg(65536, timestamps.CMSG_SIZE)
@@ -581,14 +648,24 @@ class IcmpProber(LatencyProber):
                 if sent == 0:
                     continue
                 seq = packet.unwrap_seq16(seq16, sent)
-            self._deliver(seq, t, timestamps.from_ancdata(anc))
+            self._deliver(seq, t, timestamps.from_ancdata(anc), None,
+                          book.take(seq) if book is not None else None)
+
+    def on_expired(self, seqs: list[int]) -> None:
+        if self.book is not None:
+            for s in seqs:
+                self.book.forget(s)
+        super().on_expired(seqs)
 
     def describe(self) -> str:
         kind = "raw" if self.raw else "datagram"
         return f"icmp {kind} socket, " + super().describe().split(", ", 1)[1]
 
     def close(self) -> None:
-        self._remove_reader(self.sock)
+        if self._watch is not None:
+            self._watch.close()
+        else:
+            self._remove_reader(self.sock)
         if self.sock is not None:
             self.sock.close()
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from netkit.core import packet
 from netkit.core.accounting import Accounting
 from netkit.core.errors import CheckFailed
+from netkit.core.kernel_rtt import Timestamps
 from netkit.core.latency_models import (
     LossConfig,
     LossResult,
@@ -239,9 +240,10 @@ class LossStream:
         return drops_since(self.sock, self._drops_at_open)
 
     def _result(self, elapsed_ns: int) -> TargetResult:
+        acc = self.acc.finish(local_drops=self.local_drops())
         return TargetResult(
-            target=self.label, address=self.address, acc=self.acc.finish(local_drops=self.local_drops()),
-            reflector=self.reflector, error=self.error, elapsed_ns=elapsed_ns, send_ns=elapsed_ns,
+            target=self.label, address=self.address, acc=acc, reflector=self.reflector, error=self.error,
+            elapsed_ns=elapsed_ns, send_ns=elapsed_ns, timestamps=Timestamps.USER if acc.rtts_ns else None,
         )
 
     def close(self) -> None:

@@ -1,11 +1,12 @@
-"""ICMP errors as a tracer reads them: the kernel's error-queue records, and raw ICMP packets. Pure.
+"""ICMP errors as a tracer reads them: what an error says about a probe, and raw ICMP packets. Pure.
 
-Unprivileged (``IP_RECVERR`` / ``IPV6_RECVERR`` on a UDP or ICMP datagram socket) the kernel
-matches an ICMP error to the socket by the packet it quotes and queues a ``sock_extended_err``
-(errno, origin, ICMP type and code, info such as the MTU) followed by the offender's address; the
-datagram read with it is the quoted probe's payload, and the name is the probe's destination.
-Privileged (a raw ICMP socket, for TCP probes) the whole ICMP message arrives and the quoted IP and
-transport headers are parsed here.
+Unprivileged (``IP_RECVERR`` / ``IPV6_RECVERR`` on a UDP, ICMP datagram or connecting TCP socket)
+the kernel matches an ICMP error to the socket by the packet it quotes and queues it; its record
+(``netkit.core.errqueue.ExtendedError``) carries the ICMP type and code, the MTU for "fragmentation
+needed", and the offender's address, and the datagram read with it is the quoted probe's payload.
+:func:`classify` says what that means for the probe. As root where ICMP datagram sockets are not
+allowed, a raw ICMP socket gets whole ICMP messages, whose quoted IP and transport headers are
+parsed here. The probe payload (:func:`encode_payload`) lets an answer name its probe exactly.
 
 The Linux ABI constants are spelled out (this module imports no socket code).
 """
@@ -16,13 +17,10 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from netkit.core.errqueue import SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, SO_EE_ORIGIN_LOCAL, ExtendedError
 from netkit.core.trace_models import Answer
 
-#: ``struct sock_extended_err``: ee_errno u32, ee_origin u8, ee_type u8, ee_code u8, ee_pad u8,
-#: ee_info u32, ee_data u32.
-SOCK_EXTENDED_ERR = struct.Struct("=IBBBBII")
-ORIGIN_NONE, ORIGIN_LOCAL, ORIGIN_ICMP, ORIGIN_ICMP6, ORIGIN_TIMESTAMPING = 0, 1, 2, 3, 4
-AF_INET_LINUX, AF_INET6_LINUX = 2, 10
+ORIGIN_LOCAL, ORIGIN_ICMP, ORIGIN_ICMP6 = SO_EE_ORIGIN_LOCAL, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
 EMSGSIZE = 90
 
 ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_ECHOREPLY = 3, 11, 0
@@ -31,61 +29,25 @@ ICMP6_DST_UNREACH, ICMP6_PACKET_TOO_BIG, ICMP6_TIME_EXCEEDED, ICMP6_ECHO_REPLY =
 ICMP6_PORT_UNREACH = 4
 
 
-@dataclass(frozen=True)
-class ErrRecord:
-    """One error-queue record: what the kernel says about a probe it sent."""
-
-    errno: int
-    origin: int
-    icmp_type: int
-    icmp_code: int
-    info: int  # the MTU for "fragmentation needed" / "packet too big" and local EMSGSIZE
-    data: int  # the send counter for timestamp records (SOF_TIMESTAMPING_OPT_ID)
-    offender: str | None  # the address that sent the ICMP error (None for local errors)
-
-
-def decode_sockaddr(data: bytes) -> str | None:
-    """The address of a Linux ``sockaddr_in`` / ``sockaddr_in6``; None for anything else."""
-    if len(data) < 2:
-        return None
-    family = int.from_bytes(data[:2], "little")
-    if family == AF_INET_LINUX and len(data) >= 8:
-        return str(ipaddress.IPv4Address(data[4:8]))
-    if family == AF_INET6_LINUX and len(data) >= 24:
-        return str(ipaddress.IPv6Address(data[8:24]))
-    return None
-
-
-def decode_err_record(data: bytes) -> ErrRecord | None:
-    """A ``sock_extended_err`` and the offender address after it (``SO_EE_OFFENDER``); None when short."""
-    if len(data) < SOCK_EXTENDED_ERR.size:
-        return None
-    errno, origin, kind, code, _pad, info, extra = SOCK_EXTENDED_ERR.unpack_from(data)
-    offender = decode_sockaddr(data[SOCK_EXTENDED_ERR.size:]) if origin in (ORIGIN_ICMP, ORIGIN_ICMP6) else None
-    if offender in ("0.0.0.0", "::"):
-        offender = None
-    return ErrRecord(errno, origin, kind, code, info, extra, offender)
-
-
-def classify(record: ErrRecord) -> Answer | None:
+def classify(record: ExtendedError) -> Answer | None:
     """What an error-queue record says about its probe (None: not an answer, e.g. a timestamp)."""
     if record.origin == ORIGIN_ICMP:
-        if record.icmp_type == ICMP_TIME_EXCEEDED:
+        if record.type == ICMP_TIME_EXCEEDED:
             return Answer.TIME_EXCEEDED
-        if record.icmp_type == ICMP_DEST_UNREACH:
-            if record.icmp_code == ICMP_PORT_UNREACH:
+        if record.type == ICMP_DEST_UNREACH:
+            if record.code == ICMP_PORT_UNREACH:
                 return Answer.DESTINATION
-            if record.icmp_code == ICMP_FRAG_NEEDED:
+            if record.code == ICMP_FRAG_NEEDED:
                 return Answer.FRAG_NEEDED
             return Answer.UNREACHABLE
         return None
     if record.origin == ORIGIN_ICMP6:
-        if record.icmp_type == ICMP6_TIME_EXCEEDED:
+        if record.type == ICMP6_TIME_EXCEEDED:
             return Answer.TIME_EXCEEDED
-        if record.icmp_type == ICMP6_PACKET_TOO_BIG:
+        if record.type == ICMP6_PACKET_TOO_BIG:
             return Answer.FRAG_NEEDED
-        if record.icmp_type == ICMP6_DST_UNREACH:
-            return Answer.DESTINATION if record.icmp_code == ICMP6_PORT_UNREACH else Answer.UNREACHABLE
+        if record.type == ICMP6_DST_UNREACH:
+            return Answer.DESTINATION if record.code == ICMP6_PORT_UNREACH else Answer.UNREACHABLE
         return None
     if record.origin == ORIGIN_LOCAL and record.errno == EMSGSIZE:
         return Answer.FRAG_NEEDED  # our own interface's MTU is smaller than the probe

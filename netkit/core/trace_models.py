@@ -207,8 +207,9 @@ class TargetTrace:
     rounds: int = 0
     pmtu: PmtuResult | None = None
     error: str | None = None
-    #: "kernel" when the RTTs come from kernel send and receive stamps, "kernel-rx", or "user".
-    timestamps: str = "user"
+    #: Which clocks timed most answers: "kernel-both" (kernel transmit and receive stamps),
+    #: "kernel-rx" (wall clock before the send, kernel receive stamp) or "user"; None without answers.
+    timestamps: str | None = None
     elapsed_ns: int = 0
 
     @property

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from netkit.core.kernel_rtt import pick_rtt
+from netkit.core.kernel_rtt import Timestamps, pick_rtt_stamped, prevailing
 from netkit.core.targets import Target
 from netkit.core.trace_hops import HopTable
 from netkit.core.trace_models import (
@@ -175,14 +175,15 @@ class _TargetRun:
         self.plan: TracePlan | None = None
         self.error: str | None = None
         self.finished = False
+        self.poller: SelectorPoller | None = None
         self._sent_real: dict[int, int] = {}
-        self.kernel_used = 0
-        self.answers = 0
+        self.stamp_counts: dict[Timestamps, int] = {}
         self.start_ns = time.monotonic_ns()
         self.end_ns: int | None = None
         self.pmtu: PmtuResult | None = None
 
     def open(self, poller: SelectorPoller) -> None:
+        self.poller = poller
         try:
             res = resolve_sync(self.target.host, 0, family=self.cfg.family, type=socket.SOCK_DGRAM)
         except ResolveError as exc:
@@ -203,7 +204,7 @@ class _TargetRun:
         prober.open()  # RuntimeFailure (no permission) goes up: the whole run cannot be done here
 
     def _on_answer(self, seq: int, address: str, answer: Answer, rx_mono: int, rx_real: int | None,
-                   mtu: int | None) -> None:
+                   mtu: int | None, kernel_rtt_ns: int | None = None) -> None:
         plan = self.plan
         if plan is None:
             return
@@ -212,12 +213,14 @@ class _TargetRun:
         sent_mono = plan.sent_ns_of(seq)
         if sent_mono is None or rx_mono - sent_mono > plan.timeout_ns:
             return  # late (e.g. the answer to the kernel's own SYN retry): the timeout settles it
-        rtt, used_kernel = pick_rtt(rx_mono - sent_mono, rx_real, self._sent_real.pop(seq, None))
+        tx_real = self.prober.take_tx(seq) if self.prober is not None else None
+        rtt, kind = pick_rtt_stamped(rx_mono - sent_mono, self._sent_real.pop(seq, None), tx_real, rx_real)
+        if kernel_rtt_ns is not None and 0 < kernel_rtt_ns <= rx_mono - sent_mono:
+            rtt, kind = kernel_rtt_ns, Timestamps.KERNEL_BOTH  # the kernel timed the handshake itself
         ev = plan.answer(seq, address, answer, rtt, mtu=mtu)
         if ev is None:
             return
-        self.answers += 1
-        self.kernel_used += used_kernel
+        self.stamp_counts[kind] = self.stamp_counts.get(kind, 0) + 1
         self._record(ev)
 
     def _record(self, ev: HopEvent) -> None:
@@ -237,10 +240,15 @@ class _TargetRun:
         tcp = prober if isinstance(prober, TcpTraceProber) else None
         for ev in plan.expire(now):
             self._sent_real.pop(ev.seq, None)
+            prober.take_tx(ev.seq)
             if tcp is not None:
                 tcp.expired(ev.seq)
             self._record(ev)
-        for spec in plan.to_send(now):
+        for i, spec in enumerate(plan.to_send(now)):
+            if i and self.poller is not None:
+                # Answers that came back during the burst are read now, not after it: a reply timed
+                # in user space (a tcp RST) would otherwise carry the rest of the burst in its RTT.
+                self.poller.poll(0)
             stamp = prober.send(spec)
             if stamp is None:
                 plan.unsent(spec.seq)
@@ -268,10 +276,10 @@ class _TargetRun:
             self.prober.close()
 
     @property
-    def timestamps(self) -> str:
-        if self.kernel_used and self.kernel_used == self.answers:
-            return "kernel-rx"
-        return "user" if not self.kernel_used else "mixed"
+    def timestamps(self) -> str | None:
+        """Which clocks timed most answers ("kernel-both", "kernel-rx", "user"); None without any."""
+        kind = prevailing(dict(self.stamp_counts))
+        return None if kind is None else str(kind)
 
     def snapshot(self) -> TargetTrace:
         hops = self.table.hops(self.names.names)

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 from netkit.core import icmp_errors as ie
 from netkit.core import packet
 from netkit.core.errors import RuntimeFailure
+from netkit.core.errqueue import ExtendedError, QueuedError, TxStamp
+from netkit.core.kernel_rtt import Timestamps, TxStampBook
 from netkit.core.trace_models import Answer, ProbeSpec, TraceConfig, TraceMethod
 from netkit.io import timestamps
 
@@ -41,14 +43,16 @@ PORT_SPAN = 1024
 #: Ancillary space: an extended error with its offender, and a timestamp.
 ANC_SIZE = 512
 READS_PER_WAKEUP = 256
+#: Transmit stamps kept for probes in flight (a bound against a flood of stamps without answers).
+TX_STAMPS_KEPT = 65536
 
 ICMP_HINT = ('--method icmp needs an ICMP datagram socket or root: allow one with `sysctl -w '
              'net.ipv4.ping_group_range="0 2147483647"`, run as root, or use --method udp')
 
-#: (seq, address, answer, rx_mono_ns, rx_real_ns or None, mtu or None)
-AnswerSink = Callable[[int, str, Answer, int, "int | None", "int | None"], None]
+#: (seq, address, answer, rx_mono_ns, rx_real_ns or None, mtu or None[, kernel-measured rtt_ns])
+AnswerSink = Callable[..., None]
 #: (record, the quoted payload, the probe's destination, rx_real_ns or None)
-RecordSink = Callable[[ie.ErrRecord, bytes, object, "int | None"], None]
+RecordSink = Callable[[ExtendedError, bytes, object, "int | None"], None]
 Matcher = Callable[[int, int, "int | None"], "int | None"]
 
 IP_HEADER: dict[int, int] = {socket.AF_INET: 20, socket.AF_INET6: 40}
@@ -113,7 +117,9 @@ class TraceProber:
         self.match = match
         self.on_answer = on_answer
         self.session = int.from_bytes(os.urandom(4), "big")
-        self.kernel_rx = False
+        self.stamping = Timestamps.USER
+        self.book: TxStampBook | None = None  # transmit stamps, where the kernel gives them
+        self._tx_ns: dict[int, int] = {}  # seq -> kernel transmit stamp, until its answer or timeout
         self.error: str | None = None  # a send error, for the report
         self.detail = ""
         self._readers: list[socket.socket] = []
@@ -165,9 +171,34 @@ class TraceProber:
         except OSError:
             pass
 
-    def _stamps(self, sock: socket.socket) -> None:
-        if self.cfg.kernel_timestamps and timestamps.enable(sock):
-            self.kernel_rx = True
+    def _stamps(self, sock: socket.socket, *, transmit: bool = True) -> None:
+        """Kernel stamps: transmit and receive where the platform gives both (the RTT is then the
+        network's, not this process's), else receive only, else none."""
+        if not self.cfg.kernel_timestamps:
+            return
+        if transmit:
+            self.stamping = timestamps.enable_tx_rx(sock)
+            if self.stamping is Timestamps.KERNEL_BOTH:
+                self.book = TxStampBook(explicit=True)
+        elif timestamps.enable(sock):
+            self.stamping = Timestamps.KERNEL_RX
+
+    def _send(self, sock: socket.socket, data: bytes | bytearray, where: tuple[str, int], seq: int) -> None:
+        """Send probe ``seq``, its transmit stamp asked for when stamps are on."""
+        if self.book is None:
+            send_datagram(sock, data, where)
+            return
+        try:
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # an earlier probe's pending error
+        except OSError:
+            pass
+        timestamps.send_stamped(sock, data, where, seq, self.book)
+
+    def take_tx(self, seq: int) -> int | None:
+        """The kernel transmit stamp of probe ``seq`` (once), None when there is none."""
+        if self.book is not None:
+            self.book.forget(seq)
+        return self._tx_ns.pop(seq, None)
 
     def _drain_errqueue(self, sock: socket.socket, on_record: RecordSink) -> None:
         for _ in range(READS_PER_WAKEUP):
@@ -177,14 +208,15 @@ class TraceProber:
                 return
             except OSError:
                 return
-            record: ie.ErrRecord | None = None
-            for level, kind, cdata in anc:
-                if (level, kind) in ((socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)):
-                    record = ie.decode_err_record(cdata)
-            if record is not None:
-                on_record(record, data, name, timestamps.from_ancdata(anc))
+            rec = timestamps.parse_errqueue_message(data, anc)
+            if isinstance(rec, TxStamp):
+                seq = self.book.on_stamp(rec.key, rec.stamp_ns) if self.book is not None else None
+                if seq is not None and len(self._tx_ns) < TX_STAMPS_KEPT:
+                    self._tx_ns[seq] = rec.stamp_ns
+            elif isinstance(rec, QueuedError):
+                on_record(rec.error, rec.payload, name, rec.rx_stamp_ns)
 
-    def _answer(self, seq: int, record: ie.ErrRecord, answer: Answer, rx_real: int | None) -> None:
+    def _answer(self, seq: int, record: ExtendedError, answer: Answer, rx_real: int | None) -> None:
         address = record.offender
         if address is None:
             if answer is not Answer.FRAG_NEEDED:
@@ -215,7 +247,7 @@ class UdpTraceProber(TraceProber):
         payload = ie.encode_payload(self.session, spec.seq, self._payload_len)
         mono, real = time.monotonic_ns(), time.time_ns()
         try:
-            send_datagram(self.sock, payload, (self.address, self._port(spec.seq)))
+            self._send(self.sock, payload, (self.address, self._port(spec.seq)), spec.seq)
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
                 return mono, real  # too big for our own link: the error queue says so (path MTU)
@@ -244,7 +276,7 @@ class UdpTraceProber(TraceProber):
                                timestamps.from_ancdata(anc), None)
         self._drain_errqueue(sock, self._on_record)
 
-    def _on_record(self, record: ie.ErrRecord, data: bytes, name: object, rx_real: int | None) -> None:
+    def _on_record(self, record: ExtendedError, data: bytes, name: object, rx_real: int | None) -> None:
         answer = ie.classify(record)
         if answer is None or not isinstance(name, tuple) or len(name) < 2:
             return
@@ -299,7 +331,7 @@ class IcmpTraceProber(TraceProber):
                                        ie.encode_payload(self.session, spec.seq, self._payload_len), v6=self.v6)
         mono, real = time.monotonic_ns(), time.time_ns()
         try:
-            send_datagram(self.sock, msg, (self.address, 0))
+            self._send(self.sock, msg, (self.address, 0), spec.seq)
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
                 return mono, real
@@ -308,8 +340,7 @@ class IcmpTraceProber(TraceProber):
         return mono, real
 
     def _readable(self, sock: socket.socket) -> None:
-        if not self.raw:
-            self._drain_errqueue(sock, self._on_record)
+        self._drain_errqueue(sock, self._on_record)  # transmit stamps, and errors (datagram socket)
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, anc, _flags, addr = sock.recvmsg(4096, ANC_SIZE)
@@ -322,8 +353,7 @@ class IcmpTraceProber(TraceProber):
                 self._raw_packet(data, str(addr[0]), rx_mono, rx_real)
                 continue
             self._echo_reply(data, str(addr[0]), rx_mono, rx_real, check_ident=False)
-        if not self.raw:
-            self._drain_errqueue(sock, self._on_record)
+        self._drain_errqueue(sock, self._on_record)
 
     def _echo_reply(self, data: bytes, source: str, rx_mono: int, rx_real: int | None, *, check_ident: bool) -> None:
         echo = packet.parse_icmp_echo_reply(data, v6=self.v6)
@@ -352,7 +382,7 @@ class IcmpTraceProber(TraceProber):
             return None
         return self.match(seq16, 0x10000, full)
 
-    def _on_record(self, record: ie.ErrRecord, data: bytes, name: object, rx_real: int | None) -> None:
+    def _on_record(self, record: ExtendedError, data: bytes, name: object, rx_real: int | None) -> None:
         answer = ie.classify(record)
         if answer is None or answer is Answer.DESTINATION:
             return  # a port unreachable says nothing about an echo request
@@ -398,6 +428,16 @@ class TcpTraceProber(TraceProber):
     def open(self) -> None:
         self._by_fd: dict[int, tuple[int, socket.socket]] = {}
         self.detail = "tcp connect per probe, errors from each socket's error queue"
+        # Receive stamps switch on a kernel-wide static branch while any socket wants them; a socket
+        # per probe would flip it on and off each time, and each flip costs the probe a fraction of
+        # a millisecond. One socket holding them for the run keeps the branch on.
+        self._stamp_keeper: socket.socket | None = None
+        if self.cfg.kernel_timestamps:
+            keeper = socket.socket(self.family, socket.SOCK_DGRAM)
+            if timestamps.enable(keeper):
+                self._stamp_keeper = keeper
+            else:
+                keeper.close()
 
     def send(self, spec: ProbeSpec) -> tuple[int, int] | None:
         sock = socket.socket(self.family, socket.SOCK_STREAM)
@@ -405,7 +445,7 @@ class TcpTraceProber(TraceProber):
         try:
             self._set_ttl(sock, spec.ttl)
             self._recverr(sock)
-            self._stamps(sock)
+            self._stamps(sock, transmit=False)
             mono, real = time.monotonic_ns(), time.time_ns()
             rc = sock.connect_ex((self.address, self.cfg.dest_port))
         except OSError as exc:
@@ -445,11 +485,12 @@ class TcpTraceProber(TraceProber):
         rx_mono = time.monotonic_ns()
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err in (0, errno.ECONNREFUSED):  # a SYN-ACK or a RST: the destination itself
+            handshake_ns = handshake_rtt_ns(sock) if err == 0 else None
             self._forget(fd)
             if self.match(seq, 1 << 32, seq) is not None:
-                self.on_answer(seq, self.address, Answer.DESTINATION, rx_mono, None, None)
+                self.on_answer(seq, self.address, Answer.DESTINATION, rx_mono, None, None, handshake_ns)
             return
-        records: list[tuple[ie.ErrRecord, int | None]] = []
+        records: list[tuple[ExtendedError, int | None]] = []
         self._drain_errqueue(sock, lambda rec, _data, _name, rx_real: records.append((rec, rx_real)))
         self._forget(fd)
         for rec, rx_real in records:
@@ -468,7 +509,26 @@ class TcpTraceProber(TraceProber):
     def close(self) -> None:
         for fd in list(self._by_fd):
             self._forget(fd)
+        if self._stamp_keeper is not None:
+            self._stamp_keeper.close()
         super().close()
+
+
+#: ``struct tcp_info``'s ``tcpi_rtt`` (microseconds): the kernel's RTT sample, after a handshake the
+#: SYN to SYN-ACK time itself.
+TCPI_RTT_OFFSET = 68
+
+
+def handshake_rtt_ns(sock: socket.socket) -> int | None:
+    """The kernel's own time from SYN to SYN-ACK on a just-connected socket (None where unknown)."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < TCPI_RTT_OFFSET + 4:
+        return None
+    rtt_us = struct.unpack_from("=I", info, TCPI_RTT_OFFSET)[0]
+    return rtt_us * 1000 if rtt_us > 0 else None
 
 
 PROBERS: dict[TraceMethod, type[TraceProber]] = {

@@ -102,7 +102,7 @@ def check_size(size: int, method: str, family: int, targets: list[Target]) -> No
 @click.option("--method", type=click.Choice(METHOD_WORDS), default="udp", show_default=True,
               help="udp: datagrams to high ports, like traceroute (unprivileged); icmp: echo requests on an "
                    "ICMP datagram socket (where net.ipv4.ping_group_range allows); tcp: SYN to --port, like "
-                   "tcptraceroute (needs CAP_NET_RAW to see the routers' answers).")
+                   "tcptraceroute (unprivileged too).")
 @click.option("-c", "--count", type=Count(min=1), default=None,
               help=f"Rounds: probes per hop (default {DEFAULT_COUNT} unless --duration is given).")
 @click.option("-d", "--duration", type=Duration(min=0.0, min_open=True), default=None,

@@ -237,8 +237,7 @@ PAGES: dict[str, dict[str, Any]] = {
             (1, "A destination was not reached (or its name did not resolve), or its loss or p95 RTT "
                 "breached a threshold; intermediate hops are not judged."),
             _USAGE,
-            (3, "Runtime error, for example --method icmp without net.ipv4.ping_group_range, or --method "
-                "tcp without CAP_NET_RAW."),
+            (3, "Runtime error, for example --method icmp as a user outside net.ipv4.ping_group_range."),
         ),
         "examples": (
             ("The path to a host, 10 rounds a second apart, live on a terminal (like mtr):",

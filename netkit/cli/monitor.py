@@ -42,8 +42,8 @@ class ListenAddress(click.ParamType):
 @click.option("--interval", type=POSITIVE_DURATION, default=None,
               help="Time between rounds.  [default: 10s]")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
-              help="How to probe: TCP connect, UDP probe packets (a reflector answers), ICMP echo.  "
-                   "[default: tcp-connect]")
+              help="How to probe: TCP connect, UDP probe packets (a reflector answers), ICMP echo, "
+                   "or trace the path hop by hop (TARGET is HOST).  [default: tcp-connect]")
 @click.option("--timeout", type=POSITIVE_DURATION, default=None,
               help="Per attempt and per packet.  [default: 1s or interval/4, the shorter]")
 @click.option("--packets", type=Count(min=1, max=1000), default=None,
@@ -52,6 +52,8 @@ class ListenAddress(click.ParamType):
               help="Spacing of a round's latency packets.  [default: 100ms or interval/10, the shorter]")
 @click.option("--retries", type=Count(min=0, max=100), default=None,
               help="Reachability retries within a round.  [default: 0]")
+@click.option("--max-hops", type=Count(min=1, max=255), default=None,
+              help="trace: the highest TTL probed.  [default: 30]")
 @click.option("--listen", type=ListenAddress(), default=None,
               help="Serve /metrics here (port 0: any free port).  [default: 127.0.0.1:9464, "
                    "none when only --textfile is given]")
@@ -66,7 +68,7 @@ class ListenAddress(click.ParamType):
               help="Rounds the dashboard's loss column covers.  [default: 10]")
 @output_options
 def monitor(targets: tuple[str, ...], interval: float | None, method: str | None, timeout: float | None,
-            packets: int | None, packet_interval: float | None, retries: int | None,
+            packets: int | None, packet_interval: float | None, retries: int | None, max_hops: int | None,
             listen: tuple[str, int] | None, textfile: str | None, config_path: str | None, rounds: int | None,
             window: int | None) -> ExitCode:
     """Probe TARGETs every interval and export Prometheus metrics.
@@ -76,6 +78,12 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
     netkit_rtt_seconds (histogram), netkit_packets_sent_total, netkit_packets_lost_total,
     netkit_probe_attempts_total, labelled by target and method (plus --config labels).
 
+    --method trace traces the path once per round (udp probes, no privilege needed) and adds
+    netkit_trace_hops (the destination's hop count, 0 when not reached) and per hop (label ttl)
+    netkit_trace_hop_loss_ratio, netkit_trace_hop_rtt_seconds, netkit_trace_hop_rate_limited,
+    netkit_trace_hop_sent_total, netkit_trace_hop_lost_total, and
+    netkit_trace_hop_responses_total by responding address (a route change shows as a new one).
+
     On a terminal a live dashboard runs on stderr; with --format jsonl each round is one JSON
     line on stdout. SIGHUP re-reads --config; SIGTERM stops cleanly (exit 0), SIGINT exits 130.
 
@@ -84,6 +92,7 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
       netkit monitor 127.0.0.1:22 127.0.0.1:5432 --interval 5s
       netkit monitor --config monitor.toml --listen 0.0.0.0:9464
       netkit monitor 127.0.0.1:22 --textfile /var/lib/node_exporter/netkit.prom --rounds 1
+      netkit monitor --method trace 198.18.0.1 --interval 30s
     """
     from netkit.core.errors import InputError
     from netkit.core.monitor_config import CliSettings
@@ -94,8 +103,8 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
 
     out = get_output()
     overrides = {"interval": interval, "method": method, "timeout": timeout, "packets": packets,
-                 "packet_interval": packet_interval, "retries": retries, "listen": listen, "textfile": textfile,
-                 "window": window}
+                 "packet_interval": packet_interval, "retries": retries, "max_hops": max_hops, "listen": listen,
+                 "textfile": textfile, "window": window}
     cli = CliSettings(tuple(targets), {k: v for k, v in overrides.items() if v is not None})
     try:
         config = load_config(config_path, cli)

@@ -11,17 +11,23 @@ come first and usually take one round trip; when they run long (retries, a slow 
 the round sends only the packets that can still be answered within its bound, and the monitor
 says so once per target (``netkit.io.measure.monitor``).
 
+A ``trace`` target (``HOST``, or ``HOST:PORT`` for one fixed udp port) traces its path once per
+round: every TTL up to ``max_hops`` probed once, each answer awaited up to ``timeout``; a round
+still unfinished at its bound ends there with what it found. ``packets`` and ``packet_interval``
+do not apply to it.
+
 Precedence, most specific first: a ``[[targets]]`` entry's own key, then an option given on the
 command line, then the file's top-level key, then the built-in default.
 
 The file::
 
     interval = "10s"          # every key here is optional
-    method = "tcp-connect"    # tcp-connect | udp | icmp
+    method = "tcp-connect"    # tcp-connect | udp | icmp | trace
     timeout = "1s"            # per attempt and per packet (default: 1s or interval/4, the shorter)
     packets = 3               # latency packets per round
     packet_interval = "100ms" # (default: 100ms or interval/10, the shorter)
     retries = 0               # reachability retries per round
+    max_hops = 30             # trace: the highest TTL probed
     listen = "127.0.0.1:9464" # false: no HTTP endpoint
     textfile = "/var/lib/node_exporter/textfile/netkit.prom"
     window = 10               # rounds the dashboard's loss column covers
@@ -35,6 +41,10 @@ The file::
     method = "tcp-connect"
     interval = "5s"
     labels = { role = "db" }
+
+    [[targets]]
+    host = "198.18.0.1"       # trace: the path hop by hop (no port: traceroute's ports)
+    method = "trace"
 """
 
 from __future__ import annotations
@@ -52,10 +62,12 @@ from netkit.core.monitor_models import (
     DEFAULT_LISTEN,
     METHODS,
     RESERVED_LABELS,
+    TRACE_LABELS,
     MonitorConfig,
     MonitorMethod,
     MonitorTarget,
 )
+from netkit.core.monitor_trace import DEFAULT_MAX_HOPS
 from netkit.core.targets import format_host_port, parse_port, split_host_port, validate_host
 from netkit.core.units import format_duration, parse_duration
 
@@ -78,13 +90,14 @@ ROUND_SHARE = 0.9
 #: Float rounding in the packet train (e.g. 4 * 0.1 + 0.5 against 0.9) is not a misfit.
 _SLACK_S = 1e-9
 
-TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "listen", "textfile",
-            "window", "buckets", "labels", "targets")
+TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops", "listen",
+            "textfile", "window", "buckets", "labels", "targets")
 TARGET_KEYS = ("target", "host", "port", "name", "method", "interval", "timeout", "packets", "packet_interval",
-               "retries", "labels")
+               "retries", "max_hops", "labels")
 #: Settings a target inherits (from its entry, the command line, the file's top level).
-SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retries")
-CLI_NAMES = {"packet_interval": "--packet-interval"}
+SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops")
+CLI_NAMES = {"packet_interval": "--packet-interval", "max_hops": "--max-hops"}
+MAX_HOPS_LIMIT = 255
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -162,7 +175,7 @@ def _labels(key: str, value: Any) -> dict[str, str]:
     for name, v in value.items():
         if not _LABEL_NAME.match(name) or name.startswith("__") or name == "le":
             raise _err(f"{key}.{name}", "not a valid Prometheus label name")
-        if name in RESERVED_LABELS:
+        if name in RESERVED_LABELS or name in TRACE_LABELS:
             raise _err(f"{key}.{name}", f"{name!r} is set by netkit itself")
         if isinstance(v, bool):
             v = "true" if v else "false"
@@ -201,6 +214,8 @@ def _read_setting(name: str, key: str, value: Any) -> Any:
         return _int(key, value, 1, MAX_PACKETS)
     if name == "retries":
         return _int(key, value, 0, 100)
+    if name == "max_hops":
+        return _int(key, value, 1, MAX_HOPS_LIMIT)
     raise AssertionError(name)
 
 
@@ -233,6 +248,7 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
     spacing, spacing_key = (_resolve("packet_interval", layers)
                             or (min(DEFAULT_PACKET_INTERVAL_S, interval / 10), "packet_interval"))
     retries, _ = _resolve("retries", layers) or (DEFAULT_RETRIES, "retries")
+    max_hops, _ = _resolve("max_hops", layers) or (DEFAULT_MAX_HOPS, "max_hops")
     timeout_got = _resolve("timeout", layers)
     if timeout_got is None:
         timeout, timeout_key = min(MAX_TIMEOUT_S, interval / 4), "timeout"
@@ -241,22 +257,26 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
         if timeout >= interval:
             raise _err(timeout_key, f"{format_duration(timeout)} must be shorter than the interval "
                                     f"{format_duration(interval)} ({where})")
-    train = (packets - 1) * spacing + timeout
     budget = interval * ROUND_SHARE
+    # A trace round sends no latency packets: its probes are bounded by the round itself.
+    train = timeout if method is MonitorMethod.TRACE else (packets - 1) * spacing + timeout
+    if method is MonitorMethod.TRACE and train > budget + _SLACK_S:
+        raise _err(timeout_key, f"{format_duration(timeout)} is more than the round's {format_duration(budget)} "
+                                f"(90% of the interval {format_duration(interval)}; {where}; see {interval_key})")
     if train > budget + _SLACK_S:
         raise _err(spacing_key, f"{packets} packets {format_duration(spacing)} apart plus the "
                                 f"{format_duration(timeout)} timeout take {format_duration(train)}: more than the "
                                 f"round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
                                 f"{where}; see {interval_key})")
-    if method is not MonitorMethod.ICMP and port == 0:
+    if method not in (MonitorMethod.ICMP, MonitorMethod.TRACE) and port == 0:
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
     if method is MonitorMethod.ICMP:
         port = 0
-    label = name or (host if method is MonitorMethod.ICMP else format_host_port(host, port))
+    label = name or (host if port == 0 else format_host_port(host, port))
     return MonitorTarget(
         name=label, host=host, port=port, method=method, interval_s=float(interval), timeout_s=float(timeout),
         packets=packets, packet_interval_s=float(spacing), retries=retries,
-        labels=tuple(sorted(labels.items())),
+        labels=tuple(sorted(labels.items())), max_hops=max_hops,
     )
 
 

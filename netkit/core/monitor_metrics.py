@@ -6,6 +6,12 @@ collector (``netkit.io.measure.monitor.MonitorCollector``) hands these families 
 ``method`` and the union of user labels) is computed per scrape because a reload may change it,
 which fixed-label ``Gauge``/``Counter`` objects cannot do. Unknown is not zero: a target that has
 not finished a round has no ``success`` or ``duration`` sample.
+
+Trace targets add the ``netkit_trace_*`` families (``netkit.core.monitor_trace``): the hop count,
+and per TTL (label ``ttl``) probes sent and lost, the loss ratio over the window, the rate-limit
+flag, the RTT histogram and the answers per responding address (label ``address``). Their label
+cardinality is bounded: ``ttl`` up to the target's ``max_hops``, at most four addresses per TTL
+plus ``other``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from netkit.core.monitor_models import RESERVED_LABELS, MonitorState
+from netkit.core.monitor_models import RESERVED_LABELS, MonitorState, TargetTotals
 
 
 class MetricKind(str, Enum):
@@ -76,7 +82,7 @@ def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricF
         attempts.append(MetricSeries(values, tot.attempts_total))
         rounds.append(MetricSeries(values, tot.rounds))
     gauge, counter = MetricKind.GAUGE, MetricKind.COUNTER
-    return [
+    families = [
         MetricFamily("netkit_probe_success", gauge, "1 when the last round got an answer from the target, else 0",
                      names, tuple(success)),
         MetricFamily("netkit_probe_duration_seconds", gauge,
@@ -94,4 +100,67 @@ def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricF
         MetricFamily("netkit_monitor_config_last_reload_successful", gauge,
                      "1 when the last SIGHUP reload of --config succeeded, 0 when it failed", (),
                      (MetricSeries((), 1.0 if reload_ok is None or reload_ok else 0.0),)),
+    ]
+    families.extend(trace_families(state))
+    return families
+
+
+def trace_families(state: MonitorState) -> list[MetricFamily]:
+    """The ``netkit_trace_*`` families; none at all when no trace target is configured."""
+    cfg = state.config
+    names = cfg.label_names()
+    extra = names[len(RESERVED_LABELS):]
+    found: list[tuple[tuple[str, ...], TargetTotals]] = []
+    for t in cfg.targets:
+        tot = state.totals.get(t.key)
+        if tot is not None and tot.trace is not None:
+            own = dict(t.labels)
+            found.append(((t.name, t.method.value, *(own.get(n, "") for n in extra)), tot))
+    if not found:
+        return []
+    hops: list[MetricSeries] = []
+    sent: list[MetricSeries] = []
+    lost: list[MetricSeries] = []
+    ratio: list[MetricSeries] = []
+    limited: list[MetricSeries] = []
+    rtt: list[MetricSeries] = []
+    answers: list[MetricSeries] = []
+    for values, tot in found:
+        trace = tot.trace
+        if trace is None or tot.rounds == 0:
+            continue
+        hops.append(MetricSeries(values, float(trace.hop_count or 0)))
+        flags = trace.rate_limited()
+        for ttl in sorted(trace.hops):
+            h = trace.hops[ttl]
+            at = (*values, str(ttl))
+            sent.append(MetricSeries(at, h.sent_total))
+            lost.append(MetricSeries(at, h.lost_total))
+            if (r := h.loss_ratio) is not None:
+                ratio.append(MetricSeries(at, r))
+            limited.append(MetricSeries(at, 1.0 if flags.get(ttl) else 0.0))
+            rtt.append(MetricSeries(at, buckets=tuple(h.cumulative()), sum=h.rtt_sum_s))
+            for address in sorted(h.replies):
+                answers.append(MetricSeries((*at, address), h.replies[address]))
+    gauge, counter = MetricKind.GAUGE, MetricKind.COUNTER
+    per_hop = (*names, "ttl")
+    return [
+        MetricFamily("netkit_trace_hops", gauge,
+                     "TTL at which the destination answered in the last round (the path's hop count); "
+                     "0 when it was not reached", names, tuple(hops)),
+        MetricFamily("netkit_trace_hop_sent_total", counter, "Trace probes sent at this TTL whose outcome is known",
+                     per_hop, tuple(sent)),
+        MetricFamily("netkit_trace_hop_lost_total", counter, "Trace probes at this TTL that got no answer",
+                     per_hop, tuple(lost)),
+        MetricFamily("netkit_trace_hop_loss_ratio", gauge,
+                     "Share of this TTL's probes unanswered over the last window of rounds (0-1)", per_hop,
+                     tuple(ratio)),
+        MetricFamily("netkit_trace_hop_rate_limited", gauge,
+                     "1 when this hop's loss is the router limiting its ICMP replies (later hops answered), "
+                     "not packets lost in forwarding", per_hop, tuple(limited)),
+        MetricFamily("netkit_trace_hop_rtt_seconds", MetricKind.HISTOGRAM, "Round-trip time of each answer at this TTL",
+                     per_hop, tuple(rtt)),
+        MetricFamily("netkit_trace_hop_responses_total", counter,
+                     "Answers at this TTL by responding address (a route change shows as a new address; "
+                     "past four addresses, 'other')", (*per_hop, "address"), tuple(answers)),
     ]

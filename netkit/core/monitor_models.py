@@ -11,6 +11,10 @@ what the Prometheus collector exports, so their meaning is defined here once:
 - ``packets_sent_total`` / ``packets_lost_total``: the latency packets of every round and those
   never answered within the timeout (a late reply is neither received nor lost).
 - the RTT histogram: every latency packet's round-trip time, in seconds.
+
+A ``trace`` target's round is one traced path (``netkit.core.monitor_trace``): ``success`` is the
+destination answering, its one probe at the destination's TTL is the round's one packet (sent 1,
+lost 0 or 1, its RTT in the histogram), and the per-hop state lives in ``TargetTotals.trace``.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from netkit.core.monitor_trace import DEFAULT_MAX_HOPS, TraceHop, TraceTotals, hop_count, hops_of
+from netkit.core.trace_models import TargetTrace
+
 
 class MonitorMethod(str, Enum):
-    """How a target is watched: a TCP connect, UDP probe packets (a reflector answers), ICMP echo."""
+    """How a target is watched: a TCP connect, UDP probe packets (a reflector answers), ICMP echo,
+    or the path to it hop by hop (udp probes with growing TTL, unprivileged)."""
 
     TCP_CONNECT = "tcp-connect"
     UDP = "udp"
     ICMP = "icmp"
+    TRACE = "trace"
 
     def __str__(self) -> str:
         return self.value
@@ -41,6 +50,8 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 )
 #: Labels netkit sets itself; a user label may not take these names.
 RESERVED_LABELS = ("target", "method")
+#: Labels of the per-hop trace series; a user label may not take these names either.
+TRACE_LABELS = ("ttl", "address")
 DEFAULT_LISTEN = ("127.0.0.1", 9464)
 
 
@@ -50,7 +61,7 @@ class MonitorTarget:
 
     name: str  # the ``target`` label: HOST:PORT as written, or the config's ``name``
     host: str
-    port: int  # 0 for icmp
+    port: int  # 0 for icmp; for trace 0 (traceroute's varying ports) or the one fixed udp port
     method: MonitorMethod
     interval_s: float
     timeout_s: float
@@ -58,6 +69,7 @@ class MonitorTarget:
     packet_interval_s: float
     retries: int
     labels: tuple[tuple[str, str], ...] = ()
+    max_hops: int = DEFAULT_MAX_HOPS  # trace: the highest TTL probed
 
     @property
     def key(self) -> tuple[str, MonitorMethod]:
@@ -131,6 +143,8 @@ class TargetRound:
     lost: int
     rtts_ns: tuple[int, ...]
     error: str | None
+    hops: tuple[TraceHop, ...] = ()  # trace: every TTL probed this round
+    hop_count: int | None = None  # trace: the destination's TTL (None: not reached)
 
     @property
     def loss_pct(self) -> float | None:
@@ -138,7 +152,7 @@ class TargetRound:
 
     def to_json(self) -> dict[str, Any]:
         rtts = self.rtts_ns
-        return {
+        record: dict[str, Any] = {
             "target": self.target,
             "method": self.method.value,
             "address": self.address,
@@ -158,6 +172,10 @@ class TargetRound:
             },
             "error": self.error,
         }
+        if self.method is MonitorMethod.TRACE:
+            record["hop_count"] = self.hop_count
+            record["hops"] = [h.to_json() for h in self.hops]
+        return record
 
 
 @dataclass(frozen=True)
@@ -238,6 +256,25 @@ def combine_round(
     )
 
 
+def trace_round(t: MonitorTarget, trace: TargetTrace, duration_ns: int) -> TargetRound:
+    """A trace target's round from its one-round trace: success is the destination answering."""
+    hops = hops_of(trace)
+    dest = trace.destination
+    reached = dest is not None and dest.received > 0
+    rtts = (int(dest.last_ns),) if dest is not None and dest.last_ns is not None else ()
+    if reached:
+        state, error = RoundState.OPEN, None
+    elif trace.error:
+        state, error = RoundState.UNREACHABLE, trace.error
+    else:
+        state, error = RoundState.TIMEOUT, "destination not reached"
+    return TargetRound(
+        target=t.name, method=t.method, host=t.host, port=t.port, address=trace.address, success=reached,
+        state=state, attempts=1, duration_ns=duration_ns, sent=1, received=int(reached), lost=int(not reached),
+        rtts_ns=rtts, error=error, hops=hops, hop_count=hop_count(trace) if reached else None,
+    )
+
+
 def error_round(t: MonitorTarget, error: str, duration_ns: int, attempts: int = 1) -> TargetRound:
     """A round that could not run (an exception, an overrun): failure, nothing measured."""
     return TargetRound(
@@ -263,6 +300,7 @@ class TargetTotals:
     rtt_counts: list[int] = field(default_factory=list)  # per bucket (not cumulative) + one for +Inf
     rtt_sum_s: float = 0.0
     rtt_count: int = 0
+    trace: TraceTotals | None = None  # a trace target's per-hop state
 
     def __post_init__(self) -> None:
         if not self.rtt_counts:
@@ -281,6 +319,8 @@ class TargetTotals:
             self.rtt_counts[_bucket_index(self.buckets, s)] += 1
             self.rtt_sum_s += s
             self.rtt_count += 1
+        if self.trace is not None and r.method is MonitorMethod.TRACE:
+            self.trace.record(r.hops, r.hop_count)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, cumulative count)`` pairs ending with ``+Inf``, as the exposition format wants."""
@@ -294,7 +334,7 @@ class TargetTotals:
 
 def summary_record(t: MonitorTarget, tot: TargetTotals) -> dict[str, Any]:
     """One target's totals since start (the summary printed when the monitor stops)."""
-    return {
+    record: dict[str, Any] = {
         "target": t.name,
         "method": t.method.value,
         "rounds": tot.rounds,
@@ -306,6 +346,9 @@ def summary_record(t: MonitorTarget, tot: TargetTotals) -> dict[str, Any]:
         "loss_pct": None if tot.sent_total == 0 else round(100.0 * tot.lost_total / tot.sent_total, 4),
         "rtt_avg_ms": None if tot.rtt_count == 0 else round(tot.rtt_sum_s / tot.rtt_count * 1e3, 6),
     }
+    if tot.trace is not None:
+        record["hop_count"] = tot.trace.hop_count
+    return record
 
 
 def _bucket_index(bounds: Sequence[float], value: float) -> int:
@@ -369,8 +412,12 @@ class MonitorState:
         for t in config.targets:
             tot = self.totals.get(t.key)
             if tot is None or tot.buckets != config.buckets:
-                self.totals[t.key] = TargetTotals(config.buckets)
                 added += tot is None
+                tot = self.totals[t.key] = TargetTotals(config.buckets)
+            if t.method is MonitorMethod.TRACE:
+                if tot.trace is None:
+                    tot.trace = TraceTotals(config.buckets, config.window)
+                tot.trace.resize(config.window)
             win = self.windows.get(t.key)
             if win is None:
                 self.windows[t.key] = TargetWindow(config.window)

@@ -55,7 +55,8 @@ def round_line(r: TargetRound) -> str:
     rtt = f" rtt={r.rtts_ns[-1] / 1e6:.3f}ms" if r.rtts_ns else ""
     loss = f" loss={r.lost}/{r.sent}" if r.sent else ""
     err = f" ({r.error})" if r.error else ""
-    return safe_text(f"{r.target} {r.method.value} {r.state.value}{rtt}{loss} attempts={r.attempts}{err}")
+    hops = f" hops={r.hop_count}" if r.hop_count is not None else ""
+    return safe_text(f"{r.target} {r.method.value} {r.state.value}{rtt}{loss}{hops} attempts={r.attempts}{err}")
 
 
 class RoundPrinter:

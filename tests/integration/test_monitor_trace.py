@@ -71,3 +71,46 @@ def test_trace_rounds_as_jsonl() -> None:
         assert [h["ttl"] for h in r["hops"]] == [1] and r["hops"][0]["address"] == "127.0.0.1"
     summary = lines[-1]
     assert summary["event"] == "summary" and summary["targets"][0]["hop_count"] == 1
+
+
+def test_trace_loop_runs_on_asyncio_and_cancels_there() -> None:
+    """From a uvloop (where installed) loop: the coroutine runs on asyncio's selector loop in another
+    thread; cancelling the caller cancels it there; close() ends the thread."""
+    import asyncio
+    import threading
+
+    from netkit.io.aio import run
+    from netkit.io.measure.monitor_trace import TraceLoop
+
+    seen: dict[str, object] = {}
+    cancelled = threading.Event()
+
+    async def where() -> str:
+        loop = asyncio.get_running_loop()
+        seen["thread"] = threading.current_thread().name
+        return type(loop).__module__
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def main() -> tuple[str, str]:
+        trace_loop = TraceLoop()
+        try:
+            module = await trace_loop.call(where())
+            task = asyncio.ensure_future(trace_loop.call(forever()))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert await asyncio.to_thread(cancelled.wait, 5.0)
+        finally:
+            trace_loop.close()
+        return module, type(asyncio.get_running_loop()).__module__
+
+    module, outer = run(main())
+    assert module.startswith("asyncio") and seen["thread"] == "netkit-monitor-trace"
+    assert not [t for t in threading.enumerate() if t.name == "netkit-monitor-trace"]
+    assert outer  # the caller's loop: uvloop where installed, asyncio otherwise

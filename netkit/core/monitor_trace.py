@@ -16,6 +16,15 @@ Memory is bounded whatever the path does: at most ``max_hops`` TTLs (the round n
 further), at most :data:`MAX_HOP_ADDRESSES` addresses per TTL (later ones are counted together as
 :data:`OTHER_ADDRESS`), and ``window`` rounds of loss per TTL. When the destination answers at a
 lower TTL than before (a shorter path), the TTLs beyond it are dropped, as ``netkit trace`` drops them.
+
+The destination's TTL is remembered across rounds (:attr:`TraceTotals.known_dest`), as
+``netkit.core.trace_hops.HopTable`` keeps it over a run's rounds: it moves down when the destination
+answers at a lower TTL, and is forgotten only when a router answers at or beyond it (the path got
+longer). A round that hears no router there records no TTL beyond it: probes past the destination
+meet the destination again, and when its answer at its own TTL was lost (its ICMP rate limit) and
+a later probe's came through, counting them as hops would make the hop count and the hop series
+flap with every lost answer. The io side also sends the next round's first window up to that TTL
+only (``window_hint``), so a path that has not changed costs no probe past the destination.
 """
 
 from __future__ import annotations
@@ -132,6 +141,7 @@ class TraceTotals:
         self.window = window
         self.hops: dict[int, HopTotals] = {}
         self.hop_count: int | None = None  # the last round's destination TTL (None: not reached)
+        self.known_dest: int | None = None  # the destination's TTL when it last answered (None: path changed)
 
     def resize(self, window: int) -> None:
         self.window = window
@@ -140,11 +150,26 @@ class TraceTotals:
             while len(h.recent) > window:
                 h.recent.popleft()
 
+    @property
+    def window_hint(self) -> int | None:
+        """How many TTLs the next round may probe at once: up to the known destination."""
+        return self.known_dest
+
     def record(self, hops: Sequence[TraceHop], hop_count: int | None) -> None:
+        """One round's hops and the TTL its destination answered at (None: not reached)."""
+        known = self.known_dest
+        router_beyond = known is not None and any(h.received and not h.destination for h in hops if h.ttl >= known)
+        if known is None or router_beyond or (hop_count is not None and hop_count < known):
+            self.known_dest = hop_count  # first seen, the path changed, or it got shorter
+        else:
+            # The destination is still at ``known``: whatever went further met it again.
+            hops = [h for h in hops if h.ttl <= known]
+            if hop_count is not None:
+                hop_count = known
         self.hop_count = hop_count
-        if hop_count is not None:
-            for ttl in [t for t in self.hops if t > hop_count]:
-                del self.hops[ttl]  # beyond the destination: the path got shorter
+        if self.known_dest is not None:
+            for ttl in [t for t in self.hops if t > self.known_dest]:
+                del self.hops[ttl]  # beyond the destination
         for hop in hops:
             h = self.hops.get(hop.ttl)
             if h is None:

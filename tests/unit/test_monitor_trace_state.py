@@ -139,3 +139,29 @@ def test_metrics_show_the_path_and_a_route_change() -> None:
     fams = metric_families(state, None)
     assert _family(fams, "netkit_trace_hops") == {base: 0.0}
     assert _family(fams, "netkit_trace_hop_loss_ratio")[(*base, "2")] == pytest.approx(1 / 3)
+
+
+def _path(*answers: str | None, dest: bool = True) -> list[TraceHop]:
+    """One round's hops: ``answers[i]`` at TTL i + 1 (None: silent); the last is the destination."""
+    return [TraceHop(i + 1, 1, int(a is not None), a, MS if a else None, dest and i == len(answers) - 1)
+            for i, a in enumerate(answers)]
+
+
+def test_the_destination_stays_where_it_answered_until_a_router_answers_there() -> None:
+    tot = TraceTotals((0.001,), window=10)
+    tot.record(_path("r1", "r2", "dst"), 3)
+    assert (tot.hop_count, tot.known_dest, tot.window_hint) == (3, 3, 3)
+    # Its answer at TTL 3 was lost (its ICMP rate limit), a probe further on got one: still 3 hops.
+    tot.record(_path("r1", "r2", None, "dst"), 4)
+    assert (tot.hop_count, sorted(tot.hops)) == (3, [1, 2, 3])
+    assert (tot.hops[3].sent_total, tot.hops[3].lost_total) == (2, 1)
+    # Not reached, nothing further answered: no TTL beyond it is counted.
+    tot.record(_path("r1", "r2", None, None, None, dest=False), None)
+    assert (tot.hop_count, tot.known_dest, sorted(tot.hops)) == (None, 3, [1, 2, 3])
+    # A router where the destination was: the path got longer.
+    tot.record(_path("r1", "r2", "r3", "dst"), 4)
+    assert (tot.hop_count, tot.known_dest, sorted(tot.hops)) == (4, 4, [1, 2, 3, 4])
+    assert tot.hops[3].replies == {"dst": 1, "r3": 1}
+    # And shorter again: the TTLs beyond it go.
+    tot.record(_path("r1", "dst"), 2)
+    assert (tot.hop_count, tot.known_dest, sorted(tot.hops)) == (2, 2, [1, 2])

@@ -281,12 +281,18 @@ class Monitor:
                         "latency packets (the reachability phase or name lookup ran long); the rest were not "
                         "sent, and rounds that run short again are not reported")
 
+    def _trace_window(self, t: MonitorTarget) -> int | None:
+        """The TTLs a trace target's round may probe at once: up to its destination, when known."""
+        with self.lock:
+            tot = self.state.totals.get(t.key)
+            return None if tot is None or tot.trace is None else tot.trace.window_hint
+
     async def _safe_round(self, t: MonitorTarget, sem: asyncio.Semaphore) -> TargetRound:
         async with sem:
             start = self.clock.now_ns()
             try:
                 if t.method is MonitorMethod.TRACE:
-                    work = trace_round_on(self.trace_loop, t, clock=self.clock)
+                    work = trace_round_on(self.trace_loop, t, clock=self.clock, window=self._trace_window(t))
                 else:
                     work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n))
                 return await asyncio.wait_for(work, t.budget_s + HARD_MARGIN_S)

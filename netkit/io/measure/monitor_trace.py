@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from netkit.core.monitor_models import MonitorTarget, TargetRound, trace_round
@@ -79,26 +80,30 @@ class TraceLoop:
             loop.close()
 
 
-def trace_config(t: MonitorTarget) -> TraceConfig:
-    """One round of ``netkit trace --method udp -n`` as the target's settings make it."""
-    return TraceConfig(method=TraceMethod.UDP, count=1, interval_s=t.interval_s, timeout_s=t.timeout_s,
-                       max_hops=t.max_hops, port=t.port or None, resolve_names=False)
+def trace_config(t: MonitorTarget, window: int | None = None) -> TraceConfig:
+    """One round of ``netkit trace --method udp -n`` as the target's settings make it; ``window``: the
+    TTLs probed at once before any answer (the destination's known TTL: no probe goes past it while
+    the path stays; the plan looks further as soon as a router answers there)."""
+    cfg = TraceConfig(method=TraceMethod.UDP, count=1, interval_s=t.interval_s, timeout_s=t.timeout_s,
+                      max_hops=t.max_hops, port=t.port or None, resolve_names=False)
+    return cfg if window is None else replace(cfg, window=max(1, min(window, t.max_hops)))
 
 
-async def trace_once(t: MonitorTarget, budget_s: float) -> TargetTrace:
+async def trace_once(t: MonitorTarget, budget_s: float, window: int | None = None) -> TargetTrace:
     """One trace round of ``t`` (run on the trace loop); cut at ``budget_s`` with what it found."""
     from netkit.io.measure.trace import trace_targets
 
     stop = asyncio.Event()
     timer = asyncio.get_running_loop().call_later(max(0.0, budget_s - CLOSE_MARGIN_S), stop.set)
     try:
-        return (await trace_targets([Target(t.host, t.port)], trace_config(t), stop=stop))[0]
+        return (await trace_targets([Target(t.host, t.port)], trace_config(t, window), stop=stop))[0]
     finally:
         timer.cancel()
 
 
-async def trace_round_on(loop: TraceLoop, t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK) -> TargetRound:
+async def trace_round_on(loop: TraceLoop, t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
+                         window: int | None = None) -> TargetRound:
     """A trace target's monitor round: one trace round on ``loop``, within the round's bound."""
     start = clock.now_ns()
-    trace = await loop.call(trace_once(t, t.budget_s))
+    trace = await loop.call(trace_once(t, t.budget_s, window))
     return trace_round(t, trace, clock.now_ns() - start)

@@ -2,8 +2,8 @@
 
 The answers (Port Unreachable from the destination) come from the socket's error queue
 (``IP_RECVERR``), which Linux offers to any user; elsewhere the row is skipped and says why. The
-trace runs on asyncio's own loop in a thread (``netkit.io.measure.monitor_trace.TraceLoop``), as
-the monitor runs it, since uvloop stops watching a socket once its error queue is announced.
+trace engine runs its own selector loop in a thread (``trace_targets``), whatever loop the
+selftest runs on.
 """
 
 from __future__ import annotations
@@ -34,15 +34,10 @@ async def _trace(env: SelftestEnv) -> TargetTrace:
 async def run(env: SelftestEnv) -> list[CheckResult]:
     if not sys.platform.startswith("linux"):
         return [CheckResult(ROW, True, "", "needs Linux's IP_RECVERR error queues", skipped=True)]
-    from netkit.io.measure.monitor_trace import TraceLoop
-
-    loop = TraceLoop()
     try:
-        trace = await loop.call(_trace(env))
+        trace = await _trace(env)
     except RuntimeFailure as exc:
         return [CheckResult(ROW, True, "", str(exc), skipped=True)]
-    finally:
-        loop.close()
     dest = trace.destination
     hops = len(trace.hops)
     received = dest.received if dest is not None else 0

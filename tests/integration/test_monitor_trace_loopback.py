@@ -1,8 +1,8 @@
 """``netkit monitor --method trace`` as a real process on loopback: one hop, scraped over HTTP.
 
-The monitor runs on uvloop where installed, and its trace rounds on a plain asyncio loop of their
-own (uvloop stops watching a socket once poll reports the error queue's POLLERR); several rounds
-with every hop answered prove the answers keep arriving round after round.
+The monitor runs on uvloop where installed, and its trace rounds in threads of their own, on the
+trace engine's selector loop (uvloop stops watching a socket once poll reports the error queue's
+POLLERR); several rounds with every hop answered prove the answers keep arriving round after round.
 """
 
 from __future__ import annotations
@@ -73,44 +73,41 @@ def test_trace_rounds_as_jsonl() -> None:
     assert summary["event"] == "summary" and summary["targets"][0]["hop_count"] == 1
 
 
-def test_trace_loop_runs_on_asyncio_and_cancels_there() -> None:
-    """From a uvloop (where installed) loop: the coroutine runs on asyncio's selector loop in another
-    thread; cancelling the caller cancels it there; close() ends the thread."""
+
+def test_a_cancelled_round_closes_its_sockets_at_once() -> None:
+    """A round cut short (a stop, an overrun) from the monitor's loop (uvloop where installed): its
+    thread sees the cancel within the engine's longest wait and closes its sockets."""
     import asyncio
-    import threading
+    import socket
+    import time
 
+    from netkit.core.monitor_config import CliSettings, build_config
     from netkit.io.aio import run
-    from netkit.io.measure.monitor_trace import TraceLoop
+    from netkit.io.measure.monitor_trace import TraceThreads
 
-    seen: dict[str, object] = {}
-    cancelled = threading.Event()
+    # A port that takes the probes and never answers: the destination stays silent, so the round
+    # would wait for its 5 s timeout, then probe further.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        t = build_config(None, CliSettings((f"127.0.0.1:{port}",), {"method": "trace", "interval": 10.0,
+                                                                    "timeout": 5.0})).targets[0]
 
-    async def where() -> str:
-        loop = asyncio.get_running_loop()
-        seen["thread"] = threading.current_thread().name
-        return type(loop).__module__
+        async def main() -> float:
+            await asyncio.to_thread(lambda: None)  # the loop's executor and its wakeup descriptors, first
+            before = support.open_fds()
+            threads = TraceThreads()
+            task = asyncio.ensure_future(threads.round(t))
+            try:
+                await asyncio.to_thread(support.wait_until, lambda: support.open_fds() - before, 2.0)  # probing
+                await asyncio.sleep(0.1)
+                task.cancel()
+                start = time.monotonic()
+                await asyncio.gather(task, return_exceptions=True)
+                await asyncio.to_thread(support.wait_until, lambda: not support.open_fds() - before, 2.0)
+                return time.monotonic() - start
+            finally:
+                threads.close()
 
-    async def forever() -> None:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    async def main() -> tuple[str, str]:
-        trace_loop = TraceLoop()
-        try:
-            module = await trace_loop.call(where())
-            task = asyncio.ensure_future(trace_loop.call(forever()))
-            await asyncio.sleep(0.05)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            assert await asyncio.to_thread(cancelled.wait, 5.0)
-        finally:
-            trace_loop.close()
-        return module, type(asyncio.get_running_loop()).__module__
-
-    module, outer = run(main())
-    assert module.startswith("asyncio") and seen["thread"] == "netkit-monitor-trace"
-    assert not [t for t in threading.enumerate() if t.name == "netkit-monitor-trace"]
-    assert outer  # the caller's loop: uvloop where installed, asyncio otherwise
+        took = run(main())
+    assert took < 0.5

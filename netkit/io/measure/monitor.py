@@ -16,9 +16,9 @@ a slow name lookup, the round sends what still fits and the monitor says so once
 and a hard ``wait_for`` catches anything else. A target's exception becomes an
 ``error`` round for that target only.
 
-A ``trace`` target's round is one trace round instead (``netkit.io.measure.monitor_trace``), run on
-a plain asyncio loop in a thread of its own, since its answers arrive on socket error queues that
-uvloop stops watching; it ends at the same bound.
+A ``trace`` target's round is one trace round instead (``netkit.io.measure.monitor_trace``): the
+trace engine's own selector loop (its answers arrive on socket error queues, which uvloop stops
+watching) in a thread of a pool kept for trace rounds; it ends at the same bound.
 
 Targets sharing an interval form a group whose rounds run together (one jsonl line per group
 round). Metrics come from :class:`MonitorCollector`, a ``prometheus_client`` custom collector
@@ -61,7 +61,7 @@ from netkit.core.monitor_models import (
 from netkit.core.targets import Target, format_host_port
 from netkit.io.aio import StopSignal
 from netkit.io.clock import DEFAULT_CLOCK, Clock, wall_iso
-from netkit.io.measure.monitor_trace import TraceLoop, trace_round_on
+from netkit.io.measure.monitor_trace import TraceThreads
 
 if TYPE_CHECKING:  # pragma: no cover
     from prometheus_client import CollectorRegistry
@@ -248,7 +248,7 @@ class Monitor:
         self._textfile_error: str | None = None
         self._cut_warned: set[tuple[str, str]] = set()
         self.reloads = 0
-        self.trace_loop = TraceLoop()
+        self.trace_threads = TraceThreads()
 
     @property
     def config(self) -> MonitorConfig:
@@ -292,7 +292,7 @@ class Monitor:
             start = self.clock.now_ns()
             try:
                 if t.method is MonitorMethod.TRACE:
-                    work = trace_round_on(self.trace_loop, t, clock=self.clock, window=self._trace_window(t))
+                    work = self.trace_threads.round(t, clock=self.clock, window=self._trace_window(t))
                 else:
                     work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n))
                 return await asyncio.wait_for(work, t.budget_s + HARD_MARGIN_S)
@@ -406,7 +406,7 @@ class Monitor:
                 g.cancel()
             pending = [*groups, *([all_done] if all_done is not None else [])]
             await asyncio.gather(*pending, return_exceptions=True)  # retrieves every outcome
-            self.trace_loop.close()
+            self.trace_threads.close()
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
 

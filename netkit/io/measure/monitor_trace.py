@@ -1,83 +1,31 @@
-"""``netkit monitor``'s trace targets: one trace round each, on an event loop that can run it.
+"""``netkit monitor``'s trace targets: one trace round each, in a thread of a pool of their own.
 
-A trace's answers arrive on its sockets' error queues (``IP_RECVERR``), which the kernel announces
-with POLLERR; libuv (uvloop, which ``netkit monitor`` runs on where installed) stops watching a
-socket once poll reports POLLERR, so after the first answer a trace on uvloop hears nothing more
-(measured: 1 of 10 answers per socket, against 10 of 10 on asyncio's own loop). :class:`TraceLoop`
-therefore runs the trace rounds on asyncio's selector loop in a thread of its own, started at the
-first trace round (a SIGHUP reload may add the first trace target), whatever loop the monitor runs
-on. Cancelling the awaiting task (a stop, an overrun) cancels the round in that loop, which closes
-its sockets.
+A trace's answers arrive on its sockets' error queues, announced with POLLERR, which libuv (the
+uvloop ``netkit monitor`` runs on where installed) stops watching: so the trace engine runs its own
+selector loop (``netkit.io.measure.trace.trace_sync``), which blocks a thread for the round. Those
+threads come from :class:`TraceThreads`, not from the event loop's default executor, so trace
+rounds never hold up the name lookups of the other targets. A round ends at its bound with what it
+found; a cancelled round (a stop, an overrun) tells its thread, which closes its sockets within
+``trace.MAX_WAIT_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar
 
 from netkit.core.monitor_models import MonitorTarget, TargetRound, trace_round
 from netkit.core.targets import Target
 from netkit.core.trace_models import TargetTrace, TraceConfig, TraceMethod
 from netkit.io.clock import DEFAULT_CLOCK, Clock
 
-T = TypeVar("T")
-#: Of the round's bound, what is left after a trace's probes for closing its sockets.
-CLOSE_MARGIN_S = 0.05
-
-
-class TraceLoop:
-    """asyncio's selector event loop in a daemon thread; :meth:`call` runs a coroutine there."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                # Not asyncio.new_event_loop(): an installed uvloop policy would make it a uvloop.
-                loop = asyncio.SelectorEventLoop()
-                ready = threading.Event()
-
-                def serve() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=serve, name="netkit-monitor-trace", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
-    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` run on the trace loop; cancelling the caller cancels it there."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._ensure())
-        return await asyncio.wrap_future(future)
-
-    def close(self) -> None:
-        """Stop the loop (after cancelling anything still on it) and its thread."""
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-
-        async def drain() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            asyncio.get_running_loop().stop()
-
-        loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
-        thread.join(timeout=2.0)
-        if not thread.is_alive():
-            loop.close()
+#: Trace rounds running at once; more wait for a thread (each round's bound runs from its start).
+MAX_TRACE_THREADS = 64
+NS = 1_000_000_000
 
 
 def trace_config(t: MonitorTarget, window: int | None = None) -> TraceConfig:
@@ -89,21 +37,50 @@ def trace_config(t: MonitorTarget, window: int | None = None) -> TraceConfig:
     return cfg if window is None else replace(cfg, window=max(1, min(window, t.max_hops)))
 
 
-async def trace_once(t: MonitorTarget, budget_s: float, window: int | None = None) -> TargetTrace:
-    """One trace round of ``t`` (run on the trace loop); cut at ``budget_s`` with what it found."""
-    from netkit.io.measure.trace import trace_targets
+def _stop_margin_ns(budget_ns: int) -> int:
+    """How long before the round's bound to ask the trace to stop: the engine sees a stop within
+    its longest wait (``trace.MAX_WAIT_S``), and then closes its sockets."""
+    from netkit.io.measure.trace import MAX_WAIT_S
 
-    stop = asyncio.Event()
-    timer = asyncio.get_running_loop().call_later(max(0.0, budget_s - CLOSE_MARGIN_S), stop.set)
-    try:
-        return (await trace_targets([Target(t.host, t.port)], trace_config(t, window), stop=stop))[0]
-    finally:
-        timer.cancel()
+    return min(int(MAX_WAIT_S * NS), budget_ns // 2)
 
 
-async def trace_round_on(loop: TraceLoop, t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
-                         window: int | None = None) -> TargetRound:
-    """A trace target's monitor round: one trace round on ``loop``, within the round's bound."""
-    start = clock.now_ns()
-    trace = await loop.call(trace_once(t, t.budget_s, window))
-    return trace_round(t, trace, clock.now_ns() - start)
+def trace_once(t: MonitorTarget, window: int | None, cancelled: threading.Event) -> TargetTrace:
+    """One trace round of ``t`` in this thread, ended at the round's bound or when ``cancelled``."""
+    from netkit.io.measure.trace import trace_sync
+
+    budget_ns = int(t.budget_s * NS)
+    stop_at = time.monotonic_ns() + budget_ns - _stop_margin_ns(budget_ns)
+
+    def stopped() -> bool:
+        return cancelled.is_set() or time.monotonic_ns() >= stop_at
+
+    return trace_sync([Target(t.host, t.port)], trace_config(t, window), stopped=stopped)[0]
+
+
+class TraceThreads:
+    """The threads trace rounds run in (created at the first round, as a reload may add the first
+    trace target); :meth:`close` when the monitor stops."""
+
+    def __init__(self, max_threads: int = MAX_TRACE_THREADS) -> None:
+        self.max_threads = max_threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def round(self, t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK, window: int | None = None) -> TargetRound:
+        """A trace target's monitor round: one trace round, within the round's bound."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="netkit-monitor-trace")
+        start = clock.now_ns()
+        cancelled = threading.Event()
+        try:
+            trace = await asyncio.get_running_loop().run_in_executor(
+                self._pool, functools.partial(trace_once, t, window, cancelled))
+        finally:
+            cancelled.set()  # a cancelled round: its thread stops and closes its sockets
+        return trace_round(t, trace, clock.now_ns() - start)
+
+    def close(self) -> None:
+        """Drop rounds not started; those running stop on their own (each was told when cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

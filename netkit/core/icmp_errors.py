@@ -25,6 +25,9 @@ EMSGSIZE = 90
 
 ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_ECHOREPLY = 3, 11, 0
 ICMP_PORT_UNREACH, ICMP_FRAG_NEEDED = 3, 4
+#: Time Exceeded code 0 is a TTL (hop limit) running out on the way; code 1 is the destination's
+#: fragment reassembly timing out, which says nothing about a hop.
+ICMP_EXC_TTL = 0
 ICMP6_DST_UNREACH, ICMP6_PACKET_TOO_BIG, ICMP6_TIME_EXCEEDED, ICMP6_ECHO_REPLY = 1, 2, 3, 129
 ICMP6_PORT_UNREACH = 4
 
@@ -33,7 +36,7 @@ def classify(record: ExtendedError) -> Answer | None:
     """What an error-queue record says about its probe (None: not an answer, e.g. a timestamp)."""
     if record.origin == ORIGIN_ICMP:
         if record.type == ICMP_TIME_EXCEEDED:
-            return Answer.TIME_EXCEEDED
+            return Answer.TIME_EXCEEDED if record.code == ICMP_EXC_TTL else None
         if record.type == ICMP_DEST_UNREACH:
             if record.code == ICMP_PORT_UNREACH:
                 return Answer.DESTINATION
@@ -43,7 +46,7 @@ def classify(record: ExtendedError) -> Answer | None:
         return None
     if record.origin == ORIGIN_ICMP6:
         if record.type == ICMP6_TIME_EXCEEDED:
-            return Answer.TIME_EXCEEDED
+            return Answer.TIME_EXCEEDED if record.code == ICMP_EXC_TTL else None
         if record.type == ICMP6_PACKET_TOO_BIG:
             return Answer.FRAG_NEEDED
         if record.type == ICMP6_DST_UNREACH:

@@ -2,15 +2,20 @@
 
 A probe counts for its TTL when its outcome is known (answered or timed out), so probes still in
 flight are never reported as lost. Memory is bounded whatever the run's length or the path's
-behaviour: at most ``MAX_RESPONDERS`` addresses per hop (the rest are counted together) and at most
-``MAX_EXACT_SAMPLES`` RTTs per hop kept for exact percentiles (beyond that the statistics stream,
-with percentiles within one log bucket).
+behaviour: at most ``MAX_RESPONDERS`` addresses per hop, each with its exact count since it was
+kept (when a new address comes and the table is full, the address with the fewest replies, the
+least recently seen among equals, gives up its place and its count goes to the hop's other
+replies: a responder that keeps answering after a flood of one-off addresses still shows), and at
+most ``MAX_EXACT_SAMPLES`` RTTs per hop kept for exact percentiles (beyond that the statistics
+stream, with percentiles within one log bucket).
 
 Loss at an intermediate hop that does not carry on to the hops after it cannot be packets lost in
-forwarding (those would be missing further on too): it is the router limiting its ICMP replies.
-:func:`rate_limited` flags a hop whose loss is significantly above the loss
-at the end of the path (a binomial test at four standard deviations, so random forwarding loss,
-which every later hop shares, is not mistaken for it).
+forwarding (those would be missing further on too: forwarding loss only grows along the path): it
+is the router limiting its ICMP replies. :func:`rate_limited` flags a hop whose loss is
+significantly above the loss of some answering hop after it (a two-proportion z-test at
+``RATE_LIMIT_SIGMAS``, which accounts for the noise of both hops' counts, so random forwarding loss
+spread over later hops is not mistaken for it; every intermediate hop of a path whose routers all
+limit their replies is flagged, as each is compared with the destination).
 """
 
 from __future__ import annotations
@@ -32,11 +37,28 @@ class _Hop:
     sent: int = 0
     received: int = 0
     replies: dict[str, int] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)  # the received count at each kept address's last reply
     other: int = 0
     samples: array[int] = field(default_factory=lambda: array("q"))
     streaming: StreamingStats = field(default_factory=StreamingStats)
     last_ns: int | None = None
     mtu: int | None = None
+
+
+def _count_reply(hop: _Hop, address: str) -> None:
+    """One reply from ``address`` (``hop.received`` already counts it). Counts change in place, so
+    a live view reading ``replies`` from another thread never misses a kept address."""
+    replies = hop.replies
+    hop.seen[address] = hop.received
+    if address in replies:
+        replies[address] += 1
+        return
+    if len(replies) >= MAX_RESPONDERS:
+        evict = min(replies, key=lambda a: (replies[a], hop.seen[a]))  # fewest, then least recent
+        hop.other += replies[evict]
+        del replies[evict]
+        del hop.seen[evict]
+    replies[address] = 1
 
 
 class HopTable:
@@ -67,12 +89,7 @@ class HopTable:
         if ev.address is None or ev.rtt_ns is None:
             return True
         hop.received += 1
-        if ev.address in hop.replies:
-            hop.replies[ev.address] += 1
-        elif len(hop.replies) < MAX_RESPONDERS:
-            hop.replies[ev.address] = 1
-        else:
-            hop.other += 1
+        _count_reply(hop, ev.address)
         rtt = max(0, ev.rtt_ns)
         hop.last_ns = rtt
         if len(hop.samples) < MAX_EXACT_SAMPLES:
@@ -115,27 +132,25 @@ class HopTable:
 
 
 def _significantly_above(lost: int, sent: int, ref_lost: int, ref_sent: int) -> bool:
-    if sent == 0 or lost == 0:
+    """Is a loss of ``lost`` in ``sent`` significantly above ``ref_lost`` in ``ref_sent``? The
+    two-proportion z-test with the pooled proportion, and half a probe of continuity correction."""
+    if sent == 0 or ref_sent == 0 or lost == 0:
         return False
-    p = ref_lost / ref_sent if ref_sent else 0.0
-    expected = sent * p
-    sd = math.sqrt(sent * p * (1.0 - p))
-    return lost > expected + RATE_LIMIT_SIGMAS * sd + 0.5
+    p = (lost + ref_lost) / (sent + ref_sent)
+    if p >= 1.0:
+        return False
+    sd = math.sqrt(p * (1.0 - p) * (1.0 / sent + 1.0 / ref_sent))
+    return lost / sent - ref_lost / ref_sent > RATE_LIMIT_SIGMAS * sd + 0.5 / sent
 
 
 def rate_limited(hops: tuple[HopResult, ...], index: int) -> bool:
-    """Is hop ``index``'s loss the router's ICMP rate limit? Only when its loss is significantly above
-    the loss of the end of the path: the destination, or else the furthest hop that answered.
-
-    The end alone is the reference, not every later hop: later routers may be rate limiting too,
-    and their loss would hide this one's."""
+    """Is hop ``index``'s loss the router's ICMP rate limit? Only when a hop after it answered with a
+    loss significantly below it (forwarding loss at this hop would be missing there too)."""
     hop = hops[index]
     if hop.destination or hop.received == 0:
         return False  # a silent hop (``???``) sends no Time Exceeded at all: not a rate limit
-    end = next((h for h in reversed(hops[index + 1:]) if h.received > 0), None)
-    if end is None:
-        return False
-    return _significantly_above(hop.lost, hop.sent, end.lost, end.sent)
+    return any(_significantly_above(hop.lost, hop.sent, h.lost, h.sent)
+               for h in hops[index + 1:] if h.received > 0)
 
 
 def flag_rate_limited(hops: tuple[HopResult, ...]) -> tuple[HopResult, ...]:

@@ -9,8 +9,10 @@ when TTL d later meets a router instead (the path got longer), the next rounds l
 
 Probes are numbered by one sequence per target. The io side puts the number (or its low bits) on
 the wire; an answer is matched only when it names a probe that is still outstanding, so forged,
-late or unrelated ICMP errors never count. The number of outstanding probes is bounded by
-``max_hops`` per round in flight.
+late or unrelated ICMP errors never count. Outstanding probes span fewer than ``MAX_OUTSTANDING``
+sequence numbers (a probe waits while the oldest one in flight is that far behind, and no round
+starts meanwhile), so memory is bounded whatever the interval and the timeout, and the low bits an
+answer carries (the io side's modulus is at least ``MAX_OUTSTANDING``) name at most one of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from dataclasses import dataclass, field
 from netkit.core.trace_models import Answer, HopEvent, ProbeSpec
 
 NS_PER_S = 1_000_000_000
+#: The most sequence numbers the probes in flight may span (and so the most in flight): below the
+#: udp prober's 1024 destination ports, so a quote without our payload still names one probe.
+MAX_OUTSTANDING = 512
 
 
 @dataclass
@@ -72,8 +77,16 @@ class TracePlan:
     def _round_due_ns(self, r: int) -> int:
         return self.start_ns + r * self.interval_ns
 
+    def _room(self) -> bool:
+        """May one more probe leave? Not while the oldest in flight is MAX_OUTSTANDING seqs behind."""
+        return not self._out or self._seq - next(iter(self._out)) < MAX_OUTSTANDING
+
+    def _blocked(self) -> bool:
+        """Does some round wait for room to send a TTL its window allows?"""
+        return any(not r.closed and r.next_ttl <= min(r.limit, r.allowed) for r in self._rounds.values())
+
     def _may_start_round(self, now_ns: int) -> bool:
-        if self.stopped:
+        if self.stopped or self._blocked():
             return False
         r = self.rounds_started
         if self.rounds_total is not None and r >= self.rounds_total:
@@ -97,21 +110,27 @@ class TracePlan:
 
     def to_send(self, now_ns: int) -> list[ProbeSpec]:
         """The probes due now: new rounds that are due, and TTLs the windows now allow."""
-        while self._may_start_round(now_ns):
-            self._start_round()
         out: list[ProbeSpec] = []
-        for rnd in self._rounds.values():
-            if rnd.closed:
-                continue
-            top = min(rnd.limit, rnd.allowed)
-            while rnd.next_ttl <= top:
-                seq = self._seq
-                self._seq += 1
-                out.append(ProbeSpec(seq, rnd.next_ttl, rnd.number))
-                self._out[seq] = _Outstanding(rnd.number, rnd.next_ttl, now_ns)
-                rnd.pending.add(seq)
-                rnd.next_ttl += 1
+        self._send_allowed(out, now_ns)
+        while self._may_start_round(now_ns):
+            self._send_round(self._start_round(), out, now_ns)
         return out
+
+    def _send_allowed(self, out: list[ProbeSpec], now_ns: int) -> None:
+        for rnd in list(self._rounds.values()):
+            self._send_round(rnd, out, now_ns)
+
+    def _send_round(self, rnd: _Round, out: list[ProbeSpec], now_ns: int) -> None:
+        if rnd.closed:
+            return
+        top = min(rnd.limit, rnd.allowed)
+        while rnd.next_ttl <= top and self._room():
+            seq = self._seq
+            self._seq += 1
+            out.append(ProbeSpec(seq, rnd.next_ttl, rnd.number))
+            self._out[seq] = _Outstanding(rnd.number, rnd.next_ttl, now_ns)
+            rnd.pending.add(seq)
+            rnd.next_ttl += 1
 
     def sent(self, seq: int, sent_ns: int) -> None:
         """The time a probe actually left (when the io side knows it better than ``to_send``'s now)."""
@@ -234,10 +253,14 @@ class TracePlan:
         times: list[int] = []
         if self._out:
             times.append(min(o.sent_ns for o in self._out.values()) + self.timeout_ns)
-        if not self.stopped and (self.rounds_total is None or self.rounds_started < self.rounds_total):
+        if self._blocked():
+            if self._room():
+                times.append(now_ns)  # a window grew since ``to_send``: send now
+            # else nothing leaves before a probe in flight settles (its timeout is above)
+        elif not self.stopped and (self.rounds_total is None or self.rounds_started < self.rounds_total):
             due = self._round_due_ns(self.rounds_started)
             if self.deadline_ns is None or due < self.deadline_ns:
                 times.append(due)
-            elif self.deadline_ns is not None:
-                times.append(self.deadline_ns)
+            elif self.deadline_ns > now_ns:
+                times.append(self.deadline_ns)  # the run ends then (past it, only timeouts are due)
         return max(now_ns, min(times)) if times else None

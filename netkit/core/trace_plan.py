@@ -4,7 +4,8 @@ Rounds start every ``interval`` (at start + r * interval, so a slow round never 
 until ``count`` rounds or the duration's deadline. Within a round every TTL is probed at once: a
 window of ``window`` TTLs leaves first, and each outcome at TTL t (an answer or a timeout) lets
 TTLs up to t + window go, so a near path completes in one round trip and a silent stretch costs
-one timeout per window. Once the destination has answered at TTL d, no TTL beyond d is probed;
+one timeout per window. Once the destination has answered at TTL d, the round's probes beyond d
+are forgotten (they count nowhere), rounds in flight stop short of d, and no TTL beyond d is probed;
 when TTL d later meets a router instead (the path got longer), the next rounds look further again.
 
 Probes are numbered by one sequence per target. The io side puts the number (or its low bits) on
@@ -85,16 +86,21 @@ class TracePlan:
         """Does some round wait for room to send a TTL its window allows?"""
         return any(not r.closed and r.next_ttl <= min(r.limit, r.allowed) for r in self._rounds.values())
 
-    def _may_start_round(self, now_ns: int) -> bool:
-        if self.stopped or self._blocked():
-            return False
+    def _next_round_due_ns(self, now_ns: int) -> int | None:
+        """When the next round may start; None when no round will (the first one always does)."""
         r = self.rounds_started
-        if self.rounds_total is not None and r >= self.rounds_total:
-            return False
+        if self.stopped or (self.rounds_total is not None and r >= self.rounds_total):
+            return None
         due = self._round_due_ns(r)
-        if self.deadline_ns is not None and due >= self.deadline_ns and r > 0:
+        if self.deadline_ns is not None and r > 0 and (due >= self.deadline_ns or now_ns >= self.deadline_ns):
+            return None  # past the deadline (an interval of 0 makes every round due at the start)
+        return due
+
+    def _may_start_round(self, now_ns: int) -> bool:
+        if self._blocked():
             return False
-        return due <= now_ns
+        due = self._next_round_due_ns(now_ns)
+        return due is not None and due <= now_ns
 
     def _start_round(self) -> _Round:
         r = self.rounds_started
@@ -179,6 +185,8 @@ class TracePlan:
         if answer is Answer.DESTINATION:
             if self.dest_ttl is None or ttl < self.dest_ttl:
                 self.dest_ttl = ttl
+                for other in self._rounds.values():
+                    other.limit = min(other.limit, ttl)  # rounds in flight stop short of it too
             if rnd is not None:
                 self._close(rnd, ttl)
         elif answer is Answer.UNREACHABLE:
@@ -257,10 +265,10 @@ class TracePlan:
             if self._room():
                 times.append(now_ns)  # a window grew since ``to_send``: send now
             # else nothing leaves before a probe in flight settles (its timeout is above)
-        elif not self.stopped and (self.rounds_total is None or self.rounds_started < self.rounds_total):
-            due = self._round_due_ns(self.rounds_started)
-            if self.deadline_ns is None or due < self.deadline_ns:
+        else:
+            due = self._next_round_due_ns(now_ns)
+            if due is not None:
                 times.append(due)
-            elif self.deadline_ns > now_ns:
+            elif self.deadline_ns is not None and self.deadline_ns > now_ns and not self.stopped:
                 times.append(self.deadline_ns)  # the run ends then (past it, only timeouts are due)
         return max(now_ns, min(times)) if times else None

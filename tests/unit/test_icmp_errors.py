@@ -1,0 +1,331 @@
+"""ICMP errors as a tracer reads them: error-queue records, classification, the probe payload, raw
+packets, and the matching of forged answers (fed to the probers' matchers directly: no socket)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netkit.core import icmp_errors as ie
+from netkit.core import packet
+from netkit.core.trace_models import Answer, TraceConfig, TraceMethod
+from netkit.core.trace_plan import TracePlan
+
+# Records read from this kernel's error queues (recvmsg(MSG_ERRQUEUE) ancillary data, IP_RECVERR
+# and IPV6_RECVERR), in a private namespace: a datagram to a closed port on 127.0.0.1 and ::1, and
+# one of 1400 bytes with don't-fragment through a link of MTU 1280.
+REAL_V4_PORT_UNREACH = bytes.fromhex("6f000000020303000000000000000000020000007f0000010000000000000000")
+REAL_V6_PORT_UNREACH = bytes.fromhex(
+    "6f0000000301040000000000000000000a000000000000000000000000000000000000000000000100000000")
+REAL_LOCAL_EMSGSIZE = bytes.fromhex("5a00000001000000000500000000000000000000000000000000000000000000")
+
+
+def record_bytes(errno: int, origin: int, kind: int, code: int, info: int = 0, offender: str | None = None) -> bytes:
+    head = ie.SOCK_EXTENDED_ERR.pack(errno, origin, kind, code, 0, info, 0)
+    if offender is None:
+        return head + bytes(16)
+    addr = ipaddress.ip_address(offender)
+    if addr.version == 4:
+        return head + struct.pack("=HH4s8x", ie.AF_INET_LINUX, 0, addr.packed)
+    return head + struct.pack("=HHI16sI", ie.AF_INET6_LINUX, 0, 0, addr.packed, 0)
+
+
+# ----- records ---------------------------------------------------------------------------------------
+def test_real_records_decode() -> None:
+    v4 = ie.decode_err_record(REAL_V4_PORT_UNREACH)
+    assert v4 == ie.ErrRecord(111, ie.ORIGIN_ICMP, 3, 3, 0, 0, "127.0.0.1")  # ECONNREFUSED
+    assert ie.classify(v4) is Answer.DESTINATION
+    v6 = ie.decode_err_record(REAL_V6_PORT_UNREACH)
+    assert v6 == ie.ErrRecord(111, ie.ORIGIN_ICMP6, 1, 4, 0, 0, "::1")
+    assert ie.classify(v6) is Answer.DESTINATION
+    local = ie.decode_err_record(REAL_LOCAL_EMSGSIZE)
+    assert local == ie.ErrRecord(90, ie.ORIGIN_LOCAL, 0, 0, 1280, 0, None)  # the link's MTU in info
+    assert ie.classify(local) is Answer.FRAG_NEEDED
+
+
+def test_offenders_v4_and_v6() -> None:
+    rec = ie.decode_err_record(record_bytes(113, ie.ORIGIN_ICMP, 11, 0, offender="198.18.0.1"))
+    assert rec is not None and rec.offender == "198.18.0.1"
+    rec6 = ie.decode_err_record(record_bytes(113, ie.ORIGIN_ICMP6, 3, 0, offender="2001:db8::1"))
+    assert rec6 is not None and rec6.offender == "2001:db8::1"
+    assert ie.decode_sockaddr(b"\x07\x00" + bytes(30)) is None  # another family
+    assert ie.decode_sockaddr(struct.pack("=H", ie.AF_INET6_LINUX) + bytes(10)) is None  # short
+    # An unspecified offender, or none after the record, is no offender.
+    unspecified = ie.decode_err_record(record_bytes(113, ie.ORIGIN_ICMP, 11, 0, offender="0.0.0.0"))
+    assert unspecified is not None and unspecified.offender is None
+    bare = ie.decode_err_record(ie.SOCK_EXTENDED_ERR.pack(113, ie.ORIGIN_ICMP, 11, 0, 0, 0, 0))
+    assert bare is not None and bare.offender is None
+    assert ie.decode_err_record(REAL_V4_PORT_UNREACH[:15]) is None
+
+
+def test_a_frag_needed_record_carries_the_mtu() -> None:
+    rec = ie.decode_err_record(record_bytes(90, ie.ORIGIN_ICMP, 3, 4, info=1400, offender="198.18.0.2"))
+    assert rec is not None and ie.classify(rec) is Answer.FRAG_NEEDED and rec.info == 1400
+    rec6 = ie.decode_err_record(record_bytes(90, ie.ORIGIN_ICMP6, 2, 0, info=1280, offender="2001:db8::2"))
+    assert rec6 is not None and ie.classify(rec6) is Answer.FRAG_NEEDED and rec6.info == 1280
+
+
+def _expected_v4(kind: int, code: int) -> Answer | None:
+    if kind == 11:
+        return Answer.TIME_EXCEEDED if code == 0 else None  # code 1: fragment reassembly, no hop
+    if kind == 3:
+        return {3: Answer.DESTINATION, 4: Answer.FRAG_NEEDED}.get(code, Answer.UNREACHABLE)
+    return None
+
+
+def _expected_v6(kind: int, code: int) -> Answer | None:
+    if kind == 3:
+        return Answer.TIME_EXCEEDED if code == 0 else None
+    if kind == 2:
+        return Answer.FRAG_NEEDED
+    if kind == 1:
+        return Answer.DESTINATION if code == 4 else Answer.UNREACHABLE
+    return None
+
+
+def test_classification_of_every_type_and_code() -> None:
+    for kind in range(256):
+        for code in range(256):
+            v4 = ie.ErrRecord(113, ie.ORIGIN_ICMP, kind, code, 0, 0, "198.18.0.1")
+            v6 = ie.ErrRecord(113, ie.ORIGIN_ICMP6, kind, code, 0, 0, "2001:db8::1")
+            assert ie.classify(v4) is _expected_v4(kind, code), (kind, code)
+            assert ie.classify(v6) is _expected_v6(kind, code), (kind, code)
+    for origin in (ie.ORIGIN_NONE, ie.ORIGIN_TIMESTAMPING, 7):
+        assert ie.classify(ie.ErrRecord(0, origin, 11, 0, 0, 0, None)) is None  # a timestamp, not an answer
+    assert ie.classify(ie.ErrRecord(ie.EMSGSIZE, ie.ORIGIN_LOCAL, 0, 0, 1500, 0, None)) is Answer.FRAG_NEEDED
+    assert ie.classify(ie.ErrRecord(113, ie.ORIGIN_LOCAL, 0, 0, 0, 0, None)) is None
+
+
+# ----- the payload ----------------------------------------------------------------------------------------
+def test_payload_round_trip_and_size() -> None:
+    data = ie.encode_payload(0xDEADBEEF, 4242, 32)
+    assert len(data) == 32 and data[:4] == ie.PAYLOAD_MAGIC and data[12:] == bytes(20)
+    assert ie.decode_payload(data, 0xDEADBEEF) == (True, 4242)
+    assert len(ie.encode_payload(1, 2, 0)) == ie.PAYLOAD_SIZE  # never shorter than its header
+    assert ie.decode_payload(ie.encode_payload(1 << 32 | 5, 2**32 + 3, 12), 5) == (True, 3)  # 32-bit fields
+
+
+def test_payload_not_ours_or_too_short() -> None:
+    ours = ie.encode_payload(77, 9, 20)
+    assert ie.decode_payload(ours, 78) == (False, None)  # another session
+    assert ie.decode_payload(b"XKTR" + ours[4:], 77) == (False, None)  # another magic
+    assert ie.decode_payload(ours[:11], 77) == (True, None)  # a router quoted only the transport header
+    assert ie.decode_payload(b"", 77) == (True, None)
+
+
+# ----- raw ICMP errors (the privileged paths) -------------------------------------------------------------------
+def ipv4_header(src: str, dst: str, proto: int, total: int, ttl: int = 64) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, ttl, proto, 0,
+                       ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
+
+
+def icmp4_error(kind: int, code: int, quoted: bytes, *, router: str = "198.18.0.1", us: str = "198.18.0.100",
+                mtu: int = 0) -> bytes:
+    icmp = struct.pack("!BBHHH", kind, code, 0, 0, mtu) + quoted
+    return ipv4_header(router, us, 1, 20 + len(icmp)) + icmp
+
+
+def quoted_udp4(sport: int, dport: int, payload: bytes, *, src: str = "198.18.0.100", dst: str = "198.18.9.9") -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return ipv4_header(src, dst, 17, 20 + len(udp), ttl=1) + udp
+
+
+def test_parse_icmp4_errors() -> None:
+    payload = ie.encode_payload(5, 6, 12)
+    te = ie.parse_icmp4_error(icmp4_error(11, 0, quoted_udp4(40000, 33440, payload)))
+    assert te == ie.QuotedError(11, 0, 0, "198.18.0.100", "198.18.9.9", 17, 40000, 33440, None)
+    assert ie.classify_quoted(te, v6=False) is Answer.TIME_EXCEEDED
+    frag = ie.parse_icmp4_error(icmp4_error(3, 4, quoted_udp4(1, 2, b""), mtu=1400))
+    assert frag is not None and frag.mtu == 1400 and ie.classify_quoted(frag, v6=False) is Answer.FRAG_NEEDED
+    tcp = struct.pack("!HHII", 40001, 80, 0x01020304, 0) + bytes(12)
+    syn = ie.parse_icmp4_error(icmp4_error(11, 0, ipv4_header("198.18.0.100", "198.18.9.9", 6, 40) + tcp))
+    assert syn is not None and syn.tcp_seq == 0x01020304 and (syn.sport, syn.dport, syn.proto) == (40001, 80, 6)
+    msg = icmp4_error(11, 0, quoted_udp4(40000, 33440, payload))[20:]
+    assert ie.quoted_transport(msg, v6=False) == struct.pack("!HHHH", 40000, 33440, 20, 0) + payload
+    assert ie.parse_icmp4_error(icmp4_error(0, 0, quoted_udp4(1, 2, b""))) is None  # an echo reply
+    assert ie.parse_icmp4_error(icmp4_error(11, 0, quoted_udp4(1, 2, b"")[:27])) is None  # quote too short
+
+
+def test_parse_icmp6_errors() -> None:
+    src, dst = ipaddress.IPv6Address("2001:db8::100"), ipaddress.IPv6Address("2001:db8::9")
+    udp = struct.pack("!HHHH", 40000, 33441, 20, 0) + ie.encode_payload(5, 7, 12)
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 1, src.packed, dst.packed)
+    msg = struct.pack("!BBHI", 3, 0, 0, 0) + ip6 + udp
+    te = ie.parse_icmp6_error(msg)
+    assert te == ie.QuotedError(3, 0, 0, "2001:db8::100", "2001:db8::9", 17, 40000, 33441, None)
+    assert ie.classify_quoted(te, v6=True) is Answer.TIME_EXCEEDED
+    ptb = ie.parse_icmp6_error(struct.pack("!BBHI", 2, 0, 0, 1280) + ip6 + udp)
+    assert ptb is not None and ptb.mtu == 1280 and ie.classify_quoted(ptb, v6=True) is Answer.FRAG_NEEDED
+    assert ie.quoted_transport(msg, v6=True) == udp
+    assert ie.parse_icmp6_error(struct.pack("!BBHI", 129, 0, 0, 0) + ip6 + udp) is None  # an echo reply
+    assert ie.parse_icmp6_error(msg[:55]) is None
+
+
+@given(st.binary(max_size=200))
+def test_decoders_never_raise(data: bytes) -> None:
+    ie.decode_sockaddr(data)
+    rec = ie.decode_err_record(data)
+    if rec is not None:
+        ie.classify(rec)
+    ie.decode_payload(data, 1)
+    for err in (ie.parse_icmp4_error(data), ie.parse_icmp6_error(data)):
+        if err is not None:
+            ie.classify_quoted(err, v6=True)
+            ie.classify_quoted(err, v6=False)
+    ie.quoted_transport(data, v6=True)
+    ie.quoted_transport(data, v6=False)
+
+
+@given(st.binary(min_size=0, max_size=64), st.integers(0, 255), st.integers(0, 255))
+def test_raw_errors_with_arbitrary_quotes_never_raise(quote: bytes, kind: int, code: int) -> None:
+    ie.parse_icmp4_error(icmp4_error(kind, code, quote))
+    ie.parse_icmp4_error(icmp4_error(kind, code, ipv4_header("198.18.0.100", "198.18.9.9", 17, 20) + quote))
+    ie.parse_icmp6_error(struct.pack("!BBHI", kind, code, 0, 0) + bytes([0x60]) + quote)
+
+
+# ----- forged answers fed to the probers' matchers (no socket is opened) -------------------------------------------
+TARGET = "198.18.9.9"
+BASE = 33434
+
+
+class Probes:
+    """A plan with round 0 sent (TTLs 1-8, seqs 0-7) and a prober of ``method`` wired to it."""
+
+    def __init__(self, method: TraceMethod, *, port: int | None = None, v6: bool = False) -> None:
+        from netkit.io.measure import trace_probers as tp
+
+        self.plan = TracePlan(start_ns=0, first_hop=1, max_hops=30, window=8, timeout_ns=10**9,
+                              interval_ns=10**9, rounds=1, deadline_ns=None)
+        self.specs = self.plan.to_send(0)
+        self.answers: list[tuple[int, str, Answer]] = []
+        cfg = TraceConfig(method=method, port=port)
+        family = socket.AF_INET6 if v6 else socket.AF_INET
+        kind = {TraceMethod.UDP: tp.UdpTraceProber, TraceMethod.ICMP: tp.IcmpTraceProber}[method]
+        self.prober = kind(TARGET, family, cfg, match=self.plan.match, on_answer=self._on_answer)
+        self.prober.ident = 4321  # type: ignore[attr-defined]
+        self.prober.raw = False  # type: ignore[attr-defined]
+
+    def _on_answer(self, seq: int, address: str, answer: Answer, *_rest: object) -> None:
+        # What the run does with a matched answer: the plan records it (None: not outstanding).
+        if self.plan.answer(seq, address, answer, 1) is not None:
+            self.answers.append((seq, address, answer))
+
+    def payload(self, seq: int, *, session: int | None = None, magic: bytes = ie.PAYLOAD_MAGIC) -> bytes:
+        head = ie.PAYLOAD.pack(magic, (self.prober.session if session is None else session) & 0xFFFFFFFF, seq)
+        return head + bytes(20)
+
+
+TE = ie.ErrRecord(113, ie.ORIGIN_ICMP, 11, 0, 0, 0, "198.18.0.5")
+PU = ie.ErrRecord(111, ie.ORIGIN_ICMP, 3, 3, 0, 0, TARGET)
+
+
+def test_udp_genuine_answers_match() -> None:
+    p = Probes(TraceMethod.UDP)
+    p.prober._on_record(TE, p.payload(3), (TARGET, BASE + 3), None)
+    p.prober._on_record(PU, b"", (TARGET, BASE + 4), None)  # a bare quote: by port alone
+    assert p.answers == [(3, "198.18.0.5", Answer.TIME_EXCEEDED), (4, TARGET, Answer.DESTINATION)]
+
+
+@pytest.mark.parametrize("forgery", [
+    "wrong session", "wrong magic", "port outside the range", "port of a probe never sent",
+    "payload names another probe", "payload names a probe never sent", "another destination",
+    "a name that is no address", "payload of an answered probe",
+])
+def test_udp_forged_errors_never_match(forgery: str) -> None:
+    p = Probes(TraceMethod.UDP)
+    p.prober._on_record(TE, p.payload(2), (TARGET, BASE + 2), None)  # probe 2 answered
+    p.answers.clear()
+    seq, port, name_host, data = 3, BASE + 3, TARGET, p.payload(3)
+    if forgery == "wrong session":
+        data = p.payload(3, session=p.prober.session + 1)
+    elif forgery == "wrong magic":
+        data = p.payload(3, magic=b"NKTX")
+    elif forgery == "port outside the range":
+        port = BASE - 1
+    elif forgery == "port of a probe never sent":
+        port, data = BASE + 500, p.payload(500)
+    elif forgery == "payload names another probe":
+        data = p.payload(5)
+    elif forgery == "payload names a probe never sent":
+        data = p.payload(3 + 1024)
+    elif forgery == "another destination":
+        name_host = "198.18.9.10"
+    elif forgery == "payload of an answered probe":
+        port, data = BASE + 2, p.payload(2)
+    for rec in (TE, PU):
+        if forgery == "a name that is no address":
+            p.prober._on_record(rec, data, None, None)
+        else:
+            p.prober._on_record(rec, data, (name_host, port), None)
+    assert p.answers == [], forgery
+    assert seq in {s.seq for s in p.specs}
+
+
+def test_udp_fixed_port_needs_the_payload() -> None:
+    p = Probes(TraceMethod.UDP, port=53)
+    p.prober._on_record(TE, b"", (TARGET, 53), None)  # no payload: cannot tell which probe
+    p.prober._on_record(TE, p.payload(4), (TARGET, 54), None)  # another port
+    assert p.answers == []
+    p.prober._on_record(TE, p.payload(4), (TARGET, 53), None)
+    assert p.answers == [(4, "198.18.0.5", Answer.TIME_EXCEEDED)]
+
+
+def echo_request(p: Probes, seq16: int, payload: bytes, *, ident: int = 4321) -> bytes:
+    return bytes(packet.icmp_echo_request(ident, seq16, payload, v6=False))
+
+
+def test_icmp_genuine_answers_match() -> None:
+    p = Probes(TraceMethod.ICMP)
+    p.prober._on_record(TE, echo_request(p, 3, p.payload(3)), (TARGET, 0), None)
+    reply = bytearray(echo_request(p, 6, p.payload(6)))
+    reply[0] = packet.ICMP_ECHO_REPLY
+    p.prober._echo_reply(bytes(reply), TARGET, 0, None, check_ident=False)
+    assert p.answers == [(3, "198.18.0.5", Answer.TIME_EXCEEDED), (6, TARGET, Answer.DESTINATION)]
+
+
+@pytest.mark.parametrize("forgery", ["wrong seq", "wrong session", "seq and payload disagree", "not a request",
+                                     "wrong ident (raw socket)", "a port unreachable", "another destination"])
+def test_icmp_forged_errors_never_match(forgery: str) -> None:
+    p = Probes(TraceMethod.ICMP)
+    rec, ident, seq16, data, name = TE, 4321, 3, p.payload(3), (TARGET, 0)
+    if forgery == "wrong seq":
+        seq16, data = 300, p.payload(300)
+    elif forgery == "wrong session":
+        data = p.payload(3, session=p.prober.session ^ 1)
+    elif forgery == "seq and payload disagree":
+        data = p.payload(4)
+    elif forgery == "wrong ident (raw socket)":
+        p.prober.raw = True  # type: ignore[attr-defined]
+        ident = 4322
+    elif forgery == "a port unreachable":
+        rec = PU
+    elif forgery == "another destination":
+        name = ("198.18.9.10", 0)
+    quoted = bytearray(echo_request(p, seq16, data, ident=ident))
+    if forgery == "not a request":
+        quoted[0] = packet.ICMP_ECHO_REPLY
+    p.prober._on_record(rec, bytes(quoted), name, None)
+    assert p.answers == [], forgery
+
+
+@pytest.mark.parametrize("forgery", ["wrong seq", "wrong session", "wrong ident (raw socket)", "another source"])
+def test_icmp_forged_echo_replies_never_match(forgery: str) -> None:
+    p = Probes(TraceMethod.ICMP)
+    ident, seq16, data, source, check = 4321, 5, p.payload(5), TARGET, False
+    if forgery == "wrong seq":
+        seq16, data = 9, p.payload(9)
+    elif forgery == "wrong session":
+        data = p.payload(5, session=p.prober.session + 7)
+    elif forgery == "wrong ident (raw socket)":
+        ident, check = 1234, True
+    elif forgery == "another source":
+        source = "198.18.9.10"
+    reply = bytearray(echo_request(p, seq16, data, ident=ident))
+    reply[0] = packet.ICMP_ECHO_REPLY
+    p.prober._echo_reply(bytes(reply), source, 0, None, check_ident=check)
+    assert p.answers == [], forgery

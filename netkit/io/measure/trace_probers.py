@@ -363,8 +363,8 @@ class IcmpTraceProber(TraceProber):
         if check_ident and ident != self.ident:
             return
         ok, full = ie.decode_payload(data[8:], self.session)
-        if not ok:
-            return
+        if not ok or full is None:
+            return  # a reply carries the request's whole payload: one without ours is not an answer
         seq = self.match(seq16, 0x10000, full)
         if seq is not None:
             self.on_answer(seq, _bare(source), Answer.DESTINATION, rx_mono, rx_real, None)

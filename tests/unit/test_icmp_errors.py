@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netkit.core import errqueue as eq
 from netkit.core import icmp_errors as ie
 from netkit.core import packet
 from netkit.core.trace_models import Answer, TraceConfig, TraceMethod
@@ -26,47 +27,45 @@ REAL_LOCAL_EMSGSIZE = bytes.fromhex("5a00000001000000000500000000000000000000000
 
 
 def record_bytes(errno: int, origin: int, kind: int, code: int, info: int = 0, offender: str | None = None) -> bytes:
-    head = ie.SOCK_EXTENDED_ERR.pack(errno, origin, kind, code, 0, info, 0)
+    head = eq.EXTENDED_ERR.pack(errno, origin, kind, code, 0, info, 0)
     if offender is None:
         return head + bytes(16)
     addr = ipaddress.ip_address(offender)
     if addr.version == 4:
-        return head + struct.pack("=HH4s8x", ie.AF_INET_LINUX, 0, addr.packed)
-    return head + struct.pack("=HHI16sI", ie.AF_INET6_LINUX, 0, 0, addr.packed, 0)
+        return head + struct.pack("=HH4s8x", eq.LINUX_AF_INET, 0, addr.packed)
+    return head + struct.pack("=HHI16sI", eq.LINUX_AF_INET6, 0, 0, addr.packed, 0)
 
 
 # ----- records ---------------------------------------------------------------------------------------
 def test_real_records_decode() -> None:
-    v4 = ie.decode_err_record(REAL_V4_PORT_UNREACH)
-    assert v4 == ie.ErrRecord(111, ie.ORIGIN_ICMP, 3, 3, 0, 0, "127.0.0.1")  # ECONNREFUSED
+    v4 = eq.decode_extended_err(REAL_V4_PORT_UNREACH)
+    assert v4 == eq.ExtendedError(111, ie.ORIGIN_ICMP, 3, 3, 0, 0, "127.0.0.1")  # ECONNREFUSED
     assert ie.classify(v4) is Answer.DESTINATION
-    v6 = ie.decode_err_record(REAL_V6_PORT_UNREACH)
-    assert v6 == ie.ErrRecord(111, ie.ORIGIN_ICMP6, 1, 4, 0, 0, "::1")
+    v6 = eq.decode_extended_err(REAL_V6_PORT_UNREACH)
+    assert v6 == eq.ExtendedError(111, ie.ORIGIN_ICMP6, 1, 4, 0, 0, "::1")
     assert ie.classify(v6) is Answer.DESTINATION
-    local = ie.decode_err_record(REAL_LOCAL_EMSGSIZE)
-    assert local == ie.ErrRecord(90, ie.ORIGIN_LOCAL, 0, 0, 1280, 0, None)  # the link's MTU in info
+    local = eq.decode_extended_err(REAL_LOCAL_EMSGSIZE)
+    assert local == eq.ExtendedError(90, ie.ORIGIN_LOCAL, 0, 0, 1280, 0, None)  # the link's MTU in info
     assert ie.classify(local) is Answer.FRAG_NEEDED
 
 
 def test_offenders_v4_and_v6() -> None:
-    rec = ie.decode_err_record(record_bytes(113, ie.ORIGIN_ICMP, 11, 0, offender="198.18.0.1"))
+    rec = eq.decode_extended_err(record_bytes(113, ie.ORIGIN_ICMP, 11, 0, offender="198.18.0.1"))
     assert rec is not None and rec.offender == "198.18.0.1"
-    rec6 = ie.decode_err_record(record_bytes(113, ie.ORIGIN_ICMP6, 3, 0, offender="2001:db8::1"))
+    rec6 = eq.decode_extended_err(record_bytes(113, ie.ORIGIN_ICMP6, 3, 0, offender="2001:db8::1"))
     assert rec6 is not None and rec6.offender == "2001:db8::1"
-    assert ie.decode_sockaddr(b"\x07\x00" + bytes(30)) is None  # another family
-    assert ie.decode_sockaddr(struct.pack("=H", ie.AF_INET6_LINUX) + bytes(10)) is None  # short
-    # An unspecified offender, or none after the record, is no offender.
-    unspecified = ie.decode_err_record(record_bytes(113, ie.ORIGIN_ICMP, 11, 0, offender="0.0.0.0"))
-    assert unspecified is not None and unspecified.offender is None
-    bare = ie.decode_err_record(ie.SOCK_EXTENDED_ERR.pack(113, ie.ORIGIN_ICMP, 11, 0, 0, 0, 0))
+    assert eq.decode_offender(b"\x07\x00" + bytes(30)) is None  # another family
+    assert eq.decode_offender(struct.pack("=H", eq.LINUX_AF_INET6) + bytes(10)) is None  # short
+    # No address after the record is no offender.
+    bare = eq.decode_extended_err(eq.EXTENDED_ERR.pack(113, ie.ORIGIN_ICMP, 11, 0, 0, 0, 0))
     assert bare is not None and bare.offender is None
-    assert ie.decode_err_record(REAL_V4_PORT_UNREACH[:15]) is None
+    assert eq.decode_extended_err(REAL_V4_PORT_UNREACH[:15]) is None
 
 
 def test_a_frag_needed_record_carries_the_mtu() -> None:
-    rec = ie.decode_err_record(record_bytes(90, ie.ORIGIN_ICMP, 3, 4, info=1400, offender="198.18.0.2"))
+    rec = eq.decode_extended_err(record_bytes(90, ie.ORIGIN_ICMP, 3, 4, info=1400, offender="198.18.0.2"))
     assert rec is not None and ie.classify(rec) is Answer.FRAG_NEEDED and rec.info == 1400
-    rec6 = ie.decode_err_record(record_bytes(90, ie.ORIGIN_ICMP6, 2, 0, info=1280, offender="2001:db8::2"))
+    rec6 = eq.decode_extended_err(record_bytes(90, ie.ORIGIN_ICMP6, 2, 0, info=1280, offender="2001:db8::2"))
     assert rec6 is not None and ie.classify(rec6) is Answer.FRAG_NEEDED and rec6.info == 1280
 
 
@@ -91,14 +90,14 @@ def _expected_v6(kind: int, code: int) -> Answer | None:
 def test_classification_of_every_type_and_code() -> None:
     for kind in range(256):
         for code in range(256):
-            v4 = ie.ErrRecord(113, ie.ORIGIN_ICMP, kind, code, 0, 0, "198.18.0.1")
-            v6 = ie.ErrRecord(113, ie.ORIGIN_ICMP6, kind, code, 0, 0, "2001:db8::1")
+            v4 = eq.ExtendedError(113, ie.ORIGIN_ICMP, kind, code, 0, 0, "198.18.0.1")
+            v6 = eq.ExtendedError(113, ie.ORIGIN_ICMP6, kind, code, 0, 0, "2001:db8::1")
             assert ie.classify(v4) is _expected_v4(kind, code), (kind, code)
             assert ie.classify(v6) is _expected_v6(kind, code), (kind, code)
-    for origin in (ie.ORIGIN_NONE, ie.ORIGIN_TIMESTAMPING, 7):
-        assert ie.classify(ie.ErrRecord(0, origin, 11, 0, 0, 0, None)) is None  # a timestamp, not an answer
-    assert ie.classify(ie.ErrRecord(ie.EMSGSIZE, ie.ORIGIN_LOCAL, 0, 0, 1500, 0, None)) is Answer.FRAG_NEEDED
-    assert ie.classify(ie.ErrRecord(113, ie.ORIGIN_LOCAL, 0, 0, 0, 0, None)) is None
+    for origin in (eq.SO_EE_ORIGIN_NONE, eq.SO_EE_ORIGIN_TIMESTAMPING, 7):
+        assert ie.classify(eq.ExtendedError(0, origin, 11, 0, 0, 0, None)) is None  # a timestamp, not an answer
+    assert ie.classify(eq.ExtendedError(ie.EMSGSIZE, ie.ORIGIN_LOCAL, 0, 0, 1500, 0, None)) is Answer.FRAG_NEEDED
+    assert ie.classify(eq.ExtendedError(113, ie.ORIGIN_LOCAL, 0, 0, 0, 0, None)) is None
 
 
 # ----- the payload ----------------------------------------------------------------------------------------
@@ -168,8 +167,8 @@ def test_parse_icmp6_errors() -> None:
 
 @given(st.binary(max_size=200))
 def test_decoders_never_raise(data: bytes) -> None:
-    ie.decode_sockaddr(data)
-    rec = ie.decode_err_record(data)
+    eq.decode_offender(data)
+    rec = eq.decode_extended_err(data)
     if rec is not None:
         ie.classify(rec)
     ie.decode_payload(data, 1)
@@ -193,6 +192,20 @@ TARGET = "198.18.9.9"
 BASE = 33434
 
 
+class _NoPoller:
+    """The probers here are never opened: nothing is watched."""
+
+    def add_reader(self, fd: object, callback: object, *args: object) -> None:
+        raise AssertionError("no socket in a unit test")
+
+    add_writer = add_reader
+
+    def remove_reader(self, fd: object) -> None:
+        return None
+
+    remove_writer = remove_reader
+
+
 class Probes:
     """A plan with round 0 sent (TTLs 1-8, seqs 0-7) and a prober of ``method`` wired to it."""
 
@@ -206,7 +219,8 @@ class Probes:
         cfg = TraceConfig(method=method, port=port)
         family = socket.AF_INET6 if v6 else socket.AF_INET
         kind = {TraceMethod.UDP: tp.UdpTraceProber, TraceMethod.ICMP: tp.IcmpTraceProber}[method]
-        self.prober = kind(TARGET, family, cfg, match=self.plan.match, on_answer=self._on_answer)
+        self.prober = kind(TARGET, family, cfg, match=self.plan.match, on_answer=self._on_answer,
+                           poller=_NoPoller())
         self.prober.ident = 4321  # type: ignore[attr-defined]
         self.prober.raw = False  # type: ignore[attr-defined]
 
@@ -220,8 +234,8 @@ class Probes:
         return head + bytes(20)
 
 
-TE = ie.ErrRecord(113, ie.ORIGIN_ICMP, 11, 0, 0, 0, "198.18.0.5")
-PU = ie.ErrRecord(111, ie.ORIGIN_ICMP, 3, 3, 0, 0, TARGET)
+TE = eq.ExtendedError(113, ie.ORIGIN_ICMP, 11, 0, 0, 0, "198.18.0.5")
+PU = eq.ExtendedError(111, ie.ORIGIN_ICMP, 3, 3, 0, 0, TARGET)
 
 
 def test_udp_genuine_answers_match() -> None:

@@ -249,12 +249,20 @@ class _TargetRun:
                 # Answers that came back during the burst are read now, not after it: a reply timed
                 # in user space (a tcp RST) would otherwise carry the rest of the burst in its RTT.
                 self.poller.poll(0)
+            if plan.outstanding(spec.seq) is None:
+                continue  # the destination answered during the burst: a probe beyond it goes nowhere new
             stamp = prober.send(spec)
             if stamp is None:
                 plan.unsent(spec.seq)
                 continue
             plan.sent(spec.seq, stamp[0])
             self._sent_real[spec.seq] = stamp[1]
+        # Probes the plan forgot (beyond the destination) get no answer or timeout: drop their stamps.
+        for seq in [s for s in self._sent_real if plan.sent_ns_of(s) is None]:
+            del self._sent_real[seq]
+            prober.take_tx(seq)
+            if tcp is not None:
+                tcp.expired(seq)
         now = time.monotonic_ns()
         if plan.finished(now):
             self.finished = True

@@ -269,7 +269,7 @@ class PmtuSearch:
             ttls = [t for t in self.hops if t > reached_ttl]
             results = yield [Ask(cur, t) for t in ttls] + [Ask(cur, None)]
             dest = results[-1]
-            by_ttl = dict(zip(ttls, results[:-1]))
+            by_ttl = dict(zip(ttls, results[:-1], strict=True))
             local = next((r for r in results if r.outcome is Outcome.TOO_BIG and r.address is None), None)
             if local is not None and local.mtu is not None and self.floor <= local.mtu < cur:
                 if found.first_mtu is None:

@@ -1,13 +1,169 @@
-"""``netkit trace --pmtu``: the path MTU and where it drops (to be built)."""
+"""``netkit trace --pmtu``: the path MTU and where it drops (the io side).
+
+After the trace has found the path, :func:`discover_pmtu` runs the pure search
+(``netkit.core.trace_pmtu``) against it: don't-fragment probes (``IP_PMTUDISC_PROBE`` /
+``IPV6_PMTUDISC_PROBE``, so the kernel neither fragments them nor shrinks them to a path MTU it
+cached from an earlier answer) of the sizes the search asks for, at the TTLs it asks for. UDP
+datagrams for ``--method udp`` and ``tcp``, ICMP echo requests for ``icmp``; the answers come
+from the socket's error queue exactly as the trace's do ("fragmentation needed" / "packet too
+big" carry the router's next-hop MTU; a probe too big for our own interface fails its send with
+EMSGSIZE, and the kernel queues that interface's MTU).
+
+The result names the first link's MTU, each drop (``MtuDrop``: the TTL of the first hop behind
+the smaller link, as tracepath numbers it, and the router that reported it, or None when the
+drop was found by search because its report never came: a PMTU black hole), and sets each
+hop's MTU in the trace's hop table.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
+import time
+from dataclasses import replace
 
+from netkit.core import icmp_errors as ie
+from netkit.core import packet
 from netkit.core.trace_hops import HopTable
-from netkit.core.trace_models import PmtuResult, TraceConfig
+from netkit.core.trace_models import Answer, PmtuResult, TraceConfig, TraceMethod
+from netkit.core.trace_pmtu import PmtuProbe, PmtuSearch, probe_wait_ns
+from netkit.io.measure.trace_probers import (
+    IcmpTraceProber,
+    RecordSink,
+    TraceProber,
+    UdpTraceProber,
+    default_size,
+    payload_size,
+    send_datagram,
+)
+
+
+def _local_mtu(prober: TraceProber, sock: socket.socket, on_record: RecordSink) -> int | None:
+    """Our own interface's MTU, from the error queue right after a send failed with EMSGSIZE (the
+    kernel queues it before the send returns); any other record met on the way goes on as usual."""
+    found: list[int] = []
+
+    def sink(record: ie.ErrRecord, data: bytes, name: object, rx_real: int | None) -> None:
+        if record.origin == ie.ORIGIN_LOCAL and record.errno == ie.EMSGSIZE:
+            found.append(record.info)
+        else:
+            on_record(record, data, name, rx_real)
+
+    prober._drain_errqueue(sock, sink)
+    return found[-1] if found else None
+
+
+class PmtuUdpProber(UdpTraceProber):
+    """UDP datagrams of any size, DF, to the destination port the trace uses."""
+
+    def probe(self, p: PmtuProbe) -> int | None:
+        """Send one probe; our interface's MTU when it is too big to leave (EMSGSIZE), else None."""
+        self._set_ttl(self.sock, p.ttl)
+        data = ie.encode_payload(self.session, p.seq, payload_size(TraceMethod.UDP, self.family, p.size))
+        try:
+            send_datagram(self.sock, data, (self.address, self._port(p.seq)))
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                return _local_mtu(self, self.sock, self._on_record)
+            self.error = exc.strerror or str(exc)
+            return None  # not sent: the search hears nothing and tries again
+        return None
+
+
+class PmtuIcmpProber(IcmpTraceProber):
+    """ICMP echo requests of any size, DF, on the socket ``--method icmp`` traces with."""
+
+    def probe(self, p: PmtuProbe) -> int | None:
+        self._set_ttl(self.sock, p.ttl)
+        body = ie.encode_payload(self.session, p.seq, payload_size(TraceMethod.ICMP, self.family, p.size))
+        msg = packet.icmp_echo_request(self.ident, p.seq & 0xFFFF, body, v6=self.v6)
+        try:
+            send_datagram(self.sock, msg, (self.address, 0))
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                return None if self.raw else _local_mtu(self, self.sock, self._on_record)
+            self.error = exc.strerror or str(exc)
+            return None  # not sent: the search hears nothing and tries again
+        return None
+
+
+def _probe_config(cfg: TraceConfig) -> TraceConfig:
+    """The config the probes use: DF on; tcp traces are sized with UDP datagrams (a SYN carries no
+    payload to grow), to traceroute's ports."""
+    if cfg.method is TraceMethod.TCP:
+        return replace(cfg, method=TraceMethod.UDP, port=None, pmtu=True)
+    return replace(cfg, pmtu=True)
+
+
+def _reference_rtt_ns(table: HopTable) -> int | None:
+    """The slowest round trip the trace saw on this path: the search's waits are a few of these."""
+    worst = [h.rtt.max for h in table.hops() if h.rtt.max is not None]
+    return int(max(worst)) if worst else None
 
 
 async def discover_pmtu(address: str, cfg: TraceConfig, table: HopTable, stop: asyncio.Event) -> PmtuResult:
-    """The path MTU to ``address`` after the trace found its hops (``table``)."""
-    return PmtuResult(mtu=None, first_mtu=None)
+    """The path MTU to ``address`` after the trace found its hops (``table``); sets each hop's MTU
+    in ``table``. Returns a result with ``mtu`` None when the destination was not reached or the
+    answers stopped coming (a Ctrl-C, or every probe unanswered for the timeout)."""
+    if table.dest_ttl is None:
+        return PmtuResult(mtu=None, first_mtu=None)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    pcfg = _probe_config(cfg)
+    hops = table.hops()
+    answering = [h.ttl for h in hops if h.received > 0 and not h.destination]
+    where: dict[str, int] = {}
+    for h in hops:
+        for r in h.responders:
+            where.setdefault(r.address, h.ttl)
+    # A size known to reach the destination (the trace's own probes did) for the control probes.
+    small = default_size(pcfg.method, family) if cfg.size is None or cfg.method is TraceMethod.TCP else cfg.size
+    timeout_ns = int(cfg.timeout_s * 1e9)
+    search = PmtuSearch(v6=family == socket.AF_INET6, dest_ttl=table.dest_ttl, max_ttl=cfg.max_hops,
+                        hops=answering, where=where, small=small,
+                        wait_ns=probe_wait_ns(_reference_rtt_ns(table), timeout_ns), timeout_ns=timeout_ns)
+    kick = asyncio.Event()
+
+    def match(low: int, modulus: int, full: int | None) -> int | None:
+        if full is None or full % modulus != low % modulus or not search.match(full):
+            return None
+        return full
+
+    def on_answer(seq: int, source: str, answer: Answer, rx_mono: int, _rx_real: int | None,
+                  mtu: int | None) -> None:
+        search.answer(seq, None if source == "local" else source, answer, mtu, rx_mono)
+        kick.set()
+
+    kind: type[PmtuUdpProber] | type[PmtuIcmpProber] = (
+        PmtuIcmpProber if pcfg.method is TraceMethod.ICMP else PmtuUdpProber)
+    prober = kind(address, family, pcfg, match=match, on_answer=on_answer)
+    prober.open()
+    try:
+        while not search.done and not stop.is_set():
+            now = time.monotonic_ns()
+            search.expire(now)
+            for p in search.to_send(now):
+                local_mtu = prober.probe(p)
+                if local_mtu is not None:
+                    search.answer(p.seq, None, Answer.FRAG_NEEDED, local_mtu, time.monotonic_ns())
+            if search.done:
+                break
+            now = time.monotonic_ns()
+            wake = search.next_wakeup_ns(now)
+            if wake is not None and wake <= now:
+                continue
+            kick.clear()
+            waits = [asyncio.ensure_future(kick.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, timeout=None if wake is None else (wake - now) / 1e9,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+    finally:
+        prober.close()
+    present = {h.ttl for h in hops}
+    for ttl, mtu in search.hop_mtus().items():
+        if ttl in present:
+            table.set_mtu(ttl, mtu)
+    return search.result()

@@ -26,9 +26,10 @@ from dataclasses import replace
 from netkit.core import icmp_errors as ie
 from netkit.core import packet
 from netkit.core.trace_hops import HopTable
-from netkit.core.trace_models import Answer, PmtuResult, TraceConfig, TraceMethod
-from netkit.core.trace_pmtu import PmtuProbe, PmtuSearch, probe_wait_ns
+from netkit.core.trace_models import DEFAULT_UDP_PORT, Answer, PmtuResult, TraceConfig, TraceMethod
+from netkit.core.trace_pmtu import CAP_V4, CAP_V6, PmtuProbe, PmtuSearch, probe_wait_ns
 from netkit.io.measure.trace_probers import (
+    IP_HEADER,
     IcmpTraceProber,
     RecordSink,
     TraceProber,
@@ -51,6 +52,27 @@ def _local_mtu(prober: TraceProber, sock: socket.socket, on_record: RecordSink) 
             on_record(record, data, name, rx_real)
 
     prober._drain_errqueue(sock, sink)
+    return found[-1] if found else _interface_mtu(prober)
+
+
+def _interface_mtu(prober: TraceProber) -> int | None:
+    """Our interface's MTU towards the prober's address when its own socket queues no record of the
+    EMSGSIZE (a raw ICMP socket): the EMSGSIZE of the biggest datagram a throwaway DF UDP socket can
+    send there. Never the kernel's cached path MTU, which our own probes' answers may have lowered."""
+    cap = (CAP_V6 if prober.v6 else CAP_V4) - IP_HEADER[prober.family] - 8
+    with socket.socket(prober.family, socket.SOCK_DGRAM) as sock:
+        prober._recverr(sock)
+        prober._dont_fragment(sock, True)
+        sock.setblocking(False)
+        try:
+            sock.sendto(bytes(cap), (prober.address, DEFAULT_UDP_PORT))
+            return None  # it fits (a loopback-sized link): no smaller MTU to report
+        except OSError as exc:
+            if exc.errno != errno.EMSGSIZE:
+                return None
+        found: list[int] = []
+        prober._drain_errqueue(sock, lambda rec, _d, _n, _r: found.append(rec.info)
+                               if rec.origin == ie.ORIGIN_LOCAL and rec.errno == ie.EMSGSIZE else None)
     return found[-1] if found else None
 
 
@@ -74,6 +96,8 @@ class PmtuUdpProber(UdpTraceProber):
 class PmtuIcmpProber(IcmpTraceProber):
     """ICMP echo requests of any size, DF, on the socket ``--method icmp`` traces with."""
 
+    interface_mtu: int | None = None  # a raw socket's EMSGSIZE comes without the MTU: found once
+
     def probe(self, p: PmtuProbe) -> int | None:
         self._set_ttl(self.sock, p.ttl)
         body = ie.encode_payload(self.session, p.seq, payload_size(TraceMethod.ICMP, self.family, p.size))
@@ -82,7 +106,11 @@ class PmtuIcmpProber(IcmpTraceProber):
             send_datagram(self.sock, msg, (self.address, 0))
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
-                return None if self.raw else _local_mtu(self, self.sock, self._on_record)
+                if not self.raw:
+                    return _local_mtu(self, self.sock, self._on_record)
+                if self.interface_mtu is None:
+                    self.interface_mtu = _interface_mtu(self)
+                return self.interface_mtu
             self.error = exc.strerror or str(exc)
             return None  # not sent: the search hears nothing and tries again
         return None

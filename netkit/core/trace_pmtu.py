@@ -7,24 +7,30 @@ the destination's answer, a "fragmentation needed" / "packet too big" with the r
 next-hop MTU, or our own interface's EMSGSIZE with its MTU), or nothing by the time it is due.
 
 The path MTU up to hop t, ``mtu(t)``, only falls along the path. The search finds each fall, from
-the near end, in stages. A stage sends probes of the current size ``cur`` at every TTL past the
-last known fall that answered in the trace, and one to the destination, all at once:
+the near end, in stages. A stage sends a probe of the current size ``cur`` to the destination:
 
+- our own interface refuses it (EMSGSIZE) with its MTU: that is the first link's, ``cur`` becomes it;
 - the destination answers: ``cur`` is the path MTU, done;
-- a router answers "too big" with MTU m: a drop to m, at the TTL after the last hop that big probes
-  still reached (tracepath's attribution: "fragmentation needed" from the router at hop h, named
-  on the line of TTL h + 1, the first hop behind the small link); ``cur = m``, next stage;
-- big probes vanish while small ones still answer (a PMTU black hole: the router drops them and
-  its ICMP is filtered): the drop is after the last hop that still answered Time Exceeded for a
-  big probe, and its MTU is found by binary search, exact to the byte, with probes to the first
-  answering hop behind it (so a second black hole further on is told apart), then the next stage.
+- a router answers "too big" with MTU m: a drop to m at the first hop behind that router
+  (tracepath's attribution: "fragmentation needed" from the router at hop h is printed on the line
+  of TTL h + 1). The hop is the router's hop in the trace plus one, or, when the trace never saw
+  that address, the lowest TTL whose probe of size ``cur`` gets the report: one probe per TTL, all
+  at once (routers do not rate-limit "too big", while they may be limiting Time Exceeded);
+  ``cur = m``, next stage;
+- the probe vanishes while a small one still gets through (a PMTU black hole: the router drops it
+  and its ICMP is filtered): big probes at every TTL that answered in the trace find the last hop
+  they still reach (Time Exceeded); the drop is at the TTL after it, and its MTU is found by
+  binary search, exact to the byte, with probes to the first hop behind it that answers small
+  probes (so a second black hole further on is told apart), or to the destination; next stage.
 
-Every big probe goes with a small control probe to the same TTL, sent just after it. A big probe
+Every big probe goes with a small control probe to the same TTL, sent just after it (so when a
+router has one reply left in its rate limit, the big probe gets it if it arrived). A big probe
 counts as lost only when its control was answered: a router (or the destination) that limits its
-ICMP replies would otherwise read as a black hole. When neither is answered the probe is sent
-again after a wait that doubles, until the waits add up to the configured timeout; it is
-``UNKNOWN`` after that. A big probe that is not answered while its control is fails after
-``tries`` such rounds. Each wait is a few times the path's round trip (never below
+ICMP replies would otherwise read as a black hole. A big probe that is not answered while its
+control is fails after ``tries`` such rounds. When neither is answered the pair is sent again
+after a wait that doubles, up to a quarter of the configured timeout; it is ``UNKNOWN`` once a
+try sent after the whole timeout has gone unanswered too (Linux refills its ICMP rate limit once
+a second, the default timeout). Each wait is a few times the path's round trip (never below
 ``MIN_WAIT_NS``, never above the timeout), so a search on a near path takes milliseconds.
 """
 
@@ -70,6 +76,7 @@ class Ask:
 
     size: int
     ttl: int | None
+    once: bool = False  # sent once with no control; whatever came back within one wait
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,8 @@ class PmtuSearch:
             p.due_ns = now_ns + self._round_wait(p)
             ttl = self.max_ttl if p.ask.ttl is None else p.ask.ttl
             out.append(self._probe(i, p, p.ask.size, ttl, control=False))
-            out.append(self._probe(i, p, self.small, ttl, control=True))
+            if not p.ask.once:
+                out.append(self._probe(i, p, self.small, ttl, control=True))
         return out
 
     def match(self, seq: int) -> bool:
@@ -204,14 +212,19 @@ class PmtuSearch:
         for p in self._batch:
             if p.result is not None or p.due_ns is None or p.due_ns > now_ns:
                 continue
-            if p.control_answered:
+            if p.ask.once:
+                p.result = Result(Outcome.UNKNOWN)
+            elif p.control_answered:
                 p.fails += 1
                 if p.fails >= self.tries:
                     p.result = Result(Outcome.LOST)
             else:
+                before = p.waited_ns
                 p.waited_ns += self._round_wait(p)
                 p.silent += 1
-                if p.waited_ns >= self.timeout_ns and p.attempt >= self.tries:
+                # Unknown once a round that started after the whole timeout has gone unanswered too:
+                # a limiter that refills once per timeout (Linux's default) has had its chance.
+                if before >= self.timeout_ns and p.attempt >= self.tries:
                     p.result = Result(Outcome.UNKNOWN)
             p.due_ns = None
         self._advance(now_ns)
@@ -236,9 +249,10 @@ class PmtuSearch:
 
     # ----- the batch executor ---------------------------------------------------------------
     def _round_wait(self, p: _Pending) -> int:
-        """A round waits ``wait_ns``, doubled after each round in which nothing at all came back
-        (a router limiting its ICMP replies refills slowly), never beyond the timeout."""
-        return min(self.wait_ns << min(p.silent, 30), self.timeout_ns)
+        """A round waits ``wait_ns``, doubled after each round in which nothing at all came back,
+        up to a quarter of the timeout: a router limiting its ICMP replies refills slowly, and a
+        probe soon after it does gets the answer."""
+        return min(self.wait_ns << min(p.silent, 30), max(self.wait_ns, self.timeout_ns // 4))
 
     def _probe(self, index: int, p: _Pending, size: int, ttl: int, *, control: bool) -> PmtuProbe:
         self._seq += 1
@@ -266,42 +280,38 @@ class PmtuSearch:
         cur = self.cap
         reached_ttl = 0  # probes of size ``cur`` are known to reach every hop up to here
         while True:
-            ttls = [t for t in self.hops if t > reached_ttl]
-            results = yield [Ask(cur, t) for t in ttls] + [Ask(cur, None)]
-            dest = results[-1]
-            by_ttl = dict(zip(ttls, results[:-1], strict=True))
-            local = next((r for r in results if r.outcome is Outcome.TOO_BIG and r.address is None), None)
-            if local is not None and local.mtu is not None and self.floor <= local.mtu < cur:
-                if found.first_mtu is None:
-                    found.first_mtu = local.mtu
-                cur = local.mtu  # our own link: the first size that can leave at all
-                continue
+            (dest,) = yield [Ask(cur, None)]
+            if dest.outcome is Outcome.TOO_BIG and dest.address is None:
+                if dest.mtu is not None and self.floor <= dest.mtu < cur:
+                    found.first_mtu = found.first_mtu or dest.mtu
+                    cur = dest.mtu  # our own link: the first size that can leave at all
+                    continue
+                found.gave_up = True  # our own interface refuses even what it says it carries
+                return
             if found.first_mtu is None:
                 found.first_mtu = cur
             if dest.outcome is Outcome.REACHED:
                 found.mtu = cur
                 found.known_ttl = self.dest_ttl
                 return
-            last = max((t for t, r in by_ttl.items() if r.outcome is Outcome.REACHED), default=reached_ttl)
-            reports = [(t, r) for t, r in [*by_ttl.items(), (self.dest_ttl, dest)]
-                       if r.outcome is Outcome.TOO_BIG and r.address is not None and t > last]
-            if reports:
-                t_report, report = reports[0]
-                at = self._drop_ttl(report.address, last, t_report)
-                if report.mtu is not None and self.floor <= report.mtu < cur:
-                    found.drops.append(MtuDrop(at, report.address, report.mtu))
-                    found.known_ttl = at - 1
-                    cur = report.mtu
-                    reached_ttl = at - 1
-                    continue
-                # A report without a usable MTU (0 from an old router, or not below the size): search.
-            elif dest.outcome is Outcome.UNKNOWN and all(r.outcome is not Outcome.LOST for r in by_ttl.values()):
-                found.gave_up = True  # nothing said a big probe was lost: answers are not coming back
+            if dest.outcome is Outcome.UNKNOWN:
+                found.gave_up = True  # neither big nor small probes answered: nothing to go on
                 return
-            else:
-                at = last + 1
-            # Big probes stop after hop ``last`` with no usable report: search the MTU of that stretch
-            # with probes to the first hop behind it that answers (or the destination).
+            if self._usable(dest, cur):
+                at = yield from self._reported_at(dest.address, cur, reached_ttl)
+                found.drops.append(MtuDrop(at, dest.address, dest.mtu or 0))
+                found.known_ttl = reached_ttl = at - 1
+                cur = dest.mtu or 0
+                continue
+            # Big probes vanish (or a report came without a usable MTU): where do they stop?
+            ttls = [t for t in self.hops if t > reached_ttl]
+            results = yield [Ask(cur, t) for t in ttls]
+            by_ttl = dict(zip(ttls, results, strict=True))
+            last = max((t for t, r in by_ttl.items() if r.outcome is Outcome.REACHED), default=reached_ttl)
+            at = last + 1
+            report = dest if dest.outcome is Outcome.TOO_BIG else None
+            # Search that stretch's MTU with probes to the first hop behind it that answers small
+            # probes but not big ones (or the destination): a second drop further on stays apart.
             target = next((t for t in ttls if t > last and by_ttl[t].outcome is Outcome.LOST), None)
             lo, hi, reporter = self.floor, cur, None
             while hi - lo > 1:
@@ -309,7 +319,7 @@ class PmtuSearch:
                 (r,) = yield [Ask(mid, target)]
                 if r.outcome is Outcome.REACHED:
                     lo = mid
-                elif r.outcome is Outcome.TOO_BIG and r.mtu is not None and lo <= r.mtu < mid:
+                elif self._usable(r, mid) and r.mtu is not None and r.mtu >= lo:
                     hi, reporter = r.mtu + 1, (r.address, r.mtu)
                 elif r.outcome in (Outcome.LOST, Outcome.TOO_BIG):
                     hi = mid
@@ -317,25 +327,36 @@ class PmtuSearch:
                     found.gave_up = True
                     return
             address = reporter[0] if reporter is not None and reporter[1] == lo else None
-            if address is None and not reports:
-                found.black_hole = True
-            if reports and address is None:
-                address = reports[0][1].address
+            if address is None and report is not None:
+                address = report.address  # it did report, only without an MTU we could use
+            found.black_hole = found.black_hole or address is None
             found.drops.append(MtuDrop(at, address, lo))
             cur = lo
-            reached_ttl = target if target is not None else self.dest_ttl
-            found.known_ttl = reached_ttl
+            found.known_ttl = reached_ttl = target if target is not None else self.dest_ttl
             if target is None:
                 found.mtu = cur
                 return
 
-    def _drop_ttl(self, address: str | None, last: int, t_report: int) -> int:
-        """The first hop behind the router that reported: its hop in the trace plus one, or else the
-        TTL after the last hop big probes still reached (both are the lowest TTL the report comes for)."""
+    def _usable(self, r: Result, size: int) -> bool:
+        """A router's "too big" whose MTU is plausible: below the probe and not below the minimum."""
+        return (r.outcome is Outcome.TOO_BIG and r.address is not None and r.mtu is not None
+                and self.floor <= r.mtu < size)
+
+    def _reported_at(self, address: str | None, size: int, reached_ttl: int) -> Generator[list[Ask], list[Result], int]:
+        """The TTL of a reported drop: the first hop behind the router that reported it. Its hop in
+        the trace plus one when the trace saw it; else the lowest TTL whose probe of ``size`` gets
+        the report (one probe per TTL, all at once, sent once: routers do not rate-limit "too big",
+        while they may well be limiting the Time Exceeded that would name their hop)."""
         hop = self.where.get(address) if address is not None else None
-        if hop is not None and hop < t_report:
+        if hop is not None and reached_ttl <= hop < self.dest_ttl:
             return hop + 1
-        return min(last + 1, t_report)
+        ttls = list(range(reached_ttl + 1, self.dest_ttl))
+        results = yield [Ask(size, t, once=True) for t in ttls]
+        told = [t for t, r in zip(ttls, results, strict=True) if r.outcome is Outcome.TOO_BIG]
+        if told:
+            return min(told)
+        passed = [t for t, r in zip(ttls, results, strict=True) if r.outcome is Outcome.REACHED]
+        return max(passed, default=reached_ttl) + 1
 
 
 def mtu_at(result: PmtuResult, ttl: int) -> int:

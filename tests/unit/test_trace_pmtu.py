@@ -214,3 +214,38 @@ def test_unknown_and_stale_answers_are_ignored() -> None:
             search.answer(p.seq, got[0], got[1], got[2], 0)
     second = search.to_send(0)
     assert not search.match(first[0].seq) and search.match(second[0].seq)
+
+
+def run_unseen(path: FakePath) -> PmtuSearch:
+    """A search whose trace saw no router (every Time Exceeded rate-limited away): no ``where``."""
+    search = PmtuSearch(v6=False, dest_ttl=path.dest, max_ttl=30, hops=[], small=60, wait_ns=MIN_WAIT_NS,
+                        timeout_ns=1000 * MS)
+    now, arrivals = 0, []
+    while not search.done:
+        for probe in search.to_send(now):
+            got = path.send(probe.size, probe.ttl)
+            if got is not None:
+                arrivals.append((probe.seq, got))
+        now += path.rtt_ns
+        for seq, (address, answer, mtu) in arrivals:
+            search.answer(seq, address, answer, mtu, now)
+        arrivals.clear()
+        search.expire(now)
+        wake = search.next_wakeup_ns(now)
+        now = max(now, wake or now)
+    return search
+
+
+def test_a_report_from_a_router_the_trace_never_saw_is_put_at_its_hop() -> None:
+    # Routers 1-4 send no Time Exceeded (rate-limited): the lowest TTL told "too big" names the hop.
+    path = FakePath([1500, 1500, 1400, 1400, 1280, 1280], silent={1, 2, 3, 4, 5})
+    search = run_unseen(path)
+    assert search.result() == PmtuResult(mtu=1280, first_mtu=1500, drops=(
+        MtuDrop(3, path.addr(2), 1400), MtuDrop(5, path.addr(4), 1280)), black_hole=False)
+
+
+def test_reports_named_by_the_trace_cost_no_sweep() -> None:
+    path = FakePath([1500, 1500, 1400, 1400, 1280, 1280])
+    search, _ = run(path)
+    # One probe and its control per stage: CAP (refused locally), 1500, 1400, 1280.
+    assert search.probes_sent == 8

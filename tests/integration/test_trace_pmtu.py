@@ -113,3 +113,24 @@ def test_two_black_holes_each_exact(chain: Chain, black_hole: Any, family: int) 
     assert pmtu == {"mtu": 1280, "first_mtu": 1500, "black_hole": True,
                     "drops": [{"ttl": 3, "address": None, "mtu": 1400}, {"ttl": 5, "address": None, "mtu": 1280}]}
     assert hop_mtus == HOP_MTUS
+
+
+@pytest.fixture(scope="module")
+def limited_chain() -> Iterator[Chain]:
+    """The same links with the kernel's default ICMP rate limits (1 answer a second per source after
+    a burst of 6): a fast trace leaves the routers and the server with no replies to spare."""
+    support.require_root_netns()
+    with netns_chain(5, mtus=MTUS, icmp_ratelimit=True) as c:
+        yield c
+
+
+@pytest.mark.parametrize("method", ["udp", "icmp"])
+def test_rate_limited_answers_are_waited_out_not_read_as_black_holes(limited_chain: Chain, method: str) -> None:
+    # 10 rounds at 10 ms spend every router's Time Exceeded budget (and, for udp, the server's port
+    # unreachables): the reports ("too big" is never rate-limited) still name their hops, and the
+    # destination's answer to the last size is waited for.
+    chain = limited_chain
+    result, _ = chain.netkit("--format", "json", "trace", "--pmtu", "-n", "-c", "10", "-i", "10ms",
+                             "--method", method, chain.server_ip(4))
+    target = result.json()["targets"][0]
+    assert target["pmtu"] == {"mtu": 1280, "first_mtu": 1500, "drops": reported(chain, 4), "black_hole": False}

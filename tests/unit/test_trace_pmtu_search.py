@@ -6,6 +6,8 @@ import heapq
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netkit.core.trace_models import Answer, MtuDrop, PmtuResult
 from netkit.core.trace_pmtu import (
@@ -249,3 +251,23 @@ def test_reports_named_by_the_trace_cost_no_sweep() -> None:
     search, _ = run(path)
     # One probe and its control per stage: CAP (refused locally), 1500, 1400, 1280.
     assert search.probes_sent == 8
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(68, 9000), min_size=2, max_size=8), st.data())
+def test_any_path_any_filtering_is_found_exactly(mtus: list[int], data: st.DataObject) -> None:
+    v6 = data.draw(st.booleans())
+    if v6:
+        mtus = [max(m, IPV6_MIN_MTU) for m in mtus]
+    routers = range(1, len(mtus))
+    quiet = data.draw(st.sets(st.sampled_from(list(routers))))
+    path = FakePath(mtus, quiet=quiet)
+    search, _ = run(path, v6=v6, small=80 if v6 else 60)
+    want, current = [], mtus[0]
+    for k in routers:  # link k + 1 (mtus[k]) is behind router k
+        if mtus[k] < current:
+            want.append(MtuDrop(k + 1, None if k in quiet else path.addr(k), mtus[k]))
+            current = mtus[k]
+    assert search.result() == PmtuResult(mtu=min(mtus), first_mtu=mtus[0], drops=tuple(want),
+                                         black_hole=any(d.address is None for d in want))
+    assert search.hop_mtus() == {t: min(mtus[:t]) for t in range(1, len(mtus) + 1)}

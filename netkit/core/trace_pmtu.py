@@ -20,8 +20,9 @@ the near end, in stages. A stage sends a probe of the current size ``cur`` to th
 - the probe vanishes while a small one still gets through (a PMTU black hole: the router drops it
   and its ICMP is filtered): big probes at every TTL that answered in the trace find the last hop
   they still reach (Time Exceeded); the drop is at the TTL after it, and its MTU is found by
-  binary search, exact to the byte, with probes to the first hop behind it that answers small
-  probes (so a second black hole further on is told apart), or to the destination; next stage.
+  search, exact to the byte (halving, with steps moved onto common MTUs), with probes to the
+  first hop behind it that answers small probes (so a second black hole further on is told
+  apart), or to the destination; next stage.
 
 Every big probe goes with a small control probe to the same TTL, sent just after it (so when a
 router has one reply left in its rate limit, the big probe gets it if it arrived). A big probe
@@ -52,6 +53,9 @@ IPV4_MIN_MTU = 68
 MIN_WAIT_NS = 10_000_000
 RTT_FACTOR = 4
 DEFAULT_TRIES = 2
+#: MTUs a black hole most often hides (jumbo, Ethernet, PPPoE, tunnels: IPIP, GRE, VXLAN, WireGuard,
+#: IPv6's minimum, IPv4's old floor): the search's steps move onto them when they are near.
+COMMON_MTUS = frozenset({9000, 1500, 1492, 1480, 1476, 1460, 1450, 1420, 1400, 1380, 1280, 576})
 
 
 def probe_wait_ns(rtt_ns: int | None, timeout_ns: int) -> int:
@@ -313,19 +317,14 @@ class PmtuSearch:
             # Search that stretch's MTU with probes to the first hop behind it that answers small
             # probes but not big ones (or the destination): a second drop further on stays apart.
             target = next((t for t in ttls if t > last and by_ttl[t].outcome is Outcome.LOST), None)
-            lo, hi, reporter = self.floor, cur, None
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                (r,) = yield [Ask(mid, target)]
-                if r.outcome is Outcome.REACHED:
-                    lo = mid
-                elif self._usable(r, mid) and r.mtu is not None and r.mtu >= lo:
-                    hi, reporter = r.mtu + 1, (r.address, r.mtu)
-                elif r.outcome in (Outcome.LOST, Outcome.TOO_BIG):
-                    hi = mid
-                else:
+            bounds = _Bounds(self.floor, cur)
+            while bounds.hi - bounds.lo > 1:
+                size = bounds.next_size()
+                (r,) = yield [Ask(size, target)]
+                if not bounds.learn(size, r, self._usable(r, size)):
                     found.gave_up = True
                     return
+            lo, reporter = bounds.lo, bounds.reporter
             address = reporter[0] if reporter is not None and reporter[1] == lo else None
             if address is None and report is not None:
                 address = report.address  # it did report, only without an MTU we could use
@@ -357,6 +356,42 @@ class PmtuSearch:
             return min(told)
         passed = [t for t, r in zip(ttls, results, strict=True) if r.outcome is Outcome.REACHED]
         return max(passed, default=reached_ttl) + 1
+
+
+@dataclass
+class _Bounds:
+    """A search's knowledge: ``lo`` passes, ``hi`` does not; ``reporter`` said "too big" with an MTU."""
+
+    lo: int
+    hi: int
+    reporter: tuple[str | None, int] | None = None
+    tried: set[int] = field(default_factory=set)
+
+    def next_size(self) -> int:
+        """The next size to try: one byte above ``lo`` when ``lo`` is a common MTU (a common MTU is
+        then pinned in two probes); else a common MTU in the middle half of the range (the one
+        nearest its middle), so each probe still cuts at least a quarter; else the middle."""
+        lo, hi = self.lo, self.hi
+        if lo in COMMON_MTUS and lo + 1 < hi and lo + 1 not in self.tried:
+            size = lo + 1
+        else:
+            mid, quarter = (lo + hi) // 2, (hi - lo) // 4
+            near = [c for c in COMMON_MTUS if lo + quarter <= c <= hi - quarter and lo < c < hi and c not in self.tried]
+            size = min(near, key=lambda c: (abs(c - mid), c)) if near else mid
+        self.tried.add(size)
+        return size
+
+    def learn(self, size: int, r: Result, usable_report: bool) -> bool:
+        """Take a probe's result in; False when it says nothing (the search cannot go on)."""
+        if r.outcome is Outcome.REACHED:
+            self.lo = max(self.lo, size)
+        elif usable_report and r.mtu is not None and r.mtu >= self.lo:
+            self.hi, self.reporter = min(self.hi, r.mtu + 1), (r.address, r.mtu)
+        elif r.outcome in (Outcome.LOST, Outcome.TOO_BIG):
+            self.hi = min(self.hi, size)
+        else:
+            return False
+        return True
 
 
 def mtu_at(result: PmtuResult, ttl: int) -> int:

@@ -53,6 +53,8 @@ IPV4_MIN_MTU = 68
 MIN_WAIT_NS = 10_000_000
 RTT_FACTOR = 4
 DEFAULT_TRIES = 2
+#: Drops found before the search stops believing the answers (each stage costs round trips).
+MAX_DROPS = 32
 #: MTUs a black hole most often hides (jumbo, Ethernet, PPPoE, tunnels: IPIP, GRE, VXLAN, WireGuard,
 #: IPv6's minimum, IPv4's old floor): the search's steps move onto them when they are near.
 COMMON_MTUS = frozenset({9000, 1500, 1492, 1480, 1476, 1460, 1450, 1420, 1400, 1380, 1280, 576})
@@ -284,6 +286,9 @@ class PmtuSearch:
         cur = self.cap
         reached_ttl = 0  # probes of size ``cur`` are known to reach every hop up to here
         while True:
+            if len(found.drops) >= MAX_DROPS:
+                found.gave_up = True  # no real path falls this often: forged or broken answers
+                return
             (dest,) = yield [Ask(cur, None)]
             if dest.outcome is Outcome.TOO_BIG and dest.address is None:
                 if dest.mtu is not None and self.floor <= dest.mtu < cur:

@@ -13,6 +13,7 @@ from netkit.core.trace_models import Answer, MtuDrop, PmtuResult
 from netkit.core.trace_pmtu import (
     CAP_V4,
     IPV6_MIN_MTU,
+    MAX_DROPS,
     MIN_WAIT_NS,
     PmtuSearch,
     mtu_at,
@@ -290,3 +291,11 @@ def test_common_mtus_take_few_failing_steps(mtu: int, failing: int) -> None:
     search, _ = run(path)
     assert search.result().mtu == mtu
     assert len(set(sizes)) <= failing  # halving alone fails about six times between 68 and 1500
+
+
+def test_a_path_that_keeps_falling_is_not_followed_forever() -> None:
+    # Every stage told "too big" by one byte less (forged or broken answers): bounded stages.
+    mtus = [1500, *range(1499, 1499 - 40, -1)]
+    search, _ = run(FakePath(mtus))
+    assert search.done and search.result().mtu is None
+    assert len(search.result().drops) == MAX_DROPS

@@ -17,17 +17,20 @@ hop's MTU in the trace's hop table.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from netkit.core import icmp_errors as ie
 from netkit.core import packet
+from netkit.core.errqueue import ExtendedError
 from netkit.core.trace_hops import HopTable
 from netkit.core.trace_models import DEFAULT_UDP_PORT, Answer, PmtuResult, TraceConfig, TraceMethod
 from netkit.core.trace_pmtu import CAP_V4, CAP_V6, PmtuProbe, PmtuSearch, probe_wait_ns
+from netkit.io.measure.trace import MAX_WAIT_S, SelectorPoller
 from netkit.io.measure.trace_probers import (
     IP_HEADER,
     IcmpTraceProber,
@@ -39,13 +42,16 @@ from netkit.io.measure.trace_probers import (
     send_datagram,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
+
 
 def _local_mtu(prober: TraceProber, sock: socket.socket, on_record: RecordSink) -> int | None:
     """Our own interface's MTU, from the error queue right after a send failed with EMSGSIZE (the
     kernel queues it before the send returns); any other record met on the way goes on as usual."""
     found: list[int] = []
 
-    def sink(record: ie.ErrRecord, data: bytes, name: object, rx_real: int | None) -> None:
+    def sink(record: ExtendedError, data: bytes, name: object, rx_real: int | None) -> None:
         if record.origin == ie.ORIGIN_LOCAL and record.errno == ie.EMSGSIZE:
             found.append(record.info)
         else:
@@ -117,11 +123,11 @@ class PmtuIcmpProber(IcmpTraceProber):
 
 
 def _probe_config(cfg: TraceConfig) -> TraceConfig:
-    """The config the probes use: DF on; tcp traces are sized with UDP datagrams (a SYN carries no
-    payload to grow), to traceroute's ports."""
+    """The config the probes use: DF on, no kernel stamps (no RTT is reported); tcp traces are sized
+    with UDP datagrams (a SYN carries no payload to grow), to traceroute's ports."""
     if cfg.method is TraceMethod.TCP:
-        return replace(cfg, method=TraceMethod.UDP, port=None, pmtu=True)
-    return replace(cfg, pmtu=True)
+        return replace(cfg, method=TraceMethod.UDP, port=None, pmtu=True, kernel_timestamps=False)
+    return replace(cfg, pmtu=True, kernel_timestamps=False)
 
 
 def _reference_rtt_ns(table: HopTable) -> int | None:
@@ -130,10 +136,13 @@ def _reference_rtt_ns(table: HopTable) -> int | None:
     return int(max(worst)) if worst else None
 
 
-async def discover_pmtu(address: str, cfg: TraceConfig, table: HopTable, stop: asyncio.Event) -> PmtuResult:
+def find_pmtu(address: str, cfg: TraceConfig, table: HopTable, stopped: Callable[[], bool], *,
+              poller: SelectorPoller | None = None) -> PmtuResult:
     """The path MTU to ``address`` after the trace found its hops (``table``); sets each hop's MTU
-    in ``table``. Returns a result with ``mtu`` None when the destination was not reached or the
-    answers stopped coming (a Ctrl-C, or every probe unanswered for the timeout)."""
+    in ``table``. Runs on ``poller`` (the trace's own, so its wakeups stop this too) or a new one;
+    ``stopped`` is asked after every wakeup and at least every MAX_WAIT_S. The result's ``mtu`` is
+    None when the destination was not reached or the answers stopped coming (a stop, or every
+    probe unanswered past the timeout)."""
     if table.dest_ttl is None:
         return PmtuResult(mtu=None, first_mtu=None)
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -150,7 +159,6 @@ async def discover_pmtu(address: str, cfg: TraceConfig, table: HopTable, stop: a
     search = PmtuSearch(v6=family == socket.AF_INET6, dest_ttl=table.dest_ttl, max_ttl=cfg.max_hops,
                         hops=answering, where=where, small=small,
                         wait_ns=probe_wait_ns(_reference_rtt_ns(table), timeout_ns), timeout_ns=timeout_ns)
-    kick = asyncio.Event()
 
     def match(low: int, modulus: int, full: int | None) -> int | None:
         if full is None or full % modulus != low % modulus or not search.match(full):
@@ -158,16 +166,17 @@ async def discover_pmtu(address: str, cfg: TraceConfig, table: HopTable, stop: a
         return full
 
     def on_answer(seq: int, source: str, answer: Answer, rx_mono: int, _rx_real: int | None,
-                  mtu: int | None) -> None:
+                  mtu: int | None, *_rest: object) -> None:
         search.answer(seq, None if source == "local" else source, answer, mtu, rx_mono)
-        kick.set()
 
+    own_poller = poller is None
+    poll = poller if poller is not None else SelectorPoller()
     kind: type[PmtuUdpProber] | type[PmtuIcmpProber] = (
         PmtuIcmpProber if pcfg.method is TraceMethod.ICMP else PmtuUdpProber)
-    prober = kind(address, family, pcfg, match=match, on_answer=on_answer)
-    prober.open()
+    prober = kind(address, family, pcfg, match=match, on_answer=on_answer, poller=poll)
     try:
-        while not search.done and not stop.is_set():
+        prober.open()
+        while not search.done and not stopped():
             now = time.monotonic_ns()
             search.expire(now)
             for p in search.to_send(now):
@@ -180,18 +189,20 @@ async def discover_pmtu(address: str, cfg: TraceConfig, table: HopTable, stop: a
             wake = search.next_wakeup_ns(now)
             if wake is not None and wake <= now:
                 continue
-            kick.clear()
-            waits = [asyncio.ensure_future(kick.wait()), asyncio.ensure_future(stop.wait())]
-            try:
-                await asyncio.wait(waits, timeout=None if wake is None else (wake - now) / 1e9,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
+            poll.poll(MAX_WAIT_S if wake is None else min(MAX_WAIT_S, (wake - now) / 1e9))
     finally:
         prober.close()
+        if own_poller:
+            poll.close()
     present = {h.ttl for h in hops}
     for ttl, mtu in search.hop_mtus().items():
         if ttl in present:
             table.set_mtu(ttl, mtu)
     return search.result()
+
+
+async def discover_pmtu(address: str, cfg: TraceConfig, table: HopTable, stop: asyncio.Event) -> PmtuResult:
+    """:func:`find_pmtu` for asyncio callers: in a thread, until done or ``stop`` is set."""
+    import asyncio
+
+    return await asyncio.to_thread(find_pmtu, address, cfg, table, stop.is_set)

@@ -153,8 +153,8 @@ def find_pmtu(address: str, cfg: TraceConfig, table: HopTable, stopped: Callable
     for h in hops:
         for r in h.responders:
             where.setdefault(r.address, h.ttl)
-    # A size known to reach the destination (the trace's own probes did) for the control probes.
-    small = default_size(pcfg.method, family) if cfg.size is None or cfg.method is TraceMethod.TCP else cfg.size
+    # The control probes: traceroute's small default size, whatever --size was (it may not fit the path).
+    small = default_size(pcfg.method, family)
     timeout_ns = int(cfg.timeout_s * 1e9)
     search = PmtuSearch(v6=family == socket.AF_INET6, dest_ttl=table.dest_ttl, max_ttl=cfg.max_hops,
                         hops=answering, where=where, small=small,

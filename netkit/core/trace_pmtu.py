@@ -142,9 +142,11 @@ class PmtuSearch:
     """The path MTU search for one destination. Every method takes times as monotonic ns.
 
     ``dest_ttl``: the hop count of the destination (from the trace); ``hops``: the TTLs below it
-    that answered in the trace (silent ones are never asked); ``where``: the hop each address
-    answered at in the trace, so a reporting router names its hop; ``small``: a probe size known
-    to reach the destination (the trace's); ``max_ttl``: the TTL of probes to the destination.
+    that answered in the trace (where big probes look for the last hop they reach: a hop that never
+    answers would only cost waits); ``where``: the hop each address answered at in the trace, so a
+    reporting router names its hop; ``small``: the control probes' size (small enough for any
+    path); ``max_ttl``: the TTL of probes to the destination; ``wait_ns``: one try's wait
+    (:func:`probe_wait_ns`); ``timeout_ns``: how long an unanswered probe is tried for.
     """
 
     def __init__(self, *, v6: bool, dest_ttl: int, max_ttl: int, hops: Sequence[int],
@@ -176,7 +178,7 @@ class PmtuSearch:
         return self._done
 
     def to_send(self, now_ns: int) -> list[PmtuProbe]:
-        """The probes due now, each big probe just before its control. Call :meth:`sent` after each."""
+        """The probes due now, in order (each big probe just before its control): send them all."""
         out: list[PmtuProbe] = []
         for i, p in enumerate(self._batch):
             if p.result is not None or p.due_ns is not None:

@@ -1,6 +1,6 @@
 """``netkit trace --pmtu``: the path MTU and where it drops (the io side).
 
-After the trace has found the path, :func:`discover_pmtu` runs the pure search
+After the trace has found the path, :func:`find_pmtu` runs the pure search
 (``netkit.core.trace_pmtu``) against it: don't-fragment probes (``IP_PMTUDISC_PROBE`` /
 ``IPV6_PMTUDISC_PROBE``, so the kernel neither fragments them nor shrinks them to a path MTU it
 cached from an earlier answer) of the sizes the search asks for, at the TTLs it asks for. UDP
@@ -12,7 +12,8 @@ EMSGSIZE, and the kernel queues that interface's MTU).
 The result names the first link's MTU, each drop (``MtuDrop``: the TTL of the first hop behind
 the smaller link, as tracepath numbers it, and the router that reported it, or None when the
 drop was found by search because its report never came: a PMTU black hole), and sets each
-hop's MTU in the trace's hop table.
+hop's MTU in the trace's hop table. It runs on the trace's selector loop (no asyncio: its import
+would cost more than a near path's whole search); :func:`discover_pmtu` wraps it for asyncio.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ def _interface_mtu(prober: TraceProber) -> int | None:
             if exc.errno != errno.EMSGSIZE:
                 return None
         found: list[int] = []
-        prober._drain_errqueue(sock, lambda rec, _d, _n, _r: found.append(rec.info)
-                               if rec.origin == ie.ORIGIN_LOCAL and rec.errno == ie.EMSGSIZE else None)
+
+        def sink(record: ExtendedError, _data: bytes, _name: object, _rx: int | None) -> None:
+            if record.origin == ie.ORIGIN_LOCAL and record.errno == ie.EMSGSIZE:
+                found.append(record.info)
+
+        prober._drain_errqueue(sock, sink)
     return found[-1] if found else None
 
 
@@ -105,6 +110,7 @@ class PmtuIcmpProber(IcmpTraceProber):
     interface_mtu: int | None = None  # a raw socket's EMSGSIZE comes without the MTU: found once
 
     def probe(self, p: PmtuProbe) -> int | None:
+        """Send one probe; our interface's MTU when it is too big to leave (EMSGSIZE), else None."""
         self._set_ttl(self.sock, p.ttl)
         body = ie.encode_payload(self.session, p.seq, payload_size(TraceMethod.ICMP, self.family, p.size))
         msg = packet.icmp_echo_request(self.ident, p.seq & 0xFFFF, body, v6=self.v6)

@@ -134,3 +134,32 @@ def test_rate_limited_answers_are_waited_out_not_read_as_black_holes(limited_cha
                              "--method", method, chain.server_ip(4))
     target = result.json()["targets"][0]
     assert target["pmtu"] == {"mtu": 1280, "first_mtu": 1500, "drops": reported(chain, 4), "black_hole": False}
+
+
+@pytest.fixture
+def raw_icmp(chain: Chain) -> Iterator[None]:
+    """No ICMP datagram sockets for anyone in the client: root's --method icmp falls back to a raw socket."""
+    before = chain.run(chain.client, "sysctl", "-n", "net.ipv4.ping_group_range").strip()
+    chain.run(chain.client, "sysctl", "-qw", "net.ipv4.ping_group_range=1 0")
+    yield
+    chain.run(chain.client, "sysctl", "-qw", f"net.ipv4.ping_group_range={before}")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_raw_icmp_socket_reads_the_first_link_right(chain: Chain, raw_icmp: None, black_hole: Any,
+                                                     family: int) -> None:
+    # A raw socket's EMSGSIZE queues no MTU: the first link must not read as a black hole at hop 1.
+    black_hole(4)
+    pmtu, hop_mtus = pmtu_trace(chain, family, "icmp")
+    first, second = reported(chain, family)
+    assert pmtu == {"mtu": 1280, "first_mtu": 1500, "black_hole": True,
+                    "drops": [first, {"ttl": second["ttl"], "address": None, "mtu": 1280}]}
+    assert hop_mtus == HOP_MTUS
+
+
+@pytest.mark.parametrize("method", ["udp", "icmp"])
+def test_unprivileged(chain: Chain, method: str) -> None:
+    result, _ = chain.netkit("--format", "json", "trace", "--pmtu", "-n", "-c", "1", "--method", method,
+                             chain.server_ip(4), user="nobody")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["targets"][0]["pmtu"]["drops"] == reported(chain, 4)

@@ -131,7 +131,7 @@ class HopResult:
     other_replies: int = 0  # replies from addresses beyond MAX_RESPONDERS
     destination: bool = False
     rate_limited: bool = False
-    mtu: int | None = None  # --pmtu: the path MTU up to this hop
+    mtu: int | None = None  # --pmtu: the path MTU up to this hop (the smallest link from us to it)
 
     @property
     def lost(self) -> int:
@@ -171,10 +171,14 @@ class HopResult:
 
 @dataclass(frozen=True)
 class MtuDrop:
-    """Where the path MTU drops: probes bigger than ``mtu`` pass hop ``ttl - 1`` but not hop ``ttl``."""
+    """Where the path MTU drops, numbered as tracepath numbers it: probes bigger than ``mtu`` reach
+    hop ``ttl - 1`` (the router in front of the smaller link) but not hop ``ttl``. That router's
+    "fragmentation needed" / "packet too big" answers a probe sent with TTL ``ttl`` (with TTL
+    ``ttl - 1`` it answers Time Exceeded first), so tracepath prints it on that TTL's line:
+    ``2:  198.18.0.2  pmtu 1400`` for the router at hop 1 (198.18.0.2) in front of a 1400-byte link."""
 
-    ttl: int  # the first hop the smaller MTU applies to
-    address: str | None  # the router that reported it (None: found by search, no report)
+    ttl: int  # the first hop behind the smaller link: the first the smaller MTU applies to
+    address: str | None  # the router that reported it, at hop ttl - 1 (None: no report came, found by search)
     mtu: int
 
     def to_json(self) -> dict[str, Any]:
@@ -188,7 +192,7 @@ class PmtuResult:
     mtu: int | None  # None: not found (destination never reached)
     first_mtu: int | None  # the MTU of the first link (the local interface's)
     drops: tuple[MtuDrop, ...] = ()
-    black_hole: bool = False  # big probes vanished with no "fragmentation needed": found by search
+    black_hole: bool = False  # some drop's report never came (big probes vanished): found by search
 
     def to_json(self) -> dict[str, Any]:
         return {"mtu": self.mtu, "first_mtu": self.first_mtu, "drops": [d.to_json() for d in self.drops],

@@ -335,9 +335,11 @@ def trace_sync(targets: list[Target], cfg: TraceConfig, *, stopped: Callable[[],
             for r in runs:
                 r.abort()
         if cfg.pmtu and not stopped():
+            from netkit.io.measure.trace_pmtu import find_pmtu
+
             for r in runs:
                 if r.address is not None and r.table.reached:
-                    r.pmtu = _pmtu_of(r.address, cfg, r.table, stopped)
+                    r.pmtu = find_pmtu(r.address, cfg, r.table, stopped, poller=poll)
         deadline = time.monotonic() + NAME_WAIT_S
         while names.pending() and time.monotonic() < deadline and not stopped():
             time.sleep(0.01)
@@ -347,30 +349,6 @@ def trace_sync(targets: list[Target], cfg: TraceConfig, *, stopped: Callable[[],
         if own_poller:
             poll.close()
     return [r.snapshot() for r in runs]
-
-
-def _pmtu_of(address: str, cfg: TraceConfig, table: HopTable, stopped: Callable[[], bool]) -> PmtuResult:
-    """``--pmtu`` after the trace (its probes wait on answers one size at a time, so asyncio is worth
-    its import here): on asyncio's own loop, ended early when ``stopped()``."""
-    import asyncio
-
-    from netkit.io.measure.trace_pmtu import discover_pmtu
-
-    async def main() -> PmtuResult:
-        stop = asyncio.Event()
-
-        async def watch() -> None:
-            while not stopped():
-                await asyncio.sleep(0.05)
-            stop.set()
-
-        watcher = asyncio.ensure_future(watch())
-        try:
-            return await discover_pmtu(address, cfg, table, stop)
-        finally:
-            watcher.cancel()
-
-    return asyncio.run(main())
 
 
 async def trace_targets(targets: list[Target], cfg: TraceConfig, *, stop: asyncio.Event,

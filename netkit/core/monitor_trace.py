@@ -177,10 +177,12 @@ class TraceTotals:
             h.record(hop)
 
     def rate_limited(self) -> dict[int, bool]:
-        """Per TTL: is its loss over the window the router's ICMP rate limit (later hops answered)?"""
+        """Per TTL: is its loss the router's ICMP rate limit (later hops answered)? Judged on the totals
+        since the start, not the window: a few rounds are too few to tell a rate limit from chance."""
         empty = summarize_rtts([])
         ttls = sorted(self.hops)
-        results = tuple(HopResult(ttl=t, sent=self.hops[t].window_sent, received=self.hops[t].window_received,
+        results = tuple(HopResult(ttl=t, sent=self.hops[t].sent_total,
+                                  received=self.hops[t].sent_total - self.hops[t].lost_total,
                                   responders=(), rtt=empty, destination=t == self.hop_count) for t in ttls)
         return {h.ttl: h.rate_limited for h in flag_rate_limited(results)}
 

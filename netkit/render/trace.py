@@ -288,14 +288,16 @@ def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
         text.append(f"path MTU {format_count(p.mtu)} bytes{first}")
     by_ttl = {h.ttl: h for h in t.hops}
     for d in p.drops:
-        text.append(f"\n  hop {d.ttl}  ")
+        # Numbered as tracepath does: the drop applies from hop ``d.ttl`` on; the router in front of
+        # the smaller link, which reports it, is the hop before.
+        text.append(f"\n  hop {d.ttl} on: {format_count(d.mtu)} bytes")
         if d.address is not None:
-            h = by_ttl.get(d.ttl)
+            h = by_ttl.get(d.ttl - 1)
             named = next((r for r in h.responders if r.address == d.address), None) if h is not None else None
+            text.append(f", reported by hop {d.ttl - 1} ")
             text.append_text(cell(host_label(named) if named is not None else d.address))
         else:
-            text.append("(no report: found by search)")
-        text.append(f"  {format_count(d.mtu)} bytes")
+            text.append(" (no report: found by search)")
     if p.black_hole:
         text.append("\n  PMTU black hole: ", style="red bold")
         text.append("big packets vanished without \"fragmentation needed\" from any router; "

@@ -100,7 +100,7 @@ def pmtu_trace() -> TargetTrace:
         hop(3, R6, responders=[("198.18.0.9", None, 10)], destination=True, mtu=1280),
     )
     pmtu = PmtuResult(mtu=1280, first_mtu=1500,
-                      drops=(MtuDrop(2, "198.18.2.1", 1400), MtuDrop(3, None, 1280)), black_hole=True)
+                      drops=(MtuDrop(2, "198.18.1.1", 1400), MtuDrop(3, None, 1280)), black_hole=True)
     return TargetTrace("198.18.0.9", "198.18.0.9", TraceMethod.UDP, True, hops, rounds=10, pmtu=pmtu)
 
 
@@ -148,8 +148,8 @@ def test_pmtu_section_names_the_drops_and_the_black_hole(monkeypatch: pytest.Mon
     tty, piped = golden_pair(monkeypatch, "trace_pmtu", drawer(result(pmtu_trace())))
     for text in (tty, piped):
         assert "path MTU 1,280 bytes (first link 1,500 bytes)" in text
-        assert "hop 2  198.18.2.1  1,400 bytes" in text
-        assert "hop 3  (no report: found by search)  1,280 bytes" in text
+        assert "hop 2 on: 1,400 bytes, reported by hop 1 198.18.1.1" in text
+        assert "hop 3 on: 1,280 bytes (no report: found by search)" in text
         assert "PMTU black hole" in text
 
 

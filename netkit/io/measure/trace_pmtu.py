@@ -90,6 +90,8 @@ def _interface_mtu(prober: TraceProber) -> int | None:
 class PmtuUdpProber(UdpTraceProber):
     """UDP datagrams of any size, DF, to the destination port the trace uses."""
 
+    dont_fragment = True
+
     def probe(self, p: PmtuProbe) -> int | None:
         """Send one probe; our interface's MTU when it is too big to leave (EMSGSIZE), else None."""
         self._set_ttl(self.sock, p.ttl)
@@ -106,6 +108,8 @@ class PmtuUdpProber(UdpTraceProber):
 
 class PmtuIcmpProber(IcmpTraceProber):
     """ICMP echo requests of any size, DF, on the socket ``--method icmp`` traces with."""
+
+    dont_fragment = True
 
     interface_mtu: int | None = None  # a raw socket's EMSGSIZE comes without the MTU: found once
 

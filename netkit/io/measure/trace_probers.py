@@ -107,6 +107,10 @@ def _bare(address: str) -> str:
 class TraceProber:
     """The sockets of one target. ``open`` after construction, ``close`` at the end."""
 
+    #: Trace probes may fragment (a ``--size`` above the path MTU still finds the path); the path
+    #: MTU search's probers set this, so their probes are never fragmented.
+    dont_fragment = False
+
     def __init__(self, address: str, family: int, cfg: TraceConfig, *, match: Matcher, on_answer: AnswerSink,
                  poller: Poller) -> None:
         self.poller = poller
@@ -218,6 +222,8 @@ class TraceProber:
 
     def _answer(self, seq: int, record: ExtendedError, answer: Answer, rx_real: int | None) -> None:
         address = record.offender
+        if address in ("0.0.0.0", "::"):
+            address = None  # the kernel names no offender for an error it raised itself
         if address is None:
             if answer is not Answer.FRAG_NEEDED:
                 return
@@ -230,7 +236,7 @@ class UdpTraceProber(TraceProber):
     def open(self) -> None:
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
         self._recverr(sock)
-        self._dont_fragment(sock, self.cfg.pmtu)
+        self._dont_fragment(sock, self.dont_fragment)
         self._stamps(sock)
         self.sock = sock
         self._payload_len = payload_size(TraceMethod.UDP, self.family, self.size)
@@ -312,7 +318,7 @@ class IcmpTraceProber(TraceProber):
                 raise RuntimeFailure(ICMP_HINT) from None
             self.raw = True
         self.sock = sock
-        self._dont_fragment(sock, self.cfg.pmtu)
+        self._dont_fragment(sock, self.dont_fragment)
         self._stamps(sock)
         self._payload_len = payload_size(TraceMethod.ICMP, self.family, self.size)
         if self.raw:

@@ -44,9 +44,10 @@ def chain() -> Iterator[Chain]:
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[Chain]:
-    """Routers and server keep the kernel's ICMP rate limits (1 s per peer after a burst)."""
+    """Routers and server keep the kernel's ICMP rate limits (1 s per peer after a burst), and the
+    client's ping sockets stay closed (``ping_group_range`` "1 0"): root's icmp takes a raw socket."""
     support.require_root_netns()
-    with netns_chain(ROUTERS, icmp_ratelimit=True) as c:
+    with netns_chain(ROUTERS, icmp_ratelimit=True, ping_group=False) as c:
         yield c
 
 
@@ -122,6 +123,19 @@ def test_100_rounds_at_10ms_lose_nothing(chain: Chain) -> None:
         assert_configured_path(chain, target, family, rounds=100)
 
 
+def test_without_ping_sockets_icmp_says_how_in_one_line_and_udp_tcp_need_nothing(limited: Chain) -> None:
+    support.require_tool("setpriv")
+    for family in FAMILIES:
+        result, _ = limited.netkit("trace", "-n", "--method", "icmp", "-c", "1", limited.server_ip(family),
+                                   user="nobody")
+        assert result.exit_code == 3 and result.stdout == "", result
+        assert result.stderr.count("\n") == 1 and "ping_group_range" in result.stderr, result.stderr
+    for method in ("udp", "tcp"):
+        doc = trace(limited, "--method", method, "-c", "1", *both_families(limited), user="nobody")
+        for target, family in zip(doc["targets"], FAMILIES, strict=True):
+            assert_configured_path(limited, target, family, rounds=1)
+
+
 # ----- exact loss ------------------------------------------------------------------------------------
 def _drop_ruleset(chain: Chain, k: int) -> str:
     """Drop 1 in 10 of the client's probes that router k forwards, counted per family.
@@ -176,8 +190,9 @@ def test_loss_after_router_k_equals_nfts_drop_counter(chain: Chain, k: int) -> N
 
 # ----- ICMP rate limiting --------------------------------------------------------------------------------
 def test_rate_limiting_is_recognised_and_not_held_against_the_path(limited: Chain) -> None:
-    # icmp: the server's echo replies are not rate limited, the routers' Time Exceeded are (about 6
-    # then one a second each), so intermediate hops lose most probes while the destination loses none.
+    # icmp (over a raw socket here, see the fixture): the server's echo replies are not rate limited,
+    # the routers' Time Exceeded are (a burst, then one a second each), so intermediate hops lose
+    # most probes while the destination loses none.
     doc = trace(limited, "--method", "icmp", "-c", "100", "-i", "10ms", "--max-loss", "1", *both_families(limited))
     assert doc["thresholds"]["passed"] is True  # --max-loss is judged on the destination
     assert len(doc["notes"]) == 1 and RATE_LIMIT_NOTE in doc["notes"][0]

@@ -15,6 +15,8 @@ All traffic stays inside the chain's namespaces (198.18.0.0/15, 2001:db8::/32).
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,12 +35,22 @@ MTR_RUNS = 3  # mtr's report mode takes about 5 s whatever the path
 ROUNDS = 100
 
 
+#: An installed netkit has its bytecode compiled; a shell with PYTHONDONTWRITEBYTECODE would make every
+#: run compile netkit's modules from source again (about 50 ms here), so the warm-up run writes them.
+BYTECODE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+#: CPU time (user + sys, ms) of the last ``_in_client`` command: less sensitive to other load than wall time.
+last_cpu_ms = [0.0]
+
+
 def _in_client(chain: Chain, argv: list[str]) -> tuple[float, str]:
     """Wall time (ms) of ``argv`` run in the client namespace, and its stdout; fails on a non-zero exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(["ip", "netns", "exec", chain.client, *argv], capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, env=BYTECODE_ENV)
     took = (time.perf_counter() - t0) * 1e3
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    last_cpu_ms[0] = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1e3
     if p.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {p.returncode}: {p.stderr.strip()}")
     return took, p.stdout
@@ -84,7 +96,7 @@ def _first_path(chain: Chain, name: str) -> list[Row]:
     tr = ["traceroute", "-n", "-q1", server] if shutil.which("traceroute") else None
     mtr = ["mtr", "-n", "-r", "-c", "1", server] if shutil.which("mtr") else None
     times: dict[str, list[float]] = {"nk": [], "json": [], "version": [], "floor": [], "tr": [], "mtr": [],
-                                     "elapsed": []}
+                                     "elapsed": [], "nk_cpu": [], "version_cpu": []}
     for argv in (nk, version, floor, *([tr] if tr else [])):  # warm the page cache once
         _in_client(chain, argv)
     for i in range(PAIRS):
@@ -92,7 +104,9 @@ def _first_path(chain: Chain, name: str) -> list[Row]:
         if _table_hops(out) != want:
             raise RuntimeError(f"netkit trace -c 1 did not show the whole path:\n{out}")
         times["nk"].append(took)
+        times["nk_cpu"].append(last_cpu_ms[0])
         times["version"].append(_in_client(chain, version)[0])
+        times["version_cpu"].append(last_cpu_ms[0])
         took, out = _in_client(chain, nk_json)
         doc = json.loads(out)
         target = doc["targets"][0]
@@ -126,7 +140,8 @@ def _first_path(chain: Chain, name: str) -> list[Row]:
     rows.append(Row(f"{name}: netkit trace -n -c 1 vs mtr -n -r -c 1", nk_ms, med["mtr"], "ms",
                     f"mtr median of {MTR_RUNS} (range {span('mtr')})" if mtr else "mtr not installed"))
     rows.append(Row(f"{name}: netkit --version (start-up alone) vs trace -c 1", version_ms, nk_ms, "ms",
-                    f"same run, same ip netns exec; --version range {span('version')}"))
+                    f"same run, same ip netns exec; --version range {span('version')}; CPU (user+sys) "
+                    f"--version {med['version_cpu']:.1f} ms, trace {med['nk_cpu']:.1f} ms"))
     rows.append(Row(f"{name}: python -c 'import asyncio, click, rich.console, rich.table' vs trace -c 1",
                     med["floor"], nk_ms, "ms", f"what trace imports at least; range {span('floor')}"))
     rows.append(Row(f"{name}: netkit trace --format json vs the table", med["json"], nk_ms, "ms",

@@ -36,13 +36,13 @@ wall clock (``time.time_ns()``) right before the send.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import select
 import socket
 import struct
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from netkit.core.errqueue import ErrQueueRecord, decode_extended_err, decode_record
 from netkit.core.kernel_rtt import (
@@ -53,6 +53,9 @@ from netkit.core.kernel_rtt import (
     decode_scm_timestamping,
     decode_timespec,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - the trace engine imports this module without asyncio (start-up)
+    import asyncio
 
 _LINUX = sys.platform.startswith("linux")
 #: Linux values; Python's socket module does not export them (asm-generic numbers; the errqueue

@@ -118,6 +118,7 @@ def test_hops_and_addresses_exactly_as_configured(chain: Chain, method: str, use
 def test_100_rounds_at_10ms_lose_nothing(chain: Chain) -> None:
     # Rate limits off: every probe is answered, at every hop, in both families at once.
     doc = trace(chain, "-c", "100", "-i", "10ms", *both_families(chain), "--max-loss", "0")
+    assert doc["notes"] == [] and doc["thresholds"]["passed"] is True
     for target, family in zip(doc["targets"], FAMILIES, strict=True):
         assert target["rounds"] == 100 and target["loss_pct"] == 0.0
         assert_configured_path(chain, target, family, rounds=100)
@@ -308,6 +309,11 @@ def test_a_route_change_mid_run_shows_both_routers_on_that_hop(alt_chain: Chain)
     for i, hop in enumerate(hops):
         if i != k - 1:
             assert [r["address"] for r in hop["responders"]] == [before[i]], hop
+    # The stream said every outcome the summary counts, as it happened.
+    streamed = [e for e in follower.events if e["event"] == "hop"]
+    assert [sum(1 for e in streamed if e["ttl"] == h["ttl"]) for h in hops] == [h["sent"] for h in hops]
+    assert [sum(1 for e in streamed if e["ttl"] == h["ttl"] and e["address"]) for h in hops] == \
+        [h["received"] for h in hops]
 
 
 # ----- the reference tools, side by side -----------------------------------------------------------------

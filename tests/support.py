@@ -115,7 +115,9 @@ def netkit_cmd(*args: str) -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETKIT_") and k != "FORCE_COLOR"}
+    # Not PYTHONDONTWRITEBYTECODE: every netkit a test starts would compile netkit from source again.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("NETKIT_") and k not in ("FORCE_COLOR", "PYTHONDONTWRITEBYTECODE")}
     env.update(extra)
     return env
 

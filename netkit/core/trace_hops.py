@@ -131,7 +131,7 @@ class HopTable:
         return {a for h in self._hops.values() for a in h.replies}
 
 
-def _significantly_above(lost: int, sent: int, ref_lost: int, ref_sent: int) -> bool:
+def loss_significantly_above(lost: int, sent: int, ref_lost: int, ref_sent: int) -> bool:
     """Is a loss of ``lost`` in ``sent`` significantly above ``ref_lost`` in ``ref_sent``? The
     two-proportion z-test with the pooled proportion, and half a probe of continuity correction."""
     if sent == 0 or ref_sent == 0 or lost == 0:
@@ -149,7 +149,7 @@ def rate_limited(hops: tuple[HopResult, ...], index: int) -> bool:
     hop = hops[index]
     if hop.destination or hop.received == 0:
         return False  # a silent hop (``???``) sends no Time Exceeded at all: not a rate limit
-    return any(_significantly_above(hop.lost, hop.sent, h.lost, h.sent)
+    return any(loss_significantly_above(hop.lost, hop.sent, h.lost, h.sent)
                for h in hops[index + 1:] if h.received > 0)
 
 

@@ -221,6 +221,20 @@ class TargetTrace:
         return self.hops[-1] if self.reached and self.hops else None
 
     @property
+    def destination_only_loss(self) -> bool:
+        """The destination lost significantly more than the hop before it: loss that begins at the
+        destination itself (real, or the destination limiting its ICMP answers)."""
+        from netkit.core.trace_hops import loss_significantly_above  # trace_hops builds these models
+
+        dest = self.destination
+        if dest is None or not dest.lost:
+            return False
+        before = next((h for h in reversed(self.hops[:-1]) if h.received > 0), None)
+        if before is None:
+            return False
+        return loss_significantly_above(dest.lost, dest.sent, before.lost, before.sent)
+
+    @property
     def rate_limited_hops(self) -> tuple[int, ...]:
         return tuple(h.ttl for h in self.hops if h.rate_limited)
 
@@ -260,9 +274,9 @@ RATE_LIMIT_NOTE = ("loss at a hop that does not carry on to later hops is the ro
 
 
 #: The note when udp rounds come faster than a Linux destination answers port-unreachable.
-UDP_DESTINATION_NOTE = ("with udp at more than one round a second, a destination's port-unreachable answers "
-                        "may be rate limited by its own kernel (Linux: about one a second), so its loss may "
-                        "not be real: --method icmp measures loss at that rate")
+UDP_DESTINATION_NOTE = ("loss that begins at the destination, with udp at more than one round a second, may be "
+                        "the destination limiting its port-unreachable answers (Linux: about one a second), "
+                        "not loss: --method icmp measures loss at that rate")
 
 
 @dataclass(frozen=True)
@@ -279,7 +293,7 @@ class TraceResult:
         if any(t.rate_limited_hops for t in self.targets):
             notes.append(RATE_LIMIT_NOTE)
         if self.config.method is TraceMethod.UDP and self.config.interval_s < 1.0 and any(
-                t.destination is not None and t.destination.lost for t in self.targets):
+                t.destination_only_loss for t in self.targets):
             notes.append(UDP_DESTINATION_NOTE)
         return tuple(notes)
 

@@ -351,6 +351,23 @@ def trace_sync(targets: list[Target], cfg: TraceConfig, *, stopped: Callable[[],
     return [r.snapshot() for r in runs]
 
 
+def trace(targets: list[str | Target], cfg: TraceConfig | None = None, *, max_loss_pct: float | None = None,
+          max_rtt_ms: float | None = None, stopped: Callable[[], bool] | None = None,
+          on_event: EventSink | None = None) -> TraceResult:
+    """The library's trace: ``trace(["198.18.0.9"], TraceConfig(count=3))`` returns a TraceResult.
+
+    Targets are host names or addresses (or Targets). Unlike the command it leaves signals alone:
+    ``stopped`` (asked at least every MAX_WAIT_S) ends it early. Async twin: :func:`trace_targets`."""
+    config = cfg if cfg is not None else TraceConfig()
+    parsed = [t if isinstance(t, Target) else Target(t, 0) for t in targets]
+    start = time.monotonic_ns()
+    stop = stopped if stopped is not None else (lambda: False)
+    found = tuple(trace_sync(parsed, config, stopped=stop, sink=on_event))
+    return TraceResult(targets=found, config=config,
+                       thresholds=check_trace_thresholds(found, max_loss_pct, max_rtt_ms),
+                       interrupted=stop(), elapsed_ns=time.monotonic_ns() - start)
+
+
 async def trace_targets(targets: list[Target], cfg: TraceConfig, *, stop: asyncio.Event,
                         sink: EventSink | None = None,
                         on_start: Callable[[list[LiveTrace]], None] | None = None) -> list[TargetTrace]:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import support
@@ -20,7 +19,6 @@ from netns_chain import (
     Chain,
     ChainUnavailable,
     chain_unavailable_reason,
-    mtr_hops,
     netns_chain,
     nobody_python,
     parse_tracepath,
@@ -120,13 +118,7 @@ def test_tracepath_sees_the_configured_hops_and_mtu(chain: Chain, family: int) -
     assert r.pmtu == 1500 == chain.path_mtu() and r.drops == []
 
 
-def test_mtr_sees_the_configured_hops(chain: Chain) -> None:
-    _require("mtr")
-    # mtr's report mode takes about 5 s whatever the path: both families at once.
-    with ThreadPoolExecutor(2) as pool:
-        v4, v6 = pool.map(lambda family: mtr_hops(chain, family), (4, 6))
-    assert v4 == chain.hop_addresses(4)
-    assert v6 == chain.hop_addresses(6)
+# mtr (about 5 s a run) is checked once, beside netkit trace, in test_trace_chain.py.
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -273,35 +273,46 @@ def hop_table(t: TargetTrace, width: int | None, keep: list[int] | None = None) 
     return fitted_table([replace(cols[i], drop=0) for i in keep], laid, width=width)
 
 
-def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
-    """``path MTU 1,280 bytes (first link 1,500 bytes)``, then each drop with its hop and router."""
-    from rich.text import Text
+BLACK_HOLE_LEAD = "  PMTU black hole: "
+BLACK_HOLE_TEXT = ("big packets vanished without \"fragmentation needed\" from any router; the MTU was found by "
+                   "search with don't-fragment probes")
 
-    from netkit.render.tables import cell
 
-    text = Text()
+def pmtu_lines(p: PmtuResult, t: TargetTrace) -> list[str]:
+    """``path MTU 1,280 bytes (first link 1,500 bytes)``, then each drop with its hop and router
+    (escaped), then the black hole's line: the section as plain lines."""
     first = "" if p.first_mtu is None else f" (first link {format_count(p.first_mtu)} bytes)"
     if p.mtu is None:
         why = "" if t.reached else " (destination not reached)"
-        text.append(f"path MTU: not found{why}{first}")
+        lines = [f"path MTU: not found{why}{first}"]
     else:
-        text.append(f"path MTU {format_count(p.mtu)} bytes{first}")
+        lines = [f"path MTU {format_count(p.mtu)} bytes{first}"]
     by_ttl = {h.ttl: h for h in t.hops}
     for d in p.drops:
         # Numbered as tracepath does: the drop applies from hop ``d.ttl`` on; the router in front of
         # the smaller link, which reports it, is the hop before.
-        text.append(f"\n  hop {d.ttl} on: {format_count(d.mtu)} bytes")
+        line = f"  hop {d.ttl} on: {format_count(d.mtu)} bytes"
         if d.address is not None:
             h = by_ttl.get(d.ttl - 1)
             named = next((r for r in h.responders if r.address == d.address), None) if h is not None else None
-            text.append(f", reported by hop {d.ttl - 1} ")
-            text.append_text(cell(host_label(named) if named is not None else d.address))
+            line += f", reported by hop {d.ttl - 1} " + safe_text(host_label(named) if named is not None else d.address)
         else:
-            text.append(" (no report: found by search)")
+            line += " (no report: found by search)"
+        lines.append(line)
     if p.black_hole:
-        text.append("\n  PMTU black hole: ", style="red bold")
-        text.append("big packets vanished without \"fragmentation needed\" from any router; "
-                    "the MTU was found by search with don't-fragment probes", style="red")
+        lines.append(BLACK_HOLE_LEAD + BLACK_HOLE_TEXT)
+    return lines
+
+
+def pmtu_text(p: PmtuResult, t: TargetTrace) -> Text:
+    """:func:`pmtu_lines` as one Text, the black hole in red."""
+    from rich.text import Text
+
+    lines = pmtu_lines(p, t)
+    text = Text("\n".join(line for line in lines if not line.startswith(BLACK_HOLE_LEAD)))
+    if p.black_hole:
+        text.append("\n" + BLACK_HOLE_LEAD, style="red bold")
+        text.append(BLACK_HOLE_TEXT, style="red")
     return text
 
 
@@ -411,6 +422,56 @@ class TraceLiveView(ScreenView):
         return Constrain(Group(*parts), width)
 
 
+def _width(text: str) -> int:
+    """Terminal cells of (escaped) text, without importing Rich: East Asian wide characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _plain_table(t: TargetTrace) -> list[str]:
+    """The hop table as aligned plain lines, every column, one line per responder: what Rich draws
+    off a terminal, drawn without it (a near trace's whole run costs less than importing Rich)."""
+    cols, rows = _columns_and_rows(t)
+    cells = [[c.name for c in cols]]
+    cells += [[safe_text(v.one_line()) if i == HOST else str(v) for i, v in enumerate(r)] for r in rows]
+    widths = [max(_width(row[i]) for row in cells) for i in range(len(cols))]
+    # As Rich draws it: the columns are as wide as their cells, and a cell's trailing space (a loss
+    # keeps one where the rate-limit mark goes) is dropped when it is aligned.
+    cells = [[text.rstrip() for text in row] for row in cells]
+    lines: list[str] = []
+    for row in cells:
+        parts = []
+        for i, (text, col) in enumerate(zip(row, cols, strict=True)):
+            pad = " " * (widths[i] - _width(text))
+            parts.append(pad + text if col.justify == "right" else text + pad)
+        lines.append("  ".join(parts).rstrip())
+    return lines
+
+
+def plain_report(result: TraceResult) -> str:
+    """:func:`report_view` off a terminal, as plain text (no box, no colour, nothing cut)."""
+    lines: list[str] = []
+    for i, t in enumerate(result.targets):
+        if i:
+            lines.append("")
+        lines.append(safe_text(trace_title(t, stopped=result.interrupted)))
+        if t.hops:
+            lines += _plain_table(t)
+        if t.error and t.hops:
+            lines.append("  " + safe_text(t.error))
+        if t.pmtu is not None:
+            lines += pmtu_lines(t.pmtu, t)
+    for note in result.notes:
+        mark = f"{RATE_LIMIT_MARK} " if note == RATE_LIMIT_NOTE else "note: "
+        lines += ["", f"{mark}{note}"]
+    th = result.thresholds
+    if th.max_loss_pct is not None or th.max_rtt_ms is not None:
+        lines += ["", f"thresholds: {'PASS' if th.passed else 'FAIL'}"]
+        lines += [f"  {safe_text(f)}" for f in th.failed]
+    return "\n".join(lines)
+
+
 def event_sink(out: Output, view: TraceLiveView) -> Callable[[str, HopEvent], None] | None:
     """What to do with each probe outcome: a jsonl ``hop`` object, a mark for the live view, both
     or neither (None). A closed stdout raises BrokenPipeError from it (the engine stops)."""
@@ -473,6 +534,8 @@ def print_trace(out: Output, result: TraceResult) -> None:
                        "thresholds": result.thresholds.to_json(), "notes": list(result.notes)})
     elif out.format == "csv":
         out.csv_rows(csv_rows(result), CSV_FIELDS)
+    elif not out.stdout_is_tty:
+        out.print(plain_report(result))
     else:
         out.print(report_view(result, out.width))
     for t in result.targets:

@@ -92,7 +92,7 @@ def _first_path(chain: Chain, name: str) -> list[Row]:
     nk_json = netkit_argv("trace", "-n", "-c", "1", server, "--format", "json")
     version = netkit_argv("--version")
     # What the trace command must import before it probes: the floor of its own start-up.
-    floor = [sys.executable, "-c", "import click, rich.console, rich.table"]
+    floor = [sys.executable, "-c", "import click, rich.console, rich.table"]  # what a terminal table adds
     tr = ["traceroute", "-n", "-q1", server] if shutil.which("traceroute") else None
     mtr = ["mtr", "-n", "-r", "-c", "1", server] if shutil.which("mtr") else None
     times: dict[str, list[float]] = {"nk": [], "json": [], "version": [], "floor": [], "tr": [], "mtr": [],
@@ -143,7 +143,7 @@ def _first_path(chain: Chain, name: str) -> list[Row]:
                     f"same run, same ip netns exec; --version range {span('version')}; CPU (user+sys) "
                     f"--version {med['version_cpu']:.1f} ms, trace {med['nk_cpu']:.1f} ms"))
     rows.append(Row(f"{name}: python -c 'import click, rich.console, rich.table' vs trace -c 1",
-                    med["floor"], nk_ms, "ms", f"what trace imports at least; range {span('floor')}"))
+                    med["floor"], nk_ms, "ms", f"the table on a terminal imports Rich too (piped, trace draws plain text without it); range {span('floor')}"))
     rows.append(Row(f"{name}: netkit trace --format json vs the table", med["json"], nk_ms, "ms",
                     f"json range {span('json')}"))
     return rows

@@ -143,7 +143,9 @@ def _first_path(chain: Chain, name: str) -> list[Row]:
                     f"same run, same ip netns exec; --version range {span('version')}; CPU (user+sys) "
                     f"--version {med['version_cpu']:.1f} ms, trace {med['nk_cpu']:.1f} ms"))
     rows.append(Row(f"{name}: python -c 'import click, rich.console, rich.table' vs trace -c 1",
-                    med["floor"], nk_ms, "ms", f"the table on a terminal imports Rich too (piped, trace draws plain text without it); range {span('floor')}"))
+                    med["floor"], nk_ms, "ms",
+                    f"a table on a terminal imports Rich too (piped, trace draws plain text without it); "
+                    f"range {span('floor')}"))
     rows.append(Row(f"{name}: netkit trace --format json vs the table", med["json"], nk_ms, "ms",
                     f"json range {span('json')}"))
     return rows

@@ -155,3 +155,74 @@ def serve_udp_cmd(host: str, port: int, mode: str, preview: int, key: str | None
     summary = serve_udp_sync(config, on_event=sink, on_ready=lambda srv: print_ready(out, srv.address),
                              on_debug=out.debug, on_stop=serving.bind)
     return _finish(out, serving, summary, "netkit serve udp")
+
+
+@serve.command("iperf3", short_help="Serve iperf3 clients, many tests at once.")
+@click.option("--host", type=params.HOST, default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", "-p", type=params.LISTEN_PORT, default="5201", show_default=True,
+              help="TCP and UDP port to bind; 0 picks a free one.")
+@click.option("--max-tests", type=params.Count(min=1), default="32", show_default=True,
+              help="Tests running at once; a client beyond them is told the server is busy.")
+@click.option("--max-duration", type=params.DURATION, default="60s", show_default=True,
+              help="A test running longer is ended and logged (0: no limit).")
+@click.option("--max-streams", type=params.Count(min=1, max=256), default="128", show_default=True,
+              help="Data streams per test (-P, twice that with --bidir); more are refused.")
+@click.option("--max-rate", type=params.BITRATE, default=None,
+              help="A test above this many bit/s (both ways, per 1 s) is ended; a UDP -b above it is refused.")
+@click.option("--idle-timeout", type=params.POSITIVE_DURATION, default="10s", show_default=True,
+              help="End a test whose client is silent this long (control, or all streams while it runs).")
+@click.option("--once", is_flag=True, help="Serve one test, then exit.")
+@click.option("--allow", multiple=True, metavar="CIDR", help="Serve only these sources (repeatable).")
+@click.option("--deny", multiple=True, metavar="CIDR", help="Never serve these sources (repeatable; beats --allow).")
+@output_options
+def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, max_streams: int,
+                     max_rate: float | None, idle_timeout: float, once: bool, allow: tuple[str, ...],
+                     deny: tuple[str, ...]) -> int:
+    """Serve unmodified iperf3 clients (TCP, -R, --bidir, -P, -u, ...), many tests at once.
+
+    Each test is isolated: its own cookie, streams and results. A jsonl event starts and ends
+    each test (``test_start``, ``test``: what the server counted); a table run prints one row per
+    finished test. Ctrl-C or SIGTERM ends every test and prints the totals.
+
+    \b
+    Examples:
+      netkit serve iperf3 --port 5201
+      iperf3 -c 127.0.0.1 -P 4 -t 5
+      netkit --format jsonl serve iperf3 --port 0 --max-tests 8 > tests.jsonl
+    """
+    from netkit.core.errors import InputError
+    from netkit.core.guard import exposure_warning
+    from netkit.core.iperf3_server import Iperf3ServerConfig
+    from netkit.core.limits import parse_cidr
+    from netkit.io.servers.iperf3_server import serve_iperf3_sync
+    from netkit.io.stdout_queue import ServerStdout
+    from netkit.render.iperf3_serve import EventState, print_event, print_summary
+    from netkit.render.serve import print_ready
+
+    out = get_output()
+    for opt, cidrs in (("allow", allow), ("deny", deny)):
+        for c in cidrs:
+            try:
+                parse_cidr(c)
+            except ValueError as exc:
+                raise InputError(f"--{opt}: {exc}") from None
+    warning = exposure_warning(host, "tcp", None)
+    if warning is not None:
+        out.warn(warning)
+        out.stderr.flush()
+    config = Iperf3ServerConfig(
+        host=host, port=port, max_tests=max_tests, max_duration_s=max_duration or None, max_streams=max_streams,
+        max_rate_bps=max_rate or None, idle_timeout_s=idle_timeout, once=once, allow=tuple(allow), deny=tuple(deny),
+    )
+    serving = ServerStdout(out.stdout, out.stderr)
+    out.stdout = serving.stream
+    click.get_current_context().call_on_close(lambda: serving.close(idle_s=0.2, max_s=1.0, final=False))
+    rows = EventState()
+    sink = serving.guarded(lambda event: print_event(out, event, rows))
+    summary = serve_iperf3_sync(config, on_event=sink, on_ready=lambda srv: print_ready(out, srv.address),
+                                on_debug=out.debug, on_stop=serving.bind)
+    serving.check()
+    serving.summary_next()
+    print_summary(out, summary, "netkit serve iperf3", serving.dropped)
+    serving.close()
+    return ExitCode.OK

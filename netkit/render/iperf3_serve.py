@@ -1,0 +1,110 @@
+"""How ``netkit serve iperf3`` shows itself: the events, a row per finished test, the totals.
+
+- :func:`print_event`: jsonl writes every event as it is (``test_start``, ``test``, ``limit``,
+  ``refused``); a table run writes one aligned row per finished test (:func:`test_row`, the
+  header before the first) and one readable line for limits and refusals.
+- :func:`print_summary`: json/jsonl/csv write the totals' fields as published; a table run
+  shows them for people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from netkit.core.escape import safe_text
+from netkit.core.iperf3_server import Iperf3ServeSummary
+from netkit.core.targets import format_host_port
+from netkit.core.units import format_bitrate, format_bytes, format_count, format_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+    from netkit.render.output import Output
+
+HEADER = f"{'time':<12} {'#':>4} {'client':<24} {'mode':<12} {'str':>3} {'secs':>6} " \
+         f"{'received':>11} {'sent':>11} {'bitrate':>14} {'retr/loss':>10} outcome"
+
+
+class EventState:
+    """What the event printer remembers: whether the rows' header is out."""
+
+    header_done = False
+
+
+def test_row(event: Mapping[str, Any]) -> str:
+    """One finished test: when, who, mode, streams, span, bytes each way, bit rate, retransmits
+    (TCP) or lost/packets (UDP), outcome. Peer-chosen text goes through ``safe_text``."""
+    t = str(event.get("time", ""))[11:23]
+    if event.get("lost_packets") is not None:
+        extra = f"{event['lost_packets']}/{event.get('packets', 0)}"
+    elif event.get("retransmits") is not None:
+        extra = format_count(event["retransmits"])
+    else:
+        extra = "-"
+    return (f"{t:<12} {event['id']:>4} {safe_text(str(event['peer'])):<24} {safe_text(str(event['mode'])):<12} "
+            f"{event['streams']:>3} {event['duration_s']:>6.2f} {format_bytes(event['bytes_received']):>11} "
+            f"{format_bytes(event['bytes_sent']):>11} {format_bitrate(event['bits_per_second']):>14} "
+            f"{extra:>10} {safe_text(str(event.get('outcome', '')))}")
+
+
+def print_event(out: Output, event: Mapping[str, Any], state: EventState) -> None:
+    if out.format == "jsonl":
+        out.jsonl(event)
+        return
+    if out.format != "table":
+        return
+    kind = event["event"]
+    if kind == "test":
+        if not state.header_done:
+            state.header_done = True
+            out.line(HEADER)
+        out.line(test_row(event))
+    elif kind in ("limit", "refused"):
+        t = str(event.get("time", ""))[11:23]
+        rest = " ".join(f"{safe_text(str(k))}={safe_text(str(v))}" for k, v in event.items()
+                        if k not in ("event", "time"))
+        out.line(f"{t} {kind} {rest}")
+
+
+def summary_rows(s: Iperf3ServeSummary, events_dropped: int | None = None) -> list[tuple[str, str]]:
+    limits = ", ".join(f"{safe_text(k)} {format_count(v)}" for k, v in s.limits_hit.items() if v) or "none"
+    rows = [
+        ("address", format_host_port(s.host, s.port)),
+        ("tests", format_count(s.tests)),
+        ("completed", format_count(s.completed)),
+        ("cut", format_count(s.cut)),
+        ("refused", format_count(s.refused)),
+        ("peak concurrent", format_count(s.peak_concurrent)),
+        ("bytes received", format_bytes(s.bytes_received)),
+        ("bytes sent", format_bytes(s.bytes_sent)),
+        ("limits hit", limits),
+        ("elapsed", format_duration(s.elapsed_ms / 1000)),
+        ("stopped by", s.stopped_by or "-"),
+    ]
+    if events_dropped:
+        rows.append(("events dropped", format_count(events_dropped)))
+    return rows
+
+
+def summary_table(s: Iperf3ServeSummary, *, width: int | None, title: str, events_dropped: int | None = None) -> Table:
+    from netkit.render.tables import Col, fitted_table
+
+    return fitted_table([Col("field"), Col("value", fold=True)], summary_rows(s, events_dropped), width=width,
+                        title=title)
+
+
+def print_summary(out: Output, s: Iperf3ServeSummary, title: str, events_dropped: int | None = None) -> None:
+    from netkit.render.output import to_jsonable
+
+    record: dict[str, Any] = to_jsonable(s)
+    if events_dropped is not None:
+        record["events_dropped"] = events_dropped
+    if out.format == "jsonl":
+        out.jsonl({"event": "summary", **record})
+        return
+    out.emit(record, table=lambda: summary_table(s, width=out.width, title=title, events_dropped=events_dropped),
+             rows=[record])
+
+
+__all__ = ["HEADER", "EventState", "print_event", "print_summary", "summary_rows", "test_row"]

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netkit.core.iperf3_wire import COOKIE_SIZE, LENGTH, Iperf3State
+from netkit.core.iperf3_wire import LENGTH, Iperf3State
 
 #: iperf3's error codes (``i_errno``) a server sends after SERVER_ERROR; the client prints its own text.
 IENUMSTREAMS = 6  # "number of parallel streams too large"
@@ -132,11 +132,6 @@ class ControlReader:
 def encode_error(code: int, err: int = 0) -> bytes:
     """SERVER_ERROR and its detail: iperf3's error code and an errno, big-endian int32."""
     return struct.pack("!bii", Iperf3State.SERVER_ERROR, code, err)
-
-
-def valid_cookie(cookie: bytes) -> bool:
-    """37 bytes, printable up to the NUL iperf3 ends it with (a check against garbage, not a secret)."""
-    return len(cookie) == COOKIE_SIZE and all(0x20 < b < 0x7F for b in cookie[:-1])
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ RECV_BUF = 1024 * 1024
 SEND_BUFFER = 1024 * 1024  # queued beyond the kernel per sending stream, at most
 SEND_BURST = 32  # writes per loop turn
 UDP_TICK_S = 0.001
+PACE_TICK_S = 0.001  # a paced TCP sender (-b) looks again this often
 UDP_BURST = 256  # datagrams per stream per tick, at most
 CLOSE_GRACE_S = 2.0
 DONE_WAIT_S = 2.0  # after DISPLAY_RESULTS, how long to wait for the client's IPERF_DONE
@@ -164,7 +165,8 @@ class _Conn(asyncio.BufferedProtocol):
         st = self.stream
         if st is not None:
             st.paused = False
-            st.pump()
+            if not st.scheduled:  # one pump chain per stream, never two
+                st.pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -197,11 +199,13 @@ class _TcpStream:
         self.closed = False
         self.retransmits: int | None = None
         self.block = _send_block(test.params.block_len)
+        self.t0 = 0.0
 
     def start(self) -> None:
         self.counting = True
         if self.sender:
             self.sending = True
+            self.t0 = time.perf_counter()
             self.pump()
 
     def pump(self) -> None:
@@ -210,8 +214,13 @@ class _TcpStream:
         if t is None or not self.sending:
             return
         block = self.block
+        rate = self.test.params.bandwidth_bps / 8  # -b: bytes per second per stream (0: as fast as it goes)
         for _ in range(SEND_BURST):
             if self.paused or not self.sending or t.is_closing():
+                return
+            if rate and self.queued >= rate * (time.perf_counter() - self.t0):
+                self.scheduled = True
+                asyncio.get_running_loop().call_later(PACE_TICK_S, self.pump)
                 return
             room = self.test.send_room()
             if room is not None:
@@ -815,11 +824,8 @@ class Iperf3Server:
                 conn.role = "dead"
                 t.close()
             return
-        if not core.valid_cookie(cookie):
-            self.refused("protocol", conn.peer, "not an iperf3 cookie")
-            conn.role = "dead"
-            t.abort()
-            return
+        # Any 37 bytes open a test, as with iperf3 (netkit's own client sends its binary session
+        # header here when it finds out what the server is, and keeps it as the cookie).
         if len(self.tests) >= self.config.max_tests or self.stopping or self._once_taken:
             t.write(encode_state(Iperf3State.ACCESS_DENIED))
             self.refused("max_tests", conn.peer, f"{self.config.max_tests} tests running")

@@ -396,6 +396,7 @@ class TestSummary:
     lost_percent: float | None = None
     out_of_order: int | None = None
     jitter_ms: float | None = None
+    client_version: str | None = None  # as the client announced it
     outcome: str = "ok"  # ok, or why it ended early: client-terminate, disconnect, timeout, max-duration, ...
     error: str | None = None
 
@@ -419,7 +420,8 @@ def summarize(test_id: int, peer: str, params: TestParams, streams: Sequence[Str
         id=test_id, peer=peer, mode=params.mode, streams=params.streams, duration_s=round(span, 6),
         bytes_received=rx, bytes_sent=tx, bits_per_second=round((rx + tx) * 8 / span, 3) if span > 0 else 0.0,
         retransmits=sum(retr) if retr else None, lost_packets=lost, packets=packets, lost_percent=lost_pct,
-        out_of_order=ooo, jitter_ms=jitter, outcome=outcome, error=error,
+        out_of_order=ooo, jitter_ms=jitter, client_version=params.client_version or None, outcome=outcome,
+        error=error,
     )
 
 

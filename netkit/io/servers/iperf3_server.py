@@ -61,6 +61,8 @@ RECV_BUF = 1024 * 1024
 SEND_BUFFER = 1024 * 1024  # queued beyond the kernel per sending stream, at most
 SEND_BURST = 32  # writes per loop turn
 UDP_TICK_S = 0.001
+UDP_QUIET_S = 0.01
+UDP_DRAIN_S = 0.2
 PACE_TICK_S = 0.001  # a paced TCP sender (-b) looks again this often
 UDP_BURST = 256  # datagrams per stream per tick, at most
 CLOSE_GRACE_S = 2.0
@@ -218,7 +220,11 @@ class _TcpStream:
         for _ in range(SEND_BURST):
             if self.paused or not self.sending or t.is_closing():
                 return
-            if rate and self.queued >= rate * (time.perf_counter() - self.t0):
+            elapsed = time.perf_counter() - self.t0
+            if elapsed >= self.test.send_for:
+                self.sending = False  # the client's -t (and -O) are over: it stops reading about now
+                return
+            if rate and self.queued >= rate * elapsed:
                 self.scheduled = True
                 asyncio.get_running_loop().call_later(PACE_TICK_S, self.pump)
                 return
@@ -245,6 +251,9 @@ class _TcpStream:
         if not (self.counting or self.sending):
             return
         self.sync()
+        if self.sender:
+            # Still in this host's send queue (not yet acknowledged by the client): not sent.
+            self.count -= _unacked(self.transport)
         self.counting = False
         self.sending = False
         if self.sender and not self.closed:
@@ -264,6 +273,21 @@ class _TcpStream:
         self.closed = True
         self.sending = False
         self.test.stream_lost(self)
+
+
+def _unacked(transport: asyncio.BaseTransport | None) -> int:
+    """Bytes in a TCP socket's send queue that the peer has not acknowledged (SIOCOUTQ); 0 unknown."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    try:
+        import fcntl
+        import termios
+
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # SIOCOUTQ has TIOCOUTQ's number
+    except (OSError, ValueError, AttributeError, ImportError):
+        return 0
+    return max(0, int(struct.unpack("i", raw)[0]))
 
 
 def _retransmits(transport: asyncio.BaseTransport | None) -> int | None:
@@ -297,6 +321,7 @@ class _UdpStream:
         self.closed = False
         self.retransmits: int | None = None
         self.buf = bytearray(test.params.block_len)
+        self.last_rx = 0.0
 
     def datagram(self, data: bytes) -> None:
         if not self.counting:
@@ -307,6 +332,7 @@ class _UdpStream:
             return
         self.rx.add(count, sec, usec, time.time_ns(), len(data))
         self.count += len(data)
+        self.last_rx = time.monotonic()
 
     def start(self) -> None:
         self.counting = True
@@ -347,10 +373,11 @@ class _Udp(asyncio.DatagramProtocol):
 class TestEnded(Exception):
     """The test is over before its normal end: ``outcome`` names why."""
 
-    def __init__(self, outcome: str, error: str | None = None) -> None:
+    def __init__(self, outcome: str, error: str | None = None, limit: bool = False) -> None:
         super().__init__(outcome)
         self.outcome = outcome
         self.error = error
+        self.limit = limit  # the server cut it: the client is told on the control connection
 
 
 class Iperf3Test:
@@ -374,6 +401,9 @@ class Iperf3Test:
         self.running = False
         self.sent_queued = 0
         self.budget: int | None = None
+        #: A sender stops by itself after the client's -t plus -O (from TEST_RUNNING): what it sends
+        #: later would sit unread in the client's socket when the client stops, yet count as sent.
+        self.send_for = float("inf")
         self.start_ns = 0
         self.measure_ns = 0  # start of counting after the omit period
         self.end_ns = 0
@@ -485,6 +515,8 @@ class Iperf3Test:
             await self._run()
         except TestEnded as exc:
             outcome, error = exc.outcome, exc.error
+            if exc.limit:
+                await self._linger()
         except asyncio.CancelledError:
             outcome, error = "server-stop", None
             self.write(encode_state(Iperf3State.SERVER_TERMINATE))
@@ -510,6 +542,8 @@ class Iperf3Test:
         self.params = p
         self.roles = core.server_sends(p)
         self.budget = core.send_budget(p)
+        if p.duration_s and self.budget is None:
+            self.send_for = float(p.duration_s + p.omit_s)
         self.accepting = True
         if p.udp:
             self.server.udp_waiting.append(self)
@@ -546,6 +580,7 @@ class Iperf3Test:
                 if not isinstance(ev, StateEvent):
                     raise TestEnded("protocol", "unexpected JSON while the test ran")
                 if ev.state == Iperf3State.TEST_END:
+                    await self._drain_udp()
                     break
                 if ev.state == Iperf3State.CLIENT_TERMINATE:
                     raise TestEnded("client-terminate", "the client ended the test early")
@@ -576,6 +611,32 @@ class Iperf3Test:
             return  # the results are out: a client that just closes is done too
         if not isinstance(ev, StateEvent) or ev.state != Iperf3State.IPERF_DONE:
             return
+
+    async def _drain_udp(self) -> None:
+        """UDP receive streams: datagrams already queued in this host when TEST_END was read were
+        sent before it; read them (until none came for ``UDP_QUIET_S``, at most ``UDP_DRAIN_S``)
+        so they count as received rather than as lost."""
+        rx = [st for st in self.streams if isinstance(st, _UdpStream) and not st.sender]
+        if not rx:
+            return
+        deadline = time.monotonic() + UDP_DRAIN_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(UDP_QUIET_S / 2)
+            if time.monotonic() - max(st.last_rx for st in rx) >= UDP_QUIET_S:
+                return
+
+    async def _linger(self) -> None:
+        """After a cut: the streams stay open (read and dropped, nothing sent) until the client,
+        told on the control connection, closes it, or ``CLOSE_GRACE_S``: a client still writing
+        then reads the server's reason instead of failing on a closed stream."""
+        self._stop_streams()
+        deadline = time.monotonic() + CLOSE_GRACE_S
+        while not self.control_closed and time.monotonic() < deadline:
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
 
     def _stop_streams(self) -> None:
         if self.running:
@@ -657,7 +718,7 @@ class Iperf3Test:
             self.write(core.encode_error(core.IETOTALRATE))
         else:
             self.write(encode_state(state))
-        self._fail(TestEnded(which.replace("_", "-"), f"{which} {value:g} reached"))
+        self._fail(TestEnded(which.replace("_", "-"), f"{which} {value:g} reached", limit=True))
 
     async def _udp_send(self) -> None:
         """-u -R / --bidir: paced datagrams with iperf3's header, at the client's -b per stream."""
@@ -671,6 +732,8 @@ class Iperf3Test:
         backlog: Callable[[], int] = getattr(udp, "get_write_buffer_size", lambda: 0)
         while True:
             elapsed = time.perf_counter() - t0
+            if elapsed >= self.send_for:
+                return
             for st in senders:
                 if not st.sending:
                     continue

@@ -7,7 +7,7 @@ needs, read from esnet/iperf ``src/iperf_server_api.c``, ``iperf_api.c`` and ``i
 
 - :class:`ControlReader`: the client's control bytes in, events out (a state byte, a JSON
   document), every length bounded before a byte of it is buffered.
-- :func:`parse_params`: the client's parameter document -> :class:`TestParams`, or the iperf3
+- :func:`parse_params`: the client's parameter document -> :class:`Iperf3Params`, or the iperf3
   error code (:class:`ParamError`) that the server sends after SERVER_ERROR so the client prints
   iperf3's own message ("no SCTP support available", "test authorization failed", ...).
 - :func:`server_sends`: which of the client's data connections the server sends on.
@@ -16,7 +16,7 @@ needs, read from esnet/iperf ``src/iperf_server_api.c``, ``iperf_api.c`` and ``i
   times with the first datagram's transit as the start).
 - :func:`results_doc`: the server's results document; :func:`server_output_text`: what
   ``--get-server-output`` shows on the client.
-- :class:`TestSummary` / :class:`Iperf3ServeSummary`: what ``netkit serve iperf3`` reports.
+- :class:`Iperf3TestSummary` / :class:`Iperf3ServeSummary`: what ``netkit serve iperf3`` reports.
 
 The state flow a server drives (iperf3's numbers): after the cookie, PARAM_EXCHANGE (9); the
 client sends its parameters; CREATE_STREAMS (10); the client opens ``parallel`` data connections
@@ -135,7 +135,7 @@ def encode_error(code: int, err: int = 0) -> bytes:
 
 
 @dataclass(frozen=True)
-class TestParams:
+class Iperf3Params:
     """What a client asked for, as the server needs it."""
 
     udp: bool = False
@@ -183,7 +183,7 @@ def _int(doc: dict[str, Any], key: str, default: int = 0) -> int | None:
 
 
 def parse_params(doc: Any, *, max_streams: int = MAX_STREAMS,
-                 max_rate_bps: float | None = None) -> TestParams | ParamError:
+                 max_rate_bps: float | None = None) -> Iperf3Params | ParamError:
     """The client's parameter document -> what to run, or the error it gets (iperf3's checks, then ours)."""
     if not isinstance(doc, dict):
         return ParamError(IERECVPARAMS, "parameters are not a JSON object")
@@ -224,7 +224,7 @@ def parse_params(doc: Any, *, max_streams: int = MAX_STREAMS,
     if max_rate_bps is not None and bandwidth * streams > max_rate_bps:
         return ParamError(IETOTALRATE, f"{bandwidth * streams} bit/s asked for, at most {max_rate_bps:.0f}")
     version = doc.get("client_version")
-    return TestParams(
+    return Iperf3Params(
         udp=udp, reverse=reverse, bidir=bidir, parallel=parallel, duration_s=nums["time"], omit_s=nums["omit"],
         num_bytes=nums["num"], blockcount=nums["blockcount"], block_len=length, window=nums["window"],
         bandwidth_bps=bandwidth, counters_64bit=bool(doc.get("udp_counters_64bit")),
@@ -233,14 +233,14 @@ def parse_params(doc: Any, *, max_streams: int = MAX_STREAMS,
     )
 
 
-def server_sends(params: TestParams) -> list[bool]:
+def server_sends(params: Iperf3Params) -> list[bool]:
     """Per data connection in accept order: does the server send on it? (The client's senders first.)"""
     if params.bidir:
         return [False] * params.parallel + [True] * params.parallel
     return [params.reverse] * params.parallel
 
 
-def send_budget(params: TestParams) -> int | None:
+def send_budget(params: Iperf3Params) -> int | None:
     """Bytes the server sends in all before it stops by itself (-n/-k with -R), or None: until TEST_END."""
     if params.num_bytes:
         return params.num_bytes
@@ -357,7 +357,7 @@ class IntervalRow:
     bytes: int
 
 
-def server_output_text(peer: str, params: TestParams, intervals: Sequence[IntervalRow],
+def server_output_text(peer: str, params: Iperf3Params, intervals: Sequence[IntervalRow],
                        streams: Sequence[StreamCount]) -> str:
     """What ``--get-server-output`` prints on the client: netkit's own per-interval view, iperf3-like."""
     lines = [f"netkit serve iperf3: accepted test from {peer} ({params.mode}, {params.streams} streams)",
@@ -379,7 +379,7 @@ def server_output_text(peer: str, params: TestParams, intervals: Sequence[Interv
 
 
 @dataclass(frozen=True)
-class TestSummary:
+class Iperf3TestSummary:
     """One finished (or cut) test, as the server saw it: the ``test`` event's fields."""
 
     id: int
@@ -401,8 +401,8 @@ class TestSummary:
     error: str | None = None
 
 
-def summarize(test_id: int, peer: str, params: TestParams, streams: Sequence[StreamCount], outcome: str = "ok",
-              error: str | None = None) -> TestSummary:
+def summarize(test_id: int, peer: str, params: Iperf3Params, streams: Sequence[StreamCount], outcome: str = "ok",
+              error: str | None = None) -> Iperf3TestSummary:
     span = max((s.seconds for s in streams), default=0.0)
     rx = sum(s.bytes for s in streams if not s.sender)
     tx = sum(s.bytes for s in streams if s.sender)
@@ -416,7 +416,7 @@ def summarize(test_id: int, peer: str, params: TestParams, streams: Sequence[Str
         ooo = sum(s.out_of_order for s in receivers)
         jitter = round(sum(s.jitter_s for s in receivers) / len(receivers) * 1000, 6)
         lost_pct = round(100.0 * lost / packets, 6) if packets else 0.0
-    return TestSummary(
+    return Iperf3TestSummary(
         id=test_id, peer=peer, mode=params.mode, streams=params.streams, duration_s=round(span, 6),
         bytes_received=rx, bytes_sent=tx, bits_per_second=round((rx + tx) * 8 / span, 3) if span > 0 else 0.0,
         retransmits=sum(retr) if retr else None, lost_packets=lost, packets=packets, lost_percent=lost_pct,

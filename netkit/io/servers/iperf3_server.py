@@ -37,14 +37,14 @@ from netkit.core.iperf3_server import (
     ControlError,
     ControlReader,
     IntervalRow,
+    Iperf3Params,
     Iperf3ServerConfig,
     Iperf3ServeSummary,
+    Iperf3TestSummary,
     JsonEvent,
     ParamError,
     StateEvent,
     StreamCount,
-    TestParams,
-    TestSummary,
 )
 from netkit.core.iperf3_wire import COOKIE_SIZE, Iperf3State, encode_json, encode_state, stream_id
 from netkit.core.limits import CidrFilter
@@ -393,7 +393,7 @@ class Iperf3Test:
         self.reader = ControlReader()
         self.wake = asyncio.Event()
         self.control_closed = False
-        self.params = TestParams()
+        self.params = Iperf3Params()
         self.roles: list[bool] = []
         self.streams: list[_TcpStream | _UdpStream] = []
         self.streams_ready = asyncio.Event()
@@ -510,7 +510,7 @@ class Iperf3Test:
     # ----- the test --------------------------------------------------------------------------
     async def run(self) -> None:
         outcome, error = "ok", None
-        summary: TestSummary | None = None
+        summary: Iperf3TestSummary | None = None
         try:
             await self._run()
         except TestEnded as exc:
@@ -752,7 +752,7 @@ class Iperf3Test:
                     self.sent_queued += len(st.buf)
             await asyncio.sleep(UDP_TICK_S)
 
-    def _finish(self, outcome: str, error: str | None) -> TestSummary | None:
+    def _finish(self, outcome: str, error: str | None) -> Iperf3TestSummary | None:
         self._stop_streams()
         for st in self.streams:
             st.close()
@@ -927,7 +927,7 @@ class Iperf3Server:
                     return st
         return None
 
-    def test_done(self, test: Iperf3Test, summary: TestSummary) -> None:
+    def test_done(self, test: Iperf3Test, summary: Iperf3TestSummary) -> None:
         self._started += 1
         if summary.outcome == "ok":
             self._completed += 1

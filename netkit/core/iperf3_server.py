@@ -454,6 +454,9 @@ class Iperf3ServeSummary:
     peak_concurrent: int
     bytes_received: int
     bytes_sent: int
+    #: Why clients were refused: max_tests, denied, params, protocol, timeout (no cookie or message in time).
+    refused_by: dict[str, int] = field(default_factory=dict)
+    #: Tests a limit ended: max_duration, max_rate, idle_timeout.
     limits_hit: dict[str, int] = field(default_factory=dict)
     elapsed_ms: float = 0.0
     stopped_by: str | None = None

@@ -68,7 +68,9 @@ def print_event(out: Output, event: Mapping[str, Any], state: EventState) -> Non
 
 
 def summary_rows(s: Iperf3ServeSummary, events_dropped: int | None = None) -> list[tuple[str, str]]:
-    limits = ", ".join(f"{safe_text(k)} {format_count(v)}" for k, v in s.limits_hit.items() if v) or "none"
+    def counts(d: dict[str, int]) -> str:
+        return ", ".join(f"{safe_text(k)} {format_count(v)}" for k, v in d.items() if v) or "none"
+
     rows = [
         ("address", format_host_port(s.host, s.port)),
         ("tests", format_count(s.tests)),
@@ -78,7 +80,8 @@ def summary_rows(s: Iperf3ServeSummary, events_dropped: int | None = None) -> li
         ("peak concurrent", format_count(s.peak_concurrent)),
         ("bytes received", format_bytes(s.bytes_received)),
         ("bytes sent", format_bytes(s.bytes_sent)),
-        ("limits hit", limits),
+        ("refused by", counts(s.refused_by)),
+        ("limits hit", counts(s.limits_hit)),
         ("elapsed", format_duration(s.elapsed_ms / 1000)),
         ("stopped by", s.stopped_by or "-"),
     ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import struct
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +49,13 @@ def _iperf3(port: int, *args: str, timeout: float = 20.0) -> tuple[int, dict[str
     except ValueError:
         doc = {}
     return proc.returncode, doc, proc.stderr
+
+
+def _read_all(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    return data
 
 
 def _established(port: int) -> int:
@@ -93,7 +102,18 @@ def runs() -> dict[str, Any]:
             return measure_throughput(ThroughputConfig("127.0.0.1", main.port, duration_s=1.0, udp=True,
                                                       block_size=1400, rate_bps=20e6))
 
-        with ThreadPoolExecutor(len(BATCH) + 4) as pool:
+        def garbage() -> list[bytes]:
+            answers = []
+            for message in (struct.pack("!I", 100 * 1024 * 1024), struct.pack("!I", 5) + b"{{{{{"):
+                with socket.create_connection(("127.0.0.1", main.port), timeout=10) as s:
+                    s.sendall(b"g" * 37)
+                    first = s.recv(1)
+                    s.sendall(message)
+                    answers.append(first + _read_all(s))
+            return answers
+
+        with ThreadPoolExecutor(len(BATCH) + 5) as pool:
+            junk = pool.submit(garbage)
             futs = {name: pool.submit(client, main.port, *args) for name, (args, _, _) in BATCH.items()}
             sctp = pool.submit(client, main.port, "--sctp", "-t", "1")
             cuts = pool.submit(cut_sequence)
@@ -102,6 +122,7 @@ def runs() -> dict[str, Any]:
             results["sctp"] = sctp.result(timeout=60)
             cut_results = cuts.result(timeout=60)
             once_result = onc.result(timeout=60)
+            junk_answers = junk.result(timeout=60)
             # Then unpaced, three at once: iperf3's default, and netkit's own client (TCP and UDP).
             after_f = pool.submit(_iperf3, main.port, "-t", "1")
             nk_tcp, nk_udp = pool.submit(netkit_tcp), pool.submit(netkit_udp)
@@ -120,6 +141,7 @@ def runs() -> dict[str, Any]:
         "clients": results, "after": after, "code": code, "err": err, "events": events,
         "tests": [e for e in events if e["event"] == "test"], "cut": cut_results, "cut_events": _events(cut_out),
         "once": (once_code, once_out.decode(), once_err.decode(), once_result), "netkit": netkit_results,
+        "junk": junk_answers,
     }
 
 
@@ -169,7 +191,7 @@ def test_get_server_output_shows_netkits_intervals(runs: dict[str, Any]) -> None
 def test_many_tests_ran_at_once_and_none_was_refused(runs: dict[str, Any]) -> None:
     starts = [e for e in runs["events"] if e["event"] == "test_start"]
     assert len(starts) >= len(BATCH) + 2  # the batch, netkit's two, the one after
-    assert not [e for e in runs["events"] if e["event"] == "refused" and e["reason"] != "params"]
+    assert not [e for e in runs["events"] if e["event"] == "refused" and e["reason"] not in ("params", "protocol")]
     summary = runs["events"][-1]
     assert summary["event"] == "summary" and summary["peak_concurrent"] >= 8
     assert summary["completed"] == summary["tests"] and summary["stopped_by"] == "SIGTERM"
@@ -215,3 +237,11 @@ def test_netkit_measure_throughput_against_it(runs: dict[str, Any]) -> None:
     assert [s.id for s in tcp.summary.streams] == [1, 3]
     assert tcp.summary.sent_bytes == pytest.approx(tcp.summary.received_bytes, rel=0.01)
     assert udp.server == "iperf3" and udp.summary.received_bytes > 0
+
+
+def test_an_oversized_announcement_and_garbage_json_get_iperf3s_error_and_are_logged(runs: dict[str, Any]) -> None:
+    error = struct.pack("!bii", -2, 114, 0)  # SERVER_ERROR, "unable to receive parameters from client"
+    assert runs["junk"] == [b"\x09" + error, b"\x09" + error]  # PARAM_EXCHANGE first, then the refusal
+    refused = [e for e in runs["events"] if e["event"] == "refused" and e["reason"] == "protocol"]
+    assert len(refused) == 2 and "104857600" in refused[0]["detail"] + refused[1]["detail"]
+    assert runs["events"][-1]["refused_by"]["protocol"] == 2

@@ -757,14 +757,24 @@ class Iperf3Test:
         for st in self.streams:
             st.close()
         t = self.conn.transport
-        if t is not None and not t.is_closing():
-            t.close()
-            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, t.abort)
         self.server.tests.pop(self.cookie, None)
         if self in self.server.udp_waiting:
             self.server.udp_waiting.remove(self)
+        try:
+            return self._summary(outcome, error, t)
+        finally:
+            if t is not None and not t.is_closing():
+                t.close()
+                asyncio.get_running_loop().call_later(CLOSE_GRACE_S, t.abort)
+
+    def _summary(self, outcome: str, error: str | None, t: asyncio.Transport | None) -> Iperf3TestSummary | None:
         if not self.start_ns:
-            return None  # never ran: counted as refused or failed, no test summary
+            # Never ran: no test summary; counted and logged as refused (parameters already were).
+            if outcome != "refused":
+                if outcome == "protocol" and t is not None and not t.is_closing():
+                    t.write(core.encode_error(core.IERECVPARAMS))  # the client says why it stopped
+                self.server.refused(outcome.replace("-", "_"), self.conn.peer, error or outcome)
+            return None
         return core.summarize(self.id, self.peer, self.params, self._counts(), outcome, error)
 
 
@@ -797,6 +807,7 @@ class Iperf3Server:
         self._rx = 0
         self._tx = 0
         self._limits: dict[str, int] = {}
+        self._refused_by: dict[str, int] = {}
         self._start_ns = 0
         self._once_taken = False
 
@@ -859,7 +870,7 @@ class Iperf3Server:
         return Iperf3ServeSummary(
             host=self.host, port=self.port, tests=self._started, completed=self._completed, cut=self._cut,
             refused=self._refused, peak_concurrent=self._peak, bytes_received=self._rx, bytes_sent=self._tx,
-            limits_hit=dict(self._limits),
+            refused_by=dict(self._refused_by), limits_hit=dict(self._limits),
             elapsed_ms=ms(time.perf_counter_ns() - self._start_ns) if self._start_ns else 0.0, stopped_by=stopped_by,
         )
 
@@ -874,7 +885,7 @@ class Iperf3Server:
 
     def refused(self, why: str, peer: Any, detail: str) -> None:
         self._refused += 1
-        self._limits[why] = self._limits.get(why, 0) + 1
+        self._refused_by[why] = self._refused_by.get(why, 0) + 1
         self.emit("refused", reason=why, peer=_peer_text(peer), detail=detail)
 
     def route(self, conn: _Conn, cookie: bytes, rest: bytes) -> None:

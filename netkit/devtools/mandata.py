@@ -86,6 +86,19 @@ PAGES: dict[str, dict[str, Any]] = {
              "netkit serve udp --port 9000 --mode echo"),
         ),
     },
+    "serve iperf3": {
+        "exit_status": (
+            (0, "The server stopped on Ctrl-C or SIGTERM (or after its one test with --once) and printed its totals."),
+            _USAGE,
+            (3, "The server could not start: the address is in use or binding is not permitted."),
+        ),
+        "examples": (
+            ("Serve iperf3 clients on the usual port, many at once:", "netkit serve iperf3"),
+            ("Then, from as many clients as you like:", "iperf3 -c 127.0.0.1 -P 4 -t 5"),
+            ("Log every test as a JSON line, at most 8 at once and 30 s each:",
+             "netkit --format jsonl serve iperf3 --max-tests 8 --max-duration 30s >> tests.jsonl"),
+        ),
+    },
     # ----- send ----------------------------------------------------------------------------------
     "send": {
         "exit_status": (

@@ -544,9 +544,13 @@ class Iperf3Test:
         self.budget = core.send_budget(p)
         if p.duration_s and self.budget is None:
             self.send_for = float(p.duration_s + p.omit_s)
-        self.accepting = True
+        turn: asyncio.Future[None] | None = None
         if p.udp:
+            # A UDP stream is known by its client address only: one UDP test per client host
+            # connects its streams at a time, so two tests from one host never swap streams.
+            turn = await self.server.udp_turn(self.peer_ip, idle)
             self.server.udp_waiting.append(self)
+        self.accepting = True
         self.write(encode_state(Iperf3State.CREATE_STREAMS))
         try:
             await asyncio.wait_for(self.streams_ready.wait(), idle)
@@ -557,6 +561,8 @@ class Iperf3Test:
             self.accepting = False
             if self in self.server.udp_waiting:
                 self.server.udp_waiting.remove(self)
+            if turn is not None:
+                self.server.udp_turn_done(self.peer_ip, turn)
         if self.cut is not None:
             raise self.cut
         if self.control_closed:
@@ -793,6 +799,7 @@ class Iperf3Server:
         self.conns: set[_Conn] = set()
         self.udp_streams: dict[Any, _UdpStream] = {}
         self.udp_waiting: list[Iperf3Test] = []
+        self.udp_creating: dict[str, asyncio.Future[None]] = {}  # client host -> the UDP test connecting streams
         self.udp: asyncio.DatagramTransport | None = None
         self.done = asyncio.Event()
         self.stopping = False
@@ -927,6 +934,28 @@ class Iperf3Server:
             self.debug(f"test task failed: {task.exception()!r}")
         if self.config.once:
             self.done.set()
+
+    async def udp_turn(self, ip: str, timeout: float) -> asyncio.Future[None]:
+        """Wait (at most ``timeout``) until no other UDP test from ``ip`` connects its streams;
+        the returned future is this test's turn, ended by :meth:`udp_turn_done`."""
+        deadline = time.monotonic() + timeout
+        while (other := self.udp_creating.get(ip)) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TestEnded("timeout", "another UDP test from this host kept connecting its streams")
+            try:
+                await asyncio.wait_for(asyncio.shield(other), left)
+            except asyncio.TimeoutError:
+                pass
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.udp_creating[ip] = turn
+        return turn
+
+    def udp_turn_done(self, ip: str, turn: asyncio.Future[None]) -> None:
+        if self.udp_creating.get(ip) is turn:
+            del self.udp_creating[ip]
+        if not turn.done():
+            turn.set_result(None)
 
     def udp_connect(self, addr: Any) -> _UdpStream | None:
         ip = str(addr[0]) if isinstance(addr, tuple) else ""

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.aio import StopSignal
 
 RECV_BUF = 1024 * 1024
+SMALL_BUF = 64 * 1024
 SEND_BUFFER = 1024 * 1024  # queued beyond the kernel per sending stream, at most
 SEND_BURST = 32  # writes per loop turn
 UDP_TICK_S = 0.001
@@ -77,6 +78,15 @@ def _recv_buffer() -> memoryview:
     view = _shared.get("recv")
     if view is None:
         view = _shared["recv"] = memoryview(bytearray(RECV_BUF))
+    return view
+
+
+def _small_buffer() -> memoryview:
+    """The buffer cookies, control messages and a sending stream's stray bytes are read into: one
+    for the loop (its thread reads one connection at a time), so a connection costs no buffer."""
+    view = _shared.get("small")
+    if view is None:
+        view = _shared["small"] = memoryview(bytearray(SMALL_BUF))
     return view
 
 
@@ -105,7 +115,7 @@ class _Conn(asyncio.BufferedProtocol):
         self.stream: _TcpStream | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.peer: Any = None
-        self._small = memoryview(bytearray(65536))
+        self._small = _small_buffer()  # shared: what is read into it is copied out at once
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = t = transport  # type: ignore[assignment]
@@ -575,6 +585,9 @@ class Iperf3Test:
             st.start()
         sender_task = asyncio.ensure_future(self._udp_send()) if p.udp and any(self.roles) else None
         ticker = asyncio.ensure_future(self._tick())
+        max_s = self.server.config.max_duration_s
+        cutter = asyncio.get_running_loop().call_later(
+            max_s, self._cut, "max_duration", max_s, Iperf3State.SERVER_TERMINATE) if max_s is not None else None
         self.server.emit("test_start", id=self.id, peer=self.peer, mode=p.mode, streams=p.streams,
                          duration_s=p.duration_s, omit_s=p.omit_s, bytes=p.num_bytes or None,
                          blocks=p.blockcount or None, length=p.block_len, window=p.window or None,
@@ -595,6 +608,8 @@ class Iperf3Test:
                 raise TestEnded("protocol", f"unexpected state {ev.state} while the test ran")
         finally:
             ticker.cancel()
+            if cutter is not None:
+                cutter.cancel()
             if sender_task is not None:
                 sender_task.cancel()
             self._stop_streams()
@@ -713,9 +728,6 @@ class Iperf3Test:
                 return
             if cfg.max_rate_bps is not None and span > 0 and total * 8 / span > cfg.max_rate_bps:
                 self._cut("max_rate", cfg.max_rate_bps, None)
-                return
-            if cfg.max_duration_s is not None and (now - self.start_ns) / 1e9 >= cfg.max_duration_s:
-                self._cut("max_duration", cfg.max_duration_s, Iperf3State.SERVER_TERMINATE)
                 return
 
     def _cut(self, which: str, value: float, state: Iperf3State | None) -> None:

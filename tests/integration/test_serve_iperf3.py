@@ -74,7 +74,7 @@ def _events(out: str) -> list[dict[str, Any]]:
 def runs() -> dict[str, Any]:
     support.require_tool("iperf3")
     main = support.start_netkit_server("--format", "jsonl", "serve", "iperf3", "--port", "0")
-    cut = support.start_netkit_server("--format", "jsonl", "serve", "iperf3", "--port", "0", "--max-duration", "1s",
+    cut = support.start_netkit_server("--format", "jsonl", "serve", "iperf3", "--port", "0", "--max-duration", "1.5s",
                                       "--max-rate", "1G", "--max-tests", "1")
     once = support.start_netkit_server("--format", "json", "serve", "iperf3", "--port", "0", "--once")
     try:
@@ -91,7 +91,7 @@ def runs() -> dict[str, Any]:
             t.start()
             support.wait_until(lambda: _established(cut.port) >= 2, timeout=10)  # control and data: running
             refused = _iperf3(cut.port, "-t", "1")  # --max-tests 1: busy
-            t.join()  # cut at 1 s by --max-duration
+            t.join()  # cut at 1.5 s by --max-duration
             fast = _iperf3(cut.port, "-t", "3")  # loopback goes far above 1 Gbit/s: --max-rate
             return {"long": held[0], "refused": refused, "fast": fast}
 

@@ -296,6 +296,8 @@ class StreamCount:
     errors: int = 0  # UDP receiver: iperf3's loss count
     out_of_order: int = 0
     jitter_s: float = 0.0
+    omitted_packets: int = 0  # UDP: the part of ``packets`` and ``errors`` from the omit period (-O)
+    omitted_errors: int = 0
 
 
 def results_doc(streams: Sequence[StreamCount], cpu: tuple[float, float, float], *,
@@ -315,8 +317,8 @@ def results_doc(streams: Sequence[StreamCount], cpu: tuple[float, float, float],
     doc["streams"] = [
         {"id": s.id, "bytes": s.bytes,
          "retransmits": s.retransmits if (s.sender and s.retransmits is not None) else -1,
-         "jitter": s.jitter_s, "errors": s.errors, "omitted_errors": 0, "packets": s.packets,
-         "omitted_packets": 0, "start_time": 0, "end_time": round(s.seconds, 6)}
+         "jitter": s.jitter_s, "errors": s.errors, "omitted_errors": s.omitted_errors, "packets": s.packets,
+         "omitted_packets": s.omitted_packets, "start_time": 0, "end_time": round(s.seconds, 6)}
         for s in streams
     ]
     return doc
@@ -411,8 +413,8 @@ def summarize(test_id: int, peer: str, params: Iperf3Params, streams: Sequence[S
     jitter = lost_pct = None
     receivers = [s for s in streams if not s.sender]
     if params.udp and receivers:
-        lost = sum(s.errors for s in receivers)
-        packets = sum(s.packets for s in receivers)
+        lost = sum(s.errors - s.omitted_errors for s in receivers)
+        packets = sum(s.packets - s.omitted_packets for s in receivers)
         ooo = sum(s.out_of_order for s in receivers)
         jitter = round(sum(s.jitter_s for s in receivers) / len(receivers) * 1000, 6)
         lost_pct = round(100.0 * lost / packets, 6) if packets else 0.0

@@ -129,3 +129,13 @@ def test_summary_adds_both_directions_and_udp_loss() -> None:
     assert (s.lost_packets, s.packets, s.lost_percent, s.jitter_ms) == (1, 10, 10.0, 2.0)
     text = core.server_output_text("127.0.0.1:5", p, [core.IntervalRow(1, 0.0, 1.0, 900)], counts)
     assert "udp-bidir" in text and "1/10" in text
+
+
+def test_udp_omit_period_is_sent_apart_and_left_out_of_the_summary() -> None:
+    p = core.parse_params({"udp": True, "time": 1, "omit": 1, "parallel": 1, "len": 100})
+    assert isinstance(p, Iperf3Params)
+    count = core.StreamCount(1, False, 900, 1.0, packets=20, errors=3, omitted_packets=10, omitted_errors=2)
+    doc = core.results_doc([count], (0.0, 0.0, 0.0))
+    assert (doc["streams"][0]["omitted_packets"], doc["streams"][0]["omitted_errors"]) == (10, 2)
+    s = core.summarize(1, "x", p, [count])
+    assert (s.packets, s.lost_packets, s.lost_percent) == (10, 1, 10.0)

@@ -332,6 +332,7 @@ class _UdpStream:
         self.retransmits: int | None = None
         self.buf = bytearray(test.params.block_len)
         self.last_rx = 0.0
+        self.omitted = (0, 0)  # (packets, errors) when the omit period ended
 
     def datagram(self, data: bytes) -> None:
         if not self.counting:
@@ -682,7 +683,8 @@ class Iperf3Test:
                 out.append(StreamCount(
                     st.id, st.sender, n, secs, packets=st.packets_sent if st.sender else st.rx.highest,
                     errors=0 if st.sender else st.rx.errors, out_of_order=0 if st.sender else st.rx.out_of_order,
-                    jitter_s=0.0 if st.sender else st.rx.jitter_s))
+                    jitter_s=0.0 if st.sender else st.rx.jitter_s, omitted_packets=st.omitted[0],
+                    omitted_errors=st.omitted[1]))
             else:
                 out.append(StreamCount(st.id, st.sender, n, secs, retransmits=st.retransmits))
         return out
@@ -707,6 +709,9 @@ class Iperf3Test:
                     for i, st in enumerate(self.streams):
                         st.base = st.count
                         last[i] = st.count
+                        if isinstance(st, _UdpStream):
+                            st.omitted = (st.packets_sent if st.sender else st.rx.highest,
+                                          0 if st.sender else st.rx.errors)
                     self.measure_ns = now
                     t_prev = now
                 continue

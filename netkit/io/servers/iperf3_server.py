@@ -832,6 +832,7 @@ class Iperf3Server:
         self._tx = 0
         self._limits: dict[str, int] = {}
         self._refused_by: dict[str, int] = {}
+        self._refusal_logged: dict[str, float] = {}
         self._start_ns = 0
         self._once_taken = False
 
@@ -899,8 +900,17 @@ class Iperf3Server:
         )
 
     # ----- connections ------------------------------------------------------------------------
+    @property
+    def max_conns(self) -> int:
+        """Connections open at once, at most: every test's control and streams, plus room for
+        clients still sending their cookie (a flood of idle connections is refused, not served)."""
+        return self.config.max_tests * (self.config.max_streams + 1) + 64
+
     def admit(self, peer: Any) -> bool:
         if self.stopping:
+            return False
+        if len(self.conns) >= self.max_conns:
+            self.refused("max_conns", peer, f"{self.max_conns} connections open")
             return False
         if self.filter.active and not self.filter.permits(str(peer[0]) if isinstance(peer, tuple) else ""):
             self.refused("denied", peer, "source not allowed")
@@ -909,8 +919,12 @@ class Iperf3Server:
 
     def refused(self, why: str, peer: Any, detail: str) -> None:
         self._refused += 1
-        self._refused_by[why] = self._refused_by.get(why, 0) + 1
-        self.emit("refused", reason=why, peer=_peer_text(peer), detail=detail)
+        count = self._refused_by[why] = self._refused_by.get(why, 0) + 1
+        now = time.monotonic()
+        if now - self._refusal_logged.get(why, -1e9) < 1.0 and why in ("max_conns", "denied", "timeout"):
+            return  # a flood logs one event per second per reason (with the count so far)
+        self._refusal_logged[why] = now
+        self.emit("refused", reason=why, peer=_peer_text(peer), detail=detail, count=count)
 
     def route(self, conn: _Conn, cookie: bytes, rest: bytes) -> None:
         t = conn.transport
@@ -1012,8 +1026,8 @@ async def serve_iperf3(
     from netkit.io.aio import StopSignal
     from netkit.io.servers.tcp_server import raise_nofile_limit
 
-    raise_nofile_limit(config.max_tests * (config.max_streams + 1) + 64)
     server = Iperf3Server(config, on_event=on_event, on_debug=on_debug)
+    raise_nofile_limit(server.max_conns + 64)
     own_stop = stop is None
     stop_cm = StopSignal() if own_stop else None
     if stop_cm is not None:

@@ -69,7 +69,7 @@ UDP_BURST = 256  # datagrams per stream per tick, at most
 CLOSE_GRACE_S = 2.0
 DONE_WAIT_S = 2.0  # after DISPLAY_RESULTS, how long to wait for the client's IPERF_DONE
 STOP_GRACE_S = 1.0
-MAX_INTERVAL_ROWS = 20_000  # --get-server-output: the rows kept per test, at most
+MAX_INTERVAL_ROWS = 4096  # --get-server-output: the rows kept per test, at most (about 300 KB of text)
 
 _shared: dict[str, Any] = {}
 
@@ -720,7 +720,7 @@ class Iperf3Test:
                 delta = st.count - last[i]
                 last[i] = st.count
                 total += delta
-                if len(self.intervals) < MAX_INTERVAL_ROWS:
+                if p.get_server_output and len(self.intervals) < MAX_INTERVAL_ROWS:
                     self.intervals.append(IntervalRow(st.id, (t_prev - self.measure_ns) / 1e9,
                                                       (now - self.measure_ns) / 1e9, delta))
             span = (now - t_prev) / 1e9

@@ -191,7 +191,7 @@ def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, 
       netkit --format jsonl serve iperf3 --port 0 --max-tests 8 > tests.jsonl
     """
     from netkit.core.errors import InputError
-    from netkit.core.guard import exposure_warning
+    from netkit.core.guard import is_loopback_host
     from netkit.core.iperf3_server import Iperf3ServerConfig
     from netkit.core.limits import parse_cidr
     from netkit.io.servers.iperf3_server import serve_iperf3_sync
@@ -206,9 +206,9 @@ def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, 
                 parse_cidr(c)
             except ValueError as exc:
                 raise InputError(f"--{opt}: {exc}") from None
-    warning = exposure_warning(host, "tcp", None)
-    if warning is not None:
-        out.warn(warning)
+    if not is_loopback_host(host):  # shown even with -q: it names a risk
+        out.warn(f"serving iperf3 on {host}: anyone who can reach this address can use it to burn this "
+                 f"link's bandwidth; consider --allow/--deny, --max-rate, --max-duration, --max-tests")
         out.stderr.flush()
     config = Iperf3ServerConfig(
         host=host, port=port, max_tests=max_tests, max_duration_s=max_duration or None, max_streams=max_streams,

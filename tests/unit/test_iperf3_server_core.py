@@ -139,3 +139,17 @@ def test_udp_omit_period_is_sent_apart_and_left_out_of_the_summary() -> None:
     assert (doc["streams"][0]["omitted_packets"], doc["streams"][0]["omitted_errors"]) == (10, 2)
     s = core.summarize(1, "x", p, [count])
     assert (s.packets, s.lost_packets, s.lost_percent) == (10, 1, 10.0)
+
+
+def test_a_finished_test_is_one_aligned_row_with_the_peers_text_inert() -> None:
+    from netkit.render.iperf3_serve import HEADER, test_row
+
+    p = core.parse_params({**PARAMS, "reverse": True})
+    assert isinstance(p, Iperf3Params)
+    summary = core.summarize(3, "127.0.0.1:5000", p, [core.StreamCount(1, True, 10 * 2**20, 1.0, retransmits=2)])
+    event = {"event": "test", "time": "2026-01-01T12:00:00.123Z",
+             **{k: v for k, v in vars(summary).items()}, "mode": "tcp-reverse\x1b[31m"}
+    row = test_row(event)
+    assert "\x1b" not in row and row.startswith("12:00:00.123")
+    assert "10.0 MiB" in row and "83.9 Mbit/s" in row and row.split()[-1] == "ok"
+    assert len(HEADER.split()) == 11

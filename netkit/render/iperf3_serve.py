@@ -2,7 +2,8 @@
 
 - :func:`print_event`: jsonl writes every event as it is (``test_start``, ``test``, ``limit``,
   ``refused``); a table run writes one aligned row per finished test (:func:`test_row`, the
-  header before the first) and one readable line for limits and refusals.
+  header before the first), or two labelled lines on a terminal too narrow for the row
+  (:func:`test_lines`), and one readable line for limits and refusals.
 - :func:`print_summary`: json/jsonl/csv write the totals' fields as published; a table run
   shows them for people.
 """
@@ -32,20 +33,34 @@ class EventState:
     header_done = False
 
 
+def _retr_or_loss(event: Mapping[str, Any]) -> str:
+    if event.get("lost_packets") is not None:
+        return f"{event['lost_packets']}/{event.get('packets', 0)}"
+    if event.get("retransmits") is not None:
+        return format_count(event["retransmits"])
+    return "-"
+
+
 def test_row(event: Mapping[str, Any]) -> str:
     """One finished test: when, who, mode, streams, span, bytes each way, bit rate, retransmits
     (TCP) or lost/packets (UDP), outcome. Peer-chosen text goes through ``safe_text``."""
     t = str(event.get("time", ""))[11:23]
-    if event.get("lost_packets") is not None:
-        extra = f"{event['lost_packets']}/{event.get('packets', 0)}"
-    elif event.get("retransmits") is not None:
-        extra = format_count(event["retransmits"])
-    else:
-        extra = "-"
     return (f"{t:<12} {event['id']:>4} {safe_text(str(event['peer'])):<24} {safe_text(str(event['mode'])):<12} "
             f"{event['streams']:>3} {event['duration_s']:>6.2f} {format_bytes(event['bytes_received']):>11} "
             f"{format_bytes(event['bytes_sent']):>11} {format_bitrate(event['bits_per_second']):>14} "
-            f"{extra:>10} {safe_text(str(event.get('outcome', '')))}")
+            f"{_retr_or_loss(event):>10} {safe_text(str(event.get('outcome', '')))}")
+
+
+def test_lines(event: Mapping[str, Any]) -> list[str]:
+    """The same test in two labelled lines, for a terminal narrower than :func:`test_row`: who and
+    what, then the figures (each line wraps whole words only if the terminal is narrower still)."""
+    t = str(event.get("time", ""))[11:19]
+    streams = "1 stream" if event["streams"] == 1 else f"{event['streams']} streams"
+    kind = "loss" if event.get("lost_packets") is not None else "retr"
+    return [f"{t} #{event['id']} {safe_text(str(event['peer']))} {safe_text(str(event['mode']))}, {streams}, "
+            f"{event['duration_s']:.2f} s: {safe_text(str(event.get('outcome', '')))}",
+            f"  received {format_bytes(event['bytes_received'])}  sent {format_bytes(event['bytes_sent'])}  "
+            f"{format_bitrate(event['bits_per_second'])}  {kind} {_retr_or_loss(event)}"]
 
 
 def print_event(out: Output, event: Mapping[str, Any], state: EventState) -> None:
@@ -56,10 +71,16 @@ def print_event(out: Output, event: Mapping[str, Any], state: EventState) -> Non
         return
     kind = event["event"]
     if kind == "test":
+        row = test_row(event)
+        width = out.width
+        if width is not None and len(row) > width:  # a terminal too narrow for the row: two lines
+            for line in test_lines(event):
+                out.line(line)
+            return
         if not state.header_done:
             state.header_done = True
             out.line(HEADER)
-        out.line(test_row(event))
+        out.line(row)
     elif kind in ("limit", "refused"):
         t = str(event.get("time", ""))[11:23]
         rest = " ".join(f"{safe_text(str(k))}={safe_text(str(v))}" for k, v in event.items()
@@ -110,4 +131,4 @@ def print_summary(out: Output, s: Iperf3ServeSummary, title: str, events_dropped
              rows=[record])
 
 
-__all__ = ["HEADER", "EventState", "print_event", "print_summary", "summary_rows", "test_row"]
+__all__ = ["HEADER", "EventState", "print_event", "print_summary", "summary_rows", "test_lines", "test_row"]

@@ -153,3 +153,8 @@ def test_a_finished_test_is_one_aligned_row_with_the_peers_text_inert() -> None:
     assert "\x1b" not in row and row.startswith("12:00:00.123")
     assert "10.0 MiB" in row and "83.9 Mbit/s" in row and row.split()[-1] == "ok"
     assert len(HEADER.split()) == 11
+    from netkit.render.iperf3_serve import test_lines
+
+    lines = test_lines(event)
+    assert all(len(line) <= 80 and "\x1b" not in line for line in lines)
+    assert lines[0].endswith(": ok") and "83.9 Mbit/s" in lines[1] and "retr 2" in lines[1]

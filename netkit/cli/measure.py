@@ -11,9 +11,10 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
     "loss": ("netkit.cli.measure_loss:loss", "Packet loss with a paced UDP probe stream."),
     "throughput": ("netkit.cli.measure_throughput:throughput", "Bandwidth, like iperf3."),
     "requests": ("netkit.cli.measure_requests:requests", "Request/response load over persistent connections."),
+    "connections": ("netkit.cli.measure_connections:connections", "New TCP connections per second."),
 }
 
 
 @click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS)
 def measure() -> None:
-    """Measure latency, loss, throughput, requests."""
+    """Measure latency, loss, throughput, requests, connections."""

@@ -130,15 +130,12 @@ def connections_summary_table(result: ConnectionsResult, *, width: int | None = 
 
     doc = result.to_json()
     rate = result.connections_per_s
-    exchange = ""
-    if result.send or result.expect:
-        exchange = f", send {format_count(result.send)} B, expect {format_count(result.expect)} B"
     rates = fitted_table(
         RATE_COLUMNS,
         [[format_count(result.connections), "-" if rate is None else format_rate(rate, "conn/s"),
           format_count(result.errors_total), format_count(result.concurrency), result.close.value,
           "-" if result.time_wait is None else format_count(result.time_wait)]],
-        width=width, title=f"measure connections {safe_text(result.target)}{exchange}"
+        width=width, title=f"measure connections {safe_text(result.target)}"
         + (" (stopped early)" if result.interrupted else ""))
     parts: list[RenderableType] = [
         rates, Text(""),
@@ -147,7 +144,8 @@ def connections_summary_table(result: ConnectionsResult, *, width: int | None = 
     ]
     if result.transaction is not None:
         parts += [Text(""), fitted_table(LATENCY_COLUMNS, [_latency_row(result.transaction)], width=width,
-                                         title="transaction latency")]
+                                         title=f"transaction latency ({format_count(result.send)} B sent, "
+                                               f"{format_count(result.expect)} B back)")]
     errs = {k: v for k, v in doc["errors"].items() if k != "total" and v}
     if errs:
         parts.append(Text("errors: " + ", ".join(f"{k} {format_count(v)}" for k, v in errs.items()),

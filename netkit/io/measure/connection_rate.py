@@ -42,7 +42,9 @@ from netkit.io.resolve import resolve_sync
 
 perf_ns = time.perf_counter_ns
 KEEP_INTERVALS = 3600  # per-second rows kept for the json result (the last hour)
-POLL_CAP_S = 0.1  # the longest one epoll wait (a stop request is seen within this)
+#: The end, a stop request, timeouts and the interval row are looked at this often (and an
+#: epoll wait lasts no longer), not on every pass: the per-connection path stays short.
+HOUSEKEEPING_NS = 10_000_000
 BATCH = 1024  # epoll events taken per wait
 LINGER_RST = struct.pack("ii", 1, 0)
 EPOLLOUT = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
@@ -56,7 +58,7 @@ SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 IntervalSink = Callable[[ConnectionsInterval], None]
 
 # Phases of one attempt (index 2 of its state list).
-_CONNECTING, _EXCHANGE, _DONE = 0, 1, 2
+_CONNECTING, _EXCHANGE = 0, 1
 
 
 def time_wait_count(family: int, sockaddr: tuple[Any, ...]) -> int | None:
@@ -144,17 +146,19 @@ class _Run:
         self.last_error = os.strerror(err) if err else kind
 
     def loop(self) -> None:
+        """Keep ``concurrency`` attempts under way until the end; the per-connection path is kept to
+        a few statements, and everything else (the end, a stop request, the second's interval row,
+        timeouts) is housekeeping done at most every :data:`HOUSEKEEPING_NS`."""
         cfg = self.cfg
         family, sockaddr = self.family, self.sockaddr
         conc = cfg.concurrency
-        count = cfg.count
+        limit = cfg.count if cfg.count is not None else 1 << 62
         rst = cfg.close is CloseMode.RST
         payload = b"x" * cfg.send
         need = cfg.expect
         exchange = cfg.exchange
         timeout_ns = int(cfg.timeout_s * NS)
         stop = self.stop
-        stopped = stop.is_set if stop is not None else (lambda: False)
         # The C socket type: socket.socket's Python-level __init__ costs per connection.
         new_socket = raw_socket
         sock_type = socket.SOCK_STREAM | SOCK_NONBLOCK
@@ -167,7 +171,8 @@ class _Run:
         live: dict[int, list[Any]] = {}  # fd -> [sock, t0, phase, got]
         st: list[Any] | None
         sock: Any
-        deadlines: deque[tuple[int, list[Any]]] = deque()
+        deadlines: deque[tuple[int, list[Any]]] = deque()  # start order is deadline order
+        add_deadline = deadlines.append
         connect_ns: list[int] = []  # this second's samples
         txn_ns: list[int] = []
         add_connect = connect_ns.append
@@ -176,46 +181,45 @@ class _Run:
         errors_before = 0
         done_before = 0
         started = perf_ns()
-        end = started + int(cfg.duration_s * NS) if cfg.duration_s is not None else None
+        end = started + int(cfg.duration_s * NS) if cfg.duration_s is not None else 1 << 62
         tick = started + NS
         last_tick = started
+        housekeeping = started
         attempts = 0
         done = 0
-
-        def finish(st: list[Any]) -> None:
-            sock = st[0]
-            st[2] = _DONE
-            if rst:
-                try:
-                    sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RST)
-                except OSError:
-                    pass
-            sock.close()
-
-        def drop(st: list[Any]) -> None:
-            st[2] = _DONE
-            st[0].close()
-
         try:
             while True:
                 now = perf_ns()
-                if end is not None and now >= end:
-                    break
-                if stopped():
-                    self.interrupted = True
-                    break
-                if now >= tick:
-                    self._interval(last_tick - started, now - started, connect_ns, txn_ns,
-                                   done - done_before, self._errors_total() - errors_before)
-                    done_before, errors_before = done, self._errors_total()
-                    last_tick, tick = now, now + NS
-                # Start attempts until `conc` are under way (each failing one is counted and the
-                # slot tried again on the next pass, after the events are read).
+                if now >= housekeeping:
+                    if now >= end:
+                        break
+                    if stop is not None and stop.is_set():
+                        self.interrupted = True
+                        break
+                    if now >= tick:
+                        self._interval(last_tick - started, now - started, connect_ns, txn_ns,
+                                       done - done_before, self._errors_total() - errors_before)
+                        done_before, errors_before = done, self._errors_total()
+                        last_tick, tick = now, now + NS
+                    # Attempts past their deadline: a timeout each (a closed socket's fileno is -1).
+                    while deadlines:
+                        dl, st = deadlines[0]
+                        fd = st[0].fileno()
+                        if fd >= 0 and live.get(fd) is st:
+                            if dl > now:
+                                break
+                            del live[fd]
+                            st[0].close()
+                            fail(errno.ETIMEDOUT)
+                            self.last_error = ("no connection within the timeout" if st[2] == _CONNECTING
+                                               else "no reply within the timeout")
+                        deadlines.popleft()
+                    housekeeping = min(now + HOUSEKEEPING_NS, end, tick)
+                # Start attempts until `conc` are under way (a failing one is counted, and its slot
+                # tried again on the next pass, after the events are read).
                 busy = False
                 room = conc - len(live)
-                while room > 0:
-                    if count is not None and attempts >= count:
-                        break
+                while room > 0 and attempts < limit:
                     room -= 1
                     attempts += 1
                     t0 = perf_ns()
@@ -236,24 +240,12 @@ class _Run:
                     fd = sock.fileno()
                     st = [sock, t0, _CONNECTING, 0]
                     live[fd] = st
-                    deadlines.append((t0 + timeout_ns, st))
+                    add_deadline((t0 + timeout_ns, st))
                     register(fd, EPOLLOUT)
-                if not live:
-                    if count is not None and attempts >= count:
-                        break
-                    if busy:
-                        continue
-                # Wait no longer than the next deadline, tick, end or POLL_CAP_S.
-                wake = tick
-                if deadlines:
-                    wake = min(wake, deadlines[0][0])
-                if end is not None:
-                    wake = min(wake, end)
-                wait = 0.0 if busy else max(0.0, min(POLL_CAP_S, (wake - perf_ns()) / NS))
-                try:
-                    events = poll(wait, BATCH)
-                except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
-                    continue
+                if not live and attempts >= limit:
+                    break
+                wait = 0.0 if busy else max(0.0, (housekeeping - perf_ns()) / NS)
+                events = poll(wait, BATCH)
                 now = perf_ns()
                 for fd, ev in events:
                     st = live.get(fd)
@@ -264,13 +256,15 @@ class _Run:
                         err = sock.getsockopt(SOL_SOCKET, SO_ERROR) if ev & EPOLL_TROUBLE else 0
                         if err:
                             del live[fd]
-                            drop(st)
+                            sock.close()
                             fail(err)
                             continue
                         add_connect(now - st[1])
                         if not exchange:
                             del live[fd]
-                            finish(st)
+                            if rst:
+                                sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RST)
+                            sock.close()
                             done += 1
                             continue
                         st[2] = _EXCHANGE
@@ -279,54 +273,37 @@ class _Run:
                                 sock.send(payload)
                             except OSError as exc:
                                 del live[fd]
-                                drop(st)
+                                sock.close()
                                 fail(exc.errno or 0)
                                 continue
-                        if not need:
-                            del live[fd]
-                            add_txn(perf_ns() - st[1])
-                            finish(st)
-                            done += 1
+                        if need:
+                            modify(fd, EPOLLIN)
                             continue
-                        modify(fd, EPOLLIN)
-                        continue
-                    # _EXCHANGE: read what is expected.
-                    try:
-                        data = sock.recv(65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError as exc:
-                        del live[fd]
-                        drop(st)
-                        fail(exc.errno or 0)
-                        continue
-                    if not data:
-                        del live[fd]
-                        drop(st)
-                        self.fail_kind("closed", "the peer closed before the expected bytes arrived")
-                        continue
-                    got = st[3] + len(data)
-                    if got < need:
-                        st[3] = got
-                        continue
+                    else:  # _EXCHANGE: read what is expected
+                        try:
+                            data = sock.recv(65536)
+                        except BlockingIOError:
+                            continue
+                        except OSError as exc:
+                            del live[fd]
+                            sock.close()
+                            fail(exc.errno or 0)
+                            continue
+                        if not data:
+                            del live[fd]
+                            sock.close()
+                            self.fail_kind("closed", "the peer closed before the expected bytes arrived")
+                            continue
+                        got = st[3] + len(data)
+                        if got < need:
+                            st[3] = got
+                            continue
                     del live[fd]
                     add_txn(perf_ns() - st[1])
-                    finish(st)
+                    if rst:
+                        sock.setsockopt(SOL_SOCKET, SO_LINGER, LINGER_RST)
+                    sock.close()
                     done += 1
-                # Attempts past their deadline: a timeout each.
-                if deadlines:
-                    now = perf_ns()
-                    while deadlines:
-                        dl, st = deadlines[0]
-                        if st[2] != _DONE:
-                            if dl > now:
-                                break
-                            live.pop(st[0].fileno(), None)
-                            drop(st)
-                            fail(errno.ETIMEDOUT)
-                            self.last_error = "no connection within the timeout" if st[2] == _CONNECTING \
-                                else "no reply within the timeout"
-                        deadlines.popleft()
         finally:
             now = perf_ns()
             self.abandoned = len(live)

@@ -193,3 +193,30 @@ def test_port_exhaustion_counted_as_the_c_loop_counts(netns: str, tmp_path: Path
     assert doc["errors"]["eaddrnotavail"] == int(ref["eaddrnotavail"])
     assert doc["errors"]["total"] == doc["errors"]["eaddrnotavail"] and doc["time_wait"] == 8
     assert r.exit_code == 0
+
+
+def test_live_view_on_a_terminal_then_the_summary(listener: int) -> None:
+    code, screen, _ = support.netkit_on_a_terminal("measure", "connections", f"127.0.0.1:{listener}", "-d", "1.3s",
+                                                   "--close", "rst")
+    assert code == 0, screen
+    assert "measure connections (live)" in screen and "conn/s" in screen
+    assert "connect latency" in screen and "Traceback" not in screen
+
+
+def test_ctrl_c_prints_the_summary_and_exits_130(listener: int) -> None:
+    import json
+    import signal
+
+    proc = subprocess.Popen(support.netkit_cmd("measure", "connections", f"127.0.0.1:{listener}", "-d", "60s",
+                                               "--close", "rst", "--format", "jsonl"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=support.clean_env())
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())  # the first interval: the run is under way
+    assert first["event"] == "interval"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert proc.returncode == 130, err
+    assert summary["event"] == "summary" and summary["interrupted"] is True and summary["connections"] > 0
+    assert summary["duration_s"] < 10 and b"Traceback" not in err

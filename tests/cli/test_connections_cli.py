@@ -220,3 +220,20 @@ def test_ctrl_c_prints_the_summary_and_exits_130(listener: int) -> None:
     assert proc.returncode == 130, err
     assert summary["event"] == "summary" and summary["interrupted"] is True and summary["connections"] > 0
     assert summary["duration_s"] < 10 and b"Traceback" not in err
+
+
+def test_out_of_descriptors_counted_as_emfile(listener: int) -> None:
+    import json
+    import resource
+
+    def few_fds() -> None:  # in the child only: 40 descriptors for 100 attempts at once
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    p = subprocess.run(support.netkit_cmd("measure", "connections", f"127.0.0.1:{listener}", "-C", "100", "-n",
+                                          "300", "--close", "rst", "--format", "json"),
+                       capture_output=True, timeout=30, env=support.clean_env(), stdin=subprocess.DEVNULL,
+                       preexec_fn=few_fds)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["errors"]["emfile"] > 0 and doc["connections"] > 0
+    assert doc["connections"] + doc["errors"]["emfile"] == 300 and doc["errors"]["total"] == doc["errors"]["emfile"]

@@ -1,10 +1,12 @@
 /* C connect loop: new TCP connections per second at a fixed concurrency, the reference for
  * `netkit measure connections`.
  *
- * Usage: conn_loop HOST PORT CONCURRENCY SECONDS [COUNT [fin|rst]]
+ * Usage: conn_loop HOST PORT CONCURRENCY SECONDS [COUNT [fin|rst [recheck]]]
  * Keeps CONCURRENCY non-blocking connects under way (one epoll); each one that connects is closed
  * at once (fin: close(); rst: SO_LINGER 0 then close()) and a new one started. COUNT > 0 stops
- * after that many attempts. Every attempt has a 2 s timeout. Errors are counted by errno as
+ * after that many attempts. Every attempt has a 2 s timeout. "recheck" calls connect() a second time
+ * at once (on loopback the handshake has completed by then: 0, or its error), as netkit does, and
+ * waits in epoll only for an attempt still under way (EALREADY). Errors are counted by errno as
  * netkit counts them. Output (stdout, one line):
  * "attempts=A connections=C seconds=S conn_per_s=X refused=.. timeout=.. reset=.. eaddrnotavail=..
  *  emfile=.. other=.."
@@ -57,6 +59,7 @@ int main(int argc, char **argv) {
     double seconds = atof(argv[4]);
     long count = argc > 5 ? atol(argv[5]) : 0;
     int rst = argc > 6 && strcmp(argv[6], "rst") == 0;
+    int recheck = argc > 7 && strcmp(argv[7], "recheck") == 0;
     struct linger lg = {1, 0};
     int ep = epoll_create1(0);
     long long t0 = now_ns(), end = t0 + (long long)(seconds * 1e9), timeout = 2000000000LL;
@@ -66,8 +69,8 @@ int main(int argc, char **argv) {
     for (;;) {
         long long now = now_ns();
         if (now >= end) break;
-        int busy = 0;
-        while (live < conc && (count == 0 || attempts < count)) {
+        int busy = 0, room = conc - live;
+        while (room-- > 0 && (count == 0 || attempts < count)) {
             attempts++;
             int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
             if (fd < 0) { count_err(errno); busy = 1; break; }
@@ -78,12 +81,29 @@ int main(int argc, char **argv) {
                 busy = 1;
                 break;
             }
+            if (recheck) {
+                int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+                if (rc == 0 || errno == EISCONN) {
+                    done++;
+                    if (rst) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+                    close(fd);
+                    busy = 1;
+                    continue;
+                }
+                if (errno != EALREADY && errno != EINPROGRESS) {
+                    count_err(errno);
+                    close(fd);
+                    busy = 1;
+                    break;
+                }
+            }
             started_at[fd] = now_ns();
             struct epoll_event ev = {.events = EPOLLOUT, .data.fd = fd};
             epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
             live++;
         }
         if (live == 0 && count && attempts >= count) break;
+        if (live == 0 && busy) continue;  /* nothing to wait for */
         int n = epoll_wait(ep, evs, 1024, busy ? 0 : 100);
         now = now_ns();
         for (int i = 0; i < n; i++) {

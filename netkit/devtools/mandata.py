@@ -241,6 +241,23 @@ PAGES: dict[str, dict[str, Any]] = {
              "netkit -q measure requests 127.0.0.1:9000 --duration 5s --min-rps 10000"),
         ),
     },
+    "measure connections": {
+        "exit_status": (
+            (0, "Measured (and within --min-rate and --max-errors when given)."),
+            (1, "No connection completed, or a threshold was breached (the summary says which)."),
+            _USAGE,
+            _RUNTIME,
+            (130, "Interrupted by Ctrl-C (after the summary)."),
+        ),
+        "examples": (
+            ("New connections per second, 8 attempts at once, 5 s, against netkit's echo server:",
+             "netkit measure connections 127.0.0.1:8000 --concurrency 8 --duration 5s"),
+            ("Connect, send 64 bytes, wait for 64 back, close with a reset (TCP_CRR):",
+             "netkit measure connections 127.0.0.1:8000 --send 64 --expect 64 --close rst"),
+            ("Fail below 5000 connections/s or on any error:",
+             "netkit -q measure connections 127.0.0.1:8000 --duration 5s --min-rate 5000 --max-errors 0"),
+        ),
+    },
     # ----- monitor -------------------------------------------------------------------------------
     # ----- trace ---------------------------------------------------------------------------------
     "trace": {

@@ -3,14 +3,16 @@
 The engine is one plain loop over non-blocking sockets and a private ``epoll``, no event loop:
 the cost per connection is the kernel's (socket, connect, close; the same system calls a C
 connect loop makes) plus a few Python statements, with no callback, future or transport object
-per connection. On loopback against the C accept server in ``bench/`` (2 cores) it makes 0.86-0.87x
-the connections per second of the C connect loop at concurrency 1 and 8, against 0.32-0.40x for a
-bare uvloop ``sock_connect`` loop (``bench/bench_connections.py``).
+per connection. On loopback against the C accept server in ``bench/`` (2 shared cores) it made
+0.81-1.16x the connections per second of the C connect loop at concurrency 1 and 8 (best of 3,
+two runs), against 0.32-0.39x for a bare uvloop ``sock_connect`` loop (``bench/bench_connections.py``).
 
 Per attempt: ``socket()``, ``connect_ex`` (non-blocking: EINPROGRESS, or at once an error such
-as EADDRNOTAVAIL when the ephemeral ports are exhausted), ``epoll`` reports it writable,
-``SO_ERROR`` (read only when ``epoll`` flags an error) says why not; the connect latency runs
-from just before ``socket()`` to that report. With ``--send``/``--expect`` the bytes are exchanged
+as EADDRNOTAVAIL when the ephemeral ports are exhausted), then without ``--send``/``--expect`` a
+second ``connect_ex`` at once: on loopback the handshake has completed by then (0, or its error),
+so no ``epoll`` round trip is needed; otherwise (EALREADY) ``epoll`` reports it writable and
+``SO_ERROR`` (read only when ``epoll`` flags an error) says why not. The connect latency runs
+from just before ``socket()`` to that answer. With ``--send``/``--expect`` the bytes are exchanged
 before the close and the transaction latency runs to the last expected byte. ``--close rst`` sets
 ``SO_LINGER`` 0 so the close sends a reset and leaves no TIME_WAIT.
 

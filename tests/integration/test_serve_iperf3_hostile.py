@@ -1,0 +1,447 @@
+"""``netkit serve iperf3`` against adversaries: killed clients, garbage, stalls, a crowd, real loss.
+
+One server (module-scoped, short idle timeout) takes every hostile client in turn; after each, a
+real ``iperf3 -c`` must still complete against it and the server's resident memory must stay
+bounded. The hand-made clients speak iperf3's control protocol through
+:mod:`netkit.core.iperf3_wire` and misbehave at one chosen step:
+
+- a real client SIGKILLed mid-test: the others it shares the server with finish, and that test's
+  summary says it was cut;
+- malformed parameter JSON, a data stream with a cookie no test owns, a parameter block that
+  announces 100 MB, a control connection that sends its cookie byte by byte and then stalls:
+  each is refused (the server closes it) without holding memory;
+- eight real clients started together: all complete, none is told the server is busy;
+- UDP at a fixed rate through an nft ``numgen`` drop rule (root, namespaces): the server's loss
+  and the client's ``-J`` loss both equal nft's counter.
+
+Budget: well under 20 s for the whole file (the CI machine is near its limit).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import support
+
+from netkit.core import iperf3_wire as wire
+from netkit.core.iperf3_wire import Iperf3State
+
+IDLE_S = 1.0  # the server's --idle-timeout here: how long a stalled client may hold a slot
+CLOSE_WITHIN_S = IDLE_S + 3.0  # the idle timeout, plus a shared 2-core machine
+RSS_GROWTH_MB = 24.0  # a 100 MB announcement must not be buffered; Python's allocator keeps some
+REFUSED_STATES = {Iperf3State.SERVER_ERROR, Iperf3State.ACCESS_DENIED, Iperf3State.SERVER_TERMINATE}
+
+
+# ----- the server and its event log ----------------------------------------------------------------
+
+class EventLog:
+    """The server's jsonl events, read from its stdout by a thread as they come."""
+
+    def __init__(self, stream: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in iter(stream.readline, b""):
+            text = line.decode(errors="replace").strip()
+            if not text:
+                continue
+            with self._lock:
+                self.raw.append(text)
+                try:
+                    self.events.append(json.loads(text))
+                except ValueError:
+                    pass
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e.get("event") == kind]
+
+    def wait(self, kind: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` events of ``kind`` have arrived; all of them."""
+        try:
+            return support.wait_until(lambda: len(self.of(kind)) >= count and self.of(kind), timeout=timeout)
+        except AssertionError:
+            raise AssertionError(f"{count} {kind!r} events expected, log so far: {self.raw[-20:]}") from None
+
+
+_HAS_SERVE_IPERF3: list[bool] = []
+
+
+def _require_serve_iperf3() -> None:
+    if not _HAS_SERVE_IPERF3:
+        r = subprocess.run(support.netkit_cmd("serve", "iperf3", "--help"), capture_output=True, timeout=30,
+                           env=support.clean_env(), stdin=subprocess.DEVNULL)
+        _HAS_SERVE_IPERF3.append(r.returncode == 0)
+    if not _HAS_SERVE_IPERF3[0]:
+        pytest.skip("this netkit has no `serve iperf3`")
+
+
+SERVER_ARGS = ("--format", "jsonl", "serve", "iperf3", "--port", "0", "--idle-timeout", f"{IDLE_S:g}s")
+
+
+class Iperf3Server:
+    def __init__(self, server: support.Server) -> None:
+        self.server = server
+        assert server.proc.stdout is not None
+        self.log = EventLog(server.proc.stdout)
+        # Drain stderr too (table rows, diagnostics), so a chatty server never blocks on a full pipe.
+        self.stderr: list[str] = []
+        assert server.proc.stderr is not None
+        err = server.proc.stderr
+        threading.Thread(target=lambda: self.stderr.extend(
+            line.decode(errors="replace") for line in iter(err.readline, b"")), daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    def alive(self) -> bool:
+        return self.server.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        return support.server_rss_mb(self.server)
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[Iperf3Server]:
+    support.require_tool("iperf3")
+    _require_serve_iperf3()
+    server = support.start_netkit_server(*SERVER_ARGS)
+    s = Iperf3Server(server)
+    try:
+        yield s
+    finally:
+        if server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGINT)
+            try:
+                server.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+                raise AssertionError("the server did not end within 10 s of SIGINT") from None
+        assert "Traceback" not in "".join(s.stderr), "".join(s.stderr)[-2000:]
+
+
+# ----- clients ----------------------------------------------------------------------------------
+
+def iperf3_client(port: int, *args: str, host: str = "127.0.0.1", timeout: float = 20.0) -> dict[str, Any]:
+    """A real ``iperf3 -c ... -J`` that must succeed; its JSON."""
+    p = subprocess.run(["iperf3", "-c", host, "-p", str(port), "-J", *args], capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    doc = json.loads(p.stdout) if p.stdout.strip() else {}
+    # iperf3 3.12 exits 0 with -J even on some errors: look at "error" too
+    assert p.returncode == 0 and "error" not in doc, (p.returncode, doc.get("error"), p.stderr[-500:])
+    return doc  # type: ignore[no-any-return]
+
+
+def assert_still_serving(s: Iperf3Server) -> None:
+    """The server is up and a real client completes a short test against it."""
+    assert s.alive(), "".join(s.stderr)[-2000:]
+    doc = iperf3_client(s.port, "-n", "8M")
+    assert doc["end"]["sum_received"]["bytes"] >= 8 << 20
+
+
+def connect(s: Iperf3Server) -> socket.socket:
+    sock = socket.create_connection((s.host, s.port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_state(sock: socket.socket) -> int:
+    b = sock.recv(1)
+    assert b, "the server closed the connection where a state byte was due"
+    return wire.decode_state(b)
+
+
+def control(s: Iperf3Server) -> tuple[socket.socket, bytes]:
+    """A control connection that has sent its cookie and been asked for parameters."""
+    sock = connect(s)
+    cookie = wire.make_cookie()
+    sock.sendall(cookie)
+    assert read_state(sock) == Iperf3State.PARAM_EXCHANGE
+    return sock, cookie
+
+
+def tcp_params(parallel: int = 1, seconds: int = 2) -> dict[str, Any]:
+    return {"tcp": True, "omit": 0, "time": seconds, "num": 0, "blockcount": 0, "parallel": parallel,
+            "len": 131072, "pacing_timer": 1000, "client_version": "3.12"}
+
+
+def closed_by_server(sock: socket.socket, within: float) -> tuple[bool, bytes]:
+    """Read until the server closes ``sock`` (EOF or reset) or ``within`` seconds pass:
+    (closed?, what arrived before)."""
+    got = bytearray()
+    deadline = time.monotonic() + within
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, bytes(got)
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return False, bytes(got)
+        except OSError:  # reset: closed too
+            return True, bytes(got)
+        if not chunk:
+            return True, bytes(got)
+        got += chunk
+
+
+def assert_refused(sock: socket.socket, what: str, within: float = 3.0) -> None:
+    """The server ends ``sock``: closed within ``within`` s, having sent at most an error state
+    (with SERVER_ERROR's 8-byte detail), never a state that carries the test on."""
+    closed, got = closed_by_server(sock, within)
+    assert closed, f"{what}: the server kept the connection open {within:g}s (sent {got!r})"
+    if got:
+        state = wire.decode_state(got[:1])
+        assert state in REFUSED_STATES, f"{what}: the server answered {wire.state_name(state)} ({got!r})"
+
+
+def summaries_since(s: Iperf3Server, n_before: int) -> list[dict[str, Any]]:
+    return s.log.of("summary")[n_before:]
+
+
+# ----- the tests ---------------------------------------------------------------------------------
+
+def test_a_client_killed_mid_test_is_cut_and_the_others_finish(srv: Iperf3Server) -> None:
+    starts0, sums0 = len(srv.log.of("start")), len(srv.log.of("summary"))
+    victim = subprocess.Popen(["iperf3", "-c", srv.host, "-p", str(srv.port), "-t", "10"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        victim_start = srv.log.wait("start", starts0 + 1)[starts0]
+        bystander = subprocess.Popen(["iperf3", "-c", srv.host, "-p", str(srv.port), "-t", "2", "-J"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        srv.log.wait("start", starts0 + 2)
+        t_kill = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=5)
+        out, err = bystander.communicate(timeout=15)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    doc = json.loads(out)
+    assert bystander.returncode == 0 and "error" not in doc, (doc.get("error"), err)
+    assert doc["end"]["sum_received"]["bytes"] > 0
+    sums = srv.log.wait("summary", sums0 + 2)[sums0:]
+    cut = [e for e in sums if _same_test(e, victim_start)]
+    assert len(cut) == 1, (victim_start, sums)
+    assert _is_cut(cut[0]), cut[0]
+    assert not any(_is_cut(e) for e in sums if e is not cut[0]), sums
+    # the server saw the client vanish (the kernel closed its sockets); it did not wait out -t 10
+    assert time.monotonic() - t_kill < 8
+    assert_still_serving(srv)
+
+
+def test_malformed_parameters_are_refused(srv: Iperf3Server) -> None:
+    rss0 = srv.rss_mb()
+    bodies = {
+        "not JSON": b"{not json",
+        "a JSON array": b"[1, 2, 3]",
+        "a JSON string": b'"tcp"',
+        "binary": bytes(range(256)),
+        "negative streams": json.dumps({**tcp_params(), "parallel": -4}).encode(),
+        "streams past --max-streams": json.dumps({**tcp_params(), "parallel": 100000}).encode(),
+        "a string for time": json.dumps({**tcp_params(), "time": "forever"}).encode(),
+        "deep nesting": b"[" * 50000 + b"]" * 50000,
+    }
+    for what, body in bodies.items():
+        sock, _ = control(srv)
+        try:
+            sock.sendall(struct.pack("!I", len(body)) + body)
+            assert_refused(sock, what)
+        finally:
+            sock.close()
+    assert srv.rss_mb() - rss0 < RSS_GROWTH_MB
+    assert_still_serving(srv)
+
+
+def test_a_data_stream_with_a_wrong_cookie_is_refused(srv: Iperf3Server) -> None:
+    sock, cookie = control(srv)
+    streams: list[socket.socket] = []
+    try:
+        sock.sendall(wire.encode_json(tcp_params(parallel=1)))
+        assert read_state(sock) == Iperf3State.CREATE_STREAMS
+        # a cookie no test owns: refused, and not taken as this test's stream
+        stranger = connect(srv)
+        streams.append(stranger)
+        stranger.sendall(wire.make_cookie())
+        assert_refused(stranger, "a data stream with an unknown cookie")
+        # this cookie, truncated and then stalled: refused at the idle timeout at the latest
+        half = connect(srv)
+        streams.append(half)
+        half.sendall(cookie[:20])
+        assert_refused(half, "a data stream that stalls inside its cookie", within=CLOSE_WITHIN_S)
+        # the test still waits for its one real stream, and starts once it comes
+        sock.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # nothing yet: the stranger did not count as a stream
+        sock.settimeout(5)
+        good = connect(srv)
+        streams.append(good)
+        good.sendall(cookie)
+        assert read_state(sock) == Iperf3State.TEST_START
+        assert read_state(sock) == Iperf3State.TEST_RUNNING
+        good.sendall(b"\0" * (1 << 20))
+    finally:
+        for x in streams:
+            x.close()
+        sock.close()  # vanish mid-test: the server cuts this test
+    assert_still_serving(srv)
+
+
+def test_a_100_megabyte_parameter_block_is_refused_unread(srv: Iperf3Server) -> None:
+    rss0 = srv.rss_mb()
+    sock, _ = control(srv)
+    try:
+        sock.sendall(struct.pack("!I", 100 << 20))
+        # offer 16 MB of it: a server that buffers what it was promised would hold it all
+        sock.settimeout(3)
+        sent = 0
+        junk = b"{" * (1 << 16)
+        try:
+            while sent < 16 << 20:
+                sent += sock.send(junk)
+        except OSError:  # reset, broken pipe or a full window that the server stopped reading
+            pass
+        assert_refused(sock, "a 100 MB parameter block")
+    finally:
+        sock.close()
+    assert srv.rss_mb() - rss0 < RSS_GROWTH_MB, (rss0, srv.rss_mb())
+    assert_still_serving(srv)
+
+
+def test_slowloris_control_connections_are_closed_and_others_are_served_meanwhile(srv: Iperf3Server) -> None:
+    rss0 = srv.rss_mb()
+    n = 12
+    loris: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            loris.append(connect(srv))
+        cookie = wire.make_cookie()
+        for i in range(10):  # the first ten bytes of a cookie, one byte at a time on every connection
+            for sock in loris:
+                sock.sendall(cookie[i:i + 1])
+            time.sleep(0.02)  # the pace is the attack itself
+        stalled_at = time.monotonic()
+        # while they stall, a real client gets its test
+        assert_still_serving(srv)
+        for sock in loris:
+            assert_refused(sock, "a stalled cookie", within=max(0.5, stalled_at + CLOSE_WITHIN_S - time.monotonic()))
+        # a whole cookie, then silence where the parameters are due: closed the same way
+        sock, _ = control(srv)
+        loris.append(sock)
+        assert_refused(sock, "silence instead of parameters", within=CLOSE_WITHIN_S)
+    finally:
+        for sock in loris:
+            sock.close()
+    assert srv.rss_mb() - rss0 < RSS_GROWTH_MB
+    assert_still_serving(srv)
+
+
+def test_eight_clients_started_together_all_complete(srv: Iperf3Server) -> None:
+    sums0 = len(srv.log.of("summary"))
+    procs = [subprocess.Popen(["iperf3", "-c", srv.host, "-p", str(srv.port), "-t", "1", "-J"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+             for _ in range(8)]
+    try:
+        results = [p.communicate(timeout=20) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, results, strict=True):
+        doc = json.loads(out) if out.strip() else {}
+        assert p.returncode == 0 and "error" not in doc, (doc.get("error"), err[-300:])
+        assert doc["end"]["sum_received"]["bytes"] > 0
+    sums = srv.log.wait("summary", sums0 + 8)[sums0:]
+    assert len(sums) == 8 and not any(_is_cut(e) for e in sums), sums
+
+
+# ----- UDP loss against nft's counter ------------------------------------------------------------
+
+UDP_LEN = 1400
+UDP_COUNT_LIMIT = 2500  # drop only among the first datagrams: a drop after the last arrival is invisible
+                        # to iperf3's gap count, so with the tail left alone both ways of counting are exact
+
+
+@pytest.mark.root
+def test_udp_loss_equals_the_nft_counter() -> None:
+    support.require_tool("iperf3")
+    _require_serve_iperf3()
+    with support.netns_pair() as pair:
+        server = pair.server(*SERVER_ARGS[:4], "--host", pair.ip_b, *SERVER_ARGS[4:])
+        s = Iperf3Server(server)
+        try:
+            # iperf3's data datagram: UDP length 8 + 1400; its packet counter is the 32-bit word at
+            # payload offset 8 (after sec, usec), i.e. bits 128..159 of the transport header on.
+            pair.nft("table inet nkiperf {\n chain in { type filter hook input priority 0; policy accept;\n"
+                     f"  udp dport {s.port} udp length {8 + UDP_LEN} @th,128,32 < {UDP_COUNT_LIMIT} "
+                     "numgen random mod 10 0 counter drop\n }\n}\n")
+            p = subprocess.run(["ip", "netns", "exec", pair.a, "iperf3", "-c", pair.ip_b, "-p", str(s.port), "-u",
+                                "-b", "20M", "-t", "2", "-l", str(UDP_LEN), "-J"],
+                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+            doc = json.loads(p.stdout) if p.stdout.strip() else {}
+            error = str(doc.get("error", ""))
+            if "udp" in error.lower() or "not supported" in error:
+                pytest.skip(f"`serve iperf3` has no UDP tests yet: {error}")
+            assert p.returncode == 0 and "error" not in doc, (doc.get("error"), p.stderr[-300:])
+            dropped = pair.nft_dropped()
+            summary = s.log.wait("summary", 1)[0]
+        finally:
+            server.stop()
+    end = doc["end"]["sum"]
+    print(f"client sent {end['packets']}, client -J lost {end['lost_packets']}, nft dropped {dropped}, "
+          f"server summary {summary}")
+    assert end["packets"] > UDP_COUNT_LIMIT + 500 and dropped > 100
+    assert end["lost_packets"] == dropped
+    assert _server_lost(summary) == dropped
+
+
+# ----- reading the server's summary ----------------------------------------------------------------
+
+def _same_test(summary: dict[str, Any], start: dict[str, Any]) -> bool:
+    for key in ("test", "id", "cookie", "client"):
+        if key in start and key in summary:
+            return bool(summary[key] == start[key])
+    raise AssertionError(f"no key joins a start event to its summary: {start}, {summary}")
+
+
+def _is_cut(summary: dict[str, Any]) -> bool:
+    for key in ("cut", "aborted", "incomplete"):
+        if key in summary:
+            return bool(summary[key])
+    for key in ("outcome", "status", "end", "result"):
+        if isinstance(summary.get(key), str):
+            return summary[key] not in ("ok", "done", "complete", "completed", "finished")
+    raise AssertionError(f"the summary says nowhere whether the test was cut: {summary}")
+
+
+def _server_lost(summary: dict[str, Any]) -> int:
+    for path in (("lost_packets",), ("udp", "lost_packets"), ("loss", "packets"), ("lost",)):
+        v: Any = summary
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        if isinstance(v, int):
+            return v
+    raise AssertionError(f"no loss count in the server's summary: {summary}")
+

@@ -66,6 +66,10 @@ class EventLog:
                 except ValueError:
                     pass
 
+    def join(self) -> None:
+        """Wait for the rest of the output (the server has exited)."""
+        self._thread.join(10)
+
     def of(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.events if e.get("event") == kind]
@@ -138,6 +142,15 @@ def srv() -> Iterator[Iperf3Server]:
                 server.proc.wait()
                 raise AssertionError("the server did not end within 10 s of SIGINT") from None
         assert "Traceback" not in "".join(s.stderr), "".join(s.stderr)[-2000:]
+    assert server.proc.returncode == 0, "".join(s.stderr)[-2000:]
+    # the totals at Ctrl-C agree with the per-test events, hostile ones included
+    s.log.join()
+    totals = s.log.of("summary")
+    assert len(totals) == 1 and totals[0]["stopped_by"] == "SIGINT", s.log.raw[-3:]
+    tests = s.log.of(SUMMARY)
+    assert totals[0]["cut"] == sum(_is_cut(e) for e in tests), (totals, tests)
+    assert totals[0]["completed"] == sum(not _is_cut(e) for e in tests), (totals, tests)
+    assert totals[0]["refused"] >= len(s.log.of("refused")) > 0, totals
 
 
 # ----- clients ----------------------------------------------------------------------------------
@@ -156,7 +169,9 @@ def assert_still_serving(s: Iperf3Server) -> None:
     """The server is up and a real client completes a short test against it."""
     assert s.alive(), "".join(s.stderr)[-2000:]
     doc = iperf3_client(s.port, "-n", "8M")
-    assert doc["end"]["sum_received"]["bytes"] >= 8 << 20
+    # Not all 8 MiB need be counted: TEST_END comes on the control connection and may overtake
+    # the last data still in the stream's socket buffer (iperf3 -s misses far more that way).
+    assert doc["end"]["sum_sent"]["bytes"] == 8 << 20 and doc["end"]["sum_received"]["bytes"] > 0
 
 
 def connect(s: Iperf3Server) -> socket.socket:
@@ -264,6 +279,50 @@ def test_a_client_killed_mid_test_is_cut_and_the_others_finish(srv: Iperf3Server
     assert abs(finished["bytes_received"] - client_got) <= client_got / 100
     # the server saw the client vanish (the kernel closed its sockets); it did not wait out -t 10
     assert time.monotonic() - t_kill < 8
+    assert_still_serving(srv)
+
+
+def _stalled_test(s: Iperf3Server, reverse: bool) -> tuple[socket.socket, socket.socket]:
+    """A hand-made test that reaches TEST_RUNNING, moves a little data and then stalls with every
+    connection held open: a forward test stops sending, a reverse one never reads (its receive
+    buffer kept small, so the server's sends back up at once). (control, data stream)."""
+    sock, cookie = control(s)
+    sock.sendall(wire.encode_json({**tcp_params(seconds=30), **({"reverse": True} if reverse else {})}))
+    assert read_state(sock) == Iperf3State.CREATE_STREAMS
+    data = socket.socket()
+    data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    data.settimeout(5)
+    data.connect((s.host, s.port))
+    data.sendall(cookie)
+    assert read_state(sock) == Iperf3State.TEST_START
+    assert read_state(sock) == Iperf3State.TEST_RUNNING
+    if not reverse:
+        data.sendall(b"\0" * (1 << 20))
+    return sock, data
+
+
+def test_clients_that_stall_mid_test_are_cut_and_others_are_served_meanwhile(srv: Iperf3Server) -> None:
+    rss0 = srv.rss_mb()
+    starts0 = len(srv.log.of(START))
+    held: list[socket.socket] = []
+    try:
+        fwd = _stalled_test(srv, reverse=False)
+        rev = _stalled_test(srv, reverse=True)
+        held += [*fwd, *rev]
+        stalled_at = time.monotonic()
+        starts = srv.log.wait(START, starts0 + 2)[starts0:starts0 + 2]
+        assert_still_serving(srv)  # while they stall
+        for ctrl, what in ((fwd[0], "a forward test gone silent"), (rev[0], "a reverse test that never reads")):
+            # the idle timeout, looked at once a second while a test runs, and a shared machine
+            assert_refused(ctrl, what, within=max(0.5, stalled_at + IDLE_S + 5.0 - time.monotonic()))
+    finally:
+        for x in held:
+            x.close()
+    cut_fwd, cut_rev = summaries_of(srv, starts)
+    assert _is_cut(cut_fwd) and _is_cut(cut_rev), (cut_fwd, cut_rev)
+    assert cut_fwd["bytes_received"] == 1 << 20, cut_fwd
+    # what the server queued for a reader that never came is bounded, and so is its memory
+    assert srv.rss_mb() - rss0 < RSS_GROWTH_MB
     assert_still_serving(srv)
 
 

@@ -37,6 +37,7 @@ import support
 
 from netkit.core import iperf3_wire as wire
 from netkit.core.iperf3_wire import Iperf3State
+from netkit.core.throughput_models import SEND
 
 IDLE_S = 1.0  # the server's --idle-timeout here: how long a stalled client may hold a slot
 CLOSE_WITHIN_S = IDLE_S + 3.0  # the idle timeout, plus a shared 2-core machine
@@ -372,7 +373,20 @@ def test_malformed_parameters_are_refused(srv: Iperf3Server) -> None:
     assert_still_serving(srv)
 
 
-def test_a_data_stream_with_a_wrong_cookie_is_refused(srv: Iperf3Server) -> None:
+def read_json(sock: socket.socket) -> Any:
+    def exact(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            assert chunk, "the server closed the control connection mid-message"
+            buf += chunk
+        return bytes(buf)
+
+    return wire.decode_json(exact(wire.json_length(exact(4))))
+
+
+def test_data_streams_with_a_wrong_cookie_or_too_late_are_refused_and_not_counted(srv: Iperf3Server) -> None:
+    starts0 = len(srv.log.of(START))
     sock, cookie = control(srv)
     streams: list[socket.socket] = []
     try:
@@ -398,10 +412,30 @@ def test_a_data_stream_with_a_wrong_cookie_is_refused(srv: Iperf3Server) -> None
         assert read_state(sock) == Iperf3State.TEST_START
         assert read_state(sock) == Iperf3State.TEST_RUNNING
         good.sendall(b"\0" * (1 << 20))
+        # the right cookie once the test runs: a stream injected from outside, refused, not counted
+        late = connect(srv)
+        streams.append(late)
+        late.sendall(cookie)
+        try:
+            late.sendall(b"\0" * (1 << 20))
+        except OSError:
+            pass
+        assert_refused(late, "a stream with the cookie of a running test")
+        # end the test as iperf3's client does: the server counted exactly what the one stream carried
+        sock.sendall(wire.encode_state(Iperf3State.TEST_END))
+        assert read_state(sock) == Iperf3State.EXCHANGE_RESULTS
+        sock.sendall(wire.encode_json(wire.results_doc(
+            [wire.ClientStreamCount(1, SEND, 1 << 20, 0, 0.5)], (0.0, 0.0, 0.0), 0)))
+        results = wire.parse_results(read_json(sock))
+        assert read_state(sock) == Iperf3State.DISPLAY_RESULTS
+        sock.sendall(wire.encode_state(Iperf3State.IPERF_DONE))
+        assert list(results) == [1] and results[1].bytes == 1 << 20, results
     finally:
         for x in streams:
             x.close()
-        sock.close()  # vanish mid-test: the server cuts this test
+        sock.close()
+    (summary,) = summaries_of(srv, srv.log.wait(START, starts0 + 1)[starts0:starts0 + 1])
+    assert summary["outcome"] == "ok" and summary["bytes_received"] == 1 << 20, summary
     assert_still_serving(srv)
 
 

@@ -27,6 +27,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -531,9 +532,16 @@ def test_udp_loss_equals_the_nft_counter() -> None:
             pair.nft("table inet nkiperf {\n chain in { type filter hook input priority 0; policy accept;\n"
                      f"  udp dport {s.port} udp length {8 + UDP_LEN} @th,128,32 < {UDP_COUNT_LIMIT} "
                      "numgen random mod 10 0 counter drop\n }\n}\n")
-            p = subprocess.run(["ip", "netns", "exec", pair.a, "iperf3", "-c", pair.ip_b, "-p", str(s.port), "-u",
-                                "-b", "20M", "-t", "2", "-l", str(UDP_LEN), "-J"],
-                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+            # Meanwhile a stranger in the client's namespace sends datagrams with iperf3's header
+            # (counters far ahead) to the same port: another source, so not this test's, not counted.
+            stray = subprocess.Popen(["ip", "netns", "exec", pair.a, sys.executable, "-c", STRAY_SENDER, pair.ip_b,
+                                      str(s.port)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            try:
+                p = subprocess.run(["ip", "netns", "exec", pair.a, "iperf3", "-c", pair.ip_b, "-p", str(s.port),
+                                    "-u", "-b", "20M", "-t", "2", "-l", str(UDP_LEN), "-J"],
+                                   capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+            finally:
+                strays = int(stray.communicate(timeout=10)[0] or 0)
             doc = json.loads(p.stdout) if p.stdout.strip() else {}
             error = str(doc.get("error", ""))
             if "udp" in error.lower() or "not supported" in error:
@@ -545,10 +553,24 @@ def test_udp_loss_equals_the_nft_counter() -> None:
             server.stop()
     end = doc["end"]["sum"]
     print(f"client sent {end['packets']}, client -J lost {end['lost_packets']}, nft dropped {dropped}, "
-          f"server summary {summary}")
-    assert end["packets"] > UDP_COUNT_LIMIT + 500 and dropped > 100
+          f"{strays} strays, server summary {summary}")
+    assert end["packets"] > UDP_COUNT_LIMIT + 500 and dropped > 100 and strays > 500
     assert end["lost_packets"] == dropped
     assert _server_lost(summary) == dropped
+    assert summary["packets"] == end["packets"]  # the highest counter: the strays' never
+    assert summary["bytes_received"] == (end["packets"] - dropped) * UDP_LEN
+
+
+STRAY_SENDER = """
+import socket, struct, sys, time
+dst, u, n = (sys.argv[1], int(sys.argv[2])), socket.socket(socket.AF_INET, socket.SOCK_DGRAM), 0
+end = time.monotonic() + 2.5
+while time.monotonic() < end:
+    n += 1
+    u.sendto(struct.pack("!III", int(time.time()), 0, 1000000 + n) + bytes(988), dst)
+    time.sleep(0.001)
+print(n)
+"""
 
 
 # ----- reading the server's summary ----------------------------------------------------------------

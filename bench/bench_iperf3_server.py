@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from benchlib import Row, netkit_argv, start_server, stop
 
 DURATION = "5"
-REPEAT = 2
+REPEAT = 3
 CLIENTS = 8
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -128,6 +128,21 @@ class Iperf3Server:
     def rss_mb(self) -> float:
         return support.server_rss_mb(self.server)
 
+    def stop(self) -> int:
+        """SIGINT, as Ctrl-C: the exit status, once the server has ended and its output is read."""
+        proc = self.server.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError("the server did not end within 10 s of SIGINT") from None
+        self.log.join()
+        assert "Traceback" not in "".join(self.stderr), "".join(self.stderr)[-2000:]
+        return proc.returncode
+
     def assert_rss_bounded(self, before: float, what: str) -> None:
         now = self.rss_mb()
         print(f"{what}: server RSS {before:.1f} -> {now:.1f} MiB")
@@ -143,18 +158,9 @@ def srv() -> Iterator[Iperf3Server]:
     try:
         yield s
     finally:
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGINT)
-            try:
-                server.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
-                raise AssertionError("the server did not end within 10 s of SIGINT") from None
-        assert "Traceback" not in "".join(s.stderr), "".join(s.stderr)[-2000:]
-    assert server.proc.returncode == 0, "".join(s.stderr)[-2000:]
+        code = s.stop()
+    assert code == 0, "".join(s.stderr)[-2000:]
     # the totals at Ctrl-C agree with the per-test events, hostile ones included
-    s.log.join()
     totals = s.log.of("summary")
     assert len(totals) == 1 and totals[0]["stopped_by"] == "SIGINT", s.log.raw[-3:]
     tests = s.log.of(SUMMARY)
@@ -550,7 +556,7 @@ def test_udp_loss_equals_the_nft_counter() -> None:
             dropped = pair.nft_dropped()
             summary = s.log.wait(SUMMARY, 1)[0]
         finally:
-            server.stop()
+            s.stop()
     end = doc["end"]["sum"]
     print(f"client sent {end['packets']}, client -J lost {end['lost_packets']}, nft dropped {dropped}, "
           f"{strays} strays, server summary {summary}")

@@ -694,7 +694,6 @@ class Iperf3Test:
         cfg = self.server.config
         p = self.params
         last = [0] * len(self.streams)
-        last_total = 0
         idle_since = time.monotonic()
         omit_left = p.omit_s
         t_prev = time.perf_counter_ns()
@@ -725,9 +724,8 @@ class Iperf3Test:
                                                       (now - self.measure_ns) / 1e9, delta))
             span = (now - t_prev) / 1e9
             t_prev = now
-            if total != last_total or total > 0:
+            if total > 0:  # idle since the last second that carried data, not since a change
                 idle_since = time.monotonic()
-            last_total = total
             if total == 0 and time.monotonic() - idle_since >= cfg.idle_timeout_s:
                 self._cut("idle_timeout", cfg.idle_timeout_s, Iperf3State.SERVER_TERMINATE)
                 return

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("netkit.cli.serve:serve", "Run a TCP or UDP server: the peer for every measurement."),
     "send": ("netkit.cli.send:send", "Send a message, a file or stdin over TCP or UDP (like nc)."),
     "probe": ("netkit.cli.probe:probe", "Check reachability with retries and backoff; wait until up."),
-    "measure": ("netkit.cli.measure:measure", "Measure latency, loss, throughput, requests."),
+    "measure": ("netkit.cli.measure:measure", "Measure latency, loss, throughput, load, connections."),
     "trace": ("netkit.cli.trace:trace", "Trace the path hop by hop, like mtr, without privileges."),
     "monitor": ("netkit.cli.monitor:monitor", "Probe continuously and export Prometheus metrics."),
     "info": ("netkit.cli.info:info", "Interfaces, sockets and traffic counters."),

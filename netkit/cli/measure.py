@@ -15,6 +15,8 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS)
+# Shells show at most 45 characters of a command's summary: this one fits whole.
+@click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS,
+             short_help="Latency, loss, throughput, load, connections.")
 def measure() -> None:
     """Measure latency, loss, throughput, requests, connections."""

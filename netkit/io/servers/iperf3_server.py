@@ -53,6 +53,7 @@ from netkit.core.targets import format_host_port
 from netkit.core.throughput_models import parse_tcp_info
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure
+from netkit.io.servers.throughput_session import sink_lowat
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.aio import StopSignal
@@ -60,6 +61,11 @@ if TYPE_CHECKING:  # pragma: no cover
 RECV_BUF = 1024 * 1024
 SMALL_BUF = 64 * 1024
 SEND_BUFFER = 1024 * 1024  # queued beyond the kernel per sending stream, at most
+#: A receiving stream wakes the loop per sink_lowat() bytes only when its client sends at least this
+#: fast (unpaced, or -b this high): a slower one would sit under the mark between its writes.
+LOWAT_MIN_BPS = 100_000_000
+#: Reads at most, draining a receiving stream at TEST_END (1 MiB each: far more than a socket holds).
+DRAIN_READS = 64
 SEND_BURST = 32  # writes per loop turn
 UDP_TICK_S = 0.001
 UDP_QUIET_S = 0.01
@@ -212,6 +218,41 @@ class _TcpStream:
         self.retransmits: int | None = None
         self.block = _send_block(test.params.block_len)
         self.t0 = 0.0
+        self.lowat = 1
+
+    def wake_per(self, nbytes: int) -> None:
+        """A receiving stream: wake the loop only when ``nbytes`` are queued (or at EOF). Fewer
+        wake-ups leave the client's sending kernel more of the CPU they share (see sink_lowat)."""
+        if self.sender or self.transport is None or self.lowat == nbytes:
+            return
+        sock = self.transport.get_extra_info("socket")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+            self.lowat = nbytes
+        except (OSError, AttributeError):
+            pass
+
+    def drain(self) -> None:
+        """A receiving stream at TEST_END: read what is queued now (bytes the client sent before
+        it ended the test, held back by the wake-up mark), so they count as received."""
+        if self.sender or self.transport is None or self.closed:
+            return
+        self.wake_per(1)
+        sock = self.transport.get_extra_info("socket")
+        try:
+            fd = sock.fileno()  # uvloop's socket object reads nothing itself; its descriptor does
+        except (AttributeError, OSError, ValueError):
+            return
+        buf = _recv_buffer()
+        for _ in range(DRAIN_READS):
+            try:
+                n = os.readv(fd, [buf])  # the descriptor is non-blocking: EAGAIN when drained
+            except OSError:
+                return
+            if n <= 0:
+                return
+            if self.counting:
+                self.count += n
 
     def start(self) -> None:
         self.counting = True
@@ -492,6 +533,10 @@ class Iperf3Test:
                                     self.params.window)
                 except (OSError, AttributeError):
                     pass
+            # After -w: Linux caps the mark at half the receive buffer when it is set.
+            if not st.sender and not self.params.udp and (
+                    not self.params.bandwidth_bps or self.params.bandwidth_bps >= LOWAT_MIN_BPS):
+                st.wake_per(sink_lowat(self.params.block_len))
         self.streams.append(st)
         if len(self.streams) == len(self.roles):
             self.accepting = False
@@ -600,6 +645,9 @@ class Iperf3Test:
                 if not isinstance(ev, StateEvent):
                     raise TestEnded("protocol", "unexpected JSON while the test ran")
                 if ev.state == Iperf3State.TEST_END:
+                    for st in self.streams:
+                        if isinstance(st, _TcpStream):
+                            st.drain()
                     await self._drain_udp()
                     break
                 if ev.state == Iperf3State.CLIENT_TERMINATE:
@@ -726,6 +774,10 @@ class Iperf3Test:
             t_prev = now
             if total > 0:  # idle since the last second that carried data, not since a change
                 idle_since = time.monotonic()
+            else:  # a quiet second: a slow sender's bytes must not wait under the wake-up mark
+                for st in self.streams:
+                    if isinstance(st, _TcpStream):
+                        st.wake_per(1)
             if total == 0 and time.monotonic() - idle_since >= cfg.idle_timeout_s:
                 self._cut("idle_timeout", cfg.idle_timeout_s, Iperf3State.SERVER_TERMINATE)
                 return

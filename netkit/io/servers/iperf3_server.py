@@ -1073,41 +1073,11 @@ async def serve_iperf3(
     on_stop: Callable[[StopSignal], None] | None = None,
 ) -> Iperf3ServeSummary:
     """Serve until ``stop`` fires (SIGINT/SIGTERM) or, with ``once``, one test is over."""
-    from netkit.io.aio import StopSignal
-    from netkit.io.servers.tcp_server import raise_nofile_limit
+    from netkit.io.servers.tcp_server import raise_nofile_limit, run_until_stopped
 
     server = Iperf3Server(config, on_event=on_event, on_debug=on_debug)
     raise_nofile_limit(server.max_conns + 64)
-    own_stop = stop is None
-    stop_cm = StopSignal() if own_stop else None
-    if stop_cm is not None:
-        stop = await stop_cm.__aenter__()
-    assert stop is not None
-    if on_stop is not None:
-        on_stop(stop)
-    stopped_by: str | None = None
-    try:
-        await server.start()
-        if on_ready is not None:
-            on_ready(server)
-        done = asyncio.ensure_future(server.done.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({done, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            done.cancel()
-            stopper.cancel()
-        if stop.is_set():
-            import signal as _signal
-
-            stopped_by = _signal.Signals(stop.signum).name if stop.signum else "stop"
-        else:
-            stopped_by = "once"
-    finally:
-        await server.stop()
-        if stop_cm is not None:
-            await stop_cm.__aexit__(None, None, None)
-    return server.summary(stopped_by)
+    return server.summary(await run_until_stopped(server, stop=stop, on_ready=on_ready, on_stop=on_stop))
 
 
 def serve_iperf3_sync(config: Iperf3ServerConfig, **kwargs: Any) -> Iperf3ServeSummary:

@@ -27,7 +27,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from netkit.core.serve_models import (
     TLS_HANDSHAKE_TIMEOUT_S,
@@ -498,8 +498,6 @@ async def serve_tcp(
     the certificate a client may pin. ``on_stop`` is handed the stop event once it exists, for
     whoever else may end the run (the CLI's stdout guard sets it when the reader goes away).
     """
-    from netkit.io.aio import StopSignal
-
     if tls is None and config.tls:
         from netkit.io.tls import server_context
 
@@ -515,14 +513,36 @@ async def serve_tcp(
     server = TcpServer(config, tls=tls, on_event=on_event, on_debug=on_debug, guard=guard)
     loop = asyncio.get_running_loop()
     _quiet_loop_errors(loop, server)
-    own_stop = stop is None
-    stop_cm = StopSignal() if own_stop else None
+    return server.summary(await run_until_stopped(server, stop=stop, on_ready=on_ready, on_stop=on_stop))
+
+
+S = TypeVar("S", bound="StoppableServer")
+
+
+class StoppableServer(Protocol):
+    """What :func:`run_until_stopped` drives: a server that starts, may finish by itself (``done``,
+    e.g. ``--once``) and stops."""
+
+    done: asyncio.Event
+
+    async def start(self) -> Any: ...
+    async def stop(self) -> None: ...
+
+
+async def run_until_stopped(server: S, *, stop: StopSignal | None = None,
+                            on_ready: Callable[[S], None] | None = None,
+                            on_stop: Callable[[StopSignal], None] | None = None) -> str:
+    """Start ``server`` and serve until ``stop`` fires (its own SIGINT/SIGTERM handler when None)
+    or the server is done by itself; then stop it. What ended it: the signal's name, ``stop``
+    (set without a signal) or ``once``. ``on_stop`` is handed the stop event once it exists."""
+    from netkit.io.aio import StopSignal
+
+    stop_cm = StopSignal() if stop is None else None
     if stop_cm is not None:
         stop = await stop_cm.__aenter__()
     assert stop is not None
     if on_stop is not None:
         on_stop(stop)
-    stopped_by: str | None = None
     try:
         await server.start()
         if on_ready is not None:
@@ -534,17 +554,15 @@ async def serve_tcp(
         finally:
             done.cancel()
             stopper.cancel()
-        if stop.is_set():
-            import signal as _signal
+        if not stop.is_set():
+            return "once"
+        import signal as _signal
 
-            stopped_by = _signal.Signals(stop.signum).name if stop.signum else "stop"
-        else:
-            stopped_by = "once"
+        return _signal.Signals(stop.signum).name if stop.signum else "stop"
     finally:
         await server.stop()
         if stop_cm is not None:
             await stop_cm.__aexit__(None, None, None)
-    return server.summary(stopped_by)
 
 
 def raise_nofile_limit(want: int) -> int:

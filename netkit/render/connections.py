@@ -21,7 +21,7 @@ from netkit.core.connections_result import ConnectionsInterval, ConnectionsResul
 from netkit.core.escape import safe_text
 from netkit.core.latency_histogram import LatencyMs
 from netkit.core.units import format_count, format_ms, format_rate
-from netkit.render.live import LiveScreen, ScreenView
+from netkit.render.live import IntervalProgress
 from netkit.render.tables import Col, cell, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,35 +78,19 @@ def connections_live_table(rows: Sequence[ConnectionsInterval], *, width: int | 
     return fitted_table(LIVE_COLUMNS, cells, width=width, title="measure connections (live)")
 
 
-class ConnectionsProgress(ScreenView):
+class ConnectionsProgress(IntervalProgress[ConnectionsInterval]):
     """Where intervals go while the run lasts: jsonl events, the live view, or plain lines.
 
     ``with ConnectionsProgress(out) as progress: measure_connections(cfg, sink=progress.add)``.
     """
 
-    def __init__(self, out: Output) -> None:
-        self.out = out
-        self.rows: list[ConnectionsInterval] = []
-        self.screen: LiveScreen | None = None
-        if out.format == "table" and out.live_ok:
-            self.screen = LiveScreen(out, self._draw, refresh_per_second=1, auto_refresh=False)
+    live_rows = LIVE_ROWS
 
-    def _draw(self) -> RenderableType:
-        assert self.screen is not None
-        return connections_live_table(self.rows, width=self.screen.width)
+    def live_table(self, rows: Sequence[ConnectionsInterval], width: int | None) -> Table:
+        return connections_live_table(rows, width=width)
 
-    def add(self, row: ConnectionsInterval) -> None:
-        out = self.out
-        if out.format == "jsonl":
-            out.jsonl(row.to_json())
-        elif out.format != "table":
-            return
-        elif self.screen is not None:
-            self.rows.append(row)
-            del self.rows[:-LIVE_ROWS]
-            self.screen.refresh()
-        else:
-            out.line(connections_interval_line(row, width=out.width))
+    def line(self, row: ConnectionsInterval, width: int | None) -> str:
+        return connections_interval_line(row, width=width)
 
 
 # ----- the summary ------------------------------------------------------------------------------

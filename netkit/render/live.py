@@ -7,8 +7,8 @@ it is the clean last screen, never a frozen copy of the live view above it or a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -87,3 +87,53 @@ class ScreenView:
     def __exit__(self, *exc: Any) -> None:
         if self.screen is not None:
             self.screen.__exit__(*exc)
+
+
+class IntervalRow(Protocol):
+    """A meter's per-interval figures: its jsonl event is ``to_json()``."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+RowT = TypeVar("RowT", bound=IntervalRow)
+
+
+class IntervalProgress(ScreenView, Generic[RowT]):
+    """Where a meter's intervals go while it runs: jsonl events, a live table of the last
+    ``live_rows`` on a terminal, or one plain line each.
+
+    ``with Progress(out) as progress: meter(cfg, sink=progress.add)``; a meter's subclass says how
+    its rows look (:meth:`live_table`, :meth:`line`).
+    """
+
+    live_rows = 10
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.rows: list[RowT] = []
+        self.screen: LiveScreen | None = None
+        if out.format == "table" and out.live_ok:
+            self.screen = LiveScreen(out, self._draw, refresh_per_second=1, auto_refresh=False)
+
+    def live_table(self, rows: Sequence[RowT], width: int | None) -> RenderableType:  # pragma: no cover
+        raise NotImplementedError
+
+    def line(self, row: RowT, width: int | None) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def _draw(self) -> RenderableType:
+        assert self.screen is not None
+        return self.live_table(self.rows, self.screen.width)
+
+    def add(self, row: RowT) -> None:
+        out = self.out
+        if out.format == "jsonl":
+            out.jsonl(row.to_json())
+        elif out.format != "table":
+            return
+        elif self.screen is not None:
+            self.rows.append(row)
+            del self.rows[:-self.live_rows]
+            self.screen.refresh()
+        else:
+            out.line(self.line(row, out.width))

@@ -20,7 +20,7 @@ from netkit.core.escape import safe_text
 from netkit.core.pacing import fell_behind
 from netkit.core.requests_result import RequestsInterval, RequestsResult
 from netkit.core.units import format_bitrate, format_count, format_ms, format_rate, three_digits
-from netkit.render.live import LiveScreen, ScreenView
+from netkit.render.live import IntervalProgress
 from netkit.render.tables import Col, cell, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,35 +87,19 @@ def requests_live_table(rows: Sequence[RequestsInterval], *, width: int | None) 
     return fitted_table(LIVE_COLUMNS, cells, width=width, title="measure requests (live)")
 
 
-class RequestsProgress(ScreenView):
+class RequestsProgress(IntervalProgress[RequestsInterval]):
     """Where intervals go while the run lasts: jsonl events, the live view, or plain lines.
 
     ``with RequestsProgress(out) as progress: measure_requests(cfg, sink=progress.add)``.
     """
 
-    def __init__(self, out: Output) -> None:
-        self.out = out
-        self.rows: list[RequestsInterval] = []
-        self.screen: LiveScreen | None = None
-        if out.format == "table" and out.live_ok:
-            self.screen = LiveScreen(out, self._draw, refresh_per_second=1, auto_refresh=False)
+    live_rows = LIVE_ROWS
 
-    def _draw(self) -> RenderableType:
-        assert self.screen is not None
-        return requests_live_table(self.rows, width=self.screen.width)
+    def live_table(self, rows: Sequence[RequestsInterval], width: int | None) -> Table:
+        return requests_live_table(rows, width=width)
 
-    def add(self, row: RequestsInterval) -> None:
-        out = self.out
-        if out.format == "jsonl":
-            out.jsonl(row.to_json())
-        elif out.format != "table":
-            return
-        elif self.screen is not None:
-            self.rows.append(row)
-            del self.rows[:-LIVE_ROWS]
-            self.screen.refresh()
-        else:
-            out.line(requests_interval_line(row, width=out.width))
+    def line(self, row: RequestsInterval, width: int | None) -> str:
+        return requests_interval_line(row, width=width)
 
 
 # ----- the summary ------------------------------------------------------------------------------

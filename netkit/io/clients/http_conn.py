@@ -1,0 +1,486 @@
+"""HTTP client connections for the responsiveness test: HTTP/2 (``h2``) and HTTP/1.1 (``h11``) over
+asyncio protocols, with the handshakes timed apart.
+
+:func:`dial` connects a socket (timed: the TCP handshake), then runs TLS over it (timed: the TLS
+handshake) and hands it to a protocol: :class:`H2Protocol` (one connection, many streams) or
+:class:`H1Protocol` (one request at a time). Both count the payload bytes they receive, so a load
+connection's goodput is its byte counter read at each interval, and both can carry an endless upload.
+
+Throughput matters here (the load must fill the path), so:
+
+- h2 advertises the largest frame (16 MiB - 1) and windows (2^31 - 1) and acknowledges received data
+  through h2's window manager, which sends WINDOW_UPDATE in big steps;
+- an HTTP/1.1 download is read after its head straight into one preallocated buffer
+  (``BufferedProtocol``), with no parser per byte; h11 parses only heads and small responses;
+- uploads write one preallocated chunk again and again, pausing when the transport's buffer is full.
+
+Nothing here decides when to stop: the caller bounds every wait with its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+#: ``TCP_NOTSENT_LOWAT``: keep little unsent data in the kernel, so a self probe queued behind the load
+#: waits for the network, not for megabytes of our own send buffer.
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+NOTSENT_LOWAT_BYTES = 128 * 1024
+MAX_SMALL_BODY = 1024 * 1024  # a probe or config response larger than this is not read whole
+CHUNK = 1024 * 1024
+_H2_MAX_FRAME = 2**24 - 1
+_H2_MAX_WINDOW = 2**31 - 1
+USER_AGENT = b"netkit"
+
+
+class HttpError(Exception):
+    """A request failed (a reset stream, a closed connection, a malformed response)."""
+
+
+# ----- TCP_INFO ---------------------------------------------------------------------------------
+
+# struct tcp_info (linux/tcp.h): tcpi_rtt at 68 (us), tcpi_rcv_rtt at 92 (us), tcpi_bytes_acked at 120.
+_RTT = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+
+
+@dataclass(frozen=True)
+class TcpInfo:
+    rtt_us: int
+    rcv_rtt_us: int
+    bytes_acked: int | None
+
+
+def tcp_info(sock: Any) -> TcpInfo | None:
+    """The kernel's smoothed RTT, receiver RTT estimate and acknowledged bytes; None off Linux."""
+    opt = getattr(socket, "TCP_INFO", None)
+    if opt is None or sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, opt, 136)
+    except OSError:
+        return None
+    if len(raw) < 96:
+        return None
+    acked = _U64.unpack_from(raw, 120)[0] if len(raw) >= 128 else None
+    return TcpInfo(_RTT.unpack_from(raw, 68)[0], _RTT.unpack_from(raw, 92)[0], acked)
+
+
+# ----- dialing ----------------------------------------------------------------------------------
+
+@dataclass
+class Dialed:
+    """A connected protocol and how long its handshakes took."""
+
+    transport: asyncio.Transport
+    protocol: H2Protocol | H1Protocol
+    tcp_ns: int
+    tls_ns: int | None
+    tls_version: str | None
+    alpn: str | None
+
+    @property
+    def sock(self) -> Any:
+        return self.transport.get_extra_info("socket")
+
+    def close(self) -> None:
+        self.transport.abort()
+
+
+def client_ssl_context(base: ssl.SSLContext, *, h2: bool) -> ssl.SSLContext:
+    """``base`` with ALPN set: h2 then http/1.1, or http/1.1 only."""
+    base.set_alpn_protocols(["h2", "http/1.1"] if h2 else ["http/1.1"])
+    return base
+
+
+async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_hostname: str | None,
+               timeout_s: float, load: bool = False) -> Dialed:
+    """Connect to ``addr`` (family, sockaddr), TLS when ``ssl_ctx``; the protocol follows ALPN (h2 when
+    the server chose it). ``load`` sets ``TCP_NOTSENT_LOWAT`` (a load-generating connection)."""
+    loop = asyncio.get_running_loop()
+    family, sockaddr = addr
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if load:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
+            except OSError:
+                pass
+        t0 = time.perf_counter_ns()
+        await asyncio.wait_for(loop.sock_connect(sock, sockaddr), timeout_s)
+        t1 = time.perf_counter_ns()
+        holder: list[H2Protocol | H1Protocol] = []
+
+        def factory() -> asyncio.BaseProtocol:
+            return _Chooser(holder)
+
+        transport, _ = await asyncio.wait_for(
+            loop.create_connection(factory, sock=sock, ssl=ssl_ctx, server_hostname=server_hostname,
+                                   ssl_handshake_timeout=timeout_s if ssl_ctx else None), timeout_s)
+        t2 = time.perf_counter_ns()
+    except BaseException:
+        sock.close()
+        raise
+    sslobj = transport.get_extra_info("ssl_object")
+    return Dialed(transport, holder[0], t1 - t0, (t2 - t1) if ssl_ctx is not None else None,
+                  sslobj.version() if sslobj is not None else None,
+                  sslobj.selected_alpn_protocol() if sslobj is not None else None)
+
+
+class _Chooser(asyncio.BufferedProtocol):
+    """Picks the protocol once the connection (and TLS, with its ALPN) is up, then hands over."""
+
+    def __init__(self, holder: list[H2Protocol | H1Protocol]) -> None:
+        self.holder = holder
+        self.inner: H2Protocol | H1Protocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sslobj = transport.get_extra_info("ssl_object")
+        alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+        self.inner = H2Protocol() if alpn == "h2" else H1Protocol()
+        self.holder.append(self.inner)
+        self.inner.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        assert self.inner is not None
+        return self.inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self.inner is not None
+        self.inner.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        if self.inner is not None:
+            self.inner.eof_received()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+
+
+class _Stream:
+    def __init__(self, loop: asyncio.AbstractEventLoop, count_only: bool, upload: bool) -> None:
+        self.done: asyncio.Future[Response] = loop.create_future()
+        self.status = 0
+        self.body = bytearray()
+        self.count_only = count_only
+        self.upload = upload
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(Response(self.status, bytes(self.body)))
+
+    def fail(self, why: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(HttpError(why))
+            self.done.exception()  # retrieved: a probe nobody awaits any more is not an error report
+
+
+_UPLOAD_PAYLOAD = bytes(CHUNK)
+
+
+# ----- HTTP/2 -----------------------------------------------------------------------------------
+
+class H2Protocol:
+    """One HTTP/2 connection: many streams; ``bytes_in`` counts DATA payload received."""
+
+    http_version = "h2"
+
+    def __init__(self) -> None:
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=cfg)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, _Stream] = {}
+        self.bytes_in = 0
+        self.paused = False
+        self.closed = False
+        self._buf = bytearray(256 * 1024)
+        self._mv = memoryview(self._buf)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: _H2_MAX_FRAME,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _H2_MAX_WINDOW,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        })
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(_H2_MAX_WINDOW - 65535)
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._mv
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            events = self.conn.receive_data(bytes(self._mv[:nbytes]))
+        except h2.exceptions.ProtocolError as exc:
+            self._fail_all(f"HTTP/2 protocol error: {exc}")
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        pump = False
+        for ev in events:
+            if isinstance(ev, h2.events.DataReceived):
+                sid = ev.stream_id
+                size = len(ev.data) if ev.data else 0
+                self.bytes_in += size
+                st = self.streams.get(sid)
+                if st is not None and not st.count_only and len(st.body) < MAX_SMALL_BODY:
+                    st.body += ev.data[:MAX_SMALL_BODY - len(st.body)]
+                if ev.flow_controlled_length:
+                    try:
+                        self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                    except h2.exceptions.StreamClosedError:
+                        pass
+            elif isinstance(ev, h2.events.ResponseReceived):
+                st = self.streams.get(ev.stream_id)
+                if st is not None:
+                    for k, v in ev.headers:
+                        if k == b":status":
+                            st.status = int(v)
+            elif isinstance(ev, h2.events.StreamEnded):
+                st = self.streams.pop(ev.stream_id, None)
+                if st is not None:
+                    st.finish()
+            elif isinstance(ev, h2.events.StreamReset):
+                st = self.streams.pop(ev.stream_id, None)
+                if st is not None:
+                    if st.status and not st.upload:
+                        st.fail(f"stream reset (error {ev.error_code})")
+                    else:
+                        st.finish() if st.status else st.fail(f"stream reset (error {ev.error_code})")
+            elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                pump = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self._fail_all(f"the server ended the HTTP/2 connection (error {ev.error_code})")
+        if pump:
+            self._pump()
+        self._flush()
+
+    def request(self, method: str, scheme: str, authority: str, target: str, *, count_only: bool = False,
+                upload: bool = False) -> _Stream:
+        """Start a request; its stream's ``done`` resolves with the response (bounded body)."""
+        if self.closed or self.transport is None:
+            raise HttpError("the connection is closed")
+        loop = asyncio.get_running_loop()
+        sid = self.conn.get_next_available_stream_id()
+        headers = [(b":method", method.encode()), (b":scheme", scheme.encode()),
+                   (b":authority", authority.encode()), (b":path", target.encode()),
+                   (b"user-agent", USER_AGENT)]
+        if upload:
+            headers.append((b"content-type", b"application/octet-stream"))
+        st = _Stream(loop, count_only, upload)
+        self.streams[sid] = st
+        try:
+            self.conn.send_headers(sid, headers, end_stream=not upload)
+        except h2.exceptions.ProtocolError as exc:  # too many streams, a closed connection
+            self.streams.pop(sid, None)
+            raise HttpError(f"cannot open a stream: {exc}") from None
+        if upload:
+            self._pump()
+        self._flush()
+        return st
+
+    def _pump(self) -> None:
+        """Send upload data as far as the flow-control windows and the transport allow."""
+        if self.paused or self.closed:
+            return
+        for sid, st in list(self.streams.items()):
+            if not st.upload:
+                continue
+            while not self.paused:
+                try:
+                    window = self.conn.local_flow_control_window(sid)
+                except h2.exceptions.ProtocolError:
+                    break
+                n = min(window, self.conn.max_outbound_frame_size, CHUNK)
+                if n <= 0:
+                    break
+                try:
+                    self.conn.send_data(sid, _UPLOAD_PAYLOAD[:n] if n < CHUNK else _UPLOAD_PAYLOAD)
+                except h2.exceptions.ProtocolError:
+                    break
+                self._flush()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._pump()
+        self._flush()
+
+    def eof_received(self) -> None:
+        self._fail_all("the server closed the connection")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail_all("the connection was closed" + (f": {exc}" if exc else ""))
+
+    def _fail_all(self, why: str) -> None:
+        streams, self.streams = self.streams, {}
+        for st in streams.values():
+            st.fail(why)
+
+
+# ----- HTTP/1.1 ---------------------------------------------------------------------------------
+
+class H1Protocol:
+    """One HTTP/1.1 connection, one request at a time. A ``count_only`` response's body is counted in
+    ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
+
+    http_version = "http/1.1"
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.bytes_in = 0
+        self.paused = False
+        self.closed = False
+        self._buf = bytearray(1024 * 1024)
+        self._mv = memoryview(self._buf)
+        self._h11: h11.Connection | None = None
+        self._st: _Stream | None = None
+        self._head = bytearray()
+        self._raw = False  # past the head of a count_only response: count bytes, parse nothing
+        self._uploading = False
+        self._chunk = b"%x\r\n" % CHUNK + _UPLOAD_PAYLOAD + b"\r\n"
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=2 * CHUNK + 64)
+
+    def request(self, method: str, scheme: str, authority: str, target: str, *, count_only: bool = False,
+                upload: bool = False) -> _Stream:
+        if self.closed or self.transport is None:
+            raise HttpError("the connection is closed")
+        if self._st is not None and not self._st.done.done():
+            raise HttpError("a request is under way on this HTTP/1.1 connection")
+        self._h11 = h11.Connection(h11.CLIENT)
+        headers = [("Host", authority), ("User-Agent", "netkit")]
+        if upload:
+            headers += [("Transfer-Encoding", "chunked"), ("Content-Type", "application/octet-stream")]
+        data = self._h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        if not upload:
+            data += self._h11.send(h11.EndOfMessage()) or b""
+        self._st = _Stream(asyncio.get_running_loop(), count_only, upload)
+        self._head.clear()
+        self._raw = False
+        self.transport.write(data)
+        if upload:
+            self._uploading = True
+            self._pump()
+        return self._st
+
+    def _pump(self) -> None:
+        while self._uploading and not self.paused and not self.closed and self.transport is not None:
+            self.transport.write(self._chunk)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._pump()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._mv
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._raw:
+            self.bytes_in += nbytes
+            return
+        st = self._st
+        data = bytes(self._mv[:nbytes])
+        if st is None or self._h11 is None:
+            return  # bytes nobody asked for: ignored
+        if st.count_only:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._head) > 64 * 1024:
+                    st.fail("the response head is over 64 KiB")
+                return
+            body = len(self._head) - end - 4
+            self._receive(bytes(self._head[:end + 4]))
+            self._raw = True
+            self.bytes_in += body
+            return
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        st, conn = self._st, self._h11
+        assert st is not None and conn is not None
+        try:
+            conn.receive_data(data)
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                    return
+                if isinstance(ev, h11.Response):
+                    st.status = ev.status_code
+                    if st.count_only or st.upload:
+                        return  # the body is counted raw (download), or ignored (an upload's answer)
+                elif isinstance(ev, h11.Data):
+                    self.bytes_in += len(ev.data)
+                    if len(st.body) < MAX_SMALL_BODY:
+                        st.body += ev.data[:MAX_SMALL_BODY - len(st.body)]
+                elif isinstance(ev, h11.EndOfMessage):
+                    st.finish()
+                    return
+                elif isinstance(ev, h11.ConnectionClosed):
+                    st.fail("the server closed the connection")
+                    return
+        except h11.RemoteProtocolError as exc:
+            st.fail(f"malformed HTTP response: {exc}")
+
+    def eof_received(self) -> None:
+        self.closed = True
+        if self._st is not None:
+            if self._h11 is not None and not self._raw:
+                try:
+                    self._receive(b"")
+                except Exception:  # noqa: BLE001 - a close mid-parse is a failed request either way
+                    pass
+            if self._st is not None:
+                self._st.fail("the server closed the connection")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._uploading = False
+        if self._st is not None:
+            self._st.fail("the connection was closed" + (f": {exc}" if exc else ""))

@@ -84,7 +84,7 @@ http {{
   {temp}
   sendfile on;
   keepalive_requests 100000;
-  http2_max_requests 100000;
+  http2_chunk_size 1m;  # nginx's default 8k frames cost a Python h2 client a parse each
   lingering_time 600s;
   types {{ application/json json; application/octet-stream bin; }}
   default_type application/octet-stream;

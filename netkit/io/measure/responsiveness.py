@@ -238,7 +238,7 @@ class _Session:
             if self.stopped():
                 break
             try:
-                samples.append(await asyncio.wait_for(self.foreign_probe(), self.cfg.io_timeout_s))
+                samples.append(await self.foreign_probe())
             except (HttpError, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
                 if not samples:
                     assert self.nq is not None
@@ -304,7 +304,7 @@ class _Session:
                 if state.done:
                     return
                 try:
-                    sample = await asyncio.wait_for(make(), self.cfg.io_timeout_s)
+                    sample = await make()  # each step bounded by its own timeout
                 except (HttpError, OSError, ssl.SSLError, asyncio.TimeoutError):
                     state.probe_errors += 1
                     continue

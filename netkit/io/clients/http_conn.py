@@ -228,12 +228,16 @@ class H2Protocol:
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self.conn.local_settings = h2.settings.Settings(client=True, initial_values={
+        self.conn.initiate_connection()
+        # Pending until the server acknowledges them; a larger inbound frame than the one advertised
+        # so far is accepted at once (the server may use the new size as soon as it has read ours).
+        self.conn.update_settings({
             h2.settings.SettingCodes.MAX_FRAME_SIZE: _H2_MAX_FRAME,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _H2_MAX_WINDOW,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
         })
-        self.conn.initiate_connection()
+        self.conn.max_inbound_frame_size = _H2_MAX_FRAME
+        self.conn.incoming_buffer.max_frame_size = _H2_MAX_FRAME
         self.conn.increment_flow_control_window(_H2_MAX_WINDOW - 65535)
         self._flush()
 

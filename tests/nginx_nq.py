@@ -135,8 +135,9 @@ def nginx_nq(host: str = "127.0.0.1", port: int | None = None, *, tls: bool = Tr
         deadline = time.monotonic() + ready_timeout
         while not _listening(host, port, ns):
             if proc.poll() is not None:
-                raise NginxUnavailable(f"nginx exited: {proc.stderr.read().decode(errors='replace') if proc.stderr else ''}"
-                                       f" {(root / 'error.log').read_text(errors='replace') if (root / 'error.log').exists() else ''}")
+                said = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                log = (root / "error.log").read_text(errors="replace") if (root / "error.log").exists() else ""
+                raise NginxUnavailable(f"nginx exited: {said} {log}")
             if time.monotonic() > deadline:
                 raise NginxUnavailable("nginx did not start listening")
             time.sleep(0.02)

@@ -12,7 +12,8 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
     "throughput": ("netkit.cli.measure_throughput:throughput", "Bandwidth, like iperf3."),
     "requests": ("netkit.cli.measure_requests:requests", "Request/response load over persistent connections."),
     "connections": ("netkit.cli.measure_connections:connections", "New TCP connections per second."),
-    "responsiveness": ("netkit.cli.measure_responsiveness:responsiveness", "Responsiveness under load (RPM), the IETF way."),
+    "responsiveness": ("netkit.cli.measure_responsiveness:responsiveness",
+                       "Responsiveness under load (RPM), the IETF way."),
 }
 
 

@@ -102,7 +102,7 @@ def responsiveness(url: str | None, direction: str, download_only: bool, upload_
     sequential = 1 if parallel or direction != "both" else 2
     params = AlgorithmParams(interval_s=interval, initial_connections=load_connections,
                              max_connections=max_connections,
-                             stage_max_s=max(stage_budget_s(max_duration, sequential), 4 * interval))
+                             stage_max_s=stage_budget_s(max_duration, sequential, interval_s=interval))
     cfg = ResponsivenessConfig(url=url, direction=Direction(direction), parallel=parallel, http1=http1,
                                params=params, max_duration_s=max_duration, connect_timeout_s=connect_timeout,
                                insecure=insecure, cafile=cafile, family=family)

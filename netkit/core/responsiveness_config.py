@@ -104,9 +104,12 @@ class ResponsivenessConfig:
         return (self.direction,)
 
 
-def stage_budget_s(max_duration_s: float, sequential_directions: int, idle_s: float = 1.0) -> float:
+def stage_budget_s(max_duration_s: float, sequential_directions: int, idle_s: float = 1.0,
+                   interval_s: float = 1.0) -> float:
     """How long each stage may run so that the whole run fits ``max_duration_s``: the time left after
     the idle phase, shared by two stages per direction run one after the other, at most 10 s (the
-    draft's example allots 10 s to each stage)."""
+    draft's example allots 10 s to each stage). A stage ends at an interval's end: whole intervals,
+    at least one."""
     left = max(max_duration_s - idle_s, 1.0)
-    return max(0.5, min(10.0, left / (2 * max(1, sequential_directions))))
+    share = min(10.0, left / (2 * max(1, sequential_directions)))
+    return max(1, int(share / interval_s + 1e-9)) * interval_s

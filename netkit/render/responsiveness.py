@@ -113,9 +113,9 @@ def responsiveness_summary_table(result: ResponsivenessResult, *, width: int | N
             prow.append([d.direction, _PROBE_NAMES[m], format_ms(pc["p50"]), format_ms(pc["p90"]),
                          format_ms(pc["p99"]), format_ms(getattr(d.stats, tm_of[m]))])
     if prow:
-        counts = ", ".join(f"{d.direction} {format_count(d.stats.foreign)} foreign + "
-                           f"{format_count(d.stats.self_)} self" for d in result.directions)
-        parts.append(fitted_table(PROBE_COLUMNS, prow, width=width, title=f"probes under load ({counts})"))
+        parts.append(fitted_table(PROBE_COLUMNS, prow, width=width, title="probes under load"))
+        parts.append(Text("probes: " + ", ".join(f"{d.direction} {format_count(d.stats.foreign)} foreign + "
+                                                 f"{format_count(d.stats.self_)} self" for d in result.directions)))
     if result.error:
         parts.append(Text.assemble(("note: ", "bold"), cell(result.error, style="yellow")))
     th = result.thresholds

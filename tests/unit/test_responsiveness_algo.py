@@ -131,5 +131,6 @@ def test_max_connections_and_config_checks() -> None:
     with pytest.raises(ValueError):
         AlgorithmParams(initial_connections=20)
     assert ResponsivenessConfig("https://x").directions == ("download", "upload")
-    assert stage_budget_s(40, 2) == 9.75
+    assert stage_budget_s(40, 2) == 9.0
     assert stage_budget_s(9, 1) == 4.0
+    assert stage_budget_s(6, 2) == 1.0

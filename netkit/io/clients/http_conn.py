@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import h11
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import h11
 
 #: ``TCP_NOTSENT_LOWAT``: keep little unsent data in the kernel, so a self probe queued behind the load
 #: waits for the network, not for megabytes of our own send buffer.
@@ -478,7 +478,7 @@ class H1Protocol:
             if self._h11 is not None and not self._raw:
                 try:
                     self._receive(b"")
-                except Exception:  # noqa: BLE001 - a close mid-parse is a failed request either way
+                except Exception:
                     pass
             if self._st is not None:
                 self._st.fail("the server closed the connection")

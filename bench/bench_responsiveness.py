@@ -1,0 +1,71 @@
+"""The RPM test's own overhead: on loopback, the goodput of ``measure responsiveness``'s
+load-generating connections (download only, N connections from the start) against what
+``netkit measure throughput -R -P N`` reaches on the same machine in the same run (target >= 0.8x).
+
+The server is nginx serving the draft's endpoints (tests/nginx_nq.py) until ``netkit serve
+responsiveness`` is pointed at instead. Two cases, reported apart: h2 over TLS (TLS and h2 framing
+cost a Python client CPU that plain TCP does not) and HTTP/1.1 in clear text (like for like).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchlib import Row
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+STREAMS = 4
+
+
+def _netkit(*args: str, timeout: float = 60) -> dict:
+    p = subprocess.run([sys.executable, "-m", "netkit", *args, "--format", "json"], capture_output=True,
+                       text=True, timeout=timeout, cwd=REPO)
+    return json.loads(p.stdout)
+
+
+def _throughput_reference() -> float:
+    srv = subprocess.Popen([sys.executable, "-m", "netkit", "serve", "tcp", "--port", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        assert srv.stdout is not None
+        line = srv.stdout.readline()
+        port = line.strip().rsplit(":", 1)[-1]
+        doc = _netkit("measure", "throughput", f"127.0.0.1:{port}", "-R", "-P", str(STREAMS), "-t", "5")
+        return float(doc["summary"]["received_bits_per_second"])
+    finally:
+        srv.terminate()
+        srv.wait(10)
+
+
+def _rpm_goodput(url: str, *extra: str) -> float:
+    doc = _netkit("measure", "responsiveness", url, "-k", "--download-only", "--load-connections", str(STREAMS),
+                  "--max-connections", str(STREAMS), "--max-duration", "8s", *extra)
+    return float(doc["directions"][0]["goodput_bps"])
+
+
+def load_goodput() -> list[Row]:
+    try:
+        from nginx_nq import NginxUnavailable, nginx_nq
+    except ImportError as exc:  # pragma: no cover
+        return [Row("responsiveness load goodput", None, None, "Gbit/s", f"cannot import the nginx fixture: {exc}")]
+    reference = _throughput_reference() / 1e9
+    rows = []
+    try:
+        with nginx_nq(tls=True) as tls_srv, nginx_nq(tls=False) as clear_srv:
+            h2 = _rpm_goodput(tls_srv.url) / 1e9
+            h1 = _rpm_goodput(clear_srv.url) / 1e9
+    except NginxUnavailable as exc:
+        return [Row("responsiveness load goodput", None, reference, "Gbit/s", f"no nginx: {exc}")]
+    rows.append(Row(f"RPM load goodput, h2 over TLS, {STREAMS} conns, vs measure throughput -R -P {STREAMS}", h2,
+                    reference, "Gbit/s", "TLS + h2 framing in Python against plain TCP"))
+    rows.append(Row(f"RPM load goodput, HTTP/1.1 clear, {STREAMS} conns, vs measure throughput -R -P {STREAMS}",
+                    h1, reference, "Gbit/s", "like for like"))
+    return rows
+
+
+CASES = [load_goodput]

@@ -85,6 +85,7 @@ http {{
   sendfile on;
   keepalive_requests 100000;
   http2_chunk_size 1m;  # nginx's default 8k frames cost a Python h2 client a parse each
+  output_buffers 2 1m;  # over TLS (no sendfile) the file is read, and framed, in these
   lingering_time 600s;
   types {{ application/json json; application/octet-stream bin; }}
   default_type application/octet-stream;

@@ -10,8 +10,10 @@ cost a Python client CPU that plain TCP does not) and HTTP/1.1 in clear text (li
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from benchlib import Row
@@ -48,6 +50,20 @@ def _rpm_goodput(url: str, *extra: str) -> float:
     return float(doc["directions"][0]["goodput_bps"])
 
 
+def _curl_goodput(url: str, *extra: str, seconds: float = 5.0) -> float | None:
+    """``STREAMS`` curl downloads of the large object at once for ``seconds``: their summed rate."""
+    if shutil.which("curl") is None:
+        return None
+    procs = [subprocess.Popen(["curl", "-sk", *extra, "-o", "/dev/null", "--max-time", str(seconds), "-w",
+                               "%{speed_download}", url + "/large"], stdout=subprocess.PIPE, text=True)
+             for _ in range(STREAMS)]
+    total = 0.0
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 10)
+        total += float(out or 0)
+    return total * 8
+
+
 def load_goodput() -> list[Row]:
     try:
         from nginx_nq import NginxUnavailable, nginx_nq
@@ -58,13 +74,20 @@ def load_goodput() -> list[Row]:
     try:
         with nginx_nq(tls=True) as tls_srv, nginx_nq(tls=False) as clear_srv:
             h2 = _rpm_goodput(tls_srv.url) / 1e9
+            time.sleep(1)
             h1 = _rpm_goodput(clear_srv.url) / 1e9
+            curl_h2 = _curl_goodput(tls_srv.url, "--http2")
+            curl_h1 = _curl_goodput(clear_srv.url, "--http1.1")
     except NginxUnavailable as exc:
         return [Row("responsiveness load goodput", None, reference, "Gbit/s", f"no nginx: {exc}")]
     rows.append(Row(f"RPM load goodput, h2 over TLS, {STREAMS} conns, vs measure throughput -R -P {STREAMS}", h2,
-                    reference, "Gbit/s", "TLS + h2 framing in Python against plain TCP"))
+                    reference, "Gbit/s", "nginx (one worker, TLS) is the server: not like for like"))
     rows.append(Row(f"RPM load goodput, HTTP/1.1 clear, {STREAMS} conns, vs measure throughput -R -P {STREAMS}",
-                    h1, reference, "Gbit/s", "like for like"))
+                    h1, reference, "Gbit/s", "nginx (one worker, sendfile) is the server"))
+    rows.append(Row(f"RPM load goodput, h2 over TLS, vs {STREAMS} curl --http2 on the same nginx", h2,
+                    None if curl_h2 is None else curl_h2 / 1e9, "Gbit/s", "the client's own cost"))
+    rows.append(Row(f"RPM load goodput, HTTP/1.1 clear, vs {STREAMS} curl on the same nginx", h1,
+                    None if curl_h1 is None else curl_h1 / 1e9, "Gbit/s", "the client's own cost"))
     return rows
 
 

@@ -307,7 +307,9 @@ class DirectionRun:
         ma = total_bytes * 8 * NS / span if span > 0 else 0.0
         self.goodput_mas.append(ma)
         add = 0
-        rpm: float | None = None
+        # The RPM so far, shown while goodput still ramps too (a view of it converging); only the
+        # responsiveness stage's values count towards its stability.
+        rpm = probe_stats(self.window_probes(), p.trim_percent).rpm
         stage = self.stage
         if stage is Stage.GOODPUT:
             self.goodput_intervals += 1
@@ -321,7 +323,6 @@ class DirectionRun:
                 self.connections += add
         else:
             self.rpm_intervals += 1
-            rpm = probe_stats(self.window_probes(), p.trim_percent).rpm
             if rpm is not None:
                 self.rpms.append(rpm)
                 if stable(self.rpms, p.mad, p.sdt):

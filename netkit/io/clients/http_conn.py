@@ -435,6 +435,25 @@ class H2Protocol:
 
 # ----- HTTP/1.1 ---------------------------------------------------------------------------------
 
+_UNKNOWN = object()  # the head has not been read yet
+_CHUNKED = object()  # chunked: h11 parses the body
+_TO_CLOSE = -1  # no length: the body runs to the connection's close
+
+
+def _framing(headers: Any) -> int | object:
+    """How a response body ends, from its head: its Content-Length, chunked, or at the close."""
+    length: int | object = _TO_CLOSE
+    for name, value in headers:
+        if name == b"transfer-encoding" and b"chunked" in value.lower():
+            return _CHUNKED
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                pass
+    return length
+
+
 class H1Protocol:
     """One HTTP/1.1 connection, one request at a time. A ``count_only`` response's body is counted in
     ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
@@ -452,6 +471,7 @@ class H1Protocol:
         self._st: _Stream | None = None
         self._head = bytearray()
         self._raw = False  # past the head of a count_only response: count bytes, parse nothing
+        self._length: int | object = _UNKNOWN  # a counted body's bytes to come: an int, _CHUNKED, _TO_CLOSE
         self._uploading = False
         self._chunk = b"%x\r\n" % CHUNK + _UPLOAD_PAYLOAD + b"\r\n"
 
@@ -475,6 +495,7 @@ class H1Protocol:
         self._st = _Stream(asyncio.get_running_loop(), count_only, upload)
         self._head.clear()
         self._raw = False
+        self._length = _UNKNOWN
         self.transport.write(data)
         if upload:
             self._uploading = True
@@ -497,25 +518,42 @@ class H1Protocol:
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._raw:
-            self.bytes_in += nbytes
+            self._count_raw(nbytes)
             return
         st = self._st
         data = bytes(self._mv[:nbytes])
         if st is None or self._h11 is None:
             return  # bytes nobody asked for: ignored
-        if st.count_only:
+        if st.count_only and self._length is _UNKNOWN:
             self._head += data
             end = self._head.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._head) > 64 * 1024:
                     st.fail("the response head is over 64 KiB")
                 return
-            body = len(self._head) - end - 4
+            body = bytes(self._head[end + 4:])
             self._receive(bytes(self._head[:end + 4]))
+            if self._length is _CHUNKED:
+                if body:
+                    self._receive(body)  # chunked: h11 frames it (counted per Data event)
+                return
             self._raw = True
-            self.bytes_in += body
+            self._mv[:len(body)] = body
+            self._count_raw(len(body))
             return
         self._receive(data)
+
+    def _count_raw(self, nbytes: int) -> None:
+        """A counted body's bytes, straight from the buffer: to its Content-Length, or to the close."""
+        if isinstance(self._length, int) and self._length >= 0:
+            take = min(nbytes, self._length)
+            self._length -= take
+            self.bytes_in += take
+            if self._length == 0 and self._st is not None:
+                self._raw = False
+                self._st.finish()
+            return
+        self.bytes_in += nbytes
 
     def _receive(self, data: bytes) -> None:
         st, conn = self._st, self._h11
@@ -528,8 +566,14 @@ class H1Protocol:
                     return
                 if isinstance(ev, h11.Response):
                     st.status = ev.status_code
-                    if st.count_only or st.upload:
-                        return  # the body is counted raw (download), or ignored (an upload's answer)
+                    if st.count_only:
+                        self._length = _framing(ev.headers)
+                        if self._length is not _CHUNKED:
+                            return  # the body is counted raw, from the buffer
+                    elif st.upload:
+                        return  # an upload's early answer: the body goes on
+                elif isinstance(ev, h11.Data) and st.count_only:
+                    self.bytes_in += len(ev.data)
                 elif isinstance(ev, h11.Data):
                     self.bytes_in += len(ev.data)
                     if len(st.body) < MAX_SMALL_BODY:

@@ -10,6 +10,7 @@ from golden_support import golden_pair
 
 from netkit.core.responsiveness_algo import Confidence, ProbeKind, ProbeSample, probe_stats
 from netkit.core.responsiveness_result import DirectionResult, ResponsivenessResult, RpmThresholds
+from netkit.render.output import Output
 from netkit.render.responsiveness import render_responsiveness
 
 
@@ -68,3 +69,72 @@ def test_summary_golden(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_threshold_failure_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     th = RpmThresholds(2000, 20, False, ("download RPM 1,003 < min-rpm 2,000",))
     golden_pair(monkeypatch, "responsiveness_thresholds", lambda out: render_responsiveness(out, _result(th)))
+
+
+def _intervals() -> list:
+    from netkit.core.responsiveness_algo import IntervalRecord, Stage
+    from netkit.core.responsiveness_result import ResponsivenessInterval
+
+    rows = []
+    for i, (mbit, rpm, stage) in enumerate([(41.0, 2100.0, Stage.GOODPUT), (88.5, 950.0, Stage.GOODPUT),
+                                            (94.1, 610.0, Stage.RESPONSIVENESS), (94.3, 597.0, Stage.RESPONSIVENESS)]):
+        rec = IntervalRecord("download", i, i * 10**9, (i + 1) * 10**9, int(mbit * 1e6 / 8), i + 1, stage,
+                             mbit * 1e6, rpm, 20, 19)
+        rows.append(ResponsivenessInterval(rec, 1.2 + i))
+    return rows
+
+
+def test_interval_lines_and_live_table_golden(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netkit.render.responsiveness import responsiveness_interval_line, responsiveness_live_table
+
+    rows = _intervals()
+
+    def draw(out: Output) -> None:
+        if out.stdout_is_tty:
+            out.print(responsiveness_live_table(rows, width=out.width))
+        else:
+            for r in rows:
+                out.line(responsiveness_interval_line(r, width=out.width))
+
+    golden_pair(monkeypatch, "responsiveness_intervals", draw)
+    assert all(len(responsiveness_interval_line(r, width=40)) <= 60 for r in rows)
+
+
+def test_machine_formats() -> None:
+    import csv
+    import io
+    import json
+
+    from netkit.render.output import make_test_output
+
+    result = _result()
+    out, stdout, _ = make_test_output("json")
+    render_responsiveness(out, result)
+    doc = json.loads(stdout.getvalue())
+    assert doc["directions"][0]["band"] == "fair" and doc["self_probe"] == "http"
+    assert set(doc["directions"][0]["percentiles_ms"]) == {"tcp_f", "tls_f", "http_f", "http_l"}
+    out, stdout, _ = make_test_output("jsonl")
+    for row in _intervals():
+        out.jsonl(row.to_json())
+    render_responsiveness(out, result)
+    events = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["interval"] * 4 + ["summary"]
+    assert events[0]["rpm"] == 2100.0 and events[-1]["directions"][1]["direction"] == "upload"
+    out, stdout, _ = make_test_output("csv")
+    render_responsiveness(out, result)
+    rows = list(csv.DictReader(io.StringIO(stdout.getvalue())))
+    assert [r["direction"] for r in rows] == ["download", "upload"]
+    assert rows[0]["percentiles_ms.http_l.p99"] and "e+" not in stdout.getvalue()
+
+
+def test_thresholds_check() -> None:
+    from netkit.core.responsiveness_result import check_rpm_thresholds
+
+    result = _result()
+    assert check_rpm_thresholds(result, None, None).passed
+    th = check_rpm_thresholds(result, 1000, 30)
+    assert not th.passed
+    assert th.failed == ("download RPM 897 < min-rpm 1,000",
+                         "download added latency 54.9 ms > max-added-latency 30.0 ms")
+    empty = ResponsivenessResult("u", "u", "h2", None, "http", False, result.idle, (), 1.0, error="refused")
+    assert check_rpm_thresholds(empty, None, None).failed == ("no responsiveness measured (refused)",)

@@ -24,6 +24,12 @@ class FakeTransport:
     def get_extra_info(self, name: str) -> Any:
         return None
 
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 def feed(proto: H1Protocol, data: bytes, step: int) -> None:
     for i in range(0, len(data), step):

@@ -24,6 +24,12 @@ class FakeTransport:
     def get_extra_info(self, name: str) -> Any:
         return None
 
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def abort(self) -> None:
         pass
 

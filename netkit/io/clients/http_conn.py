@@ -20,6 +20,7 @@ Nothing here decides when to stop: the caller bounds every wait with its own tim
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
 import ssl
 import struct
@@ -76,6 +77,33 @@ def tcp_info(sock: Any) -> TcpInfo | None:
         return None
     acked = _U64.unpack_from(raw, 120)[0] if len(raw) >= 128 else None
     return TcpInfo(_RTT.unpack_from(raw, 68)[0], _RTT.unpack_from(raw, 92)[0], acked)
+
+
+#: ``SIOCOUTQNSD`` (Linux): bytes in a TCP socket's send queue not yet sent.
+SIOCOUTQNSD = 0x894B
+UNSENT_DEFAULT = 64 * 1024
+UNSENT_MIN = 16 * 1024
+UNSENT_MAX = 4 * 1024 * 1024
+
+
+def unsent_bytes(transport: Any) -> int:
+    """Bytes written to ``transport`` not yet on the wire: its own buffer and the kernel's unsent
+    queue (0 for the kernel's where the platform cannot say)."""
+    if transport is None:
+        return 0
+    n = int(transport.get_write_buffer_size())
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            n += struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            pass
+    return n
+
+
+def unsent_limit_for(rate_bps: float, seconds: float = 0.005) -> int:
+    """A few milliseconds' worth of bytes at ``rate_bps``, within 16 KiB..4 MiB."""
+    return int(min(UNSENT_MAX, max(UNSENT_MIN, rate_bps / 8 * seconds)))
 
 
 # ----- dialing ----------------------------------------------------------------------------------
@@ -240,6 +268,10 @@ class H2Protocol:
         self._to_h2 = 0  # payload bytes of a frame for h2 still to come
         self._unacked: dict[int, int] = {}  # counted bytes not yet given back in WINDOW_UPDATE
         self._skip_sid = 0
+        #: Upload bytes written but not yet sent (ours and the kernel's) at most; the caller sets it
+        #: from the connection's rate (a few milliseconds' worth).
+        self.unsent_limit = UNSENT_DEFAULT
+        self._retry: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -258,7 +290,7 @@ class H2Protocol:
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.closed:
+        if data and self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -392,18 +424,24 @@ class H2Protocol:
         return st
 
     def _pump(self) -> None:
-        """Send upload data as far as the flow-control windows and the transport allow."""
+        """Send upload data as far as the flow-control windows, the transport and ``unsent_limit``
+        allow. Data written but not yet sent delays every request behind it on this connection (a
+        self probe's HEADERS): so little is kept unsent, and the pump looks again a millisecond later."""
         if self.paused or self.closed:
             return
         for sid, st in list(self.streams.items()):
             if not st.upload:
                 continue
-            while not self.paused:
+            while not self.paused and self.transport is not None and not self.transport.is_closing():
+                room = self.unsent_limit - unsent_bytes(self.transport)
+                if room <= 0:
+                    self._retry_later()
+                    break
                 try:
                     window = self.conn.local_flow_control_window(sid)
                 except h2.exceptions.ProtocolError:
                     break
-                n = min(window, self.conn.max_outbound_frame_size, CHUNK)
+                n = min(window, self.conn.max_outbound_frame_size, CHUNK, max(room, 16384))
                 if n <= 0:
                     break
                 try:
@@ -411,6 +449,15 @@ class H2Protocol:
                 except h2.exceptions.ProtocolError:
                     break
                 self._flush()
+
+    def _retry_later(self) -> None:
+        if self._retry is None and not self.closed:
+            self._retry = asyncio.get_running_loop().call_later(0.001, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._pump()
+        self._flush()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -425,6 +472,9 @@ class H2Protocol:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self._fail_all("the connection was closed" + (f": {exc}" if exc else ""))
 
     def _fail_all(self, why: str) -> None:
@@ -503,7 +553,9 @@ class H1Protocol:
         return self._st
 
     def _pump(self) -> None:
-        while self._uploading and not self.paused and not self.closed and self.transport is not None:
+        # A closing transport drops writes without pausing: stop there (it would loop forever).
+        while self._uploading and not self.paused and not self.closed and self.transport is not None \
+                and not self.transport.is_closing():
             self.transport.write(self._chunk)
 
     def pause_writing(self) -> None:

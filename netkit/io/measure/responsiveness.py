@@ -51,7 +51,15 @@ from netkit.core.responsiveness_result import (
     direction_result,
 )
 from netkit.io.aio import StopSignal, run_until_stopped
-from netkit.io.clients.http_conn import Dialed, H2Protocol, HttpError, client_ssl_context, dial, tcp_info
+from netkit.io.clients.http_conn import (
+    Dialed,
+    H2Protocol,
+    HttpError,
+    client_ssl_context,
+    dial,
+    tcp_info,
+    unsent_limit_for,
+)
 from netkit.io.tls import client_context, tls_error_message
 
 Sink = Callable[[ResponsivenessInterval], None]
@@ -104,6 +112,8 @@ class _Direction:
     error: str | None = None
     done: bool = False
     connecting: int = 0
+    conn_failures: int = 0  # load connections the server ended (each was opened again)
+    last_failure: str | None = None
 
 
 class _Session:
@@ -173,7 +183,7 @@ class _Session:
         try:
             status, body = await self.get(d, url)
         except (HttpError, asyncio.TimeoutError, OSError) as exc:
-            raise CheckFailed(f"{url}: no configuration: {exc or 'timed out'}") from None
+            raise CheckFailed(f"{url}: no configuration: {str(exc) or 'timed out'}") from None
         finally:
             d.close()
         if status != 200:
@@ -286,12 +296,22 @@ class _Session:
                     return False
                 if d.protocol.closed:
                     return True
-        except HttpError:
+        except HttpError as exc:
+            state.conn_failures += 1
+            state.last_failure = str(exc)
             return True
         finally:
             conn.moved()  # the last acknowledged count, before the socket goes
             d.close()
         return False
+
+    @staticmethod
+    def _set_unsent_limits(state: _Direction, rate_bps: float) -> None:
+        """Each h2 upload connection keeps a few milliseconds of its share of the rate unsent."""
+        live = [c for c in state.conns if not c.dialed.protocol.closed]
+        for c in live:
+            if isinstance(c.dialed.protocol, H2Protocol):
+                c.dialed.protocol.unsent_limit = unsent_limit_for(rate_bps / len(live))
 
     def spawn(self, state: _Direction, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -327,6 +347,7 @@ class _Session:
             self.spawn(state, self.load_connection(state))
         self.spawn(state, self.prober(state))
         last_total = 0
+        last_tick = start
         last_move = start
         tick = start + int(params.interval_s * NS)
         try:
@@ -335,11 +356,15 @@ class _Session:
                 if self.stopped():
                     break
                 now = _now()
-                total = sum(c.moved() for c in state.conns)
+                moved = [c.moved() for c in state.conns]
+                total = sum(moved)
+                if state.upload and total > last_total:
+                    self._set_unsent_limits(state, (total - last_total) * 8 * NS / max(1, now - last_tick))
                 decision = state.run.end_interval(now, total - last_total)
                 if total > last_total:
                     last_move = now
                 last_total = total
+                last_tick = now
                 if self.sink is not None:
                     self.sink(ResponsivenessInterval(decision.record, (now - self.t0) / NS))
                 for _ in range(decision.add):
@@ -363,6 +388,10 @@ class _Session:
             if state.tasks:
                 await asyncio.gather(*state.tasks, return_exceptions=True)
         res = direction_result(state.run, idle_ms, end, state.probe_errors)
+        if state.error is None and state.conn_failures and state.run.intervals:
+            # Opened again each time, but the load (and the goodput) was not what it should be.
+            state.error = (f"the server ended {state.conn_failures} load connections (each opened again; "
+                           f"the last: {state.last_failure})")
         if state.error is not None and self._error is None:
             self._error = f"{which.value}: {state.error}"
         return res

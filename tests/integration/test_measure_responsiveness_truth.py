@@ -64,7 +64,7 @@ def run_once(chain: Chain, url: str, limit: int) -> tuple[dict, float]:
     bn.wait_idle()
     sampler = StampedSampler(bn.router, "to-client")
     proc = chain.popen_netkit("measure", "responsiveness", url, "-k", "--download-only", "--format", "jsonl",
-                              "--max-duration", "7s", "--load-connections", "8")
+                              "--max-duration", "6s", "--load-connections", "8")
     stamps: dict[int, float] = {}  # interval index -> when its event arrived
     summary = None
     assert proc.stdout is not None

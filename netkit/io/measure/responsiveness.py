@@ -157,15 +157,19 @@ class _Session:
             raise CheckFailed(f"cannot resolve {host}")
         return infos[0][0], infos[0][4]
 
+    def budget(self, timeout_s: float) -> float:
+        """``timeout_s``, cut to what is left of the run (every wait ends by --max-duration)."""
+        return max(0.05, min(timeout_s, (self.deadline - _now()) / NS))
+
     async def dial(self, url: HttpUrl, *, load: bool = False) -> Dialed:
         assert self.addr is not None
         return await dial(self.addr, ssl_ctx=self.ssl_ctx if url.tls else None,
                           server_hostname=url.host if url.tls else None,
-                          timeout_s=self.cfg.connect_timeout_s, load=load)
+                          timeout_s=self.budget(self.cfg.connect_timeout_s), load=load)
 
     async def get(self, d: Dialed, url: HttpUrl) -> tuple[int, bytes]:
         st = d.protocol.request("GET", url.scheme, url.authority, url.target)
-        resp = await asyncio.wait_for(st.done, self.cfg.io_timeout_s)
+        resp = await asyncio.wait_for(st.done, self.budget(self.cfg.io_timeout_s))
         return resp.status, resp.body
 
     # ----- the configuration -----
@@ -230,7 +234,7 @@ class _Session:
             url = self.nq.small_download_url
             t = _now()
             st = proto.request("GET", url.scheme, url.authority, url.target)
-            resp = await asyncio.wait_for(st.done, self.cfg.io_timeout_s)
+            resp = await asyncio.wait_for(st.done, self.budget(self.cfg.io_timeout_s))
             if resp.status != 200:
                 raise HttpError(f"GET {url.target} answered HTTP {resp.status}")
             return ProbeSample(ProbeKind.SELF, _now(), (_now() - t) / 1e6)

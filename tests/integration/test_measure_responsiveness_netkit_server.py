@@ -1,0 +1,59 @@
+"""``measure responsiveness`` against ``netkit serve responsiveness`` (skips where this checkout has
+no such server): both directions at once over HTTP/2 + TLS, the certificate checked with --cafile."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import support
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if importlib.util.find_spec("netkit.io.servers.responsiveness_server") is None:
+        pytest.skip("this checkout has no netkit serve responsiveness")
+    cert = tmp_path_factory.mktemp("nq") / "cert.pem"
+    proc = subprocess.Popen([sys.executable, "-m", "netkit", "serve", "responsiveness", "--port", "0",
+                             "--cert-out", str(cert)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=support.clean_env())
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 10
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("config "):
+                url = line.split()[1]
+        assert url is not None, "the server printed no config line"
+        support.wait_until(cert.exists, timeout=5)
+        yield url, cert
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_parallel_h2_against_netkit_server(server: tuple[str, Path]) -> None:
+    url, cert = server
+    p = subprocess.run(support.netkit_cmd("measure", "responsiveness", url, "--cafile", str(cert), "--parallel",
+                                          "--max-duration", "4s", "--format", "json"),
+                       capture_output=True, text=True, timeout=30, env=support.clean_env())
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["protocol"] == "h2" and doc["parallel"] and doc["config_url"] == url
+    for d in doc["directions"]:
+        assert d["goodput_bps"] > 1e6 and d["rpm"] > 0, d
+        assert d["probes"]["self"] > 0 and d["probes"]["foreign"] > 0, d

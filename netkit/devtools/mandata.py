@@ -258,6 +258,25 @@ PAGES: dict[str, dict[str, Any]] = {
              "netkit -q measure connections 127.0.0.1:8000 --duration 5s --min-rate 5000 --max-errors 0"),
         ),
     },
+    "measure responsiveness": {
+        "exit_status": (
+            (0, "Measured (and within --min-rpm and --max-added-latency when given)."),
+            (1, "The server could not be reached or served no configuration, no RPM was measured, or a "
+                "threshold was missed (the summary says which)."),
+            _USAGE,
+            _RUNTIME,
+            (130, "Interrupted by Ctrl-C (after the summary of what was measured)."),
+        ),
+        "examples": (
+            ("Start a server, then measure against it (both directions, one after the other):",
+             "netkit serve responsiveness & netkit measure responsiveness https://127.0.0.1:4443 -k"),
+            ("Download only, failing below 1000 RPM or 50 ms of added latency:",
+             "netkit measure responsiveness https://host:4443 --download-only --min-rpm 1000 "
+             "--max-added-latency 50ms"),
+            ("Both directions at once over HTTP/1.1, one JSON object per interval then a summary:",
+             "netkit measure responsiveness https://host:4443 --parallel --http1.1 --format jsonl"),
+        ),
+    },
     # ----- monitor -------------------------------------------------------------------------------
     # ----- trace ---------------------------------------------------------------------------------
     "trace": {

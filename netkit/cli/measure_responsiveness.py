@@ -73,7 +73,6 @@ def responsiveness(url: str | None, direction: str, download_only: bool, upload_
 
     \b
     Examples:
-      netkit serve responsiveness &      # prints the URL to pass
       netkit measure responsiveness https://127.0.0.1:4443 -k
       netkit measure responsiveness https://host:4443 --download-only --min-rpm 1000
       netkit measure responsiveness http://host:8080 --parallel --format json

@@ -268,8 +268,8 @@ PAGES: dict[str, dict[str, Any]] = {
             (130, "Interrupted by Ctrl-C (after the summary of what was measured)."),
         ),
         "examples": (
-            ("Start a server, then measure against it (both directions, one after the other):",
-             "netkit serve responsiveness & netkit measure responsiveness https://127.0.0.1:4443 -k"),
+            ("Against a server started with netkit serve responsiveness (both directions, in turn):",
+             "netkit measure responsiveness https://127.0.0.1:4443 -k"),
             ("Download only, failing below 1000 RPM or 50 ms of added latency:",
              "netkit measure responsiveness https://host:4443 --download-only --min-rpm 1000 "
              "--max-added-latency 50ms"),

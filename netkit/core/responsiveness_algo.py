@@ -286,6 +286,12 @@ class DirectionRun:
         """A finished probe, counted in the interval under way."""
         self._probes[-1].append(probe)
 
+    def add_unfinished(self, probe: ProbeSample) -> None:
+        """A probe still unanswered when the direction ended, with the time it had waited so far (a
+        lower bound of its latency): counted in the last finished interval, so a connection whose
+        answers never come back within the run does not drop out of the result."""
+        self._probes[-2 if len(self._probes) > 1 else -1].append(probe)
+
     def window_probes(self, *, include_current: bool = False) -> list[ProbeSample]:
         """The probes of the last MAD finished intervals (and the one under way if asked)."""
         done = self._probes[:-1][-self.params.mad:]

@@ -58,6 +58,8 @@ class DirectionResult:
     window_s: tuple[float, float]  # the span (since the direction began) the RPM comes from
     duration_s: float
     probe_errors: int = 0
+    probes_skipped: int = 0  # launches skipped while too many probes of that kind were still out
+    probes_unfinished: int = 0  # self probes unanswered at the end, counted with the time they waited
 
     @property
     def band(self) -> Band | None:
@@ -77,7 +79,8 @@ class DirectionResult:
             "trimmed_mean_ms": {"tcp_f": _r(s.tm_tcp), "tls_f": _r(s.tm_tls), "http_f": _r(s.tm_http_f),
                                 "http_l": _r(s.tm_http_l)},
             "percentiles_ms": {m: {k: _r(v) for k, v in s.percentiles[m].items()} for m in METRICS},
-            "probes": {"foreign": s.foreign, "self": s.self_, "errors": self.probe_errors},
+            "probes": {"foreign": s.foreign, "self": s.self_, "errors": self.probe_errors,
+                       "skipped": self.probes_skipped, "unfinished": self.probes_unfinished},
             "intervals": self.intervals,
             "window_s": [round(self.window_s[0], 3), round(self.window_s[1], 3)],
             "duration_s": round(self.duration_s, 3),
@@ -85,7 +88,8 @@ class DirectionResult:
 
 
 def direction_result(run: DirectionRun, idle_ms: float | None, now_ns: int, probe_errors: int = 0,
-                     goodput_bps: float | None = None) -> DirectionResult:
+                     goodput_bps: float | None = None, probes_skipped: int = 0,
+                     probes_unfinished: int = 0) -> DirectionResult:
     """The result of ``run`` as it stands at ``now_ns`` (finished or cut short)."""
     stats = run.final_stats()
     loaded = stats.foreign_latency_ms
@@ -96,7 +100,8 @@ def direction_result(run: DirectionRun, idle_ms: float | None, now_ns: int, prob
         goodput_confidence=run.confidence(Stage.GOODPUT), rpm_confidence=run.confidence(Stage.RESPONSIVENESS),
         loaded_ms=loaded, added_ms=None if loaded is None or idle_ms is None else loaded - idle_ms,
         stats=stats, intervals=len(run.intervals), window_s=(w0 / NS, w1 / NS),
-        duration_s=max(0, now_ns - run.start_ns) / NS, probe_errors=probe_errors)
+        duration_s=max(0, now_ns - run.start_ns) / NS, probe_errors=probe_errors, probes_skipped=probes_skipped,
+        probes_unfinished=probes_unfinished)
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,12 @@ def test_max_connections_and_config_checks() -> None:
     assert stage_budget_s(40, 2) == 9.0
     assert stage_budget_s(9, 1) == 4.0
     assert stage_budget_s(6, 2) == 1.0
+
+
+def test_unfinished_probes_count_in_the_last_window() -> None:
+    run = DirectionRun("download", AlgorithmParams(), start_ns=0)
+    run.add_probe(ProbeSample(ProbeKind.SELF, NS // 2, 10.0))
+    run.end_interval(NS, 1000)
+    run.add_unfinished(ProbeSample(ProbeKind.SELF, 2 * NS, 900.0))
+    stats = run.final_stats()
+    assert stats.self_ == 2 and stats.percentiles["http_l"]["p99"] == pytest.approx(900 - 890 * 0.01)

@@ -63,7 +63,9 @@ from netkit.io.clients.http_conn import (
 from netkit.io.tls import client_context, tls_error_message
 
 Sink = Callable[[ResponsivenessInterval], None]
-MAX_OUTSTANDING_PROBES = 64  # probes under way at once, whatever the pacing says
+#: Probes of one kind under way at once. A launch due while this many are still out is skipped rather
+#: than queued: piling handshakes onto a server that is slow to answer would measure the pile.
+MAX_OUTSTANDING_PROBES = 8
 
 
 def _now() -> int:
@@ -112,6 +114,10 @@ class _Direction:
     error: str | None = None
     done: bool = False
     connecting: int = 0
+    outstanding: dict[ProbeKind, int] = field(default_factory=lambda: {k: 0 for k in ProbeKind})
+    probes_skipped: int = 0  # launches skipped: too many of that kind still out
+    self_started: dict[object, int] = field(default_factory=dict)  # self probes under way: when sent
+    unfinished: int = 0  # self probes unanswered at the end (counted with the time they waited)
     conn_failures: int = 0  # load connections the server ended (each was opened again)
     last_failure: str | None = None
 
@@ -322,24 +328,31 @@ class _Session:
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
 
-    async def probe_pair(self, state: _Direction, sem: asyncio.Semaphore) -> None:
-        async with sem:
-            for make in (self.foreign_probe, lambda: self.self_probe(state)):
-                if state.done:
-                    return
-                try:
-                    sample = await make()  # each step bounded by its own timeout
-                except (HttpError, OSError, ssl.SSLError, asyncio.TimeoutError):
-                    state.probe_errors += 1
-                    continue
-                if sample is not None and not state.done:
-                    state.run.add_probe(sample)
+    async def probe(self, state: _Direction, kind: ProbeKind) -> None:
+        state.outstanding[kind] += 1
+        token = object()
+        if kind is ProbeKind.SELF:
+            state.self_started[token] = _now()
+        try:
+            sample = await (self.foreign_probe() if kind is ProbeKind.FOREIGN else self.self_probe(state))
+        except (HttpError, OSError, ssl.SSLError, asyncio.TimeoutError):
+            state.probe_errors += 1
+            return
+        finally:
+            state.outstanding[kind] -= 1
+            state.self_started.pop(token, None)
+        if sample is not None and not state.done:
+            state.run.add_probe(sample)
 
     async def prober(self, state: _Direction) -> None:
-        sem = asyncio.Semaphore(MAX_OUTSTANDING_PROBES)
+        """A foreign and a self probe every 1/rate seconds (the two kinds interleaved)."""
         nxt = _now()
         while not state.done and not self.stopped():
-            self.spawn(state, self.probe_pair(state, sem))
+            for kind in (ProbeKind.FOREIGN, ProbeKind.SELF):
+                if state.outstanding[kind] < MAX_OUTSTANDING_PROBES:
+                    self.spawn(state, self.probe(state, kind))
+                else:
+                    state.probes_skipped += 1
             nxt += int(NS / probe_pairs_per_s(state.run.goodput_bps, self.cfg.params))
             await self.sleep_until(nxt)
 
@@ -385,13 +398,20 @@ class _Session:
         finally:
             state.done = True
             end = _now()
+            # Self probes still unanswered count with what they waited (on h2: a request queued
+            # behind a server's send buffer may take longer than the run).
+            for started in state.self_started.values():
+                state.unfinished += 1
+                state.run.add_unfinished(ProbeSample(ProbeKind.SELF, end, (end - started) / 1e6))
+            state.self_started.clear()
             for c in state.conns:
                 c.dialed.close()
             for t in list(state.tasks):
                 t.cancel()
             if state.tasks:
                 await asyncio.gather(*state.tasks, return_exceptions=True)
-        res = direction_result(state.run, idle_ms, end, state.probe_errors)
+        res = direction_result(state.run, idle_ms, end, state.probe_errors, probes_skipped=state.probes_skipped,
+                               probes_unfinished=state.unfinished)
         if state.error is None and state.conn_failures and state.run.intervals:
             # Opened again each time, but the load (and the goodput) was not what it should be.
             state.error = (f"the server ended {state.conn_failures} load connections (each opened again; "

@@ -56,3 +56,18 @@ def test_thresholds_exit_1(nginx: NginxNq) -> None:
     assert rc == 1, err
     assert not doc["thresholds"]["passed"] and "min-rpm" in doc["thresholds"]["failed"][0]
     assert "netkit: check failed: download RPM" in err
+
+
+def test_ctrl_c_prints_what_was_measured_and_exits_130(nginx: NginxNq) -> None:
+    import signal
+
+    proc = subprocess.Popen(support.netkit_cmd("measure", "responsiveness", nginx.url, "-k", "--http1.1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=support.clean_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # piped: one plain line per interval, on stdout
+    assert "download" in first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "(stopped early)" in out and "download" in out and "Traceback" not in err

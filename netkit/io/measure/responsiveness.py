@@ -11,7 +11,8 @@ One asyncio loop (uvloop where installed), no thread per connection:
    probes paced by the measured goodput (at most MPS pairs a second, their bytes at most PTC of it).
 
 Goodput is what moved: downloads count the payload bytes received; uploads the bytes the kernel saw
-acknowledged (``tcpi_bytes_acked``), not the bytes handed to the socket. Self probes are a GET of the
+acknowledged (``tcpi_bytes_acked``, TLS records' few bytes of overhead included), not the bytes handed
+to the socket. Self probes are a GET of the
 small object on a load connection over h2; over HTTP/1.1 (one request at a time per connection) they
 are the kernel's RTT estimate of a load connection, as the draft allows (``self_probe: tcp_info``).
 

@@ -299,7 +299,7 @@ def probe_load(bytes_per_probe: int, interval_s: float, phases: Sequence[PhaseLa
     """The probes' rate and its share of the slowest loaded phase's measured rate."""
     bits = bytes_per_probe * 8 / interval_s
     rates = [p.rate.lowest for p in phases if p.rate is not None and p.rate.lowest]
-    share = None if not rates else round(100.0 * bits / min(r for r in rates if r is not None), 4)
+    share = None if not rates else 100.0 * bits / min(r for r in rates if r is not None)
     return ProbeLoad(bytes_per_probe, round(bits, 1), share)
 
 

@@ -25,8 +25,8 @@ iperf3 -s, plain services   ``icmp`` (a datagram ICMP socket where ``net.ipv4.pi
 
 Finding out which server answers takes one connection with the request session's header (as the
 throughput client's own detection does): a netkit server keeps it as the echo session; an iperf3
-server answers with a state byte and logs a failed parameter exchange when it closes (``--iperf3``
-or an explicit ``--latency-probe icmp`` skip this connection).
+server takes the 37-byte header as a test's cookie, so that connection becomes the first loaded
+phase's control connection (iperf3 waits for the parameters through the idle phase).
 
 Bounds: the probe thread stops when asked (its last replies get a short grace), every probe
 times out (``timeout_s``), the idle phase and every loaded phase are wall-clock bounded, and
@@ -69,7 +69,14 @@ from netkit.core.loaded_latency import (
     summarize_phases,
 )
 from netkit.core.targets import format_host_port
-from netkit.core.throughput_models import ServerKind, ThroughputConfig, ThroughputInterval, ThroughputResult
+from netkit.core.throughput_models import (
+    ServerKind,
+    ThroughputConfig,
+    ThroughputInterval,
+    ThroughputResult,
+    check_thresholds,
+)
+from netkit.io.measure import iperf3
 from netkit.io.measure.latency import measure_target
 from netkit.io.measure.latency_probers import (
     EventSink,
@@ -198,17 +205,24 @@ class ProbePlan:
     port_open: bool = True
     sock: socket.socket | None = None  # ECHO: the open request session
     v6: bool = False
+    #: An iperf3 server found out: the connection that found it, kept as the first phase's control
+    #: connection (closing it would be a failed test in the server's log), and its first state byte.
+    iperf3_ctrl: socket.socket | None = None
+    iperf3_state: bytes = b""
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        for s in (self.sock, self.iperf3_ctrl):
+            if s is not None:
+                s.close()
+        self.sock = self.iperf3_ctrl = None
 
 
-def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | None]:
+def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | None, bytes]:
     """One connection with the request session's header: which server answers it.
 
-    NETKIT: the socket, its ack read (the echo session). IPERF3 or PLAIN: closed, None.
+    NETKIT: the socket, its ack read (the echo session). IPERF3: the socket, now the first test's
+    control connection (iperf3 took the 37-byte header as its cookie), and the state byte it sent.
+    PLAIN: closed, None.
     """
     sock = connect(cfg.host, cfg.port, cfg.connect_timeout_s)
     where = format_host_port(cfg.host, cfg.port)
@@ -220,9 +234,9 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
             got = sock.recv(1)
         except TimeoutError:
             got = b""
-        if got and cfg.server == ServerKind.AUTO and is_greeting(got):
-            sock.close()
-            return ServerKind.IPERF3, None
+        if got and cfg.server == ServerKind.AUTO and is_greeting(got) and cfg.key is None:
+            sock.settimeout(None)
+            return ServerKind.IPERF3, sock, got
         if got == sh.ACK_MAGIC[:1]:
             sock.settimeout(cfg.connect_timeout_s)
             while len(got) < sh.ACK_LEN:
@@ -233,7 +247,7 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
             ack = sh.decode_ack(got)
             if ack is not None and ack.ok:
                 sock.settimeout(None)
-                return ServerKind.NETKIT, sock
+                return ServerKind.NETKIT, sock, b""
             if ack is not None and ack.status == sh.STATUS_REFUSED:
                 raise CheckFailed(f"{where}: the netkit server refused the latency probes' session: "
                                   "it is at its --max-sessions limit")
@@ -241,7 +255,7 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
         if cfg.server == ServerKind.NETKIT or cfg.key is not None:
             raise CheckFailed(f"{where}: the server did not accept the latency probes' session "
                               "(a keyed server needs the right --key)")
-        return ServerKind.PLAIN, None
+        return ServerKind.PLAIN, None, b""
     except OSError as exc:
         sock.close()
         raise CheckFailed(f"{where}: {exc.strerror or exc}") from None
@@ -285,16 +299,31 @@ def choose_probe(cfg: ThroughputConfig, lcfg: LoadedLatencyConfig) -> ProbePlan:
     v6 = ":" in cfg.host
     server = cfg.server
     sock = None
+    ctrl, state = None, b""
     # One detection connection only where the choice depends on the server.
     if server in (ServerKind.AUTO, ServerKind.NETKIT) and want in (ProbeChoice.AUTO, ProbeChoice.ECHO,
                                                                  ProbeChoice.TCP_CONNECT):
-        server, sock = _open_session(cfg)
+        server, sock, state = _open_session(cfg)
+        if server == ServerKind.IPERF3:
+            ctrl, sock = sock, None
     netkit = server == ServerKind.NETKIT
     if want in (ProbeChoice.AUTO, ProbeChoice.ECHO) and netkit and sock is not None:
         return ProbePlan(ProbeChoice.ECHO, "echo on a separate netkit request session", server, cfg.port,
                          sock=sock, v6=v6)
     if sock is not None:
         sock.close()
+    try:
+        plan = _without_echo(cfg, want, server, v6)
+    except BaseException:
+        if ctrl is not None:
+            ctrl.close()
+        raise
+    plan.iperf3_ctrl, plan.iperf3_state = ctrl, state
+    return plan
+
+
+def _without_echo(cfg: ThroughputConfig, want: ProbeChoice, server: ServerKind, v6: bool) -> ProbePlan:
+    netkit = server == ServerKind.NETKIT
     if want == ProbeChoice.ECHO:
         raise CheckFailed(f"{format_host_port(cfg.host, cfg.port)}: --latency-probe echo needs netkit serve tcp "
                           f"(this is {'an iperf3 server' if server == ServerKind.IPERF3 else 'not a netkit server'}): "
@@ -460,6 +489,18 @@ class _Window:
         self.sinks.interval(row)
 
 
+def _phase(cfg: ThroughputConfig, plan: ProbePlan, w: _Window, stop: threading.Event,
+           on_debug: Callable[[str], None] | None) -> ThroughputResult:
+    """One loaded phase's throughput test; the first against an iperf3 found out runs on the
+    control connection that found it."""
+    ctrl, plan.iperf3_ctrl = plan.iperf3_ctrl, None
+    if ctrl is None:
+        return measure_throughput(cfg, w.interval, on_progress=w.progress, stop=stop, on_info=on_debug)
+    result = iperf3.run_iperf3(cfg, w.interval, on_progress=w.progress, stop=stop, ctrl=ctrl,
+                               cookie=rf.session_preamble(), first_state=plan.iperf3_state)
+    return dataclasses.replace(result, thresholds=check_thresholds(result, cfg.min_rate_bps))
+
+
 def measure_loaded_latency(
     cfg: ThroughputConfig,
     lcfg: LoadedLatencyConfig,
@@ -499,8 +540,7 @@ def measure_loaded_latency(
             pcfg = phase_config(cfg, phase, plan.server)
             with view(phase) as sinks:
                 w = _Window(sinks)
-                result = measure_throughput(pcfg, w.interval, on_progress=w.progress, stop=stop,
-                                            on_info=on_debug)
+                result = _phase(pcfg, plan, w, stop, on_debug)
             ended = time.perf_counter_ns()
             if plan.server == ServerKind.AUTO:
                 plan.server = result.server

@@ -23,6 +23,7 @@ from typing import Any
 
 from netkit.core.stats import summarize_rtts
 from netkit.core.throughput_models import ThroughputResult
+from netkit.core.units import format_ms
 
 NS = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -314,24 +315,16 @@ def check_added_latency(phases: Sequence[PhaseLatency], max_ms: float | None) ->
                 failed.append(f"{p.phase}: added latency unknown (no RTT measured)")
             elif p.added_p50_ms > max_ms:
                 failed.append(f"{p.phase}: added latency {format_added(p.added_p50_ms)} is above "
-                              f"--max-added-latency {_plain_ms(max_ms)}")
+                              f"--max-added-latency {format_ms(max_ms)}")
     return AddedLatencyThreshold(max_ms, not failed, tuple(failed))
 
 
-def _plain_ms(v: float) -> str:
-    return f"{v:.3g} ms" if v < 1000 else f"{v:.0f} ms"
-
-
 def format_added(v: float | None) -> str:
-    """An added latency with its sign: ``+37.6 ms``, ``-0.12 ms``; ``-`` when unknown."""
+    """An added latency with its sign, at the precision of the RTT columns: ``+37.6 ms``,
+    ``-0.120 ms``; ``-`` when unknown."""
     if v is None:
         return "-"
-    sign = "+" if v >= 0 else "-"
-    a = abs(v)
-    text = f"{a:.3g}" if a < 1000 else f"{a:.0f}"
-    if "e" in text:  # three significant digits of a tiny figure: write it out
-        text = f"{a:.4f}".rstrip("0").rstrip(".")
-    return f"{sign}{text} ms"
+    return ("+" if v >= 0 else "-") + format_ms(abs(v))
 
 
 def phase_json(p: PhaseLatency) -> dict[str, Any]:

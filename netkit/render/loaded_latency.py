@@ -51,19 +51,20 @@ PHASE_COLS = (
 )
 
 
-def _rate_cell(p: PhaseLatency) -> str | Text:
-    from rich.text import Text
-
+def _rate_cell(p: PhaseLatency) -> str:
     if p.rate is None:
         return "-"
     r = p.rate
     if r.send_bits_per_second is not None and r.recv_bits_per_second is not None:
-        # bidir: each direction is a throughput, their sum is not; a Text keeps our line break
-        return Text(f"{format_bitrate(r.send_bits_per_second)} up\n{format_bitrate(r.recv_bits_per_second)} down")
+        # bidir: each direction is a throughput (up/down), their sum is not; one unit when they share it
+        up, down = format_bitrate(r.send_bits_per_second), format_bitrate(r.recv_bits_per_second)
+        if up.split(" ")[1] == down.split(" ")[1]:
+            return f"{up.split(' ')[0]}/{down}"
+        return f"{up}/{down}"
     return "-" if r.bits_per_second is None else format_bitrate(r.bits_per_second)
 
 
-def phase_rows(latency: LoadedLatency) -> list[list[str | Text]]:
+def phase_rows(latency: LoadedLatency) -> list[list[str]]:
     return [[str(p.phase), _rate_cell(p), format_count(p.probes), format_percent(p.loss_percent),
              format_ms(p.p50_ms), format_ms(p.p90_ms), format_ms(p.p99_ms),
              "-" if p.phase == Phase.IDLE else format_added(p.added_p50_ms)] for p in latency.phases]
@@ -86,8 +87,12 @@ def latency_notes(latency: LoadedLatency) -> list[Text]:
 
     load = latency.load
     share = "" if load.share_percent is None else f", {format_percent(load.share_percent)} of the measured rate"
-    lines = [Text("RTT percentiles of the probes sent in each phase; added: loaded p50 minus idle p50", style="dim"),
-             Text(f"probes: {latency.probe_detail}; {format_bitrate(load.bits_per_second)}{share}", style="dim")]
+    lines = [Text("added: loaded p50 minus idle p50 (the delay the load's queue adds)", style="dim")]
+    if any(p.rate is not None and p.rate.send_bits_per_second is not None for p in latency.phases):
+        lines.append(Text("bidir throughput: up/down", style="dim"))
+    lines += [
+             Text(f"probes: {latency.probe_detail}", style="dim"),
+             Text(f"probe traffic: {format_bitrate(load.bits_per_second)}{share}", style="dim")]
     th = latency.thresholds
     if th.max_added_latency_ms is not None or not th.passed:
         lines.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}", style="green" if th.passed else "red bold"))

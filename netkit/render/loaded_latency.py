@@ -75,7 +75,7 @@ def latency_table(target: str, latency: LoadedLatency, *, width: int | None) -> 
     from rich.console import Group
 
     every = f"{latency.interval_s * 1000:g} ms"
-    title = f"latency under load {target} ({latency.probe} probes every {every}"
+    title = f"latency under load {target} ({latency.probe} every {every}"
     title += ", stopped early)" if latency.interrupted else ")"
     table = fitted_table(PHASE_COLS, phase_rows(latency), width=width, title=title)
     parts: list[RenderableType] = [table, *latency_notes(latency)]

@@ -105,7 +105,7 @@ def test_golden_tables(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run = {"download": DOWNLOAD, "three": THREE}[name]
     tty, piped = golden_pair(monkeypatch, f"throughput_latency_{name}", _draw(run))
     for text in (tty, piped):
-        assert "latency under load 198.18.1.2:5000 (echo probes every 100 ms)" in text
+        assert "latency under load 198.18.1.2:5000 (echo every 100 ms)" in text
         for figure in ("0.425 ms", "idle"):
             assert figure in text
     if name == "download":

@@ -232,8 +232,12 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
         sock.settimeout(cfg.detect_timeout_s if cfg.server == ServerKind.AUTO else cfg.connect_timeout_s)
         try:
             got = sock.recv(1)
+            if not got:  # closed unanswered: never a plain service to measure (as the throughput client says)
+                raise CheckFailed(f"{where}: the server closed the connection at once (a keyed netkit server "
+                                  "needs --key; a TLS server, a full one (--max-conns) or one that refuses "
+                                  "this address close it too)")
         except TimeoutError:
-            got = b""
+            got = b""  # silent: a discard-like service
         if got and cfg.server == ServerKind.AUTO and is_greeting(got) and cfg.key is None:
             sock.settimeout(None)
             return ServerKind.IPERF3, sock, got

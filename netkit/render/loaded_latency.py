@@ -7,8 +7,8 @@
   probes, loss, RTT p50/p90/p99, added latency), and the probes' own rate under it.
 - ``json``: one loaded phase: the throughput document as without ``--latency`` plus a ``latency``
   object; several: ``phases`` (each phase's throughput document with its ``phase``) plus
-  ``latency``. ``jsonl``: the intervals as they come, then one ``phase`` event per phase and the
-  ``summary``. ``csv``: one row per phase.
+  ``latency``. ``jsonl``: the intervals as they come (each with its ``phase``), then one ``phase``
+  event per phase and the ``summary``. ``csv``: one row per phase.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from netkit.core.loaded_latency import (
     latency_json,
     phase_json,
 )
+from netkit.core.throughput_models import ThroughputInterval
 from netkit.core.units import format_bitrate, format_count, format_ms, format_percent
 from netkit.render.tables import Col, fitted_table
-from netkit.render.throughput import ThroughputView, jsonable, print_notes, summary_table
+from netkit.render.throughput import ThroughputView, interval_event, jsonable, print_notes, summary_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -121,6 +122,23 @@ def document(run: LoadedLatencyRun, *, intervals: bool = True) -> dict[str, Any]
             "latency": lat}
 
 
+class _PhaseView(ThroughputView):
+    """The throughput view of one phase; its jsonl interval events name the phase (``start_s``
+    restarts at 0 in every phase)."""
+
+    def __init__(self, out: Output, total_s: float, multi: bool, phase: Phase) -> None:
+        super().__init__(out, total_s, multi)
+        self.phase = phase
+
+    def interval(self, row: ThroughputInterval) -> None:
+        if self.out.format != "jsonl":
+            super().interval(row)
+            return
+        self.rows.append(row)
+        self.elapsed = max(self.elapsed, row.end_s)
+        self.out.jsonl({**interval_event(row), "phase": str(self.phase)})
+
+
 class PhaseViews:
     """Gives each loaded phase its throughput view (``measure_loaded_latency``'s ``view``)."""
 
@@ -132,8 +150,8 @@ class PhaseViews:
         self.streamed = False
 
     @contextlib.contextmanager
-    def __call__(self, phase: Phase) -> Iterator[ThroughputView]:
-        view = ThroughputView(self.out, self.phase_s, multi=self.multi_stream or phase == Phase.BIDIR)
+    def __call__(self, phase: Phase) -> Iterator[_PhaseView]:
+        view = _PhaseView(self.out, self.phase_s, self.multi_stream or phase == Phase.BIDIR, phase)
         if view.stream_lines and self.several:
             self.out.line(f"[{phase}]")  # interval lines of several phases: say whose they are
         with view:

@@ -220,6 +220,16 @@ def test_a_real_run_on_loopback(server) -> None:
     assert "about 1.7 s: 0.5 s idle, then download 0.6 s, upload 0.6 s" in r.stderr
 
 
+def test_jsonl_intervals_name_their_phase(server) -> None:
+    r = support.run_netkit(["--format", "jsonl", "measure", "throughput", server.addr, "--latency", "-t", "0.4s",
+                            "-i", "0.2s", "--idle", "0.5s", "--directions", "up,down"])
+    assert r.exit_code == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(e["event"], e.get("phase")) for e in events] == [
+        ("interval", "upload"), ("interval", "upload"), ("interval", "download"), ("interval", "download"),
+        ("phase", "idle"), ("phase", "upload"), ("phase", "download"), ("summary", None)]
+
+
 def test_ctrl_c_during_a_phase_prints_what_was_measured(server) -> None:
     p = subprocess.Popen(support.netkit_cmd("measure", "throughput", server.addr, "--latency", "-t", "20s",
                                             "--idle", "0.5s", "--directions", "down,up"),

@@ -94,6 +94,8 @@ NS = 1_000_000_000
 CLOSED_PORT_CANDIDATES = (1, 9, 13, 19, 37)
 #: How long the probe thread may take to open its prober and to stop.
 THREAD_JOIN_S = 5.0
+#: Probes kept for the statistics (28 hours at 100 ms); later ones are sent but not kept.
+MAX_SAMPLES = 1_000_000
 
 
 # ----- probers ---------------------------------------------------------------------------------
@@ -369,6 +371,7 @@ class ProbeRunner:
                                  count=None, duration_s=None, interval_s=lcfg.interval_s,
                                  timeout_s=lcfg.timeout_s, size=56)
         self.samples: list[ProbeSample] = []
+        self.full = False  # MAX_SAMPLES reached
         self._sent: dict[int, int] = {}
         self.error: str | None = None
         self.detail = plan.detail
@@ -393,6 +396,9 @@ class ProbeRunner:
         sent = self._sent.pop(ev.seq, None) if ev.kind is not ProbeOutcome.DUPLICATE else None
         if sent is None:
             return  # a late or duplicate answer: the probe was counted already
+        if len(self.samples) >= MAX_SAMPLES:
+            self.full = True
+            return
         if ev.kind is ProbeOutcome.OK and ev.rtt_ns is not None:
             self.samples.append(ProbeSample(sent, ev.rtt_ns))
         elif ev.kind in (ProbeOutcome.TIMEOUT, ProbeOutcome.ERROR):
@@ -558,6 +564,8 @@ def measure_loaded_latency(
         samples = runner.stop()
     if runner.error is not None:
         warnings.append(f"latency probes: {runner.error}")
+    if runner.full:
+        warnings.append(f"latency probes: only the first {MAX_SAMPLES:,} probes were kept for the statistics")
     rates = {p.phase: _rate(p.result) for p in phases}
     stats = summarize_phases(windows, samples, windows[0].start_ns if windows else 0, rates)
     load = probe_load(probe_wire_bytes(plan.choice, port_open=plan.port_open, v6=plan.v6), lcfg.interval_s, stats)

@@ -80,8 +80,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit measure throughput 127.0.0.1:5201 --udp -b 100M      # iperf3's UDP test
       netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
-      netkit measure throughput 127.0.0.1:5000 --latency -P 4 --directions down,up
-                                                     # RTT idle and under load (bufferbloat)
+      netkit measure throughput 127.0.0.1:5000 --latency -P 4 -R  # RTT idle and loaded
     """
     from netkit.core.throughput_models import ServerKind, ThroughputConfig
     from netkit.io.aio import StopSignal

@@ -92,7 +92,7 @@ def _run(bn: Bottleneck, limit: int, port: str, *extra: str, code: int = 0) -> t
     chain = bn.chain
     with TimedBacklog(bn.router, "to-client") as sampler:
         res, _took = chain.netkit("--format", "json", "measure", "throughput", f"{chain.server_ip()}:{port}",
-                                  "--latency", "-R", "-P", "4", "-O", f"{FILL_S:g}s", "-t", "3s", "--idle", "1s",
+                                  "--latency", "-R", "-P", "4", "-O", f"{FILL_S:g}s", "-t", "2.5s", "--idle", "0.6s",
                                   *extra, timeout=30)
     assert res.exit_code == code, res.stderr
     return json.loads(res.stdout), sampler.loaded_delay_ms()
@@ -103,7 +103,7 @@ def _check(doc: dict, truth_ms: float, probe: str) -> None:
     assert lat["probe"] == probe
     idle, loaded = lat["phases"]
     assert (idle["phase"], loaded["phase"]) == ("idle", "download")
-    assert idle["probes"] >= 8 and loaded["probes"] >= 25 and loaded["lost"] == 0
+    assert idle["probes"] >= 5 and loaded["probes"] >= 20 and loaded["lost"] == 0
     added = loaded["added_ms"]["p50"]
     assert within(added, truth_ms), f"added {added:.1f} ms, the queue held {truth_ms:.1f} ms"
     # the probes stay under 1 % of what they measure

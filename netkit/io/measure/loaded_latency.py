@@ -228,6 +228,8 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
     """
     sock = connect(cfg.host, cfg.port, cfg.connect_timeout_s)
     where = format_host_port(cfg.host, cfg.port)
+    closed_at_once = (f"{where}: the server closed the connection at once (a keyed netkit server needs --key; "
+                      "a TLS server, a full one (--max-conns) or one that refuses this address close it too)")
     try:
         sock.settimeout(cfg.connect_timeout_s)
         sock.sendall(rf.session_preamble(cfg.key, now_ms=time.time_ns() // 1_000_000, nonce=os.urandom(8)))
@@ -235,11 +237,11 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
         try:
             got = sock.recv(1)
             if not got:  # closed unanswered: never a plain service to measure (as the throughput client says)
-                raise CheckFailed(f"{where}: the server closed the connection at once (a keyed netkit server "
-                                  "needs --key; a TLS server, a full one (--max-conns) or one that refuses "
-                                  "this address close it too)")
+                raise CheckFailed(closed_at_once)
         except TimeoutError:
             got = b""  # silent: a discard-like service
+        except ConnectionResetError:
+            raise CheckFailed(closed_at_once) from None
         if got and cfg.server == ServerKind.AUTO and is_greeting(got) and cfg.key is None:
             sock.settimeout(None)
             return ServerKind.IPERF3, sock, got
@@ -262,6 +264,9 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
             raise CheckFailed(f"{where}: the server did not accept the latency probes' session "
                               "(a keyed server needs the right --key)")
         return ServerKind.PLAIN, None, b""
+    except (ConnectionResetError, BrokenPipeError):
+        sock.close()
+        raise CheckFailed(closed_at_once) from None
     except OSError as exc:
         sock.close()
         raise CheckFailed(f"{where}: {exc.strerror or exc}") from None

@@ -157,9 +157,10 @@ def _with_latency(out: Output, cfg: ThroughputConfig, latency: bool, directions:
     each = cfg.duration_s + cfg.omit_s
     out.info(f"netkit: about {lcfg.total_s(each):g} s: {idle_s:g} s idle, then "
              + ", ".join(f"{p} {each:g} s" for p in phases))
-    views = PhaseViews(out, each, cfg.parallel > 1, len(phases) > 1)
+    views = PhaseViews(out, each, idle_s, cfg.parallel > 1, len(phases) > 1)
     with StopSignal() as signals:  # SIGINT, SIGTERM or SIGHUP: the phase stops, the summary still prints
-        run = measure_loaded_latency(cfg, lcfg, views, stop=signals.flag, on_info=out.info, on_debug=out.debug)
+        run = measure_loaded_latency(cfg, lcfg, views, stop=signals.flag, on_info=out.info, on_debug=out.debug,
+                                     on_sample=views.probes.add)
     emit_run(out, run, streamed=views.streamed)
     if signals.interrupted:
         return ExitCode.INTERRUPTED

@@ -2,7 +2,8 @@
 
 - While it runs: each loaded phase gets the throughput command's own view
   (:class:`netkit.render.throughput.ThroughputView`: the live view on a terminal, interval lines
-  or jsonl events off one); a line on stderr names each phase as it begins.
+  or jsonl events off one), with the probes' recent RTT above it on a terminal (the idle phase:
+  the RTT and a bar); a line on stderr names each phase as it begins.
 - ``table``: each phase's throughput summary, then one table of the phases (phase, throughput,
   probes, loss, RTT p50/p90/p99, added latency), and the probes' own rate under it.
 - ``json``: one loaded phase: the throughput document as without ``--latency`` plus a ``latency``
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from netkit.core.loaded_latency import (
     LoadedLatencyRun,
     Phase,
     PhaseLatency,
+    ProbeSample,
     format_added,
     latency_json,
     phase_json,
@@ -29,7 +32,14 @@ from netkit.core.loaded_latency import (
 from netkit.core.throughput_models import ThroughputInterval
 from netkit.core.units import format_bitrate, format_count, format_ms, format_percent
 from netkit.render.tables import Col, fitted_table
-from netkit.render.throughput import ThroughputView, interval_event, jsonable, print_notes, summary_table
+from netkit.render.throughput import (
+    BAR_WIDTH,
+    ThroughputView,
+    interval_event,
+    jsonable,
+    print_notes,
+    summary_table,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -123,12 +133,28 @@ def document(run: LoadedLatencyRun, *, intervals: bool = True) -> dict[str, Any]
 
 
 class _PhaseView(ThroughputView):
-    """The throughput view of one phase; its jsonl interval events name the phase (``start_s``
-    restarts at 0 in every phase)."""
+    """The throughput view of one phase (for the idle one: the bar alone), with the probes' RTT
+    above it on a terminal; its jsonl interval events name the phase (``start_s`` restarts at 0
+    in every phase)."""
 
-    def __init__(self, out: Output, total_s: float, multi: bool, phase: Phase) -> None:
+    def __init__(self, out: Output, total_s: float, multi: bool, phase: Phase, probes: RecentRtt) -> None:
         super().__init__(out, total_s, multi)
         self.phase = phase
+        self.probes = probes
+
+    def draw(self, width: int | None = None, height: int | None = None) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        rtt = Text(f"{self.phase}: {self.probes.line()}")
+        if self.phase != Phase.IDLE:
+            return Group(rtt, super().draw(width, None if height is None else height - 1))
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=max(self.total_s, 1e-9), completed=min(self.elapsed, self.total_s),
+                                width=BAR_WIDTH), Text(f"{self.elapsed:5.1f}/{self.total_s:.1f} s"))
+        return Group(rtt, bar)
 
     def interval(self, row: ThroughputInterval) -> None:
         if self.out.format != "jsonl":
@@ -139,24 +165,66 @@ class _PhaseView(ThroughputView):
         self.out.jsonl({**interval_event(row), "phase": str(self.phase)})
 
 
+class RecentRtt:
+    """The last probes' RTTs for the live view (appended from the probe thread), and the idle p50."""
+
+    def __init__(self, keep: int = 20) -> None:
+        self.recent: deque[int | None] = deque(maxlen=keep)
+        self.idle: deque[int] = deque(maxlen=10_000)
+        self.idle_p50_ms: float | None = None
+        self.in_idle = False
+
+    def add(self, sample: ProbeSample) -> None:
+        self.recent.append(sample.rtt_ns)
+        if self.in_idle and sample.rtt_ns is not None:
+            self.idle.append(sample.rtt_ns)
+
+    def end_idle(self) -> None:
+        self.in_idle = False
+        if self.idle:
+            self.idle_p50_ms = sorted(self.idle)[len(self.idle) // 2] / 1e6
+
+    def line(self) -> str:
+        recent = list(self.recent)
+        got = [r for r in recent if r is not None]
+        lost = len(recent) - len(got)
+        if not got:
+            return f"{lost} probes lost" if lost else "waiting for the probes"
+        now = sorted(got)[len(got) // 2] / 1e6
+        text = f"RTT p50 {format_ms(now)} (last {len(recent)} probes" + (f", {lost} lost)" if lost else ")")
+        if self.idle_p50_ms is not None and not self.in_idle:
+            text += f", added {format_added(now - self.idle_p50_ms)}"
+        return text
+
+
 class PhaseViews:
     """Gives each loaded phase its throughput view (``measure_loaded_latency``'s ``view``)."""
 
-    def __init__(self, out: Output, phase_s: float, multi_stream: bool, several: bool) -> None:
+    def __init__(self, out: Output, phase_s: float, idle_s: float, multi_stream: bool, several: bool) -> None:
         self.out = out
         self.phase_s = phase_s
+        self.idle_s = idle_s
         self.multi_stream = multi_stream
         self.several = several
         self.streamed = False
+        #: the probes' recent RTTs: hand ``probes.add`` to the measurement as its ``on_sample``
+        self.probes = RecentRtt()
 
     @contextlib.contextmanager
     def __call__(self, phase: Phase) -> Iterator[_PhaseView]:
-        view = _PhaseView(self.out, self.phase_s, self.multi_stream or phase == Phase.BIDIR, phase)
-        if view.stream_lines and self.several:
+        idle = phase == Phase.IDLE
+        view = _PhaseView(self.out, self.idle_s if idle else self.phase_s,
+                          self.multi_stream or phase == Phase.BIDIR, phase, self.probes)
+        self.probes.in_idle = idle
+        if view.stream_lines and self.several and not idle:
             self.out.line(f"[{phase}]")  # interval lines of several phases: say whose they are
-        with view:
-            yield view
-        self.streamed = self.streamed or view.streamed
+        try:
+            with view:
+                yield view
+        finally:
+            if idle:
+                self.probes.end_idle()
+        self.streamed = self.streamed or (view.streamed and not idle)
 
 
 def emit_run(out: Output, run: LoadedLatencyRun, *, streamed: bool) -> None:

@@ -243,3 +243,31 @@ def test_ctrl_c_during_a_phase_prints_what_was_measured(server) -> None:
     assert "stopped early" in text and "idle" in text and "download" in text
     assert "upload" not in text.split("latency under load")[1]  # the phase after the stop never ran
     assert b"Traceback" not in err
+
+
+def test_the_live_view_shows_the_probes_rtt_and_what_the_load_added() -> None:
+    from netkit.render.loaded_latency import PhaseViews
+
+    out, _stdout = piped_output()
+    views = PhaseViews(out, 3.0, 2.0, True, False)
+    with views(Phase.IDLE) as idle:
+        assert views.probes.line() == "waiting for the probes"
+        for i in range(10):
+            views.probes.add(ProbeSample(i, (400 + i) * 1000))
+        idle.progress(1.0)
+        text = _drawn(idle)
+        assert "idle: RTT p50 0.405 ms (last 10 probes)" in text and "1.0/2.0 s" in text
+    with views(Phase.DOWNLOAD) as down:
+        for i in range(25):
+            views.probes.add(ProbeSample(i, None if i % 5 == 0 else 40_000_000 + i * 1000))
+        text = _drawn(down)
+    assert "download: RTT p50 40.0 ms (last 20 probes, 4 lost), added +39.6 ms" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def _drawn(view) -> str:
+    from rich.console import Console
+
+    console = Console(width=80, record=True, color_system=None, file=io.StringIO())
+    console.print(view.draw(80, 24))
+    return console.export_text()

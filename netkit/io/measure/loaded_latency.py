@@ -369,8 +369,10 @@ class ProbeRunner:
     returns the samples. Samples are appended by the probe thread only and read after it ended.
     """
 
-    def __init__(self, plan: ProbePlan, host: str, lcfg: LoadedLatencyConfig) -> None:
+    def __init__(self, plan: ProbePlan, host: str, lcfg: LoadedLatencyConfig,
+                 on_sample: Callable[[ProbeSample], None] | None = None) -> None:
         self.plan = plan
+        self.on_sample = on_sample
         self.host = host
         self.cfg = LatencyConfig(method=Method.ICMP if plan.choice == ProbeChoice.ICMP else Method.TCP_CONNECT,
                                  count=None, duration_s=None, interval_s=lcfg.interval_s,
@@ -405,9 +407,14 @@ class ProbeRunner:
             self.full = True
             return
         if ev.kind is ProbeOutcome.OK and ev.rtt_ns is not None:
-            self.samples.append(ProbeSample(sent, ev.rtt_ns))
+            sample = ProbeSample(sent, ev.rtt_ns)
         elif ev.kind in (ProbeOutcome.TIMEOUT, ProbeOutcome.ERROR):
-            self.samples.append(ProbeSample(sent, None))
+            sample = ProbeSample(sent, None)
+        else:
+            return
+        self.samples.append(sample)
+        if self.on_sample is not None:
+            self.on_sample(sample)
 
     def _main(self) -> None:
         try:
@@ -468,7 +475,10 @@ class PhaseSinks(Protocol):
     def progress(self, elapsed: float) -> None: ...
 
 
+#: ``view(phase)``: the sinks of one phase, the idle one included (it gets ``progress`` only).
 PhaseView = Callable[[Phase], contextlib.AbstractContextManager[PhaseSinks]]
+#: How often the idle phase tells its view how long it has run.
+IDLE_TICK_S = 0.25
 
 
 def phase_config(cfg: ThroughputConfig, phase: Phase, server: ServerKind) -> ThroughputConfig:
@@ -524,15 +534,17 @@ def measure_loaded_latency(
     stop: threading.Event,
     on_info: Callable[[str], None] | None = None,
     on_debug: Callable[[str], None] | None = None,
+    on_sample: Callable[[ProbeSample], None] | None = None,
 ) -> LoadedLatencyRun:
     """Run the idle phase and every loaded phase of ``lcfg`` with probes throughout (module docstring).
 
-    ``view(phase)`` gives each loaded phase its sinks; ``on_info`` gets a line as each phase
-    begins. ``stop`` (Ctrl-C) ends the run with what was measured.
+    ``view(phase)`` gives each phase its sinks; ``on_info`` gets a line as each phase begins,
+    ``on_sample`` every probe as it is answered or lost (from the probe thread: a live view).
+    ``stop`` (Ctrl-C) ends the run with what was measured.
     """
     info = on_info or (lambda _s: None)
     plan = choose_probe(cfg, lcfg)
-    runner = ProbeRunner(plan, cfg.host, lcfg)
+    runner = ProbeRunner(plan, cfg.host, lcfg, on_sample)
     target = format_host_port(cfg.host, cfg.port)
     windows: list[PhaseWindow] = []
     phases: list[PhaseThroughput] = []
@@ -546,7 +558,11 @@ def measure_loaded_latency(
             on_debug(f"latency probes: {plan.detail}, every {lcfg.interval_s * 1000:g} ms")
         t0 = time.perf_counter_ns()
         info(f"netkit: idle: probes only for {lcfg.idle_s:g} s")
-        interrupted = stop.wait(lcfg.idle_s)
+        with view(Phase.IDLE) as sinks:
+            end = t0 + int(lcfg.idle_s * NS)
+            while not interrupted and (left := end - time.perf_counter_ns()) > 0:
+                interrupted = stop.wait(min(left / NS, IDLE_TICK_S))
+                sinks.progress((time.perf_counter_ns() - t0) / NS)
         windows.append(PhaseWindow(Phase.IDLE, t0, time.perf_counter_ns()))
         for phase in lcfg.phases:
             if interrupted:

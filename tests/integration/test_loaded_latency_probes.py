@@ -90,6 +90,22 @@ def test_a_silent_service_is_plain_and_probed_without_its_port() -> None:
             choose_probe(_cfg(port), LoadedLatencyConfig(probe=ProbeChoice.ECHO))
 
 
+def test_a_netkit_server_that_refuses_the_echo_session_gets_handshakes_to_its_port() -> None:
+    from netkit.core import session_header as sh
+
+    def full(conn: socket.socket) -> None:  # a netkit server at its --max-sessions limit
+        conn.recv(sh.HEADER_LEN)
+        conn.sendall(sh.encode_ack(sh.Ack(sh.STATUS_REFUSED)))
+
+    with support.tcp_peer(full) as port:
+        plan = choose_probe(_cfg(port), LoadedLatencyConfig())
+        assert (plan.choice, plan.server, plan.port, plan.port_open) == (
+            ProbeChoice.TCP_CONNECT, ServerKind.NETKIT, port, True)
+        assert "refused an echo session" in plan.detail
+        samples = _probe_for(ProbeRunner(plan, "127.0.0.1", LoadedLatencyConfig(interval_s=0.02)), 3)
+        assert all(s.rtt_ns is not None for s in samples)
+
+
 def test_a_server_that_closes_at_once_is_said_so() -> None:
     with support.tcp_peer(lambda conn: None) as port, pytest.raises(CheckFailed, match="closed the connection"):
         choose_probe(_cfg(port), LoadedLatencyConfig())

@@ -256,9 +256,9 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
             if ack is not None and ack.ok:
                 sock.settimeout(None)
                 return ServerKind.NETKIT, sock, b""
-            if ack is not None and ack.status == sh.STATUS_REFUSED:
-                raise CheckFailed(f"{where}: the netkit server refused the latency probes' session: "
-                                  "it is at its --max-sessions limit")
+            if ack is not None:  # a netkit server without room (or support) for the session: no echo
+                sock.close()
+                return ServerKind.NETKIT, None, b""
         sock.close()
         if cfg.server == ServerKind.NETKIT or cfg.key is not None:
             raise CheckFailed(f"{where}: the server did not accept the latency probes' session "
@@ -318,6 +318,11 @@ def choose_probe(cfg: ThroughputConfig, lcfg: LoadedLatencyConfig) -> ProbePlan:
         if server == ServerKind.IPERF3:
             ctrl, sock = sock, None
     netkit = server == ServerKind.NETKIT
+    # netkit serve tcp: echo on its own session; when it refuses one (--max-sessions), the
+    # handshake to its port rather than ICMP, which a firewall may treat apart
+    refused = want == ProbeChoice.AUTO and netkit and sock is None
+    if refused:
+        want = ProbeChoice.TCP_CONNECT
     if want in (ProbeChoice.AUTO, ProbeChoice.ECHO) and netkit and sock is not None:
         return ProbePlan(ProbeChoice.ECHO, "echo on a separate netkit request session", server, cfg.port,
                          sock=sock, v6=v6)
@@ -330,6 +335,8 @@ def choose_probe(cfg: ThroughputConfig, lcfg: LoadedLatencyConfig) -> ProbePlan:
             ctrl.close()
         raise
     plan.iperf3_ctrl, plan.iperf3_state = ctrl, state
+    if refused:
+        plan.detail += "; it refused an echo session"
     return plan
 
 
@@ -347,7 +354,7 @@ def _without_echo(cfg: ThroughputConfig, want: ProbeChoice, server: ServerKind, 
             return ProbePlan(ProbeChoice.ICMP, detail, server, v6=v6)
         if want == ProbeChoice.ICMP:
             raise RuntimeFailure(why_not)
-    if netkit:
+    if netkit:  # asked for, or the server refused the echo session (and ICMP is not allowed)
         return ProbePlan(ProbeChoice.TCP_CONNECT, "tcp-connect to the server's port (netkit serve tcp)",
                          server, cfg.port, v6=v6)
     closed = find_closed_port(cfg.host, cfg.port, min(cfg.connect_timeout_s, 2.0))

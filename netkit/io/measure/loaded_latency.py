@@ -88,6 +88,7 @@ from netkit.io.measure.latency_probers import (
 )
 from netkit.io.measure.streams import connect
 from netkit.io.measure.throughput import measure_throughput
+from netkit.io.resolve import failure_reason
 
 NS = 1_000_000_000
 #: Ports tried (in order) for an RST-timed probe: rarely served, and never the target's port.
@@ -388,7 +389,6 @@ class ProbeRunner:
         self.full = False  # MAX_SAMPLES reached
         self._sent: dict[int, int] = {}
         self.error: str | None = None
-        self.detail = plan.detail
         self._opened = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._astop: asyncio.Event | None = None
@@ -440,6 +440,9 @@ class ProbeRunner:
         async def open_() -> None:
             try:
                 await real_open()
+            except (CheckFailed, RuntimeFailure, OSError) as exc:  # said before start() returns
+                self.error = str(exc).split(": ", 1)[-1] if not isinstance(exc, OSError) else failure_reason(exc)
+                raise
             finally:
                 self._opened.set()
 
@@ -450,7 +453,6 @@ class ProbeRunner:
         prober.open = open_  # type: ignore[method-assign]  # the runner stamps, the prober probes
         prober.send = send  # type: ignore[method-assign]
         result = await measure_target(prober, self._astop)
-        self.detail = prober.describe() if self.plan.choice != ProbeChoice.ICMP else self.plan.detail
         if result.error:
             self.error = result.error
 
@@ -600,6 +602,6 @@ def measure_loaded_latency(
     if load.over_limit:
         warnings.append(f"the latency probes used {load.share_percent:.2g} % of the measured rate (over 1 %): "
                         "they may lower it; use a longer --latency-interval")
-    latency = LoadedLatency(plan.choice, runner.detail, lcfg.interval_s, stats, load,
+    latency = LoadedLatency(plan.choice, plan.detail, lcfg.interval_s, stats, load,
                             check_added_latency(stats, lcfg.max_added_latency_ms), interrupted)
     return LoadedLatencyRun(target, tuple(phases), latency, interrupted, tuple(warnings))

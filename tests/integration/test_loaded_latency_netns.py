@@ -9,7 +9,9 @@ whichever is larger, for a large queue (``limit 250000``, up to 100 ms) and a sm
 
 Both sides leave out the queue's fill-up: the command through ``-O 1s`` (its probes in the omit
 period count in no phase), the truth by leaving out the first second after the queue began to fill.
-Four streams (-P 4) fill the large queue within that second; one CUBIC flow would take many.
+Four streams (-P 4) fill the large queue within that second; one CUBIC flow would take many. The
+truth is the median of the backlog samples, as the reported figure is the probes' median (the
+mean was within 15 % of it in every round tried); probes every 50 ms give 40 in the 2 s window.
 """
 
 from __future__ import annotations
@@ -58,14 +60,15 @@ class TimedBacklog:
             self.samples.append((time.monotonic(), qdisc_backlog(self.ns, self.dev)))
             self._stop.wait(0.03)
 
-    def loaded_delay_ms(self) -> float:
-        """Mean queueing delay from ``FILL_S`` after the queue began to fill until it emptied."""
+    def loaded_delay_ms(self, stat=statistics.median) -> float:
+        """Queueing delay (the median of the samples, as the probes' p50 is theirs) from ``FILL_S``
+        after the queue began to fill until it emptied."""
         busy = [(t, b) for t, b in self.samples if b > 0]
         assert busy, "the queue never filled"
         begin, end = busy[0][0] + FILL_S, busy[-1][0]
         kept = [b for t, b in self.samples if begin <= t <= end]
         assert len(kept) >= 10, f"only {len(kept)} backlog samples in the loaded window"
-        return statistics.fmean(kept) * 8 / RATE * 1000.0
+        return float(stat(kept)) * 8 / RATE * 1000.0
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +95,8 @@ def _run(bn: Bottleneck, limit: int, port: str, *extra: str, code: int = 0) -> t
     chain = bn.chain
     with TimedBacklog(bn.router, "to-client") as sampler:
         res, _took = chain.netkit("--format", "json", "measure", "throughput", f"{chain.server_ip()}:{port}",
-                                  "--latency", "-R", "-P", "4", "-O", f"{FILL_S:g}s", "-t", "2.5s", "--idle", "0.6s",
-                                  *extra, timeout=30)
+                                  "--latency", "-R", "-P", "4", "-O", f"{FILL_S:g}s", "-t", "2s", "--idle", "0.6s",
+                                  "--latency-interval", "50ms", *extra, timeout=30)
     assert res.exit_code == code, res.stderr
     return json.loads(res.stdout), sampler.loaded_delay_ms()
 
@@ -103,7 +106,7 @@ def _check(doc: dict, truth_ms: float, probe: str) -> None:
     assert lat["probe"] == probe
     idle, loaded = lat["phases"]
     assert (idle["phase"], loaded["phase"]) == ("idle", "download")
-    assert idle["probes"] >= 5 and loaded["probes"] >= 20 and loaded["lost"] == 0
+    assert idle["probes"] >= 10 and loaded["probes"] >= 30 and loaded["lost"] == 0
     added = loaded["added_ms"]["p50"]
     assert within(added, truth_ms), f"added {added:.1f} ms, the queue held {truth_ms:.1f} ms"
     # the probes stay under 1 % of what they measure

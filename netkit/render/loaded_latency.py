@@ -48,7 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.render.output import Output
 
 CSV_FIELDS = ["phase", "start_s", "end_s", "bits_per_second", "probes", "lost", "loss_percent",
-              "rtt_p50_ms", "rtt_p90_ms", "rtt_p99_ms", "added_p50_ms", "added_p90_ms"]
+              "rtt_p50_ms", "rtt_p90_ms", "rtt_p99_ms", "added_p50_ms", "added_p90_ms",
+              "send_bits_per_second", "recv_bits_per_second"]
 
 PHASE_COLS = (
     Col("phase", drop=0),
@@ -118,7 +119,10 @@ def csv_rows(latency: LoadedLatency) -> list[dict[str, Any]]:
                      "bits_per_second": None if p.rate is None else p.rate.bits_per_second,
                      "probes": p.probes, "lost": p.lost, "loss_percent": p.loss_percent,
                      "rtt_p50_ms": p.p50_ms, "rtt_p90_ms": p.p90_ms, "rtt_p99_ms": p.p99_ms,
-                     "added_p50_ms": p.added_p50_ms, "added_p90_ms": p.added_p90_ms})
+                     "added_p50_ms": p.added_p50_ms, "added_p90_ms": p.added_p90_ms,
+                     # bidir: each direction apart (their sum is not a throughput of either)
+                     "send_bits_per_second": None if p.rate is None else p.rate.send_bits_per_second,
+                     "recv_bits_per_second": None if p.rate is None else p.rate.recv_bits_per_second})
     return rows
 
 

@@ -158,6 +158,7 @@ def test_csv_a_row_per_phase() -> None:
     assert [r["phase"] for r in rows] == ["idle", "download", "upload", "bidir"]
     assert rows[0]["added_p50_ms"] == "" and float(rows[1]["added_p50_ms"]) > 30
     assert float(rows[1]["bits_per_second"]) == pytest.approx(19.4e6, rel=1e-3)
+    assert rows[1]["send_bits_per_second"] == "" and float(rows[3]["recv_bits_per_second"]) == pytest.approx(19e6)
 
 
 # ----- the command ----------------------------------------------------------------------------------

@@ -387,6 +387,7 @@ class ProbeRunner:
                                  timeout_s=lcfg.timeout_s, size=56)
         self.samples: list[ProbeSample] = []
         self.full = False  # MAX_SAMPLES reached
+        self.how = ""
         self._sent: dict[int, int] = {}
         self.error: str | None = None
         self._opened = threading.Event()
@@ -453,6 +454,7 @@ class ProbeRunner:
         prober.open = open_  # type: ignore[method-assign]  # the runner stamps, the prober probes
         prober.send = send  # type: ignore[method-assign]
         result = await measure_target(prober, self._astop)
+        self.how = prober.describe()  # which clocks timed the replies (said with -v)
         if result.error:
             self.error = result.error
 
@@ -592,6 +594,8 @@ def measure_loaded_latency(
             interrupted = interrupted or result.interrupted or stop.is_set()
     finally:
         samples = runner.stop()
+    if on_debug is not None and runner.how:
+        on_debug(f"latency probes: {runner.how}")
     if runner.error is not None:
         warnings.append(f"latency probes: {runner.error}")
     if runner.full:

@@ -119,6 +119,9 @@ class NqServerConfig:
     max_write_buffer: int = 4 * MiB
 
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?")
+
+
 def is_host_text(text: str) -> bool:
     """A host name or IP literal fit for a URL (the Host a client sent is only used if it is)."""
     if not text or len(text) > 253:
@@ -128,7 +131,7 @@ def is_host_text(text: str) -> bool:
         return True
     except ValueError:
         pass
-    return re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?", text) is not None
+    return _HOSTNAME.fullmatch(text) is not None
 
 
 def authority_host(authority: str) -> str | None:

@@ -49,6 +49,7 @@ H2_WINDOW = 16 * 1024 * 1024 - 1
 #: The largest frame a client may send us: 4x h2's default (fewer frames per upload), and small
 #: enough that h2's backlog of 64 CONTINUATION frames (a header flood) stays within 4 MiB.
 H2_MAX_FRAME = 64 * 1024
+H1_BURST = 16  # HTTP/1.1: /large blocks written per turn of the loop, at most
 SEND_ROUNDS = 64  # HTTP/2: rounds of one frame per sending stream per turn of the loop, at most
 
 _block: list[memoryview] = []
@@ -75,6 +76,7 @@ class H1Handler:
         self.large_left = 0  # /large bytes still to send
         self.uploaded = 0
         self.responded = False
+        self.scheduled = False  # a pump is due at the loop's next turn
 
     # ----- input --------------------------------------------------------------------------------
     def data(self, data: bytes) -> None:
@@ -206,14 +208,25 @@ class H1Handler:
     # ----- output -------------------------------------------------------------------------------
     def pump(self) -> None:
         """Write /large's body while the transport takes it (the same block every time: the write
-        copies nothing that the kernel takes at once, and what it buffers is bounded by high_water)."""
+        copies nothing that the kernel takes at once, and what it buffers is bounded by high_water).
+
+        At most :data:`H1_BURST` blocks per turn of the loop, then again at the next turn: other
+        connections get theirs, and a TLS transport whose connection is gone (it drops writes
+        without pausing, and says nothing until its connection_lost runs) cannot hold the loop.
+        """
+        if self.scheduled:
+            return  # the turn already due does it
         conn = self.conn
         if self.large_left <= 0:
             return
         block = send_block()
         write = conn.transport_write
         size = len(block)
-        while not conn.paused and not conn.ending:
+        t = conn.transport
+        assert t is not None
+        for _ in range(H1_BURST):
+            if conn.paused or conn.ending or t.is_closing():
+                return
             left = self.large_left
             if left <= size:
                 write(block[:left])
@@ -222,6 +235,12 @@ class H1Handler:
                 return
             write(block)
             self.large_left = left - size
+        self.scheduled = True
+        asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self.scheduled = False
+        self.pump()
 
     def resume(self) -> None:
         self.pump()
@@ -410,10 +429,11 @@ class H2Handler:
         sending stream per round (a /small answer is never stuck behind a /large stream's run)."""
         conn = self.conn
         h = self.h2
-        self.scheduled = False
+        if self.scheduled:
+            return  # the turn already due does it
         block = send_block()
         for _ in range(SEND_ROUNDS):
-            if conn.paused or conn.ending or not self.sending:
+            if conn.paused or conn.ending or not self.sending or conn.closing():
                 return
             moved = False
             for sid, st in list(self.sending.items()):
@@ -437,9 +457,13 @@ class H2Handler:
             if not moved:
                 return
         # Still room to send: go on at the next turn of the loop, after other connections had theirs.
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.pump)
+        self.scheduled = True
+        asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self.scheduled = False
+        self.pump()
+        self._flush()
 
     def resume(self) -> None:
         self.pump()
@@ -459,4 +483,4 @@ class H2Handler:
         self._flush()
 
 
-__all__ = ["BLOCK_SIZE", "H1Handler", "H2Handler", "MAX_DATA_FRAME", "send_block"]
+__all__ = ["BLOCK_SIZE", "MAX_DATA_FRAME", "H1Handler", "H2Handler", "send_block"]

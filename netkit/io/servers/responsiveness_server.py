@@ -223,6 +223,10 @@ class NqConn(asyncio.Protocol):
             self.server.limit_hit("write_buffer", self, self.server.config.max_write_buffer)
             self.end(ConnEnd.WRITE_BUFFER, abort=True)
 
+    def closing(self) -> bool:
+        t = self.transport
+        return t is None or t.is_closing()
+
     def transport_write(self, data: memoryview) -> None:
         """The hot path (/large over HTTP/1.1): the transport's flow control bounds what it holds."""
         assert self.transport is not None
@@ -268,7 +272,8 @@ class NqConn(asyncio.Protocol):
     def summary(self) -> NqConnSummary:
         return NqConnSummary(
             id=self.id, peer=self.peer, protocol=self.protocol, tls=self.tls, requests=self.requests,
-            bytes_in=self.bytes_in, bytes_out=self.bytes_out, duration_ms=round((time.monotonic() - self.opened) * 1000, 3),
+            bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+            duration_ms=round((time.monotonic() - self.opened) * 1000, 3),
             reason=(self.reason or ConnEnd.EOF).value, large=self.large, uploads=self.uploads, error=self.error,
         )
 
@@ -611,7 +616,7 @@ def serving_responsiveness(config: NqServerConfig | None = None, *, ready_timeou
     def target() -> None:
         try:
             state["summary"] = run(main())
-        except BaseException as exc:  # noqa: BLE001  # handed to the caller's thread
+        except BaseException as exc:  # handed to the caller's thread
             state["error"] = exc
         finally:
             ready.set()

@@ -138,6 +138,13 @@ class H1Handler:
 
     def _request(self, req: h11.Request) -> None:
         conn = self.conn
+        cap = conn.server.config.max_header_bytes
+        # h11 bounds a header block still arriving; one that arrived whole in a read is checked here.
+        if len(req.target) + sum(len(k) + len(v) + 4 for k, v in req.headers) > cap:
+            conn.server.limit_hit("max_header", conn, cap)
+            self._simple(431, b"request header block too large\n", close=True)
+            conn.end(ConnEnd.PROTOCOL, "HTTP/1.1: request header block over the limit")
+            return
         target = req.target.decode("ascii", "replace")
         r = route(req.method.decode("ascii", "replace"), target)
         self.route = r

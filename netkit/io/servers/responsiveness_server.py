@@ -252,7 +252,8 @@ class NqConn(asyncio.Protocol):
         self.server.count_request(r)
 
     def end(self, reason: ConnEnd, error: str | None = None, *, abort: bool = False, goaway: bool = False) -> None:
-        """Close this connection (once): flushed, or at once with ``abort`` (data stuck unsent)."""
+        """Close this connection (once): flushed (aborted if that takes over CLOSE_GRACE_S), or at
+        once with ``abort`` (data stuck unsent); ``goaway`` tells an HTTP/2 client first."""
         if self.ending and self.reason is not None:
             return
         self.reason = self.reason or reason
@@ -263,7 +264,7 @@ class NqConn(asyncio.Protocol):
         t = self.transport
         if t is None:
             return
-        if abort or (self.paused and t.get_write_buffer_size() > 0):
+        if abort:
             t.abort()
             return
         t.close()
@@ -501,7 +502,9 @@ class ResponsivenessServer:
                     c.end(ConnEnd.MAX_DURATION, goaway=True)
                 elif cfg.idle_timeout_s and now - c.active_at >= cfg.idle_timeout_s:
                     self.limit_hit("idle_timeout", c, cfg.idle_timeout_s)
-                    c.end(ConnEnd.IDLE_TIMEOUT, goaway=True)
+                    # Data still queued after a quiet spell: the client stopped reading, nothing
+                    # would flush (not even a GOAWAY): cut it.
+                    c.end(ConnEnd.IDLE_TIMEOUT, goaway=True, abort=c.transport.get_write_buffer_size() > 0)
 
 
 def server_tls(config: NqServerConfig, on_tls: Callable[[bool, str, str | None], None] | None = None,

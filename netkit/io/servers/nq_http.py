@@ -152,10 +152,10 @@ class H1Handler:
         self.responded = False
         conn.request(r)
         if r is Route.UPLOAD:
-            cap = conn.server.config.max_upload
+            most = conn.server.config.max_upload
             length = next((v for k, v in req.headers if k == b"content-length"), None)
-            if cap is not None and length is not None and length.isdigit() and int(length) > cap:
-                conn.server.limit_hit("max_upload", conn, cap)
+            if most is not None and length is not None and length.isdigit() and int(length) > most:
+                conn.server.limit_hit("max_upload", conn, most)
                 self._simple(413, b"upload over the server's limit\n", close=True)
                 conn.end(ConnEnd.MAX_UPLOAD)
                 return

@@ -105,8 +105,9 @@ def serve_responsiveness_cmd(host: str, port: int, no_tls: bool, cert: str | Non
         print_tls_certificate(out, ephemeral, fp)
 
     def on_ready(srv: ResponsivenessServer) -> None:
-        print_ready(out, srv.address)
+        # The ready line last: a script that waits for it has the lines before it too.
         print_start(out, srv.config_url, cafile[0], srv.tls is not None)
+        print_ready(out, srv.address)
 
     summary = serve_responsiveness_sync(config, on_event=sink, on_ready=on_ready, on_tls=on_tls,
                                         on_debug=out.debug, on_stop=serving.bind)

@@ -1,8 +1,9 @@
 """How ``netkit serve responsiveness`` shows itself: the start lines, a line per connection, the totals.
 
 - :func:`print_start`: the configuration document's URL and how to run the client against it,
-  on stderr (after ``listening on HOST:PORT`` and the certificate's fingerprint, which
-  :mod:`netkit.render.serve` prints even with ``-q``).
+  on stderr, after the certificate's fingerprint and before ``listening on HOST:PORT`` (both
+  :mod:`netkit.render.serve`'s, shown even with ``-q``), so a script waiting for the ready line
+  has read them all.
 - :func:`print_event`: jsonl writes every event as it is (``close``, ``limit``); a table run
   writes one line per connection that carried load (/large or /upload) or that a limit or an
   error ended, and one per limit event. The many short connections of a test's probes are

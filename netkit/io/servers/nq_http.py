@@ -62,8 +62,32 @@ def send_block() -> memoryview:
     return _block[0]
 
 
-def _content_type(r: Route) -> bytes:
-    return b"application/json" if r is Route.CONFIG else b"application/octet-stream"
+#: Bytes of DATA frames in one prebuilt run (:func:`_frame_run`), and the runs kept (per stream id
+#: and frame size, shared by every connection; the oldest is dropped): 32 x 256 KiB at most.
+FRAMES_BYTES = 256 * 1024
+MAX_FRAME_RUNS = 32
+_runs: dict[tuple[int, int], memoryview] = {}
+
+
+def _frame_run(stream_id: int, frame: int) -> memoryview:
+    """As many DATA frames of ``frame`` payload bytes on ``stream_id`` as fit in FRAMES_BYTES (one
+    at least), back to back, ready to write."""
+    key = (stream_id, frame)
+    run = _runs.get(key)
+    if run is None:
+        header = frame.to_bytes(3, "big") + b"\x00\x00" + (stream_id & 0x7FFFFFFF).to_bytes(4, "big")
+        payload = bytes(send_block()[:frame]) if frame <= BLOCK_SIZE else bytes(frame)
+        count = max(1, FRAMES_BYTES // (frame + 9))
+        run = memoryview((header + payload) * count)
+        if len(_runs) >= MAX_FRAME_RUNS:
+            del _runs[next(iter(_runs))]
+        _runs[key] = run
+    return run
+
+
+def _window_update(stream_id: int, increment: int) -> bytes:
+    return (b"\x00\x00\x04\x08\x00" + stream_id.to_bytes(4, "big")
+            + min(increment, 0x7FFFFFFF).to_bytes(4, "big"))
 
 
 class H1Handler:
@@ -77,21 +101,59 @@ class H1Handler:
         self.uploaded = 0
         self.responded = False
         self.scheduled = False  # a pump is due at the loop's next turn
+        self.body_left = 0  # an upload's body bytes still to come (counted, not parsed)
+        self.keep_alive = True
 
     # ----- input --------------------------------------------------------------------------------
     def data(self, data: bytes) -> None:
+        if self.body_left:
+            self._body(data)
+            return
         self.h11.receive_data(data)
         self._events()
 
+    def _body(self, data: bytes) -> None:
+        """An upload with a Content-Length: its bytes are counted here, never copied through h11
+        (three copies per read there); the next request starts on a fresh h11 connection."""
+        conn = self.conn
+        take = min(len(data), self.body_left)
+        self.body_left -= take
+        self.uploaded += take
+        conn.server.uploaded(take)
+        if self.body_left:
+            return
+        old = self.h11
+        try:
+            out = old.send(h11.Response(status_code=200, headers=[
+                (b"content-type", b"text/plain"), (b"content-length", b"0"), (b"cache-control", b"no-store")]))
+            out += old.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            conn.end(ConnEnd.PROTOCOL, f"HTTP/1.1: {exc}")
+            return
+        conn.write(out)
+        self.route = None
+        if not self.keep_alive:
+            conn.end(ConnEnd.DONE)
+            return
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=conn.server.config.max_header_bytes)
+        rest = data[take:]
+        if rest:
+            self.h11.receive_data(rest)
+            self._events()
+
     def eof(self) -> None:
+        if self.body_left:  # the client stopped mid-upload (as the draft's clients do)
+            self.conn.end(ConnEnd.EOF)
+            return
         self.h11.receive_data(b"")
         self._events()
 
     def _events(self) -> None:
         conn = self.conn
+        h = self.h11
         while not conn.ending:
             try:
-                ev = self.h11.next_event()
+                ev = h.next_event()
             except h11.RemoteProtocolError as exc:
                 self._protocol_error(exc)
                 return
@@ -103,6 +165,8 @@ class H1Handler:
                 return
             if isinstance(ev, h11.Request):
                 self._request(ev)
+                if self.body_left or self.h11 is not h:
+                    return  # the body is counted by _body, or a fresh h11 took over
             elif isinstance(ev, h11.Data):
                 if self.route is Route.UPLOAD:
                     self.uploaded += len(ev.data)
@@ -161,6 +225,14 @@ class H1Handler:
                 return
             if self.h11.they_are_waiting_for_100_continue:
                 conn.write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+            chunked = any(k == b"transfer-encoding" for k, _ in req.headers)
+            if length is not None and length.isdigit() and int(length) > 0 and not chunked:
+                self.body_left = int(length)
+                self.keep_alive = req.http_version == b"1.1" and not any(
+                    k == b"connection" and b"close" in v.lower() for k, v in req.headers)
+                buffered, _ = self.h11.trailing_data  # the body's first bytes, read with the headers
+                if buffered:
+                    self._body(buffered)
             return  # answered when the body ends
         if r is Route.LARGE:
             self.responded = True
@@ -298,27 +370,133 @@ class H2Handler:
         self.uploads: dict[int, int] = {}  # stream -> bytes received so far
         self.active: set[int] = set()  # streams with a request being served
         self.scheduled = False  # a pump is due at the loop's next turn
+        # The frame splitter (data()): uploads' DATA frames are dropped before h2 (which would
+        # parse, copy and even format each one for its log); everything else is h2's.
+        self.preface_left = len(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.head = b""
+        self.pass_left = 0
+        self.drop_left = 0
+        self.drop_sid = 0
+        self.drop_end = False
+        self.unacked = 0  # dropped bytes not yet given back to the connection's window
+        self.unacked_stream: dict[int, int] = {}
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(H2_WINDOW - 65535)  # the connection's window too
         self._flush()
 
     def data(self, data: bytes) -> None:
-        conn = self.conn
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._protocol_error(exc)
-            return
-        try:
-            for ev in events:
-                self._event(ev)
-                if conn.ending:
+        """Split the bytes at frame boundaries: an upload's DATA frames are counted and dropped
+        here (see :meth:`_dropped`); every other byte goes to h2, in order."""
+        view = memoryview(data)
+        i, n = 0, len(view)
+        start = 0  # bytes from here to i are for h2 and not handed over yet
+        while i < n:
+            if self.preface_left:  # the client's preface: h2's
+                take = min(self.preface_left, n - i)
+                self.preface_left -= take
+                i += take
+            elif self.pass_left:  # the rest of a frame for h2
+                take = min(self.pass_left, n - i)
+                self.pass_left -= take
+                i += take
+            elif self.drop_left:  # the rest of a dropped DATA frame (start == i here)
+                take = min(self.drop_left, n - i)
+                self.drop_left -= take
+                i += take
+                start = i
+                self._dropped(take)
+                if self.conn.ending:
                     return
-        except h2.exceptions.ProtocolError as exc:
-            self._protocol_error(exc)
+            else:  # a frame header, perhaps split over reads
+                held = self.head
+                need = 9 - len(held)
+                if n - i < need:
+                    if not self._feed(view[start:i]):
+                        return
+                    self.head = held + bytes(view[i:n])
+                    start = i = n
+                    break
+                header = held + bytes(view[i:i + need])
+                self.head = b""
+                i += need
+                length = int.from_bytes(header[:3], "big")
+                if header[3] == 0 and length <= H2_MAX_FRAME:  # DATA: whose?
+                    # h2 first takes what came before (an upload's HEADERS may be among it).
+                    if not self._feed(view[start:i - need]):
+                        return
+                    sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                    if sid in self.uploads:
+                        self.drop_sid, self.drop_left, self.drop_end = sid, length, bool(header[4] & 0x1)
+                        start = i
+                        if length == 0:
+                            self._dropped(0)
+                            if self.conn.ending:
+                                return
+                        continue
+                    if not self._feed(memoryview(header)):
+                        return
+                    start = i
+                elif held:  # a header that came in pieces: h2 has seen none of it
+                    if not self._feed(view[start:i - need]) or not self._feed(memoryview(header)):
+                        return
+                    start = i
+                self.pass_left = length
+        if not self._feed(view[start:n]):
             return
         self.pump()
         self._flush()
+
+    def _feed(self, chunk: memoryview) -> bool:
+        """Hand ``chunk`` to h2 and act on its events; False once the connection is ending."""
+        conn = self.conn
+        if conn.ending:
+            return False
+        if not len(chunk):
+            return True
+        try:
+            for ev in self.h2.receive_data(bytes(chunk)):
+                self._event(ev)
+                if conn.ending:
+                    return False
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return False
+        return True
+
+    def _dropped(self, nbytes: int) -> None:
+        """``nbytes`` of an upload's DATA frame were read and dropped. h2 never sees them, so the
+        window is given back here (raw WINDOW_UPDATEs, once a quarter of it is used); at the
+        frame's end an END_STREAM is handed to h2 as an empty DATA frame, so the stream ends."""
+        sid = self.drop_sid
+        conn = self.conn
+        if nbytes:
+            conn.server.uploaded(nbytes)
+            self.unacked += nbytes
+            self.unacked_stream[sid] = self.unacked_stream.get(sid, 0) + nbytes
+            if sid in self.uploads:
+                total = self.uploads[sid] = self.uploads[sid] + nbytes
+                cap = conn.server.config.max_upload
+                if cap is not None and total > cap:
+                    self._over_cap(sid)
+                    self.unacked_stream.pop(sid, None)
+        if self.drop_left:
+            return
+        updates = b""
+        if self.unacked >= H2_WINDOW // 4:
+            updates += _window_update(0, self.unacked)
+            self.unacked = 0
+        pending = self.unacked_stream.get(sid, 0)
+        if sid in self.uploads and pending >= H2_WINDOW // 4:
+            updates += _window_update(sid, pending)
+            self.unacked_stream[sid] = 0
+        if updates:
+            self._flush()
+            conn.write(updates)
+        if self.drop_end:
+            self.drop_end = False
+            self.unacked_stream.pop(sid, None)
+            if sid in self.uploads:
+                self._feed(memoryview(b"\x00\x00\x00\x00\x01" + sid.to_bytes(4, "big")))
 
     def eof(self) -> None:
         self.conn.end(ConnEnd.EOF)
@@ -399,6 +577,11 @@ class H2Handler:
                 self._respond(sid, 200, b"", ctype=b"text/plain")
             else:
                 self.uploads[sid] = 0
+                # Its DATA never reaches h2 (data() drops it), so h2 must not hold the body to
+                # the announced Content-Length when the stream ends; the count is ours.
+                stream = self.h2.streams.get(sid)
+                if stream is not None and hasattr(stream, "_expected_content_length"):
+                    stream._expected_content_length = None
             return
         if r is Route.LARGE:
             self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/octet-stream"),
@@ -443,9 +626,21 @@ class H2Handler:
             if conn.paused or conn.ending or not self.sending or conn.closing():
                 return
             moved = False
-            for sid, st in list(self.sending.items()):
-                room = h.local_flow_control_window(sid)
-                n = min(room, h.max_outbound_frame_size, MAX_DATA_FRAME, st.left)
+            streams = list(self.sending.items())
+            if len(streams) > 1:  # short answers first: a probe's byte never waits for a /large
+                streams.sort(key=lambda kv: kv[1].body is None)  # stream's share of the window
+            for sid, st in streams:
+                try:
+                    room = h.local_flow_control_window(sid)
+                except h2.exceptions.StreamClosedError:
+                    self._forget(sid)
+                    continue
+                frame = min(h.max_outbound_frame_size, MAX_DATA_FRAME)
+                if st.body is None and room >= frame and st.left > FRAMES_BYTES:
+                    self._raw_frames(sid, st, frame, room)
+                    moved = True
+                    continue
+                n = min(room, frame, st.left)
                 if n <= 0:
                     continue
                 if st.body is None:
@@ -471,6 +666,21 @@ class H2Handler:
         self.scheduled = False
         self.pump()
         self._flush()
+
+    def _raw_frames(self, sid: int, st: _Sending, frame: int, room: int) -> None:
+        """/large's DATA frames written whole from a prebuilt run of frames (header and payload:
+        the payload is irrelevant, so the same bytes serve every write), where ``send_data`` would
+        build and copy each frame. h2's flow-control windows are charged as ``send_data`` would
+        charge them, so its accounting of later WINDOW_UPDATEs stays exact."""
+        h = self.h2
+        run = _frame_run(sid, frame)
+        k = min(room // frame, len(run) // (frame + 9))
+        self._flush()  # anything h2 queued (headers, acks) goes first
+        self.conn.write(run[: k * (frame + 9)])
+        sent = k * frame
+        h.outbound_flow_control_window -= sent
+        h.streams[sid].outbound_flow_control_window -= sent
+        st.left -= sent
 
     def resume(self) -> None:
         self.pump()

@@ -46,17 +46,35 @@ def print_start(out: Output, config_url: str, cafile: str | None, tls: bool) -> 
     out.stderr.flush()
 
 
+def _proto(event: Mapping[str, Any]) -> str:
+    """`` h2 tls``; nothing for a connection that never spoke HTTP (a failed TLS handshake)."""
+    proto = str(event.get("protocol", "-"))
+    if proto == "-":
+        return ""
+    return f" {safe_text(proto)}" + (" tls" if event.get("tls") else "")
+
+
 def close_line(event: Mapping[str, Any]) -> str:
     """``12:00:00.123 close #3 127.0.0.1:5000 h2 tls, 4 requests, in 1.50 KiB, out 2.00 GiB, 5.0 s, eof``."""
     t = str(event.get("time", ""))[11:23]
-    proto = safe_text(str(event.get("protocol", "-")))
-    tls = " tls" if event.get("tls") else ""
     n = int(event.get("requests", 0))
     secs = float(event.get("duration_ms", 0.0))
     took = format_ms(secs) if secs < 1000 else format_duration(secs / 1000)
-    return (f"{t} close #{event['id']} {safe_text(str(event['peer']))} {proto}{tls}, "
+    return (f"{t} close #{event['id']} {safe_text(str(event['peer']))}{_proto(event)}, "
             f"{format_count(n)} request{'' if n == 1 else 's'}, in {format_bytes(event['bytes_in'])}, "
             f"out {format_bytes(event['bytes_out'])}, {took}, {safe_text(str(event['reason']))}")
+
+
+def close_lines(event: Mapping[str, Any]) -> list[str]:
+    """The same connection in two lines, for a terminal narrower than :func:`close_line`."""
+    t = str(event.get("time", ""))[11:19]
+    n = int(event.get("requests", 0))
+    secs = float(event.get("duration_ms", 0.0))
+    took = format_ms(secs) if secs < 1000 else format_duration(secs / 1000)
+    return [f"{t} close #{event['id']} {safe_text(str(event['peer']))}{_proto(event)}: "
+            f"{safe_text(str(event['reason']))}",
+            f"  {format_count(n)} request{'' if n == 1 else 's'}, in {format_bytes(event['bytes_in'])}, "
+            f"out {format_bytes(event['bytes_out'])}, {took}"]
 
 
 def limit_line(event: Mapping[str, Any]) -> str:
@@ -87,7 +105,13 @@ def print_event(out: Output, event: Mapping[str, Any]) -> None:
     kind = event["event"]
     if kind == "close":
         if event.get("large") or event.get("uploads") or event.get("reason") in _NOTABLE:
-            out.line(close_line(event))
+            line = close_line(event)
+            width = out.width
+            if width is not None and len(line) > width:  # a narrow terminal: two lines, none wrapped
+                for part in close_lines(event):
+                    out.line(part)
+            else:
+                out.line(line)
     elif kind == "limit":
         out.line(limit_line(event))
 
@@ -136,5 +160,5 @@ def print_summary(out: Output, s: NqServeSummary, title: str, events_dropped: in
              rows=[record])
 
 
-__all__ = ["client_command", "close_line", "limit_line", "print_event", "print_start", "print_summary",
+__all__ = ["client_command", "close_line", "close_lines", "limit_line", "print_event", "print_start", "print_summary",
            "summary_rows"]

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import support
+from golden_support import FakeTerminal, assert_piped_text, assert_terminal_text, check_golden
 
+from netkit.core.nq_server import NqServeSummary, empty_limits
 from netkit.io.tls import fingerprint
+from netkit.render.output import Output
+from netkit.render.responsiveness_serve import print_event, print_summary
 
 
 def test_start_lines_name_the_config_url_and_the_client_command(tmp_path: Path) -> None:
@@ -82,3 +89,56 @@ def test_a_port_in_use_is_one_line_exit_3() -> None:
         res = support.run_netkit(["serve", "responsiveness", "--no-tls", "--port", str(port)], timeout=30)
     assert res.exit_code == 3
     assert res.stderr == f"netkit: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+# ----- the screen, from fixed events (no network) --------------------------------------------------
+
+T = "2026-12-02T15:22:37.008Z"
+EVENTS: list[dict[str, Any]] = [
+    {"event": "listening", "time": T, "host": "127.0.0.1", "port": 4443, "tls": True,
+     "config_url": "https://127.0.0.1:4443/.well-known/nq"},
+    {"event": "close", "time": T, "id": 7, "peer": "127.0.0.1:40320", "protocol": "h2", "tls": True, "requests": 41,
+     "bytes_in": 9_812, "bytes_out": 5_234_567_890, "duration_ms": 12_004.2, "reason": "reset", "large": 1,
+     "uploads": 0},
+    {"event": "close", "time": T, "id": 8, "peer": "127.0.0.1:40332", "protocol": "http/1.1", "tls": False,
+     "requests": 1, "bytes_in": 1_234_567, "bytes_out": 87, "duration_ms": 4.054, "reason": "eof", "large": 0,
+     "uploads": 1},
+    {"event": "close", "time": T, "id": 9, "peer": "127.0.0.1:40340", "protocol": "h2", "tls": True, "requests": 1,
+     "bytes_in": 300, "bytes_out": 120, "duration_ms": 2.0, "reason": "eof", "large": 0, "uploads": 0},
+    {"event": "limit", "time": T, "limit": "idle_timeout", "id": 10, "peer": "[2001:db8::1]:50000", "value": 10.0,
+     "count": 1},
+    {"event": "close", "time": T, "id": 10, "peer": "[2001:db8::1]:50000", "protocol": "h2c", "tls": False,
+     "requests": 1, "bytes_in": 100, "bytes_out": 4_194_304, "duration_ms": 10_500.0, "reason": "idle-timeout",
+     "large": 1, "uploads": 0},
+    {"event": "close", "time": T, "id": 11, "peer": "127.0.0.1:1\x1b[31m", "protocol": "-", "tls": False,
+     "requests": 0, "bytes_in": 0, "bytes_out": 0, "duration_ms": 3.1, "reason": "tls-handshake"},
+]
+SUMMARY = NqServeSummary(
+    host="127.0.0.1", port=4443, tls=True, config_url="https://127.0.0.1:4443/.well-known/nq", connections=1_234,
+    peak_concurrent=37, requests={"config": 3, "large": 48, "small": 1_100, "upload": 48, "not-found": 2,
+                                  "bad-method": 0},
+    protocols={"h2": 1_200, "http/1.1": 34}, bytes_in=61_234_567_890, bytes_out=72_345_678_901, errors=1,
+    limits_hit={**empty_limits(), "idle_timeout": 1, "max_streams": 2}, elapsed_ms=95_000.0, stopped_by="SIGINT",
+)
+
+
+def _render(terminal: bool, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("COLUMNS", "80")
+    stdout: io.StringIO = FakeTerminal() if terminal else io.StringIO()
+    out = Output(format="table", stdout=stdout, stderr=io.StringIO(), color=False)
+    for event in EVENTS:
+        print_event(out, event)
+    print_summary(out, SUMMARY, "netkit serve responsiveness")
+    return stdout.getvalue()
+
+
+def test_the_screen_at_80_columns_and_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _render(True, monkeypatch)
+    assert_terminal_text(text, 80)
+    check_golden("serve_responsiveness_80.txt", text)
+    piped = _render(False, monkeypatch)
+    assert_piped_text(piped)
+    check_golden("serve_responsiveness_piped.txt", piped)
+    # A probe's short connection is counted, not listed; the peer's bytes are inert.
+    assert "#9 " not in text and "\x1b" not in text and "\x1b" not in piped
+    assert re.search(r"^requests +config 3, large 48, small 1,100, upload 48, not-found 2$", piped, re.M)

@@ -306,6 +306,7 @@ class ResponsivenessServer:
         self._errors = 0
         self._requests = dict.fromkeys((r.value for r in Route), 0)
         self._protocols: dict[str, int] = {}
+        self.upload_bytes = 0
         self._limits = empty_limits()
         self._limit_logged: dict[str, float] = {}
         self._start_ns = 0
@@ -422,7 +423,8 @@ class ResponsivenessServer:
         self._requests[r.value] += 1
 
     def uploaded(self, n: int) -> None:
-        pass  # counted per connection (bytes_in); a hook for live totals
+        """Upload body bytes read and dropped (the part of bytes_in that /upload took)."""
+        self.upload_bytes += n
 
     def limit_hit(self, which: str, conn: NqConn | None, value: float | None, *, peer: str | None = None) -> None:
         count = self._limits[which] = self._limits.get(which, 0) + 1

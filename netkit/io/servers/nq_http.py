@@ -630,6 +630,8 @@ class H2Handler:
             if len(streams) > 1:  # short answers first: a probe's byte never waits for a /large
                 streams.sort(key=lambda kv: kv[1].body is None)  # stream's share of the window
             for sid, st in streams:
+                if conn.paused or conn.ending:  # the transport is full: the rest wait for resume
+                    break
                 try:
                     room = h.local_flow_control_window(sid)
                 except h2.exceptions.StreamClosedError:
@@ -655,6 +657,8 @@ class H2Handler:
                     del self.sending[sid]
                     self.active.discard(sid)
                 moved = True
+                if n >= 16384:
+                    self._flush()  # a full frame goes out now, so the transport may pause us
             self._flush()
             if not moved:
                 return

@@ -38,6 +38,7 @@ from netkit.core.nq_server import url_host as choose_url_host
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.servers.responsiveness_server import NqConn
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # a client's first bytes in HTTP/2
 BLOCK_SIZE = 1024 * 1024
 #: The largest DATA frame sent, whatever larger size the client allows: large enough that the
 #: per-frame cost is small against the copy, small enough that a probe's response on the same
@@ -372,7 +373,7 @@ class H2Handler:
         self.scheduled = False  # a pump is due at the loop's next turn
         # The frame splitter (data()): uploads' DATA frames are dropped before h2 (which would
         # parse, copy and even format each one for its log); everything else is h2's.
-        self.preface_left = len(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.preface_left = len(H2_PREFACE)
         self.head = b""
         self.pass_left = 0
         self.drop_left = 0
@@ -704,4 +705,4 @@ class H2Handler:
         self._flush()
 
 
-__all__ = ["BLOCK_SIZE", "MAX_DATA_FRAME", "H1Handler", "H2Handler", "send_block"]
+__all__ = ["BLOCK_SIZE", "H2_PREFACE", "MAX_DATA_FRAME", "H1Handler", "H2Handler", "send_block"]

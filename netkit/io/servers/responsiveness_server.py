@@ -61,7 +61,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.aio import StopSignal
     from netkit.io.servers.nq_http import H1Handler, H2Handler
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number where Python lacks the name
 STOP_GRACE_S = 1.0
 CLOSE_GRACE_S = 1.0  # a connection closed by the server is aborted if it has not gone this long after
@@ -168,7 +167,7 @@ class NqConn(asyncio.Protocol):
         if h is not None:
             h.data(data)
             return
-        from netkit.io.servers.nq_http import H1Handler, H2Handler
+        from netkit.io.servers.nq_http import H2_PREFACE, H1Handler, H2Handler
 
         self.head += data
         n = min(len(self.head), len(H2_PREFACE))

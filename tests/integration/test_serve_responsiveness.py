@@ -151,7 +151,7 @@ def test_a_few_megabytes_upload_is_answered_200(tmp_path: Any) -> None:
 class H2Client:
     """A blocking HTTP/2 client on a TLS socket (ALPN h2), enough to misbehave on purpose."""
 
-    def __init__(self, srv: ServingHandle, *, window: int = 65535) -> None:
+    def __init__(self, srv: ServingHandle, *, window: int = 65535, max_frame: int = 16384) -> None:
         ctx = ssl.create_default_context(cafile=srv.cafile)
         ctx.set_alpn_protocols(["h2"])
         raw = socket.create_connection((srv.host, srv.port), timeout=5)
@@ -161,6 +161,9 @@ class H2Client:
         self.conn.initiate_connection()
         if window != 65535:
             self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+            self.conn.increment_flow_control_window(window - 65535)
+        if max_frame != 16384:
+            self.conn.update_settings({h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame})
         self.authority = f"{srv.host}:{srv.port}"
         self.flush()
 
@@ -222,6 +225,20 @@ def test_streams_beyond_the_cap_are_refused_the_others_served(tls_srv: ServingHa
         c.flush()
         evs = c.events(lambda e: any(isinstance(x, h2.events.StreamEnded) and x.stream_id == sid for x in e))
         assert any(isinstance(x, h2.events.DataReceived) and x.data == b"x" for x in evs)
+    finally:
+        c.close()
+
+
+def test_large_frames_once_the_client_applies_its_frame_size(tls_srv: ServingHandle) -> None:
+    """An h2 client asking for 1 MiB frames gets them (up to the server's 256 KiB) without ever
+    reading one bigger than the size it has applied: h2 would refuse it."""
+    c = H2Client(tls_srv, window=64 * 1024 * 1024, max_frame=1 << 20)
+    try:
+        c.request("GET", "/large")
+        c.flush()
+        evs = c.events(lambda e: sum(len(x.data) for x in _of(h2.events.DataReceived, e)) > 32 * 1024 * 1024)
+        sizes = [len(x.data) for x in _of(h2.events.DataReceived, evs)]
+        assert max(sizes) == 256 * 1024 and sizes[0] <= 16384
     finally:
         c.close()
 

@@ -50,6 +50,7 @@ H2_WINDOW = 16 * 1024 * 1024 - 1
 #: The largest frame a client may send us: 4x h2's default (fewer frames per upload), and small
 #: enough that h2's backlog of 64 CONTINUATION frames (a header flood) stays within 4 MiB.
 H2_MAX_FRAME = 64 * 1024
+FRAME_PING = b"nqframes"  # the opaque data of the PING that confirms a larger frame size
 H1_BURST = 16  # HTTP/1.1: /large blocks written per turn of the loop, at most
 SEND_ROUNDS = 64  # HTTP/2: rounds of one frame per sending stream per turn of the loop, at most
 
@@ -381,6 +382,8 @@ class H2Handler:
         self.drop_end = False
         self.unacked = 0  # dropped bytes not yet given back to the connection's window
         self.unacked_stream: dict[int, int] = {}
+        self.frame_cap = 16384  # DATA frame size the client surely takes (see RemoteSettingsChanged)
+        self.frame_wanted = 0
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(H2_WINDOW - 65535)  # the connection's window too
         self._flush()
@@ -531,6 +534,18 @@ class H2Handler:
                 self._respond(sid, 200, b"", ctype=b"text/plain")
         elif isinstance(ev, h2.events.StreamReset):
             self._forget(ev.stream_id)
+        elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            changed = ev.changed_settings.get(h2.settings.SettingCodes.MAX_FRAME_SIZE)
+            if changed is not None and changed.new_value > self.frame_cap:
+                # Larger frames only once the client surely applies its new size: a client applies
+                # it when it reads our SETTINGS ACK, and h2 (as a client) checks frame sizes per
+                # read, so a large frame read together with the ACK would be refused. The answer
+                # to a PING sent after the ACK proves that read is over.
+                self.frame_wanted = changed.new_value
+                self.h2.ping(FRAME_PING)
+        elif isinstance(ev, h2.events.PingAckReceived):
+            if ev.ping_data == FRAME_PING and self.frame_wanted:
+                self.frame_cap = min(self.frame_wanted, self.h2.max_outbound_frame_size)
         elif isinstance(ev, h2.events.ConnectionTerminated):
             conn.end(ConnEnd.EOF)
 
@@ -638,7 +653,7 @@ class H2Handler:
                 except h2.exceptions.StreamClosedError:
                     self._forget(sid)
                     continue
-                frame = min(h.max_outbound_frame_size, MAX_DATA_FRAME)
+                frame = min(h.max_outbound_frame_size, MAX_DATA_FRAME, self.frame_cap)
                 if st.body is None and room >= frame and st.left > FRAMES_BYTES:
                     self._raw_frames(sid, st, frame, room)
                     moved = True

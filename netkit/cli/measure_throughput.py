@@ -20,6 +20,8 @@ from netkit.core.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.targets import Target
+    from netkit.core.throughput_models import ThroughputConfig
+    from netkit.render.output import Output
 
 
 @click.command(name="throughput")
@@ -43,14 +45,27 @@ if TYPE_CHECKING:  # pragma: no cover
 @click.option("--plain", is_flag=True, help="The server is a plain TCP service: no header, sender-side counting.")
 @click.option("--min-rate", type=BITRATE, default=None,
               help="Check: exit 1 when the measured rate is below this (bits/s, e.g. 1G; --bidir: each way).")
+@click.option("--latency", is_flag=True,
+              help="Also measure RTT under load: an idle phase, then each direction, probes throughout.")
+@click.option("--directions", default=None, metavar="LIST",
+              help="With --latency: loaded phases in order, e.g. down,up,bidir (each --duration long).")
+@click.option("--latency-probe", type=click.Choice(["auto", "echo", "tcp-connect", "icmp"]), default="auto",
+              show_default=True, help="With --latency: how RTT is taken (auto: the best the server allows).")
+@click.option("--latency-interval", type=Duration(min=0.01, max=10.0), default="100ms", show_default=True,
+              help="With --latency: time between probes.")
+@click.option("--idle", "idle_time", type=Duration(min=0.5, max=600.0), default="2s", show_default=True,
+              help="With --latency: the idle phase (probes only) before the load.")
+@click.option("--max-added-latency", type=Duration(min=0.0), default=None, metavar="DURATION",
+              help="Check: exit 1 when a phase's added latency (loaded p50 - idle p50) is above this, e.g. 30ms.")
 @timeout_option("--connect-timeout", default="5s", max_s=600.0,
                 help="Timeout for each connect and the server's answers.")
 @key_options(with_key=True)
 @output_options
 def throughput(target: Target, duration: float, parallel: int, reverse: bool, bidir: bool, size: int | None,
                interval: float, omit: float, udp: bool, rate: float | None, iperf3_: bool, plain: bool,
-               min_rate: float | None, connect_timeout: float, key: str | None = None,
-               key_file: str | None = None) -> int:
+               min_rate: float | None, latency: bool, directions: str | None, latency_probe: str,
+               latency_interval: float, idle_time: float, max_added_latency: float | None,
+               connect_timeout: float, key: str | None = None, key_file: str | None = None) -> int:
     """Measure bandwidth to TARGET (HOST:PORT), like iperf3.
 
     Against `netkit serve tcp` the server reports what it received, so rates count bytes that
@@ -65,6 +80,7 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
       netkit measure throughput 127.0.0.1:5201 --udp -b 100M      # iperf3's UDP test
       netkit measure throughput 127.0.0.1:5000 --min-rate 1G -q   # a check: exit 1 below 1 Gbit/s
       netkit --format jsonl measure throughput 127.0.0.1:5000     # one line per interval
+      netkit measure throughput 127.0.0.1:5000 --latency -P 4 -R  # RTT idle and loaded
     """
     from netkit.core.throughput_models import ServerKind, ThroughputConfig
     from netkit.io.aio import StopSignal
@@ -101,6 +117,9 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
         bidir=bidir, block_size=size, interval_s=interval, omit_s=omit, server=server, udp=udp,
         rate_bps=rate, connect_timeout_s=connect_timeout, key=mkey, min_rate_bps=min_rate,
     )
+    if latency or directions is not None or max_added_latency is not None:
+        return _with_latency(out, cfg, latency, directions, latency_probe, latency_interval, idle_time,
+                             max_added_latency)
     view = ThroughputView(out, duration + omit, multi=len(cfg.directions()) > 1)
     with StopSignal() as signals, view:  # SIGINT, SIGTERM or SIGHUP: the streams stop, the summary still prints
         result = measure_throughput(cfg, view.interval, on_progress=view.progress, stop=signals.flag,
@@ -110,3 +129,39 @@ def throughput(target: Target, duration: float, parallel: int, reverse: bool, bi
     if signals.interrupted:
         return ExitCode.INTERRUPTED
     return ExitCode.OK if result.thresholds.passed else ExitCode.CHECK_FAILED
+
+
+def _with_latency(out: Output, cfg: ThroughputConfig, latency: bool, directions: str | None, probe: str,
+                  interval: float, idle_s: float, max_added: float | None) -> int:
+    """``--latency``: an idle phase, then each direction, with RTT probes all along."""
+    from netkit.core.loaded_latency import LoadedLatencyConfig, ProbeChoice, flag_phase, parse_directions
+    from netkit.io.aio import StopSignal
+    from netkit.io.measure.loaded_latency import measure_loaded_latency
+    from netkit.render.loaded_latency import PhaseViews, emit_run
+
+    if not latency:
+        raise usage_error("--directions and --max-added-latency need --latency")
+    if cfg.udp:
+        raise usage_error("--latency measures TCP load only (no --udp)")
+    if directions is not None:
+        if cfg.reverse or cfg.bidir:
+            raise usage_error("use either --directions or -R/--bidir, not both")
+        try:
+            phases = parse_directions(directions)
+        except ValueError as exc:
+            raise usage_error(str(exc), "--directions") from None
+    else:
+        phases = (flag_phase(cfg.reverse, cfg.bidir),)
+    lcfg = LoadedLatencyConfig(probe=ProbeChoice(probe), interval_s=interval, idle_s=idle_s, phases=phases,
+                               max_added_latency_ms=None if max_added is None else max_added * 1000.0)
+    each = cfg.duration_s + cfg.omit_s
+    out.info(f"netkit: about {lcfg.total_s(each):g} s: {idle_s:g} s idle, then "
+             + ", ".join(f"{p} {each:g} s" for p in phases))
+    views = PhaseViews(out, each, idle_s, cfg.parallel > 1, len(phases) > 1)
+    with StopSignal() as signals:  # SIGINT, SIGTERM or SIGHUP: the phase stops, the summary still prints
+        run = measure_loaded_latency(cfg, lcfg, views, stop=signals.flag, on_info=out.info, on_debug=out.debug,
+                                     on_sample=views.probes.add)
+    emit_run(out, run, streamed=views.streamed)
+    if signals.interrupted:
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if run.passed else ExitCode.CHECK_FAILED

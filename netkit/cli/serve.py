@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @click.group()
 def serve() -> None:
-    """Run a TCP or UDP server on loopback (or --host): the peer for every measurement.
+    """Run a TCP, UDP, iperf3 or responsiveness server on loopback (or --host): the peer for every measurement.
 
     Prints exactly one line `listening on HOST:PORT` to stderr when ready; Ctrl-C or SIGTERM
     prints a summary and exits 0.
@@ -226,3 +226,13 @@ def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, 
     print_summary(out, summary, "netkit serve iperf3", serving.dropped)
     serving.close()
     return ExitCode.OK
+
+
+def _register_responsiveness() -> None:
+    """``serve responsiveness`` lives in its own module (its options are many); it is a ``serve`` command."""
+    from netkit.cli.serve_responsiveness import serve_responsiveness_cmd
+
+    serve.add_command(serve_responsiveness_cmd)
+
+
+_register_responsiveness()

@@ -99,6 +99,21 @@ PAGES: dict[str, dict[str, Any]] = {
              "netkit --format jsonl serve iperf3 --max-tests 8 --max-duration 30s >> tests.jsonl"),
         ),
     },
+    "serve responsiveness": {
+        "exit_status": (
+            (0, "The server stopped on Ctrl-C or SIGTERM and printed its totals."),
+            _USAGE,
+            (3, "The server could not start: the address is in use or binding is not permitted."),
+        ),
+        "examples": (
+            ("Serve the responsiveness test with a certificate a client can trust:",
+             "netkit serve responsiveness --cert-out /tmp/nq.pem"),
+            ("Then, from a client (netkit, or curl for the configuration document):",
+             "curl --http2 --cacert /tmp/nq.pem https://127.0.0.1:4443/.well-known/nq"),
+            ("Cleartext HTTP/1.1 and HTTP/2 (prior knowledge), every connection logged as a JSON line:",
+             "netkit --format jsonl serve responsiveness --no-tls --port 8080 >> events.jsonl"),
+        ),
+    },
     # ----- send ----------------------------------------------------------------------------------
     "send": {
         "exit_status": (

@@ -197,8 +197,12 @@ def test_wait_any_ends_when_one_is_up() -> None:
                             f"127.0.0.1:{up}", "--format", "json"])
         took = time.monotonic() - t0
     assert r.exit_code == 0, r.stderr
-    assert [t["state"] for t in r.json()["targets"]] == ["closed", "open"]
-    assert "--any" in r.json()["targets"][0]["error"]
+    first, second = r.json()["targets"]
+    assert second["state"] == "open"
+    # The refused port's first attempt usually ends before the open one answers; on a loaded machine
+    # the open one can win, and the other is then cut "before an answer".
+    assert first["state"] in ("closed", "timeout")
+    assert "--any" in first["error"]
     assert took < 5
 
 

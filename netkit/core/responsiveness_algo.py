@@ -352,11 +352,11 @@ class DirectionRun:
         return Confidence.MEDIUM if ran >= self.params.mad else Confidence.LOW
 
     def final_stats(self) -> ProbeStats:
-        """The probes the result is computed from: the last MAD intervals (with the unfinished one when
-        the run was cut short before any interval ended)."""
+        """The probes the result is computed from: the last MAD intervals (every probe of the direction
+        when those have none: a run cut short)."""
         probes = self.window_probes()
-        if not probes:
-            probes = self.window_probes(include_current=True)
+        if not probes:  # a run cut short: whatever this direction measured
+            probes = [p for batch in self._probes for p in batch]
         return probe_stats(probes, self.params.trim_percent)
 
     def window_ns(self) -> tuple[int, int]:

@@ -30,7 +30,7 @@ def run(*args: str, timeout: float = 30) -> tuple[int, dict, str]:
 
 
 def test_h2_over_tls(nginx: NginxNq) -> None:
-    rc, doc, err = run(nginx.url, "--cafile", str(nginx.cert_path), "--download-only", "--max-duration", "3s")
+    rc, doc, err = run(nginx.url, "--cafile", str(nginx.cert_path), "--download-only", "--max-duration", "4s")
     assert rc == 0, err
     assert doc["protocol"] == "h2" and doc["tls_version"] == "TLSv1.3" and doc["self_probe"] == "http"
     d = doc["directions"][0]

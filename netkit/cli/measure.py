@@ -19,6 +19,6 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
 
 # Shells show at most 45 characters of a command's summary: this one fits whole.
 @click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS,
-             short_help="Latency, loss, throughput, load, connections.")
+             short_help="Latency, loss, throughput, RPM, load, conns.")
 def measure() -> None:
     """Measure latency, loss, throughput, requests, connections."""

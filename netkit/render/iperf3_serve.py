@@ -19,7 +19,6 @@ from netkit.core.targets import format_host_port
 from netkit.core.units import format_bitrate, format_bytes, format_count, format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.table import Table
 
     from netkit.render.output import Output
 
@@ -111,24 +110,10 @@ def summary_rows(s: Iperf3ServeSummary, events_dropped: int | None = None) -> li
     return rows
 
 
-def summary_table(s: Iperf3ServeSummary, *, width: int | None, title: str, events_dropped: int | None = None) -> Table:
-    from netkit.render.tables import Col, fitted_table
-
-    return fitted_table([Col("field"), Col("value", fold=True)], summary_rows(s, events_dropped), width=width,
-                        title=title)
-
-
 def print_summary(out: Output, s: Iperf3ServeSummary, title: str, events_dropped: int | None = None) -> None:
-    from netkit.render.output import to_jsonable
+    from netkit.render.server_summary import print_server_summary
 
-    record: dict[str, Any] = to_jsonable(s)
-    if events_dropped is not None:
-        record["events_dropped"] = events_dropped
-    if out.format == "jsonl":
-        out.jsonl({"event": "summary", **record})
-        return
-    out.emit(record, table=lambda: summary_table(s, width=out.width, title=title, events_dropped=events_dropped),
-             rows=[record])
+    print_server_summary(out, s, summary_rows(s, events_dropped), title, events_dropped)
 
 
 __all__ = ["HEADER", "EventState", "print_event", "print_summary", "summary_rows", "test_lines", "test_row"]

@@ -23,7 +23,6 @@ from netkit.core.targets import format_host_port
 from netkit.core.units import format_bytes, format_count, format_duration, format_ms
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.table import Table
 
     from netkit.render.output import Output
 
@@ -140,24 +139,10 @@ def summary_rows(s: NqServeSummary, events_dropped: int | None = None) -> list[t
     return rows
 
 
-def summary_table(s: NqServeSummary, *, width: int | None, title: str, events_dropped: int | None = None) -> Table:
-    from netkit.render.tables import Col, fitted_table
-
-    return fitted_table([Col("field"), Col("value", fold=True)], summary_rows(s, events_dropped), width=width,
-                        title=title)
-
-
 def print_summary(out: Output, s: NqServeSummary, title: str, events_dropped: int | None = None) -> None:
-    from netkit.render.output import to_jsonable
+    from netkit.render.server_summary import print_server_summary
 
-    record: dict[str, Any] = to_jsonable(s)
-    if events_dropped is not None:
-        record["events_dropped"] = events_dropped
-    if out.format == "jsonl":
-        out.jsonl({"event": "summary", **record})
-        return
-    out.emit(record, table=lambda: summary_table(s, width=out.width, title=title, events_dropped=events_dropped),
-             rows=[record])
+    print_server_summary(out, s, summary_rows(s, events_dropped), title, events_dropped)
 
 
 __all__ = ["client_command", "close_line", "close_lines", "limit_line", "print_event", "print_start", "print_summary",

@@ -34,6 +34,13 @@ def format_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def format_sockaddr(addr: object) -> str:
+    """A socket address as a person reads it (``[::1]:8000``); ``?`` when there is none."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return format_host_port(str(addr[0]), int(addr[1]))
+    return str(addr) if addr else "?"
+
+
 def is_ip_literal(host: str) -> bool:
     """An IP address as written, IPv6 zone allowed (no lookup happens for it, so no resolution time)."""
     try:

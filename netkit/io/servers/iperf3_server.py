@@ -49,7 +49,7 @@ from netkit.core.iperf3_server import (
 from netkit.core.iperf3_wire import COOKIE_SIZE, Iperf3State, encode_json, encode_state, stream_id
 from netkit.core.limits import CidrFilter
 from netkit.core.serve_models import ServerEventSink, ms
-from netkit.core.targets import format_host_port
+from netkit.core.targets import format_host_port, format_sockaddr
 from netkit.core.throughput_models import parse_tcp_info
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure
@@ -102,11 +102,6 @@ def _send_block(size: int) -> memoryview:
         block = _shared["send"] = memoryview(os.urandom(4096) * (core.MAX_TCP_BLOCK // 4096))
     return block[:size]
 
-
-def _peer_text(addr: Any) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return format_host_port(str(addr[0]), int(addr[1]))
-    return str(addr) if addr else "?"
 
 
 class _Conn(asyncio.BufferedProtocol):
@@ -440,7 +435,7 @@ class Iperf3Test:
         self.id = test_id
         self.conn = conn
         self.cookie = cookie
-        self.peer = _peer_text(conn.peer)
+        self.peer = format_sockaddr(conn.peer)
         self.peer_ip = str(conn.peer[0]) if isinstance(conn.peer, tuple) else ""
         self.reader = ControlReader()
         self.wake = asyncio.Event()
@@ -974,7 +969,7 @@ class Iperf3Server:
         if now - self._refusal_logged.get(why, -1e9) < 1.0 and why in ("max_conns", "denied", "timeout"):
             return  # a flood logs one event per second per reason (with the count so far)
         self._refusal_logged[why] = now
-        self.emit("refused", reason=why, peer=_peer_text(peer), detail=detail, count=count)
+        self.emit("refused", reason=why, peer=format_sockaddr(peer), detail=detail, count=count)
 
     def route(self, conn: _Conn, cookie: bytes, rest: bytes) -> None:
         t = conn.transport

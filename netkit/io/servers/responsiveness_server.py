@@ -53,7 +53,7 @@ from netkit.core.nq_server import (
     url_host,
 )
 from netkit.core.serve_models import ServerEventSink, ms
-from netkit.core.targets import format_host_port
+from netkit.core.targets import format_host_port, format_sockaddr
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure
 
@@ -68,11 +68,6 @@ REFUSAL_EVENT_INTERVAL_S = 1.0
 SWEEP_MAX_S = 0.5
 TLS_SHUTDOWN_TIMEOUT_S = 2.0
 
-
-def _peer_text(addr: Any) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return format_host_port(str(addr[0]), int(addr[1]))
-    return str(addr) if addr else "?"
 
 
 class NqConn(asyncio.Protocol):
@@ -369,7 +364,7 @@ class ResponsivenessServer:
     def admit(self, conn: NqConn, peer: Any) -> bool:
         cfg = self.config
         ip = str(peer[0]) if isinstance(peer, tuple) else ""
-        text = _peer_text(peer)
+        text = format_sockaddr(peer)
         if self.stopping:
             return False
         if cfg.max_conns is not None and len(self.conns) >= cfg.max_conns:

@@ -42,7 +42,7 @@ from netkit.core.serve_models import (
     ms,
 )
 from netkit.core.session_header import sniff
-from netkit.core.targets import format_host_port
+from netkit.core.targets import format_host_port, format_sockaddr
 from netkit.io.clock import wall_iso
 from netkit.io.servers.listen import bind_failure
 from netkit.io.servers.session_host import ConnRecord
@@ -61,10 +61,7 @@ REFUSAL_EVENT_INTERVAL_NS = 1_000_000_000  # a flood of refusals logs one event 
 
 
 def peer_text(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return format_host_port(str(peer[0]), int(peer[1]))
-    return str(peer) if peer else "?"
+    return format_sockaddr(transport.get_extra_info("peername"))
 
 
 class _Sniff(asyncio.Protocol):

@@ -88,6 +88,7 @@ from netkit.io.measure.latency_probers import (
 )
 from netkit.io.measure.streams import connect
 from netkit.io.measure.throughput import measure_throughput
+from netkit.io.measure.throughput_tcp import read_ack
 from netkit.io.resolve import failure_reason
 
 NS = 1_000_000_000
@@ -247,12 +248,7 @@ def _open_session(cfg: ThroughputConfig) -> tuple[ServerKind, socket.socket | No
             sock.settimeout(None)
             return ServerKind.IPERF3, sock, got
         if got == sh.ACK_MAGIC[:1]:
-            sock.settimeout(cfg.connect_timeout_s)
-            while len(got) < sh.ACK_LEN:
-                chunk = sock.recv(sh.ACK_LEN - len(got))
-                if not chunk:
-                    break
-                got += chunk
+            got = read_ack(sock, got, cfg.connect_timeout_s)
             ack = sh.decode_ack(got)
             if ack is not None and ack.ok:
                 sock.settimeout(None)

@@ -88,6 +88,17 @@ class OpenedStreams:
             s.sock.close()
 
 
+
+def read_ack(sock: socket.socket, got: bytes, timeout_s: float) -> bytes:
+    """The rest of a netkit server's session ack whose first byte ``got`` holds (short at a close)."""
+    sock.settimeout(timeout_s)
+    while len(got) < sh.ACK_LEN:
+        chunk = sock.recv(sh.ACK_LEN - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return got
+
 def make_header(cfg: ThroughputConfig, direction: Direction, sid: int, cookie: bytes) -> sh.Header:
     bound_ms = int((cfg.duration_s + cfg.omit_s) * 1000) + 10_000
     return sh.Header(
@@ -130,12 +141,7 @@ def probe_stream(cfg: ThroughputConfig, header: sh.Header, *, expect: ServerKind
         if got and expect == ServerKind.AUTO and is_greeting(got):
             return ServerAnswer(ServerKind.IPERF3, sock, got, raw)  # it took our header as its cookie
         if got == sh.ACK_MAGIC[:1]:
-            sock.settimeout(cfg.connect_timeout_s)
-            while len(got) < sh.ACK_LEN:
-                chunk = sock.recv(sh.ACK_LEN - len(got))
-                if not chunk:
-                    break
-                got += chunk
+            got = read_ack(sock, got, cfg.connect_timeout_s)
         ack = sh.decode_ack(got)
         if ack is not None:
             if ack.status == sh.STATUS_REFUSED:

@@ -13,7 +13,7 @@ Kept apart so a server or client command gains them with one decorator and one c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -70,23 +70,39 @@ def load_key_option(key: str | None, key_file: str | None) -> Key | None:
     return load_key(key, key_file)
 
 
+def check_cidr_options(allow: Sequence[str], deny: Sequence[str]) -> None:
+    """``--allow``/``--deny`` values that are not CIDRs are usage errors, named by their option."""
+    from netkit.core.errors import InputError
+    from netkit.core.limits import parse_cidr
+
+    for opt, cidrs in (("allow", allow), ("deny", deny)):
+        for c in cidrs:
+            try:
+                parse_cidr(c)
+            except ValueError as exc:
+                raise InputError(f"--{opt}: {exc}") from None
+
+
+def warn_if_exposed(out: Output, host: str, warning: str) -> None:
+    """Say ``warning`` on stderr (even with -q: it names a risk) when ``host`` is not loopback."""
+    from netkit.core.guard import is_loopback_host
+
+    if not is_loopback_host(host):
+        out.warn(warning)
+        out.stderr.flush()
+
+
 def server_limits(out: Output, host: str, proto: str, key: Key | None, limits: dict[str, Any]) -> Limits:
     """The limit options as :class:`netkit.core.limits.Limits` (bad CIDRs are usage errors); warns
     on stderr when the server is reachable beyond this host."""
-    from netkit.core.errors import InputError
     from netkit.core.guard import exposure_warning
-    from netkit.core.limits import Limits, parse_cidr
+    from netkit.core.limits import Limits
 
     warning = exposure_warning(host, proto, key)
     if warning is not None:
         out.warn(warning)  # shown even with -q: it names a risk
         out.stderr.flush()
-    for opt in ("allow", "deny"):
-        for c in limits.get(opt) or ():
-            try:
-                parse_cidr(c)
-            except ValueError as exc:
-                raise InputError(f"--{opt}: {exc}") from None
+    check_cidr_options(limits.get("allow") or (), limits.get("deny") or ())
 
     def ns(v: float | None) -> int | None:
         return None if v is None or v <= 0 else int(v * 1e9)

@@ -190,26 +190,17 @@ def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, 
       iperf3 -c 127.0.0.1 -P 4 -t 5
       netkit --format jsonl serve iperf3 --port 0 --max-tests 8 > tests.jsonl
     """
-    from netkit.core.errors import InputError
-    from netkit.core.guard import is_loopback_host
     from netkit.core.iperf3_server import Iperf3ServerConfig
-    from netkit.core.limits import parse_cidr
     from netkit.io.servers.iperf3_server import serve_iperf3_sync
     from netkit.io.stdout_queue import ServerStdout
     from netkit.render.iperf3_serve import EventState, print_event, print_summary
     from netkit.render.serve import print_ready
 
     out = get_output()
-    for opt, cidrs in (("allow", allow), ("deny", deny)):
-        for c in cidrs:
-            try:
-                parse_cidr(c)
-            except ValueError as exc:
-                raise InputError(f"--{opt}: {exc}") from None
-    if not is_loopback_host(host):  # shown even with -q: it names a risk
-        out.warn(f"serving iperf3 on {host}: anyone who can reach this address can use it to burn this "
-                 f"link's bandwidth; consider --allow/--deny, --max-rate, --max-duration, --max-tests")
-        out.stderr.flush()
+    guard_options.check_cidr_options(allow, deny)
+    guard_options.warn_if_exposed(
+        out, host, f"serving iperf3 on {host}: anyone who can reach this address can use it to burn this link's "
+                   "bandwidth; consider --allow/--deny, --max-rate, --max-duration, --max-tests")
     config = Iperf3ServerConfig(
         host=host, port=port, max_tests=max_tests, max_duration_s=max_duration or None, max_streams=max_streams,
         max_rate_bps=max_rate or None, idle_timeout_s=idle_timeout, once=once, allow=tuple(allow), deny=tuple(deny),

@@ -6,6 +6,7 @@ import click
 
 from netkit.cli import params
 from netkit.cli.context import get_output, output_options
+from netkit.cli.guard_options import check_cidr_options, warn_if_exposed
 from netkit.core.exitcodes import ExitCode
 
 
@@ -58,9 +59,6 @@ def serve_responsiveness_cmd(host: str, port: int, no_tls: bool, cert: str | Non
       curl --http2 -k https://127.0.0.1:4443/.well-known/nq
       netkit --format jsonl serve responsiveness --no-tls --port 8080 > events.jsonl
     """
-    from netkit.core.errors import InputError
-    from netkit.core.guard import is_loopback_host
-    from netkit.core.limits import parse_cidr
     from netkit.core.nq_server import NqServerConfig, is_host_text
     from netkit.io.servers.responsiveness_server import ResponsivenessServer, serve_responsiveness_sync
     from netkit.io.stdout_queue import ServerStdout
@@ -78,16 +76,9 @@ def serve_responsiveness_cmd(host: str, port: int, no_tls: bool, cert: str | Non
     for opt, value in (("--url-host", url_host), ("--test-endpoint", test_endpoint)):
         if value is not None and not is_host_text(value):
             raise params.usage_error(f"{opt} {value!r} is not a host name or address", opt)
-    for opt, cidrs in (("allow", allow), ("deny", deny)):
-        for c in cidrs:
-            try:
-                parse_cidr(c)
-            except ValueError as exc:
-                raise InputError(f"--{opt}: {exc}") from None
-    if not is_loopback_host(host):  # shown even with -q: it names a risk
-        out.warn(f"serving responsiveness on {host}: anyone who can reach this address can use it to fill this "
-                 f"link; consider --allow/--deny, --max-conns-per-ip, --max-duration")
-        out.stderr.flush()
+    check_cidr_options(allow, deny)
+    warn_if_exposed(out, host, f"serving responsiveness on {host}: anyone who can reach this address can use "
+                    f"it to fill this link; consider --allow/--deny, --max-conns-per-ip, --max-duration")
     config = NqServerConfig(
         host=host, port=port, tls=not no_tls, tls_cert=cert, tls_key=key, cert_out=cert_out, url_host=url_host,
         test_endpoint=test_endpoint, max_conns=max_conns or None, max_conns_per_ip=max_conns_per_ip or None,

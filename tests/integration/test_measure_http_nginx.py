@@ -80,7 +80,8 @@ def test_resolve_names_a_host(srv: NginxHttp) -> None:
     assert reqs[0]["ok"] and reqs[0]["bytes"] == len(SMALL)
 
 
-_CURL_W = "%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} %{time_starttransfer} %{time_total}\\n"
+_CURL_W = ("%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} "
+           "%{time_starttransfer} %{time_total}\\n")
 
 
 def _curl_phases(url: str, n: int, extra: list[str]) -> dict[str, float]:

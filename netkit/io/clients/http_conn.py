@@ -20,7 +20,9 @@ Nothing here decides when to stop: the caller bounds every wait with its own tim
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
+import os
 import socket
 import ssl
 import struct
@@ -153,8 +155,7 @@ async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_
             except OSError:
                 pass
         t0 = time.perf_counter_ns()
-        await asyncio.wait_for(loop.sock_connect(sock, sockaddr), timeout_s)
-        t1 = time.perf_counter_ns()
+        t1 = await asyncio.wait_for(_timed_connect(loop, sock, sockaddr), timeout_s)
         holder: list[H2Protocol | H1Protocol] = []
 
         def factory() -> asyncio.BaseProtocol:
@@ -171,6 +172,31 @@ async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_
     return Dialed(transport, holder[0], t1 - t0, (t2 - t1) if ssl_ctx is not None else None,
                   sslobj.version() if sslobj is not None else None,
                   sslobj.selected_alpn_protocol() if sslobj is not None else None)
+
+
+async def _timed_connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, sockaddr: Any) -> int:
+    """Connect the non-blocking ``sock``; the clock read when the loop sees it writable (the
+    handshake done), not after the awaits that follow: the TCP handshake as curl times it."""
+    err = sock.connect_ex(sockaddr)
+    if err == 0:
+        return time.perf_counter_ns()
+    if err not in (errno.EINPROGRESS, errno.EAGAIN):
+        raise OSError(err, os.strerror(err))
+    done: asyncio.Future[int] = loop.create_future()
+
+    def writable() -> None:
+        if not done.done():
+            done.set_result(time.perf_counter_ns())
+
+    loop.add_writer(sock.fileno(), writable)
+    try:
+        t1 = await done
+    finally:
+        loop.remove_writer(sock.fileno())
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+    return t1
 
 
 class _Chooser(asyncio.BufferedProtocol):
@@ -229,12 +255,14 @@ class _Stream:
         # For a timed request (measure http): when the response's head arrived, its body bytes counted
         # per stream, the head itself (bounded by the parsers' caps) and how much body to keep.
         self.first_ns = 0
+        self.end_ns = 0
         self.nbytes = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.http_version = ""
         self.keep = MAX_SMALL_BODY
 
     def finish(self) -> None:
+        self.end_ns = self.end_ns or time.perf_counter_ns()
         if not self.done.done():
             self.done.set_result(Response(self.status, bytes(self.body)))
 
@@ -283,6 +311,7 @@ class H2Protocol:
         #: from the connection's rate (a few milliseconds' worth).
         self.unsent_limit = UNSENT_DEFAULT
         self._retry: asyncio.TimerHandle | None = None
+        self.read_ns = 0  # when the bytes being handled were read (a timed request's first/last byte)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -308,6 +337,7 @@ class H2Protocol:
         return self._mv
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.read_ns = time.perf_counter_ns()
         data = self._split(self._mv[:nbytes])
         if data:
             self._handle(data)
@@ -386,7 +416,7 @@ class H2Protocol:
             elif isinstance(ev, h2.events.ResponseReceived):
                 st = self.streams.get(ev.stream_id)
                 if st is not None:
-                    st.first_ns = st.first_ns or time.perf_counter_ns()
+                    st.first_ns = st.first_ns or self.read_ns
                     st.http_version = "2"
                     st.headers = list(ev.headers)
                     for k, v in ev.headers:
@@ -396,6 +426,7 @@ class H2Protocol:
                 self._fast.discard(ev.stream_id)
                 st = self.streams.pop(ev.stream_id, None)
                 if st is not None:
+                    st.end_ns = self.read_ns
                     st.finish()
             elif isinstance(ev, h2.events.StreamReset):
                 self._fast.discard(ev.stream_id)
@@ -556,6 +587,7 @@ class H1Protocol:
         self._uploading = False
         self._chunk = b"%x\r\n" % CHUNK + _UPLOAD_PAYLOAD + b"\r\n"
         self._lowat = 1  # the socket's SO_RCVLOWAT now
+        self.read_ns = 0  # when the bytes being handled were read (a timed request's first/last byte)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -628,6 +660,7 @@ class H1Protocol:
         return self._mv
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.read_ns = time.perf_counter_ns()
         if self._raw:
             self._count_raw(nbytes)
             return
@@ -636,7 +669,7 @@ class H1Protocol:
         if st is None or self._h11 is None:
             return  # bytes nobody asked for: ignored
         if not st.first_ns:
-            st.first_ns = time.perf_counter_ns()
+            st.first_ns = self.read_ns
         if st.count_only and self._length is _UNKNOWN:
             self._head += data
             end = self._head.find(b"\r\n\r\n")
@@ -702,6 +735,7 @@ class H1Protocol:
                     if len(st.body) < st.keep:
                         st.body += ev.data[:st.keep - len(st.body)]
                 elif isinstance(ev, h11.EndOfMessage):
+                    st.end_ns = self.read_ns
                     st.finish()
                     return
                 elif isinstance(ev, h11.ConnectionClosed):

@@ -170,7 +170,7 @@ class HttpClient:
                     conn.dialed.close()
                     conn = None
                     raise
-                t2 = time.perf_counter_ns()
+                t2 = st.end_ns or time.perf_counter_ns()
                 first = st.first_ns or t2
                 phases[3] += t1 - t0
                 phases[4] += max(0, first - t1)

@@ -60,7 +60,8 @@ def waterfall_lines(phases_ns: tuple[int, ...]) -> list[str]:
 
 
 def _header(r: HttpUrlResult) -> str:
-    parts = [f"{format_count(r.count)} requests", f"{format_count(r.errors_total)} errors"]
+    parts = [f"{format_count(r.count)} request{'s' if r.count != 1 else ''}",
+             f"{format_count(r.errors_total)} error{'s' if r.errors_total != 1 else ''}"]
     if r.statuses:
         parts.append("status " + ", ".join(f"{k} x{format_count(v)}" for k, v in sorted(r.statuses.items())))
     if r.bytes_min is not None and r.bytes_max is not None:
@@ -69,7 +70,7 @@ def _header(r: HttpUrlResult) -> str:
                      f"{format_count(r.bytes_min)}-{format_count(r.bytes_max)} B")
     if r.requests_per_s is not None:
         parts.append(f"{r.requests_per_s:,.1f} req/s")
-    parts.append(f"{format_count(r.new_connections)} new conns")
+    parts.append(f"{format_count(r.new_connections)} new connection{'s' if r.new_connections != 1 else ''}")
     return ", ".join(parts)
 
 

@@ -59,7 +59,7 @@ def waterfall_lines(phases_ns: tuple[int, ...]) -> list[str]:
     return lines
 
 
-def _header(r: HttpUrlResult) -> str:
+def _header(r: HttpUrlResult) -> list[str]:
     parts = [f"{format_count(r.count)} request{'s' if r.count != 1 else ''}",
              f"{format_count(r.errors_total)} error{'s' if r.errors_total != 1 else ''}"]
     if r.statuses:
@@ -71,7 +71,19 @@ def _header(r: HttpUrlResult) -> str:
     if r.requests_per_s is not None:
         parts.append(f"{r.requests_per_s:,.1f} req/s")
     parts.append(f"{format_count(r.new_connections)} new connection{'s' if r.new_connections != 1 else ''}")
-    return ", ".join(parts)
+    return parts
+
+
+def _fold(parts: list[str], width: int | None) -> list[str]:
+    """``parts`` joined by commas into lines of at most ``width`` columns (80 when unknown)."""
+    limit = width or 80
+    lines: list[str] = []
+    for p in parts:
+        if lines and len(lines[-1]) + 2 + len(p) <= limit:
+            lines[-1] += ", " + p
+        else:
+            lines.append(p)
+    return lines
 
 
 def _proto(r: HttpUrlResult) -> str:
@@ -96,7 +108,7 @@ def url_table(r: HttpUrlResult, *, width: int | None, interrupted: bool = False)
                      format_ms(s["max"])])
     parts: list[RenderableType] = [
         cell(f"measure http {safe_text(r.url)}" + (" (stopped early)" if interrupted else ""), style="bold"),
-        Text(_header(r)),
+        *(Text(line) for line in _fold(_header(r), width)),
     ]
     if _proto(r):
         parts.append(Text(_proto(r)))

@@ -580,6 +580,7 @@ class H1Protocol:
         self._buf = bytearray(1024 * 1024)
         self._mv = memoryview(self._buf)
         self._h11: h11.Connection | None = None
+        self._requests: dict[tuple[Any, ...], h11.Request] = {}  # request events built (and validated) once
         self._st: _Stream | None = None
         self._head = bytearray()
         self._raw = False  # past the head of a count_only response: count bytes, parse nothing
@@ -612,25 +613,36 @@ class H1Protocol:
             raise HttpError("the connection is closed")
         if self._st is not None and not self._st.done.done():
             raise HttpError("a request is under way on this HTTP/1.1 connection")
-        # h11 holds at most this much of an incomplete head: a larger response head is an error.
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        headers = [("Host", authority), ("User-Agent", "netkit")]
-        for name, value in extra_headers or ():
-            if name.lower() in ("host", "user-agent"):
-                headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
-            headers.append((name, value))
-        if upload:
-            headers += [("Transfer-Encoding", "chunked"), ("Content-Type", "application/octet-stream")]
-        elif body is not None:
-            headers.append(("Content-Length", str(len(body))))
+        conn = self._h11
+        if conn is not None and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()  # the last exchange went through h11 whole: keep its state machine
+        else:
+            # h11 holds at most this much of an incomplete head: a larger response head is an error.
+            conn = self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        key = (method, target, authority, tuple(extra_headers or ()), upload, None if body is None else len(body))
+        event = self._requests.get(key)
         try:
-            data = self._h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+            if event is None:
+                headers = [("Host", authority), ("User-Agent", "netkit")]
+                for name, value in extra_headers or ():
+                    if name.lower() in ("host", "user-agent"):
+                        headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
+                    headers.append((name, value))
+                if upload:
+                    headers += [("Transfer-Encoding", "chunked"), ("Content-Type", "application/octet-stream")]
+                elif body is not None:
+                    headers.append(("Content-Length", str(len(body))))
+                event = h11.Request(method=method, target=target, headers=headers)  # validated once
+                if len(self._requests) >= 8:
+                    self._requests.clear()
+                self._requests[key] = event
+            data = conn.send(event) or b""
             if body:
-                data += self._h11.send(h11.Data(data=body)) or b""
+                data += conn.send(h11.Data(data=body)) or b""
         except h11.LocalProtocolError as exc:
             raise HttpError(f"cannot form the request: {exc}") from None
         if not upload:
-            data += self._h11.send(h11.EndOfMessage()) or b""
+            data += conn.send(h11.EndOfMessage()) or b""
         self._st = _Stream(asyncio.get_running_loop(), count_only, upload)
         self._st.keep = keep
         self._head.clear()

@@ -165,7 +165,7 @@ class HttpClient:
                     body=body, keep=BODY_KEEP if self.body_re is not None else 0)
                 t1 = time.perf_counter_ns()
                 try:
-                    resp = await asyncio.wait_for(asyncio.shield(st.done), left)
+                    resp = await asyncio.wait_for(st.done, left)
                 except BaseException:
                     conn.dialed.close()
                     conn = None

@@ -88,7 +88,7 @@ def http(urls: tuple[str, ...], count: int | None, duration: float | None, inter
     )
     from netkit.core.http_result import HttpSample
     from netkit.io.measure.http import measure_http
-    from netkit.render.http import csv_row, render_http, request_event
+    from netkit.render.http import HttpProgress, csv_row, render_http, request_event
 
     if http11 and http2:
         raise usage_error("--http1.1 and --http2 exclude each other")
@@ -113,13 +113,18 @@ def http(urls: tuple[str, ...], count: int | None, duration: float | None, inter
 
         compile_body_regex(cfg.checks.expect_body)
 
+    progress = HttpProgress(out)
+
     def sink(s: HttpSample) -> None:
         if out.format == "jsonl":
             out.jsonl(request_event(s))
         elif out.format == "csv":
             out.csv_rows([csv_row(s)])
+        else:
+            progress.add(s)
 
-    result = measure_http(cfg, sink=sink)
+    with progress:
+        result = measure_http(cfg, sink=sink)
     if http2:
         for r in result.urls:
             if r.http_version not in (None, "2"):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from netkit.core.escape import safe_text
 from netkit.core.http_result import CUMULATIVE, PHASES, HttpResult, HttpSample, HttpUrlResult
 from netkit.core.units import format_bytes, format_count, format_ms
+from netkit.render.live import LiveScreen, ScreenView
 from netkit.render.tables import Col, cell, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,6 +128,36 @@ def url_table(r: HttpUrlResult, *, width: int | None, interrupted: bool = False)
     return Group(*parts)
 
 
+class HttpProgress(ScreenView):
+    """While the run lasts, on a terminal (stderr): one line of figures so far, redrawn by Rich's
+    thread twice a second and erased at the end. Elsewhere nothing (jsonl/csv stream their rows)."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.url = ""
+        self.count = 0
+        self.errors = 0
+        self.last = ""
+        self.screen: LiveScreen | None = None
+        if out.format == "table" and out.live_ok:
+            self.screen = LiveScreen(out, self._draw, refresh_per_second=2, auto_refresh=True)
+
+    def add(self, s: HttpSample) -> None:
+        self.url = s.url
+        self.count += 1
+        if s.ok:
+            self.last = f"last {s.status} in {format_ms(s.phases_ns[-1] / 1e6)}"
+        else:
+            self.errors += 1
+            self.last = f"last {s.error_kind}"
+
+    def _draw(self) -> RenderableType:
+        from rich.text import Text
+
+        return Text(f"{format_count(self.count)} requests, {format_count(self.errors)} errors, {self.last}  "
+                    f"{safe_text(self.url)}", no_wrap=True, overflow="crop")
+
+
 def request_event(s: HttpSample) -> dict[str, Any]:
     return {"event": "request", **s.to_json()}
 
@@ -167,4 +198,4 @@ def render_http(out: Output, result: HttpResult) -> None:
             out.info(f"netkit: check failed: {f}")
 
 
-__all__ = ["csv_row", "format_bytes", "render_http", "request_event", "url_table", "waterfall_lines"]
+__all__ = ["HttpProgress", "csv_row", "format_bytes", "render_http", "request_event", "url_table", "waterfall_lines"]

@@ -21,20 +21,23 @@ from tests.nginx_http import nginx_http
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("-C", "--concurrency", type=int, default=4)
+    ap.add_argument("-C", "--concurrency", type=int, action="append", default=None,
+                    help="repeatable (default: 1 and 4)")
     ap.add_argument("-d", "--duration", type=float, default=3.0)
     a = ap.parse_args()
     with nginx_http() as s:
         url = s.http + "/small"
-        r = subprocess.run([sys.executable, "-m", "netkit", "measure", "http", url, "-C", str(a.concurrency),
-                            "-d", f"{a.duration}s", "--format", "json"], capture_output=True, text=True, check=True)
-        nk = json.loads(r.stdout)["urls"][0]["requests_per_s"]
-        w = subprocess.run(["wrk", "-t1", f"-c{a.concurrency}", f"-d{a.duration:g}s", url],
-                           capture_output=True, text=True, check=True).stdout
-        m = re.search(r"Requests/sec:\s+([\d.]+)", w)
-        wr = float(m.group(1)) if m else float("nan")
-        print(f"netkit measure http: {nk:,.0f} req/s   wrk: {wr:,.0f} req/s   ratio {nk / wr:.2f}x "
-              f"(concurrency {a.concurrency}, {a.duration:g} s, HTTP/1.1 keep-alive, nginx /small)")
+        for c in a.concurrency or [1, 4]:
+            r = subprocess.run([sys.executable, "-m", "netkit", "measure", "http", url, "-C", str(c),
+                                "-d", f"{a.duration}s", "--format", "json"], capture_output=True, text=True,
+                               check=True)
+            nk = json.loads(r.stdout)["urls"][0]["requests_per_s"]
+            w = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{a.duration:g}s", url],
+                               capture_output=True, text=True, check=True).stdout
+            m = re.search(r"Requests/sec:\s+([\d.]+)", w)
+            wr = float(m.group(1)) if m else float("nan")
+            print(f"netkit measure http: {nk:,.0f} req/s   wrk: {wr:,.0f} req/s   ratio {nk / wr:.2f}x "
+                  f"(concurrency {c}, {a.duration:g} s, HTTP/1.1 keep-alive, nginx /small)")
 
 
 if __name__ == "__main__":

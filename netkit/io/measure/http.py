@@ -66,6 +66,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
     return "other", safe_text(str(exc) or type(exc).__name__)
 
 
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
+
+
 @dataclass
 class _Conn:
     dialed: Dialed
@@ -164,12 +169,17 @@ class HttpClient:
                     method, url.scheme, url.authority, url.target, extra_headers=list(cfg.headers),
                     body=body, keep=BODY_KEEP if self.body_re is not None else 0)
                 t1 = time.perf_counter_ns()
+                # A timer on the response's future rather than wait_for (a task and a future less per
+                # request): it ends the wait with TimeoutError at the deadline.
+                timer = asyncio.get_running_loop().call_later(left, _expire, st.done)
                 try:
-                    resp = await asyncio.wait_for(st.done, left)
+                    resp = await st.done
                 except BaseException:
                     conn.dialed.close()
                     conn = None
                     raise
+                finally:
+                    timer.cancel()
                 t2 = st.end_ns or time.perf_counter_ns()
                 first = st.first_ns or t2
                 phases[3] += t1 - t0

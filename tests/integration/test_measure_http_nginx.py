@@ -103,16 +103,28 @@ def _close(a: float, b: float, *, abs_ms: float = 0.5, rel: float = 0.10) -> boo
 def test_side_by_side_with_curl(srv: NginxHttp, proto: str) -> None:
     if shutil.which("curl") is None:
         pytest.skip("no curl")
+    # The suite runs on two workers over two cores: another test's burst can move one tool's median
+    # by more than 0.5 ms while the other runs (seen once in ten runs of the suite), so a miss is
+    # measured once more, side by side again, before it counts.
+    misses: list[str] = []
+    for _ in range(2):
+        misses = _compare_with_curl(srv.https + "/slow", proto)
+        if not misses:
+            return
+    raise AssertionError("; ".join(misses))
+
+
+def _compare_with_curl(url: str, proto: str) -> list[str]:
     n = 7
-    url = srv.https + "/slow"
     curl = _curl_phases(url, n, [proto])
     reqs, _ = _requests([url, "-k", proto, "-n", str(n), "--new-connection"])
     ours = {k: statistics.median(r["ms"][k] for r in reqs) for k in ("connect", "tls", "transfer")}
     ours["ttfb"] = statistics.median(r["ms"]["send"] + r["ms"]["ttfb"] for r in reqs)
-    print("curl", curl, "netkit", ours)
-    for k in ("connect", "ttfb", "transfer"):
-        assert _close(ours[k], curl[k]), (k, ours, curl)
+    misses = [f"{k}: netkit {ours[k]:.3f} ms, curl {curl[k]:.3f} ms" for k in ("connect", "ttfb", "transfer")
+              if not _close(ours[k], curl[k])]
     # The TLS handshake: both run OpenSSL (netkit's inside the event loop's SSL protocol, over memory
     # BIOs). Its median moves 1-2 ms from run to run for either tool (measured here: netkit 3.0-4.7 ms,
     # curl 2.7-5.1 ms over six runs of seven), more than 10% of it: bounded at 3 ms apart.
-    assert _close(ours["tls"], curl["tls"], abs_ms=3.0), ("tls", ours, curl)
+    if not _close(ours["tls"], curl["tls"], abs_ms=3.0):
+        misses.append(f"tls: netkit {ours['tls']:.3f} ms, curl {curl['tls']:.3f} ms")
+    return misses

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netkit.core.errors import InputError
+from netkit.core.monitor_http import HTTP_KEYS, HttpProbeSpec, parse_http_spec
 from netkit.core.monitor_models import (
     DEFAULT_BUCKETS,
     DEFAULT_LISTEN,
@@ -93,7 +94,7 @@ _SLACK_S = 1e-9
 TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops", "listen",
             "textfile", "window", "buckets", "labels", "targets")
 TARGET_KEYS = ("target", "host", "port", "name", "method", "interval", "timeout", "packets", "packet_interval",
-               "retries", "max_hops", "labels")
+               "retries", "max_hops", "labels", *HTTP_KEYS)
 #: Settings a target inherits (from its entry, the command line, the file's top level).
 SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops")
 CLI_NAMES = {"packet_interval": "--packet-interval", "max_hops": "--max-hops"}
@@ -239,7 +240,7 @@ def _resolve(name: str, layers: list[_Layer]) -> tuple[Any, str] | None:
 
 
 def _make_target(where: str, name: str | None, host: str, port: int, labels: dict[str, str],
-                 layers: list[_Layer]) -> MonitorTarget:
+                 layers: list[_Layer], http: HttpProbeSpec | None = None) -> MonitorTarget:
     interval, interval_key = _resolve("interval", layers) or (DEFAULT_INTERVAL_S, "interval")
     found, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
     method = MonitorMethod(found)
@@ -259,8 +260,9 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
                                     f"{format_duration(interval)} ({where})")
     budget = interval * ROUND_SHARE
     # A trace round sends no latency packets: its probes are bounded by the round itself.
-    train = timeout if method is MonitorMethod.TRACE else (packets - 1) * spacing + timeout
-    if method is MonitorMethod.TRACE and train > budget + _SLACK_S:
+    single = method in (MonitorMethod.TRACE, MonitorMethod.HTTP)  # one exchange, no latency packets
+    train = timeout if single else (packets - 1) * spacing + timeout
+    if single and train > budget + _SLACK_S:
         raise _err(timeout_key, f"{format_duration(timeout)} is more than the round's {format_duration(budget)} "
                                 f"(90% of the interval {format_duration(interval)}; {where}; see {interval_key})")
     if train > budget + _SLACK_S:
@@ -272,11 +274,14 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
     if method is MonitorMethod.ICMP:
         port = 0
-    label = name or (host if port == 0 else format_host_port(host, port))
+    if (method is MonitorMethod.HTTP) != (http is not None):
+        raise _err(where, "method http needs url = \"http(s)://...\"" if http is None
+                   else f"url is for method http, not {method}")
+    label = name or (str(http.url) if http is not None else host if port == 0 else format_host_port(host, port))
     return MonitorTarget(
         name=label, host=host, port=port, method=method, interval_s=float(interval), timeout_s=float(timeout),
         packets=packets, packet_interval_s=float(spacing), retries=retries,
-        labels=tuple(sorted(labels.items())), max_hops=max_hops,
+        labels=tuple(sorted(labels.items())), max_hops=max_hops, http=http,
     )
 
 
@@ -318,7 +323,16 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
         for name in SETTINGS:
             if name in entry:
                 own.values[name] = (_read_setting(name, f"{where}.{name}", entry[name]), f"{where}.{name}")
-        if "target" in entry:
+        http = None
+        if "url" in entry:
+            if "target" in entry or "host" in entry or "port" in entry:
+                raise _err(f"{where}.url", "give url alone (its host and port are the target)")
+            http = parse_http_spec(where, entry)
+            host, port = http.url.host, http.url.port
+            own.values.setdefault("method", (MonitorMethod.HTTP, f"{where}.url"))
+        elif any(k in entry for k in HTTP_KEYS):
+            raise _err(where, f"{next(k for k in HTTP_KEYS if k in entry)} needs url (method http)")
+        elif "target" in entry:
             if "host" in entry:
                 raise _err(f"{where}.host", "give either target or host, not both")
             if not isinstance(entry["target"], str):
@@ -344,7 +358,7 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
         labels = dict(common_labels)
         if "labels" in entry:
             labels.update(_labels(f"{where}.labels", entry["labels"]))
-        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top]))
+        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top], http))
 
     if not targets:
         raise InputError("no targets: give HOST:PORT arguments or [[targets]] in --config")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from netkit.core.monitor_http import HttpProbeSpec, HttpRoundInfo
 from netkit.core.monitor_trace import DEFAULT_MAX_HOPS, TraceHop, TraceTotals, hop_count, hops_of
 from netkit.core.trace_models import TargetTrace
 
@@ -37,6 +38,7 @@ class MonitorMethod(str, Enum):
     UDP = "udp"
     ICMP = "icmp"
     TRACE = "trace"
+    HTTP = "http"
 
     def __str__(self) -> str:
         return self.value
@@ -70,6 +72,7 @@ class MonitorTarget:
     retries: int
     labels: tuple[tuple[str, str], ...] = ()
     max_hops: int = DEFAULT_MAX_HOPS  # trace: the highest TTL probed
+    http: HttpProbeSpec | None = None  # http: the URL and the checks
 
     @property
     def key(self) -> tuple[str, MonitorMethod]:
@@ -145,6 +148,7 @@ class TargetRound:
     error: str | None
     hops: tuple[TraceHop, ...] = ()  # trace: every TTL probed this round
     hop_count: int | None = None  # trace: the destination's TTL (None: not reached)
+    http: HttpRoundInfo | None = None  # http: the request's phases, status and checks
 
     @property
     def loss_pct(self) -> float | None:
@@ -175,6 +179,8 @@ class TargetRound:
         if self.method is MonitorMethod.TRACE:
             record["hop_count"] = self.hop_count
             record["hops"] = [h.to_json() for h in self.hops]
+        if self.http is not None:
+            record["http"] = self.http.to_json()
         return record
 
 
@@ -301,6 +307,7 @@ class TargetTotals:
     rtt_sum_s: float = 0.0
     rtt_count: int = 0
     trace: TraceTotals | None = None  # a trace target's per-hop state
+    http: HttpRoundInfo | None = None  # an http target's last round
 
     def __post_init__(self) -> None:
         if not self.rtt_counts:
@@ -321,6 +328,8 @@ class TargetTotals:
             self.rtt_count += 1
         if self.trace is not None and r.method is MonitorMethod.TRACE:
             self.trace.record(r.hops, r.hop_count)
+        if r.http is not None:
+            self.http = r.http
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, cumulative count)`` pairs ending with ``+Inf``, as the exposition format wants."""

@@ -273,6 +273,24 @@ PAGES: dict[str, dict[str, Any]] = {
              "netkit -q measure connections 127.0.0.1:8000 --duration 5s --min-rate 5000 --max-errors 0"),
         ),
     },
+    "measure http": {
+        "exit_status": (
+            (0, "Every request completed and passed the checks given."),
+            (1, "A request failed, or a check (--expect-status, --expect-body, --max-total, --min-cert-days) "
+                "failed (named on stderr)."),
+            _USAGE,
+            _RUNTIME,
+            (130, "Interrupted by Ctrl-C (after the summary)."),
+        ),
+        "examples": (
+            ("Twenty requests on one reused connection, the phases' percentiles and the median request:",
+             "netkit measure http https://example.com/ -n 20"),
+            ("Every request on a new connection (DNS, TCP and TLS each time), HTTP/1.1:",
+             "netkit measure http https://127.0.0.1:8443/ -k --new-connection --http1.1"),
+            ("A health check as blackbox does it, one JSON object per request:",
+             "netkit measure http http://127.0.0.1:8080/health --expect-status 2xx --max-total 50 --format jsonl"),
+        ),
+    },
     "measure responsiveness": {
         "exit_status": (
             (0, "Measured (and within --min-rpm and --max-added-latency when given)."),

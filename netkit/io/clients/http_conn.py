@@ -20,7 +20,9 @@ Nothing here decides when to stop: the caller bounds every wait with its own tim
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
+import os
 import socket
 import ssl
 import struct
@@ -40,6 +42,7 @@ import h11
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 NOTSENT_LOWAT_BYTES = 128 * 1024
 MAX_SMALL_BODY = 1024 * 1024  # a probe or config response larger than this is not read whole
+MAX_HEAD = 64 * 1024  # an HTTP/1.1 response head (status line and headers) larger than this is an error
 CHUNK = 1024 * 1024
 #: SO_RCVLOWAT while an HTTP/1.1 load connection counts a body: one wake per 128 KiB instead of per
 #: arrival leaves the single loop thread's core to the copying (serve iperf3's sinks do the same).
@@ -152,8 +155,7 @@ async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_
             except OSError:
                 pass
         t0 = time.perf_counter_ns()
-        await asyncio.wait_for(loop.sock_connect(sock, sockaddr), timeout_s)
-        t1 = time.perf_counter_ns()
+        t1 = await asyncio.wait_for(_timed_connect(loop, sock, sockaddr), timeout_s)
         holder: list[H2Protocol | H1Protocol] = []
 
         def factory() -> asyncio.BaseProtocol:
@@ -170,6 +172,31 @@ async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_
     return Dialed(transport, holder[0], t1 - t0, (t2 - t1) if ssl_ctx is not None else None,
                   sslobj.version() if sslobj is not None else None,
                   sslobj.selected_alpn_protocol() if sslobj is not None else None)
+
+
+async def _timed_connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, sockaddr: Any) -> int:
+    """Connect the non-blocking ``sock``; the clock read when the loop sees it writable (the
+    handshake done), not after the awaits that follow: the TCP handshake as curl times it."""
+    err = sock.connect_ex(sockaddr)
+    if err == 0:
+        return time.perf_counter_ns()
+    if err not in (errno.EINPROGRESS, errno.EAGAIN):
+        raise OSError(err, os.strerror(err))
+    done: asyncio.Future[int] = loop.create_future()
+
+    def writable() -> None:
+        if not done.done():
+            done.set_result(time.perf_counter_ns())
+
+    loop.add_writer(sock.fileno(), writable)
+    try:
+        t1 = await done
+    finally:
+        loop.remove_writer(sock.fileno())
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+    return t1
 
 
 class _Chooser(asyncio.BufferedProtocol):
@@ -225,8 +252,17 @@ class _Stream:
         self.body = bytearray()
         self.count_only = count_only
         self.upload = upload
+        # For a timed request (measure http): when the response's head arrived, its body bytes counted
+        # per stream, the head itself (bounded by the parsers' caps) and how much body to keep.
+        self.first_ns = 0
+        self.end_ns = 0
+        self.nbytes = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.http_version = ""
+        self.keep = MAX_SMALL_BODY
 
     def finish(self) -> None:
+        self.end_ns = self.end_ns or time.perf_counter_ns()
         if not self.done.done():
             self.done.set_result(Response(self.status, bytes(self.body)))
 
@@ -275,6 +311,7 @@ class H2Protocol:
         #: from the connection's rate (a few milliseconds' worth).
         self.unsent_limit = UNSENT_DEFAULT
         self._retry: asyncio.TimerHandle | None = None
+        self.read_ns = 0  # when the bytes being handled were read (a timed request's first/last byte)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -300,6 +337,7 @@ class H2Protocol:
         return self._mv
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.read_ns = time.perf_counter_ns()
         data = self._split(self._mv[:nbytes])
         if data:
             self._handle(data)
@@ -366,8 +404,10 @@ class H2Protocol:
                 size = len(ev.data) if ev.data else 0
                 self.bytes_in += size
                 st = self.streams.get(sid)
-                if st is not None and not st.count_only and len(st.body) < MAX_SMALL_BODY:
-                    st.body += ev.data[:MAX_SMALL_BODY - len(st.body)]
+                if st is not None:
+                    st.nbytes += size
+                if st is not None and not st.count_only and len(st.body) < st.keep:
+                    st.body += ev.data[:st.keep - len(st.body)]
                 if ev.flow_controlled_length:
                     try:
                         self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
@@ -376,6 +416,9 @@ class H2Protocol:
             elif isinstance(ev, h2.events.ResponseReceived):
                 st = self.streams.get(ev.stream_id)
                 if st is not None:
+                    st.first_ns = st.first_ns or self.read_ns
+                    st.http_version = "2"
+                    st.headers = list(ev.headers)
                     for k, v in ev.headers:
                         if k == b":status":
                             st.status = int(v)
@@ -383,6 +426,7 @@ class H2Protocol:
                 self._fast.discard(ev.stream_id)
                 st = self.streams.pop(ev.stream_id, None)
                 if st is not None:
+                    st.end_ns = self.read_ns
                     st.finish()
             elif isinstance(ev, h2.events.StreamReset):
                 self._fast.discard(ev.stream_id)
@@ -401,8 +445,11 @@ class H2Protocol:
         self._flush()
 
     def request(self, method: str, scheme: str, authority: str, target: str, *, count_only: bool = False,
-                upload: bool = False) -> _Stream:
-        """Start a request; its stream's ``done`` resolves with the response (bounded body)."""
+                upload: bool = False, extra_headers: list[tuple[str, str]] | None = None,
+                body: bytes | None = None, keep: int = MAX_SMALL_BODY) -> _Stream:
+        """Start a request; its stream's ``done`` resolves with the response (bounded body). ``body``
+        (at most the server's flow-control window) and ``extra_headers`` go with it; ``keep`` bounds
+        the body kept (the rest is only counted)."""
         if self.closed or self.transport is None:
             raise HttpError("the connection is closed")
         loop = asyncio.get_running_loop()
@@ -412,12 +459,24 @@ class H2Protocol:
                    (b"user-agent", USER_AGENT)]
         if upload:
             headers.append((b"content-type", b"application/octet-stream"))
+        for name, value in extra_headers or ():
+            if name.lower() == "host":
+                headers[2] = (b":authority", value.encode())
+            elif name.lower() not in ("connection", "keep-alive", "transfer-encoding", "upgrade"):
+                headers.append((name.lower().encode(), value.encode()))
         st = _Stream(loop, count_only, upload)
+        st.keep = keep
         self.streams[sid] = st
         if count_only:
             self._fast.add(sid)
         try:
-            self.conn.send_headers(sid, headers, end_stream=not upload)
+            self.conn.send_headers(sid, headers, end_stream=not upload and body is None)
+            if body is not None:
+                if len(body) > self.conn.local_flow_control_window(sid):
+                    raise HttpError("the request body is larger than the server's HTTP/2 flow-control window")
+                for i in range(0, len(body), self.conn.max_outbound_frame_size):
+                    self.conn.send_data(sid, body[i:i + self.conn.max_outbound_frame_size])
+                self.conn.end_stream(sid)
         except h2.exceptions.ProtocolError as exc:  # too many streams, a closed connection
             self.streams.pop(sid, None)
             raise HttpError(f"cannot open a stream: {exc}") from None
@@ -521,6 +580,7 @@ class H1Protocol:
         self._buf = bytearray(1024 * 1024)
         self._mv = memoryview(self._buf)
         self._h11: h11.Connection | None = None
+        self._requests: dict[tuple[Any, ...], h11.Request] = {}  # request events built (and validated) once
         self._st: _Stream | None = None
         self._head = bytearray()
         self._raw = False  # past the head of a count_only response: count bytes, parse nothing
@@ -528,6 +588,7 @@ class H1Protocol:
         self._uploading = False
         self._chunk = b"%x\r\n" % CHUNK + _UPLOAD_PAYLOAD + b"\r\n"
         self._lowat = 1  # the socket's SO_RCVLOWAT now
+        self.read_ns = 0  # when the bytes being handled were read (a timed request's first/last byte)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -546,19 +607,44 @@ class H1Protocol:
         self._lowat = nbytes
 
     def request(self, method: str, scheme: str, authority: str, target: str, *, count_only: bool = False,
-                upload: bool = False) -> _Stream:
+                upload: bool = False, extra_headers: list[tuple[str, str]] | None = None,
+                body: bytes | None = None, keep: int = MAX_SMALL_BODY) -> _Stream:
         if self.closed or self.transport is None:
             raise HttpError("the connection is closed")
         if self._st is not None and not self._st.done.done():
             raise HttpError("a request is under way on this HTTP/1.1 connection")
-        self._h11 = h11.Connection(h11.CLIENT)
-        headers = [("Host", authority), ("User-Agent", "netkit")]
-        if upload:
-            headers += [("Transfer-Encoding", "chunked"), ("Content-Type", "application/octet-stream")]
-        data = self._h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        conn = self._h11
+        if conn is not None and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()  # the last exchange went through h11 whole: keep its state machine
+        else:
+            # h11 holds at most this much of an incomplete head: a larger response head is an error.
+            conn = self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        key = (method, target, authority, tuple(extra_headers or ()), upload, None if body is None else len(body))
+        event = self._requests.get(key)
+        try:
+            if event is None:
+                headers = [("Host", authority), ("User-Agent", "netkit")]
+                for name, value in extra_headers or ():
+                    if name.lower() in ("host", "user-agent"):
+                        headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
+                    headers.append((name, value))
+                if upload:
+                    headers += [("Transfer-Encoding", "chunked"), ("Content-Type", "application/octet-stream")]
+                elif body is not None:
+                    headers.append(("Content-Length", str(len(body))))
+                event = h11.Request(method=method, target=target, headers=headers)  # validated once
+                if len(self._requests) >= 8:
+                    self._requests.clear()
+                self._requests[key] = event
+            data = conn.send(event) or b""
+            if body:
+                data += conn.send(h11.Data(data=body)) or b""
+        except h11.LocalProtocolError as exc:
+            raise HttpError(f"cannot form the request: {exc}") from None
         if not upload:
-            data += self._h11.send(h11.EndOfMessage()) or b""
+            data += conn.send(h11.EndOfMessage()) or b""
         self._st = _Stream(asyncio.get_running_loop(), count_only, upload)
+        self._st.keep = keep
         self._head.clear()
         self._raw = False
         self._set_lowat(1)
@@ -586,6 +672,7 @@ class H1Protocol:
         return self._mv
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.read_ns = time.perf_counter_ns()
         if self._raw:
             self._count_raw(nbytes)
             return
@@ -593,6 +680,8 @@ class H1Protocol:
         data = bytes(self._mv[:nbytes])
         if st is None or self._h11 is None:
             return  # bytes nobody asked for: ignored
+        if not st.first_ns:
+            st.first_ns = self.read_ns
         if st.count_only and self._length is _UNKNOWN:
             self._head += data
             end = self._head.find(b"\r\n\r\n")
@@ -637,8 +726,12 @@ class H1Protocol:
                 ev = conn.next_event()
                 if ev is h11.NEED_DATA or ev is h11.PAUSED:
                     return
+                if isinstance(ev, h11.InformationalResponse):
+                    continue
                 if isinstance(ev, h11.Response):
                     st.status = ev.status_code
+                    st.http_version = ev.http_version.decode()
+                    st.headers = list(ev.headers)
                     if st.count_only:
                         self._length = _framing(ev.headers)
                         if self._length is not _CHUNKED:
@@ -647,11 +740,14 @@ class H1Protocol:
                         return  # an upload's early answer: the body goes on
                 elif isinstance(ev, h11.Data) and st.count_only:
                     self.bytes_in += len(ev.data)
+                    st.nbytes += len(ev.data)
                 elif isinstance(ev, h11.Data):
                     self.bytes_in += len(ev.data)
-                    if len(st.body) < MAX_SMALL_BODY:
-                        st.body += ev.data[:MAX_SMALL_BODY - len(st.body)]
+                    st.nbytes += len(ev.data)
+                    if len(st.body) < st.keep:
+                        st.body += ev.data[:st.keep - len(st.body)]
                 elif isinstance(ev, h11.EndOfMessage):
+                    st.end_ns = self.read_ns
                     st.finish()
                     return
                 elif isinstance(ev, h11.ConnectionClosed):

@@ -1,0 +1,123 @@
+"""What ``netkit measure dns`` shows: one row per server and name (a resolver benchmark's table).
+
+The answer column is the distinct answer data seen (peer bytes: through ``safe_text``, never
+markup), folded within its column; the server, name, rcode and the RTT p50 stay whole. Below the
+table: truncated answers retried over TCP, stray datagrams ignored, the last error, and the checks.
+jsonl streams one ``query`` object per query, then the summary; csv has one line per row.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from netkit.core.dns_result import DnsQuery, DnsResult, DnsRow
+from netkit.core.escape import safe_text
+from netkit.core.units import format_count, format_ms, format_percent
+from netkit.render.tables import Col, cell, fitted_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import RenderableType
+
+    from netkit.render.output import Output
+
+#: Characters of answer text shown per row in the table (json keeps every kept answer).
+ANSWER_CHARS = 120
+
+COLUMNS = (Col("server"), Col("name"), Col("answer", fold=True), Col("rcode"), Col("p50", "right"),
+           Col("p90", "right", drop=2), Col("p99", "right", drop=1), Col("loss", "right"),
+           Col("sent", "right", drop=3))
+
+
+def _answer_cell(row: DnsRow) -> str:
+    if not row.answers:
+        return "-"
+    text = ", ".join(safe_text(a) for a in row.answers)
+    if len(text) <= ANSWER_CHARS:
+        return text
+    # Cut with the count of what is left out, not an ellipsis: json has every answer whole.
+    return f"{text[:ANSWER_CHARS]} (+{format_count(len(text) - ANSWER_CHARS)} chars)"
+
+
+def _row_cells(row: DnsRow) -> list[str]:
+    return [safe_text(row.server), safe_text(row.name), _answer_cell(row), row.rcode or "-",
+            format_ms(row.rtt_ms.get("p50")), format_ms(row.rtt_ms.get("p90")), format_ms(row.rtt_ms.get("p99")),
+            format_percent(row.loss_pct), format_count(row.sent)]
+
+
+def dns_summary(result: DnsResult, *, width: int | None = None) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    title = f"measure dns {result.qtype} over {result.transport}" + (" (stopped early)" if result.interrupted else "")
+    parts: list[RenderableType] = [fitted_table(COLUMNS, [_row_cells(r) for r in result.rows], width=width,
+                                                title=title)]
+    notes: list[str] = []
+    for r in result.rows:
+        if r.truncated:
+            notes.append(f"{safe_text(r.name)} @{r.server}: {format_count(r.truncated)} truncated UDP "
+                         "answers, asked again over TCP")
+    ignored = {k: v for k, v in result.ignored.items() if v}
+    if ignored:
+        notes.append("ignored replies: " + ", ".join(f"{k.replace('_', ' ')} {format_count(v)}"
+                                                     for k, v in ignored.items()))
+    for r in result.rows:
+        if r.last_error:
+            notes.append(f"{safe_text(r.name)} @{r.server}: last error: {safe_text(r.last_error)}")
+    for n in notes:
+        parts.append(cell(n, style="yellow"))
+    ch = result.checks
+    if ch.failed or ch.expect is not None or ch.max_rtt_ms is not None:
+        parts.append(Text(f"checks: {'PASS' if ch.passed else 'FAIL'}", style="green" if ch.passed else "red bold"))
+        for f in ch.failed:
+            parts.append(cell(f"  {safe_text(f)}", style="red"))
+    return Group(*parts)
+
+
+def query_line(q: DnsQuery) -> str:
+    """A plain line per query (``-v`` on stderr): the server, the name, the outcome."""
+    if q.answered:
+        rtt = format_ms(None if q.rtt_ns is None else q.rtt_ns / 1e6)
+        extra = " (truncated, retried over tcp)" if q.truncated else ""
+        return (f"#{q.seq} {q.server} {safe_text(q.name)} {q.rcode} {format_count(q.answer_count)} answers "
+                f"{rtt}{extra}")
+    return f"#{q.seq} {q.server} {safe_text(q.name)} {q.outcome}: {safe_text(q.error or '')}"
+
+
+class DnsSink:
+    """Where queries go as they end: jsonl events on stdout, or ``-v`` lines on stderr."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+
+    def add(self, q: DnsQuery) -> None:
+        if self.out.format == "jsonl":
+            self.out.jsonl(q.to_json())
+        elif self.out.verbose:
+            self.out.info(query_line(q))
+
+
+def render_dns(out: Output, result: DnsResult) -> None:
+    """The summary in the chosen format on stdout; failed checks on stderr."""
+    from netkit.render.output import flatten
+
+    doc = result.to_json()
+    if out.format == "json":
+        out.json(result.to_json(queries=True))
+    elif out.format == "jsonl":
+        out.jsonl({"event": "summary", **doc})
+    elif out.format == "csv":
+        rows = []
+        for r in result.rows:
+            row = flatten(r.to_json())
+            row["answers"] = ";".join(r.answers)
+            row["errors"] = ";".join(f"{k}={v}" for k, v in r.errors.items())
+            row["rcodes"] = ";".join(f"{k}={v}" for k, v in r.rcodes.items())
+            row["type"] = result.qtype
+            row["transport"] = result.transport
+            rows.append(row)
+        out.csv_rows(rows)
+    else:
+        out.print(dns_summary(result, width=out.width))
+    if not (out.table_on_screen and result.checks.failed):
+        for f in result.checks.failed:
+            out.info(f"netkit: check failed: {safe_text(f)}")

@@ -9,9 +9,9 @@ count as the answer to a query, and what of it the results keep:
 - a reply that does not parse (a compression pointer loop, a truncated record, trailing junk)
   raises :class:`MalformedReply`: dnspython rejects forward and looping compression pointers, so a
   hostile message costs at most its own size (at most 65,535 bytes, the largest DNS message);
-- the answer records are kept as text (``name ttl type rdata``), at most :data:`MAX_ANSWERS` of
-  them, each cut at :data:`MAX_RECORD_TEXT` characters: peer bytes, which the renderers pass through
-  ``core.escape.safe_text``.
+- the answer records are kept as text (``name ttl type rdata``, as dig prints them), at most
+  :data:`MAX_ANSWERS` of them, each whole (its size is bounded by the message's): peer bytes, which
+  the renderers pass through ``core.escape.safe_text``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ import dns.reversename
 QTYPES = ("A", "AAAA", "MX", "TXT", "NS", "SOA", "CNAME", "PTR", "SRV", "ANY")
 #: The largest DNS message (a TCP message's two-byte length); a UDP read buffer of this size.
 MAX_MESSAGE = 65535
-#: Answer records kept per reply, and characters kept of each record's text.
+#: Answer records kept per reply (the rest are counted in ``answer_count``).
 MAX_ANSWERS = 64
-MAX_RECORD_TEXT = 512
 #: The EDNS UDP payload size queries advertise by default (the DNS flag day 2020 value, dig's too).
 DEFAULT_EDNS_SIZE = 1232
 
@@ -137,7 +136,7 @@ def parse_reply(wire: bytes, query: bytes) -> Reply:
             if len(answers) < MAX_ANSWERS:
                 answers.append(Answer(name=str(rrset.name), ttl=int(rrset.ttl),
                                       rtype=dns.rdatatype.to_text(rrset.rdtype),
-                                      data=rd.to_text()[:MAX_RECORD_TEXT]))
+                                      data=rd.to_text()))
     edns = int(msg.payload) if msg.edns >= 0 else None
     return Reply(rcode=dns.rcode.to_text(msg.rcode()), answers=tuple(answers),
                  truncated=bool(msg.flags & dns.flags.TC), edns_size=edns, size=len(wire), answer_count=count)

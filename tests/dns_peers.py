@@ -88,7 +88,8 @@ def dnsmasq() -> Iterator[Dnsmasq]:
     port = free_port()
     big = ",".join([BIG_TXT_PART] * BIG_TXT_PARTS)
     argv = [binary, "--keep-in-foreground", "--no-daemon", "--no-resolv", "--no-hosts", "--pid-file=",
-            "--conf-file=/dev/null", f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--edns-packet-max=4096",
+            "--conf-file=/dev/null", f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces",
+            "--edns-packet-max=4096",
             "--address=/a.test/198.18.0.7", "--address=/a.test/2001:db8::7", "--address=/nx.test/",
             '--txt-record=t.test,hello world', "--mx-host=m.test,mail.m.test,10",
             "--srv-host=_x._tcp.s.test,host.s.test,8080,1,2", "--ptr-record=7.0.18.198.in-addr.arpa,a.test",
@@ -126,7 +127,8 @@ def answer_for(query: bytes, *, txt: str | None = None, address: str = "198.18.0
 
 
 def pointer_loop(query: bytes) -> bytes:
-    """The right id and question, then an answer whose owner name is a compression pointer to itself."""
+    """The right id and question, then an answer whose owner name is a label and a compression pointer
+    back to that label: a naive reader loops forever (``a.a.a...``)."""
     head = bytearray(query[:12])
     head[2] |= 0x80  # QR
     head[6:8] = (1).to_bytes(2, "big")  # ANCOUNT 1
@@ -135,5 +137,5 @@ def pointer_loop(query: bytes) -> bytes:
     # The question ends where the query's OPT record (11 bytes: root, type, class, ttl, rdlen) starts.
     question = query[12:qlen - 11] if query[11] else query[12:]
     offset = 12 + len(question)
-    loop = (0xC000 | offset).to_bytes(2, "big")
+    loop = b"\x01a" + (0xC000 | offset).to_bytes(2, "big")
     return bytes(head) + question + loop + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc6\x12\x00\x09"

@@ -72,7 +72,7 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
     import dataclasses
     import re
 
-    from netkit.core.dns_config import DEFAULT_PORTS, DnsConfig, parse_server, resolv_conf_servers
+    from netkit.core.dns_config import DEFAULT_PORTS, DnsConfig, Transport, parse_server, resolv_conf_servers
     from netkit.core.dns_result import check_dns
     from netkit.core.dns_wire import rcode_valid, validate_name
     from netkit.core.errors import RuntimeFailure
@@ -100,7 +100,7 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
         if not chosen:
             raise RuntimeFailure(f"no nameserver line in {RESOLV_CONF}; give --server")
     try:
-        cfg = DnsConfig(names=names, servers=chosen, qtype=qtype, transport=transport, count=count,
+        cfg = DnsConfig(names=names, servers=chosen, qtype=qtype, transport=Transport(transport), count=count,
                         interval_s=interval, timeout_s=timeout, edns_size=edns_size, tls_server_name=tls_name)
     except ValueError as e:
         raise usage_error(str(e)) from None

@@ -48,7 +48,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(MAX_QUEUED)
         self.error: OSError | None = None
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self.queue.full():
             self.queue.put_nowait((data, addr))
 

@@ -45,6 +45,11 @@ The file::
     [[targets]]
     host = "198.18.0.1"       # trace: the path hop by hop (no port: traceroute's ports)
     method = "trace"
+
+    [[targets]]
+    target = "127.0.0.1:53"   # dns: the server; what it is asked: see netkit.core.monitor_dns
+    method = "dns"
+    query_name = "example.com"
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netkit.core.errors import InputError
+from netkit.core.monitor_dns import DEFAULT_DNS_PORT, DNS_KEYS, DNS_LABELS, parse_dns_probe
 from netkit.core.monitor_models import (
     DEFAULT_BUCKETS,
     DEFAULT_LISTEN,
@@ -93,7 +99,7 @@ _SLACK_S = 1e-9
 TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops", "listen",
             "textfile", "window", "buckets", "labels", "targets")
 TARGET_KEYS = ("target", "host", "port", "name", "method", "interval", "timeout", "packets", "packet_interval",
-               "retries", "max_hops", "labels")
+               "retries", "max_hops", "labels", *DNS_KEYS)
 #: Settings a target inherits (from its entry, the command line, the file's top level).
 SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops")
 CLI_NAMES = {"packet_interval": "--packet-interval", "max_hops": "--max-hops"}
@@ -175,7 +181,7 @@ def _labels(key: str, value: Any) -> dict[str, str]:
     for name, v in value.items():
         if not _LABEL_NAME.match(name) or name.startswith("__") or name == "le":
             raise _err(f"{key}.{name}", "not a valid Prometheus label name")
-        if name in RESERVED_LABELS or name in TRACE_LABELS:
+        if name in RESERVED_LABELS or name in TRACE_LABELS or name in DNS_LABELS:
             raise _err(f"{key}.{name}", f"{name!r} is set by netkit itself")
         if isinstance(v, bool):
             v = "true" if v else "false"
@@ -239,7 +245,7 @@ def _resolve(name: str, layers: list[_Layer]) -> tuple[Any, str] | None:
 
 
 def _make_target(where: str, name: str | None, host: str, port: int, labels: dict[str, str],
-                 layers: list[_Layer]) -> MonitorTarget:
+                 layers: list[_Layer], entry: Mapping[str, Any] | None = None) -> MonitorTarget:
     interval, interval_key = _resolve("interval", layers) or (DEFAULT_INTERVAL_S, "interval")
     found, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
     method = MonitorMethod(found)
@@ -258,9 +264,11 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
             raise _err(timeout_key, f"{format_duration(timeout)} must be shorter than the interval "
                                     f"{format_duration(interval)} ({where})")
     budget = interval * ROUND_SHARE
-    # A trace round sends no latency packets: its probes are bounded by the round itself.
-    train = timeout if method is MonitorMethod.TRACE else (packets - 1) * spacing + timeout
-    if method is MonitorMethod.TRACE and train > budget + _SLACK_S:
+    # A trace round sends no latency packets: its probes are bounded by the round itself (a dns
+    # round is one query, bounded by the timeout).
+    single = method in (MonitorMethod.TRACE, MonitorMethod.DNS)
+    train = timeout if single else (packets - 1) * spacing + timeout
+    if single and train > budget + _SLACK_S:
         raise _err(timeout_key, f"{format_duration(timeout)} is more than the round's {format_duration(budget)} "
                                 f"(90% of the interval {format_duration(interval)}; {where}; see {interval_key})")
     if train > budget + _SLACK_S:
@@ -268,6 +276,17 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
                                 f"{format_duration(timeout)} timeout take {format_duration(train)}: more than the "
                                 f"round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
                                 f"{where}; see {interval_key})")
+    dns_probe = None
+    given = [k for k in DNS_KEYS if entry is not None and k in entry]
+    if method is MonitorMethod.DNS:
+        max_rtt = _duration(f"{where}.max_rtt", entry["max_rtt"]) if entry and "max_rtt" in entry else None
+        try:
+            dns_probe = parse_dns_probe(where, entry or {}, max_rtt)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        port = port or DEFAULT_DNS_PORT
+    elif given:
+        raise _err(f"{where}.{given[0]}", f"applies to method dns only (this target's is {method})")
     if method not in (MonitorMethod.ICMP, MonitorMethod.TRACE) and port == 0:
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
     if method is MonitorMethod.ICMP:
@@ -276,7 +295,7 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
     return MonitorTarget(
         name=label, host=host, port=port, method=method, interval_s=float(interval), timeout_s=float(timeout),
         packets=packets, packet_interval_s=float(spacing), retries=retries,
-        labels=tuple(sorted(labels.items())), max_hops=max_hops,
+        labels=tuple(sorted(labels.items())), max_hops=max_hops, dns=dns_probe,
     )
 
 
@@ -344,7 +363,7 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
         labels = dict(common_labels)
         if "labels" in entry:
             labels.update(_labels(f"{where}.labels", entry["labels"]))
-        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top]))
+        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top], entry))
 
     if not targets:
         raise InputError("no targets: give HOST:PORT arguments or [[targets]] in --config")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from netkit.core.monitor_dns import dns_families
 from netkit.core.monitor_models import RESERVED_LABELS, MonitorState, TargetTotals
 
 
@@ -102,6 +103,7 @@ def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricF
                      (MetricSeries((), 1.0 if reload_ok is None or reload_ok else 0.0),)),
     ]
     families.extend(trace_families(state))
+    families.extend(dns_families(state))
     return families
 
 

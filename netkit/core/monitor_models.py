@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from netkit.core.monitor_dns import DnsProbe, DnsRound, DnsTotals
 from netkit.core.monitor_trace import DEFAULT_MAX_HOPS, TraceHop, TraceTotals, hop_count, hops_of
 from netkit.core.trace_models import TargetTrace
 
@@ -37,6 +38,7 @@ class MonitorMethod(str, Enum):
     UDP = "udp"
     ICMP = "icmp"
     TRACE = "trace"
+    DNS = "dns"
 
     def __str__(self) -> str:
         return self.value
@@ -70,6 +72,7 @@ class MonitorTarget:
     retries: int
     labels: tuple[tuple[str, str], ...] = ()
     max_hops: int = DEFAULT_MAX_HOPS  # trace: the highest TTL probed
+    dns: DnsProbe | None = None  # dns: the question and its checks
 
     @property
     def key(self) -> tuple[str, MonitorMethod]:
@@ -145,6 +148,7 @@ class TargetRound:
     error: str | None
     hops: tuple[TraceHop, ...] = ()  # trace: every TTL probed this round
     hop_count: int | None = None  # trace: the destination's TTL (None: not reached)
+    dns: DnsRound | None = None  # dns: the answer's rcode, records, truncation, failed check
 
     @property
     def loss_pct(self) -> float | None:
@@ -175,6 +179,8 @@ class TargetRound:
         if self.method is MonitorMethod.TRACE:
             record["hop_count"] = self.hop_count
             record["hops"] = [h.to_json() for h in self.hops]
+        if self.dns is not None:
+            record["dns"] = self.dns.to_json()
         return record
 
 
@@ -301,6 +307,7 @@ class TargetTotals:
     rtt_sum_s: float = 0.0
     rtt_count: int = 0
     trace: TraceTotals | None = None  # a trace target's per-hop state
+    dns: DnsTotals | None = None  # a dns target's last answer and counters
 
     def __post_init__(self) -> None:
         if not self.rtt_counts:
@@ -321,6 +328,8 @@ class TargetTotals:
             self.rtt_count += 1
         if self.trace is not None and r.method is MonitorMethod.TRACE:
             self.trace.record(r.hops, r.hop_count)
+        if self.dns is not None and r.dns is not None:
+            self.dns.record(r.dns, r.rtts_ns[-1] if r.rtts_ns else None, r.received > 0)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, cumulative count)`` pairs ending with ``+Inf``, as the exposition format wants."""
@@ -418,6 +427,8 @@ class MonitorState:
                 if tot.trace is None:
                     tot.trace = TraceTotals(config.buckets, config.window)
                 tot.trace.resize(config.window)
+            if t.method is MonitorMethod.DNS and tot.dns is None:
+                tot.dns = DnsTotals()
             win = self.windows.get(t.key)
             if win is None:
                 self.windows[t.key] = TargetWindow(config.window)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from netkit.core.dns_result import DnsQuery, DnsResult, DnsRow
 from netkit.core.escape import safe_text
 from netkit.core.units import format_count, format_ms, format_percent
-from netkit.render.tables import Col, cell, fitted_table
+from netkit.render.tables import Col, cell, fit_columns, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -23,9 +23,13 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Characters of answer text shown per row in the table (json keeps every kept answer).
 ANSWER_CHARS = 120
 
-COLUMNS = (Col("server"), Col("name"), Col("answer", fold=True), Col("rcode"), Col("p50", "right"),
-           Col("p90", "right", drop=2), Col("p99", "right", drop=1), Col("loss", "right"),
-           Col("sent", "right", drop=3))
+#: On a narrow terminal, sent, p90 and p99 go first; then the answer and the rcode leave the table
+#: for lines of their own below it (``name @server: RCODE answers``): the server, the name, the
+#: p50 and the loss always stay, and whole.
+COLUMNS = (Col("server"), Col("name"), Col("answer", fold=True, drop=3), Col("rcode", drop=2), Col("p50", "right"),
+           Col("p90", "right", drop=5), Col("p99", "right", drop=4), Col("loss", "right"),
+           Col("sent", "right", drop=6))
+ANSWER_COL = 2
 
 
 def _answer_cell(row: DnsRow) -> str:
@@ -49,9 +53,12 @@ def dns_summary(result: DnsResult, *, width: int | None = None) -> RenderableTyp
     from rich.text import Text
 
     title = f"measure dns {result.qtype} over {result.transport}" + (" (stopped early)" if result.interrupted else "")
-    parts: list[RenderableType] = [fitted_table(COLUMNS, [_row_cells(r) for r in result.rows], width=width,
-                                                title=title)]
+    rows = [_row_cells(r) for r in result.rows]
+    parts: list[RenderableType] = [fitted_table(COLUMNS, rows, width=width, title=title)]
     notes: list[str] = []
+    if ANSWER_COL not in fit_columns(COLUMNS, [[cell(v) for v in row] for row in rows], width):
+        for r, cells in zip(result.rows, rows, strict=True):
+            parts.append(cell(f"{safe_text(r.name)} @{r.server}: {r.rcode or '-'} {cells[ANSWER_COL]}"))
     for r in result.rows:
         if r.truncated:
             notes.append(f"{safe_text(r.name)} @{r.server}: {format_count(r.truncated)} truncated UDP "

@@ -2,8 +2,8 @@
 
 Queries go out one at a time (a resolver benchmark: no query waits behind another's answer), round
 by round: each round asks each server each name, then waits ``interval_s``. Each query ends within
-``timeout_s`` (``netkit.io.clients.dns_exchange``). SIGINT/SIGTERM/SIGHUP stop the run between
-queries and the result holds what was measured.
+``timeout_s`` (``netkit.io.clients.dns_exchange``). SIGINT/SIGTERM/SIGHUP stop the run at once (a query
+under way is dropped, not counted) and the result holds what was measured.
 """
 
 from __future__ import annotations
@@ -38,11 +38,18 @@ async def measure_dns_async(cfg: DnsConfig, *, stop: asyncio.Event | None = None
             for name in cfg.names:
                 if stop.is_set():
                     break
-                q = await query_once(seq=seq, host=server.host, port=server.port, label=server.label, name=name,
-                                     qname=query_name(name, cfg.qtype), qtype=cfg.qtype,
-                                     transport=cfg.transport.value, timeout_s=cfg.timeout_s,
-                                     edns_size=cfg.edns_size, ignored=ignored, ssl_ctx=ssl_ctx,
-                                     server_hostname=cfg.tls_server_name, clock=clock)
+                work = asyncio.ensure_future(query_once(
+                    seq=seq, host=server.host, port=server.port, label=server.label, name=name,
+                    qname=query_name(name, cfg.qtype), qtype=cfg.qtype, transport=cfg.transport.value,
+                    timeout_s=cfg.timeout_s, edns_size=cfg.edns_size, ignored=ignored, ssl_ctx=ssl_ctx,
+                    server_hostname=cfg.tls_server_name, clock=clock))
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not work.done():  # stopped mid-query: it is not counted (neither answered nor lost)
+                    work.cancel()
+                    break
+                q = work.result()
                 seq += 1
                 queries.append(q)
                 if sink is not None:

@@ -5,7 +5,6 @@ certificate checked against --cafile (and --tls-name), refused without it, skipp
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 

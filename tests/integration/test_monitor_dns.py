@@ -125,7 +125,7 @@ def test_monitor_dns_metrics_and_prometheus(server: dns_peers.Dnsmasq, tmp_path:
             if prom is not None:
                 prom.terminate()
                 prom.wait(10)
-            code, out, _err = monitor.stop()
+            _code, out, _err = monitor.stop()
     rounds = [json.loads(line) for line in out.splitlines() if line.startswith('{"event": "round"')]
     nx = [t for r in rounds for t in r["targets"] if t["target"] == "nx"]
     assert nx and nx[0]["state"] == "mismatch" and nx[0]["error"] == "rcode NXDOMAIN (expected NOERROR)"

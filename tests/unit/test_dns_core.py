@@ -83,7 +83,8 @@ def test_rcode_names() -> None:
 
 @pytest.mark.parametrize(("text", "want"), [
     ("127.0.0.1", DnsServer("127.0.0.1", 53)), ("127.0.0.1:5353", DnsServer("127.0.0.1", 5353)),
-    ("::1", DnsServer("::1", 53)), ("[::1]:853", DnsServer("::1", 853)), ("[2001:db8::1]", DnsServer("2001:db8::1", 53)),
+    ("::1", DnsServer("::1", 53)), ("[::1]:853", DnsServer("::1", 853)),
+    ("[2001:db8::1]", DnsServer("2001:db8::1", 53)),
 ])
 def test_parse_server(text: str, want: DnsServer) -> None:
     assert parse_server(text, 53) == want
@@ -138,7 +139,8 @@ def _result(qs: list[DnsQuery]) -> DnsResult:
 def test_checks_name_what_failed() -> None:
     ok = _result([_q(0, 1.0), _q(1, 2.0)])
     assert check_dns(ok, expect=r"A 198\.18\.0\.7$").passed
-    assert check_dns(ok, expect="198.18.0.9").failed == ("a.test @s:53: 2 of 2 answers do not match --expect 198.18.0.9",)
+    assert check_dns(ok, expect="198.18.0.9").failed == (
+        "a.test @s:53: 2 of 2 answers do not match --expect 198.18.0.9",)
     assert check_dns(ok, expect=None, max_rtt_ms=1.5).failed == ("a.test @s:53: p99 RTT 1.990 ms > max-rtt 1.500 ms",)
     nx = _result([_q(0, 1.0, rcode="NXDOMAIN")])
     assert check_dns(nx, expect=None).failed == ("a.test @s:53: rcode NXDOMAIN (expected NOERROR)",)

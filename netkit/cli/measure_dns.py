@@ -7,6 +7,8 @@ Options -> :class:`~netkit.core.dns_config.DnsConfig` -> one call, :func:`netkit
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from netkit.cli.context import get_output, output_options
@@ -15,7 +17,27 @@ from netkit.cli.params import Count, Duration, usage_error
 from netkit.core.dns_wire import DEFAULT_EDNS_SIZE, QTYPES
 from netkit.core.exitcodes import ExitCode
 
+if TYPE_CHECKING:  # pragma: no cover
+    from click.shell_completion import CompletionItem
+
 RESOLV_CONF = "/etc/resolv.conf"
+
+
+class QueryType(click.ParamType):
+    """A query type in any case, given upper-case (``mx`` -> ``MX``)."""
+
+    name = "TYPE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).upper()
+        if text not in QTYPES:
+            self.fail(f"{value!r} is not a query type netkit asks ({', '.join(QTYPES)})", param, ctx)
+        return text
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(t) for t in QTYPES if t.startswith(incomplete.upper())]
 
 
 @click.command(name="dns")
@@ -23,8 +45,8 @@ RESOLV_CONF = "/etc/resolv.conf"
 @click.option("-s", "--server", "servers", multiple=True, metavar="ADDR[:PORT]",
               help="A server to ask (repeat to compare several; default: the nameserver lines of "
                    "/etc/resolv.conf).")
-@click.option("-t", "--type", "qtype", type=click.Choice(QTYPES, case_sensitive=False), default="A",
-              show_default=True, help="Query type; PTR accepts an address and asks its reverse name.")
+@click.option("-t", "--type", "qtype", type=QueryType(), default="A", show_default=True,
+              help=f"Query type: {', '.join(QTYPES)}. PTR accepts an address and asks its reverse name.")
 @click.option("--tcp", "transport", flag_value="tcp", help="Ask over TCP (one connection per query).")
 @click.option("--tls", "transport", flag_value="tls",
               help="DNS over TLS (port 853 by default; one connection per query).")

@@ -68,7 +68,7 @@ def dns_summary(result: DnsResult, *, width: int | None = None) -> RenderableTyp
         notes.append("ignored replies: " + ", ".join(f"{k.replace('_', ' ')} {format_count(v)}"
                                                      for k, v in ignored.items()))
     for r in result.rows:
-        if r.last_error:
+        if r.last_error and r.answered:  # with no answer at all, the failed check below says it
             notes.append(f"{safe_text(r.name)} @{r.server}: last error: {safe_text(r.last_error)}")
     for n in notes:
         parts.append(cell(n, style="yellow"))
@@ -115,7 +115,9 @@ def render_dns(out: Output, result: DnsResult) -> None:
     elif out.format == "csv":
         rows = []
         for r in result.rows:
-            row = flatten(r.to_json())
+            doc_row = r.to_json()
+            del doc_row["rcodes"], doc_row["errors"]  # maps with varying keys: one text column each below
+            row = flatten(doc_row)
             row["answers"] = ";".join(r.answers)
             row["errors"] = ";".join(f"{k}={v}" for k, v in r.errors.items())
             row["rcodes"] = ";".join(f"{k}={v}" for k, v in r.rcodes.items())

@@ -278,6 +278,8 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
                                 f"{where}; see {interval_key})")
     dns_probe = None
     given = [k for k in DNS_KEYS if entry is not None and k in entry]
+    if method is MonitorMethod.DNS and entry is None:
+        raise _err(where, "method dns asks a question: give the target in --config ([[targets]] with query_name)")
     if method is MonitorMethod.DNS:
         max_rtt = _duration(f"{where}.max_rtt", entry["max_rtt"]) if entry and "max_rtt" in entry else None
         try:

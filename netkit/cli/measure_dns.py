@@ -50,6 +50,9 @@ class QueryType(click.ParamType):
 @click.option("--tcp", "transport", flag_value="tcp", help="Ask over TCP (one connection per query).")
 @click.option("--tls", "transport", flag_value="tls",
               help="DNS over TLS (port 853 by default; one connection per query).")
+@click.option("--https", "url", default=None, metavar="URL",
+              help="DNS over HTTPS (RFC 8484 POST, HTTP/1.1) to URL; its host is the server unless "
+                   "--server gives the address to connect to.")
 @click.option("--udp", "transport", flag_value="udp", default=True,
               help="Ask over UDP, and over TCP again when the answer is truncated (the default).")
 @click.option("-c", "--count", type=Count(min=1, max=1_000_000), default=1, show_default=True,
@@ -60,10 +63,11 @@ class QueryType(click.ParamType):
 @click.option("--edns-size", type=Count(min=0, max=65535), default=DEFAULT_EDNS_SIZE, show_default=True,
               help="EDNS UDP payload size to advertise (0: no EDNS, the 512-byte limit).")
 @click.option("--tls-name", default=None, metavar="NAME",
-              help="--tls: the name the server's certificate must hold (default: chain checked only).")
-@click.option("-k", "--insecure", is_flag=True, help="--tls: do not verify the server's certificate.")
+              help="--tls/--https: the name the server's certificate must hold (default: the --https URL's "
+                   "host name; for an address, the chain is checked only).")
+@click.option("-k", "--insecure", is_flag=True, help="--tls/--https: do not verify the server's certificate.")
 @click.option("--cafile", type=click.Path(dir_okay=False), default=None,
-              help="--tls: trust the certificates in this PEM file.")
+              help="--tls/--https: trust the certificates in this PEM file.")
 @click.option("--expect", default=None, metavar="REGEX",
               help="Exit 1 unless every answer's records (name ttl type data, one a line) match REGEX.")
 @click.option("--expect-rcode", default="NOERROR", show_default=True, metavar="RCODE",
@@ -71,7 +75,7 @@ class QueryType(click.ParamType):
 @click.option("--max-rtt", type=Duration(min=0.0, min_open=True), default=None, metavar="DURATION",
               help="Exit 1 when a server's p99 RTT for a name exceeds DURATION.")
 @output_options
-def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport: str, count: int,
+def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport: str, url: str | None, count: int,
         interval: float, timeout: float, edns_size: int, tls_name: str | None, insecure: bool,
         cafile: str | None, expect: str | None, expect_rcode: str, max_rtt: float | None) -> ExitCode:
     """Ask name servers for NAMEs; report each server's answers, rcode, RTT percentiles and loss.
@@ -90,11 +94,19 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
       netkit measure dns example.com -s 127.0.0.1:5353 -s 9.9.9.9 -c 20
       netkit measure dns -t TXT big.test --server 127.0.0.1:5353 --expect 'v=spf1'
       netkit measure dns -t PTR 192.0.2.1 --server [::1]:53 --expect-rcode NXDOMAIN
+      netkit measure dns example.com --https https://127.0.0.1:8443/dns-query -k
     """
     import dataclasses
     import re
 
-    from netkit.core.dns_config import DEFAULT_PORTS, DnsConfig, Transport, parse_server, resolv_conf_servers
+    from netkit.core.dns_config import (
+        DEFAULT_PORTS,
+        DnsConfig,
+        Transport,
+        parse_doh_url,
+        parse_server,
+        resolv_conf_servers,
+    )
     from netkit.core.dns_result import check_dns
     from netkit.core.dns_wire import rcode_valid, validate_name
     from netkit.core.errors import RuntimeFailure
@@ -103,7 +115,24 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
 
     out = get_output()
     qtype = qtype.upper()
-    port = DEFAULT_PORTS[transport]
+    doh = None
+    if url is not None:
+        import ipaddress
+
+        try:
+            url_host, port, authority, path = parse_doh_url(url)
+        except ValueError as e:
+            raise usage_error(str(e)) from None
+        transport, doh = "https", (authority, path)
+        try:
+            ipaddress.ip_address(url_host)
+            servers = servers or (f"[{url_host}]:{port}" if ":" in url_host else f"{url_host}:{port}",)
+        except ValueError:
+            tls_name = tls_name or url_host
+            if not servers:
+                raise usage_error(f"--https {url}: give --server ADDR[:PORT] to connect to {url_host}") from None
+    else:
+        port = DEFAULT_PORTS[transport]
     try:
         rcode = rcode_valid(expect_rcode)
         if expect is not None:
@@ -123,7 +152,7 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
             raise RuntimeFailure(f"no nameserver line in {RESOLV_CONF}; give --server")
     try:
         cfg = DnsConfig(names=names, servers=chosen, qtype=qtype, transport=Transport(transport), count=count,
-                        interval_s=interval, timeout_s=timeout, edns_size=edns_size, tls_server_name=tls_name)
+                        interval_s=interval, timeout_s=timeout, edns_size=edns_size, tls_server_name=tls_name, doh=doh)
     except ValueError as e:
         raise usage_error(str(e)) from None
     result = measure_dns(cfg, sink=DnsSink(out).add, insecure=insecure, cafile=cafile)

@@ -16,17 +16,19 @@ from dataclasses import dataclass
 from netkit.core.dns_wire import DEFAULT_EDNS_SIZE, QTYPES
 
 #: Ports of the transports when a server gives none.
-DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853}
+DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 #: Servers compared in one run (each is one row per name).
 MAX_SERVERS = 16
 
 
 class Transport(str, enum.Enum):
-    """How queries travel: ``udp`` (a truncated answer is asked again over TCP), ``tcp``, ``tls`` (DoT)."""
+    """How queries travel: ``udp`` (a truncated answer is asked again over TCP), ``tcp``, ``tls`` (DoT),
+    ``https`` (DoH)."""
 
     UDP = "udp"
     TCP = "tcp"
     TLS = "tls"
+    HTTPS = "https"
 
     def __str__(self) -> str:
         return self.value
@@ -94,7 +96,8 @@ class DnsConfig:
     interval_s: float = 0.2  # between rounds
     timeout_s: float = 2.0  # each query (with its TCP retry) ends within this
     edns_size: int = DEFAULT_EDNS_SIZE  # 0: no EDNS
-    tls_server_name: str | None = None  # DoT: the name the certificate must hold (None: no check of it)
+    tls_server_name: str | None = None  # DoT/DoH: the name the certificate must hold (None: no check of it)
+    doh: tuple[str, str] | None = None  # DoH: the URL's authority (the Host header) and path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "transport", Transport(self.transport))
@@ -110,5 +113,23 @@ class DnsConfig:
             raise ValueError("--count is at least 1")
         if self.timeout_s <= 0 or self.interval_s < 0:
             raise ValueError("the timeout must be positive and the interval not negative")
+        if (self.transport is Transport.HTTPS) != (self.doh is not None):
+            raise ValueError("DNS over HTTPS needs its URL")
         if self.edns_size != 0 and not 512 <= self.edns_size <= 65535:
             raise ValueError("--edns-size is 0 (no EDNS) or within 512..65535")
+
+
+def parse_doh_url(url: str) -> tuple[str, int, str, str]:
+    """``https://HOST[:PORT]/PATH`` -> (host, port, authority, path); the host as written (an address
+    or a name: the caller decides where to connect)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as e:
+        raise ValueError(f"--https {url!r}: {e}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"--https {url!r}: give an https:// URL (RFC 8484), e.g. https://198.18.0.53/dns-query")
+    path = (parts.path or "/dns-query") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, parts.netloc.rsplit("@", 1)[-1], path

@@ -6,6 +6,8 @@ of the monitor's ``dns`` probes.
   dropped unseen by the kernel; a datagram with another id or question is ignored too
   (``wrong_id``/``wrong_question``), as is one that does not parse (``malformed``). Only the answer
   ends the wait. A reply with TC set is asked again over TCP: both times are kept.
+- HTTPS (DoH, RFC 8484): the query POSTed as ``application/dns-message`` over a new HTTP/1.1
+  connection with TLS per query (h11 frames it); the head and the body are bounded.
 - TCP and TLS: one connection per query (connect and handshake included in the time, as a stub
   resolver pays them); the two-byte length is at most 65,535 by construction, and every read ends
   by the query's deadline, so a peer that stalls or promises more than it sends costs at most the
@@ -144,7 +146,7 @@ def _error_text(exc: BaseException) -> str:
 async def query_once(*, seq: int, host: str, port: int, label: str, name: str, qname: str, qtype: str,
                      transport: str, timeout_s: float, edns_size: int, ignored: Ignored,
                      ssl_ctx: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                     clock: Clock = DEFAULT_CLOCK) -> DnsQuery:
+                     doh: tuple[str, str] | None = None, clock: Clock = DEFAULT_CLOCK) -> DnsQuery:
     """One query of ``qname``/``qtype`` to ``host:port``, with its TCP retry when UDP comes back
     truncated; never raises for what the network or the server does (a timeout or an error is an
     outcome)."""
@@ -162,6 +164,10 @@ async def query_once(*, seq: int, host: str, port: int, label: str, name: str, q
                 udp_ns, truncated, used = rtt, True, "tcp"
                 reply, tcp_ns = await stream_exchange(host, port, query, deadline, clock=clock)
                 rtt = udp_ns + tcp_ns
+        elif transport == "https":
+            assert ssl_ctx is not None and doh is not None
+            reply, rtt = await https_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx, authority=doh[0],
+                                              path=doh[1], server_hostname=server_hostname, clock=clock)
         else:
             reply, rtt = await stream_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
                                                server_hostname=server_hostname, clock=clock)
@@ -176,3 +182,66 @@ async def query_once(*, seq: int, host: str, port: int, label: str, name: str, q
                     tcp_ns=rtt - udp_ns if udp_ns is not None else None, truncated=truncated,
                     rcode=reply.rcode, answers=reply.answers, answer_count=reply.answer_count,
                     edns_size=reply.edns_size, size=reply.size)
+
+
+#: Bytes of response head (status line and headers) a DoH server may send before the body.
+MAX_HTTP_HEAD = 16 * 1024
+
+
+async def https_exchange(host: str, port: int, query: bytes, deadline_ns: int, *, ssl_ctx: ssl.SSLContext,
+                         authority: str, path: str, server_hostname: str | None,
+                         clock: Clock = DEFAULT_CLOCK) -> tuple[Reply, int]:
+    """The query as an RFC 8484 POST over a new HTTP/1.1 connection with TLS (h11 frames it): the
+    reply and the time from connect to the last byte of the answer. The head is bounded by
+    :data:`MAX_HTTP_HEAD`, the body by the largest DNS message."""
+    import h11
+
+    left = (deadline_ns - clock.now_ns()) / 1e9
+    if left <= 0:
+        raise TimeoutError
+    start = clock.now_ns()
+
+    async def exchange() -> Reply:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname=server_hostname)
+        try:
+            conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HTTP_HEAD)
+            head = h11.Request(method="POST", target=path, headers=[
+                ("Host", authority), ("Content-Type", "application/dns-message"),
+                ("Accept", "application/dns-message"), ("Content-Length", str(len(query))),
+                ("User-Agent", "netkit")])
+            writer.write(conn.send(head) + conn.send(h11.Data(data=query)) + conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            status: int | None = None
+            ctype = b""
+            body = bytearray()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await reader.read(65536)
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                    ctype = dict(event.headers).get(b"content-type", b"")
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > MAX_MESSAGE:
+                        raise ConnectionError("the DoH answer is larger than any DNS message")
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    break
+            if status != 200:
+                raise ConnectionError(f"the DoH server answered HTTP {status}")
+            if not ctype.startswith(b"application/dns-message"):
+                raise ConnectionError(f"the DoH answer is {ctype.decode(errors='replace')[:60] or 'untyped'}, "
+                                      "not application/dns-message")
+            return parse_reply(bytes(body), query)
+        except h11.RemoteProtocolError as e:
+            raise ConnectionError(f"the DoH server broke HTTP/1.1: {e}") from None
+        finally:
+            writer.close()
+
+    try:
+        reply = await asyncio.wait_for(exchange(), left)
+    except NotOurReply as e:
+        raise MalformedReply(f"not the answer: {e}") from None
+    return reply, clock.now_ns() - start

@@ -42,7 +42,7 @@ async def measure_dns_async(cfg: DnsConfig, *, stop: asyncio.Event | None = None
                     seq=seq, host=server.host, port=server.port, label=server.label, name=name,
                     qname=query_name(name, cfg.qtype), qtype=cfg.qtype, transport=cfg.transport.value,
                     timeout_s=cfg.timeout_s, edns_size=cfg.edns_size, ignored=ignored, ssl_ctx=ssl_ctx,
-                    server_hostname=cfg.tls_server_name, clock=clock))
+                    server_hostname=cfg.tls_server_name, doh=cfg.doh, clock=clock))
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 stopper.cancel()
@@ -71,12 +71,14 @@ def measure_dns(cfg: DnsConfig, *, sink: Callable[[DnsQuery], None] | None = Non
     from netkit.io.aio import StopSignal, run
 
     ssl_ctx = None
-    if cfg.transport is Transport.TLS:
+    if cfg.transport in (Transport.TLS, Transport.HTTPS):
         from netkit.io.tls import client_context
 
         ssl_ctx = client_context(insecure=insecure, cafile=cafile)
         if cfg.tls_server_name is None:
             ssl_ctx.check_hostname = False  # asked by address: the certificate's chain is still verified
+        if cfg.transport is Transport.HTTPS:
+            ssl_ctx.set_alpn_protocols(["http/1.1"])
 
     async def main() -> tuple[DnsResult, int | None]:
         stop = asyncio.Event()

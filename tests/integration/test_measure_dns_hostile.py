@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import dns.message
 import dns_peers
+import pytest
 import support
 
 
@@ -62,12 +63,13 @@ def test_wrong_id_is_ignored_and_counted_then_the_answer_taken() -> None:
     assert doc["ignored"]["wrong_id"] == 2
 
 
-def test_reply_from_another_port_is_not_accepted() -> None:
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.0.0.2"], ids=["other-port", "other-address"])
+def test_reply_from_another_port_or_address_is_not_accepted(source: str) -> None:
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    other.bind(("127.0.0.1", 0))
+    other.bind((source, 0))
 
     def handle(s: socket.socket, q: bytes, addr: tuple[str, int]) -> None:
-        other.sendto(dns_peers.answer_for(q).to_wire(), addr)  # a spoof: right id, wrong source port
+        other.sendto(dns_peers.answer_for(q).to_wire(), addr)  # a spoof: right id, wrong source
 
     try:
         with udp_server(handle) as port:
@@ -79,7 +81,7 @@ def test_reply_from_another_port_is_not_accepted() -> None:
     doc = res.json()
     assert res.exit_code == 1
     assert doc["ignored"]["wrong_source"] == 1 and doc["rows"][0]["answered"] == 0
-    assert "no answer within the timeout (ignored wrong source: from 127.0.0.1:" in res.stderr
+    assert f"no answer within the timeout (ignored wrong source: from {source}:" in res.stderr
     assert took < 3
 
 

@@ -155,7 +155,8 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
                         interval_s=interval, timeout_s=timeout, edns_size=edns_size, tls_server_name=tls_name, doh=doh)
     except ValueError as e:
         raise usage_error(str(e)) from None
-    result = measure_dns(cfg, sink=DnsSink(out).add, insecure=insecure, cafile=cafile)
+    with DnsSink(out) as sink:
+        result = measure_dns(cfg, sink=sink.add, insecure=insecure, cafile=cafile)
     max_rtt_ms = None if max_rtt is None else max_rtt * 1000
     result = dataclasses.replace(result, checks=check_dns(result, expect=expect, expect_rcode=rcode,
                                                           max_rtt_ms=max_rtt_ms))

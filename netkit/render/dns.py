@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from netkit.core.dns_result import DnsQuery, DnsResult, DnsRow
 from netkit.core.escape import safe_text
 from netkit.core.units import format_count, format_ms, format_percent
+from netkit.render.live import ScreenView
 from netkit.render.tables import Col, cell, fit_columns, fitted_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from netkit.render.output import Output
 
+#: Server/name rows the live view keeps on screen (the last ones asked).
+LIVE_ROWS = 20
 #: Characters of answer text shown per row in the table (json keeps every kept answer).
 ANSWER_CHARS = 120
 
@@ -90,13 +93,40 @@ def query_line(q: DnsQuery) -> str:
     return f"#{q.seq} {q.server} {safe_text(q.name)} {q.outcome}: {safe_text(q.error or '')}"
 
 
-class DnsSink:
-    """Where queries go as they end: jsonl events on stdout, or ``-v`` lines on stderr."""
+LIVE_COLUMNS = (Col("server"), Col("name"), Col("sent", "right"), Col("answered", "right"), Col("last", "right"),
+                Col("rcode", drop=1))
+
+
+class DnsSink(ScreenView):
+    """Where queries go as they end: jsonl events on stdout, ``-v`` lines on stderr, or (a table run
+    watched on a terminal) a live table of the queries so far, erased when the run ends.
+
+    ``with DnsSink(out) as sink: measure_dns(cfg, sink=sink.add)``.
+    """
 
     def __init__(self, out: Output) -> None:
         self.out = out
+        self.rows: dict[tuple[str, str], list[str | int]] = {}
+        if out.format == "table" and out.live_ok and not out.verbose:
+            from netkit.render.live import LiveScreen
+
+            self.screen = LiveScreen(out, self._draw, refresh_per_second=4)
+
+    def _draw(self) -> RenderableType:
+        width = self.screen.width if self.screen is not None else None
+        cells = [[safe_text(server), safe_text(name), format_count(int(r[0])), format_count(int(r[1])), str(r[2]),
+                  str(r[3])] for (server, name), r in list(self.rows.items())[-LIVE_ROWS:]]
+        return fitted_table(LIVE_COLUMNS, cells, width=width, title="measure dns (live)")
 
     def add(self, q: DnsQuery) -> None:
+        row = self.rows.setdefault((q.server, q.name), [0, 0, "-", "-"])
+        row[0] = int(row[0]) + 1
+        if q.answered:
+            row[1] = int(row[1]) + 1
+            row[2] = format_ms(None if q.rtt_ns is None else q.rtt_ns / 1e6)
+            row[3] = q.rcode or "-"
+        else:
+            row[2], row[3] = q.outcome, "-"
         if self.out.format == "jsonl":
             self.out.jsonl(q.to_json())
         elif self.out.verbose:

@@ -80,3 +80,27 @@ def test_identifying_columns_and_headline_figures_whole_at_80() -> None:
         assert figure in text, figure
     hostile = _draw(HOSTILE, True)
     assert "[bold red]boom[/]" in hostile and "\\u202e" in hostile
+
+
+def test_live_view_counts_queries_and_fits() -> None:
+    from rich.console import Console
+
+    from netkit.core.dns_result import DnsQuery
+    from netkit.core.dns_wire import Answer
+    from netkit.render.dns import DnsSink
+
+    out = Output(format="table", color=False, stdout=io.StringIO(), stderr=io.StringIO())
+    sink = DnsSink(out)
+    assert sink.screen is None  # stderr is not a terminal: nothing drawn live
+    for i in range(3):
+        sink.add(DnsQuery(seq=i, server="[2001:db8::53]:5353", name="www.a-rather-long-name.example.org",
+                          qtype="A", transport="udp", outcome="answered", rtt_ns=1_234_567, rcode="NOERROR",
+                          answers=(Answer("x.", 1, "A", "198.18.0.1"),), answer_count=1))
+    sink.add(DnsQuery(seq=3, server="[2001:db8::53]:5353", name="www.a-rather-long-name.example.org", qtype="A",
+                      transport="udp", outcome="timeout", error="no answer within the timeout"))
+    console = Console(width=80, record=True, color_system=None, file=io.StringIO())
+    console.print(sink._draw())
+    text = console.export_text()
+    check_golden("dns_live_80", text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "[2001:db8::53]:5353" in text and "timeout" in text

@@ -93,7 +93,7 @@ def query_line(q: DnsQuery) -> str:
     return f"#{q.seq} {q.server} {safe_text(q.name)} {q.outcome}: {safe_text(q.error or '')}"
 
 
-LIVE_COLUMNS = (Col("server"), Col("name"), Col("sent", "right"), Col("answered", "right"), Col("last", "right"),
+LIVE_COLUMNS = (Col("server"), Col("name"), Col("sent", "right"), Col("lost", "right"), Col("last", "right"),
                 Col("rcode", drop=1))
 
 
@@ -113,9 +113,12 @@ class DnsSink(ScreenView):
             self.screen = LiveScreen(out, self._draw, refresh_per_second=4)
 
     def _draw(self) -> RenderableType:
-        width = self.screen.width if self.screen is not None else None
-        cells = [[safe_text(server), safe_text(name), format_count(int(r[0])), format_count(int(r[1])), str(r[2]),
-                  str(r[3])] for (server, name), r in list(self.rows.items())[-LIVE_ROWS:]]
+        return self.live_table(self.screen.width if self.screen is not None else None)
+
+    def live_table(self, width: int | None) -> RenderableType:
+        """The last :data:`LIVE_ROWS` server/name rows: queries sent and lost, the last RTT and rcode."""
+        cells = [[safe_text(server), safe_text(name), format_count(int(r[0])), format_count(int(r[0]) - int(r[1])),
+                  str(r[2]), str(r[3])] for (server, name), r in list(self.rows.items())[-LIVE_ROWS:]]
         return fitted_table(LIVE_COLUMNS, cells, width=width, title="measure dns (live)")
 
     def add(self, q: DnsQuery) -> None:

@@ -14,7 +14,7 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
     "connections": ("netkit.cli.measure_connections:connections", "New TCP connections per second."),
     "responsiveness": ("netkit.cli.measure_responsiveness:responsiveness",
                        "Responsiveness under load (RPM), the IETF way."),
-    "dns": ("netkit.cli.measure_dns:dns", "Name servers: answers, RTT percentiles, loss, side by side."),
+    "dns": ("netkit.cli.measure_dns:dns", "DNS servers: answers, RTT percentiles, loss."),
 }
 
 

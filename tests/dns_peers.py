@@ -12,9 +12,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import dns.message
 import dns.rrset
@@ -139,3 +140,28 @@ def pointer_loop(query: bytes) -> bytes:
     offset = 12 + len(question)
     loop = b"\x01a" + (0xC000 | offset).to_bytes(2, "big")
     return bytes(head) + question + loop + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc6\x12\x00\x09"
+
+
+def _read_exact(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def dot_relay(tls_ctx: Any, upstream_port: int) -> Callable[[socket.socket], None]:
+    """A ``support.tcp_peer`` handler: a DNS-over-TLS front relaying each query to dnsmasq's TCP port."""
+
+    def handler(c: socket.socket) -> None:
+        with tls_ctx.wrap_socket(c, server_side=True) as t:
+            size = int.from_bytes(_read_exact(t, 2), "big")
+            query = _read_exact(t, size)
+            with socket.create_connection(("127.0.0.1", upstream_port), timeout=2) as up:
+                up.sendall(size.to_bytes(2, "big") + query)
+                rsize = int.from_bytes(_read_exact(up, 2), "big")
+                t.sendall(rsize.to_bytes(2, "big") + _read_exact(up, rsize))
+
+    return handler

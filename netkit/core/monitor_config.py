@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netkit.core.errors import InputError
-from netkit.core.monitor_dns import DEFAULT_DNS_PORT, DNS_KEYS, DNS_LABELS, parse_dns_probe
+from netkit.core.monitor_dns import DNS_KEYS, DNS_LABELS, DNS_PORTS, parse_dns_probe
 from netkit.core.monitor_models import (
     DEFAULT_BUCKETS,
     DEFAULT_LISTEN,
@@ -286,7 +286,7 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
             dns_probe = parse_dns_probe(where, entry or {}, max_rtt)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        port = port or DEFAULT_DNS_PORT
+        port = port or DNS_PORTS[dns_probe.transport]
     elif given:
         raise _err(f"{where}.{given[0]}", f"applies to method dns only (this target's is {method})")
     if method not in (MonitorMethod.ICMP, MonitorMethod.TRACE) and port == 0:

@@ -6,7 +6,10 @@ A ``[[targets]]`` entry with ``method = "dns"`` names the server as ``target = "
 
     query_name = "example.com"  # required
     query_type = "A"            # A AAAA MX TXT NS SOA CNAME PTR SRV ANY
-    transport = "udp"           # udp (a truncated answer is asked again over tcp) | tcp
+    transport = "udp"           # udp (a truncated answer is asked again over tcp) | tcp | tls (DoT)
+    cafile = "ca.pem"           # tls: trust these certificates (default: the system's)
+    tls_name = "dns.example"    # tls: the name the certificate must hold (default: chain checked only)
+    insecure = false            # tls: no certificate check
     expect = "198\\.18\\.0\\.7"  # a regex the answer's records (name ttl type data) must match
     expect_rcode = "NOERROR"    # the rcode the answer must have
     max_rtt = "50ms"            # the lookup may take at most this
@@ -33,9 +36,11 @@ from netkit.core.dns_result import DnsQuery
 from netkit.core.dns_wire import QTYPES, query_name, rcode_valid, validate_name
 
 #: The keys a dns target's entry may add to the common ones.
-DNS_KEYS = ("query_name", "query_type", "transport", "expect", "expect_rcode", "max_rtt")
-DNS_TRANSPORTS = ("udp", "tcp")
-DEFAULT_DNS_PORT = 53
+DNS_KEYS = ("query_name", "query_type", "transport", "expect", "expect_rcode", "max_rtt", "cafile", "tls_name",
+            "insecure")
+DNS_TRANSPORTS = ("udp", "tcp", "tls")
+#: The port of a transport when the target gives none.
+DNS_PORTS = {"udp": 53, "tcp": 53, "tls": 853}
 #: Label names the dns families set themselves (a user label may not take them).
 DNS_LABELS = ("rcode",)
 
@@ -50,6 +55,9 @@ class DnsProbe:
     expect: str | None = None
     expect_rcode: str = "NOERROR"
     max_rtt_s: float | None = None
+    cafile: str | None = None
+    tls_name: str | None = None
+    insecure: bool = False
 
     @property
     def qname(self) -> str:
@@ -86,8 +94,20 @@ def parse_dns_probe(where: str, entry: Mapping[str, Any], max_rtt_s: float | Non
         rcode = rcode_valid(str(rcode_text))
     except ValueError as e:
         raise ValueError(f"{where}.expect_rcode: {e}") from None
+    tls: dict[str, Any] = {}
+    for key in ("cafile", "tls_name"):
+        if key in entry:
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise ValueError(f"{where}.{key}: expected a string")
+            tls[key] = entry[key]
+    if "insecure" in entry:
+        if not isinstance(entry["insecure"], bool):
+            raise ValueError(f"{where}.insecure: expected true or false")
+        tls["insecure"] = entry["insecure"]
+    if tls and transport != "tls":
+        raise ValueError(f"{where}.{next(iter(tls))}: applies to transport = \"tls\" only")
     return DnsProbe(query_name=name, query_type=qtype.upper(), transport=transport, expect=expect,
-                    expect_rcode=rcode, max_rtt_s=max_rtt_s)
+                    expect_rcode=rcode, max_rtt_s=max_rtt_s, **tls)
 
 
 def check_answer(probe: DnsProbe, q: DnsQuery) -> str | None:

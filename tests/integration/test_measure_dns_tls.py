@@ -17,16 +17,6 @@ import support
 from netkit.io.tls import server_context
 
 
-def _read_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
 @pytest.fixture(scope="module")
 def dot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """(the TLS front's port, its certificate's PEM file)."""
@@ -34,16 +24,7 @@ def dot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     tls = server_context(keep_cert_at=cert)
     try:
         with dns_peers.dnsmasq() as d:
-            def handler(c: socket.socket) -> None:
-                with tls.context.wrap_socket(c, server_side=True) as t:
-                    size = int.from_bytes(_read_exact(t, 2), "big")
-                    query = _read_exact(t, size)
-                    with socket.create_connection(("127.0.0.1", d.port), timeout=2) as up:
-                        up.sendall(size.to_bytes(2, "big") + query)
-                        rsize = int.from_bytes(_read_exact(up, 2), "big")
-                        t.sendall(rsize.to_bytes(2, "big") + _read_exact(up, rsize))
-
-            with support.tcp_peer(handler) as port:
+            with support.tcp_peer(dns_peers.dot_relay(tls.context, d.port)) as port:
                 yield port, cert
     except dns_peers.DnsmasqUnavailable as e:
         pytest.skip(str(e))

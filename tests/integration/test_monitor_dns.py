@@ -17,6 +17,8 @@ import pytest
 import support
 from prometheus_client.parser import text_string_to_metric_families
 
+from netkit.io.tls import server_context
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[dns_peers.Dnsmasq]:
@@ -27,7 +29,7 @@ def server() -> Iterator[dns_peers.Dnsmasq]:
         pytest.skip(str(e))
 
 
-def config(server: dns_peers.Dnsmasq, silent_port: int) -> str:
+def config(server: dns_peers.Dnsmasq, silent_port: int, dot_port: int, cafile: str) -> str:
     return f"""
 interval = "500ms"
 timeout = "300ms"
@@ -54,6 +56,17 @@ method = "dns"
 query_name = "nx.test"
 
 [[targets]]
+name = "dot"
+target = "127.0.0.1:{dot_port}"
+method = "dns"
+query_name = "m.test"
+query_type = "MX"
+transport = "tls"
+cafile = "{cafile}"
+tls_name = "localhost"
+expect = "10 mail\\\\.m\\\\.test\\\\.$"
+
+[[targets]]
 name = "silent"
 target = "127.0.0.1:{silent_port}"
 method = "dns"
@@ -73,9 +86,12 @@ def scrape(address: str) -> dict[tuple[str, str], float]:
 
 
 def test_monitor_dns_metrics_and_prometheus(server: dns_peers.Dnsmasq, tmp_path: Path) -> None:
-    with support.udp_peer(lambda _q: None) as silent:
+    cert = tmp_path / "ca.pem"
+    tls = server_context(keep_cert_at=cert)
+    with support.udp_peer(lambda _q: None) as silent, \
+            support.tcp_peer(dns_peers.dot_relay(tls.context, server.port)) as dot:
         path = tmp_path / "monitor.toml"
-        path.write_text(config(server, silent))
+        path.write_text(config(server, silent, dot, str(cert)))
         monitor = support.start_netkit_server("--format", "jsonl", "monitor", "--config", str(path))
         prom: subprocess.Popen[bytes] | None = None
         try:
@@ -88,6 +104,7 @@ def test_monitor_dns_metrics_and_prometheus(server: dns_peers.Dnsmasq, tmp_path:
             assert 0 < values[("probe_dns_lookup_time_seconds", "a")] < 0.3
             assert values[("netkit_dns_rcode{rcode=NOERROR}", "a")] == 1
             assert values[("netkit_dns_truncated_total", "big")] >= 2
+            assert values[("netkit_probe_success", "dot")] == 1 and values[("probe_dns_answer_rrs", "dot")] == 1
             assert values[("probe_dns_query_succeeded", "big")] == 1
             assert values[("probe_dns_query_succeeded", "nx")] == 1  # answered...
             assert values[("netkit_probe_success", "nx")] == 0  # ...but the rcode check failed
@@ -138,6 +155,7 @@ def test_monitor_dns_metrics_and_prometheus(server: dns_peers.Dnsmasq, tmp_path:
     ('method = "dns"\nquery_name = "a.test"\nquery_type = "BOGUS"', "targets[0].query_type: one of A, AAAA"),
     ('method = "dns"\nquery_name = "a.test"\nexpect = "("', "targets[0].expect: not a regular expression"),
     ('method = "tcp-connect"\nquery_name = "a.test"', "targets[0].query_name: applies to method dns only"),
+    ('method = "dns"\nquery_name = "a.test"\ncafile = "x.pem"', 'targets[0].cafile: applies to transport = "tls"'),
 ])
 def test_bad_dns_config_is_exit_2_naming_the_key(tmp_path: Path, extra: str, message: str) -> None:
     path = tmp_path / "m.toml"

@@ -116,6 +116,8 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
     out = get_output()
     qtype = qtype.upper()
     doh = None
+    if url is not None and transport != "udp":
+        raise usage_error(f"--https and --{transport} exclude each other: give one")
     if url is not None:
         import ipaddress
 

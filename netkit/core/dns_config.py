@@ -19,6 +19,8 @@ from netkit.core.dns_wire import DEFAULT_EDNS_SIZE, QTYPES
 DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 #: Servers compared in one run (each is one row per name).
 MAX_SERVERS = 16
+#: Queries in one run (rounds x servers x names): each is kept for the statistics and the json.
+MAX_QUERIES = 100_000
 
 
 class Transport(str, enum.Enum):
@@ -111,6 +113,8 @@ class DnsConfig:
             raise ValueError(f"unknown query type {self.qtype!r}")
         if self.count < 1:
             raise ValueError("--count is at least 1")
+        if self.count * len(self.servers) * len(self.names) > MAX_QUERIES:
+            raise ValueError(f"at most {MAX_QUERIES:,} queries in a run (--count x servers x names)")
         if self.timeout_s <= 0 or self.interval_s < 0:
             raise ValueError("the timeout must be positive and the interval not negative")
         if (self.transport is Transport.HTTPS) != (self.doh is not None):

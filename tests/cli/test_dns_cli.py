@@ -20,6 +20,8 @@ import support
     (["a..test", "-s", "127.0.0.1"], "not a DNS name"),
     (["a.test", "-s", "127.0.0.1", "-t", "AXFR"], "AXFR"),
     (["a.test", "-s", "127.0.0.1", "--edns-size", "100"], "--edns-size"),
+    (["a.test", "b.test", "-s", "127.0.0.1", "-c", "60000"], "at most 100,000 queries"),
+    (["a.test", "--tls", "--https", "https://127.0.0.1/dns-query"], "exclude each other"),
 ])
 def test_usage_errors(args: list[str], message: str) -> None:
     res = support.invoke(["measure", "dns", *args])

@@ -15,11 +15,12 @@ MEASURE_COMMANDS: dict[str, tuple[str, str]] = {
     "responsiveness": ("netkit.cli.measure_responsiveness:responsiveness",
                        "Responsiveness under load (RPM), the IETF way."),
     "http": ("netkit.cli.measure_http:http", "HTTP request phases: DNS, connect, TLS, TTFB."),
+    "dns": ("netkit.cli.measure_dns:dns", "DNS servers: answers, RTT percentiles, loss."),
 }
 
 
 # Shells show at most 45 characters of a command's summary: this one fits whole.
 @click.group(cls=LazyGroup, lazy_subcommands=MEASURE_COMMANDS,
-             short_help="Latency, loss, throughput, RPM, load, conns.")
+             short_help="Latency, loss, throughput, RPM, HTTP, DNS.")
 def measure() -> None:
     """Measure latency, loss, throughput, requests, connections."""

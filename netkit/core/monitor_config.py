@@ -45,6 +45,11 @@ The file::
     [[targets]]
     host = "198.18.0.1"       # trace: the path hop by hop (no port: traceroute's ports)
     method = "trace"
+
+    [[targets]]
+    target = "127.0.0.1:53"   # dns: the server; what it is asked: see netkit.core.monitor_dns
+    method = "dns"
+    query_name = "example.com"
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netkit.core.errors import InputError
+from netkit.core.monitor_dns import DNS_KEYS, DNS_LABELS, DNS_PORTS, parse_dns_probe
 from netkit.core.monitor_http import HTTP_KEYS, HttpProbeSpec, parse_http_spec
 from netkit.core.monitor_models import (
     DEFAULT_BUCKETS,
@@ -94,7 +100,8 @@ _SLACK_S = 1e-9
 TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops", "listen",
             "textfile", "window", "buckets", "labels", "targets")
 TARGET_KEYS = ("target", "host", "port", "name", "method", "interval", "timeout", "packets", "packet_interval",
-               "retries", "max_hops", "labels", *HTTP_KEYS)
+               "retries", "max_hops", "labels", *HTTP_KEYS,
+               *(k for k in DNS_KEYS if k not in HTTP_KEYS))
 #: Settings a target inherits (from its entry, the command line, the file's top level).
 SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops")
 CLI_NAMES = {"packet_interval": "--packet-interval", "max_hops": "--max-hops"}
@@ -176,7 +183,7 @@ def _labels(key: str, value: Any) -> dict[str, str]:
     for name, v in value.items():
         if not _LABEL_NAME.match(name) or name.startswith("__") or name == "le":
             raise _err(f"{key}.{name}", "not a valid Prometheus label name")
-        if name in RESERVED_LABELS or name in TRACE_LABELS:
+        if name in RESERVED_LABELS or name in TRACE_LABELS or name in DNS_LABELS:
             raise _err(f"{key}.{name}", f"{name!r} is set by netkit itself")
         if isinstance(v, bool):
             v = "true" if v else "false"
@@ -240,7 +247,8 @@ def _resolve(name: str, layers: list[_Layer]) -> tuple[Any, str] | None:
 
 
 def _make_target(where: str, name: str | None, host: str, port: int, labels: dict[str, str],
-                 layers: list[_Layer], http: HttpProbeSpec | None = None) -> MonitorTarget:
+                 layers: list[_Layer], http: HttpProbeSpec | None = None,
+                 entry: Mapping[str, Any] | None = None) -> MonitorTarget:
     interval, interval_key = _resolve("interval", layers) or (DEFAULT_INTERVAL_S, "interval")
     found, _ = _resolve("method", layers) or (DEFAULT_METHOD, "method")
     method = MonitorMethod(found)
@@ -259,8 +267,9 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
             raise _err(timeout_key, f"{format_duration(timeout)} must be shorter than the interval "
                                     f"{format_duration(interval)} ({where})")
     budget = interval * ROUND_SHARE
-    # A trace round sends no latency packets: its probes are bounded by the round itself.
-    single = method in (MonitorMethod.TRACE, MonitorMethod.HTTP)  # one exchange, no latency packets
+    # Trace, http and dns rounds send no latency packets: each is one exchange (a trace round, a
+    # request, a query) bounded by the round itself.
+    single = method in (MonitorMethod.TRACE, MonitorMethod.HTTP, MonitorMethod.DNS)
     train = timeout if single else (packets - 1) * spacing + timeout
     if single and train > budget + _SLACK_S:
         raise _err(timeout_key, f"{format_duration(timeout)} is more than the round's {format_duration(budget)} "
@@ -270,6 +279,21 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
                                 f"{format_duration(timeout)} timeout take {format_duration(train)}: more than the "
                                 f"round's {format_duration(budget)} (90% of the interval {format_duration(interval)}; "
                                 f"{where}; see {interval_key})")
+    dns_probe = None
+    # cafile and insecure belong to http targets too: only the other dns keys name the method.
+    given = [k for k in DNS_KEYS if entry is not None and k in entry
+             and not (method is MonitorMethod.HTTP and k in HTTP_KEYS)]
+    if method is MonitorMethod.DNS and entry is None:
+        raise _err(where, "method dns asks a question: give the target in --config ([[targets]] with query_name)")
+    if method is MonitorMethod.DNS:
+        max_rtt = _duration(f"{where}.max_rtt", entry["max_rtt"]) if entry and "max_rtt" in entry else None
+        try:
+            dns_probe = parse_dns_probe(where, entry or {}, max_rtt)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        port = port or DNS_PORTS[dns_probe.transport]
+    elif given:
+        raise _err(f"{where}.{given[0]}", f"applies to method dns only (this target's is {method})")
     if method not in (MonitorMethod.ICMP, MonitorMethod.TRACE) and port == 0:
         raise _err(where, f"no port for method {method} (write HOST:PORT or set port)")
     if method is MonitorMethod.ICMP:
@@ -281,7 +305,7 @@ def _make_target(where: str, name: str | None, host: str, port: int, labels: dic
     return MonitorTarget(
         name=label, host=host, port=port, method=method, interval_s=float(interval), timeout_s=float(timeout),
         packets=packets, packet_interval_s=float(spacing), retries=retries,
-        labels=tuple(sorted(labels.items())), max_hops=max_hops, http=http,
+        labels=tuple(sorted(labels.items())), max_hops=max_hops, http=http, dns=dns_probe,
     )
 
 
@@ -330,8 +354,9 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
             http = parse_http_spec(where, entry)
             host, port = http.url.host, http.url.port
             own.values.setdefault("method", (MonitorMethod.HTTP, f"{where}.url"))
-        elif any(k in entry for k in HTTP_KEYS):
-            raise _err(where, f"{next(k for k in HTTP_KEYS if k in entry)} needs url (method http)")
+        elif any(k in entry for k in HTTP_KEYS if k not in DNS_KEYS):
+            key = next(k for k in HTTP_KEYS if k in entry and k not in DNS_KEYS)
+            raise _err(where, f"{key} needs url (method http)")
         elif "target" in entry:
             if "host" in entry:
                 raise _err(f"{where}.host", "give either target or host, not both")
@@ -358,7 +383,7 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
         labels = dict(common_labels)
         if "labels" in entry:
             labels.update(_labels(f"{where}.labels", entry["labels"]))
-        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top], http))
+        targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top], http, entry))
 
     if not targets:
         raise InputError("no targets: give HOST:PORT arguments or [[targets]] in --config")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from netkit.core.monitor_dns import dns_families
 from netkit.core.monitor_http import http_families
 from netkit.core.monitor_models import RESERVED_LABELS, MonitorState, TargetTotals
 
@@ -104,6 +105,7 @@ def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricF
     ]
     families.extend(trace_families(state))
     families.extend(http_families(state))
+    families.extend(dns_families(state))
     return families
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from netkit.core.monitor_dns import DnsProbe, DnsRound, DnsTotals
 from netkit.core.monitor_http import HttpProbeSpec, HttpRoundInfo
 from netkit.core.monitor_trace import DEFAULT_MAX_HOPS, TraceHop, TraceTotals, hop_count, hops_of
 from netkit.core.trace_models import TargetTrace
@@ -39,6 +40,7 @@ class MonitorMethod(str, Enum):
     ICMP = "icmp"
     TRACE = "trace"
     HTTP = "http"
+    DNS = "dns"
 
     def __str__(self) -> str:
         return self.value
@@ -73,6 +75,7 @@ class MonitorTarget:
     labels: tuple[tuple[str, str], ...] = ()
     max_hops: int = DEFAULT_MAX_HOPS  # trace: the highest TTL probed
     http: HttpProbeSpec | None = None  # http: the URL and the checks
+    dns: DnsProbe | None = None  # dns: the question and its checks
 
     @property
     def key(self) -> tuple[str, MonitorMethod]:
@@ -149,6 +152,7 @@ class TargetRound:
     hops: tuple[TraceHop, ...] = ()  # trace: every TTL probed this round
     hop_count: int | None = None  # trace: the destination's TTL (None: not reached)
     http: HttpRoundInfo | None = None  # http: the request's phases, status and checks
+    dns: DnsRound | None = None  # dns: the answer's rcode, records, truncation, failed check
 
     @property
     def loss_pct(self) -> float | None:
@@ -181,6 +185,8 @@ class TargetRound:
             record["hops"] = [h.to_json() for h in self.hops]
         if self.http is not None:
             record["http"] = self.http.to_json()
+        if self.dns is not None:
+            record["dns"] = self.dns.to_json()
         return record
 
 
@@ -308,6 +314,7 @@ class TargetTotals:
     rtt_count: int = 0
     trace: TraceTotals | None = None  # a trace target's per-hop state
     http: HttpRoundInfo | None = None  # an http target's last round
+    dns: DnsTotals | None = None  # a dns target's last answer and counters
 
     def __post_init__(self) -> None:
         if not self.rtt_counts:
@@ -330,6 +337,8 @@ class TargetTotals:
             self.trace.record(r.hops, r.hop_count)
         if r.http is not None:
             self.http = r.http
+        if self.dns is not None and r.dns is not None:
+            self.dns.record(r.dns, r.rtts_ns[-1] if r.rtts_ns else None, r.received > 0)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, cumulative count)`` pairs ending with ``+Inf``, as the exposition format wants."""
@@ -427,6 +436,8 @@ class MonitorState:
                 if tot.trace is None:
                     tot.trace = TraceTotals(config.buckets, config.window)
                 tot.trace.resize(config.window)
+            if t.method is MonitorMethod.DNS and tot.dns is None:
+                tot.dns = DnsTotals()
             win = self.windows.get(t.key)
             if win is None:
                 self.windows[t.key] = TargetWindow(config.window)

@@ -291,6 +291,23 @@ PAGES: dict[str, dict[str, Any]] = {
              "netkit measure http http://127.0.0.1:8080/health --expect-status 2xx --max-total 50 --format jsonl"),
         ),
     },
+    "measure dns": {
+        "exit_status": (
+            (0, "Every server answered every name, with the expected rcode (and --expect, --max-rtt when given)."),
+            (1, "A name got no answer from a server, or a check failed (the summary names it)."),
+            _USAGE,
+            (3, "No server to ask (no --server, and no nameserver line in /etc/resolv.conf)."),
+            (130, "Interrupted by Ctrl-C (after the summary)."),
+        ),
+        "examples": (
+            ("Compare two servers over 20 rounds:",
+             "netkit measure dns example.com --server 127.0.0.1:5353 --server 198.18.0.53 --count 20"),
+            ("A TXT record that UDP truncates, asked again over TCP:",
+             "netkit measure dns -t TXT big.test --server 127.0.0.1:5353"),
+            ("Check that a name is absent:",
+             "netkit measure dns gone.example --server 127.0.0.1:5353 --expect-rcode NXDOMAIN"),
+        ),
+    },
     "measure responsiveness": {
         "exit_status": (
             (0, "Measured (and within --min-rpm and --max-added-latency when given)."),

@@ -137,7 +137,7 @@ def fish_complete(netkit_bin: Path, line: str) -> list[str]:
 
 
 def test_fish_completes_commands_with_descriptions_and_choices(netkit_bin: Path) -> None:
-    assert fish_complete(netkit_bin, "netkit meas") == ["measure\tLatency, loss, throughput, RPM, load, conns."]
+    assert fish_complete(netkit_bin, "netkit meas") == ["measure\tLatency, loss, throughput, RPM, HTTP, DNS."]
     assert fish_complete(netkit_bin, "netkit --format j") == ["json", "jsonl"]
     assert "lo" in fish_complete(netkit_bin, "netkit info traffic --interface ")
     choices = _latency_method_choices()
@@ -169,7 +169,7 @@ def zsh_complete(netkit_bin: Path, words: list[str]) -> list[str]:
 
 
 def test_zsh_completes_commands_with_descriptions_and_choices(netkit_bin: Path) -> None:
-    assert zsh_complete(netkit_bin, ["netkit", "meas"]) == ["measure:Latency, loss, throughput, RPM, load, conns."]
+    assert zsh_complete(netkit_bin, ["netkit", "meas"]) == ["measure:Latency, loss, throughput, RPM, HTTP, DNS."]
     assert zsh_complete(netkit_bin, ["netkit", "--format", ""]) == ["table", "json", "jsonl", "csv"]
     choices = _latency_method_choices()
     if choices is not None:
@@ -226,7 +226,7 @@ def test_zsh_compinit_registers_the_file_from_fpath_and_it_completes(netkit_bin:
     proc = subprocess.run([zsh, "-f", "-c", program], capture_output=True, text=True, timeout=30,
                           env=_path_with(netkit_bin))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["registered=_netkit", "measure:Latency, loss, throughput, RPM, load, conns."]
+    assert proc.stdout.splitlines() == ["registered=_netkit", "measure:Latency, loss, throughput, RPM, HTTP, DNS."]
 
 
 def test_bash_source_registers_the_completion(netkit_bin: Path) -> None:

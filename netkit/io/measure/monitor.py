@@ -61,6 +61,7 @@ from netkit.core.monitor_models import (
 from netkit.core.targets import Target, format_host_port
 from netkit.io.aio import StopSignal
 from netkit.io.clock import DEFAULT_CLOCK, Clock, wall_iso
+from netkit.io.measure.monitor_dns import dns_probe_round
 from netkit.io.measure.monitor_http import http_probe_round
 from netkit.io.measure.monitor_trace import TraceThreads
 
@@ -296,6 +297,8 @@ class Monitor:
                     work = self.trace_threads.round(t, clock=self.clock, window=self._trace_window(t))
                 elif t.method is MonitorMethod.HTTP:
                     work = http_probe_round(t, clock=self.clock)
+                elif t.method is MonitorMethod.DNS:
+                    work = dns_probe_round(t, clock=self.clock)
                 else:
                     work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n))
                 return await asyncio.wait_for(work, t.budget_s + HARD_MARGIN_S)

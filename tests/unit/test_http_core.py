@@ -57,3 +57,19 @@ def test_waterfall_fits_80_columns() -> None:
     lines = waterfall_lines((1234 * MS, 2 * MS, 3 * MS, 0, 200 * MS, 5 * MS, 1444 * MS))
     assert all(len(line) <= 80 for line in lines)
     assert "namelookup:1,234 ms" in lines[3] and lines[-1].endswith("total:1,444 ms")
+
+
+def test_a_long_run_keeps_a_bounded_systematic_sample_and_exact_maxima(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netkit.core.http_result as hr
+
+    monkeypatch.setattr(hr, "MAX_KEPT", 100)
+    r = HttpUrlResult("https://h/")
+    for i in range(1, 1001):  # totals 5..1004 ms, in order
+        r.add(_sample(i, 4 + i))
+    kept = len(r.phases[0])
+    assert r.ok_count == r.count == 1000
+    assert kept <= 101 and r.sampled_every == 16
+    assert r.stats_ms("total")["max"] == 1004.0  # the maximum of every request, not of the sample
+    p50 = r.stats_ms("total")["p50"]
+    assert p50 is not None and abs(p50 - 504.5) < 16  # the sample spans the whole run evenly
+    assert r.to_json()["sampled_every"] == 16

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from netkit.core.escape import safe_text
 from netkit.core.iperf3_server import Iperf3ServeSummary
 from netkit.core.targets import format_host_port
-from netkit.core.units import format_bitrate, format_bytes, format_count, format_duration
+from netkit.core.units import format_bitrate, format_bytes, format_count
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -88,8 +88,7 @@ def print_event(out: Output, event: Mapping[str, Any], state: EventState) -> Non
 
 
 def summary_rows(s: Iperf3ServeSummary, events_dropped: int | None = None) -> list[tuple[str, str]]:
-    def counts(d: dict[str, int]) -> str:
-        return ", ".join(f"{safe_text(k)} {format_count(v)}" for k, v in d.items() if v) or "none"
+    from netkit.render.server_summary import closing_rows, counts_text
 
     rows = [
         ("address", format_host_port(s.host, s.port)),
@@ -100,14 +99,10 @@ def summary_rows(s: Iperf3ServeSummary, events_dropped: int | None = None) -> li
         ("peak concurrent", format_count(s.peak_concurrent)),
         ("bytes received", format_bytes(s.bytes_received)),
         ("bytes sent", format_bytes(s.bytes_sent)),
-        ("refused by", counts(s.refused_by)),
-        ("limits hit", counts(s.limits_hit)),
-        ("elapsed", format_duration(s.elapsed_ms / 1000)),
-        ("stopped by", s.stopped_by or "-"),
+        ("refused by", counts_text(s.refused_by)),
+        ("limits hit", counts_text(s.limits_hit)),
     ]
-    if events_dropped:
-        rows.append(("events dropped", format_count(events_dropped)))
-    return rows
+    return rows + closing_rows(s.elapsed_ms, s.stopped_by, events_dropped)
 
 
 def print_summary(out: Output, s: Iperf3ServeSummary, title: str, events_dropped: int | None = None) -> None:

@@ -116,8 +116,7 @@ def print_event(out: Output, event: Mapping[str, Any]) -> None:
 
 
 def summary_rows(s: NqServeSummary, events_dropped: int | None = None) -> list[tuple[str, str]]:
-    def counts(d: Mapping[str, int]) -> str:
-        return ", ".join(f"{safe_text(k)} {format_count(v)}" for k, v in d.items() if v) or "none"
+    from netkit.render.server_summary import closing_rows, counts_text
 
     rows = [
         ("address", format_host_port(s.host, s.port)),
@@ -125,18 +124,14 @@ def summary_rows(s: NqServeSummary, events_dropped: int | None = None) -> list[t
         ("tls", "yes" if s.tls else "no"),
         ("connections", format_count(s.connections)),
         ("peak concurrent", format_count(s.peak_concurrent)),
-        ("protocols", counts(s.protocols)),
-        ("requests", counts(s.requests)),
+        ("protocols", counts_text(s.protocols)),
+        ("requests", counts_text(s.requests)),
         ("bytes in", format_bytes(s.bytes_in)),
         ("bytes out", format_bytes(s.bytes_out)),
         ("errors", format_count(s.errors)),
-        ("limits hit", counts(s.limits_hit)),
-        ("elapsed", format_duration(s.elapsed_ms / 1000)),
-        ("stopped by", s.stopped_by or "-"),
+        ("limits hit", counts_text(s.limits_hit)),
     ]
-    if events_dropped:
-        rows.append(("events dropped", format_count(events_dropped)))
-    return rows
+    return rows + closing_rows(s.elapsed_ms, s.stopped_by, events_dropped)
 
 
 def print_summary(out: Output, s: NqServeSummary, title: str, events_dropped: int | None = None) -> None:

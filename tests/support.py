@@ -331,11 +331,12 @@ def tcp_peer(handler: Callable[[socket.socket], None]) -> Iterator[int]:
 
 
 @contextmanager
-def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
-    """A loopback UDP peer that replies ``answer(datagram)`` (None: stay silent)."""
+def udp_server(handle: Callable[[socket.socket, bytes, tuple[str, int]], None],
+               poll_s: float = 0.2) -> Iterator[int]:
+    """A loopback UDP server calling ``handle(sock, datagram, addr)`` for each datagram; its port."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
+    s.settimeout(poll_s)
     stop = threading.Event()
 
     def serve() -> None:
@@ -344,12 +345,7 @@ def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
                 data, addr = s.recvfrom(65535)
             except (TimeoutError, OSError):
                 continue
-            reply = answer(data)
-            if reply is not None:
-                try:
-                    s.sendto(reply, addr)
-                except OSError:
-                    pass
+            handle(s, data, addr)
 
     th = threading.Thread(target=serve, daemon=True)
     th.start()
@@ -359,6 +355,22 @@ def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
         stop.set()
         th.join(5)
         s.close()
+
+
+@contextmanager
+def udp_peer(answer: Callable[[bytes], bytes | None]) -> Iterator[int]:
+    """A loopback UDP peer that replies ``answer(datagram)`` (None: stay silent)."""
+
+    def reply(sock: socket.socket, data: bytes, addr: tuple[str, int]) -> None:
+        out = answer(data)
+        if out is not None:
+            try:
+                sock.sendto(out, addr)
+            except OSError:
+                pass
+
+    with udp_server(reply) as port:
+        yield port
 
 
 @dataclass

@@ -6,41 +6,12 @@ counted outcome within the timeout: never a hang, a traceback or bytes acted on 
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import dns.message
 import dns_peers
 import pytest
 import support
-
-
-@contextmanager
-def udp_server(handle: Callable[[socket.socket, bytes, tuple[str, int]], None]) -> Iterator[int]:
-    """A loopback UDP server calling ``handle(sock, query, addr)`` for each datagram."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = s.recvfrom(65535)
-            except OSError:
-                continue
-            handle(s, data, addr)
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    try:
-        yield s.getsockname()[1]
-    finally:
-        stop.set()
-        th.join(5)
-        s.close()
 
 
 def run(port: int, *args: str, timeout: str = "400ms") -> support.CliResult:
@@ -55,7 +26,7 @@ def test_wrong_id_is_ignored_and_counted_then_the_answer_taken() -> None:
         s.sendto(r.to_wire(), addr)
         s.sendto(dns_peers.answer_for(q).to_wire(), addr)
 
-    with udp_server(handle) as port:
+    with support.udp_server(handle) as port:
         res = run(port, "x.test", "-c", "2")
     doc = res.json()
     assert res.exit_code == 0, res.stderr
@@ -72,7 +43,7 @@ def test_reply_from_another_port_or_address_is_not_accepted(source: str) -> None
         other.sendto(dns_peers.answer_for(q).to_wire(), addr)  # a spoof: right id, wrong source
 
     try:
-        with udp_server(handle) as port:
+        with support.udp_server(handle) as port:
             start = time.monotonic()
             res = run(port, "x.test")
             took = time.monotonic() - start
@@ -89,7 +60,7 @@ def test_compression_pointer_loop_is_a_counted_malformed_reply() -> None:
     def handle(s: socket.socket, q: bytes, addr: tuple[str, int]) -> None:
         s.sendto(dns_peers.pointer_loop(q), addr)
 
-    with udp_server(handle) as port:
+    with support.udp_server(handle) as port:
         res = run(port, "x.test")
     assert res.exit_code == 1 and "Traceback" not in res.stderr
     assert res.json()["ignored"]["malformed"] == 1
@@ -157,7 +128,7 @@ def test_answer_data_is_shown_escaped_never_as_markup() -> None:
     def handle(s: socket.socket, q: bytes, addr: tuple[str, int]) -> None:
         s.sendto(dns_peers.answer_for(q, txt=txt).to_wire(), addr)
 
-    with udp_server(handle) as port:
+    with support.udp_server(handle) as port:
         res = support.invoke(["measure", "dns", "-s", f"127.0.0.1:{port}", "-t", "TXT", "x.test"])
     assert res.exit_code == 0, res.stderr
     assert "[bold red]boom[/]" in res.stdout and "\x1b" not in res.stdout

@@ -22,7 +22,7 @@ from netkit.core.escape import safe_text
 from netkit.core.latency_histogram import LatencyMs
 from netkit.core.units import format_count, format_ms, format_rate
 from netkit.render.live import IntervalProgress
-from netkit.render.tables import Col, cell, fitted_table
+from netkit.render.tables import Col, cell, fitted_table, verdict_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -145,10 +145,7 @@ def connections_summary_table(result: ConnectionsResult, *, width: int | None = 
                           style="dim"))
     th = result.thresholds
     if th.given:
-        parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}",
-                          style="green" if th.passed else "red bold"))
-        for f in th.failed:
-            parts.append(cell(f"  {f}", style="red"))
+        parts.extend(verdict_lines(th.passed, th.failed))
     return Group(*parts)
 
 

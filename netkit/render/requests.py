@@ -21,7 +21,7 @@ from netkit.core.pacing import fell_behind
 from netkit.core.requests_result import RequestsInterval, RequestsResult
 from netkit.core.units import format_bitrate, format_count, format_ms, format_rate, three_digits
 from netkit.render.live import IntervalProgress
-from netkit.render.tables import Col, cell, fitted_table
+from netkit.render.tables import Col, cell, fitted_table, verdict_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -162,10 +162,7 @@ def requests_summary_table(result: RequestsResult, *, width: int | None = None) 
         parts.append(Text(hint, style="yellow"))
     th = result.thresholds
     if th.given:  # without a threshold the exit status and the one stderr line say it
-        parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}",
-                          style="green" if th.passed else "red bold"))
-        for f in th.failed:
-            parts.append(cell(f"  {f}", style="red"))
+        parts.extend(verdict_lines(th.passed, th.failed))
     return Group(*parts)
 
 

@@ -19,7 +19,7 @@ from netkit.core.responsiveness_algo import METRICS
 from netkit.core.responsiveness_result import DirectionResult, ResponsivenessInterval, ResponsivenessResult
 from netkit.core.units import format_bitrate, format_count, format_ms
 from netkit.render.live import IntervalProgress
-from netkit.render.tables import Col, cell, fitted_table
+from netkit.render.tables import Col, cell, fitted_table, verdict_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -122,10 +122,7 @@ def responsiveness_summary_table(result: ResponsivenessResult, *, width: int | N
         parts.append(Text.assemble(("note: ", "bold"), cell(result.error, style="yellow")))
     th = result.thresholds
     if th.given:
-        parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}",
-                          style="green" if th.passed else "red bold"))
-        for f in th.failed:
-            parts.append(cell(f"  {f}", style="red"))
+        parts.extend(verdict_lines(th.passed, th.failed))
     return Group(*parts)
 
 

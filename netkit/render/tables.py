@@ -26,6 +26,15 @@ def cell(value: Any, *, style: str = "") -> Text:
     return Text(safe_text(str(value)), style=style)
 
 
+
+def verdict_lines(passed: bool, failed: Sequence[str]) -> list[Text]:
+    """``thresholds: PASS`` (or FAIL) and a line for each failed check, as the meters print them."""
+    from rich.text import Text
+
+    lines = [Text(f"thresholds: {'PASS' if passed else 'FAIL'}", style="green" if passed else "red bold")]
+    lines += [cell(f"  {f}", style="red") for f in failed]
+    return lines
+
 def make_table(columns: Sequence[str | tuple[str, str]], *, title: str | None = None,
                compact: bool = False) -> Table:
     """A table with the house style. A column given as (name, "right") is right-justified.

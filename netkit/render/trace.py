@@ -339,7 +339,7 @@ def report_view(result: TraceResult, width: int | None) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
-    from netkit.render.tables import cell
+    from netkit.render.tables import verdict_lines
 
     parts: list[RenderableType] = []
     keep = shared_columns(result.targets, width)
@@ -354,9 +354,7 @@ def report_view(result: TraceResult, width: int | None) -> RenderableType:
     th = result.thresholds
     if th.max_loss_pct is not None or th.max_rtt_ms is not None:
         parts.append(Text(""))
-        parts.append(Text(f"thresholds: {'PASS' if th.passed else 'FAIL'}",
-                          style="green" if th.passed else "red bold"))
-        parts.extend(cell(f"  {f}", style="red") for f in th.failed)
+        parts.extend(verdict_lines(th.passed, th.failed))
     return Group(*parts)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.nginx_nq import NginxUnavailable, _listening, free_port, nginx_binary
+from tests.nginx_nq import NginxUnavailable, _listening, free_port, main_context, nginx_binary
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 SLOW_S = 0.2
@@ -49,18 +49,8 @@ class NginxHttp:
 
 
 def _config(root: Path, port_http: int, port_https: int) -> str:
-    temp = "\n  ".join(f"{k}_temp_path {root}/tmp_{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""load_module {ECHO_MODULE};
-daemon off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  {temp}
-  sendfile on;
-  keepalive_requests 100000;
+{main_context(root)}
   default_type application/octet-stream;
   server {{
     listen 127.0.0.1:{port_http};

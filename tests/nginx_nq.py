@@ -68,11 +68,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _config(root: Path, host: str, port: int, tls: bool) -> str:
-    listen_host = f"[{host}]" if ":" in host else host
-    listen = f"listen {listen_host}:{port}" + (" ssl http2" if tls else "") + ";"
-    ssl = (f"ssl_certificate {root}/cert.pem; ssl_certificate_key {root}/key.pem;\n"
-           "    ssl_protocols TLSv1.2 TLSv1.3;\n") if tls else ""
+def main_context(root: Path) -> str:
+    """The head every test nginx shares: in the foreground, one worker, everything under ``root``,
+    and the opening of the ``http`` block (the caller adds its servers and closes it)."""
     temp = "\n  ".join(f"{k}_temp_path {root}/tmp_{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""daemon off;
 worker_processes 1;
@@ -83,7 +81,15 @@ http {{
   access_log off;
   {temp}
   sendfile on;
-  keepalive_requests 100000;
+  keepalive_requests 100000;"""
+
+
+def _config(root: Path, host: str, port: int, tls: bool) -> str:
+    listen_host = f"[{host}]" if ":" in host else host
+    listen = f"listen {listen_host}:{port}" + (" ssl http2" if tls else "") + ";"
+    ssl = (f"ssl_certificate {root}/cert.pem; ssl_certificate_key {root}/key.pem;\n"
+           "    ssl_protocols TLSv1.2 TLSv1.3;\n") if tls else ""
+    return f"""{main_context(root)}
   http2_chunk_size 1m;  # nginx's default 8k frames cost a Python h2 client a parse each
   output_buffers 2 1m;  # over TLS (no sendfile) the file is read, and framed, in these
   lingering_time 600s;

@@ -9,7 +9,7 @@ import click
 
 from netkit.cli import guard_options, params
 from netkit.cli.context import get_output, output_options
-from netkit.core.exitcodes import ExitCode
+from netkit.cli.serving import finish_serving, start_serving
 
 if TYPE_CHECKING:  # pragma: no cover
     from netkit.core.serve_models import ServerEventSink, TcpServeSummary, UdpServeSummary
@@ -27,26 +27,16 @@ def serve() -> None:
 
 
 def _serving(out: Output) -> tuple[ServerStdout, ServerEventSink]:
-    """Stdout for a running server (events never block serving) and the guarded event sink."""
-    from netkit.io.stdout_queue import ServerStdout
+    """serve tcp/udp: stdout for a running server and the guarded event sink."""
     from netkit.render.serve import print_event
 
-    serving = ServerStdout(out.stdout, out.stderr)
-    out.stdout = serving.stream
-    # An error ends the command before _finish: still give queued events their short chance.
-    click.get_current_context().call_on_close(lambda: serving.close(idle_s=0.2, max_s=1.0, final=False))
-    return serving, serving.guarded(lambda event: print_event(out, event))
+    return start_serving(out, lambda event: print_event(out, event))
 
 
 def _finish(out: Output, serving: ServerStdout, summary: TcpServeSummary | UdpServeSummary, title: str) -> int:
-    """The summary, unless the reader went away mid-run (then the quiet exit 141)."""
     from netkit.render.serve import print_summary
 
-    serving.check()
-    serving.summary_next()
-    print_summary(out, summary, title, serving.dropped)
-    serving.close()
-    return ExitCode.OK
+    return finish_serving(serving, lambda dropped: print_summary(out, summary, title, dropped))
 
 
 @serve.command("tcp", short_help="Serve TCP: echo, discard, source or reply; TLS optional.")
@@ -192,7 +182,6 @@ def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, 
     """
     from netkit.core.iperf3_server import Iperf3ServerConfig
     from netkit.io.servers.iperf3_server import serve_iperf3_sync
-    from netkit.io.stdout_queue import ServerStdout
     from netkit.render.iperf3_serve import EventState, print_event, print_summary
     from netkit.render.serve import print_ready
 
@@ -205,18 +194,11 @@ def serve_iperf3_cmd(host: str, port: int, max_tests: int, max_duration: float, 
         host=host, port=port, max_tests=max_tests, max_duration_s=max_duration or None, max_streams=max_streams,
         max_rate_bps=max_rate or None, idle_timeout_s=idle_timeout, once=once, allow=tuple(allow), deny=tuple(deny),
     )
-    serving = ServerStdout(out.stdout, out.stderr)
-    out.stdout = serving.stream
-    click.get_current_context().call_on_close(lambda: serving.close(idle_s=0.2, max_s=1.0, final=False))
     rows = EventState()
-    sink = serving.guarded(lambda event: print_event(out, event, rows))
+    serving, sink = start_serving(out, lambda event: print_event(out, event, rows))
     summary = serve_iperf3_sync(config, on_event=sink, on_ready=lambda srv: print_ready(out, srv.address),
                                 on_debug=out.debug, on_stop=serving.bind)
-    serving.check()
-    serving.summary_next()
-    print_summary(out, summary, "netkit serve iperf3", serving.dropped)
-    serving.close()
-    return ExitCode.OK
+    return finish_serving(serving, lambda dropped: print_summary(out, summary, "netkit serve iperf3", dropped))
 
 
 def _register_responsiveness() -> None:

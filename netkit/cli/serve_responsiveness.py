@@ -7,7 +7,7 @@ import click
 from netkit.cli import params
 from netkit.cli.context import get_output, output_options
 from netkit.cli.guard_options import check_cidr_options, warn_if_exposed
-from netkit.core.exitcodes import ExitCode
+from netkit.cli.serving import finish_serving, start_serving
 
 
 @click.command("responsiveness", short_help="Serve the responsiveness (RPM) test: HTTP/2 and HTTP/1.1.")
@@ -61,7 +61,6 @@ def serve_responsiveness_cmd(host: str, port: int, no_tls: bool, cert: str | Non
     """
     from netkit.core.nq_server import NqServerConfig, is_host_text
     from netkit.io.servers.responsiveness_server import ResponsivenessServer, serve_responsiveness_sync
-    from netkit.io.stdout_queue import ServerStdout
     from netkit.render.responsiveness_serve import print_event, print_start, print_summary
     from netkit.render.serve import print_ready, print_tls_certificate
 
@@ -85,10 +84,7 @@ def serve_responsiveness_cmd(host: str, port: int, no_tls: bool, cert: str | Non
         max_streams=max_streams, max_upload=max_upload or None, max_duration_s=max_duration or None,
         idle_timeout_s=idle_timeout or None, max_header_bytes=max_header, allow=tuple(allow), deny=tuple(deny),
     )
-    serving = ServerStdout(out.stdout, out.stderr)
-    out.stdout = serving.stream
-    click.get_current_context().call_on_close(lambda: serving.close(idle_s=0.2, max_s=1.0, final=False))
-    sink = serving.guarded(lambda event: print_event(out, event))
+    serving, sink = start_serving(out, lambda event: print_event(out, event))
     cafile: list[str | None] = [cert]
 
     def on_tls(ephemeral: bool, fp: str, path: str | None) -> None:
@@ -102,8 +98,5 @@ def serve_responsiveness_cmd(host: str, port: int, no_tls: bool, cert: str | Non
 
     summary = serve_responsiveness_sync(config, on_event=sink, on_ready=on_ready, on_tls=on_tls,
                                         on_debug=out.debug, on_stop=serving.bind)
-    serving.check()
-    serving.summary_next()
-    print_summary(out, summary, "netkit serve responsiveness", serving.dropped)
-    serving.close()
-    return ExitCode.OK
+    return finish_serving(serving, lambda dropped: print_summary(out, summary, "netkit serve responsiveness",
+                                                                 dropped))

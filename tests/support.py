@@ -241,6 +241,8 @@ class CliResult:
     exit_code: int
     stdout: str
     stderr: str
+    # The child's own peak resident set in KiB, when the runner measured it (run_netkit_measured).
+    peak_rss_kib: int | None = None
 
     def json(self) -> Any:
         return json.loads(self.stdout)
@@ -258,6 +260,34 @@ def run_netkit(args: Sequence[str], input: str | bytes | None = None, timeout: f
         stdin=None if data is not None else subprocess.DEVNULL,
     )
     return CliResult(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+def run_netkit_measured(args: Sequence[str], timeout: float = 60.0) -> CliResult:
+    """Run netkit as a real subprocess and also report that child's own peak resident memory.
+
+    getrusage(RUSAGE_CHILDREN) would be the largest of every child this test process ever reaped, so the
+    child is reaped here with wait4, which returns its own usage."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(netkit_cmd(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=clean_env())
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            time.sleep(0.01)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return CliResult(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                         peak_rss_kib=usage.ru_maxrss)
 
 
 def invoke(args: Sequence[str], input: str | bytes | None = None, env: dict[str, str] | None = None) -> CliResult:

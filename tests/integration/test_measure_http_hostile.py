@@ -3,13 +3,12 @@ never a hang or a traceback; and the CLI's exit codes."""
 
 from __future__ import annotations
 
-import resource
 import socket
 import time
 
 import pytest
 
-from tests.support import free_tcp_port, run_netkit, tcp_peer
+from tests.support import free_tcp_port, run_netkit, run_netkit_measured, tcp_peer
 
 
 def _read_request(c: socket.socket) -> None:
@@ -53,8 +52,8 @@ def _stall_after_status(c: socket.socket) -> None:
 def test_hostile_server_is_a_clear_error(handler, kind: str, words: str) -> None:  # type: ignore[no-untyped-def]
     with tcp_peer(handler) as port:
         t0 = time.monotonic()
-        r = run_netkit(["measure", "http", f"http://127.0.0.1:{port}/", "-n", "1", "--timeout", "1s",
-                        "--format", "jsonl"], timeout=20)
+        r = run_netkit_measured(["measure", "http", f"http://127.0.0.1:{port}/", "-n", "1", "--timeout", "1s",
+                                 "--format", "jsonl"], timeout=20)
         took = time.monotonic() - t0
     assert "Traceback" not in r.stderr
     assert r.exit_code == 1
@@ -62,7 +61,7 @@ def test_hostile_server_is_a_clear_error(handler, kind: str, words: str) -> None
     assert req["ok"] is False and req["error_kind"] == kind and words in req["error"], req
     assert took < 6
     # The child's peak resident memory: the body is counted, not kept; the head is capped.
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 200 * 1024
+    assert r.peak_rss_kib is not None and r.peak_rss_kib < 200 * 1024, r.peak_rss_kib
 
 
 def test_exit_codes() -> None:

@@ -88,16 +88,26 @@ class Poller(Protocol):
     def remove_writer(self, fd: Any) -> Any: ...
 
 
-def send_datagram(sock: socket.socket, data: bytes | bytearray, where: tuple[str, int]) -> None:
-    """``sendto`` that does not mistake an earlier probe's pending error for this one's."""
-    for _ in range(4):
+#: How many pending errors one send clears before it gives up: each failed attempt takes one error off
+#: the socket, and a burst of probes can meet as many errors as routers answered in the meantime.
+PENDING_RETRIES = 32
+
+
+def send_datagram(sock: socket.socket, data: bytes | bytearray, where: tuple[str, int],
+                  send: Callable[[], None] | None = None) -> None:
+    """``sendto`` (or ``send``) that does not mistake an earlier probe's pending error for this one's."""
+    def plain() -> None:
+        sock.sendto(data, where)
+
+    attempt = send if send is not None else plain
+    for _ in range(PENDING_RETRIES):
         try:
-            sock.sendto(data, where)
+            attempt()
             return
         except OSError as exc:
             if exc.errno not in PENDING_ERRORS:
                 raise
-    sock.sendto(data, where)
+    attempt()
 
 
 def _bare(address: str) -> str:
@@ -189,14 +199,21 @@ class TraceProber:
 
     def _send(self, sock: socket.socket, data: bytes | bytearray, where: tuple[str, int], seq: int) -> None:
         """Send probe ``seq``, its transmit stamp asked for when stamps are on."""
-        if self.book is None:
+        book = self.book
+        if book is None:
             send_datagram(sock, data, where)
             return
-        try:
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # an earlier probe's pending error
-        except OSError:
-            pass
-        timestamps.send_stamped(sock, data, where, seq, self.book)
+
+        def stamped() -> None:
+            # Clear an earlier probe's pending error first: a failed send costs a book on the kernel's
+            # counter its pairing.
+            try:
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except OSError:
+                pass
+            timestamps.send_stamped(sock, data, where, seq, book)
+
+        send_datagram(sock, data, where, stamped)
 
     def take_tx(self, seq: int) -> int | None:
         """The kernel transmit stamp of probe ``seq`` (once), None when there is none."""

@@ -176,7 +176,7 @@ def _method(key: str, value: Any) -> MonitorMethod:
     return MonitorMethod(value)
 
 
-def _labels(key: str, value: Any) -> dict[str, str]:
+def parse_labels(key: str, value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise _err(key, "expected a table of name = \"value\"")
     out: dict[str, str] = {}
@@ -329,7 +329,7 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
     for name in SETTINGS:
         if name in cli.overrides and cli.overrides[name] is not None:
             cli_layer.values[name] = (cli.overrides[name], CLI_NAMES.get(name, f"--{name}"))
-    common_labels = _labels("labels", doc["labels"]) if "labels" in doc else {}
+    common_labels = parse_labels("labels", doc["labels"]) if "labels" in doc else {}
 
     targets: list[MonitorTarget] = []
     for text in cli.targets:
@@ -382,7 +382,7 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
             raise _err(f"{where}.name", "expected a non-empty string")
         labels = dict(common_labels)
         if "labels" in entry:
-            labels.update(_labels(f"{where}.labels", entry["labels"]))
+            labels.update(parse_labels(f"{where}.labels", entry["labels"]))
         targets.append(_make_target(where, name, host, port, labels, [own, cli_layer, top], http, entry))
 
     if not targets:

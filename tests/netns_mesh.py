@@ -162,15 +162,62 @@ class MeshLab:
                 proc.wait(timeout=10)
 
 
-def mesh_toml(lab: MeshLab, *, key_file: str, interval: str = "1s", timeout: str = "500ms", packets: int = 5,
-              packet_interval: str = "50ms", name: str = "lab") -> str:
-    """One mesh file for every host of ``lab`` (netkit.core.mesh_config's format)."""
+def mesh_toml(hosts: Sequence[tuple[str, str]], *, key_file: str, interval: str = "1s", timeout: str = "500ms",
+              packets: int = 5, packet_interval: str = "50ms", name: str = "lab") -> str:
+    """One mesh file (netkit.core.mesh_config's format) for ``hosts``, (name, address) pairs."""
     lines = [f'name = "{name}"', f'interval = "{interval}"', f'timeout = "{timeout}"',
              f"metrics_port = {METRICS_PORT}", f"reflector_port = {REFLECTOR_PORT}", f'key_file = "{key_file}"', ""]
-    for host in lab.hosts:
-        lines += ["[[hosts]]", f'name = "{host}"', f'address = "{lab.address(host)}"', ""]
+    for host, address in hosts:
+        lines += ["[[hosts]]", f'name = "{host}"', f'address = "{address}"', ""]
     lines += ["[[probes]]", 'method = "udp"', f"packets = {packets}", f'packet_interval = "{packet_interval}"', ""]
     return "\n".join(lines)
+
+
+@dataclass
+class PeerPair:
+    """One monitor's namespace (h1 at 198.18.0.1) and one namespace holding every peer's address
+    (h2.. at 198.18.0.2..) on a veth pair: a large mesh as one monitor sees it, with one reflector
+    bound to 0.0.0.0 answering for all the peers."""
+
+    monitor_ns: str
+    peers_ns: str
+    hosts: list[tuple[str, str]]  # (name, address), h1 first
+
+    def start(self, ns: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env)
+
+
+@contextlib.contextmanager
+def peer_pair(peers: int) -> Iterator[PeerPair]:
+    """Build a :class:`PeerPair` with ``peers`` peer addresses (1..200); torn down on exit."""
+    reason = lab_unavailable_reason()
+    if reason:
+        raise LabUnavailable(reason)
+    if not 1 <= peers <= 200:
+        raise ValueError("peers must be 1..200")
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    pair = PeerPair(f"nkm-mon-{tag}", f"nkm-peers-{tag}",
+                    [(f"h{k}", f"198.18.0.{k}") for k in range(1, peers + 2)])
+    created: list[str] = []
+    try:
+        for ns in (pair.monitor_ns, pair.peers_ns):
+            _sh(["ip", "netns", "add", ns])
+            created.append(ns)
+        _sh(["ip", "link", "add", "eth0", "netns", pair.monitor_ns, "type", "veth", "peer", "name", "eth0",
+             "netns", pair.peers_ns])
+        _sh(["ip", "-n", pair.monitor_ns, "-batch", "-"],
+            input="link set lo up\nlink set eth0 up\naddress add 198.18.0.1/24 dev eth0\n")
+        _sh(["ip", "-n", pair.peers_ns, "-batch", "-"], input="link set lo up\nlink set eth0 up\n" + "".join(
+            f"address add {address}/24 dev eth0\n" for _name, address in pair.hosts[1:]))
+        yield pair
+    finally:
+        for ns in created:
+            _kill_inside(ns)
+        for ns in created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 @contextlib.contextmanager

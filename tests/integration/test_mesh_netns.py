@@ -142,7 +142,8 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
         key.write_text(secrets.token_hex(32) + "\n")
         os.chmod(key, 0o600)
         mesh_file = tmp_path / "mesh.toml"
-        mesh_file.write_text(mesh_toml(lab, key_file=str(key), name=MESH, interval="1s", timeout="500ms",
+        hosts = [(h, lab.address(h)) for h in lab.hosts]
+        mesh_file.write_text(mesh_toml(hosts, key_file=str(key), name=MESH, interval="1s", timeout="500ms",
                                        packets=5, packet_interval="50ms"))
         env = support.clean_env()
         reflectors = {h: lab.start(lab.host_ns[h], netkit_argv(

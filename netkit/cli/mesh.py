@@ -55,6 +55,7 @@ def read_mesh_file(path: str) -> str:
               help="Alert when a pair's mean RTT is above this many times its 1-day mean...")
 @click.option("--rtt-floor", type=Duration(min=0.0, max=60.0), default=0.005, show_default="5ms",
               help="...and above this (microsecond paths double on any hiccup).")
+@output_options
 def prometheus(mesh_file: str, rules: bool, write_dir: str | None, scrape_interval: float | None, max_loss: float,
                window: float, rtt_factor: float, rtt_floor: float) -> None:
     """Print Prometheus' scrape config for every monitor of MESH.toml.

@@ -21,6 +21,7 @@ from typing import Any
 
 from netkit.core.errors import CheckFailed, InputError, NetkitError
 from netkit.core.exitcodes import ExitCode
+from netkit.core.units import format_percent
 
 #: The figures of one pair and the counter each is read from.
 COUNTERS = {
@@ -29,6 +30,8 @@ COUNTERS = {
     "rtt_sum": "netkit_rtt_seconds_sum",
     "rtt_count": "netkit_rtt_seconds_count",
 }
+#: The last round's outcome per pair (a gauge: read as it is now, not over the window).
+SUCCESS = "netkit_probe_success"
 PAIR_LABELS = ("mesh", "source", "target", "method")
 DEFAULT_METHOD = "udp"
 #: A Prometheus answer with more series than this is not a mesh one person runs (1000 hosts, one method).
@@ -58,6 +61,7 @@ class MeshPair:
     loss_pct: float | None  # lost / sent, in percent; None when nothing was sent
     rtt_mean_ms: float | None  # mean of the answered packets' round trips; None when none answered
     rtt_samples: float  # answered packets the mean is over
+    reachable: bool | None = None  # the last round got an answer; None when no round has ended
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,10 @@ def pair_queries(window: str, mesh: str | None, method: str) -> dict[str, str]:
     """
     sel = selector(mesh, method)
     by = f"sum by ({', '.join(PAIR_LABELS)})"
-    return {figure: f"{by} (increase({metric}{sel}[{window}]))" for figure, metric in COUNTERS.items()}
+    queries = {figure: f"{by} (increase({metric}{sel}[{window}]))" for figure, metric in COUNTERS.items()}
+    # A target that refuses (no reflector) gets no latency packets at all: only this tells.
+    queries["success"] = f"min by ({', '.join(PAIR_LABELS)}) ({SUCCESS}{sel})"
+    return queries
 
 
 # ----- Prometheus' answers ---------------------------------------------------------------------------
@@ -198,7 +205,8 @@ def figures_from_samples(samples: Iterable[tuple[str, Mapping[str, str], float]]
                          method: str) -> dict[str, dict[PairKey, float]]:
     """Per figure, the pairs' totals among scraped samples of one mesh and method."""
     wanted = {metric: figure for figure, metric in COUNTERS.items()}
-    found: dict[str, list[tuple[Mapping[str, str], float]]] = {figure: [] for figure in COUNTERS}
+    wanted[SUCCESS] = "success"
+    found: dict[str, list[tuple[Mapping[str, str], float]]] = {figure: [] for figure in wanted.values()}
     for name, labels, value in samples:
         figure = wanted.get(name)
         if figure is not None and labels.get("source") and labels.get("mesh") == mesh \
@@ -219,12 +227,14 @@ def assemble(figures: Mapping[str, Mapping[PairKey, float]], *, mesh: str, metho
         lost = min(max(figures.get("lost", {}).get(key, 0.0), 0.0), sent)
         rtt_sum = figures.get("rtt_sum", {}).get(key, 0.0)
         rtt_count = max(figures.get("rtt_count", {}).get(key, 0.0), 0.0)
+        success = figures.get("success", {}).get(key)
         pairs.append(MeshPair(
             mesh=key[0], source=key[1], target=key[2], method=key[3],
             sent=_tidy(sent), lost=_tidy(lost),
-            loss_pct=lost / sent * 100 if sent > 0 else None,
-            rtt_mean_ms=rtt_sum / rtt_count * 1000 if rtt_count > 0 else None,
+            loss_pct=round(lost / sent * 100, 6) if sent > 0 else None,
+            rtt_mean_ms=round(rtt_sum / rtt_count * 1000, 6) if rtt_count > 0 else None,
             rtt_samples=_tidy(rtt_count),
+            reachable=None if success is None else success > 0,
         ))
     hosts = sorted({p.source for p in pairs} | {p.target for p in pairs})
     return MeshMatrix(mesh=mesh, method=method, origin=origin, window_s=window_s, hosts=tuple(hosts),
@@ -234,19 +244,21 @@ def assemble(figures: Mapping[str, Mapping[PairKey, float]], *, mesh: str, metho
 def _tidy(count: float) -> float:
     """A count as a whole number when it is one (totals), else to a thousandth (increase() extrapolates)."""
     rounded = round(count, 3)
-    return float(int(rounded)) if rounded == int(rounded) else rounded
+    return int(rounded) if rounded == int(rounded) else rounded
 
 
 def worst_first(pairs: Sequence[MeshPair]) -> list[MeshPair]:
-    """Most loss first, then slowest; pairs without figures last, then by name."""
-    def rank(p: MeshPair) -> tuple[int, float, float, str, str]:
-        return (p.loss_pct is None, -(p.loss_pct or 0.0), -(p.rtt_mean_ms or 0.0), p.source, p.target)
+    """Unreachable first, then most loss, then slowest; pairs without figures last, then by name."""
+    def rank(p: MeshPair) -> tuple[bool, bool, float, float, str, str]:
+        return (p.reachable is not False, p.loss_pct is None, -(p.loss_pct or 0.0), -(p.rtt_mean_ms or 0.0),
+                p.source, p.target)
     return sorted(pairs, key=rank)
 
 
 def over_max_loss(matrix: MeshMatrix, max_loss_pct: float) -> list[MeshPair]:
-    """Pairs whose loss is above ``max_loss_pct`` (a pair that sent nothing is not one)."""
-    return [p for p in worst_first(matrix.pairs) if p.loss_pct is not None and p.loss_pct > max_loss_pct]
+    """Pairs whose loss is above ``max_loss_pct``, and those whose target does not answer at all."""
+    return [p for p in worst_first(matrix.pairs)
+            if p.reachable is False or (p.loss_pct is not None and p.loss_pct > max_loss_pct)]
 
 
 def check_max_loss(matrix: MeshMatrix, max_loss_pct: float | None) -> None:
@@ -255,9 +267,17 @@ def check_max_loss(matrix: MeshMatrix, max_loss_pct: float | None) -> None:
         return
     bad = over_max_loss(matrix, max_loss_pct)
     if bad:
-        named = ", ".join(f"{p.source}->{p.target} {p.loss_pct:.1f} %" for p in bad[:5])
+        named = ", ".join(f"{p.source}->{p.target} {pair_state(p)}" for p in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise CheckFailed(f"{len(bad)} pairs lose more than {max_loss_pct:g} %: {named}{more}")
+        raise CheckFailed(f"{len(bad)} of {len(matrix.pairs)} pairs lose more than {max_loss_pct:g} % "
+                          f"or are unreachable: {named}{more}")
+
+
+def pair_state(pair: MeshPair) -> str:
+    """``12.5 %`` loss, or ``unreachable`` when the last round got no answer and nothing was counted."""
+    if pair.reachable is False and not pair.sent:
+        return "unreachable"
+    return format_percent(pair.loss_pct)
 
 
 def pair_records(matrix: MeshMatrix) -> list[dict[str, Any]]:
@@ -265,9 +285,9 @@ def pair_records(matrix: MeshMatrix) -> list[dict[str, Any]]:
     return [{
         "mesh": p.mesh, "source": p.source, "target": p.target, "method": p.method,
         "window_s": matrix.window_s, "sent": p.sent, "lost": p.lost, "loss_pct": p.loss_pct,
-        "rtt_mean_ms": p.rtt_mean_ms, "rtt_samples": p.rtt_samples,
+        "rtt_mean_ms": p.rtt_mean_ms, "rtt_samples": p.rtt_samples, "reachable": p.reachable,
     } for p in matrix.pairs]
 
 
 RECORD_FIELDS = ("mesh", "source", "target", "method", "window_s", "sent", "lost", "loss_pct", "rtt_mean_ms",
-                 "rtt_samples")
+                 "rtt_samples", "reachable")

@@ -220,6 +220,13 @@ def alert_rules(mesh: MeshConfig, settings: RuleSettings = RuleSettings(), *,
                            f"its mean over the last {BASELINE} and above {_ms(settings.rtt_floor_s)}: "
                            "the floor keeps paths of microseconds (loopback, a LAN), whose RTT doubles on "
                            "any scheduling hiccup, from alerting."),
+        *_rule("alert", "NetkitMeshTargetDown",
+               f"min by ({', '.join(PAIR_LABELS)}) (netkit_probe_success{sel}) == 0",
+               for_=hold, severity="warning",
+               summary=f"{pair}: no answer",
+               description="The target did not answer the source's last rounds at all. A target that "
+                           "refuses (no reflector, a closed port) gets no latency packets, so this, not "
+                           "the loss alert, is what fires."),
         *_rule("alert", "NetkitMeshMonitorDown", f"up{{job={json.dumps(job_name(mesh))}}} == 0",
                for_=hold, severity="warning",
                summary="netkit monitor {{ $labels.instance }} of mesh " + mesh.name + " is not scraped",

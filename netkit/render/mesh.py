@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netkit.core.mesh_matrix import RECORD_FIELDS, MeshMatrix, MeshPair, pair_records, worst_first
+from netkit.core.mesh_matrix import RECORD_FIELDS, MeshMatrix, MeshPair, pair_records, pair_state, worst_first
 from netkit.core.units import format_count, format_duration, format_ms, format_percent
 from netkit.render.tables import Col, cell, fitted_table
 
@@ -43,6 +43,8 @@ def _pair_cell(pair: MeshPair | None) -> Text:
 
     if pair is None:
         return Text("-", style="dim")
+    if pair.reachable is False and not pair.sent:
+        return Text("down", style="red")
     text = Text(format_percent(pair.loss_pct), style=_loss_style(pair.loss_pct))
     text.append("\n" + format_ms(pair.rtt_mean_ms))
     return text
@@ -92,7 +94,9 @@ def pairs_table(matrix: MeshMatrix, width: int | None) -> Table:
     """One row per pair, worst first."""
     rows = []
     for p in worst_first(matrix.pairs):
-        rows.append([cell(p.source), cell(p.target), cell(format_percent(p.loss_pct), style=_loss_style(p.loss_pct)),
+        state = pair_state(p)
+        rows.append([cell(p.source), cell(p.target),
+                     cell(state, style="red" if state == "unreachable" else _loss_style(p.loss_pct)),
                      cell(format_count(p.lost)), cell(format_count(p.sent)), cell(format_ms(p.rtt_mean_ms))])
     return fitted_table(PAIR_COLS, rows, width=width)
 
@@ -106,7 +110,7 @@ def matrix_view(matrix: MeshMatrix, width: int | None) -> RenderableType:
         return Group(title, Text("no pairs measured yet", style="dim"))
     table, needed = matrix_table(matrix)
     if needed <= (width or PLAIN_WIDTH):
-        note = Text("rows: source (measuring), columns: target; each cell: loss, then mean RTT", style="dim")
+        note = Text("rows: source, columns: target; cell: loss (down: no answer), mean RTT", style="dim")
         return Group(title, note, table)
     note = Text(f"{len(matrix.hosts)} hosts: too wide for a matrix, one row per pair, worst first", style="dim")
     return Group(title, note, pairs_table(matrix, width))

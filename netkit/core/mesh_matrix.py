@@ -185,7 +185,8 @@ def choose_method(present: Iterable[tuple[str, str]], mesh: str | None, method: 
     methods = sorted({me for m, me in combos if m == chosen_mesh})
     if method is not None:
         if method not in methods:
-            raise InputError(f"--method {method}: mesh {chosen_mesh!r} has no such probe (it has: {', '.join(methods)})")
+            raise InputError(f"--method {method}: mesh {chosen_mesh!r} has no such probe "
+                             f"(it has: {', '.join(methods)})")
         return chosen_mesh, method
     if DEFAULT_METHOD in methods:
         return chosen_mesh, DEFAULT_METHOD

@@ -47,7 +47,7 @@ def http_get(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_bytes: int =
                                                    "User-Agent": "netkit-mesh"})
     shown = safe_text(url if shown is None else shown)
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return _read_capped(response, max_bytes, shown, timeout_s)
     except urllib.error.HTTPError as exc:
         if accept_error_body and exc.code in (400, 422, 503):

@@ -125,7 +125,7 @@ def parse_vector(body: bytes | str) -> list[tuple[dict[str, str], float]]:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise BadAnswer("Prometheus' answer is not JSON: is the URL Prometheus' (e.g. http://HOST:9090)?") from None
+        raise BadAnswer("the answer is not JSON: is this Prometheus (http://HOST:9090)?") from None
     if not isinstance(doc, dict):
         raise BadAnswer("Prometheus' answer is not a JSON object")
     if doc.get("status") != "success":

@@ -219,3 +219,14 @@ def test_matrix_exit_codes(fake_prometheus: Callable[..., str], tmp_path: Path) 
     wrong_method = support.invoke(["mesh", "matrix", "--prometheus", fake_prometheus(fake_answers(["a", "b"])),
                                    "--method", "icmp"])
     assert wrong_method.exit_code == 2 and "has no such probe (it has: udp)" in wrong_method.stderr
+
+
+def test_matrix_on_an_80_column_terminal(fake_prometheus: Callable[..., str]) -> None:
+    """On a terminal: 3 hosts as a matrix, 10 as a list of pairs; no line wider than the screen."""
+    for hosts, expected in ((["a", "b", "c"], "rows: source, columns: target"),
+                            ([f"host-{n:02d}" for n in range(10)], "10 hosts: too wide for a matrix")):
+        url = fake_prometheus(fake_answers(hosts, lossy=(hosts[1], hosts[0])))
+        code, screen, _ = support.netkit_on_a_terminal("mesh", "matrix", "--prometheus", url, columns=80)
+        assert code == 0, screen
+        lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "").splitlines()
+        assert expected in screen and max(len(line) for line in lines) <= 80, screen

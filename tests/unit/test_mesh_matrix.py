@@ -84,7 +84,7 @@ def test_max_loss_fails_on_loss_above_it_and_on_an_unreachable_pair() -> None:
 
 def test_parse_vector_reads_samples_and_refuses_other_answers() -> None:
     assert parse_vector(answer((pair("a", "b"), 1.5))) == [(pair("a", "b"), 1.5)]
-    with pytest.raises(BadAnswer, match="not JSON"):
+    with pytest.raises(BadAnswer, match="the answer is not JSON"):
         parse_vector(b"<html>")
     with pytest.raises(BadAnswer, match="refused the query: parse error"):
         parse_vector(json.dumps({"status": "error", "error": "parse error"}))

@@ -87,7 +87,10 @@ def instant_query(base_url: str, expr: str, *, timeout_s: float = DEFAULT_TIMEOU
     """One instant query through Prometheus' HTTP API (``/api/v1/query``): its samples."""
     url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     body = http_get(url, timeout_s=timeout_s, accept_error_body=True, shown=base_url)
-    return mesh_matrix.parse_vector(body)
+    try:
+        return mesh_matrix.parse_vector(body)
+    except mesh_matrix.BadAnswer as exc:
+        raise mesh_matrix.BadAnswer(f"{safe_text(base_url)}: {exc}") from None
 
 
 def query_matrix(base_url: str, *, window: str, window_s: float, mesh: str | None, method: str | None,

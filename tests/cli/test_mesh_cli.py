@@ -230,3 +230,37 @@ def test_matrix_on_an_80_column_terminal(fake_prometheus: Callable[..., str]) ->
         assert code == 0, screen
         lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "").splitlines()
         assert expected in screen and max(len(line) for line in lines) <= 80, screen
+
+
+def rtt_series(source: str, target: str, before_ms: float, after_ms: float) -> str:
+    """60 minutes at ``before_ms``, then 30 at ``after_ms``: 15 answers every 15 s."""
+    step_before, step_after = 15 * before_ms / 1000, 15 * after_ms / 1000
+    at_switch = 240 * step_before
+    return (series("netkit_rtt_seconds_count", source, target, "0+15x360")
+            + series("netkit_rtt_seconds_sum", source, target,
+                     f"0+{step_before:g}x240 {at_switch + step_after:g}+{step_after:g}x119"))
+
+
+def test_rtt_alert_needs_both_the_baseline_factor_and_the_floor(mesh_file: Path, tmp_path: Path) -> None:
+    """a->b goes from 1 ms to 10 ms: alert. b->a goes from 50 us to 500 us, ten times too, but stays
+    under the 5 ms floor: no alert."""
+    promtool = support.require_tool("promtool")
+    res = support.invoke(["mesh", "prometheus", str(mesh_file), "--rules"])
+    assert res.exit_code == 0, res.stderr
+    (tmp_path / "rules.yml").write_text(res.stdout)
+    summary = "a to b (udp, mesh lab): mean RTT 10ms over 5m, above 2x its 1d mean"
+    description = ("The mean round-trip time over 5m is above 2 times its mean over the last 1d and above 5 ms: "
+                   "the floor keeps paths of microseconds (loopback, a LAN), whose RTT doubles on any scheduling "
+                   "hiccup, from alerting.")
+    (tmp_path / "test.yml").write_text(
+        "rule_files: [rules.yml]\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n"
+        + rtt_series("a", "b", 1.0, 10.0) + rtt_series("b", "a", 0.05, 0.5)
+        + "    alert_rule_test:\n"
+        + "      - eval_time: 55m\n        alertname: NetkitMeshRttAboveBaseline\n        exp_alerts: []\n"
+        + "      - eval_time: 90m\n        alertname: NetkitMeshRttAboveBaseline\n        exp_alerts:\n"
+        + "          - exp_labels: {severity: warning, mesh: lab, source: a, target: b, method: udp}\n"
+        + f"            exp_annotations:\n              summary: {json.dumps(summary)}\n"
+        + f"              description: {json.dumps(description)}\n")
+    check = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr

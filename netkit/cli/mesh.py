@@ -47,15 +47,14 @@ def read_mesh_file(path: str) -> str:
               help="Write prometheus.yml and the rules file into DIR (made if missing) instead of printing.")
 @click.option("--scrape-interval", type=Duration(min=0.001, max=300.0), default=None,
               help="How often Prometheus scrapes each monitor [default: the fastest probe's interval, at least 5s].")
-@click.option("--max-loss", type=Number(min=0.0, max=99.999), default=5.0, show_default=True, metavar="PCT",
+@click.option("--max-loss", type=Number(min=0.0, max=99.999), default="5", show_default=True, metavar="PCT",
               help="Alert when a pair loses more than PCT percent over --window.")
-@click.option("--window", type=Duration(min=1.0, max=86400.0), default=300.0, show_default="5m",
+@click.option("--window", type=Duration(min=1.0, max=86400.0), default="5m", show_default=True,
               help="The window loss and mean RTT are computed over.")
-@click.option("--rtt-factor", type=Number(min=1.0, min_open=True, max=1000.0), default=2.0, show_default=True,
+@click.option("--rtt-factor", type=Number(min=1.0, min_open=True, max=1000.0), default="2", show_default=True,
               help="Alert when a pair's mean RTT is above this many times its 1-day mean...")
-@click.option("--rtt-floor", type=Duration(min=0.0, max=60.0), default=0.005, show_default="5ms",
+@click.option("--rtt-floor", type=Duration(min=0.0, max=60.0), default="5ms", show_default=True,
               help="...and above this (microsecond paths double on any hiccup).")
-@output_options
 def prometheus(mesh_file: str, rules: bool, write_dir: str | None, scrape_interval: float | None, max_loss: float,
                window: float, rtt_factor: float, rtt_floor: float) -> None:
     """Print Prometheus' scrape config for every monitor of MESH.toml.
@@ -64,6 +63,7 @@ def prometheus(mesh_file: str, rules: bool, write_dir: str | None, scrape_interv
     ADDRESS:metrics_port, labelled with the host's labels from the mesh file.
     The monitors export source, target, method and mesh on every series
     themselves. The config names the rules file, netkit-mesh-rules.yml.
+    The output is YAML whatever --format says.
 
     With --rules, print that file: per-pair recording rules (loss ratio and
     mean RTT over --window) and alerts: loss over --max-loss, mean RTT above
@@ -117,11 +117,11 @@ def prometheus(mesh_file: str, rules: bool, write_dir: str | None, scrape_interv
               help="The mesh to show, when Prometheus holds several.")
 @click.option("--method", default=None, metavar="METHOD",
               help="The probe to show (udp, icmp, tcp-connect, ...) [default: udp, or the only one].")
-@click.option("--window", type=Duration(min=1.0, max=31 * 86400.0), default=300.0, show_default="5m",
+@click.option("--window", type=Duration(min=1.0, max=31 * 86400.0), default="5m", show_default=True,
               help="With --prometheus: the window loss and RTT are over.")
 @click.option("--max-loss", type=Number(min=0.0, max=100.0), default=None, metavar="PCT",
               help="Exit 1 when a pair loses more than PCT percent.")
-@click.option("--timeout", type=Duration(min=0.1, max=300.0), default=10.0, show_default="10s",
+@click.option("--timeout", type=Duration(min=0.1, max=300.0), default="10s", show_default=True,
               help="Give up on an HTTP answer after this long.")
 @output_options
 def matrix(prometheus_url: str | None, metrics_urls: tuple[str, ...], more_metrics: tuple[str, ...],
@@ -133,10 +133,11 @@ def matrix(prometheus_url: str | None, metrics_urls: tuple[str, ...], more_metri
     a row per source and a column per target, or, when the mesh is too wide
     for the screen, a row per pair, worst first. --format json gives a list of
     pairs: mesh, source, target, method, window_s, sent, lost, loss_pct,
-    rtt_mean_ms, rtt_samples; csv one row per pair.
+    rtt_mean_ms, rtt_samples, reachable; csv and jsonl one row per pair.
 
-    Exit status 1 when --max-loss is given and a pair loses more; 3 when the
-    URL cannot be read or does not answer as Prometheus does.
+    Exit status 1 when --max-loss is given and a pair loses more (or gets no
+    answer at all); 3 when a URL cannot be read or does not answer as
+    Prometheus does.
 
     \b
     Examples:

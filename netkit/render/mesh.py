@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from netkit.core.escape import safe_text
 from netkit.core.mesh_matrix import RECORD_FIELDS, MeshMatrix, MeshPair, pair_records, pair_state, worst_first
 from netkit.core.units import format_count, format_duration, format_ms, format_percent
-from netkit.render.tables import Col, cell, fitted_table
+from netkit.render.tables import Col, cell, fit_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import RenderableType
@@ -63,11 +64,12 @@ def matrix_table(matrix: MeshMatrix) -> tuple[Table, int]:
     from rich.text import Text
 
     hosts = matrix.hosts
+    by_pair = {(p.source, p.target): p for p in matrix.pairs}
     rows: list[list[Text]] = []
     for source in hosts:
         row = [cell(source)]
         for target in hosts:
-            row.append(Text("·", style="dim") if source == target else _pair_cell(matrix.pair(source, target)))
+            row.append(Text("·", style="dim") if source == target else _pair_cell(by_pair.get((source, target))))
         rows.append(row)
     heads = ["source \\ target", *hosts]
     widths = [max([_cell_width(cell(h))] + [_cell_width(r[i]) for r in rows]) for i, h in enumerate(heads)]
@@ -90,15 +92,33 @@ PAIR_COLS = (
 )
 
 
-def pairs_table(matrix: MeshMatrix, width: int | None) -> Table:
-    """One row per pair, worst first."""
-    rows = []
-    for p in worst_first(matrix.pairs):
-        state = pair_state(p)
-        rows.append([cell(p.source), cell(p.target),
-                     cell(state, style="red" if state == "unreachable" else _loss_style(p.loss_pct)),
-                     cell(format_count(p.lost)), cell(format_count(p.sent)), cell(format_ms(p.rtt_mean_ms))])
-    return fitted_table(PAIR_COLS, rows, width=width)
+def pair_rows(matrix: MeshMatrix) -> list[list[str]]:
+    """One row of cells per pair, worst first (plain text: names and figures with their units)."""
+    return [[safe_text(p.source), safe_text(p.target), pair_state(p), format_count(p.lost), format_count(p.sent),
+             format_ms(p.rtt_mean_ms)] for p in worst_first(matrix.pairs)]
+
+
+def pairs_text(matrix: MeshMatrix, width: int | None) -> str:
+    """One aligned line per pair, worst first, with the columns that fit ``width``.
+
+    Plain lines, not a Rich table: a mesh of 300 hosts has 89,700 pairs, which Rich takes about a
+    minute to lay out and this a fraction of a second.
+    """
+    from rich.cells import cell_len
+
+    rows = pair_rows(matrix)
+    keep = fit_columns(PAIR_COLS, rows, width)
+    widths = {i: max([len(PAIR_COLS[i].name)] + [cell_len(r[i]) for r in rows]) for i in keep}
+
+    def line(values: list[str]) -> str:
+        parts = []
+        for i in keep:
+            pad = " " * (widths[i] - cell_len(values[i]))  # by cells: a wide character takes two
+            parts.append(pad + values[i] if PAIR_COLS[i].justify == "right" else values[i] + pad)
+        return "  ".join(parts).rstrip()
+
+    header = line([c.name for c in PAIR_COLS])
+    return "\n".join([header, *(line(r) for r in rows)])
 
 
 def matrix_view(matrix: MeshMatrix, width: int | None) -> RenderableType:
@@ -108,14 +128,24 @@ def matrix_view(matrix: MeshMatrix, width: int | None) -> RenderableType:
     title = Text(matrix_title(matrix), style="bold")
     if not matrix.pairs:
         return Group(title, Text("no pairs measured yet", style="dim"))
-    table, needed = matrix_table(matrix)
-    if needed <= (width or PLAIN_WIDTH):
+    if fits_as_matrix(matrix, width):
+        table, _ = matrix_table(matrix)
         note = Text("rows: source, columns: target; cell: loss (down: no answer), mean RTT", style="dim")
         return Group(title, note, table)
     note = Text(f"{len(matrix.hosts)} hosts: too wide for a matrix, one row per pair, worst first", style="dim")
-    return Group(title, note, pairs_table(matrix, width))
+    return Group(title, note)
+
+
+def fits_as_matrix(matrix: MeshMatrix, width: int | None) -> bool:
+    screen = width or PLAIN_WIDTH
+    # Every column holds at least "0.0 %" and its gap: a mesh past that is not laid out to be measured.
+    return bool(matrix.pairs) and len(matrix.hosts) * 7 <= screen and matrix_table(matrix)[1] <= screen
 
 
 def print_matrix(out: Output, matrix: MeshMatrix) -> None:
     records = pair_records(matrix)
-    out.emit(records, table=lambda: matrix_view(matrix, out.width), rows=records, fields=RECORD_FIELDS)
+    if out.format != "table" or not matrix.pairs or fits_as_matrix(matrix, out.width):
+        out.emit(records, table=lambda: matrix_view(matrix, out.width), rows=records, fields=RECORD_FIELDS)
+        return
+    out.print(matrix_view(matrix, out.width))
+    out.line(pairs_text(matrix, out.width))

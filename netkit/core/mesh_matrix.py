@@ -103,13 +103,14 @@ def methods_query(mesh: str | None) -> str:
 
 
 def pair_queries(window: str, mesh: str | None, method: str) -> dict[str, str]:
-    """Instant queries, one per figure: its increase over ``window`` summed per pair.
+    """Instant queries, one per figure: its increase over ``window`` per pair.
 
-    Summing per pair drops the scrape's own labels (instance, job, the hosts' labels), so a pair
-    scraped by two jobs or relabelled still reads as one.
+    ``max by`` the pair labels drops the scrape's own (instance, job, the hosts' labels): one
+    monitor exports each pair once, so a pair that two jobs scrape is the same counter twice, and
+    its count stays what the monitor counted (a sum would double it).
     """
     sel = selector(mesh, method)
-    by = f"sum by ({', '.join(PAIR_LABELS)})"
+    by = f"max by ({', '.join(PAIR_LABELS)})"
     queries = {figure: f"{by} (increase({metric}{sel}[{window}]))" for figure, metric in COUNTERS.items()}
     # A target that refuses (no reflector) gets no latency packets at all: only this tells.
     queries["success"] = f"min by ({', '.join(PAIR_LABELS)}) ({SUCCESS}{sel})"

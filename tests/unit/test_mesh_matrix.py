@@ -34,7 +34,7 @@ def pair(source: str, target: str, **extra: str) -> dict[str, str]:
 
 def test_queries_sum_each_counter_per_pair() -> None:
     queries = pair_queries("5m", "lab", "udp")
-    assert queries["sent"] == ('sum by (mesh, source, target, method) '
+    assert queries["sent"] == ('max by (mesh, source, target, method) '
                                '(increase(netkit_packets_sent_total{source!="",mesh="lab",method="udp"}[5m]))')
     assert set(queries) == {"sent", "lost", "rtt_sum", "rtt_count", "success"}
     assert "netkit_rtt_seconds_count" in queries["rtt_count"]

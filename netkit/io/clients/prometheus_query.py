@@ -126,7 +126,7 @@ def metrics_matrix(urls: Sequence[str], *, mesh: str | None, method: str | None,
                    timeout_s: float = DEFAULT_TIMEOUT_S) -> mesh_matrix.MeshMatrix:
     """The matrix from monitors' /metrics: totals since each monitor started."""
     samples: list[Sample] = []
-    for url in urls:
+    for url in dict.fromkeys(urls):  # a monitor named twice would count its pairs twice
         samples.extend(scrape_metrics(url, timeout_s=timeout_s))
     present = {(m, me) for m, me in mesh_matrix.present_in_samples(samples) if mesh is None or m == mesh}
     chosen_mesh, chosen_method = mesh_matrix.choose_method(present, mesh, method)

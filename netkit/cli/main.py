@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "measure": ("netkit.cli.measure:measure", "Measure latency, loss, throughput, load, connections."),
     "trace": ("netkit.cli.trace:trace", "Trace the path hop by hop, like mtr, without privileges."),
     "monitor": ("netkit.cli.monitor:monitor", "Probe continuously and export Prometheus metrics."),
+    "mesh": ("netkit.cli.mesh:mesh", "A mesh of monitors: Prometheus config, loss/RTT matrix."),
     "info": ("netkit.cli.info:info", "Interfaces, sockets and traffic counters."),
     "selftest": ("netkit.cli.selftest:selftest", "Run every capability against netkit's own servers."),
     "completion": ("netkit.cli.completion:completion", "Print the shell completion script."),

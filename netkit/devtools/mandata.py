@@ -415,6 +415,53 @@ PAGES: dict[str, dict[str, Any]] = {
         ),
         "see_also": ("ip(8)", "sar(1)"),
     },
+    # ----- mesh ----------------------------------------------------------------------------------
+    "mesh": {
+        "exit_status": ((0, "Success."), (2, "Unknown subcommand or option.")),
+        "examples": (
+            ("Prometheus' config and rules for every monitor of a mesh file:",
+             "netkit mesh prometheus mesh.toml --write /etc/prometheus"),
+            ("The loss and RTT between every pair, through Prometheus:",
+             "netkit mesh matrix --prometheus http://127.0.0.1:9090"),
+        ),
+        "see_also": ("prometheus(1)", "promtool(1)"),
+    },
+    "mesh prometheus": {
+        "exit_status": (
+            (0, "The file was printed (or both were written)."),
+            (2, "Bad input: the mesh file is missing, unreadable or invalid (the message names its key), "
+                "or an option's value (a --window shorter than two scrapes)."),
+            (3, "--write could not write into the directory."),
+        ),
+        "examples": (
+            ("Print the scrape config (one job, a target per host):", "netkit mesh prometheus mesh.toml"),
+            ("Print the alert rules, alerting on 1% loss over 10 minutes:",
+             "netkit mesh prometheus mesh.toml --rules --max-loss 1 --window 10m"),
+            ("Write prometheus.yml and netkit-mesh-rules.yml, then check them:",
+             "netkit mesh prometheus mesh.toml --write /etc/prometheus\n"
+             "promtool check config /etc/prometheus/prometheus.yml"),
+        ),
+        "see_also": ("prometheus(1)", "promtool(1)"),
+    },
+    "mesh matrix": {
+        "exit_status": (
+            (0, "The matrix was printed (within --max-loss when given)."),
+            (1, "With --max-loss: a pair lost more, or its target did not answer at all."),
+            (2, "Bad input: no URL or both kinds, a URL that is not http(s), an unknown --mesh or --method."),
+            (3, "Prometheus or a monitor could not be reached, answered an HTTP error, or not as Prometheus "
+                "does (no netkit mesh series at all is one such answer)."),
+            (130, "Interrupted by SIGINT (Ctrl-C)."),
+        ),
+        "examples": (
+            ("Loss and mean RTT over the last 5 minutes, rows sources and columns targets:",
+             "netkit mesh matrix --prometheus http://127.0.0.1:9090"),
+            ("The pairs as JSON over the last hour; exit 1 if one lost more than 1%:",
+             "netkit --format json mesh matrix --prometheus http://127.0.0.1:9090 --window 1h --max-loss 1"),
+            ("Without Prometheus, from the monitors' own /metrics (totals since each started):",
+             "netkit mesh matrix --metrics http://198.18.0.1:9464 http://198.18.0.2:9464"),
+        ),
+        "see_also": ("prometheus(1)",),
+    },
     # ----- the rest ------------------------------------------------------------------------------
     "selftest": {
         "exit_status": ((0, "Every check passed."), (1, "A check failed (the table says which)."), _USAGE, _RUNTIME),

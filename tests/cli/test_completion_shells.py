@@ -241,7 +241,7 @@ def test_bash_source_registers_the_completion(netkit_bin: Path) -> None:
 def test_fish_loads_the_file_from_its_completion_path(netkit_bin: Path) -> None:
     """Not sourced: fish finds ``netkit.fish`` on ``$fish_complete_path`` by itself, as once installed."""
     fish = support.require_tool("fish")
-    program = f"set -p fish_complete_path '{ROOT / 'completions'}'; complete -C 'netkit me'"
+    program = f"set -p fish_complete_path '{ROOT / 'completions'}'; complete -C 'netkit mea'"
     proc = subprocess.run([fish, "--no-config", "-c", program], capture_output=True, text=True, timeout=30,
                           env=_path_with(netkit_bin))
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -5,7 +5,8 @@ netkit's figures only (reference "-").
 
 Setup (tests/netns_mesh.py ``peer_pair``): the monitor in one namespace (h1, 198.18.0.1) and every
 peer's address (198.18.0.2..) in another, joined by a veth pair, with one keyed ``netkit serve udp
---mode echo`` bound to 0.0.0.0 answering for all of them. The mesh file is the one a user writes:
+--mode echo`` answering for all of them (an nft DNAT sends every peer address's reflector port to it;
+the kernel puts each peer's address back on the replies). The mesh file is the one a user writes:
 interval 1s, one udp probe of 5 packets 50 ms apart, timeout 500ms. The reflector's load is the one
 each host's own reflector carries in a real mesh of that size (N-1 monitors, each probing it once
 per round), so its figures are given too.
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +36,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from benchlib import Row  # noqa: E402
-from netns_mesh import REFLECTOR_PORT, lab_unavailable_reason, mesh_toml, peer_pair  # noqa: E402
+from netns_mesh import METRICS_PORT, REFLECTOR_PORT, in_netns, lab_unavailable_reason, mesh_toml, peer_pair  # noqa: E402
 
 WARMUP_S = 5.0
 WINDOW_S = 15.0
@@ -84,6 +86,17 @@ def _windows(pids: dict[str, int]) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
+def _totals(ns: str, url: str) -> tuple[float, float]:
+    """The monitor's own count of probes sent and lost (its /metrics), to show it really probed."""
+    text = in_netns(ns, lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    totals = {"netkit_packets_sent_total": 0.0, "netkit_packets_lost_total": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals["netkit_packets_sent_total"], totals["netkit_packets_lost_total"]
+
+
 def _monitor_args(mesh_file: Path, self_name: str, workdir: Path) -> list[str]:
     return ["monitor", "--mesh", str(mesh_file), "--self", self_name, "-q"]
 
@@ -100,7 +113,7 @@ def _mesh_case(peers: int) -> list[Row]:
         mesh_file = work / "mesh.toml"
         mesh_file.write_text(mesh_toml(pair.hosts, key_file=str(key), name="bench"))
         refl_log, mon_log = work / "reflector.log", work / "monitor.log"
-        reflector = pair.start(pair.peers_ns, _argv("serve", "udp", "--mode", "echo", "--host", "0.0.0.0",
+        reflector = pair.start(pair.peers_ns, _argv("serve", "udp", "--mode", "echo", "--host", pair.reflector_address,
                                                     "--port", str(REFLECTOR_PORT), "--key-file", str(key)),
                                refl_log)
         monitor = None
@@ -114,6 +127,10 @@ def _mesh_case(peers: int) -> list[Row]:
                 time.sleep(0.2)
             windows = _windows({"monitor": monitor.pid, "reflector": reflector.pid})
             peaks = {"monitor": _peak_rss_mib(monitor.pid), "reflector": _peak_rss_mib(reflector.pid)}
+            sent, lost = _totals(pair.monitor_ns, f"http://{pair.hosts[0][1]}:{METRICS_PORT}/metrics")
+            # At least a packet a peer a second, nearly all answered: the figures are of real work.
+            if sent < ROUNDS * WINDOW_S * peers or lost > sent / 100:
+                raise RuntimeError(f"the monitor sent {sent:.0f} probes and lost {lost:.0f}")
         finally:
             for proc in (monitor, reflector):
                 if proc is not None and proc.poll() is None:
@@ -124,13 +141,14 @@ def _mesh_case(peers: int) -> list[Row]:
                         proc.kill()
                         proc.wait()
     rows = []
+    checked = f"{sent:.0f} probes sent, {lost:.0f} lost"
     span = f"{ROUNDS} windows of {WINDOW_S:.0f} s"
     for name, what in (("monitor", f"monitor probing {peers} peers"),
-                       ("reflector", f"reflector answering {peers} probers")):
+                       ("reflector", f"reflector answering {peers} peers' probes")):
         cpu = [c for c, _ in windows[name]]
         rss = [r for _, r in windows[name]]
         rows.append(Row(f"mesh {what}: CPU", statistics.median(cpu), None, "% of one core",
-                        f"range {min(cpu):.1f}-{max(cpu):.1f} over {span}; no reference tool"))
+                        f"range {min(cpu):.1f}-{max(cpu):.1f} over {span}; {checked}; no reference tool"))
         rows.append(Row(f"mesh {what}: RSS steady", statistics.median(rss), None, "MiB",
                         f"range {min(rss):.1f}-{max(rss):.1f}; peak {peaks[name]:.1f} MiB (VmHWM)"))
     return rows

@@ -176,12 +176,21 @@ def mesh_toml(hosts: Sequence[tuple[str, str]], *, key_file: str, interval: str 
 @dataclass
 class PeerPair:
     """One monitor's namespace (h1 at 198.18.0.1) and one namespace holding every peer's address
-    (h2.. at 198.18.0.2..) on a veth pair: a large mesh as one monitor sees it, with one reflector
-    bound to 0.0.0.0 answering for all the peers."""
+    (h2.. at 198.18.0.2..) on a veth pair: a large mesh as one monitor sees it.
+
+    One reflector on the first peer's address (:attr:`reflector_address`) answers for all of them:
+    the peers' namespace DNATs the reflector port of every peer address to it, and conntrack puts
+    the peer's address back as the reply's source. (A reflector bound to 0.0.0.0 would answer from
+    the namespace's primary address, which the monitor's connected socket does not accept.)
+    """
 
     monitor_ns: str
     peers_ns: str
     hosts: list[tuple[str, str]]  # (name, address), h1 first
+
+    @property
+    def reflector_address(self) -> str:
+        return self.hosts[1][1]
 
     def start(self, ns: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
               ) -> subprocess.Popen[bytes]:
@@ -212,6 +221,9 @@ def peer_pair(peers: int) -> Iterator[PeerPair]:
             input="link set lo up\nlink set eth0 up\naddress add 198.18.0.1/24 dev eth0\n")
         _sh(["ip", "-n", pair.peers_ns, "-batch", "-"], input="link set lo up\nlink set eth0 up\n" + "".join(
             f"address add {address}/24 dev eth0\n" for _name, address in pair.hosts[1:]))
+        _sh(["ip", "netns", "exec", pair.peers_ns, "nft", "-f", "-"], input=(
+            "table ip nkmesh {\n chain pre { type nat hook prerouting priority dstnat; policy accept;\n"
+            f"  udp dport {REFLECTOR_PORT} dnat to {pair.reflector_address}\n }}\n}}\n"))
         yield pair
     finally:
         for ns in created:

@@ -91,33 +91,6 @@ def dropped(lab: MeshLab) -> int:
     return next(int(item["counter"]["packets"]) for item in json.loads(out)["nftables"] if "counter" in item)
 
 
-def _toml_value(v: object) -> str:
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, str):
-        return json.dumps(v)
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
-def _key_args(key: Path) -> list[str]:  # INTERIM
-    return ["--key-file", str(key)] if "--mesh" in support.run_netkit(["monitor", "--help"]).stdout else []
-
-
-def _monitor_args(mesh_file: Path, host: str, tmp: Path) -> list[str]:
-    """INTERIM until --mesh lands: the monitor document of mesh_config as a --config file."""
-    if "--mesh" in support.run_netkit(["monitor", "--help"]).stdout:
-        return ["monitor", "--mesh", str(mesh_file), "--self", host]
-    from netkit.core.mesh_config import monitor_document, parse_mesh
-
-    doc = monitor_document(parse_mesh(mesh_file.read_text()), host)
-    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if k != "targets"]
-    for t in doc["targets"]:
-        lines += ["[[targets]]", *(f"{k} = {_toml_value(v)}" for k, v in t.items())]
-    cfg = tmp / f"monitor-{host}.toml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return ["monitor", "--config", str(cfg)]
-
-
 def prometheus_files(mesh_file: Path, directory: Path) -> Path:
     """``netkit mesh prometheus --write``: the scrape config and alert rules, scraping every second."""
     res = support.run_netkit(["mesh", "prometheus", str(mesh_file), "--scrape-interval", "1s",
@@ -142,7 +115,7 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
         env = support.clean_env()
         reflectors = {h: lab.start(lab.host_ns[h], netkit_argv(
             "serve", "udp", "--mode", "echo", "--host", lab.address(h), "--port", str(REFLECTOR_PORT),
-            *_key_args(key)), f"reflector-{h}.log", env=env) for h in lab.hosts}
+            "--key-file", str(key)), f"reflector-{h}.log", env=env) for h in lab.hosts}
 
         def reflectors_ready() -> bool:
             for h, proc in reflectors.items():
@@ -151,7 +124,7 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
 
         # Every reflector answers before any monitor probes: a probe to one still starting would be lost.
         wait_for(reflectors_ready, timeout=30, what="reflectors listening")
-        monitors = {h: lab.start(lab.host_ns[h], netkit_argv(*_monitor_args(mesh_file, h, tmp_path)),
+        monitors = {h: lab.start(lab.host_ns[h], netkit_argv("monitor", "--mesh", str(mesh_file), "--self", h),
                                  f"monitor-{h}.log", env=env) for h in lab.hosts}
         prom_config = prometheus_files(mesh_file, tmp_path / "prometheus")
         prom = Prom(lab, lab.start(lab.prom_ns, [
@@ -193,7 +166,7 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
         assert all(sent[p] > 0 for p in pairs)
         assert {p for p in pairs if lost[p] > 0} == lossy, {p: lost[p] for p in pairs if lost[p] > 0}
         assert {p: lost[p] for p in pairs - lossy} == dict.fromkeys(pairs - lossy, 0.0)
-        assert sum(lost[p] for p in lossy) == drops or "--config" in _monitor_args(mesh_file, "h1", tmp_path)  # INTERIM
+        assert sum(lost[p] for p in lossy) == drops
         assert {p for p in lossy if p[0] == LOSSY} == {(LOSSY, h) for h in lab.hosts if h != LOSSY}
 
         # The matrix as `netkit mesh matrix` shows it from the same Prometheus (increase() over its
@@ -206,4 +179,6 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
         assert set(matrix) == pairs
         assert {p for p, r in matrix.items() if r["lost"] > 0} == lossy
         assert all(r["sent"] > 0 and r["loss_pct"] == 0 for p, r in matrix.items() if p not in lossy)
+        print(f"mesh proof: {sum(sent.values()):.0f} probes sent, {drops} dropped at {LOSSY}, "
+              f"{sum(lost.values()):.0f} lost")
     print(f"mesh proof took {time.monotonic() - started:.1f} s")

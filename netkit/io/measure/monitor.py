@@ -432,7 +432,8 @@ class Monitor:
             self.on_warning("listen changed in the config: restart netkit monitor to apply it")
         if new.textfile != old.textfile:
             self.textfile = new.textfile
-        self.on_info(f"netkit monitor: reloaded: {len(new.targets)} targets ({added} added, {removed} removed)")
+        n = len(new.targets)
+        self.on_info(f"netkit monitor: reloaded: {n} target{'s' if n != 1 else ''} ({added} added, {removed} removed)")
         return True
 
     async def run(self, stop: StopSignal | asyncio.Event, *, loader: Callable[[], MonitorConfig] | None = None,

@@ -518,8 +518,12 @@ async def run_monitor(monitor: Monitor, *, rounds: int | None = None,
             if config.textfile:
                 monitor.on_info(f"netkit monitor: writing metrics to {config.textfile}")
             n = len(config.targets)
+            common = dict(config.common_labels)
+            # a mesh monitor says which host of which mesh it is (its source and mesh labels)
+            mesh = f" (mesh {common['mesh']} as {common['source']})" if "mesh" in common and "source" in common \
+                else ""
             # SIGHUP is named only when it does something: without --config there is nothing to re-read
-            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; "
+            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}{mesh}; "
                             + (f"SIGHUP reloads {config_path}, " if config_path else "") + "SIGTERM stops")
             with view():
                 await monitor.run(stop, loader=loader, rounds=rounds)

@@ -9,8 +9,10 @@ inside functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +20,9 @@ from netkit.cli.context import get_output, output_options
 from netkit.cli.params import POSITIVE_DURATION, Count, usage_error
 from netkit.core.exitcodes import ExitCode
 from netkit.core.monitor_models import METHODS as METHOD_CHOICES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.monitor_models import MonitorConfig
 
 
 class ListenAddress(click.ParamType):
@@ -35,6 +40,21 @@ class ListenAddress(click.ParamType):
             return parse_listen(value)
         except InputError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def mesh_usage(mesh_path: str | None, self_name: str | None, targets: tuple[str, ...], config_path: str | None,
+               method: str | None) -> None:
+    """--mesh and --self go together, and replace TARGETs, --config and --method (the mesh file's probes)."""
+    if mesh_path is None:
+        raise usage_error("--self names this host in a mesh file: give --mesh FILE too", "--self")
+    if self_name is None:
+        raise usage_error("--mesh needs --self NAME (this host's name in the mesh file)", "--self")
+    if config_path is not None:
+        raise usage_error("give either --mesh or --config, not both", "--config")
+    if targets:
+        raise usage_error("--mesh probes the hosts of the mesh file: give no TARGET arguments", "TARGET")
+    if method is not None:
+        raise usage_error("--mesh probes with the mesh file's [[probes]] methods: give no --method", "--method")
 
 
 @click.command(name="monitor")
@@ -62,6 +82,10 @@ class ListenAddress(click.ParamType):
                    "(node_exporter's textfile collector; name it *.prom).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML file with targets and settings; SIGHUP re-reads it.")
+@click.option("--mesh", "mesh_path", type=click.Path(dir_okay=False), default=None,
+              help="Mesh file (TOML): probe every other host of it (with --self); SIGHUP re-reads it.")
+@click.option("--self", "self_name", metavar="NAME", default=None,
+              help="With --mesh: this host's name in the mesh file.")
 @click.option("--rounds", type=Count(min=1), default=None,
               help="Stop after N rounds (exit 1 if a target failed its last round).  [default: run until stopped]")
 @click.option("--window", type=Count(min=1, max=10000), default=None,
@@ -69,8 +93,8 @@ class ListenAddress(click.ParamType):
 @output_options
 def monitor(targets: tuple[str, ...], interval: float | None, method: str | None, timeout: float | None,
             packets: int | None, packet_interval: float | None, retries: int | None, max_hops: int | None,
-            listen: tuple[str, int] | None, textfile: str | None, config_path: str | None, rounds: int | None,
-            window: int | None) -> ExitCode:
+            listen: tuple[str, int] | None, textfile: str | None, config_path: str | None,
+            mesh_path: str | None, self_name: str | None, rounds: int | None, window: int | None) -> ExitCode:
     """Probe TARGETs every interval and export Prometheus metrics.
 
     Each round checks reachability (with --retries), then sends --packets latency packets and
@@ -84,8 +108,15 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
     netkit_trace_hop_sent_total, netkit_trace_hop_lost_total, and
     netkit_trace_hop_responses_total by responding address (a route change shows as a new one).
 
+    --mesh FILE --self NAME runs this host's part of a mesh: every probe of the file to every
+    other host, each series labelled source (NAME), target (the peer's name) and mesh, serving
+    /metrics on NAME's address at the file's metrics_port (--listen overrides it). udp probes
+    are signed with the file's key (key_file or key_env) for the peers' keyed reflectors
+    (netkit serve udp --mode echo --key-file F). Other options override the file's settings.
+
     On a terminal a live dashboard runs on stderr; with --format jsonl each round is one JSON
-    line on stdout. SIGHUP re-reads --config; SIGTERM stops cleanly (exit 0), SIGINT exits 130.
+    line on stdout. SIGHUP re-reads --config or --mesh (a host added or removed is an edit and
+    a SIGHUP); SIGTERM stops cleanly (exit 0), SIGINT exits 130.
 
     \b
     Examples:
@@ -93,11 +124,12 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
       netkit monitor --config monitor.toml --listen 0.0.0.0:9464
       netkit monitor 127.0.0.1:22 --textfile /var/lib/node_exporter/netkit.prom --rounds 1
       netkit monitor --method trace 198.18.0.1 --interval 30s
+      netkit monitor --mesh mesh.toml --self fra1
     """
     from netkit.core.errors import InputError
     from netkit.core.monitor_config import CliSettings
     from netkit.io.aio import run
-    from netkit.io.measure.monitor import Monitor, load_config, run_monitor
+    from netkit.io.measure.monitor import Monitor, load_config, load_mesh_config, run_monitor
     from netkit.render.live import LiveScreen
     from netkit.render.monitor import RoundPrinter, dashboard_on, emit_outcome, monitor_dashboard, textfile_name_warning
 
@@ -106,10 +138,18 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
                  "packet_interval": packet_interval, "retries": retries, "max_hops": max_hops, "listen": listen,
                  "textfile": textfile, "window": window}
     cli = CliSettings(tuple(targets), {k: v for k, v in overrides.items() if v is not None})
+    loader: Callable[[], MonitorConfig] | None = None
+    if mesh_path is not None or self_name is not None:
+        mesh_usage(mesh_path, self_name, targets, config_path, method)
+        assert mesh_path is not None and self_name is not None
+        config_path = mesh_path  # what SIGHUP re-reads
+        loader = partial(load_mesh_config, mesh_path, self_name, cli)
+    elif config_path is not None:
+        loader = partial(load_config, config_path, cli)
     try:
-        config = load_config(config_path, cli)
+        config = loader() if loader is not None else load_config(None, cli)
     except InputError as exc:
-        if config_path:  # the file's content: its own line names the file and key; --help won't fix it
+        if loader is not None:  # the file's content: its own line names the file and key; --help won't fix it
             raise
         raise usage_error(exc.message) from None  # all from the command line: with the "Try" hint
     if config.textfile and (warning := textfile_name_warning(config.textfile)):
@@ -122,8 +162,7 @@ def monitor(targets: tuple[str, ...], interval: float | None, method: str | None
         screen = LiveScreen(out, lambda: monitor_dashboard(monitor.state, monitor.lock, screen.width))
         return screen
 
-    outcome = run(run_monitor(monitor, rounds=rounds, config_path=config_path, view=view,
-                              loader=(lambda: load_config(config_path, cli)) if config_path else None))
+    outcome = run(run_monitor(monitor, rounds=rounds, config_path=config_path, view=view, loader=loader))
     emit_outcome(out, outcome)
     if outcome.interrupted:
         return ExitCode.INTERRUPTED

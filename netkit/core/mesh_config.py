@@ -14,6 +14,7 @@ The file::
     metrics_port = 9464             # each monitor serves /metrics on its own address
     reflector_port = 8000           # where each host's keyed reflector listens (udp probes)
     key_file = "/etc/netkit/mesh.key"   # or key_env = "NETKIT_MESH_KEY"; the key itself never here
+                                    # (a relative key_file is read from the mesh file's directory)
 
     [[hosts]]
     name = "fra1"
@@ -42,15 +43,29 @@ a target per (other host, probe), named after the other host. Errors name the me
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from netkit.core.errors import InputError
-from netkit.core.monitor_config import SETTINGS, TARGET_KEYS, parse_labels, parse_toml
-from netkit.core.monitor_models import METHODS, MonitorMethod
+from netkit.core.monitor_config import (
+    SETTINGS,
+    TARGET_KEYS,
+    CliSettings,
+    build_config,
+    parse_key_ref,
+    parse_labels,
+    parse_toml,
+)
+from netkit.core.monitor_models import METHODS, KeyRef, MonitorConfig, MonitorMethod
 from netkit.core.targets import format_host_port, validate_host
+
+# KeyRef lives with the monitor's config (a --config file may carry a key reference too).
+__all__ = ["DEFAULT_MESH_NAME", "DEFAULT_METRICS_PORT", "DEFAULT_REFLECTOR_PORT", "MAX_HOSTS", "MESH_LABELS", "KeyRef",
+           "MeshConfig", "MeshHost", "MeshProbe", "check_document", "mesh_monitor_config", "monitor_document",
+           "parse_mesh", "target_entry"]
 
 #: The default reflector port: ``netkit serve udp``'s own default.
 DEFAULT_REFLECTOR_PORT = 8000
@@ -69,15 +84,6 @@ HOST_KEYS = ("name", "address", "labels")
 #: A probe's keys: the monitor target's, less those the mesh fills in (the target is each other host).
 PROBE_KEYS = tuple(k for k in TARGET_KEYS if k not in ("target", "host", "name", "labels"))
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class KeyRef:
-    """Where the reflectors' shared key is: a file, or an environment variable (never the key)."""
-
-    file: str | None = None
-    env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,13 +164,7 @@ def parse_mesh(text: str) -> MeshConfig:
     name = _text("name", doc.get("name", DEFAULT_MESH_NAME), _NAME, "a name of letters, digits, . _ -")
     metrics_port = _port("metrics_port", doc.get("metrics_port", DEFAULT_METRICS_PORT))
     reflector_port = _port("reflector_port", doc.get("reflector_port", DEFAULT_REFLECTOR_PORT))
-    if "key_file" in doc and "key_env" in doc:
-        raise _err("key_env", "give key_file or key_env, not both")
-    key = None
-    if "key_file" in doc:
-        key = KeyRef(file=_text("key_file", doc["key_file"], what="a file path"))
-    elif "key_env" in doc:
-        key = KeyRef(env=_text("key_env", doc["key_env"], _ENV, "an environment variable's name"))
+    key = parse_key_ref(doc)
 
     entries = doc.get("hosts")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, Mapping) for e in entries):
@@ -190,10 +190,11 @@ def parse_mesh(text: str) -> MeshConfig:
             address = address[1:-1]
         if host_name in names:
             raise _err(f"{where}.name", f"{host_name!r} is already a host")
-        if address in addresses:
+        same = _address_identity(address)
+        if same in addresses:
             raise _err(f"{where}.address", f"{address} is already another host's")
         names.add(host_name)
-        addresses.add(address)
+        addresses.add(same)
         labels = parse_labels(f"{where}.labels", entry["labels"]) if "labels" in entry else {}
         for label in labels:
             if label in MESH_LABELS or label == "instance" or label == "job":
@@ -237,6 +238,14 @@ def parse_mesh(text: str) -> MeshConfig:
     return mesh
 
 
+def _address_identity(address: str) -> str:
+    """One spelling per address (``2001:DB8::1`` is ``2001:db8::0:1``), so a host is not listed twice."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address.lower().rstrip(".")
+
+
 def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -260,27 +269,38 @@ def target_entry(mesh: MeshConfig, peer: MeshHost, probe: MeshProbe) -> dict[str
 def monitor_document(mesh: MeshConfig, self_name: str) -> dict[str, Any]:
     """The ``netkit monitor --config`` document of host ``self_name``: every probe to every other host.
 
-    The caller applies it with ``monitor_config.build_config``; the key reference is the caller's to
-    load (``mesh.key``), and the metrics endpoint is the host's own address at ``metrics_port``.
+    The caller applies it with ``monitor_config.build_config``. The key stays a reference
+    (``key_file``/``key_env``, as in a ``--config`` file) for the I/O layer to read; the metrics
+    endpoint is the host's own address at ``metrics_port``; ``source`` and ``mesh`` are common
+    labels, so every series the monitor exports carries them.
     """
     me = mesh.host(self_name)
     doc: dict[str, Any] = dict(mesh.settings)
     doc["labels"] = {"source": me.name, "mesh": mesh.name}
     doc["listen"] = mesh.metrics_address(me)
+    if mesh.key is not None and mesh.key.file is not None:
+        doc["key_file"] = mesh.key.file
+    elif mesh.key is not None and mesh.key.env is not None:
+        doc["key_env"] = mesh.key.env
     doc["targets"] = [target_entry(mesh, peer, probe) for peer in mesh.hosts if peer is not me
                       for probe in mesh.probes]
     return doc
 
 
-def check_document(mesh: MeshConfig) -> None:
-    """Build the first host's monitor config, so a bad setting fails with the mesh file's key names."""
-    from netkit.core.monitor_config import CliSettings, build_config
+def mesh_monitor_config(mesh: MeshConfig, self_name: str, cli: CliSettings | None = None) -> MonitorConfig:
+    """Host ``self_name``'s monitor config, command-line overrides applied; errors name the mesh's keys.
 
-    doc = monitor_document(mesh, mesh.hosts[0].name)
+    The key stays a reference (``key_ref``): the I/O layer reads it.
+    """
     try:
-        build_config(doc, CliSettings())
+        return build_config(monitor_document(mesh, self_name), cli or CliSettings())
     except InputError as exc:
         raise InputError(_mesh_key(str(exc), mesh)) from None
+
+
+def check_document(mesh: MeshConfig) -> None:
+    """Build the first host's monitor config, so a bad setting fails with the mesh file's key names."""
+    mesh_monitor_config(mesh, mesh.hosts[0].name)
 
 
 def _mesh_key(message: str, mesh: MeshConfig) -> str:

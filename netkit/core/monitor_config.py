@@ -33,6 +33,9 @@ The file::
     window = 10               # rounds the dashboard's loss column covers
     buckets = [0.001, 0.01, 0.1, 1.0]   # RTT histogram bounds, seconds
     labels = { site = "fra1" }          # added to every target
+    key_file = "mesh.key"     # udp probes signed for a keyed reflector (netkit serve udp --key-file);
+                              # or key_env = "NETKIT_MESH_KEY"; never the key itself. A relative
+                              # key_file is read from the config file's directory.
 
     [[targets]]
     host = "db.internal"      # or: target = "db.internal:5432"
@@ -70,6 +73,7 @@ from netkit.core.monitor_models import (
     METHODS,
     RESERVED_LABELS,
     TRACE_LABELS,
+    KeyRef,
     MonitorConfig,
     MonitorMethod,
     MonitorTarget,
@@ -98,7 +102,7 @@ ROUND_SHARE = 0.9
 _SLACK_S = 1e-9
 
 TOP_KEYS = ("interval", "method", "timeout", "packets", "packet_interval", "retries", "max_hops", "listen",
-            "textfile", "window", "buckets", "labels", "targets")
+            "textfile", "window", "buckets", "labels", "key_file", "key_env", "targets")
 TARGET_KEYS = ("target", "host", "port", "name", "method", "interval", "timeout", "packets", "packet_interval",
                "retries", "max_hops", "labels", *HTTP_KEYS,
                *(k for k in DNS_KEYS if k not in HTTP_KEYS))
@@ -107,6 +111,7 @@ SETTINGS = ("interval", "method", "timeout", "packets", "packet_interval", "retr
 CLI_NAMES = {"packet_interval": "--packet-interval", "max_hops": "--max-hops"}
 MAX_HOPS_LIMIT = 255
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -208,9 +213,28 @@ def _buckets(key: str, value: Any) -> tuple[float, ...]:
 
 def _check_keys(where: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     for k in table:
+        if k == "key" and not where:
+            raise InputError("key: the key is never written in the file: give key_file or key_env")
         if k not in allowed:
             prefix = f"{where}." if where else ""
             raise InputError(f"{prefix}{k}: unknown key (known: {', '.join(allowed)})")
+
+
+def parse_key_ref(doc: Mapping[str, Any]) -> KeyRef | None:
+    """The top-level ``key_file`` or ``key_env`` (not both) as a reference; None when neither."""
+    if "key_file" in doc and "key_env" in doc:
+        raise _err("key_env", "give key_file or key_env, not both")
+    if "key_file" in doc:
+        path = doc["key_file"]
+        if not isinstance(path, str) or not path.strip():
+            raise _err("key_file", f"expected a file path, got {path!r}")
+        return KeyRef(file=path)
+    if "key_env" in doc:
+        name = doc["key_env"]
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise _err("key_env", f"expected an environment variable's name, got {name!r}")
+        return KeyRef(env=name)
+    return None
 
 
 def _read_setting(name: str, key: str, value: Any) -> Any:
@@ -422,7 +446,8 @@ def build_config(doc: Mapping[str, Any] | None, cli: CliSettings) -> MonitorConf
     if window is None:
         window = _int("window", doc["window"], 1, 10_000) if "window" in doc else DEFAULT_WINDOW
     buckets = _buckets("buckets", doc["buckets"]) if "buckets" in doc else DEFAULT_BUCKETS
-    return MonitorConfig(targets=tuple(targets), listen=listen, textfile=textfile, window=window, buckets=buckets)
+    return MonitorConfig(targets=tuple(targets), listen=listen, textfile=textfile, window=window, buckets=buckets,
+                         key_ref=parse_key_ref(doc), common_labels=tuple(sorted(common_labels.items())))
 
 
 def config_from_text(text: str | None, cli: CliSettings) -> MonitorConfig:

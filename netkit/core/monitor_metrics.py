@@ -100,8 +100,10 @@ def metric_families(state: MonitorState, reload_ok: bool | None) -> list[MetricF
         MetricFamily("netkit_monitor_rounds_total", counter, "Rounds completed for the target", names,
                      tuple(rounds)),
         MetricFamily("netkit_monitor_config_last_reload_successful", gauge,
-                     "1 when the last SIGHUP reload of --config succeeded, 0 when it failed", (),
-                     (MetricSeries((), 1.0 if reload_ok is None or reload_ok else 0.0),)),
+                     "1 when the last SIGHUP reload of --config or --mesh succeeded, 0 when it failed",
+                     tuple(k for k, _ in cfg.common_labels),  # the labels every series carries (a mesh's source)
+                     (MetricSeries(tuple(v for _, v in cfg.common_labels), 1.0 if reload_ok is None or reload_ok
+                                   else 0.0),)),
     ]
     families.extend(trace_families(state))
     families.extend(http_families(state))

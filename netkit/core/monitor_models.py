@@ -23,12 +23,15 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netkit.core.monitor_dns import DnsProbe, DnsRound, DnsTotals
 from netkit.core.monitor_http import HttpProbeSpec, HttpRoundInfo
 from netkit.core.monitor_trace import DEFAULT_MAX_HOPS, TraceHop, TraceTotals, hop_count, hops_of
 from netkit.core.trace_models import TargetTrace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netkit.core.keyed import Key
 
 
 class MonitorMethod(str, Enum):
@@ -89,14 +92,39 @@ class MonitorTarget:
 
 
 @dataclass(frozen=True)
+class KeyRef:
+    """Where a shared measurement key is: a file, or an environment variable (never the key itself).
+
+    A config holds the reference; the I/O layer reads the key when it loads the config (and again
+    on every reload, so a rotated key file takes effect on SIGHUP).
+    """
+
+    file: str | None = None
+    env: str | None = None
+
+    @property
+    def config_key(self) -> str:
+        """The config key the reference was written as (errors name it)."""
+        return "key_file" if self.file is not None else "key_env"
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
-    """The whole monitor: targets, where metrics go, the dashboard window, histogram bounds."""
+    """The whole monitor: targets, where metrics go, the dashboard window, histogram bounds.
+
+    ``key_ref`` says where the udp probes' key is; ``key`` is that key once the I/O layer has read
+    it (its repr hides the material). ``common_labels`` are the labels every target carries
+    (the file's top-level ``labels``), also set on the monitor's own series.
+    """
 
     targets: tuple[MonitorTarget, ...]
     listen: tuple[str, int] | None = DEFAULT_LISTEN
     textfile: str | None = None
     window: int = 10  # rounds the dashboard's loss column covers
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    key_ref: KeyRef | None = None
+    key: Key | None = field(default=None, compare=False, repr=False)
+    common_labels: tuple[tuple[str, str], ...] = ()
 
     def label_names(self) -> tuple[str, ...]:
         """``target``, ``method``, then every user label name (sorted), the same for all series."""
@@ -244,7 +272,10 @@ def combine_round(
     latency_error: str | None,
     duration_ns: int,
 ) -> TargetRound:
-    """The round's verdict from the reachability probe (None for icmp) and the latency packets.
+    """The round's verdict from the reachability probe and the latency packets.
+
+    ``probe_state`` is None when the round had no reachability step: icmp, and udp to a keyed
+    reflector (which drops the unsigned reachability packet): then the latency packets are the check.
 
     Success is an answer of any kind: the probe opened (a TCP connect, a UDP reply), or at least
     one latency packet came back. A silent UDP port (open|filtered) is not success: a monitor
@@ -260,7 +291,7 @@ def combine_round(
         state = RoundState.UNREACHABLE if latency_error else RoundState.TIMEOUT
     error = None if success else (probe_error or latency_error or ("no reply" if sent else None))
     if probe_state is None:
-        attempts = 1  # icmp: the round's echo train is the one attempt
+        attempts = 1  # icmp, keyed udp: the round's packet train is the one attempt
     return TargetRound(
         target=t.name, method=t.method, host=t.host, port=t.port, address=address, success=success,
         state=state, attempts=attempts, duration_ns=duration_ns, sent=sent, received=received, lost=lost,

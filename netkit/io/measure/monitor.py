@@ -33,11 +33,13 @@ the rounds, and the totals it returns.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,7 @@ from netkit.core.monitor_config import CliSettings, config_from_text
 from netkit.core.monitor_metrics import MetricFamily, MetricKind, metric_families
 from netkit.core.monitor_models import (
     GroupRound,
+    KeyRef,
     MonitorConfig,
     MonitorMethod,
     MonitorOutcome,
@@ -69,7 +72,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-__all__ = ["GroupRound", "MetricsServer", "Monitor", "MonitorCollector", "load_config", "probe_round", "run_monitor"]
+    from netkit.core.keyed import Key
+
+__all__ = ["GroupRound", "MetricsServer", "Monitor", "MonitorCollector", "load_config", "load_mesh_config",
+           "probe_round", "read_key", "run_monitor"]
 
 NS = 1_000_000_000
 DEFAULT_CONCURRENCY = 256
@@ -77,35 +83,98 @@ DEFAULT_CONCURRENCY = 256
 HARD_MARGIN_S = 1.0
 
 
-# ----- config file ----------------------------------------------------------------------------
-def load_config(path: str | None, cli: CliSettings) -> MonitorConfig:
-    """Read ``path`` (TOML, may be None) and merge the command line; errors name the file and key."""
-    if path is None:
-        return config_from_text(None, cli)
+# ----- config file ---------------------------------------------------------------------------
+#: A key file is a line of text; anything longer is not one (and is not read whole).
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def _read_config_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_key(ref: KeyRef, base_dir: str, environ: Mapping[str, str] | None = None) -> Key:
+    """The key ``ref`` points at: a file (relative to ``base_dir``) or an environment variable.
+
+    Errors name the config key and where it pointed, never the key's text.
+    """
+    from netkit.core.keyed import KeyTextError, derive_key
+
+    text: bytes | str
+    if ref.file is not None:
+        where = os.path.join(base_dir, os.path.expanduser(ref.file))
+        try:
+            with open(where, "rb") as fh:
+                text = fh.read(MAX_KEY_FILE_BYTES)
+        except OSError as exc:
+            raise InputError(f"key_file: cannot read {where}: {exc.strerror or exc}") from None
+    else:
+        env = os.environ if environ is None else environ
+        value = env.get(ref.env or "")
+        if not value:
+            raise InputError(f"key_env: the environment variable {ref.env} is not set")
+        text = value
     try:
-        return config_from_text(text, cli)
+        return derive_key(text)
+    except KeyTextError as exc:
+        raise InputError(f"{ref.config_key}: {exc}") from None
+
+
+def _with_key(config: MonitorConfig, path: str) -> MonitorConfig:
+    if config.key_ref is None:
+        return config
+    return dataclasses.replace(config, key=read_key(config.key_ref, os.path.dirname(os.path.abspath(path))))
+
+
+def load_config(path: str | None, cli: CliSettings) -> MonitorConfig:
+    """Read ``path`` (TOML, may be None) and merge the command line; errors name the file and key.
+
+    A key reference in the file (``key_file``/``key_env``) is read here, on every (re)load.
+    """
+    if path is None:
+        return config_from_text(None, cli)
+    text = _read_config_text(path)
+    try:
+        return _with_key(config_from_text(text, cli), path)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def load_mesh_config(path: str, self_name: str, cli: CliSettings) -> MonitorConfig:
+    """Host ``self_name``'s monitor config from mesh file ``path`` (``netkit monitor --mesh``).
+
+    Every other host with every probe of the file; errors name the file and the mesh's key
+    (a ``--self`` no longer in the file is one: a reload then keeps the running config).
+    """
+    from netkit.core.mesh_config import mesh_monitor_config, parse_mesh
+
+    text = _read_config_text(path)
+    try:
+        return _with_key(mesh_monitor_config(parse_mesh(text), self_name, cli), path)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
 
 
 # ----- one round for one target ---------------------------------------------------------------
 async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
-                      on_cut: Callable[[int], None] | None = None) -> TargetRound:
+                      on_cut: Callable[[int], None] | None = None, key: Key | None = None) -> TargetRound:
     """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``.
 
     The latency packets get the round's bound as their deadline: none is sent that could not be
     answered within its timeout before the bound. The config check makes the packets alone fit
     the bound; when reachability took part of it (retries, a slow name lookup), fewer fit, and
     ``on_cut`` gets the number sent so the caller can say so.
+
+    With ``key`` a udp target's packets are signed for a keyed reflector, which drops the
+    reachability step's unsigned packet: that step is skipped, and the latency packets are the
+    round's check (success: one answered). Every packet to the target is then a counted one.
     """
     from netkit.io.measure.latency import measure_target
     from netkit.io.measure.latency_probers import PROBERS, UdpProber
@@ -117,7 +186,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     attempts = 0
     probe_error: str | None = None
     address: str | None = None
-    if t.method is not MonitorMethod.ICMP:
+    keyed = key is not None and t.method is MonitorMethod.UDP
+    if t.method is not MonitorMethod.ICMP and not keyed:
         step = min(int(t.timeout_s * NS), NS // 10)
         opts = ProbeOptions(
             timeout_s=t.timeout_s, retries=t.retries, backoff=Backoff(step, 2.0, NS), deadline_s=t.budget_s,
@@ -130,7 +200,7 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
                                  address=address, sent=0, received=0, lost=0, rtts_ns=(), latency_error=None,
                                  duration_ns=clock.now_ns() - start)
     cfg = LatencyConfig(method=Method(t.method.value), count=t.packets, interval_s=t.packet_interval_s,
-                        timeout_s=t.timeout_s)
+                        timeout_s=t.timeout_s, key=key if keyed else None)
     prober = PROBERS[cfg.method](t.name, t.host, t.port, cfg, None)
     # Adapter: the monitor exports total loss only, so it skips the end-of-run count query to
     # netkit's reflector (up to 5 tries of a timeout each when lost, past the round's bound).
@@ -280,8 +350,8 @@ class Monitor:
             return
         self._cut_warned.add(t.key)
         self.on_warning(f"{t.name}: a round reached its bound of {t.budget_s:g}s after {sent} of {t.packets} "
-                        "latency packets (the reachability phase or name lookup ran long); the rest were not "
-                        "sent, and rounds that run short again are not reported")
+                        "latency packets (the reachability phase, a name lookup or a busy process ran long); the "
+                        "rest were not sent, and rounds that run short again are not reported")
 
     def _trace_window(self, t: MonitorTarget) -> int | None:
         """The TTLs a trace target's round may probe at once: up to its destination, when known."""
@@ -300,7 +370,8 @@ class Monitor:
                 elif t.method is MonitorMethod.DNS:
                     work = dns_probe_round(t, clock=self.clock)
                 else:
-                    work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n))
+                    work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n),
+                                       key=self.config.key)
                 return await asyncio.wait_for(work, t.budget_s + HARD_MARGIN_S)
             except asyncio.TimeoutError:
                 return error_round(t, f"round overran its bound of {t.budget_s:g}s", self.clock.now_ns() - start)
@@ -361,7 +432,8 @@ class Monitor:
             self.on_warning("listen changed in the config: restart netkit monitor to apply it")
         if new.textfile != old.textfile:
             self.textfile = new.textfile
-        self.on_info(f"netkit monitor: reloaded: {len(new.targets)} targets ({added} added, {removed} removed)")
+        n = len(new.targets)
+        self.on_info(f"netkit monitor: reloaded: {n} target{'s' if n != 1 else ''} ({added} added, {removed} removed)")
         return True
 
     async def run(self, stop: StopSignal | asyncio.Event, *, loader: Callable[[], MonitorConfig] | None = None,
@@ -446,8 +518,12 @@ async def run_monitor(monitor: Monitor, *, rounds: int | None = None,
             if config.textfile:
                 monitor.on_info(f"netkit monitor: writing metrics to {config.textfile}")
             n = len(config.targets)
+            common = dict(config.common_labels)
+            # a mesh monitor says which host of which mesh it is (its source and mesh labels)
+            mesh = f" (mesh {common['mesh']} as {common['source']})" if "mesh" in common and "source" in common \
+                else ""
             # SIGHUP is named only when it does something: without --config there is nothing to re-read
-            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}; "
+            monitor.on_info(f"netkit monitor: {n} target{'s' if n != 1 else ''}{mesh}; "
                             + (f"SIGHUP reloads {config_path}, " if config_path else "") + "SIGTERM stops")
             with view():
                 await monitor.run(stop, loader=loader, rounds=rounds)

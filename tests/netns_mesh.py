@@ -15,6 +15,9 @@ its own, so the lab's traffic never meets the machine's own interfaces. The test
 the lab through :meth:`MeshLab.http_get`, which opens its socket from a thread that joined the
 Prometheus namespace (``setns``), or runs commands there (``ip netns exec``).
 
+``peer_pair(99)`` is the cheap stand-in for a large mesh as one monitor sees it: the monitor's
+namespace and one namespace holding every peer's address, answered by one reflector (bench/).
+
 Importable without pytest (bench/ uses it): a missing prerequisite raises :class:`LabUnavailable`.
 """
 

@@ -15,6 +15,10 @@ lost probe: read back through Prometheus' HTTP API, loss shows on h3's 18 pairs 
 target) and on none of the other 72, and the lost probes over h3's pairs add up to the rule's
 counter exactly.
 
+The monitors probe every second (5 keyed packets a peer, 800 ms timeout: a loaded CI machine
+does not turn a slow answer into loss); Prometheus scrapes every second. Every wait polls with a
+deadline; everything started is killed by its PID and the namespaces deleted, failure included.
+
 Needs root, nft and Debian's ``prometheus`` (``.ci/run`` installs it); skipped otherwise.
 """
 
@@ -167,7 +171,6 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
         assert {p for p in pairs if lost[p] > 0} == lossy, {p: lost[p] for p in pairs if lost[p] > 0}
         assert {p: lost[p] for p in pairs - lossy} == dict.fromkeys(pairs - lossy, 0.0)
         assert sum(lost[p] for p in lossy) == drops
-        assert {p for p in lossy if p[0] == LOSSY} == {(LOSSY, h) for h in lab.hosts if h != LOSSY}
 
         # The matrix as `netkit mesh matrix` shows it from the same Prometheus (increase() over its
         # window: Prometheus extrapolates, so the pairs with loss are compared, not the counts).

@@ -36,6 +36,34 @@ from netkit.io.servers.reflector import Reflecting, Reflector
 from netkit.io.udp_buffers import tune_buffers
 
 _BATCH = 256  # datagrams per wake-up before yielding to the loop
+#: Linux's IP_PKTINFO (Python's socket module lacks the name on some versions).
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_ANC_SIZE = socket.CMSG_SPACE(20)  # one in_pktinfo (12 bytes) or in6_pktinfo (20 bytes)
+
+
+def reply_from_destination(sock: socket.socket) -> bool:
+    """Ask the kernel for each datagram's destination address, so that a socket bound to a wildcard
+    address answers from the address the client sent to, not from the route's primary address (a
+    client's connected socket drops a reply from any other address). False where it cannot."""
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def reply_source(ancillary: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """The ancillary data that makes a reply leave from the received datagram's destination address."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
+            return [(level, kind, data[:20])]  # the destination address and its interface, as received
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            # in_pktinfo: ifindex 0 (let the route choose), the local address as the source, no header address
+            return [(level, kind, bytes(4) + data[4:8] + bytes(4))]
+    return []
 
 
 class ReflectorServer:
@@ -60,6 +88,7 @@ class ReflectorServer:
         wildcard = bound_host in ("0.0.0.0", "::")
         self.policy = ReplyPolicy(bound_port, own_addresses(bound_host), wildcard=wildcard,
                                   rate=replies_per_source)
+        self._pktinfo = wildcard and reply_from_destination(self.sock)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -82,9 +111,15 @@ class ReflectorServer:
         view = memoryview(buf)
         clock = time.perf_counter_ns
         peek, reflected = packet.peek_seq, packet.FLAG_REFLECTED
+        pktinfo = self._pktinfo
+        source: list[tuple[int, int, bytes]] = []
         for _ in range(_BATCH):
             try:
-                n, addr = sock.recvfrom_into(buf)
+                if pktinfo:
+                    n, ancillary, _flags, addr = sock.recvmsg_into([buf], _ANC_SIZE)
+                    source = reply_source(ancillary)
+                else:
+                    n, addr = sock.recvfrom_into(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -108,7 +143,7 @@ class ReflectorServer:
             if policy.refuse_reply(host, port, data, bool(rewritten), recv_ns):
                 continue
             try:
-                sent = sock.sendto(reply, addr)
+                sent = sock.sendmsg([reply], source, 0, addr) if source else sock.sendto(reply, addr)
             except OSError:
                 self.send_errors += 1  # not sent: never counted as sent
                 continue

@@ -262,32 +262,37 @@ def run_netkit(args: Sequence[str], input: str | bytes | None = None, timeout: f
     return CliResult(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
 
+#: Runs a command and writes its own peak resident set (KiB) to argv[1]; its exit status is the command's.
+_PEAK_RSS_WRAPPER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def run_netkit_measured(args: Sequence[str], timeout: float = 60.0) -> CliResult:
     """Run netkit as a real subprocess and also report that child's own peak resident memory.
 
-    getrusage(RUSAGE_CHILDREN) would be the largest of every child this test process ever reaped, so the
-    child is reaped here with wait4, which returns its own usage."""
+    Linux starts a process's peak RSS at its parent's when it forks and execs, so a child of this
+    test process (hundreds of MB in a long xdist worker) would show the worker's size. A small Python
+    in between launches netkit and reads netkit's own peak with wait4."""
     import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(netkit_cmd(*args), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env=clean_env())
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                raise subprocess.TimeoutExpired(proc.args, timeout)
-            time.sleep(0.01)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return CliResult(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                         peak_rss_kib=usage.ru_maxrss)
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as peak:
+        proc = subprocess.Popen([sys.executable, "-c", _PEAK_RSS_WRAPPER, peak.name, *netkit_cmd(*args)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=clean_env(), start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        text = peak.read().strip()
+        return CliResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+                         peak_rss_kib=int(text) if text else None)
 
 
 def invoke(args: Sequence[str], input: str | bytes | None = None, env: dict[str, str] | None = None) -> CliResult:

@@ -33,15 +33,20 @@ def _requests(args: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 @pytest.mark.parametrize("proto", ["--http1.1", "--http2"])
 def test_slow_endpoint_ttfb_is_its_delay(srv: NginxHttp, proto: str) -> None:
-    reqs, summary = _requests([srv.https + "/slow", "-k", proto, "-n", "3"])
-    assert len(reqs) == 3 and all(r["ok"] for r in reqs)
+    reqs, summary = _requests([srv.https + "/slow", "-k", proto, "-n", "5"])
+    assert len(reqs) == 5 and all(r["ok"] for r in reqs)
+    waits = []
     for r in reqs:
         assert r["status"] == 200 and r["bytes"] == 3
         assert r["http_version"] == ("1.1" if proto == "--http1.1" else "2")
         assert r["tls_version"] in ("TLSv1.2", "TLSv1.3") and r["cipher"]
         assert 0.9 < r["cert_days_left"] <= 1.0
-        # nginx's timer: the delay and at most a few ms more (its event loop, our wake-up)
-        assert SLOW_S * 1000 <= r["ms"]["ttfb"] + r["ms"]["send"] < SLOW_S * 1000 + 15
+        # Never less than nginx's timer: the answer cannot come before the delay.
+        waits.append(r["ms"]["ttfb"] + r["ms"]["send"])
+        assert SLOW_S * 1000 <= waits[-1]
+    # ... and typically a few ms more (its event loop, our wake-up): the median, so that one request
+    # delayed by a busy machine's scheduler is not taken for the meter's error.
+    assert statistics.median(waits) < SLOW_S * 1000 + 15, waits
     assert summary["urls"][0]["new_connections"] == 1  # reused
 
 

@@ -8,8 +8,6 @@ client in A probes the secondary one.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from support import netns_pair
 

@@ -27,6 +27,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,22 +255,30 @@ class _Stream:
         self.upload = upload
         # For a timed request (measure http): when the response's head arrived, its body bytes counted
         # per stream, the head itself (bounded by the parsers' caps) and how much body to keep.
+        self.sent_ns = 0  # the request written to the socket
         self.first_ns = 0
         self.end_ns = 0
         self.nbytes = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.http_version = ""
         self.keep = MAX_SMALL_BODY
+        #: Called once the response is complete or failed, from the protocol's own callback: a caller
+        #: that chains requests writes the next one there, with no task wake-up in between.
+        self.on_end: Callable[[_Stream], None] | None = None
 
     def finish(self) -> None:
         self.end_ns = self.end_ns or time.perf_counter_ns()
         if not self.done.done():
             self.done.set_result(Response(self.status, bytes(self.body)))
+            if self.on_end is not None:
+                self.on_end(self)
 
     def fail(self, why: str) -> None:
         if not self.done.done():
             self.done.set_exception(HttpError(why))
             self.done.exception()  # retrieved: a probe nobody awaits any more is not an error report
+            if self.on_end is not None:
+                self.on_end(self)
 
 
 _UPLOAD_PAYLOAD = bytes(CHUNK)
@@ -566,6 +575,16 @@ def _framing(headers: Any) -> int | object:
     return length
 
 
+class _Prepared:
+    """A request event built and validated once, and the bytes h11 wrote for it (None before it has)."""
+
+    __slots__ = ("event", "wire")
+
+    def __init__(self, event: h11.Request) -> None:
+        self.event = event
+        self.wire: bytes | None = None
+
+
 class H1Protocol:
     """One HTTP/1.1 connection, one request at a time. A ``count_only`` response's body is counted in
     ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
@@ -580,7 +599,7 @@ class H1Protocol:
         self._buf = bytearray(1024 * 1024)
         self._mv = memoryview(self._buf)
         self._h11: h11.Connection | None = None
-        self._requests: dict[tuple[Any, ...], h11.Request] = {}  # request events built (and validated) once
+        self._requests: dict[tuple[Any, ...], _Prepared] = {}  # request events built (and validated) once
         self._st: _Stream | None = None
         self._head = bytearray()
         self._raw = False  # past the head of a count_only response: count bytes, parse nothing
@@ -593,6 +612,13 @@ class H1Protocol:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=2 * CHUNK + 64)
+
+    def reusable(self) -> bool:
+        """Whether another request may go on this connection now: the last exchange ended whole and
+        neither side asked to close (h11's states are both DONE)."""
+        conn = self._h11
+        return (not self.closed and conn is not None and conn.our_state is h11.DONE
+                and conn.their_state is h11.DONE and (self._st is None or self._st.done.done()))
 
     def _set_lowat(self, nbytes: int) -> None:
         """Wake this reader per ``nbytes`` received rather than per arrival. A counted body needs no
@@ -619,10 +645,12 @@ class H1Protocol:
         else:
             # h11 holds at most this much of an incomplete head: a larger response head is an error.
             conn = self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        key = (method, target, authority, tuple(extra_headers or ()), upload, None if body is None else len(body))
-        event = self._requests.get(key)
+        key = (method, target, authority, tuple(extra_headers or ()), upload, body)
+        entry = self._requests.get(key)
+        st = _Stream(asyncio.get_running_loop(), count_only, upload)
+        st.keep = keep
         try:
-            if event is None:
+            if entry is None:
                 headers = [("Host", authority), ("User-Agent", "netkit")]
                 for name, value in extra_headers or ():
                     if name.lower() in ("host", "user-agent"):
@@ -635,25 +663,39 @@ class H1Protocol:
                 event = h11.Request(method=method, target=target, headers=headers)  # validated once
                 if len(self._requests) >= 8:
                     self._requests.clear()
-                self._requests[key] = event
-            data = conn.send(event) or b""
+                entry = self._requests[key] = _Prepared(event)
+            wire = entry.wire
+            if wire is not None:
+                # The bytes h11 wrote for this very request last time, from the same state: they leave
+                # first, and h11's own send (its state must see the request) runs while they travel.
+                self._start(st)
+                self.transport.write(wire)
+                st.sent_ns = time.perf_counter_ns()
+            data = conn.send(entry.event) or b""
             if body:
                 data += conn.send(h11.Data(data=body)) or b""
         except h11.LocalProtocolError as exc:
             raise HttpError(f"cannot form the request: {exc}") from None
         if not upload:
             data += conn.send(h11.EndOfMessage()) or b""
-        self._st = _Stream(asyncio.get_running_loop(), count_only, upload)
-        self._st.keep = keep
+        if wire is None:
+            if not upload:
+                entry.wire = data
+            self._start(st)
+            self.transport.write(data)
+            st.sent_ns = time.perf_counter_ns()
+        if upload:
+            self._uploading = True
+            self._pump()
+        return st
+
+    def _start(self, st: _Stream) -> None:
+        """``st`` becomes the exchange under way (its response's bytes are read for it)."""
+        self._st = st
         self._head.clear()
         self._raw = False
         self._set_lowat(1)
         self._length = _UNKNOWN
-        self.transport.write(data)
-        if upload:
-            self._uploading = True
-            self._pump()
-        return self._st
 
     def _pump(self) -> None:
         # A closing transport drops writes without pausing: stop there (it would loop forever).

@@ -357,12 +357,18 @@ class _Chain:
             self._end(False)  # the server asked to close (or closed): the next request dials anew
 
 
-async def _measure_url(client: HttpClient, url: HttpUrl, stop: StopSignal | None,
-                       sink: Sink | None) -> tuple[HttpUrlResult, bool]:
+async def _measure_url(client: HttpClient, url: HttpUrl, stop: StopSignal | None, sink: Sink | None, *,
+                       clock: tuple[int, int | None] | None = None, book: bool = True
+                       ) -> tuple[HttpUrlResult, bool]:
+    """``clock``: the run's start and wall-clock end (perf_counter_ns), given by the parent of a worker
+    process; ``book`` False leaves the result empty (a worker process only streams its samples)."""
     cfg = client.cfg
     result = HttpUrlResult(str(url))
-    t0 = time.perf_counter_ns()
-    end_ns = None if cfg.duration_s is None else t0 + int(cfg.duration_s * 1e9)
+    if clock is None:
+        t0 = time.perf_counter_ns()
+        end_ns = None if cfg.duration_s is None else t0 + int(cfg.duration_s * 1e9)
+    else:
+        t0, end_ns = clock
     issued = 0
     interrupted = False
 
@@ -376,7 +382,8 @@ async def _measure_url(client: HttpClient, url: HttpUrl, stop: StopSignal | None
         return issued
 
     def record(sample: HttpSample) -> None:
-        result.add(sample)
+        if book:
+            result.add(sample)
         if sink is not None:
             sink(sample)
 
@@ -443,7 +450,13 @@ async def measure_http_async(cfg: HttpConfig, *, sink: Sink | None = None,
 
 
 def measure_http(cfg: HttpConfig, *, sink: Sink | None = None) -> HttpResult:
-    """Run on its own loop; Ctrl-C/SIGTERM/SIGHUP stop it early with what was measured."""
+    """Run on its own loop (a run of many connections as fast as it goes: one per worker process,
+    :mod:`netkit.io.measure.http_workers`); Ctrl-C/SIGTERM/SIGHUP stop it early with what was measured."""
+    from netkit.io.measure.http_workers import worker_count
+
+    workers = worker_count(cfg)
+    if workers > 1:
+        return _measure_http_workers(cfg, workers, sink)
     stop = StopSignal()
 
     async def go(s: StopSignal | None) -> HttpResult:
@@ -454,6 +467,32 @@ def measure_http(cfg: HttpConfig, *, sink: Sink | None = None) -> HttpResult:
         result.by_sigint = True
         result.interrupted = True
     return result
+
+
+def _measure_http_workers(cfg: HttpConfig, workers: int, sink: Sink | None) -> HttpResult:
+    from netkit.io.measure.http_workers import collect, start_workers, stop_workers
+
+    out = HttpResult([], checks_given=cfg.checks.given)
+    for url in cfg.urls:
+        children, t0, end_ns = start_workers(cfg, url, workers)
+        stop = StopSignal()  # one per loop: its event belongs to the loop that waited on it
+
+        async def go(s: StopSignal | None, url: HttpUrl = url, children: Any = children, t0: int = t0,
+                     end_ns: int | None = end_ns) -> tuple[HttpUrlResult, bool]:
+            return await collect(cfg, url, children, t0, end_ns, s, sink)
+
+        try:
+            r, interrupted = run_until_stopped(go, stop)
+        except BaseException:
+            stop_workers(children, kill=True)
+            raise
+        out.urls.append(r)
+        out.failed += check_result(r, cfg.checks)
+        if interrupted:
+            out.interrupted = True
+            out.by_sigint = stop.interrupted
+            break
+    return out
 
 
 __all__ = ["HttpClient", "classify", "measure_http", "measure_http_async"]

@@ -4,11 +4,17 @@ server's ``Connection: close`` makes the next request dial anew, and every reque
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 
-from tests.support import run_netkit, tcp_peer
+import pytest
+
+from tests.support import clean_env, netkit_cmd, run_netkit, tcp_peer
 
 BODY = b"hello\n"
 
@@ -90,3 +96,62 @@ def test_connection_close_dials_anew_and_counts_every_request() -> None:
     summary = docs[-1]["urls"][0]
     assert summary["count"] == 10 and summary["ok"] == 10 and summary["new_connections"] == 3
     assert len(connections) == 3
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(x) for x in f.read().split()}
+    except OSError:
+        return set()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="worker processes need two cores")
+def test_concurrency_over_workers_counts_every_request_once() -> None:
+    handler, connections = _keepalive_server()
+    with tcp_peer(handler) as port:  # type: ignore[arg-type]
+        r = run_netkit(["--format", "jsonl", "measure", "http", f"http://127.0.0.1:{port}/", "-n", "400",
+                        "-C", "4"], timeout=30)
+    assert r.exit_code == 0, r.stderr
+    docs = r.jsonl()
+    reqs = [d for d in docs if d.get("event") == "request"]
+    assert sorted(d["seq"] for d in reqs) == list(range(1, 401))
+    assert all(d["ok"] and d["bytes"] == len(BODY) for d in reqs)
+    summary = docs[-1]["urls"][0]
+    assert summary["count"] == 400 and summary["ok"] == 400 and summary["statuses"] == {"200": 400}
+    assert summary["new_connections"] == 4 and len(connections) == 4
+    assert summary["sampled_every"] == 1 and summary["ms"]["total"]["p50"] > 0
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="worker processes need two cores")
+def test_interrupt_with_workers_prints_the_summary_and_leaves_no_process() -> None:
+    handler, _ = _keepalive_server()
+    with tcp_peer(handler) as port:  # type: ignore[arg-type]
+        proc = subprocess.Popen(netkit_cmd("--format", "jsonl", "measure", "http", f"http://127.0.0.1:{port}/",
+                                           "-d", "30s", "-C", "2"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+        deadline = time.monotonic() + 10
+        workers: set[int] = set()
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = _children(proc.pid)
+            time.sleep(0.05)
+        assert len(workers) == 2
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # a request streamed from a worker
+        assert first["event"] == "request" and first["ok"]
+        proc.send_signal(signal.SIGINT)  # the parent only: it stops its workers itself
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    doc = json.loads(out.splitlines()[-1])
+    assert doc["event"] == "summary" and doc["interrupted"] is True and doc["urls"][0]["count"] > 0
+    assert doc["urls"][0]["errors"]["total"] == 0
+    assert not any(os.path.exists(f"/proc/{w}") and _state(w) != "Z" for w in workers)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

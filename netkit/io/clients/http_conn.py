@@ -575,16 +575,6 @@ def _framing(headers: Any) -> int | object:
     return length
 
 
-class _Prepared:
-    """A request event built and validated once, and the bytes h11 wrote for it (None before it has)."""
-
-    __slots__ = ("event", "wire")
-
-    def __init__(self, event: h11.Request) -> None:
-        self.event = event
-        self.wire: bytes | None = None
-
-
 class H1Protocol:
     """One HTTP/1.1 connection, one request at a time. A ``count_only`` response's body is counted in
     ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
@@ -599,7 +589,7 @@ class H1Protocol:
         self._buf = bytearray(1024 * 1024)
         self._mv = memoryview(self._buf)
         self._h11: h11.Connection | None = None
-        self._requests: dict[tuple[Any, ...], _Prepared] = {}  # request events built (and validated) once
+        self._requests: dict[tuple[Any, ...], h11.Request] = {}  # request events built (and validated) once
         self._st: _Stream | None = None
         self._head = bytearray()
         self._raw = False  # past the head of a count_only response: count bytes, parse nothing
@@ -645,12 +635,12 @@ class H1Protocol:
         else:
             # h11 holds at most this much of an incomplete head: a larger response head is an error.
             conn = self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        key = (method, target, authority, tuple(extra_headers or ()), upload, body)
-        entry = self._requests.get(key)
+        key = (method, target, authority, tuple(extra_headers or ()), upload, None if body is None else len(body))
+        event = self._requests.get(key)
         st = _Stream(asyncio.get_running_loop(), count_only, upload)
         st.keep = keep
         try:
-            if entry is None:
+            if event is None:
                 headers = [("Host", authority), ("User-Agent", "netkit")]
                 for name, value in extra_headers or ():
                     if name.lower() in ("host", "user-agent"):
@@ -663,27 +653,19 @@ class H1Protocol:
                 event = h11.Request(method=method, target=target, headers=headers)  # validated once
                 if len(self._requests) >= 8:
                     self._requests.clear()
-                entry = self._requests[key] = _Prepared(event)
-            wire = entry.wire
-            if wire is not None:
-                # The bytes h11 wrote for this very request last time, from the same state: they leave
-                # first, and h11's own send (its state must see the request) runs while they travel.
-                self._start(st)
-                self.transport.write(wire)
-                st.sent_ns = time.perf_counter_ns()
-            data = conn.send(entry.event) or b""
+                self._requests[key] = event
+            data = conn.send(event) or b""
             if body:
                 data += conn.send(h11.Data(data=body)) or b""
         except h11.LocalProtocolError as exc:
             raise HttpError(f"cannot form the request: {exc}") from None
         if not upload:
             data += conn.send(h11.EndOfMessage()) or b""
-        if wire is None:
-            if not upload:
-                entry.wire = data
-            self._start(st)
-            self.transport.write(data)
-            st.sent_ns = time.perf_counter_ns()
+        # h11's work is done before the write: after it only the return to the loop, so the answer's
+        # first byte is stamped when it comes, not after work of ours.
+        self._start(st)
+        self.transport.write(data)
+        st.sent_ns = time.perf_counter_ns()
         if upload:
             self._uploading = True
             self._pump()

@@ -237,12 +237,12 @@ class HttpClient:
 
 class _Chain:
     """Requests back to back on one kept-alive HTTP/1.1 connection: the next request is written from
-    inside the protocol's callback for the end of the previous response, before that response is
-    booked, so between a response's last byte and the next request only h11 runs (no task wake-up,
-    no bookkeeping). The phases are taken exactly as :meth:`HttpClient.fetch` takes them; one timer
-    per connection, re-armed to the request under way's deadline only when it fires, bounds each
-    request by ``--timeout``. Ends (its future resolves) at the count or the wall clock's end (the
-    connection to keep), or at a failed or closing exchange (None: the connection is closed)."""
+    inside the protocol's callback for the end of the previous response, once that response is
+    booked: no task wake-up, future or timer per request. The phases are taken exactly as
+    :meth:`HttpClient.fetch` takes them. One timer per connection, re-armed to the deadline of the
+    request under way only when it fires, bounds each request by ``--timeout``. Ends (its future
+    resolves) at the count or the wall clock's end (the connection to keep), or at a failed or
+    closing exchange (None: the connection is closed)."""
 
     def __init__(self, client: HttpClient, url: HttpUrl, conn: _Conn, take: Take, record: Sink,
                  run_t0: int) -> None:
@@ -339,9 +339,6 @@ class _Chain:
         if exc is not None:
             self._fail(seq, start, exc)
             return
-        again = self.proto.reusable() and not self.conn.dialed.transport.is_closing()
-        if again:
-            self._issue()  # the next request first: nothing below is on its way
         end = st.end_ns
         first = st.first_ns or end
         send, ttfb, transfer = sent - start, max(0, first - sent), max(0, end - first)
@@ -353,7 +350,11 @@ class _Chain:
                                cert_days_left=conn.cert_days,
                                body_match=None if body_re is None else bool(body_re.search(resp.body)),
                                phases_ns=(0, 0, 0, send, ttfb, transfer, send + ttfb + transfer)))
-        if not again:
+        # Booked before the next request leaves, not after: work of ours done while its answer may
+        # already be in would be counted in that answer's time to first byte.
+        if self.proto.reusable() and not self.conn.dialed.transport.is_closing():
+            self._issue()
+        else:
             self._end(False)  # the server asked to close (or closed): the next request dials anew
 
 

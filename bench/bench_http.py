@@ -3,11 +3,12 @@
     python bench/run.py http                     # 5 rounds (NETKIT_BENCH_ROUNDS to change)
 
 One nginx (tests/nginx_http.py: one worker), HTTP/1.1 keep-alive on /small, 3 s per measurement, at
-concurrency 1, 4 and 8. In every round netkit (``measure http -C N -d 3s``) and ``wrk -t1 -cN -d3s``
-(one thread: one event loop, as netkit's) run one right after the other against the same URL, the
-order alternating between rounds, so both see the same machine; the ratio is taken per round. The
-target is at least 0.5x. Other work on the machine moves both rates: read the ratios, and their
-range over the rounds, not the absolute figures.
+concurrency 1, 4 and 8. In every round netkit (``measure http -C N -d 3s``) and ``wrk -tT -cN -d3s``
+run one right after the other against the same URL, the order alternating between rounds, so both
+see the same machine; the ratio is taken per round. T is the number of event loops netkit runs:
+one per core up to the concurrency (its worker processes), so wrk gets as many threads as netkit
+gets loops (-t1 at concurrency 1). The target is at least 0.5x. Other work on the machine moves
+both rates: read the ratios, and their range over the rounds, not the absolute figures.
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ def _netkit_rate(url: str, concurrency: int) -> float:
     return float(doc["requests_per_s"])
 
 
+def _loops(concurrency: int) -> int:
+    """netkit's event loops at this concurrency (netkit.io.measure.http_workers.worker_count)."""
+    return max(1, min(concurrency, os.cpu_count() or 1))
+
+
 def _wrk_rate(url: str, concurrency: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{DURATION_S:g}s", url], capture_output=True,
-                         text=True, check=True, timeout=60).stdout
+    argv = ["wrk", f"-t{_loops(concurrency)}", f"-c{concurrency}", f"-d{DURATION_S:g}s", url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m is None or "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk: unexpected output: {out!r}")
@@ -72,14 +78,14 @@ def request_rate() -> list[Row]:
                     ref = _wrk_rate(url, c)
                 runs[c].append((netkit, ref))
                 rows.append(Row(f"measure http req/s, concurrency {c}, round {rnd + 1}", netkit, ref, "req/s",
-                                note="vs wrk -t1"))
+                                note=f"vs wrk -t{_loops(c)}"))
                 print(f"# round {rnd + 1} concurrency {c}: netkit {netkit:,.0f} wrk {ref:,.0f} req/s "
                       f"ratio {netkit / ref:.2f}", file=sys.stderr, flush=True)
     for c in CONCURRENCY:
         ratios = [n / r for n, r in runs[c]]
         rows.append(Row(f"measure http req/s, concurrency {c}, median of {ROUNDS}",
                         statistics.median(n for n, _ in runs[c]), statistics.median(r for _, r in runs[c]),
-                        "req/s", note=f"vs wrk -t1; ratio per round {min(ratios):.2f}-{max(ratios):.2f}"))
+                        "req/s", note=f"vs wrk -t{_loops(c)}; ratio per round {min(ratios):.2f}-{max(ratios):.2f}"))
     return rows
 
 

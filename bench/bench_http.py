@@ -45,7 +45,8 @@ def _netkit_rate(url: str, concurrency: int) -> float:
 
 def _loops(concurrency: int) -> int:
     """netkit's event loops at this concurrency (netkit.io.measure.http_workers.worker_count)."""
-    return max(1, min(concurrency, os.cpu_count() or 1))
+    return max(1, min(concurrency, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
 
 
 def _wrk_rate(url: str, concurrency: int) -> float:

@@ -43,12 +43,20 @@ _GRACE_S = 5.0  # past the run's own bounds (duration, per-request timeout) befo
 Sink = Any  # Callable[[HttpSample], None]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, as taskset or a container sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def worker_count(cfg: HttpConfig) -> int:
     """Processes for ``cfg``: one per core up to the concurrency, for a run as fast as it can go
     (``--interval`` 0); 1 (this process) otherwise or where there is no fork."""
     if cfg.concurrency < 2 or cfg.interval_s > 0 or not hasattr(os, "fork"):
         return 1
-    n = min(cfg.concurrency, os.cpu_count() or 1)
+    n = min(cfg.concurrency, usable_cores())
     if cfg.count is not None:
         n = min(n, cfg.count)
     return max(1, n)
@@ -260,4 +268,4 @@ async def collect(cfg: HttpConfig, url: HttpUrl, children: list[_Child], t0: int
     return result, any(c.interrupted for c in children) or (stop is not None and stop.is_set())
 
 
-__all__ = ["collect", "start_workers", "stop_workers", "worker_count"]
+__all__ = ["collect", "start_workers", "stop_workers", "usable_cores", "worker_count"]

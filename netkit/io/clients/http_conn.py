@@ -27,6 +27,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,22 +255,30 @@ class _Stream:
         self.upload = upload
         # For a timed request (measure http): when the response's head arrived, its body bytes counted
         # per stream, the head itself (bounded by the parsers' caps) and how much body to keep.
+        self.sent_ns = 0  # the request written to the socket
         self.first_ns = 0
         self.end_ns = 0
         self.nbytes = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.http_version = ""
         self.keep = MAX_SMALL_BODY
+        #: Called once the response is complete or failed, from the protocol's own callback: a caller
+        #: that chains requests writes the next one there, with no task wake-up in between.
+        self.on_end: Callable[[_Stream], None] | None = None
 
     def finish(self) -> None:
         self.end_ns = self.end_ns or time.perf_counter_ns()
         if not self.done.done():
             self.done.set_result(Response(self.status, bytes(self.body)))
+            if self.on_end is not None:
+                self.on_end(self)
 
     def fail(self, why: str) -> None:
         if not self.done.done():
             self.done.set_exception(HttpError(why))
             self.done.exception()  # retrieved: a probe nobody awaits any more is not an error report
+            if self.on_end is not None:
+                self.on_end(self)
 
 
 _UPLOAD_PAYLOAD = bytes(CHUNK)
@@ -594,6 +603,13 @@ class H1Protocol:
         self.transport = transport
         transport.set_write_buffer_limits(high=2 * CHUNK + 64)
 
+    def reusable(self) -> bool:
+        """Whether another request may go on this connection now: the last exchange ended whole and
+        neither side asked to close (h11's states are both DONE)."""
+        conn = self._h11
+        return (not self.closed and conn is not None and conn.our_state is h11.DONE
+                and conn.their_state is h11.DONE and (self._st is None or self._st.done.done()))
+
     def _set_lowat(self, nbytes: int) -> None:
         """Wake this reader per ``nbytes`` received rather than per arrival. A counted body needs no
         byte sooner, and over HTTP/1.1 no probe shares the connection (self probes read TCP_INFO)."""
@@ -621,6 +637,8 @@ class H1Protocol:
             conn = self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         key = (method, target, authority, tuple(extra_headers or ()), upload, None if body is None else len(body))
         event = self._requests.get(key)
+        st = _Stream(asyncio.get_running_loop(), count_only, upload)
+        st.keep = keep
         try:
             if event is None:
                 headers = [("Host", authority), ("User-Agent", "netkit")]
@@ -643,17 +661,23 @@ class H1Protocol:
             raise HttpError(f"cannot form the request: {exc}") from None
         if not upload:
             data += conn.send(h11.EndOfMessage()) or b""
-        self._st = _Stream(asyncio.get_running_loop(), count_only, upload)
-        self._st.keep = keep
+        # h11's work is done before the write: after it only the return to the loop, so the answer's
+        # first byte is stamped when it comes, not after work of ours.
+        self._start(st)
+        self.transport.write(data)
+        st.sent_ns = time.perf_counter_ns()
+        if upload:
+            self._uploading = True
+            self._pump()
+        return st
+
+    def _start(self, st: _Stream) -> None:
+        """``st`` becomes the exchange under way (its response's bytes are read for it)."""
+        self._st = st
         self._head.clear()
         self._raw = False
         self._set_lowat(1)
         self._length = _UNKNOWN
-        self.transport.write(data)
-        if upload:
-            self._uploading = True
-            self._pump()
-        return self._st
 
     def _pump(self) -> None:
         # A closing transport drops writes without pausing: stop there (it would loop forever).

@@ -29,10 +29,11 @@ from netkit.core.http_config import BODY_KEEP, HttpConfig, compile_body_regex
 from netkit.core.http_result import HttpResult, HttpSample, HttpUrlResult, check_result
 from netkit.core.nq_config import HttpUrl, parse_url
 from netkit.io.aio import StopSignal, run_until_stopped
-from netkit.io.clients.http_conn import MAX_HEAD, Dialed, HttpError, client_ssl_context, dial
+from netkit.io.clients.http_conn import MAX_HEAD, Dialed, H1Protocol, HttpError, _Stream, client_ssl_context, dial
 from netkit.io.tls import client_context, describe_peer, tls_error_message
 
 Sink = Callable[[HttpSample], None]
+Take = Callable[[], "int | None"]
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -139,6 +140,14 @@ class HttpClient:
         conn = _Conn(d, (url.scheme, url.host.lower(), url.port), d.tls_version, cipher, days)
         return conn, dns_ns, d.tcp_ns, d.tls_ns or 0
 
+    def chainable(self, conn: _Conn) -> bool:
+        """Whether the next requests may go back to back on ``conn`` (:class:`_Chain`): HTTP/1.1 kept
+        alive, no pause between requests, no redirect to follow."""
+        cfg = self.cfg
+        proto = conn.dialed.protocol
+        return (not cfg.new_connection and cfg.interval_s == 0 and cfg.max_redirs == 0
+                and isinstance(proto, H1Protocol) and proto.reusable() and not conn.dialed.transport.is_closing())
+
     async def fetch(self, url: HttpUrl, conn: _Conn | None, *, seq: int, start_ns: int
                     ) -> tuple[HttpSample, _Conn | None]:
         """One request (and its redirects, up to ``--max-redirs``) on ``conn`` when it fits, else a new
@@ -168,7 +177,7 @@ class HttpClient:
                 st = conn.dialed.protocol.request(
                     method, url.scheme, url.authority, url.target, extra_headers=list(cfg.headers),
                     body=body, keep=BODY_KEEP if self.body_re is not None else 0)
-                t1 = time.perf_counter_ns()
+                t1 = st.sent_ns or time.perf_counter_ns()  # the request written (h11's bookkeeping may follow)
                 # A timer on the response's future rather than wait_for (a task and a future less per
                 # request): it ends the wait with TimeoutError at the deadline.
                 timer = asyncio.get_running_loop().call_later(left, _expire, st.done)
@@ -226,12 +235,141 @@ class HttpClient:
         return sample, conn
 
 
-async def _measure_url(client: HttpClient, url: HttpUrl, stop: StopSignal | None,
-                       sink: Sink | None) -> tuple[HttpUrlResult, bool]:
+class _Chain:
+    """Requests back to back on one kept-alive HTTP/1.1 connection: the next request is written from
+    inside the protocol's callback for the end of the previous response, once that response is
+    booked: no task wake-up, future or timer per request. The phases are taken exactly as
+    :meth:`HttpClient.fetch` takes them. One timer per connection, re-armed to the deadline of the
+    request under way only when it fires, bounds each request by ``--timeout``. Ends (its future
+    resolves) at the count or the wall clock's end (the connection to keep), or at a failed or
+    closing exchange (None: the connection is closed)."""
+
+    def __init__(self, client: HttpClient, url: HttpUrl, conn: _Conn, take: Take, record: Sink,
+                 run_t0: int) -> None:
+        cfg = client.cfg
+        self.client, self.conn, self.take, self.record, self.run_t0 = client, conn, take, record, run_t0
+        proto = conn.dialed.protocol
+        assert isinstance(proto, H1Protocol)
+        self.proto = proto
+        self.url_text = str(url)
+        self.request_args = (cfg.method, url.scheme, url.authority, url.target)
+        self.headers = list(cfg.headers)
+        self.body = cfg.data
+        self.keep = BODY_KEEP if client.body_re is not None else 0
+        self.timeout_ns = int(cfg.timeout_s * 1e9)
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[_Conn | None] = self.loop.create_future()
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.st: _Stream | None = None  # the request under way
+        self.seq = self.start = self.sent = self.deadline = 0
+
+    async def run(self) -> _Conn | None:
+        try:
+            self._guarded(self._issue)
+            return await self.done
+        finally:
+            if self.st is not None:
+                self.st.on_end = None  # cancelled (wall clock, Ctrl-C): the request under way is not counted
+            self._disarm()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run ``step``; what it raises (a sink's broken pipe) ends the chain with that exception."""
+        try:
+            step()
+        except BaseException as exc:
+            self.conn.dialed.close()
+            if not self.done.done():
+                self.done.set_exception(exc)
+
+    def _end(self, keep: bool) -> None:
+        if not keep:
+            self.conn.dialed.close()
+        self._disarm()
+        if not self.done.done():
+            self.done.set_result(self.conn if keep else None)
+
+    def _disarm(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+
+    def _issue(self) -> None:
+        seq = self.take()
+        if seq is None:
+            self._end(True)
+            return
+        start = time.perf_counter_ns()
+        try:
+            st = self.proto.request(*self.request_args, extra_headers=self.headers, body=self.body, keep=self.keep)
+        except HttpError as exc:
+            self._fail(seq, start, exc)
+            return
+        self.sent = st.sent_ns or time.perf_counter_ns()
+        self.seq, self.start, self.st = seq, start, st
+        self.deadline = start + self.timeout_ns
+        st.on_end = self._ended
+        if self.watchdog is None:
+            self.watchdog = self.loop.call_later(self.timeout_ns / 1e9, self._check)
+
+    def _check(self) -> None:
+        now = time.perf_counter_ns()
+        if self.st is not None and now >= self.deadline:
+            self.watchdog = None
+            self.st.on_end = None
+            self.st = None
+            self._guarded(lambda: self._fail(self.seq, self.start, asyncio.TimeoutError()))
+            return
+        self.watchdog = self.loop.call_later(max(0.001, (self.deadline - now) / 1e9), self._check)
+
+    def _fail(self, seq: int, start: int, exc: BaseException) -> None:
+        self.conn.dialed.close()
+        kind, msg = classify(exc)
+        if kind == "timeout":
+            msg = f"no complete response within {self.client.cfg.timeout_s:g} s"
+        self._end(False)
+        self.record(HttpSample(seq, self.url_text, start - self.run_t0, error_kind=kind, error=msg))
+
+    def _ended(self, st: _Stream) -> None:
+        self._guarded(lambda: self._book(st))
+
+    def _book(self, st: _Stream) -> None:
+        seq, start, sent = self.seq, self.start, self.sent
+        self.st = None
+        exc = st.done.exception()
+        if exc is not None:
+            self._fail(seq, start, exc)
+            return
+        end = st.end_ns
+        first = st.first_ns or end
+        send, ttfb, transfer = sent - start, max(0, first - sent), max(0, end - first)
+        resp = st.done.result()
+        conn = self.conn
+        body_re = self.client.body_re
+        self.record(HttpSample(seq, self.url_text, start - self.run_t0, status=resp.status, bytes=st.nbytes,
+                               http_version=st.http_version, tls_version=conn.tls_version, cipher=conn.cipher,
+                               cert_days_left=conn.cert_days,
+                               body_match=None if body_re is None else bool(body_re.search(resp.body)),
+                               phases_ns=(0, 0, 0, send, ttfb, transfer, send + ttfb + transfer)))
+        # Booked before the next request leaves, not after: work of ours done while its answer may
+        # already be in would be counted in that answer's time to first byte.
+        if self.proto.reusable() and not self.conn.dialed.transport.is_closing():
+            self._issue()
+        else:
+            self._end(False)  # the server asked to close (or closed): the next request dials anew
+
+
+async def _measure_url(client: HttpClient, url: HttpUrl, stop: StopSignal | None, sink: Sink | None, *,
+                       clock: tuple[int, int | None] | None = None, book: bool = True
+                       ) -> tuple[HttpUrlResult, bool]:
+    """``clock``: the run's start and wall-clock end (perf_counter_ns), given by the parent of a worker
+    process; ``book`` False leaves the result empty (a worker process only streams its samples)."""
     cfg = client.cfg
     result = HttpUrlResult(str(url))
-    t0 = time.perf_counter_ns()
-    end_ns = None if cfg.duration_s is None else t0 + int(cfg.duration_s * 1e9)
+    if clock is None:
+        t0 = time.perf_counter_ns()
+        end_ns = None if cfg.duration_s is None else t0 + int(cfg.duration_s * 1e9)
+    else:
+        t0, end_ns = clock
     issued = 0
     interrupted = False
 
@@ -244,18 +382,27 @@ async def _measure_url(client: HttpClient, url: HttpUrl, stop: StopSignal | None
         issued += 1
         return issued
 
+    def record(sample: HttpSample) -> None:
+        if book:
+            result.add(sample)
+        if sink is not None:
+            sink(sample)
+
     async def worker() -> None:
         conn: _Conn | None = None
         try:
             while True:
+                if conn is not None and client.chainable(conn):
+                    conn = await _Chain(client, url, conn, take, record, t0).run()
+                    if conn is not None:
+                        return  # the count or the wall clock's end
+                    continue
                 seq = take()
                 if seq is None:
                     return
                 start = time.perf_counter_ns()
                 sample, conn = await client.fetch(url, conn, seq=seq, start_ns=start - t0)
-                result.add(sample)
-                if sink is not None:
-                    sink(sample)
+                record(sample)
                 if cfg.interval_s > 0:
                     wait = start + int(cfg.interval_s * 1e9) - time.perf_counter_ns()
                     if end_ns is not None:
@@ -304,7 +451,13 @@ async def measure_http_async(cfg: HttpConfig, *, sink: Sink | None = None,
 
 
 def measure_http(cfg: HttpConfig, *, sink: Sink | None = None) -> HttpResult:
-    """Run on its own loop; Ctrl-C/SIGTERM/SIGHUP stop it early with what was measured."""
+    """Run on its own loop (a run of many connections as fast as it goes: one per worker process,
+    :mod:`netkit.io.measure.http_workers`); Ctrl-C/SIGTERM/SIGHUP stop it early with what was measured."""
+    from netkit.io.measure.http_workers import worker_count
+
+    workers = worker_count(cfg)
+    if workers > 1:
+        return _measure_http_workers(cfg, workers, sink)
     stop = StopSignal()
 
     async def go(s: StopSignal | None) -> HttpResult:
@@ -315,6 +468,32 @@ def measure_http(cfg: HttpConfig, *, sink: Sink | None = None) -> HttpResult:
         result.by_sigint = True
         result.interrupted = True
     return result
+
+
+def _measure_http_workers(cfg: HttpConfig, workers: int, sink: Sink | None) -> HttpResult:
+    from netkit.io.measure.http_workers import collect, start_workers, stop_workers
+
+    out = HttpResult([], checks_given=cfg.checks.given)
+    for url in cfg.urls:
+        children, t0, end_ns = start_workers(cfg, url, workers)
+        stop = StopSignal()  # one per loop: its event belongs to the loop that waited on it
+
+        async def go(s: StopSignal | None, url: HttpUrl = url, children: Any = children, t0: int = t0,
+                     end_ns: int | None = end_ns) -> tuple[HttpUrlResult, bool]:
+            return await collect(cfg, url, children, t0, end_ns, s, sink)
+
+        try:
+            r, interrupted = run_until_stopped(go, stop)
+        except BaseException:
+            stop_workers(children, kill=True)
+            raise
+        out.urls.append(r)
+        out.failed += check_result(r, cfg.checks)
+        if interrupted:
+            out.interrupted = True
+            out.by_sigint = stop.interrupted
+            break
+    return out
 
 
 __all__ = ["HttpClient", "classify", "measure_http", "measure_http_async"]

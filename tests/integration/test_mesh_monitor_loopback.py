@@ -175,3 +175,38 @@ def test_mesh_usage_errors_exit_2(tmp_path: Path) -> None:
     res = support.invoke(["monitor", "--mesh", str(mesh), "--self", "a"])
     assert res.exit_code == 2
     assert res.stderr == f"netkit: {mesh}: key_file: cannot read {tmp_path}/absent.key: No such file or directory\n"
+
+
+def test_rounds_share_one_session(tmp_path: Path) -> None:
+    """A reflector remembers each session for minutes: the monitor's rounds go on in one session
+    (a minute long) rather than a new one per round, so a reflector serving one session at a time
+    answers every round, and a mesh of hundreds of hosts stays far inside its session table."""
+    (tmp_path / "mesh.key").write_text(KEY + "\n")
+    metrics_port = support.free_tcp_port("0.0.0.0")
+    reflector_port = support.free_tcp_port("0.0.0.0")
+    mesh = tmp_path / "mesh.toml"
+    mesh.write_text(mesh_text({"x": "127.0.0.7", "y": "127.0.0.8"}, metrics_port=metrics_port,
+                              reflector_port=reflector_port,
+                              extra='interval = "0.3s"\ntimeout = "200ms"\npacket_interval = "20ms"'))
+    with started((*reflector("127.0.0.8", reflector_port, tmp_path / "mesh.key"), "--max-sessions", "1")) as (y,):
+        run = support.run_netkit(["--format", "json", "monitor", "--mesh", str(mesh), "--self", "x", "--rounds", "4"],
+                                 timeout=30)
+        stats = json.loads(y.stop()[1])
+    assert run.exit_code == 0, run.stderr
+    total = {t["target"]: t for t in run.json()["targets"]}["y"]
+    assert (total["rounds"], total["lost"], total["success"]) == (4, 0, True), total
+    assert stats["datagrams_out"] == total["sent"], stats
+
+
+def test_udp_sessions_renew_after_a_minute_and_reserve_numbers() -> None:
+    from netkit.core.monitor_models import MonitorMethod
+    from netkit.io.measure.monitor import SESSION_REUSE_NS, UdpSessions
+
+    book, key = UdpSessions(), ("y", MonitorMethod.UDP)
+    first = book.take(key, 5, 0, keyed=True)
+    second = book.take(key, 5, SESSION_REUSE_NS - 1, keyed=True)
+    assert (second.session, first.next_seq, second.next_seq) == (first.session, 0, 5)
+    renewed = book.take(key, 5, SESSION_REUSE_NS, keyed=True)
+    assert renewed.session != first.session and renewed.next_seq == 0
+    book.keep_only(set())
+    assert book.take(key, 5, SESSION_REUSE_NS + 1, keyed=True).session != renewed.session

@@ -166,6 +166,10 @@ class UdpProber(LatencyProber):
             self.session = new_keyed_session()
             self.size = max(self.size, KEYED_MIN_SIZE)
         self._buf = bytearray(self.size)
+        #: Added to every sequence number on the wire: a caller that goes on with one session over
+        #: several runs (the monitor's rounds) starts each run past the last one's numbers, which a
+        #: keyed reflector's replay window requires. Replies below it are a previous run's, late.
+        self.seq_base = 0
         self._query_count: int | None = None
         self.foreign = 0
         self._turnaround: list[int] = []  # reflector's hold time per reply (last 10,000), for -v
@@ -200,7 +204,7 @@ class UdpProber(LatencyProber):
         assert self.sock is not None
         buf = self._buf
         t_mono = time.perf_counter_ns()
-        packet.encode_into(buf, self.session, seq, t_mono)
+        packet.encode_into(buf, self.session, self.seq_base + seq, t_mono)
         if self.key is not None:  # sign after encoding: the tag covers the send time
             from netkit.core.keyed import sign_probe_into
 
@@ -247,7 +251,10 @@ class UdpProber(LatencyProber):
                     self._turnaround.append(probe.refl_send_ns - probe.refl_recv_ns)
             elif self.reflector is None:
                 self.reflector = ReflectorKind.PLAIN
-            self._deliver(probe.seq, t, timestamps.from_ancdata(anc),
+            if probe.seq < self.seq_base:
+                self.foreign += 1  # a previous run's late reply in the same session
+                continue
+            self._deliver(probe.seq - self.seq_base, t, timestamps.from_ancdata(anc),
                           probe.refl_count if probe.reflected else None)
 
     async def final_query(self, hurry: bool = False) -> None:

@@ -162,9 +162,56 @@ def load_mesh_config(path: str, self_name: str, cli: CliSettings) -> MonitorConf
         raise InputError(f"{path}: {exc}") from None
 
 
+# ----- udp sessions that last several rounds --------------------------------------------------
+#: A reflector remembers each probe session for 5 minutes (keyed: its freshness window), up to a
+#: bounded table. A new session every round would make each reflector of a mesh remember
+#: peers x 300 s / interval of them (300 hosts at 1 s: about 90,000, past the table, and new rounds
+#: refused). One session per target for a minute keeps it near 6 per peer; a reflector restarted
+#: meanwhile still takes the session as new, its id's time being well within the window.
+SESSION_REUSE_NS = 60 * NS
+#: Sequence numbers stay far below the 64-bit field and any wrap in a reflector's window.
+_MAX_SEQ = 1 << 31
+
+
+@dataclasses.dataclass
+class UdpSession:
+    """The session a udp target's rounds share, and the first sequence number of the next round."""
+
+    session: int
+    next_seq: int
+    born_ns: int
+
+
+class UdpSessions:
+    """One ``UdpSession`` per udp target, renewed after ``SESSION_REUSE_NS`` (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self._by_target: dict[tuple[str, MonitorMethod], UdpSession] = {}
+
+    def take(self, key: tuple[str, MonitorMethod], packets: int, now_ns: int, keyed: bool) -> UdpSession:
+        """The session for a round of ``packets`` probes; the numbers it may use are reserved."""
+        import secrets
+
+        from netkit.io.servers.server_guard import new_keyed_session
+
+        held = self._by_target.get(key)
+        if held is None or now_ns - held.born_ns >= SESSION_REUSE_NS or held.next_seq + packets >= _MAX_SEQ:
+            held = UdpSession(new_keyed_session() if keyed else secrets.randbits(64), 0, now_ns)
+            self._by_target[key] = held
+        taken = UdpSession(held.session, held.next_seq, held.born_ns)
+        held.next_seq += packets
+        return taken
+
+    def keep_only(self, keys: set[tuple[str, MonitorMethod]]) -> None:
+        """Forget the targets a reload removed."""
+        for key in [k for k in self._by_target if k not in keys]:
+            del self._by_target[key]
+
+
 # ----- one round for one target ---------------------------------------------------------------
 async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
-                      on_cut: Callable[[int], None] | None = None, key: Key | None = None) -> TargetRound:
+                      on_cut: Callable[[int], None] | None = None, key: Key | None = None,
+                      session: UdpSession | None = None) -> TargetRound:
     """Probe ``t`` once (reachability, then latency packets) within ``t.budget_s``.
 
     The latency packets get the round's bound as their deadline: none is sent that could not be
@@ -175,6 +222,7 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     With ``key`` a udp target's packets are signed for a keyed reflector, which drops the
     reachability step's unsigned packet: that step is skipped, and the latency packets are the
     round's check (success: one answered). Every packet to the target is then a counted one.
+    ``session``: the udp session to go on with (``UdpSessions``), else a new one for this round.
     """
     from netkit.io.measure.latency import measure_target
     from netkit.io.measure.latency_probers import PROBERS, UdpProber
@@ -208,6 +256,8 @@ async def probe_round(t: MonitorTarget, *, clock: Clock = DEFAULT_CLOCK,
     # Nor does it export local drops: skip the two scans of the kernel's UDP table per round.
     if isinstance(prober, UdpProber):
         prober.count_local_drops = False
+        if session is not None:
+            prober.session, prober.seq_base = session.session, session.next_seq
     # measure_target reads the monotonic clock itself: carry the bound over to it.
     deadline_mono = time.perf_counter_ns() + (deadline - clock.now_ns())
     lat = await measure_target(prober, asyncio.Event(), deadline_ns=deadline_mono)
@@ -321,6 +371,7 @@ class Monitor:
         self._cut_warned: set[tuple[str, str]] = set()
         self.reloads = 0
         self.trace_threads = TraceThreads()
+        self.udp_sessions = UdpSessions()
 
     @property
     def config(self) -> MonitorConfig:
@@ -370,8 +421,12 @@ class Monitor:
                 elif t.method is MonitorMethod.DNS:
                     work = dns_probe_round(t, clock=self.clock)
                 else:
+                    session = None
+                    if t.method is MonitorMethod.UDP:
+                        session = self.udp_sessions.take(t.key, t.packets, time.monotonic_ns(),
+                                                         keyed=self.config.key is not None)
                     work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n),
-                                       key=self.config.key)
+                                       key=self.config.key, session=session)
                 return await asyncio.wait_for(work, t.budget_s + HARD_MARGIN_S)
             except asyncio.TimeoutError:
                 return error_round(t, f"round overran its bound of {t.budget_s:g}s", self.clock.now_ns() - start)
@@ -427,6 +482,7 @@ class Monitor:
         old = self.state.config
         with self.lock:
             added, removed = self.state.apply(new)
+            self.udp_sessions.keep_only({t.key for t in new.targets})
             self.reload_ok = True
         if new.listen != old.listen:
             self.on_warning("listen changed in the config: restart netkit monitor to apply it")

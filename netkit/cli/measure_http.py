@@ -25,7 +25,8 @@ from netkit.core.http_config import DEFAULT_COUNT, MAX_DATA, METHODS
 @click.option("-i", "--interval", type=Duration(min=0.0), default="0s", show_default=True,
               help="Time between one worker's request starts.")
 @click.option("-C", "--concurrency", type=Count(min=1, max=1000), default=1, show_default=True,
-              help="Requests under way at once (one connection each).")
+              help="Requests under way at once (one connection each; with no --interval, spread over "
+                   "one worker process per core).")
 @click.option("-X", "--method", type=click.Choice(METHODS, case_sensitive=False), default="GET",
               show_default=True, help="Request method.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Add a request header.")

@@ -51,8 +51,12 @@ class QueryType(click.ParamType):
 @click.option("--tls", "transport", flag_value="tls",
               help="DNS over TLS (port 853 by default; one connection per query).")
 @click.option("--https", "url", default=None, metavar="URL",
-              help="DNS over HTTPS (RFC 8484 POST, HTTP/1.1) to URL; its host is the server unless "
-                   "--server gives the address to connect to.")
+              help="DNS over HTTPS (RFC 8484) to URL, over HTTP/2 when the server offers it, else HTTP/1.1, "
+                   "one connection per server kept for the run; its host is the server unless --server gives "
+                   "the address to connect to.")
+@click.option("--doh-get", is_flag=True,
+              help="--https: send each query by GET (?dns=, id 0: cacheable) instead of POST.")
+@click.option("--http1.1", "http1_only", is_flag=True, help="--https: use HTTP/1.1 even when the server has HTTP/2.")
 @click.option("--udp", "transport", flag_value="udp", default=True,
               help="Ask over UDP, and over TCP again when the answer is truncated (the default).")
 @click.option("-c", "--count", type=Count(min=1, max=1_000_000), default=1, show_default=True,
@@ -75,7 +79,8 @@ class QueryType(click.ParamType):
 @click.option("--max-rtt", type=Duration(min=0.0, min_open=True), default=None, metavar="DURATION",
               help="Exit 1 when a server's p99 RTT for a name exceeds DURATION.")
 @output_options
-def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport: str, url: str | None, count: int,
+def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport: str, url: str | None,
+        doh_get: bool, http1_only: bool, count: int,
         interval: float, timeout: float, edns_size: int, tls_name: str | None, insecure: bool,
         cafile: str | None, expect: str | None, expect_rcode: str, max_rtt: float | None) -> ExitCode:
     """Ask name servers for NAMEs; report each server's answers, rcode, RTT percentiles and loss.
@@ -95,6 +100,7 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
       netkit measure dns -t TXT big.test --server 127.0.0.1:5353 --expect 'v=spf1'
       netkit measure dns -t PTR 192.0.2.1 --server [::1]:53 --expect-rcode NXDOMAIN
       netkit measure dns example.com --https https://127.0.0.1:8443/dns-query -k
+      netkit measure dns example.com --https https://127.0.0.1:8443/dns-query -k --doh-get -c 10
     """
     import dataclasses
     import re
@@ -118,6 +124,8 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
     doh = None
     if url is not None and transport != "udp":
         raise usage_error(f"--https and --{transport} exclude each other: give one")
+    if url is None and (doh_get or http1_only):
+        raise usage_error(f"{'--doh-get' if doh_get else '--http1.1'} goes with --https URL")
     if url is not None:
         import ipaddress
 
@@ -154,7 +162,8 @@ def dns(names: tuple[str, ...], servers: tuple[str, ...], qtype: str, transport:
             raise RuntimeFailure(f"no nameserver line in {RESOLV_CONF}; give --server")
     try:
         cfg = DnsConfig(names=names, servers=chosen, qtype=qtype, transport=Transport(transport), count=count,
-                        interval_s=interval, timeout_s=timeout, edns_size=edns_size, tls_server_name=tls_name, doh=doh)
+                        interval_s=interval, timeout_s=timeout, edns_size=edns_size, tls_server_name=tls_name, doh=doh,
+                        doh_get=doh_get, http1_only=http1_only)
     except ValueError as e:
         raise usage_error(str(e)) from None
     with DnsSink(out) as sink:

@@ -100,6 +100,8 @@ class DnsConfig:
     edns_size: int = DEFAULT_EDNS_SIZE  # 0: no EDNS
     tls_server_name: str | None = None  # DoT/DoH: the name the certificate must hold (None: no check of it)
     doh: tuple[str, str] | None = None  # DoH: the URL's authority (the Host header) and path
+    doh_get: bool = False  # DoH: GET with the query in the URL (id 0, cacheable) instead of POST
+    http1_only: bool = False  # DoH: offer only HTTP/1.1 by ALPN (default: HTTP/2 when the server has it)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "transport", Transport(self.transport))
@@ -119,6 +121,8 @@ class DnsConfig:
             raise ValueError("the timeout must be positive and the interval not negative")
         if (self.transport is Transport.HTTPS) != (self.doh is not None):
             raise ValueError("DNS over HTTPS needs its URL")
+        if (self.doh_get or self.http1_only) and self.transport is not Transport.HTTPS:
+            raise ValueError("--doh-get and --http1.1 go with --https")
         if self.edns_size != 0 and not 512 <= self.edns_size <= 65535:
             raise ValueError("--edns-size is 0 (no EDNS) or within 512..65535")
 

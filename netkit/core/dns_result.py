@@ -4,7 +4,9 @@ with its statistics, and the checks. ``to_json`` gives the published schema.
 A query's outcome is one of:
 
 - ``answered``: a reply that is the answer (id, question and source checked by the io layer); its
-  ``rtt_ns`` runs from the query's send to the reply's arrival; when UDP came back truncated, the
+  ``rtt_ns`` runs from the query's send to the reply's arrival (over DoH, from the request on a
+  connection already set up to its answer's last byte; the query that opened the connection also
+  carries the setup apart, ``connect_ns``); when UDP came back truncated, the
   query was asked again over TCP and ``rtt_ns`` covers both (``udp_ns`` and ``tcp_ns`` each part);
 - ``timeout``: no answer within ``--timeout`` (counted as loss);
 - ``error``: the exchange failed otherwise (TCP refused or reset, TLS failure, a malformed reply):
@@ -47,6 +49,8 @@ class DnsQuery:
     edns_size: int | None = None
     size: int = 0
     error: str | None = None
+    http_version: str | None = None  # DoH: the HTTP version the query went over (2 or 1.1)
+    connect_ns: int | None = None  # DoH: the connection's setup (TCP and TLS), on the query that opened it
 
     @property
     def answered(self) -> bool:
@@ -65,7 +69,9 @@ class DnsQuery:
                 "udp_ms": ms(self.udp_ns), "tcp_ms": ms(self.tcp_ns), "truncated": self.truncated,
                 "rcode": self.rcode, "answer_count": self.answer_count,
                 "answers": [a.to_json() for a in self.answers], "ttl_min": self.ttl_min,
-                "edns_size": self.edns_size, "size_bytes": self.size, "error": self.error}
+                "edns_size": self.edns_size, "size_bytes": self.size, "error": self.error,
+                **({"http_version": self.http_version, "connect_ms": ms(self.connect_ns)}
+                   if self.transport == "https" else {})}
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ of the monitor's ``dns`` probes.
   dropped unseen by the kernel; a datagram with another id or question is ignored too
   (``wrong_id``/``wrong_question``), as is one that does not parse (``malformed``). Only the answer
   ends the wait. A reply with TC set is asked again over TCP: both times are kept.
-- HTTPS (DoH, RFC 8484): the query POSTed as ``application/dns-message`` over a new HTTP/1.1
-  connection with TLS per query (h11 frames it); the head and the body are bounded.
+- HTTPS (DoH, RFC 8484): the query POSTed as ``application/dns-message`` (or sent by GET, id 0)
+  over HTTP/2 when the server offers it by ALPN, else HTTP/1.1 (``netkit.io.clients.http_conn``);
+  one connection per server kept across queries (:class:`DohPool`), its setup timed apart from
+  the queries; the head and the body are bounded.
 - TCP and TLS: one connection per query (connect and handshake included in the time, as a stub
   resolver pays them); the two-byte length is at most 65,535 by construction, and every read ends
   by the query's deadline, so a peer that stalls or promises more than it sends costs at most the
@@ -146,17 +148,21 @@ def _error_text(exc: BaseException) -> str:
 async def query_once(*, seq: int, host: str, port: int, label: str, name: str, qname: str, qtype: str,
                      transport: str, timeout_s: float, edns_size: int, ignored: Ignored,
                      ssl_ctx: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                     doh: tuple[str, str] | None = None, clock: Clock = DEFAULT_CLOCK) -> DnsQuery:
+                     doh: tuple[str, str] | None = None, doh_get: bool = False, doh_pool: DohPool | None = None,
+                     clock: Clock = DEFAULT_CLOCK) -> DnsQuery:
     """One query of ``qname``/``qtype`` to ``host:port``, with its TCP retry when UDP comes back
     truncated; never raises for what the network or the server does (a timeout or an error is an
     outcome)."""
-    query = build_query(qname, qtype, secrets.randbelow(65536), edns_size=edns_size)
+    # DoH GET uses id 0 (RFC 8484 4.1): the same question is the same URL, which an HTTP cache can keep.
+    qid = 0 if transport == "https" and doh_get else secrets.randbelow(65536)
+    query = build_query(qname, qtype, qid, edns_size=edns_size)
     deadline = clock.now_ns() + int(timeout_s * 1e9)
     base: dict[str, Any] = {"seq": seq, "server": label, "name": name, "qtype": qtype}
     udp_ns = None
     truncated = False
     used = transport
     before = ignored.last
+    info: DohInfo | None = None
     try:
         if transport == "udp":
             reply, rtt = await udp_exchange(host, port, query, deadline, ignored, clock)
@@ -166,8 +172,9 @@ async def query_once(*, seq: int, host: str, port: int, label: str, name: str, q
                 rtt = udp_ns + tcp_ns
         elif transport == "https":
             assert ssl_ctx is not None and doh is not None
-            reply, rtt = await https_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx, authority=doh[0],
-                                              path=doh[1], server_hostname=server_hostname, clock=clock)
+            reply, rtt, info = await https_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
+                                                    authority=doh[0], path=doh[1], server_hostname=server_hostname,
+                                                    get=doh_get, pool=doh_pool, clock=clock)
         else:
             reply, rtt = await stream_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
                                                server_hostname=server_hostname, clock=clock)
@@ -181,67 +188,126 @@ async def query_once(*, seq: int, host: str, port: int, label: str, name: str, q
     return DnsQuery(**base, transport=used, outcome="answered", rtt_ns=rtt, udp_ns=udp_ns,
                     tcp_ns=rtt - udp_ns if udp_ns is not None else None, truncated=truncated,
                     rcode=reply.rcode, answers=reply.answers, answer_count=reply.answer_count,
-                    edns_size=reply.edns_size, size=reply.size)
+                    edns_size=reply.edns_size, size=reply.size,
+                    http_version=info.http_version if info else None, connect_ns=info.connect_ns if info else None)
 
 
-#: Bytes of response head (status line and headers) a DoH server may send before the body.
-MAX_HTTP_HEAD = 16 * 1024
+@dataclass
+class DohPool:
+    """DoH connections kept open by server (address and port), one each, reused query after query as
+    a stub resolver keeps its connection: HTTP/2 when the server offers it by ALPN, else HTTP/1.1."""
+
+    conns: dict[tuple[str, int], Any] = field(default_factory=dict)  # (host, port) -> http_conn.Dialed
+
+    def take(self, host: str, port: int) -> Any:
+        """The open connection to ``host:port`` still good for a request, or None."""
+        dialed = self.conns.get((host, port))
+        if dialed is None:
+            return None
+        proto = dialed.protocol
+        if proto.closed or (proto.http_version == "http/1.1" and not proto.reusable()):
+            self.drop(host, port)
+            return None
+        return dialed
+
+    def drop(self, host: str, port: int) -> None:
+        dialed = self.conns.pop((host, port), None)
+        if dialed is not None:
+            dialed.close()
+
+    def close(self) -> None:
+        for key in list(self.conns):
+            self.drop(*key)
+
+
+@dataclass(frozen=True)
+class DohInfo:
+    """How a DoH query went: the HTTP version (``2`` or ``1.1``) and, when this query opened the
+    connection, its setup time (TCP and TLS handshakes, ns)."""
+
+    http_version: str
+    connect_ns: int | None
+
+
+def doh_get_target(path: str, query: bytes) -> str:
+    """RFC 8484 GET: the query base64url-encoded without padding as the ``dns`` parameter."""
+    import base64
+
+    encoded = base64.urlsafe_b64encode(query).rstrip(b"=").decode()
+    return f"{path}{'&' if '?' in path else '?'}dns={encoded}"
 
 
 async def https_exchange(host: str, port: int, query: bytes, deadline_ns: int, *, ssl_ctx: ssl.SSLContext,
-                         authority: str, path: str, server_hostname: str | None,
-                         clock: Clock = DEFAULT_CLOCK) -> tuple[Reply, int]:
-    """The query as an RFC 8484 POST over a new HTTP/1.1 connection with TLS (h11 frames it): the
-    reply and the time from connect to the last byte of the answer. The head is bounded by
-    :data:`MAX_HTTP_HEAD`, the body by the largest DNS message."""
-    import h11
+                         authority: str, path: str, server_hostname: str | None, get: bool = False,
+                         pool: DohPool | None = None, clock: Clock = DEFAULT_CLOCK) -> tuple[Reply, int, DohInfo]:
+    """The query as an RFC 8484 POST (or ``get``) on the pool's connection to ``host:port`` (a new one
+    when there is none, kept for the next query; without ``pool``, closed after): the reply, the time
+    from the request to the last byte of its answer, and :class:`DohInfo`. A kept connection the
+    server has closed meanwhile is dialed again once. Every wait ends by ``deadline_ns``; the body is
+    bounded by the largest DNS message, an HTTP/1.1 head by ``http_conn.MAX_HEAD``, an HTTP/2 header
+    list by h2's 64 KiB (its frames at the default 16 KiB)."""
+    from netkit.io.clients.http_conn import HttpError, dial
 
-    left = (deadline_ns - clock.now_ns()) / 1e9
-    if left <= 0:
-        raise TimeoutError
-    start = clock.now_ns()
-
-    async def exchange() -> Reply:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname=server_hostname)
-        try:
-            conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HTTP_HEAD)
-            head = h11.Request(method="POST", target=path, headers=[
-                ("Host", authority), ("Content-Type", "application/dns-message"),
-                ("Accept", "application/dns-message"), ("Content-Length", str(len(query))),
-                ("User-Agent", "netkit")])
-            writer.write(conn.send(head) + conn.send(h11.Data(data=query)) + conn.send(h11.EndOfMessage()))
-            await writer.drain()
-            status: int | None = None
-            ctype = b""
-            body = bytearray()
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await reader.read(65536)
-                    conn.receive_data(data)
-                    continue
-                if isinstance(event, h11.Response):
-                    status = event.status_code
-                    ctype = dict(event.headers).get(b"content-type", b"")
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > MAX_MESSAGE:
-                        raise ConnectionError("the DoH answer is larger than any DNS message")
-                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    break
-            if status != 200:
-                raise ConnectionError(f"the DoH server answered HTTP {status}")
+    own = pool is None
+    pool = pool or DohPool()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    headers = [("accept", "application/dns-message")]
+    if not get:
+        headers.append(("content-type", "application/dns-message"))
+    target = doh_get_target(path, query) if get else path
+    try:
+        for attempt in (1, 2):
+            left = (deadline_ns - clock.now_ns()) / 1e9
+            if left <= 0:
+                raise TimeoutError
+            dialed = pool.take(host, port)
+            connect_ns = None
+            if dialed is None:
+                dialed = await dial((family, (host, port)), ssl_ctx=ssl_ctx, server_hostname=server_hostname,
+                                    timeout_s=left, small=True)
+                pool.conns[(host, port)] = dialed
+                connect_ns = dialed.tcp_ns + (dialed.tls_ns or 0)
+                left = (deadline_ns - clock.now_ns()) / 1e9
+            start = clock.now_ns()
+            stream = None
+            try:
+                stream = dialed.protocol.request("GET" if get else "POST", "https", authority, target,
+                                                 extra_headers=headers, body=None if get else query,
+                                                 keep=MAX_MESSAGE)
+                stream.max_body = MAX_MESSAGE
+                response = await asyncio.wait_for(asyncio.shield(stream.done), max(left, 0.0))
+            except HttpError as e:
+                pool.drop(host, port)
+                if (stream is None or not stream.status) and connect_ns is None and attempt == 1:
+                    continue  # a kept connection the server had closed: dial once more
+                if stream is not None and stream.nbytes > MAX_MESSAGE:
+                    raise ConnectionError("the DoH answer is larger than any DNS message") from None
+                why = str(e)
+                for broken in ("HTTP/2 protocol error: ", "malformed HTTP response: "):
+                    if why.startswith(broken):
+                        raise ConnectionError(f"the DoH server broke HTTP/{_version(dialed)}: "
+                                              f"{why.removeprefix(broken)}") from None
+                raise ConnectionError(f"DoH over HTTP/{_version(dialed)}: {why}") from None
+            except BaseException:
+                pool.drop(host, port)  # a timeout (or a stop) leaves the exchange half done
+                raise
+            end = clock.now_ns()
+            info = DohInfo(_version(dialed), connect_ns)
+            if response.status != 200:
+                raise ConnectionError(f"the DoH server answered HTTP {response.status}")
+            ctype = next((v for k, v in stream.headers if k.lower() == b"content-type"), b"")
             if not ctype.startswith(b"application/dns-message"):
                 raise ConnectionError(f"the DoH answer is {ctype.decode(errors='replace')[:60] or 'untyped'}, "
                                       "not application/dns-message")
-            return parse_reply(bytes(body), query)
-        except h11.RemoteProtocolError as e:
-            raise ConnectionError(f"the DoH server broke HTTP/1.1: {e}") from None
-        finally:
-            writer.close()
+            try:
+                return parse_reply(response.body, query), end - start, info
+            except NotOurReply as e:
+                raise MalformedReply(f"not the answer: {e}") from None
+        raise TimeoutError  # pragma: no cover - the loop returns or raises
+    finally:
+        if own:
+            pool.close()
 
-    try:
-        reply = await asyncio.wait_for(exchange(), left)
-    except NotOurReply as e:
-        raise MalformedReply(f"not the answer: {e}") from None
-    return reply, clock.now_ns() - start
+
+def _version(dialed: Any) -> str:
+    return "2" if dialed.protocol.http_version == "h2" else "1.1"

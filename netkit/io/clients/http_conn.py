@@ -33,6 +33,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -141,9 +142,10 @@ def client_ssl_context(base: ssl.SSLContext, *, h2: bool) -> ssl.SSLContext:
 
 
 async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_hostname: str | None,
-               timeout_s: float, load: bool = False) -> Dialed:
+               timeout_s: float, load: bool = False, small: bool = False) -> Dialed:
     """Connect to ``addr`` (family, sockaddr), TLS when ``ssl_ctx``; the protocol follows ALPN (h2 when
-    the server chose it). ``load`` sets ``TCP_NOTSENT_LOWAT`` (a load-generating connection)."""
+    the server chose it). ``load`` sets ``TCP_NOTSENT_LOWAT`` (a load-generating connection); ``small``
+    keeps h2's default frame size and windows (small exchanges: a peer's frame costs at most 16 KiB)."""
     loop = asyncio.get_running_loop()
     family, sockaddr = addr
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -160,7 +162,7 @@ async def dial(addr: tuple[int, Any], *, ssl_ctx: ssl.SSLContext | None, server_
         holder: list[H2Protocol | H1Protocol] = []
 
         def factory() -> asyncio.BaseProtocol:
-            return _Chooser(holder)
+            return _Chooser(holder, small)
 
         transport, _ = await asyncio.wait_for(
             loop.create_connection(factory, sock=sock, ssl=ssl_ctx, server_hostname=server_hostname,
@@ -203,14 +205,15 @@ async def _timed_connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, s
 class _Chooser(asyncio.BufferedProtocol):
     """Picks the protocol once the connection (and TLS, with its ALPN) is up, then hands over."""
 
-    def __init__(self, holder: list[H2Protocol | H1Protocol]) -> None:
+    def __init__(self, holder: list[H2Protocol | H1Protocol], small: bool = False) -> None:
         self.holder = holder
+        self.small = small
         self.inner: H2Protocol | H1Protocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sslobj = transport.get_extra_info("ssl_object")
         alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
-        self.inner = H2Protocol() if alpn == "h2" else H1Protocol()
+        self.inner = H2Protocol(small=self.small) if alpn == "h2" else H1Protocol()
         self.holder.append(self.inner)
         self.inner.connection_made(transport)
 
@@ -262,6 +265,7 @@ class _Stream:
         self.headers: list[tuple[bytes, bytes]] = []
         self.http_version = ""
         self.keep = MAX_SMALL_BODY
+        self.max_body = 0  # more body bytes than this (when not 0) fail the stream at once
         #: Called once the response is complete or failed, from the protocol's own callback: a caller
         #: that chains requests writes the next one there, with no task wake-up in between.
         self.on_end: Callable[[_Stream], None] | None = None
@@ -297,7 +301,8 @@ class H2Protocol:
 
     http_version = "h2"
 
-    def __init__(self) -> None:
+    def __init__(self, *, small: bool = False) -> None:
+        self.small = small  # h2's default frame size and windows (not raised for throughput)
         cfg = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self.conn = h2.connection.H2Connection(config=cfg)
         self.transport: asyncio.Transport | None = None
@@ -325,6 +330,10 @@ class H2Protocol:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.conn.initiate_connection()
+        if self.small:
+            self.conn.update_settings({h2.settings.SettingCodes.ENABLE_PUSH: 0})
+            self._flush()
+            return
         # Pending until the server acknowledges them; a larger inbound frame than the one advertised
         # so far is accepted at once (the server may use the new size as soon as it has read ours).
         self.conn.update_settings({
@@ -422,6 +431,13 @@ class H2Protocol:
                         self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
                     except h2.exceptions.StreamClosedError:
                         pass
+                if st is not None and st.max_body and st.nbytes > st.max_body:
+                    self.streams.pop(sid, None)
+                    try:
+                        self.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                    except h2.exceptions.ProtocolError:
+                        pass  # the stream had ended already
+                    st.fail(f"the response body is over {st.max_body:,} bytes")
             elif isinstance(ev, h2.events.ResponseReceived):
                 st = self.streams.get(ev.stream_id)
                 if st is not None:
@@ -770,6 +786,9 @@ class H1Protocol:
                     st.nbytes += len(ev.data)
                     if len(st.body) < st.keep:
                         st.body += ev.data[:st.keep - len(st.body)]
+                    if st.max_body and st.nbytes > st.max_body:
+                        st.fail(f"the response body is over {st.max_body:,} bytes")
+                        return
                 elif isinstance(ev, h11.EndOfMessage):
                     st.end_ns = self.read_ns
                     st.finish()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from netkit.core.dns_config import DnsConfig, Transport
 from netkit.core.dns_result import DnsQuery, DnsResult, summarize
 from netkit.core.dns_wire import query_name
-from netkit.io.clients.dns_exchange import Ignored, query_once
+from netkit.io.clients.dns_exchange import DohPool, Ignored, query_once
 from netkit.io.clock import DEFAULT_CLOCK, Clock
 
 
@@ -27,6 +27,21 @@ async def measure_dns_async(cfg: DnsConfig, *, stop: asyncio.Event | None = None
     ignored = Ignored()
     queries: list[DnsQuery] = []
     start = clock.now_ns()
+    pool = DohPool()  # one DoH connection per server, kept across the run as a stub resolver keeps it
+    try:
+        await _rounds(cfg, stop, sink, ssl_ctx, clock, ignored, queries, pool)
+    finally:
+        pool.close()
+    rows = tuple(summarize(s.label, n, [q for q in queries if q.server == s.label and q.name == n])
+                 for s in cfg.servers for n in cfg.names)
+    return DnsResult(qtype=cfg.qtype, transport=cfg.transport.value, edns_size=cfg.edns_size, rows=rows,
+                     queries=tuple(queries), ignored=dict(ignored.counts), elapsed_ns=clock.now_ns() - start,
+                     interrupted=stop.is_set())
+
+
+async def _rounds(cfg: DnsConfig, stop: asyncio.Event, sink: Callable[[DnsQuery], None] | None,
+                  ssl_ctx: ssl.SSLContext | None, clock: Clock, ignored: Ignored, queries: list[DnsQuery],
+                  pool: DohPool) -> None:
     seq = 0
     for rnd in range(cfg.count):
         if rnd and cfg.interval_s > 0:
@@ -42,7 +57,8 @@ async def measure_dns_async(cfg: DnsConfig, *, stop: asyncio.Event | None = None
                     seq=seq, host=server.host, port=server.port, label=server.label, name=name,
                     qname=query_name(name, cfg.qtype), qtype=cfg.qtype, transport=cfg.transport.value,
                     timeout_s=cfg.timeout_s, edns_size=cfg.edns_size, ignored=ignored, ssl_ctx=ssl_ctx,
-                    server_hostname=cfg.tls_server_name, doh=cfg.doh, clock=clock))
+                    server_hostname=cfg.tls_server_name, doh=cfg.doh, doh_get=cfg.doh_get, doh_pool=pool,
+                    clock=clock))
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 stopper.cancel()
@@ -56,11 +72,6 @@ async def measure_dns_async(cfg: DnsConfig, *, stop: asyncio.Event | None = None
                     sink(q)
         if stop.is_set():
             break
-    rows = tuple(summarize(s.label, n, [q for q in queries if q.server == s.label and q.name == n])
-                 for s in cfg.servers for n in cfg.names)
-    return DnsResult(qtype=cfg.qtype, transport=cfg.transport.value, edns_size=cfg.edns_size, rows=rows,
-                     queries=tuple(queries), ignored=dict(ignored.counts), elapsed_ns=clock.now_ns() - start,
-                     interrupted=stop.is_set())
 
 
 def measure_dns(cfg: DnsConfig, *, sink: Callable[[DnsQuery], None] | None = None, insecure: bool = False,
@@ -78,7 +89,8 @@ def measure_dns(cfg: DnsConfig, *, sink: Callable[[DnsQuery], None] | None = Non
         if cfg.tls_server_name is None:
             ssl_ctx.check_hostname = False  # asked by address: the certificate's chain is still verified
         if cfg.transport is Transport.HTTPS:
-            ssl_ctx.set_alpn_protocols(["http/1.1"])
+            # RFC 8484 recommends HTTP/2; HTTP/1.1 when the server does not offer it (or --http1.1).
+            ssl_ctx.set_alpn_protocols(["http/1.1"] if cfg.http1_only else ["h2", "http/1.1"])
 
     async def main() -> tuple[DnsResult, int | None]:
         stop = asyncio.Event()

@@ -172,7 +172,7 @@ def table_commands(table: Table) -> list[list[str]]:
     return [[]]
 
 
-OPTION_TOKEN = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)")
+OPTION_TOKEN = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*(?:\.\d+)?)")  # --http1.1 as curl spells it
 
 
 def option_words(cell: str) -> list[str]:

@@ -63,6 +63,8 @@ def _serve_h2(t: ssl.SSLSocket, mode: str, server: DohServer) -> None:
             elif isinstance(ev, h2.events.DataReceived):
                 bodies[ev.stream_id] += ev.data
                 conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamReset) and ev.stream_id in endless:
+                endless.remove(ev.stream_id)  # the client gave up on the endless body
             elif isinstance(ev, h2.events.StreamEnded):
                 sid = ev.stream_id
                 answer = _answer(heads[sid][":method"], heads[sid][":path"], bodies[sid], server)
@@ -114,6 +116,7 @@ def _serve_h1(t: ssl.SSLSocket, server: DohServer) -> None:
 def _handler(ctx: ssl.SSLContext, mode: str, server: DohServer) -> Callable[[socket.socket], None]:
     def handler(c: socket.socket) -> None:
         c.settimeout(10)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as DoH servers do: no Nagle wait
         with ctx.wrap_socket(c, server_side=True) as t:
             with server.lock:
                 server.connections += 1

@@ -137,9 +137,9 @@ def doh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Callab
     tls.context.set_alpn_protocols(["h2", "http/1.1"])
     server = DohServer()
     with support.tcp_peer(_handler(tls.context, mode, server)) as port:
-        def run(*args: str) -> support.CliResult:
+        def run(*args: str, url_host: str = "localhost") -> support.CliResult:
             return support.invoke(["--format", "json", "measure", "dns", "--https",
-                                   f"https://localhost:{port}/dns-query", "-s", f"127.0.0.1:{port}",
+                                   f"https://{url_host}:{port}/dns-query", "-s", f"127.0.0.1:{port}",
                                    "--cafile", str(cert), "-i", "0", *args])
 
         yield run, server
@@ -159,9 +159,9 @@ def test_http2_one_connection_for_the_run(doh: tuple[Callable[..., support.CliRe
     assert {m for m, _, _ in server.requests} == {"POST"}
 
 
-def test_get_over_http1(doh: tuple[Callable[..., support.CliResult], DohServer]) -> None:
+def test_get_over_http1_to_an_address(doh: tuple[Callable[..., support.CliResult], DohServer]) -> None:
     run, server = doh
-    res = run("a.test", "-c", "3", "--doh-get", "--http1.1")
+    res = run("a.test", "-c", "3", "--doh-get", "--http1.1", url_host="127.0.0.1")
     assert res.exit_code == 0, res.stderr
     doc = res.json()
     assert [q["http_version"] for q in doc["queries"]] == ["1.1"] * 3

@@ -173,7 +173,7 @@ async def query_once(*, seq: int, host: str, port: int, label: str, name: str, q
         elif transport == "https":
             assert ssl_ctx is not None and doh is not None
             reply, rtt, info = await https_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
-                                                    authority=doh[0], path=doh[1], server_hostname=server_hostname,
+                                                    authority=doh[0], path=doh[1], server_hostname=server_hostname or host,
                                                     get=doh_get, pool=doh_pool, clock=clock)
         else:
             reply, rtt = await stream_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
@@ -263,7 +263,9 @@ async def https_exchange(host: str, port: int, query: bytes, deadline_ns: int, *
             dialed = pool.take(host, port)
             connect_ns = None
             if dialed is None:
-                dialed = await dial((family, (host, port)), ssl_ctx=ssl_ctx, server_hostname=server_hostname,
+                # Asked by address, the address stands as the TLS name (an IP literal sends no SNI, and
+                # the caller has turned the name check off then).
+                dialed = await dial((family, (host, port)), ssl_ctx=ssl_ctx, server_hostname=server_hostname or host,
                                     timeout_s=left, small=True)
                 pool.conns[(host, port)] = dialed
                 connect_ns = dialed.tcp_ns + (dialed.tls_ns or 0)

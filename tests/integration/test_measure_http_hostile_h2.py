@@ -135,6 +135,23 @@ def _goaway_mid_body(c: ssl.SSLSocket) -> None:
     _until_closed(c)
 
 
+def _goaway_refusing(c: ssl.SSLSocket) -> None:
+    """A graceful GOAWAY (NO_ERROR) whose last stream is before the request: it will never be answered."""
+    _read_request(c)
+    c.sendall(frame(GOAWAY, 0, 0, (0).to_bytes(4, "big") + (0).to_bytes(4, "big")))
+    _until_closed(c)
+
+
+def _goaway_graceful(c: ssl.SSLSocket) -> None:
+    """GOAWAY (NO_ERROR) covering the request before its response, as nginx sends at its
+    keepalive_requests: the response still counts, and the next request needs a new connection."""
+    sid = _read_request(c)
+    c.sendall(frame(HEADERS, END_HEADERS, sid, status_block())
+              + frame(GOAWAY, 0, 0, sid.to_bytes(4, "big") + (0).to_bytes(4, "big") + b"bye")
+              + frame(DATA, END_STREAM, sid, b"hello"))
+    _until_closed(c)
+
+
 def _reset_mid_body(c: ssl.SSLSocket) -> None:
     sid = _read_request(c)
     c.sendall(frame(HEADERS, END_HEADERS, sid, status_block()) + frame(DATA, 0, sid, b"z" * 1000)
@@ -182,6 +199,7 @@ def h2_peer(handler: Callable[[ssl.SSLSocket], None]) -> Iterator[int]:
     (_data_past_window, "protocol", "Flow control window"),
     (_stall_after_headers, "timeout", "no complete response within 1 s"),
     (_goaway_mid_body, "protocol", "ended the HTTP/2 connection (error 2 INTERNAL_ERROR)"),
+    (_goaway_refusing, "protocol", "ended the HTTP/2 connection (error 0 NO_ERROR) before this request"),
     (_reset_mid_body, "protocol", "stream reset (error 2 INTERNAL_ERROR)"),
     (_settings_flood, "protocol", "floods SETTINGS or PING frames"),
     (_ping_flood, "protocol", "floods SETTINGS or PING frames"),
@@ -198,3 +216,12 @@ def test_hostile_h2_server_is_a_clear_error(handler, kind: str, words: str) -> N
     assert req["ok"] is False and req["error_kind"] == kind and words in req["error"], req
     assert took < 6, took
     assert r.peak_rss_kib is not None and r.peak_rss_kib < 200 * 1024, r.peak_rss_kib
+
+
+def test_graceful_goaway_lets_the_response_finish() -> None:
+    with h2_peer(_goaway_graceful) as port:
+        r = run_netkit_measured(["measure", "http", f"https://127.0.0.1:{port}/", "--http2", "-k", "-n", "3",
+                                 "--timeout", "1s", "--format", "jsonl"], timeout=20)
+    assert r.exit_code == 0 and "Traceback" not in r.stderr, (r.stdout, r.stderr)
+    reqs = [o for o in r.jsonl() if o["event"] == "request"]
+    assert [(q["ok"], q["status"], q["bytes"], q["new_connection"]) for q in reqs] == [(True, 200, 5, True)] * 3

@@ -33,6 +33,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -331,6 +332,13 @@ class H2Protocol:
         self._head_block = 0  # bytes of the header block being received (HEADERS and CONTINUATION)
         self._ctl_count = 0  # SETTINGS and PING frames asking for an acknowledgement, this second
         self._ctl_since = 0  # when that second began (perf_counter_ns)
+        # GOAWAY is read here, not by h2: h2 closes its whole connection on one, and then refuses the
+        # rest of the responses the server still sends (a graceful GOAWAY, as nginx sends at its
+        # keepalive_requests, precedes the last response). Only its first 8 bytes are kept.
+        self._goaway_left = 0  # payload bytes of a GOAWAY still to come
+        self._goaway = bytearray()
+        #: The server sent GOAWAY: no new request on this connection; those under way may finish.
+        self.going_away = False
         #: Upload bytes written but not yet sent (ours and the kernel's) at most; the caller sets it
         #: from the connection's rate (a few milliseconds' worth).
         self.unsent_limit = UNSENT_DEFAULT
@@ -381,6 +389,16 @@ class H2Protocol:
                 self.bytes_in += k
                 self._unacked[self._skip_sid] = self._unacked.get(self._skip_sid, 0) + k
                 continue
+            if self._goaway_left:
+                k = min(self._goaway_left, n - i)
+                self._goaway += view[i:i + min(k, max(0, 8 - len(self._goaway)))]
+                self._goaway_left -= k
+                i += k
+                if not self._goaway_left:
+                    out = self._take_goaway(out)
+                    if self.closed or self.transport is None or self.transport.is_closing():
+                        return b""
+                continue
             if self._to_h2:
                 k = min(self._to_h2, n - i)
                 out += view[i:i + k]
@@ -406,6 +424,14 @@ class H2Protocol:
             # DATA (type 0) without END_STREAM (0x1) or PADDED (0x8) on a counted stream
             if hdr[3] == 0 and not hdr[4] & 0x09 and sid in self._fast:
                 self._skip, self._skip_sid = length, sid
+            elif hdr[3] == 0x7 and sid == 0:  # GOAWAY
+                self._goaway_left = length
+                if not length:
+                    self._hdr = bytearray()
+                    out = self._take_goaway(out)
+                    if self.closed or self.transport is None or self.transport.is_closing():
+                        return b""
+                    continue
             else:
                 out += hdr
                 self._to_h2 = length
@@ -435,6 +461,31 @@ class H2Protocol:
             if self._ctl_count > MAX_CONTROL_PER_S:
                 return f"the server floods SETTINGS or PING frames (over {MAX_CONTROL_PER_S} a second)"
         return ""
+
+    def _take_goaway(self, before: bytearray) -> bytearray:
+        """Act on a whole GOAWAY, once h2 has had the frames ``before`` it (streams they end are
+        done); the bytes still to give h2 (none yet)."""
+        if before:
+            self._handle(bytes(before))
+        payload, self._goaway = bytes(self._goaway), bytearray()
+        self.going_away = True
+        if len(payload) < 8:
+            self._fail_all("HTTP/2 protocol error: a GOAWAY frame shorter than 8 bytes")
+        else:
+            last_sid = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            code_int = int.from_bytes(payload[4:8], "big")
+            try:
+                code: Any = h2.errors.ErrorCodes(code_int)
+            except ValueError:
+                code = code_int  # a code HTTP/2 does not define: only its number
+            why = f"the server ended the HTTP/2 connection ({_error_name(code)})"
+            if code != h2.errors.ErrorCodes.NO_ERROR:
+                self._fail_all(why)
+            else:  # graceful: streams up to last_sid may still complete, later ones never will
+                for sid in [sid for sid in self.streams if sid > last_sid]:
+                    self._fast.discard(sid)
+                    self.streams.pop(sid).fail(why + " before this request")
+        return bytearray()
 
     def _give_back(self) -> None:
         """WINDOW_UPDATE for counted bytes, in big steps (the windows are 2^31 - 1)."""
@@ -509,6 +560,8 @@ class H2Protocol:
         the body kept (the rest is only counted)."""
         if self.closed or self.transport is None:
             raise HttpError("the connection is closed")
+        if self.going_away:
+            raise HttpError("the server is closing this HTTP/2 connection (GOAWAY)")
         loop = asyncio.get_running_loop()
         sid = self.conn.get_next_available_stream_id()
         headers = [(b":method", method.encode()), (b":scheme", scheme.encode()),
@@ -628,6 +681,7 @@ class H1Protocol:
     ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
 
     http_version = "http/1.1"
+    going_away = False  # HTTP/2's GOAWAY: no counterpart here
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None

@@ -46,6 +46,9 @@ NOTSENT_LOWAT_BYTES = 128 * 1024
 MAX_SMALL_BODY = 1024 * 1024  # a probe or config response larger than this is not read whole
 MAX_HEAD = 64 * 1024  # an HTTP/1.1 response head (status line and headers) larger than this is an error
 CHUNK = 1024 * 1024
+#: SETTINGS and PING frames (each wants an acknowledgement) an HTTP/2 server may send in a second: a
+#: peer sends a few SETTINGS and, keeping a connection alive, a PING now and then.
+MAX_CONTROL_PER_S = 1000
 #: SO_RCVLOWAT while an HTTP/1.1 load connection counts a body: one wake per 128 KiB instead of per
 #: arrival leaves the single loop thread's core to the copying (serve iperf3's sinks do the same).
 RAW_LOWAT = 128 * 1024
@@ -296,6 +299,13 @@ def _window_update(stream_id: int, increment: int) -> bytes:
 
 # ----- HTTP/2 -----------------------------------------------------------------------------------
 
+def _error_name(code: Any) -> str:
+    """An HTTP/2 error code as a user can look it up: 'error 2 INTERNAL_ERROR' (h2 gives the codes
+    it knows as an enum, others as a plain int)."""
+    name = getattr(code, "name", None)
+    return f"error {int(code)} {name}" if name else f"error {int(code)}"
+
+
 class H2Protocol:
     """One HTTP/2 connection: many streams; ``bytes_in`` counts DATA payload received."""
 
@@ -321,6 +331,18 @@ class H2Protocol:
         self._to_h2 = 0  # payload bytes of a frame for h2 still to come
         self._unacked: dict[int, int] = {}  # counted bytes not yet given back in WINDOW_UPDATE
         self._skip_sid = 0
+        # Bounds on what a hostile server can make this connection hold or do, checked on each frame's
+        # header before its payload is read (see _split).
+        self._head_block = 0  # bytes of the header block being received (HEADERS and CONTINUATION)
+        self._ctl_count = 0  # SETTINGS and PING frames asking for an acknowledgement, this second
+        self._ctl_since = 0  # when that second began (perf_counter_ns)
+        # GOAWAY is read here, not by h2: h2 closes its whole connection on one, and then refuses the
+        # rest of the responses the server still sends (a graceful GOAWAY, as nginx sends at its
+        # keepalive_requests, precedes the last response). Only its first 8 bytes are kept.
+        self._goaway_left = 0  # payload bytes of a GOAWAY still to come
+        self._goaway = bytearray()
+        #: The server sent GOAWAY: no new request on this connection; those under way may finish.
+        self.going_away = False
         #: Upload bytes written but not yet sent (ours and the kernel's) at most; the caller sets it
         #: from the connection's rate (a few milliseconds' worth).
         self.unsent_limit = UNSENT_DEFAULT
@@ -355,6 +377,8 @@ class H2Protocol:
         return self._mv
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.closed:
+            return  # refused (see _hostile): the rest of what was read is not looked at
         self.read_ns = time.perf_counter_ns()
         data = self._split(self._mv[:nbytes])
         if data:
@@ -373,6 +397,16 @@ class H2Protocol:
                 self.bytes_in += k
                 self._unacked[self._skip_sid] = self._unacked.get(self._skip_sid, 0) + k
                 continue
+            if self._goaway_left:
+                k = min(self._goaway_left, n - i)
+                self._goaway += view[i:i + min(k, max(0, 8 - len(self._goaway)))]
+                self._goaway_left -= k
+                i += k
+                if not self._goaway_left:
+                    out = self._take_goaway(out)
+                    if self.closed or self.transport is None or self.transport.is_closing():
+                        return b""
+                continue
             if self._to_h2:
                 k = min(self._to_h2, n - i)
                 out += view[i:i + k]
@@ -387,15 +421,79 @@ class H2Protocol:
             hdr = self._hdr
             length = int.from_bytes(hdr[0:3], "big")
             sid = int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
+            refusal = self._hostile(hdr[3], hdr[4], length)
+            if refusal:
+                self._hdr = bytearray()
+                self._fail_all(refusal)
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.abort()
+                return b""
             # DATA (type 0) without END_STREAM (0x1) or PADDED (0x8) on a counted stream
             if hdr[3] == 0 and not hdr[4] & 0x09 and sid in self._fast:
                 self._skip, self._skip_sid = length, sid
+            elif hdr[3] == 0x7 and sid == 0:  # GOAWAY
+                self._goaway_left = length
+                if not length:
+                    self._hdr = bytearray()
+                    out = self._take_goaway(out)
+                    if self.closed or self.transport is None or self.transport.is_closing():
+                        return b""
+                    continue
             else:
                 out += hdr
                 self._to_h2 = length
             self._hdr = bytearray()
         self._give_back()
         return bytes(out)
+
+    def _hostile(self, kind: int, flags: int, length: int) -> str:
+        """Why a frame (its type, flags and payload length) is refused before it is read; '' if not.
+
+        A header block is held whole until its last frame (h2 keeps up to 64 CONTINUATION frames, and
+        this connection allows 16 MiB frames for throughput): at MAX_HEAD in all it is refused, as an
+        HTTP/1.1 head is, so a server cannot make us buffer hundreds of MiB of headers. SETTINGS and
+        PING frames each make h2 queue an acknowledgement: a server sending them without end (and
+        perhaps never reading) would keep the loop busy parsing and let the acknowledgements pile up,
+        so more than a legitimate peer ever sends in a second ends the connection."""
+        if kind in (0x1, 0x5, 0x9):  # HEADERS, PUSH_PROMISE, CONTINUATION
+            self._head_block += length
+            if self._head_block > MAX_HEAD:
+                return f"the response head is over {MAX_HEAD // 1024} KiB"
+            if flags & 0x4:  # END_HEADERS
+                self._head_block = 0
+        elif kind in (0x4, 0x6) and not flags & 0x1:  # SETTINGS or PING, not an ACK
+            if self.read_ns - self._ctl_since > 1_000_000_000:
+                self._ctl_since, self._ctl_count = self.read_ns, 0
+            self._ctl_count += 1
+            if self._ctl_count > MAX_CONTROL_PER_S:
+                return f"the server floods SETTINGS or PING frames (over {MAX_CONTROL_PER_S} a second)"
+        return ""
+
+    def _take_goaway(self, before: bytearray) -> bytearray:
+        """Act on a whole GOAWAY, once h2 has had the frames ``before`` it (streams they end are
+        done); the bytes still to give h2 (none yet)."""
+        if before:
+            self._handle(bytes(before))
+        payload, self._goaway = bytes(self._goaway), bytearray()
+        self.going_away = True
+        if len(payload) < 8:
+            self._fail_all("HTTP/2 protocol error: a GOAWAY frame shorter than 8 bytes")
+        else:
+            last_sid = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            code_int = int.from_bytes(payload[4:8], "big")
+            try:
+                code: Any = h2.errors.ErrorCodes(code_int)
+            except ValueError:
+                code = code_int  # a code HTTP/2 does not define: only its number
+            why = f"the server ended the HTTP/2 connection ({_error_name(code)})"
+            if code != h2.errors.ErrorCodes.NO_ERROR:
+                self._fail_all(why)
+            else:  # graceful: streams up to last_sid may still complete, later ones never will
+                for sid in [sid for sid in self.streams if sid > last_sid]:
+                    self._fast.discard(sid)
+                    self.streams.pop(sid).fail(why + " before this request")
+        return bytearray()
 
     def _give_back(self) -> None:
         """WINDOW_UPDATE for counted bytes, in big steps (the windows are 2^31 - 1)."""
@@ -458,13 +556,13 @@ class H2Protocol:
                 st = self.streams.pop(ev.stream_id, None)
                 if st is not None:
                     if st.status and not st.upload:
-                        st.fail(f"stream reset (error {ev.error_code})")
+                        st.fail(f"stream reset ({_error_name(ev.error_code)})")
                     else:
-                        st.finish() if st.status else st.fail(f"stream reset (error {ev.error_code})")
+                        st.finish() if st.status else st.fail(f"stream reset ({_error_name(ev.error_code)})")
             elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                 pump = True
             elif isinstance(ev, h2.events.ConnectionTerminated):
-                self._fail_all(f"the server ended the HTTP/2 connection (error {ev.error_code})")
+                self._fail_all(f"the server ended the HTTP/2 connection ({_error_name(ev.error_code)})")
         if pump:
             self._pump()
         self._flush()
@@ -477,6 +575,8 @@ class H2Protocol:
         the body kept (the rest is only counted)."""
         if self.closed or self.transport is None:
             raise HttpError("the connection is closed")
+        if self.going_away:
+            raise HttpError("the server is closing this HTTP/2 connection (GOAWAY)")
         loop = asyncio.get_running_loop()
         sid = self.conn.get_next_available_stream_id()
         headers = [(b":method", method.encode()), (b":scheme", scheme.encode()),
@@ -596,6 +696,7 @@ class H1Protocol:
     ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
 
     http_version = "http/1.1"
+    going_away = False  # HTTP/2's GOAWAY: no counterpart here
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None

@@ -81,7 +81,8 @@ class _Conn:
     cert_days: float | None
 
     def usable(self) -> bool:
-        return not self.dialed.protocol.closed and not self.dialed.transport.is_closing()
+        proto = self.dialed.protocol
+        return not proto.closed and not proto.going_away and not self.dialed.transport.is_closing()
 
 
 class HttpClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from netkit.core.nq_server import NqServerConfig
 from netkit.core.responsiveness_config import AlgorithmParams, Direction, ResponsivenessConfig
+from netkit.core.responsiveness_result import DirectionResult
 from netkit.core.units import format_bitrate, format_count
 from netkit.io.measure.responsiveness import measure_responsiveness_async
 from netkit.io.servers.responsiveness_server import serving_responsiveness
@@ -40,4 +41,18 @@ async def run(env: SelftestEnv) -> list[CheckResult]:
               + f", download, {down.connections if down else 0} load connections, {format_count(probes)} probes")
     if result.error:
         detail += f"; {result.error}"
+    elif not ok:
+        detail += "; " + _why_failed(down)
     return [CheckResult("responsiveness", ok, figure, detail)]
+
+
+def _why_failed(down: DirectionResult | None) -> str:
+    """The first condition a failed row missed, so that the row explains itself."""
+    if down is None:
+        return "no direction was measured"
+    if down.rpm is None or down.rpm <= 0:
+        return "no RPM was computed"
+    if down.goodput_bps < FLOOR_BPS:
+        return f"goodput under the {format_bitrate(FLOOR_BPS)} floor"
+    missing = [kind for kind, n in (("foreign", down.stats.foreign), ("self", down.stats.self_)) if n == 0]
+    return f"no {' and no '.join(missing)} probe completed ({down.probe_errors} probe errors)"

@@ -29,7 +29,16 @@ from netkit.core.http_config import BODY_KEEP, HttpConfig, compile_body_regex
 from netkit.core.http_result import HttpResult, HttpSample, HttpUrlResult, check_result
 from netkit.core.nq_config import HttpUrl, parse_url
 from netkit.io.aio import StopSignal, run_until_stopped
-from netkit.io.clients.http_conn import MAX_HEAD, Dialed, H1Protocol, HttpError, _Stream, client_ssl_context, dial
+from netkit.io.clients.http_conn import (
+    MAX_HEAD,
+    Dialed,
+    H1Protocol,
+    HttpError,
+    Response,
+    _Stream,
+    client_ssl_context,
+    dial,
+)
 from netkit.io.tls import client_context, describe_peer, tls_error_message
 
 Sink = Callable[[HttpSample], None]
@@ -149,6 +158,22 @@ class HttpClient:
         return (not cfg.new_connection and cfg.interval_s == 0 and cfg.max_redirs == 0
                 and isinstance(proto, H1Protocol) and proto.reusable() and not conn.dialed.transport.is_closing())
 
+    def failed(self, seq: int, url_text: str, start_ns: int, exc: BaseException, **extra: Any) -> HttpSample:
+        """The sample of a request that failed with ``exc``: its kind, and the words for a timeout."""
+        kind, msg = classify(exc)
+        if kind == "timeout":
+            msg = f"no complete response within {self.cfg.timeout_s:g} s"
+        return HttpSample(seq, url_text, start_ns, error_kind=kind, error=msg, **extra)
+
+    def answered(self, seq: int, url_text: str, start_ns: int, st: _Stream, resp: Response, conn: _Conn | None,
+                 phases_ns: tuple[int, ...], **extra: Any) -> HttpSample:
+        """The sample of a response: status, bytes, protocol, the connection's TLS, the body check."""
+        match = None if self.body_re is None else bool(self.body_re.search(resp.body))
+        return HttpSample(seq, url_text, start_ns, status=resp.status, bytes=st.nbytes, http_version=st.http_version,
+                          tls_version=conn.tls_version if conn else None, cipher=conn.cipher if conn else None,
+                          cert_days_left=conn.cert_days if conn else None, body_match=match, phases_ns=phases_ns,
+                          **extra)
+
     async def fetch(self, url: HttpUrl, conn: _Conn | None, *, seq: int, start_ns: int
                     ) -> tuple[HttpSample, _Conn | None]:
         """One request (and its redirects, up to ``--max-redirs``) on ``conn`` when it fits, else a new
@@ -217,19 +242,12 @@ class HttpClient:
         except Exception as exc:  # every failure is a counted error with its kind, never a traceback
             if conn is not None:
                 conn.dialed.close()
-            kind, msg = classify(exc)
-            if kind == "timeout":
-                msg = f"no complete response within {cfg.timeout_s:g} s"
-            return HttpSample(seq, str(url), start_ns, error_kind=kind, error=msg, new_connection=new,
-                              redirects=redirects), None
+            return self.failed(seq, str(url), start_ns, exc, new_connection=new, redirects=redirects), None
         # curl's time_total is its phases end to end; ours is their sum, so the work netkit does between
         # them (reading the certificate, following a redirect) is not charged to the server.
         phases[6] = sum(phases[:6])
-        match = None if self.body_re is None else bool(self.body_re.search(resp.body))
-        sample = HttpSample(seq, str(url), start_ns, status=resp.status, bytes=st.nbytes,
-                            http_version=st.http_version, tls_version=conn.tls_version if conn else None,
-                            cipher=conn.cipher if conn else None, cert_days_left=conn.cert_days if conn else None,
-                            new_connection=new, redirects=redirects, body_match=match, phases_ns=tuple(phases))
+        sample = self.answered(seq, str(url), start_ns, st, resp, conn, tuple(phases), new_connection=new,
+                               redirects=redirects)
         if conn is not None and cfg.new_connection:
             conn.dialed.close()
             conn = None
@@ -324,11 +342,8 @@ class _Chain:
 
     def _fail(self, seq: int, start: int, exc: BaseException) -> None:
         self.conn.dialed.close()
-        kind, msg = classify(exc)
-        if kind == "timeout":
-            msg = f"no complete response within {self.client.cfg.timeout_s:g} s"
         self._end(False)
-        self.record(HttpSample(seq, self.url_text, start - self.run_t0, error_kind=kind, error=msg))
+        self.record(self.client.failed(seq, self.url_text, start - self.run_t0, exc))
 
     def _ended(self, st: _Stream) -> None:
         self._guarded(lambda: self._book(st))
@@ -343,14 +358,8 @@ class _Chain:
         end = st.end_ns
         first = st.first_ns or end
         send, ttfb, transfer = sent - start, max(0, first - sent), max(0, end - first)
-        resp = st.done.result()
-        conn = self.conn
-        body_re = self.client.body_re
-        self.record(HttpSample(seq, self.url_text, start - self.run_t0, status=resp.status, bytes=st.nbytes,
-                               http_version=st.http_version, tls_version=conn.tls_version, cipher=conn.cipher,
-                               cert_days_left=conn.cert_days,
-                               body_match=None if body_re is None else bool(body_re.search(resp.body)),
-                               phases_ns=(0, 0, 0, send, ttfb, transfer, send + ttfb + transfer)))
+        self.record(self.client.answered(seq, self.url_text, start - self.run_t0, st, st.done.result(), self.conn,
+                                         (0, 0, 0, send, ttfb, transfer, send + ttfb + transfer)))
         # Booked before the next request leaves, not after: work of ours done while its answer may
         # already be in would be counted in that answer's time to first byte.
         if self.proto.reusable() and not self.conn.dialed.transport.is_closing():

@@ -6,10 +6,7 @@ import click
 
 from netkit.cli.context import get_output, output_options
 from netkit.cli.params import Duration, Number
-from netkit.core.errors import InputError, UsageError
-
-#: A mesh file is a few hundred bytes a host: 1000 hosts with labels fit well within this.
-MAX_MESH_FILE_BYTES = 4 << 20
+from netkit.core.errors import UsageError
 
 
 @click.group(short_help="Prometheus config and matrix for a mesh.")
@@ -19,25 +16,6 @@ def mesh() -> None:
     `mesh prometheus` writes Prometheus' scrape config and alert rules for all
     the monitors; `mesh matrix` shows the loss and RTT between every pair.
     """
-
-
-def read_mesh_file(path: str) -> str:
-    from netkit.core.escape import safe_text
-
-    shown = safe_text(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_MESH_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"{shown}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_MESH_FILE_BYTES:
-        raise InputError(f"{shown}: larger than {MAX_MESH_FILE_BYTES >> 20} MiB: not a mesh file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{shown}: not UTF-8 text") from None
 
 
 @mesh.command(name="prometheus", short_help="Print Prometheus' scrape config or rules.")
@@ -77,16 +55,12 @@ def prometheus(mesh_file: str, rules: bool, write_dir: str | None, scrape_interv
       netkit mesh prometheus mesh.toml --write /etc/prometheus
     """
     from netkit.core import mesh_prometheus as mp
-    from netkit.core.mesh_config import parse_mesh
+    from netkit.io.config_files import load_mesh
 
     out = get_output()
     if rules and write_dir is not None:
         raise UsageError("--rules prints the rules file; --write writes both files: give one")
-    text = read_mesh_file(mesh_file)
-    try:
-        config = parse_mesh(text)
-    except InputError as exc:
-        raise InputError(f"{mesh_file}: {exc}") from None
+    config = load_mesh(mesh_file)
     settings = mp.RuleSettings(max_loss_pct=max_loss, window_s=window, rtt_factor=rtt_factor, rtt_floor_s=rtt_floor)
     scrape_text = mp.scrape_config(config, scrape_interval_s=scrape_interval)
     rules_text = mp.alert_rules(config, settings, scrape_interval_s=scrape_interval)
@@ -146,6 +120,7 @@ def matrix(prometheus_url: str | None, metrics_urls: tuple[str, ...], more_metri
       netkit mesh matrix --metrics http://198.18.0.1:9464 http://198.18.0.2:9464
     """
     from netkit.core import mesh_matrix
+    from netkit.core.mesh_prometheus import prom_duration
     from netkit.core.units import format_duration
     from netkit.io.clients import prometheus_query as pq
     from netkit.render.mesh import print_matrix
@@ -158,7 +133,7 @@ def matrix(prometheus_url: str | None, metrics_urls: tuple[str, ...], more_metri
         raise UsageError("give --prometheus URL or --metrics URL [URL...] (one of the two)")
     if prometheus_url is not None:
         base = pq.check_url(prometheus_url, "--prometheus")
-        duration = mp_duration(window)
+        duration = prom_duration(window)
         out.debug(f"querying {base} over {format_duration(window)}")
         result = pq.query_matrix(base, window=duration, window_s=window, mesh=mesh_name, method=method,
                                  timeout_s=timeout)
@@ -169,8 +144,3 @@ def matrix(prometheus_url: str | None, metrics_urls: tuple[str, ...], more_metri
     print_matrix(out, result)
     mesh_matrix.check_max_loss(result, max_loss)
 
-
-def mp_duration(seconds: float) -> str:
-    from netkit.core.mesh_prometheus import prom_duration
-
-    return prom_duration(seconds)

@@ -64,6 +64,7 @@ from netkit.core.monitor_models import (
 from netkit.core.targets import Target, format_host_port
 from netkit.io.aio import StopSignal
 from netkit.io.clock import DEFAULT_CLOCK, Clock, wall_iso
+from netkit.io.config_files import load_mesh, read_config_text
 from netkit.io.measure.monitor_dns import dns_probe_round
 from netkit.io.measure.monitor_http import http_probe_round
 from netkit.io.measure.monitor_trace import TraceThreads
@@ -86,18 +87,6 @@ HARD_MARGIN_S = 1.0
 # ----- config file ---------------------------------------------------------------------------
 #: A key file is a line of text; anything longer is not one (and is not read whole).
 MAX_KEY_FILE_BYTES = 64 * 1024
-
-
-def _read_config_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_key(ref: KeyRef, base_dir: str, environ: Mapping[str, str] | None = None) -> Key:
@@ -140,7 +129,7 @@ def load_config(path: str | None, cli: CliSettings) -> MonitorConfig:
     """
     if path is None:
         return config_from_text(None, cli)
-    text = _read_config_text(path)
+    text = read_config_text(path)
     try:
         return _with_key(config_from_text(text, cli), path)
     except InputError as exc:
@@ -153,13 +142,14 @@ def load_mesh_config(path: str, self_name: str, cli: CliSettings) -> MonitorConf
     Every other host with every probe of the file; errors name the file and the mesh's key
     (a ``--self`` no longer in the file is one: a reload then keeps the running config).
     """
-    from netkit.core.mesh_config import mesh_monitor_config, parse_mesh
+    from netkit.core.mesh_config import mesh_monitor_config
 
-    text = _read_config_text(path)
+    mesh = load_mesh(path)
     try:
-        return _with_key(mesh_monitor_config(parse_mesh(text), self_name, cli), path)
+        return _with_key(mesh_monitor_config(mesh, self_name, cli), path)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+
 
 
 # ----- udp sessions that last several rounds --------------------------------------------------

@@ -30,9 +30,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from support import wait_until
+
 T = TypeVar("T")
+
 CLONE_NEWNET = 0x40000000
 PROM_ADDRESS = "198.18.0.100"
 REFLECTOR_PORT = 8000
@@ -264,7 +265,7 @@ def mesh_lab(hosts: int, workdir: Path) -> Iterator[MeshLab]:
             _sh(["ip", "-n", ns, "-batch", "-"],
                 input=f"link set lo up\nlink set eth0 up\naddress add {addr}/24 dev eth0\n")
         _sh(["ip", "-n", lab.bridge_ns, "-batch", "-"], input="\n".join(bridge) + "\n")
-        wait_for(lambda: _ports_up(lab.bridge_ns, len(ends)), timeout=10, interval=0.05, what="bridge ports up")
+        wait_until(lambda: _ports_up(lab.bridge_ns, len(ends)), timeout=10, interval=0.05, what="bridge ports up")
         yield lab
     finally:
         lab.stop_all()
@@ -272,19 +273,3 @@ def mesh_lab(hosts: int, workdir: Path) -> Iterator[MeshLab]:
             _kill_inside(ns)
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def netkit_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "netkit", *args]
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.2, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)

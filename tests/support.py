@@ -25,15 +25,16 @@ from typing import Any
 READY = re.compile(r"listening on (\[?[0-9a-fA-F:.]+\]?|[^\s:]+):(\d+)")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes (then fail)."""
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01,
+               what: str | None = None) -> Any:
+    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes (then fail, naming ``what``)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"{what or 'condition'} not met within {timeout}s")
         time.sleep(interval)
 
 

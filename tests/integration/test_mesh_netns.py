@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pytest
 import support
-from netns_mesh import PROM_ADDRESS, REFLECTOR_PORT, MeshLab, mesh_lab, mesh_toml, netkit_argv, wait_for
+from netns_mesh import PROM_ADDRESS, REFLECTOR_PORT, MeshLab, mesh_lab, mesh_toml
+from support import netkit_cmd, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(150)]
 
@@ -117,7 +118,7 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
         mesh_file.write_text(mesh_toml(hosts, key_file=str(key), name=MESH, interval="1s", timeout="800ms",
                                        packets=5, packet_interval="20ms"))
         env = support.clean_env()
-        reflectors = {h: lab.start(lab.host_ns[h], netkit_argv(
+        reflectors = {h: lab.start(lab.host_ns[h], netkit_cmd(
             "serve", "udp", "--mode", "echo", "--host", lab.address(h), "--port", str(REFLECTOR_PORT),
             "--key-file", str(key)), f"reflector-{h}.log", env=env) for h in lab.hosts}
 
@@ -127,8 +128,8 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
             return all("listening on" in lab.log(f"reflector-{h}.log") for h in lab.hosts)
 
         # Every reflector answers before any monitor probes: a probe to one still starting would be lost.
-        wait_for(reflectors_ready, timeout=30, what="reflectors listening")
-        monitors = {h: lab.start(lab.host_ns[h], netkit_argv("monitor", "--mesh", str(mesh_file), "--self", h),
+        wait_until(reflectors_ready, timeout=30, interval=0.2, what="reflectors listening")
+        monitors = {h: lab.start(lab.host_ns[h], netkit_cmd("monitor", "--mesh", str(mesh_file), "--self", h),
                                  f"monitor-{h}.log", env=env) for h in lab.hosts}
         prom_config = prometheus_files(mesh_file, tmp_path / "prometheus")
         prom = Prom(lab, lab.start(lab.prom_ns, [
@@ -148,21 +149,22 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
             return rounds if set(rounds) == pairs and all(rounds[p] >= floor[p] for p in pairs) else None
 
         # Every pair measured twice and scraped, before any loss: the clean baseline.
-        wait_for(lambda: rounds_at_least(dict.fromkeys(pairs, 2)), timeout=40, what="all 90 pairs scraped")
+        wait_until(lambda: rounds_at_least(dict.fromkeys(pairs, 2)), timeout=40, interval=0.2,
+                   what="all 90 pairs scraped")
         assert prom.pairs("netkit_packets_lost_total") == dict.fromkeys(pairs, 0.0), "loss before any drop"
 
         lab.run(lab.host_ns[LOSSY], "nft", "-f", "-", input=drop_rules())
         # Long enough that each of h3's pairs lost something (36% per probe: both legs cross the rule).
-        wait_for(lambda: (lambda lost: all(lost.get(p, 0) > 0 for p in lossy))(
-            prom.pairs("netkit_packets_lost_total")), timeout=30, what="loss on every pair of h3")
+        wait_until(lambda: (lambda lost: all(lost.get(p, 0) > 0 for p in lossy))(
+            prom.pairs("netkit_packets_lost_total")), timeout=30, interval=0.2, what="loss on every pair of h3")
         lab.run(lab.host_ns[LOSSY], "nft", "flush", "chain", "netdev", "nkmesh", "in")
         lab.run(lab.host_ns[LOSSY], "nft", "flush", "chain", "netdev", "nkmesh", "out")
         drops = dropped(lab)
         # The rounds running when the rules went finish, and Prometheus scrapes their result: what it
         # shows lags a monitor by at most a scrape, so three more rounds than it shows now covers both.
         now = prom.pairs("netkit_monitor_rounds_total")
-        wait_for(lambda: rounds_at_least({p: n + 3 for p, n in now.items()}), timeout=20,
-                 what="three more rounds scraped after the drops stopped")
+        wait_until(lambda: rounds_at_least({p: n + 3 for p, n in now.items()}), timeout=20, interval=0.2,
+                   what="three more rounds scraped after the drops stopped")
         lost = prom.pairs("netkit_packets_lost_total")
         sent = prom.pairs("netkit_packets_sent_total")
 
@@ -174,7 +176,7 @@ def test_mesh_loss_at_one_host_shows_on_its_18_pairs_only(tmp_path: Path) -> Non
 
         # The matrix as `netkit mesh matrix` shows it from the same Prometheus (increase() over its
         # window: Prometheus extrapolates, so the pairs with loss are compared, not the counts).
-        res = subprocess.run(["ip", "netns", "exec", lab.prom_ns, *netkit_argv(
+        res = subprocess.run(["ip", "netns", "exec", lab.prom_ns, *netkit_cmd(
             "--format", "json", "mesh", "matrix", "--prometheus", prom.url, "--window", "10m")],
             capture_output=True, text=True, timeout=60, env=support.clean_env())
         assert res.returncode == 0, res.stderr

@@ -146,6 +146,16 @@ class LatencyProber:
 
 
 # ----- UDP ----------------------------------------------------------------------------------
+def udp_session_id(keyed: bool) -> int:
+    """A probe session id: random, or for a keyed reflector one it can check for freshness
+    (the wall-clock second and random bits, :mod:`netkit.core.keyed`)."""
+    if keyed:
+        from netkit.io.servers.server_guard import new_keyed_session
+
+        return new_keyed_session()
+    return secrets.randbits(64)
+
+
 class UdpProber(LatencyProber):
     """Probe packets to a reflector; works against netkit's (full accounting) or a plain echo."""
 
@@ -154,16 +164,14 @@ class UdpProber(LatencyProber):
     def __init__(self, label: str, host: str, port: int, cfg: LatencyConfig, sink: EventSink | None) -> None:
         super().__init__(label, host, port, cfg, sink)
         self.sock: socket.socket | None = None
-        self.session = secrets.randbits(64)
         self.size = max(self.cfg.size, packet.HEADER_SIZE)
         # --key: a keyed reflector answers only signed probes of a session id it can check
         # (netkit.core.keyed), and the probe needs room for the 16-byte tag
         self.key = self.cfg.key
+        self.session = udp_session_id(self.key is not None)
         if self.key is not None:
             from netkit.core.keyed import KEYED_MIN_SIZE
-            from netkit.io.servers.server_guard import new_keyed_session
 
-            self.session = new_keyed_session()
             self.size = max(self.size, KEYED_MIN_SIZE)
         self._buf = bytearray(self.size)
         #: Added to every sequence number on the wire: a caller that goes on with one session over

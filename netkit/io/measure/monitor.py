@@ -173,20 +173,18 @@ class UdpSession:
 
 
 class UdpSessions:
-    """One ``UdpSession`` per udp target, renewed after ``SESSION_REUSE_NS`` (monotonic clock)."""
+    """One ``UdpSession`` per udp target, renewed after ``SESSION_REUSE_NS`` (the monitor's clock)."""
 
     def __init__(self) -> None:
         self._by_target: dict[tuple[str, MonitorMethod], UdpSession] = {}
 
     def take(self, key: tuple[str, MonitorMethod], packets: int, now_ns: int, keyed: bool) -> UdpSession:
         """The session for a round of ``packets`` probes; the numbers it may use are reserved."""
-        import secrets
-
-        from netkit.io.servers.server_guard import new_keyed_session
+        from netkit.io.measure.latency_probers import udp_session_id
 
         held = self._by_target.get(key)
         if held is None or now_ns - held.born_ns >= SESSION_REUSE_NS or held.next_seq + packets >= _MAX_SEQ:
-            held = UdpSession(new_keyed_session() if keyed else secrets.randbits(64), 0, now_ns)
+            held = UdpSession(udp_session_id(keyed), 0, now_ns)
             self._by_target[key] = held
         taken = UdpSession(held.session, held.next_seq, held.born_ns)
         held.next_seq += packets
@@ -413,7 +411,7 @@ class Monitor:
                 else:
                     session = None
                     if t.method is MonitorMethod.UDP:
-                        session = self.udp_sessions.take(t.key, t.packets, time.monotonic_ns(),
+                        session = self.udp_sessions.take(t.key, t.packets, self.clock.now_ns(),
                                                          keyed=self.config.key is not None)
                     work = probe_round(t, clock=self.clock, on_cut=lambda n: self._round_cut(t, n),
                                        key=self.config.key, session=session)

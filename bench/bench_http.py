@@ -44,9 +44,10 @@ def _netkit_rate(url: str, concurrency: int) -> float:
 
 
 def _loops(concurrency: int) -> int:
-    """netkit's event loops at this concurrency (netkit.io.measure.http_workers.worker_count)."""
-    return max(1, min(concurrency, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
+    """netkit's event loops at this concurrency: one worker process per usable core, up to it."""
+    from netkit.io.measure.http_workers import usable_cores
+
+    return max(1, min(concurrency, usable_cores()))
 
 
 def _wrk_rate(url: str, concurrency: int) -> float:

@@ -205,8 +205,7 @@ class DohPool:
         dialed = self.conns.get((host, port))
         if dialed is None:
             return None
-        proto = dialed.protocol
-        if proto.closed or (proto.http_version == "http/1.1" and not proto.reusable()):
+        if not dialed.protocol.accepts_requests():
             self.drop(host, port)
             return None
         return dialed

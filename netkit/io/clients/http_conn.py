@@ -567,6 +567,10 @@ class H2Protocol:
             self._pump()
         self._flush()
 
+    def accepts_requests(self) -> bool:
+        """Whether a new request may go on this connection: open, and no GOAWAY from the server."""
+        return not self.closed and not self.going_away
+
     def request(self, method: str, scheme: str, authority: str, target: str, *, count_only: bool = False,
                 upload: bool = False, extra_headers: list[tuple[str, str]] | None = None,
                 body: bytes | None = None, keep: int = MAX_SMALL_BODY) -> _Stream:
@@ -696,7 +700,6 @@ class H1Protocol:
     ``bytes_in`` straight from the receive buffer; other responses go through h11 (bounded)."""
 
     http_version = "http/1.1"
-    going_away = False  # HTTP/2's GOAWAY: no counterpart here
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -719,6 +722,11 @@ class H1Protocol:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=2 * CHUNK + 64)
+
+    def accepts_requests(self) -> bool:
+        """Whether a new request may go on this connection: open, and the last exchange (if any)
+        left it reusable."""
+        return not self.closed if self._h11 is None else self.reusable()
 
     def reusable(self) -> bool:
         """Whether another request may go on this connection now: the last exchange ended whole and

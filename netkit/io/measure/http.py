@@ -90,8 +90,7 @@ class _Conn:
     cert_days: float | None
 
     def usable(self) -> bool:
-        proto = self.dialed.protocol
-        return not proto.closed and not proto.going_away and not self.dialed.transport.is_closing()
+        return self.dialed.protocol.accepts_requests() and not self.dialed.transport.is_closing()
 
 
 class HttpClient:

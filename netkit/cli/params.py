@@ -186,7 +186,10 @@ class ListenPort(_CoreType):
     def _parse(self, value: str) -> int:
         if value.strip() == "0":
             return 0
-        return targets.parse_port(value)
+        try:
+            return targets.parse_port(value)
+        except InputError as exc:
+            raise InputError(str(exc).replace("must be 1-65535", "must be 0-65535 (0: a free one)")) from None
 
 
 class Host(_CoreType):

@@ -102,6 +102,9 @@ def responsiveness_summary_table(result: ResponsivenessResult, *, width: int | N
         "the kernel's RTT of a load connection (HTTP/1.1)"
     parts.append(Text(f"idle latency {format_ms(result.idle_ms)} ({format_count(result.idle.foreign)} probes); "
                       f"{proto}; http_l is {selfp}"))
+    if any(d.rpm_confidence != d.goodput_confidence for d in result.directions):
+        parts.append(Text("confidence a/b: the throughput's, then the RPM's (low: stopped before "
+                          "enough intervals; medium: never stable)"))
     parts.append(Text(""))
     prow: list[list[Any]] = []
     tm_of = {"tcp_f": "tm_tcp", "tls_f": "tm_tls", "http_f": "tm_http_f", "http_l": "tm_http_l"}

@@ -495,6 +495,10 @@ def test_info_traffic_stopped_by_a_signal_prints_its_report(sig: int) -> None:
      "netkit measure latency"),
     (["measure", "loss", "db"], "netkit: invalid target 'db': no port (write HOST:PORT)", "netkit measure loss"),
     (["info", "traffic", "--interface", "no-such-if0", "-c", "1"], None, "netkit info traffic"),
+    # a listening port may be 0 (a free one), and the message says so
+    (["serve", "responsiveness", "--port", "70000"],
+     "netkit: Invalid value for '--port' / '-p': invalid port '70000': must be 0-65535 (0: a free one)",
+     "netkit serve responsiveness"),
 ])
 def test_a_bad_target_argument_is_a_usage_error_with_the_help_hint(args: list[str], line: str | None,
                                                                      hint: str) -> None:

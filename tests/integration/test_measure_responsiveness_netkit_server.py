@@ -57,3 +57,13 @@ def test_parallel_h2_against_netkit_server(server: tuple[str, Path]) -> None:
     for d in doc["directions"]:
         assert d["goodput_bps"] > 1e6 and d["rpm"] > 0, d
         assert d["probes"]["self"] > 0 and d["probes"]["foreign"] > 0, d
+
+
+def test_cleartext_url_to_a_tls_port_says_so(server: tuple[str, Path]) -> None:
+    # The server closes a cleartext request without a byte; the user is told that, and why it may be.
+    url, _cert = server
+    p = subprocess.run(support.netkit_cmd("measure", "responsiveness", url.replace("https://", "http://")),
+                       capture_output=True, text=True, timeout=30, env=support.clean_env())
+    assert p.returncode == 1
+    assert p.stderr.startswith("netkit: ") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert "closed the connection without answering: a TLS port? try https://" in p.stderr

@@ -1,7 +1,8 @@
 """Ground truth for ``measure responsiveness``: a 20 Mbit/s tbf bottleneck with a large queue and a
-small one, nginx in the server namespace. The added latency netkit reports (its foreign probes under
-load minus idle) must match the queueing delay the qdisc's backlog shows over the same window (30% or
-5 ms), and RPM must be lower with the large queue."""
+small one, nginx in the server namespace, each direction (an upload fills r1's queue towards the
+server). The added latency netkit reports (its foreign probes under load minus idle) must match the
+queueing delay the qdisc's backlog shows over the same window (30% or 5 ms), and RPM must be lower
+with the large queue."""
 
 from __future__ import annotations
 
@@ -58,12 +59,15 @@ class StampedSampler:
         return statistics.fmean(kept) * 8 / RATE * 1000
 
 
-def run_once(chain: Chain, url: str, limit: int) -> tuple[dict, float]:
+QUEUE_DEV = {"download": "to-client", "upload": "to-server"}  # r1's device whose queue the load fills
+
+
+def run_once(chain: Chain, url: str, limit: int, direction: str = "download") -> tuple[dict, float]:
     bn = Bottleneck(chain, rate_bit=RATE, limit_bytes=limit)
     bn.install()
     bn.wait_idle()
-    sampler = StampedSampler(bn.router, "to-client")
-    proc = chain.popen_netkit("measure", "responsiveness", url, "-k", "--download-only", "--format", "jsonl",
+    sampler = StampedSampler(bn.router, QUEUE_DEV[direction])
+    proc = chain.popen_netkit("measure", "responsiveness", url, "-k", f"--{direction}-only", "--format", "jsonl",
                               "--max-duration", "6s", "--load-connections", "8")
     stamps: dict[int, float] = {}  # interval index -> when its event arrived
     summary = None
@@ -86,12 +90,15 @@ def run_once(chain: Chain, url: str, limit: int) -> tuple[dict, float]:
     return summary, truth
 
 
-def test_added_latency_matches_the_queue_and_rpm_falls(chain_nginx: tuple[Chain, str]) -> None:
+@pytest.mark.parametrize("direction", ["download", "upload"])
+def test_added_latency_matches_the_queue_and_rpm_falls(chain_nginx: tuple[Chain, str], direction: str) -> None:
     chain, url = chain_nginx
-    big, truth_big = run_once(chain, url, 250_000)
-    small, truth_small = run_once(chain, url, 15_000)
+    big, truth_big = run_once(chain, url, 250_000, direction)
+    small, truth_small = run_once(chain, url, 15_000, direction)
     db, ds = big["directions"][0], small["directions"][0]
-    report = (f"large queue: added {db['added_latency_ms']} ms vs backlog {truth_big:.1f} ms, RPM {db['rpm']}; "
+    assert db["direction"] == ds["direction"] == direction
+    report = (f"{direction}: "
+              f"large queue: added {db['added_latency_ms']} ms vs backlog {truth_big:.1f} ms, RPM {db['rpm']}; "
               f"small: added {ds['added_latency_ms']} ms vs backlog {truth_small:.1f} ms, RPM {ds['rpm']}")
     print(report)
     assert db["goodput_bps"] > 0.7 * RATE and ds["goodput_bps"] > 0.5 * RATE, report

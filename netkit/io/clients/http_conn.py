@@ -718,9 +718,11 @@ class H1Protocol:
         self._chunk = b"%x\r\n" % CHUNK + _UPLOAD_PAYLOAD + b"\r\n"
         self._lowat = 1  # the socket's SO_RCVLOWAT now
         self.read_ns = 0  # when the bytes being handled were read (a timed request's first/last byte)
+        self._tls_hint = False  # cleartext: a silent close may be a TLS server asked in cleartext
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self._tls_hint = transport.get_extra_info("sslcontext") is None
         transport.set_write_buffer_limits(high=2 * CHUNK + 64)
 
     def accepts_requests(self) -> bool:
@@ -911,6 +913,13 @@ class H1Protocol:
     def eof_received(self) -> None:
         self.closed = True
         if self._st is not None:
+            conn = self._h11
+            if conn is not None and conn.their_state is h11.SEND_RESPONSE and not conn.trailing_data[0]:
+                # Not one byte of an answer: h11 would call the close a protocol error. A TLS
+                # server asked in cleartext closes like this (curl: "Empty reply from server").
+                self._st.fail("the server closed the connection without answering: a TLS port? try https://"
+                              if self._tls_hint else "the server closed the connection without answering")
+                return
             if self._h11 is not None and not self._raw:
                 try:
                     self._receive(b"")

@@ -38,7 +38,7 @@ import enum
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netkit.core.responsiveness_config import FOREIGN_PROBE_BYTES, SELF_PROBE_BYTES, AlgorithmParams
 
@@ -119,6 +119,20 @@ def rpm_from(tm_tcp: float | None, tm_tls: float | None, tm_http_f: float | None
     return foreign if foreign is not None else loaded
 
 
+#: The draft's advice to both ends of a loaded connection: keep about 5 ms of its rate written but
+#: not yet sent (TCP_NOTSENT_LOWAT sized from the rate), so that a probe's request or answer queued
+#: behind the load waits about that long, not the seconds a full send buffer holds at a few Mbit/s.
+UNSENT_S = 0.005
+
+
+def unsent_allowance(rate_bps: float, *, floor: int, ceiling: int, seconds: float = UNSENT_S) -> int:
+    """``seconds`` of ``rate_bps`` in bytes, rounded up to a power of two (few distinct sizes, as
+    they size frames; and up to 2x of margin, so the allowance itself never holds the rate down),
+    within ``floor``..``ceiling``."""
+    want = max(1.0, rate_bps / 8 * seconds)
+    return max(floor, min(ceiling, 1 << math.ceil(math.log2(want))))
+
+
 class Band(str, enum.Enum):
     """The draft's bands of responsiveness."""
 
@@ -171,13 +185,14 @@ class ProbeKind(str, enum.Enum):
 @dataclass(frozen=True)
 class ProbeSample:
     """One finished probe. Foreign: ``tcp_ms``, ``tls_ms`` (normalized; None without TLS), ``http_ms``
-    (``http_f``). Self: ``http_ms`` is ``http_l``. ``at_ns``: when it finished."""
+    (``http_f``). Self: ``http_ms`` is ``http_l``. ``at_ns``: when it finished (or was given up)."""
 
     kind: ProbeKind
     at_ns: int
     http_ms: float
     tcp_ms: float | None = None
     tls_ms: float | None = None
+    answered: bool = True  # False: never answered, ``http_ms`` is the time it waited (a lower bound)
 
 
 @dataclass(frozen=True)
@@ -286,11 +301,21 @@ class DirectionRun:
         """A finished probe, counted in the interval under way."""
         self._probes[-1].append(probe)
 
-    def add_unfinished(self, probe: ProbeSample) -> None:
-        """A probe still unanswered when the direction ended, with the time it had waited so far (a
-        lower bound of its latency): counted in the last finished interval, so a connection whose
-        answers never come back within the run does not drop out of the result."""
-        self._probes[-2 if len(self._probes) > 1 else -1].append(probe)
+    def add_unanswered(self, probe: ProbeSample, *, at_end: bool) -> bool:
+        """A self probe never answered (still waiting when the direction ended, or past its timeout),
+        with the time it waited so far: a lower bound of its latency, so that a connection whose
+        answers never come back within the run does not drop out of the result (nginx's h2 can hold
+        one behind seconds of /large). It counts only when that bound already says it is slow: at
+        least one interval, or longer than every answered self probe of the window. A probe sent
+        moments before the end says nothing yet: counted, its wait would read as a sub-millisecond
+        round trip and inflate the RPM. At the end it counts in the last finished interval, else in
+        the one under way. Returns whether it counted."""
+        answered = [p.http_ms for p in self.window_probes(include_current=True)
+                    if p.kind is ProbeKind.SELF and p.answered]
+        if probe.http_ms < min(self.params.interval_s * 1000.0, max(answered, default=math.inf)):
+            return False
+        self._probes[-2 if at_end and len(self._probes) > 1 else -1].append(replace(probe, answered=False))
+        return True
 
     def window_probes(self, *, include_current: bool = False) -> list[ProbeSample]:
         """The probes of the last MAD finished intervals (and the one under way if asked)."""

@@ -59,7 +59,7 @@ class DirectionResult:
     duration_s: float
     probe_errors: int = 0
     probes_skipped: int = 0  # launches skipped while too many probes of that kind were still out
-    probes_unfinished: int = 0  # self probes unanswered at the end, counted with the time they waited
+    probes_unfinished: int = 0  # self probes never answered (at the end or past their timeout), counted with their wait
 
     @property
     def band(self) -> Band | None:

@@ -119,7 +119,7 @@ def responsiveness_summary_table(result: ResponsivenessResult, *, width: int | N
         parts.append(fitted_table(PROBE_COLUMNS, prow, width=width, title="probes under load"))
         parts.append(Text("probes: " + ", ".join(
             f"{d.direction} {format_count(d.stats.foreign)} foreign + {format_count(d.stats.self_)} self"
-            + (f" ({format_count(d.probes_unfinished)} unanswered at the end, counted as waited)"
+            + (f" ({format_count(d.probes_unfinished)} never answered, counted with the time they waited)"
                if d.probes_unfinished else "") for d in result.directions)))
     if result.error:
         parts.append(Text.assemble(("note: ", "bold"), cell(result.error, style="yellow")))

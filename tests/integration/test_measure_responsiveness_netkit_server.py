@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import support
@@ -67,3 +68,25 @@ def test_cleartext_url_to_a_tls_port_says_so(server: tuple[str, Path]) -> None:
     assert p.returncode == 1
     assert p.stderr.startswith("netkit: ") and len(p.stderr.splitlines()) == 1, p.stderr
     assert "closed the connection without answering: a TLS port? try https://" in p.stderr
+
+
+def test_every_get_asks_for_the_identity_encoding() -> None:
+    # The draft: a client MUST send its GETs with Accept-Encoding: identity (nothing measured is
+    # compressed). The first GET, the configuration's, is read here and answered 404.
+    heads: list[bytes] = []
+
+    def serve(conn: Any) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        heads.append(data)
+        conn.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+
+    with support.tcp_peer(serve) as port:
+        p = subprocess.run(support.netkit_cmd("measure", "responsiveness", f"http://127.0.0.1:{port}"),
+                           capture_output=True, text=True, timeout=30, env=support.clean_env())
+    assert p.returncode == 1 and "404" in p.stderr, p.stderr
+    assert heads and b"\r\naccept-encoding: identity\r\n" in heads[0].lower(), heads

@@ -20,6 +20,7 @@ from netkit.core.responsiveness_algo import (
     rpm_from,
     stable,
     trimmed_mean,
+    unsent_allowance,
 )
 from netkit.core.responsiveness_config import AlgorithmParams, ResponsivenessConfig, stage_budget_s
 
@@ -136,10 +137,43 @@ def test_max_connections_and_config_checks() -> None:
     assert stage_budget_s(6, 2) == 1.0
 
 
-def test_unfinished_probes_count_in_the_last_window() -> None:
+def test_unanswered_probes_count_in_the_last_window() -> None:
     run = DirectionRun("download", AlgorithmParams(), start_ns=0)
     run.add_probe(ProbeSample(ProbeKind.SELF, NS // 2, 10.0))
     run.end_interval(NS, 1000)
-    run.add_unfinished(ProbeSample(ProbeKind.SELF, 2 * NS, 900.0))
+    assert run.add_unanswered(ProbeSample(ProbeKind.SELF, 2 * NS, 900.0), at_end=True)
     stats = run.final_stats()
     assert stats.self_ == 2 and stats.percentiles["http_l"]["p99"] == pytest.approx(900 - 890 * 0.01)
+
+
+def test_an_unanswered_probe_counts_only_once_its_wait_says_it_is_slow() -> None:
+    # Nothing answered (a server holding every self probe behind /large), then probes given up
+    # after seconds and one sent 0.5 ms before the end: the seconds count, the 0.5 ms does not
+    # (counted, it alone made a 100 ms queue read as 53,000 RPM).
+    run = DirectionRun("download", AlgorithmParams(interval_s=1.0), start_ns=0)
+    for k in range(4):
+        run.add_probe(ProbeSample(ProbeKind.FOREIGN, k * NS + 1, 100.0, 100.0, 100.0))
+        if k == 3:  # given up after its timeout, in the interval under way
+            assert run.add_unanswered(ProbeSample(ProbeKind.SELF, 4 * NS - 1, 4500.0), at_end=False)
+        run.end_interval((k + 1) * NS, 1000)
+    assert not run.add_unanswered(ProbeSample(ProbeKind.SELF, 4 * NS, 0.5), at_end=True)
+    assert not run.add_unanswered(ProbeSample(ProbeKind.SELF, 4 * NS, 999.0), at_end=True)
+    assert run.add_unanswered(ProbeSample(ProbeKind.SELF, 4 * NS, 1000.0), at_end=True)
+    stats = run.final_stats()
+    assert stats.self_ == 2 and stats.tm_http_l == pytest.approx(1000.0)  # 95 % of 2 keeps the lower
+    assert stats.rpm is not None and stats.rpm < 400
+    # With answers of 20-30 ms in the window, one waiting longer than all of them is in the tail already.
+    run2 = DirectionRun("download", AlgorithmParams(interval_s=1.0), start_ns=0)
+    for ms in (20.0, 30.0, 25.0):
+        run2.add_probe(ProbeSample(ProbeKind.SELF, 1, ms))
+    run2.end_interval(NS, 1000)
+    assert not run2.add_unanswered(ProbeSample(ProbeKind.SELF, NS, 29.0), at_end=True)
+    assert run2.add_unanswered(ProbeSample(ProbeKind.SELF, NS, 31.0), at_end=True)
+
+
+def test_unsent_allowance_is_5_ms_of_the_rate_as_a_power_of_two() -> None:
+    # 20 Mbit/s: 12,500 bytes in 5 ms, rounded up to 16 KiB; bounded below and above
+    assert unsent_allowance(20e6, floor=4096, ceiling=256 * 1024) == 16384
+    assert unsent_allowance(1e6, floor=4096, ceiling=256 * 1024) == 4096  # 625 bytes: the floor
+    assert unsent_allowance(10e9, floor=4096, ceiling=256 * 1024) == 256 * 1024  # 6.25 MB: the ceiling
+    assert unsent_allowance(0.0, floor=4096, ceiling=256 * 1024) == 4096

@@ -718,7 +718,7 @@ class H1Protocol:
         self._chunk = b"%x\r\n" % CHUNK + _UPLOAD_PAYLOAD + b"\r\n"
         self._lowat = 1  # the socket's SO_RCVLOWAT now
         self.read_ns = 0  # when the bytes being handled were read (a timed request's first/last byte)
-        self._tls_hint = False  # cleartext: a silent close may be a TLS server asked in cleartext
+        self._tls_hint = False  # cleartext and never answered: a silent close may be a TLS server
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -880,6 +880,7 @@ class H1Protocol:
                 if isinstance(ev, h11.InformationalResponse):
                     continue
                 if isinstance(ev, h11.Response):
+                    self._tls_hint = False  # it speaks HTTP: a later silent close is not that
                     st.status = ev.status_code
                     st.http_version = ev.http_version.decode()
                     st.headers = list(ev.headers)
@@ -914,7 +915,8 @@ class H1Protocol:
         self.closed = True
         if self._st is not None:
             conn = self._h11
-            if conn is not None and conn.their_state is h11.SEND_RESPONSE and not conn.trailing_data[0]:
+            if (conn is not None and conn.their_state is h11.SEND_RESPONSE and not conn.trailing_data[0]
+                    and not self._head):
                 # Not one byte of an answer: h11 would call the close a protocol error. A TLS
                 # server asked in cleartext closes like this (curl: "Empty reply from server").
                 self._st.fail("the server closed the connection without answering: a TLS port? try https://"

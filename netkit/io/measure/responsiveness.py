@@ -67,6 +67,8 @@ Sink = Callable[[ResponsivenessInterval], None]
 #: Probes of one kind under way at once. A launch due while this many are still out is skipped rather
 #: than queued: piling handshakes onto a server that is slow to answer would measure the pile.
 MAX_OUTSTANDING_PROBES = 8
+#: The draft: every GET says Accept-Encoding: identity, so that no server compresses what is measured.
+IDENTITY = [("accept-encoding", "identity")]
 
 
 def _now() -> int:
@@ -118,7 +120,7 @@ class _Direction:
     outstanding: dict[ProbeKind, int] = field(default_factory=lambda: {k: 0 for k in ProbeKind})
     probes_skipped: int = 0  # launches skipped: too many of that kind still out
     self_started: dict[object, int] = field(default_factory=dict)  # self probes under way: when sent
-    unfinished: int = 0  # self probes unanswered at the end (counted with the time they waited)
+    unfinished: int = 0  # self probes never answered, counted with the time they waited
     conn_failures: int = 0  # load connections the server ended (each was opened again)
     last_failure: str | None = None
 
@@ -175,7 +177,7 @@ class _Session:
                           timeout_s=self.budget(self.cfg.connect_timeout_s), load=load)
 
     async def get(self, d: Dialed, url: HttpUrl) -> tuple[int, bytes]:
-        st = d.protocol.request("GET", url.scheme, url.authority, url.target)
+        st = d.protocol.request("GET", url.scheme, url.authority, url.target, extra_headers=IDENTITY)
         resp = await asyncio.wait_for(st.done, self.budget(self.cfg.io_timeout_s))
         return resp.status, resp.body
 
@@ -240,8 +242,11 @@ class _Session:
         if isinstance(proto, H2Protocol):
             url = self.nq.small_download_url
             t = _now()
-            st = proto.request("GET", url.scheme, url.authority, url.target)
-            resp = await asyncio.wait_for(st.done, self.budget(self.cfg.io_timeout_s))
+            st = proto.request("GET", url.scheme, url.authority, url.target, extra_headers=IDENTITY)
+            # Not cut to what is left of the run: a self probe still waiting when the direction ends
+            # is counted there (with its wait) and cancelled, so the run still ends on time; cut, it
+            # would time out in the last, unfinished interval and count nowhere.
+            resp = await asyncio.wait_for(st.done, self.cfg.io_timeout_s)
             if resp.status != 200:
                 raise HttpError(f"GET {url.target} answered HTTP {resp.status}")
             return ProbeSample(ProbeKind.SELF, _now(), (_now() - t) / 1e6)
@@ -300,6 +305,7 @@ class _Session:
         try:
             while not state.done:
                 st = d.protocol.request(method, url.scheme, url.authority, url.target,
+                                        extra_headers=None if state.upload else IDENTITY,
                                         count_only=not state.upload, upload=state.upload)
                 resp = await st.done
                 if resp.status and not 200 <= resp.status < 300:
@@ -336,7 +342,16 @@ class _Session:
             state.self_started[token] = _now()
         try:
             sample = await (self.foreign_probe() if kind is ProbeKind.FOREIGN else self.self_probe(state))
-        except (HttpError, OSError, ssl.SSLError, asyncio.TimeoutError):
+        except asyncio.TimeoutError:
+            started = state.self_started.get(token)
+            if started is None:  # a foreign probe: its connection or request timed out
+                state.probe_errors += 1
+            elif not state.done:  # a self probe on a live load connection, never answered
+                now = _now()
+                if state.run.add_unanswered(ProbeSample(ProbeKind.SELF, now, (now - started) / 1e6), at_end=False):
+                    state.unfinished += 1
+            return
+        except (HttpError, OSError, ssl.SSLError):
             state.probe_errors += 1
             return
         finally:
@@ -399,11 +414,11 @@ class _Session:
         finally:
             state.done = True
             end = _now()
-            # Self probes still unanswered count with what they waited (on h2: a request queued
-            # behind a server's send buffer may take longer than the run).
+            # Self probes still unanswered count with what they waited, when that already says they
+            # are slow (on h2: a request queued behind a server's send buffer may outlast the run).
             for started in state.self_started.values():
-                state.unfinished += 1
-                state.run.add_unfinished(ProbeSample(ProbeKind.SELF, end, (end - started) / 1e6))
+                if state.run.add_unanswered(ProbeSample(ProbeKind.SELF, end, (end - started) / 1e6), at_end=True):
+                    state.unfinished += 1
             state.self_started.clear()
             for c in state.conns:
                 c.dialed.close()

@@ -49,6 +49,7 @@ class FakeConn:
         self.paused = False
         self.tls = True
         self.transport = None
+        self.unsent_cap = 256 * 1024  # a fast connection's: writes of a whole frame run
         self.routes: list[Route] = []
         self.ended: ConnEnd | None = None
 

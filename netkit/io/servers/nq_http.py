@@ -300,9 +300,11 @@ class H1Handler:
         conn = self.conn
         if self.large_left <= 0:
             return
-        block = send_block()
+        # No more at once than the connection may hold unsent (a few ms of its rate): the transport
+        # pauses on what the kernel refuses, so one write is the most that waits in front of it.
+        size = min(BLOCK_SIZE, conn.unsent_cap)
+        block = send_block()[:size]
         write = conn.transport_write
-        size = len(block)
         t = conn.transport
         assert t is not None
         for _ in range(H1_BURST):
@@ -653,7 +655,7 @@ class H2Handler:
                 except h2.exceptions.StreamClosedError:
                     self._forget(sid)
                     continue
-                frame = min(h.max_outbound_frame_size, MAX_DATA_FRAME, self.frame_cap)
+                frame = min(h.max_outbound_frame_size, MAX_DATA_FRAME, self.frame_cap, conn.unsent_cap)
                 if st.body is None and room >= frame and st.left > FRAMES_BYTES:
                     self._raw_frames(sid, st, frame, room)
                     moved = True
@@ -694,7 +696,7 @@ class H2Handler:
         charge them, so its accounting of later WINDOW_UPDATEs stays exact."""
         h = self.h2
         run = _frame_run(sid, frame)
-        k = min(room // frame, len(run) // (frame + 9))
+        k = min(room // frame, len(run) // (frame + 9), max(1, self.conn.unsent_cap // (frame + 9)))
         self._flush()  # anything h2 queued (headers, acks) goes first
         self.conn.write(run[: k * (frame + 9)])
         sent = k * frame

@@ -17,9 +17,14 @@ Limits, all the server's own (a client's announcement never raises them):
   provoked) is cut: memory per connection is bounded.
 - Per request: ``max_upload``, ``max_header_bytes``, HTTP/2 ``max_streams``.
 
-TCP_NOTSENT_LOWAT (``notsent_lowat``, see :class:`netkit.core.nq_server.NqServerConfig`) keeps the
-kernel's unsent queue per socket small, so the answer to a probe on a loaded connection is not
-queued behind megabytes.
+Unsent data is kept to about 5 ms of each connection's rate, as the draft advises test servers:
+TCP_NOTSENT_LOWAT bounds the kernel's unsent queue, the transport's high-water mark the queue before
+it, and the writers write no more than that at once. Every :data:`ADAPT_S` of writing, a connection
+sizes them from the bytes it wrote (:meth:`NqConn.adapt_unsent`), between :data:`UNSENT_FLOOR` and
+``high_water`` (the kernel's part at most ``notsent_lowat``), starting at the floor: a fast
+connection reaches the fixed sizes it would have had within its first sizing, and the answer to a
+probe on a slow loaded connection waits behind milliseconds of data, not the hundreds of KiB those
+fixed sizes hold (at 2 Mbit/s, 384 KiB is 1.5 s).
 
 :func:`serving_responsiveness` runs a server in a background thread for tests and tools.
 """
@@ -52,6 +57,7 @@ from netkit.core.nq_server import (
     empty_limits,
     url_host,
 )
+from netkit.core.responsiveness_algo import unsent_allowance
 from netkit.core.serve_models import ServerEventSink, ms
 from netkit.core.targets import format_host_port, format_sockaddr
 from netkit.io.clock import wall_iso
@@ -62,6 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from netkit.io.servers.nq_http import H1Handler, H2Handler
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number where Python lacks the name
+ADAPT_S = 0.05  # how often a writing connection sizes its unsent allowance from its rate
+UNSENT_FLOOR = 4096  # the least a connection may hold unsent (a few packets: any slower is idle anyway)
 STOP_GRACE_S = 1.0
 CLOSE_GRACE_S = 1.0  # a connection closed by the server is aborted if it has not gone this long after
 REFUSAL_EVENT_INTERVAL_S = 1.0
@@ -87,6 +95,11 @@ class NqConn(asyncio.Protocol):
         self.head = b""  # cleartext: the first bytes, until they show HTTP/2's preface or not
         self.bytes_in = 0
         self.bytes_out = 0
+        #: Bytes this connection may hold written but unsent: its TCP_NOTSENT_LOWAT, its transport's
+        #: high-water mark and the most a writer writes at once (see adapt_unsent).
+        #: It starts at the floor and grows with the first sizing: a connection starting at the
+        #: ceiling queues that much before it knows its rate, and a slow flow takes seconds to drain it.
+        self.unsent_cap = min(UNSENT_FLOOR, server.config.high_water)
         self.requests = 0
         self.large = 0
         self.uploads = 0
@@ -95,10 +108,12 @@ class NqConn(asyncio.Protocol):
         self.ip = ""
         self.opened = time.monotonic()
         self.active_at = self.opened
+        self._rate_mark = (self.opened, 0)  # (when, bytes_out) the last sizing of unsent_cap began
         self.snap = -1
         self.reported = False
         self.handing_over = False
         self.raw: asyncio.BaseTransport | None = None
+        self.sock: Any = None  # the TCP socket (over TLS, the duplicate the TLS transport runs on)
         self._abort_timer: asyncio.TimerHandle | None = None
         self._admitted = admitted  # the plain-TCP record this TLS connection continues
 
@@ -115,8 +130,10 @@ class NqConn(asyncio.Protocol):
             transport.close()  # a clean FIN before any TLS work
             return
         sock = transport.get_extra_info("socket")
+        self.sock = sock
         for level, opt, value in ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-                                  (socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, self.server.config.notsent_lowat)):
+                                  (socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT,
+                                   min(self.unsent_cap, self.server.config.notsent_lowat))):
             try:
                 sock.setsockopt(level, opt, value)
             except (OSError, AttributeError):
@@ -128,7 +145,7 @@ class NqConn(asyncio.Protocol):
 
     def _continue(self, first: NqConn, transport: asyncio.Transport) -> None:
         """This protocol replaces ``first`` (the accepted plain connection) once TLS is up."""
-        for name in ("id", "peer", "ip", "opened", "active_at", "bytes_in", "bytes_out", "raw"):
+        for name in ("id", "peer", "ip", "opened", "active_at", "bytes_in", "bytes_out", "raw", "_rate_mark"):
             setattr(self, name, getattr(first, name))
         self.server.replace(first, self)
         if first.reason is not None or self.server.stopping:  # ended (a cap, the stop) during the handshake
@@ -136,6 +153,7 @@ class NqConn(asyncio.Protocol):
             transport.close()
             return
         self.tls = True
+        self.sock = transport.get_extra_info("socket")  # the duplicate descriptor the TLS runs on
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         self._begin(transport, alpn or "http/1.1")
@@ -144,8 +162,7 @@ class NqConn(asyncio.Protocol):
         from netkit.io.servers.nq_http import H1Handler, H2Handler
 
         self.transport = transport
-        cfg = self.server.config
-        transport.set_write_buffer_limits(high=cfg.high_water, low=cfg.high_water // 4)
+        transport.set_write_buffer_limits(high=self.unsent_cap, low=self.unsent_cap // 4)
         if alpn == "h2":
             self.protocol = "h2"
             self.handler = H2Handler(self)
@@ -188,7 +205,29 @@ class NqConn(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         if self.handler is not None and not self.ending:
+            self.adapt_unsent()
             self.handler.resume()
+
+    def adapt_unsent(self) -> None:
+        """Size the unsent allowance from the rate written since the last sizing (at most every
+        ADAPT_S; called as the transport drains, which a connection held back by its rate does
+        often and one that never fills it never needs)."""
+        now = time.monotonic()
+        since, written = self._rate_mark
+        if now - since < ADAPT_S:
+            return
+        self._rate_mark = (now, self.bytes_out)
+        cfg = self.server.config
+        cap = unsent_allowance((self.bytes_out - written) * 8 / (now - since), floor=UNSENT_FLOOR,
+                               ceiling=cfg.high_water)
+        if cap == self.unsent_cap:
+            return
+        self.unsent_cap = cap
+        if self.sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, min(cap, cfg.notsent_lowat))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.set_write_buffer_limits(high=cap, low=cap // 4)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.handing_over:

@@ -106,13 +106,13 @@ class NqServerConfig:
     max_header_bytes: int = 16 * KiB  # a request's header block, at most
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
-    #: Transport write buffer (bytes queued beyond the kernel) at which a sender pauses; small so
-    #: a self-probe answered on a loaded HTTP/2 connection waits behind little.
+    #: The most a connection holds written but unsent, the top of what each sizes from its own rate
+    #: (about 5 ms of it, as the draft advises: see the server's adapt_unsent): its transport's
+    #: pause mark and its largest write. A fast connection uses all of it.
     high_water: int = 256 * KiB
-    #: TCP_NOTSENT_LOWAT on every connection: the kernel holds at most this much not-yet-sent data
-    #: per socket. At 1 Gbit/s 128 KiB is about 1 ms, enough to keep the link busy between two
-    #: turns of the loop, while a probe's response queued behind it is delayed by about as little
-    #: (the draft recommends the option for that reason). Unset, the kernel lets several MiB wait.
+    #: The top of each connection's TCP_NOTSENT_LOWAT (the kernel's share of the above). At 1 Gbit/s
+    #: 128 KiB is about 1 ms, enough to keep the link busy between two turns of the loop. Unset, the
+    #: kernel lets several MiB wait in front of a probe's answer.
     notsent_lowat: int = 128 * KiB
     #: Written data a connection may hold queued in all (the hard cap, beyond high_water: control
     #: frames a client provokes while not reading); over it the connection is cut.

@@ -326,6 +326,21 @@ def inet_sockets() -> list[Any]:
     return psutil.Process().net_connections(kind="inet")
 
 
+def read_request_head(c: socket.socket, buf: bytearray | None = None) -> bytes | None:
+    """One HTTP request head (through its blank line) read from ``c``; None if the peer closed
+    first. Bytes read past it stay in ``buf`` for the next call (a keep-alive peer)."""
+    buf = bytearray() if buf is None else buf
+    while b"\r\n\r\n" not in buf:
+        chunk = c.recv(4096)
+        if not chunk:
+            return None
+        buf += chunk
+    end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:end])
+    del buf[:end]
+    return head
+
+
 @contextmanager
 def tcp_peer(handler: Callable[[socket.socket], None]) -> Iterator[int]:
     """A loopback TCP listener that runs ``handler`` on each accepted connection in a thread.

@@ -8,20 +8,11 @@ import time
 
 import pytest
 
-from tests.support import free_tcp_port, run_netkit, run_netkit_measured, tcp_peer
-
-
-def _read_request(c: socket.socket) -> None:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = c.recv(4096)
-        if not chunk:
-            return
-        buf += chunk
+from tests.support import free_tcp_port, read_request_head, run_netkit, run_netkit_measured, tcp_peer
 
 
 def _huge_head(c: socket.socket) -> None:
-    _read_request(c)
+    read_request_head(c)
     c.sendall(b"HTTP/1.1 200 OK\r\n")
     line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
     for _ in range(10 * 1024):  # 10 MB of header lines
@@ -29,7 +20,7 @@ def _huge_head(c: socket.socket) -> None:
 
 
 def _endless_chunked(c: socket.socket) -> None:
-    _read_request(c)
+    read_request_head(c)
     c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n" % 65536 + b"z" * 65536 + b"\r\n"
     deadline = time.monotonic() + 10
@@ -38,7 +29,7 @@ def _endless_chunked(c: socket.socket) -> None:
 
 
 def _stall_after_status(c: socket.socket) -> None:
-    _read_request(c)
+    read_request_head(c)
     c.sendall(b"HTTP/1.1 200 OK\r\n")
     c.settimeout(10)
     c.recv(1)  # until the client gives up

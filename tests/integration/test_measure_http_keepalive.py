@@ -14,19 +14,9 @@ import time
 
 import pytest
 
-from tests.support import clean_env, netkit_cmd, run_netkit, tcp_peer
+from tests.support import clean_env, netkit_cmd, read_request_head, run_netkit, tcp_peer
 
 BODY = b"hello\n"
-
-
-def _read_request(c: socket.socket, buf: bytearray) -> bool:
-    while b"\r\n\r\n" not in buf:
-        chunk = c.recv(4096)
-        if not chunk:
-            return False
-        buf += chunk
-    del buf[:buf.index(b"\r\n\r\n") + 4]
-    return True
 
 
 def _keepalive_server(*, close_every: int = 0, stall_at: int = 0) -> tuple[object, list[int]]:
@@ -41,7 +31,7 @@ def _keepalive_server(*, close_every: int = 0, stall_at: int = 0) -> tuple[objec
         on_this = 0
         with lock:
             connections.append(1)
-        while _read_request(c, buf):
+        while read_request_head(c, buf) is not None:
             with lock:
                 answered[0] += 1
                 n = answered[0]

@@ -76,13 +76,10 @@ def test_every_get_asks_for_the_identity_encoding() -> None:
     heads: list[bytes] = []
 
     def serve(conn: Any) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        heads.append(data)
+        head = support.read_request_head(conn)
+        if head is None:
+            return
+        heads.append(head)
         conn.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
 
     with support.tcp_peer(serve) as port:

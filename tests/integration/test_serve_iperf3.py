@@ -175,7 +175,11 @@ def test_each_mode_client_and_server_counts_agree(runs: dict[str, Any], name: st
         counted = server["bytes_received"] if mode == "tcp-forward" else server["bytes_sent"]
         if mode == "tcp-reverse":
             assert server["retransmits"] >= 0
-    assert got > 0 and got == pytest.approx(counted, rel=0.01), (got, counted)
+    # Within 1 %, or 1 MiB for these short paced runs (tens of MB): what a sender wrote in its last
+    # burst may still be in flight when the test ends, counted by the sender and not the receiver
+    # (iperf3's own sender and receiver lines differ the same way). 512 KiB of a 49 MB bidir run
+    # was once out when the machine was loaded.
+    assert got > 0 and abs(got - counted) <= max(0.01 * counted, 1 << 20), (got, counted)
     if name == "omit":
         assert server["duration_s"] == pytest.approx(1.0, abs=0.1)  # counted after the omitted second
     if name == "bytes":

@@ -184,12 +184,7 @@ class ListenPort(_CoreType):
     name = "port"
 
     def _parse(self, value: str) -> int:
-        if value.strip() == "0":
-            return 0
-        try:
-            return targets.parse_port(value)
-        except InputError as exc:
-            raise InputError(str(exc).replace("must be 1-65535", "must be 0-65535 (0: a free one)")) from None
+        return targets.parse_port(value, allow_zero=True)
 
 
 class Host(_CoreType):

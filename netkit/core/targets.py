@@ -93,13 +93,15 @@ def validate_host(host: str) -> str:
     return bare
 
 
-def parse_port(text: str | int) -> int:
-    """A single port 1..65535."""
+def parse_port(text: str | int, *, allow_zero: bool = False) -> int:
+    """A single port 1..65535 (0..65535 with ``allow_zero``: a port to listen on, 0 for a free one)."""
     s = str(text).strip()
     if not (s.isascii() and s.isdigit()):  # "²".isdigit() is True, but int("²") fails
         raise InputError(f"invalid port {text!r}: not a number")
     port = int(s)
-    if not 1 <= port <= 65535:
+    if allow_zero and not 0 <= port <= 65535:
+        raise InputError(f"invalid port {text!r}: must be 0-65535 (0: a free one)")
+    if not allow_zero and not 1 <= port <= 65535:
         raise InputError(f"invalid port {text!r}: must be 1-65535")
     return port
 

@@ -125,12 +125,15 @@ def rpm_from(tm_tcp: float | None, tm_tls: float | None, tm_http_f: float | None
 UNSENT_S = 0.005
 
 
-def unsent_allowance(rate_bps: float, *, floor: int, ceiling: int, seconds: float = UNSENT_S) -> int:
-    """``seconds`` of ``rate_bps`` in bytes, rounded up to a power of two (few distinct sizes, as
-    they size frames; and up to 2x of margin, so the allowance itself never holds the rate down),
-    within ``floor``..``ceiling``."""
+def unsent_allowance(rate_bps: float, *, floor: int, ceiling: int, seconds: float = UNSENT_S,
+                     power_of_two: bool = False) -> int:
+    """``seconds`` of ``rate_bps`` in bytes within ``floor``..``ceiling``; ``power_of_two`` rounds it
+    up first (a server's: few distinct sizes, as they size frames, and up to 2x of margin, so the
+    allowance itself never holds the rate down)."""
     want = max(1.0, rate_bps / 8 * seconds)
-    return max(floor, min(ceiling, 1 << math.ceil(math.log2(want))))
+    if power_of_two:
+        want = 1 << math.ceil(math.log2(want))
+    return int(max(floor, min(ceiling, want)))
 
 
 class Band(str, enum.Enum):

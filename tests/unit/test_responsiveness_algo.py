@@ -172,8 +172,15 @@ def test_an_unanswered_probe_counts_only_once_its_wait_says_it_is_slow() -> None
 
 
 def test_unsent_allowance_is_5_ms_of_the_rate_as_a_power_of_two() -> None:
-    # 20 Mbit/s: 12,500 bytes in 5 ms, rounded up to 16 KiB; bounded below and above
-    assert unsent_allowance(20e6, floor=4096, ceiling=256 * 1024) == 16384
-    assert unsent_allowance(1e6, floor=4096, ceiling=256 * 1024) == 4096  # 625 bytes: the floor
-    assert unsent_allowance(10e9, floor=4096, ceiling=256 * 1024) == 256 * 1024  # 6.25 MB: the ceiling
-    assert unsent_allowance(0.0, floor=4096, ceiling=256 * 1024) == 4096
+    # The server's: 20 Mbit/s is 12,500 bytes in 5 ms, rounded up to 16 KiB; bounded below and above
+    def server(rate: float) -> int:
+        return unsent_allowance(rate, floor=4096, ceiling=256 * 1024, power_of_two=True)
+
+    assert server(20e6) == 16384
+    assert server(1e6) == 4096  # 625 bytes: the floor
+    assert server(10e9) == 256 * 1024  # 6.25 MB: the ceiling
+    assert server(0.0) == 4096
+    # The client's upload: 5 ms as it is, within 16 KiB..4 MiB
+    assert unsent_allowance(100e6, floor=16384, ceiling=4 << 20) == 62500
+    assert unsent_allowance(20e6, floor=16384, ceiling=4 << 20) == 16384
+    assert unsent_allowance(100e9, floor=16384, ceiling=4 << 20) == 4 << 20

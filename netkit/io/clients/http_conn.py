@@ -112,11 +112,6 @@ def unsent_bytes(transport: Any) -> int:
     return n
 
 
-def unsent_limit_for(rate_bps: float, seconds: float = 0.005) -> int:
-    """A few milliseconds' worth of bytes at ``rate_bps``, within 16 KiB..4 MiB."""
-    return int(min(UNSENT_MAX, max(UNSENT_MIN, rate_bps / 8 * seconds)))
-
-
 # ----- dialing ----------------------------------------------------------------------------------
 
 @dataclass

@@ -43,6 +43,7 @@ from netkit.core.responsiveness_algo import (
     normalize_tls_ms,
     probe_pairs_per_s,
     probe_stats,
+    unsent_allowance,
 )
 from netkit.core.responsiveness_config import Direction, ResponsivenessConfig
 from netkit.core.responsiveness_result import (
@@ -53,13 +54,14 @@ from netkit.core.responsiveness_result import (
 )
 from netkit.io.aio import StopSignal, run_until_stopped
 from netkit.io.clients.http_conn import (
+    UNSENT_MAX,
+    UNSENT_MIN,
     Dialed,
     H2Protocol,
     HttpError,
     client_ssl_context,
     dial,
     tcp_info,
-    unsent_limit_for,
 )
 from netkit.io.tls import client_context, tls_error_message
 
@@ -328,7 +330,8 @@ class _Session:
         live = [c for c in state.conns if not c.dialed.protocol.closed]
         for c in live:
             if isinstance(c.dialed.protocol, H2Protocol):
-                c.dialed.protocol.unsent_limit = unsent_limit_for(rate_bps / len(live))
+                c.dialed.protocol.unsent_limit = unsent_allowance(rate_bps / len(live), floor=UNSENT_MIN,
+                                                                  ceiling=UNSENT_MAX)
 
     def spawn(self, state: _Direction, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -219,7 +219,7 @@ class NqConn(asyncio.Protocol):
         self._rate_mark = (now, self.bytes_out)
         cfg = self.server.config
         cap = unsent_allowance((self.bytes_out - written) * 8 / (now - since), floor=UNSENT_FLOOR,
-                               ceiling=cfg.high_water)
+                               ceiling=cfg.high_water, power_of_two=True)
         if cap == self.unsent_cap:
             return
         self.unsent_cap = cap

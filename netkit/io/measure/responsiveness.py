@@ -126,6 +126,12 @@ class _Direction:
     conn_failures: int = 0  # load connections the server ended (each was opened again)
     last_failure: str | None = None
 
+    def give_up(self, started_ns: int, now_ns: int, *, at_end: bool) -> None:
+        """A self probe sent at ``started_ns`` and never answered: counted with its wait when that
+        already says it is slow (see DirectionRun.add_unanswered)."""
+        if self.run.add_unanswered(ProbeSample(ProbeKind.SELF, now_ns, (now_ns - started_ns) / 1e6), at_end=at_end):
+            self.unfinished += 1
+
 
 class _Session:
     def __init__(self, cfg: ResponsivenessConfig, sink: Sink | None, stop: asyncio.Event | StopSignal | None):
@@ -350,9 +356,7 @@ class _Session:
             if started is None:  # a foreign probe: its connection or request timed out
                 state.probe_errors += 1
             elif not state.done:  # a self probe on a live load connection, never answered
-                now = _now()
-                if state.run.add_unanswered(ProbeSample(ProbeKind.SELF, now, (now - started) / 1e6), at_end=False):
-                    state.unfinished += 1
+                state.give_up(started, _now(), at_end=False)
             return
         except (HttpError, OSError, ssl.SSLError):
             state.probe_errors += 1
@@ -420,8 +424,7 @@ class _Session:
             # Self probes still unanswered count with what they waited, when that already says they
             # are slow (on h2: a request queued behind a server's send buffer may outlast the run).
             for started in state.self_started.values():
-                if state.run.add_unanswered(ProbeSample(ProbeKind.SELF, end, (end - started) / 1e6), at_end=True):
-                    state.unfinished += 1
+                state.give_up(started, end, at_end=True)
             state.self_started.clear()
             for c in state.conns:
                 c.dialed.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import dns.message
 import dns.rrset
+from support import recv_exact
 
 #: One character string of a TXT record is at most 255 bytes: six of them make a 1.5 KB answer,
 #: beyond the 1232-byte EDNS size the client advertises, so the UDP answer comes back truncated.
@@ -142,26 +143,16 @@ def pointer_loop(query: bytes) -> bytes:
     return bytes(head) + question + loop + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc6\x12\x00\x09"
 
 
-def _read_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
 def dot_relay(tls_ctx: Any, upstream_port: int) -> Callable[[socket.socket], None]:
     """A ``support.tcp_peer`` handler: a DNS-over-TLS front relaying each query to dnsmasq's TCP port."""
 
     def handler(c: socket.socket) -> None:
         with tls_ctx.wrap_socket(c, server_side=True) as t:
-            size = int.from_bytes(_read_exact(t, 2), "big")
-            query = _read_exact(t, size)
+            size = int.from_bytes(recv_exact(t, 2), "big")
+            query = recv_exact(t, size)
             with socket.create_connection(("127.0.0.1", upstream_port), timeout=2) as up:
                 up.sendall(size.to_bytes(2, "big") + query)
-                rsize = int.from_bytes(_read_exact(up, 2), "big")
-                t.sendall(rsize.to_bytes(2, "big") + _read_exact(up, rsize))
+                rsize = int.from_bytes(recv_exact(up, 2), "big")
+                t.sendall(rsize.to_bytes(2, "big") + recv_exact(up, rsize))
 
     return handler

@@ -326,6 +326,17 @@ def inet_sockets() -> list[Any]:
     return psutil.Process().net_connections(kind="inet")
 
 
+def recv_exact(c: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``c``; ConnectionError if the peer closes first."""
+    data = b""
+    while len(data) < n:
+        chunk = c.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"the peer closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
 def read_request_head(c: socket.socket, buf: bytearray | None = None) -> bytes | None:
     """One HTTP request head (through its blank line) read from ``c``; None if the peer closed
     first. Bytes read past it stay in ``buf`` for the next call (a keep-alive peer)."""

@@ -19,7 +19,7 @@ import hpack
 import pytest
 
 from netkit.io.tls import make_self_signed
-from tests.support import run_netkit_measured, tcp_peer
+from tests.support import recv_exact, run_netkit_measured, tcp_peer
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, CONTINUATION = 0, 1, 3, 4, 6, 7, 9
@@ -36,26 +36,16 @@ def status_block(status: int = 200) -> bytes:
     return hpack.Encoder().encode([(b":status", str(status).encode())])
 
 
-def _recv_exact(c: ssl.SSLSocket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = c.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the client closed")
-        buf += chunk
-    return buf
-
-
 def _read_request(c: ssl.SSLSocket, *, ack_settings: bool = True) -> int:
     """Read the client's preface and frames up to its request's HEADERS; the request's stream id. The
     server's own SETTINGS go first; the client's are acknowledged unless ``ack_settings`` is False."""
-    _recv_exact(c, len(PREFACE))
+    recv_exact(c, len(PREFACE))
     c.sendall(frame(SETTINGS, 0, 0))
     while True:
-        head = _recv_exact(c, 9)
+        head = recv_exact(c, 9)
         length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
         stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
-        _recv_exact(c, length)
+        recv_exact(c, length)
         if kind == SETTINGS and not flags & ACK and ack_settings:
             c.sendall(frame(SETTINGS, ACK, 0))
         if kind == HEADERS:

@@ -112,7 +112,6 @@ class NqConn(asyncio.Protocol):
         self.snap = -1
         self.reported = False
         self.handing_over = False
-        self.raw: asyncio.BaseTransport | None = None
         self.sock: Any = None  # the TCP socket (over TLS, the duplicate the TLS transport runs on)
         self._abort_timer: asyncio.TimerHandle | None = None
         self._admitted = admitted  # the plain-TCP record this TLS connection continues
@@ -123,7 +122,6 @@ class NqConn(asyncio.Protocol):
             self._continue(self._admitted, transport)  # type: ignore[arg-type]
             return
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        self.raw = transport
         peer = transport.get_extra_info("peername")
         if not self.server.admit(self, peer):
             self.ending = True
@@ -145,7 +143,7 @@ class NqConn(asyncio.Protocol):
 
     def _continue(self, first: NqConn, transport: asyncio.Transport) -> None:
         """This protocol replaces ``first`` (the accepted plain connection) once TLS is up."""
-        for name in ("id", "peer", "ip", "opened", "active_at", "bytes_in", "bytes_out", "raw", "_rate_mark"):
+        for name in ("id", "peer", "ip", "opened", "active_at", "bytes_in", "bytes_out", "_rate_mark"):
             setattr(self, name, getattr(first, name))
         self.server.replace(first, self)
         if first.reason is not None or self.server.stopping:  # ended (a cap, the stop) during the handshake

@@ -151,7 +151,6 @@ def load_mesh_config(path: str, self_name: str, cli: CliSettings) -> MonitorConf
         raise InputError(f"{path}: {exc}") from None
 
 
-
 # ----- udp sessions that last several rounds --------------------------------------------------
 #: A reflector remembers each probe session for 5 minutes (keyed: its freshness window), up to a
 #: bounded table. A new session every round would make each reflector of a mesh remember

@@ -174,7 +174,7 @@ async def query_once(*, seq: int, host: str, port: int, label: str, name: str, q
             assert ssl_ctx is not None and doh is not None
             reply, rtt, info = await https_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
                                                     authority=doh[0], path=doh[1],
-                                                    server_hostname=server_hostname or host,
+                                                    server_hostname=server_hostname,
                                                     get=doh_get, pool=doh_pool, clock=clock)
         else:
             reply, rtt = await stream_exchange(host, port, query, deadline, ssl_ctx=ssl_ctx,
